@@ -1,0 +1,73 @@
+/**
+ * The activities a worker registers for one pipeline: the control activities and one
+ * `stage:<name>` activity per stage the pipeline can compile to.
+ */
+import { ApplicationFailure, CancelledFailure, Context } from "@temporalio/activity";
+import type { Logger } from "pino";
+import { SageError } from "../core/errors.js";
+import { ABORT_ACTIVITY, COMMIT_ACTIVITY, SPLITS_ACTIVITY, stageActivityType, type StageInput, type StageOutput } from "../core/plan/job.js";
+import { abortJob, commitJob, listSplits, type ControlInput } from "./job-control.js";
+import type { OperatorRegistry } from "./registry.js";
+import { runStage } from "./stage-runner.js";
+
+/** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
+const SERVED_PARALLELISM = 16;
+
+/** Converts our errors into Temporal failures whose type is the error code. */
+async function asFailure<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof SageError) {
+      throw ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: !err.retriable, cause: err });
+    }
+    throw err;
+  }
+}
+
+function activityLogger(base: Logger, input: { jobId: string; pipeline: string }, extra: Record<string, unknown> = {}): Logger {
+  const info = Context.current().info;
+  return base.child({ pipeline: input.pipeline, jobId: input.jobId, activity: info.activityType, attempt: info.attempt, ...extra });
+}
+
+/** Every stage name the pipeline compiles to for the served parallelisms, with and without fusion. */
+export function servedStageNames(registry: OperatorRegistry, configParallelism: number): string[] {
+  const names = new Set<string>();
+  const parallelisms = new Set([configParallelism, ...Array.from({ length: SERVED_PARALLELISM }, (_, i) => i + 1)]);
+  for (const p of parallelisms) for (const fusion of [true, false]) for (const s of registry.compile(p, fusion).plan.stages) names.add(s.name);
+  return [...names];
+}
+
+/** Builds the activity map for `Worker.create`. */
+export function createActivities(options: {
+  registry: OperatorRegistry;
+  dataDir: string;
+  logger: Logger;
+  configParallelism: number;
+  /** Called after each stage activity with its counts and wall time (metrics). */
+  observe?: (stage: string, counts: StageOutput["counts"], seconds: number) => void;
+}) {
+  const { registry, dataDir, logger } = options;
+  const activities: Record<string, (input: never) => Promise<unknown>> = {
+    [SPLITS_ACTIVITY]: (input: ControlInput) => asFailure(() => listSplits(input, registry, activityLogger(logger, input))),
+    [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),
+    [ABORT_ACTIVITY]: (input: ControlInput) => asFailure(() => abortJob(input, dataDir)),
+  };
+  const stage = (input: StageInput) =>
+    asFailure(async () => {
+      const log = activityLogger(logger, input, { stage: input.stage, shard: input.shard });
+      const started = Date.now();
+      const ctx = Context.current();
+      const heartbeat = (details?: unknown): void => {
+        ctx.heartbeat(details);
+        if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`stage ${input.stage} of job ${input.jobId} was cancelled`);
+      };
+      const out = await runStage(input, { registry, dataDir, logger: log, heartbeat }, log);
+      const ms = Date.now() - started;
+      log.debug({ ms }, "stage done");
+      options.observe?.(input.stage, out.counts, ms / 1000);
+      return out;
+    });
+  for (const name of servedStageNames(registry, options.configParallelism)) activities[stageActivityType(name)] = stage;
+  return activities;
+}

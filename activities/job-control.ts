@@ -1,0 +1,102 @@
+/**
+ * The control activities of a job: list the splits of its sources, publish its sink outputs and
+ * dead letters atomically (idempotent: a retried commit returns the first commit's result), and
+ * clean up a cancelled job.
+ */
+import { mkdir, readFile, rm, writeFile, readdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Logger } from "pino";
+import type { SourceFunction } from "../core/api/functions.js";
+import { resolvePlanString } from "../core/api/params.js";
+import { SinkError, SourceError } from "../core/errors.js";
+import type { SplitRef, SplitsByStage, StageInput } from "../core/plan/job.js";
+import { fileSplits } from "../connectors/file/source.js";
+import { jobStagingDir, publishShards } from "../connectors/file/staging.js";
+import type { OperatorRegistry } from "./registry.js";
+
+/** What the control activities receive (a stage input without a unit of work). */
+export type ControlInput = Omit<StageInput, "stage" | "shard" | "split" | "batch"> & { deadLetters?: number };
+
+/** Result of a commit. */
+export interface CommitResult {
+  outputs: Record<string, string>;
+  deadLetterPath: string | null;
+}
+
+/** Where a job's dead letters go: the plan's dead-letter sink, the configured path, or the data dir. */
+export function deadLetterTarget(input: ControlInput, dataDir: string, planSpec: { kind: string; path?: unknown } | null): string {
+  if (planSpec && planSpec.kind === "file") return resolve(resolvePlanString(planSpec.path as string, input.params, "dead-letter sink"));
+  if (input.runtime.deadLetterPath) return resolve(input.runtime.deadLetterPath.replace("{pipeline}", input.pipeline).replace("{jobId}", input.jobId));
+  return resolve(join(dataDir, "dead-letters", input.pipeline, `${input.jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}.jsonl`));
+}
+
+/** Lists the splits of every source stage; also checks that every sink path resolves. */
+export async function listSplits(input: ControlInput, registry: OperatorRegistry, logger: Logger): Promise<SplitsByStage> {
+  const compiled = registry.resolve(input);
+  const { plan } = compiled;
+  for (const node of plan.nodes) {
+    if (node.sink?.kind === "file") resolvePlanString(node.sink.path, input.params, `sink "${node.name}"`);
+  }
+  const out: SplitsByStage = {};
+  for (const stage of plan.stages.filter((s) => s.source)) {
+    const node = plan.nodes.find((n) => n.id === stage.operators[0])!;
+    const spec = node.source!;
+    const crossesHistory = plan.edges.some((e) => e.fromStage === stage.id);
+    let descriptors: unknown[];
+    if (spec.kind === "file") {
+      let path: string;
+      try {
+        path = resolvePlanString(spec.path, input.params, `source "${node.name}"`);
+      } catch (err) {
+        throw new SourceError((err as Error).message);
+      }
+      const budget = crossesHistory ? Math.min(input.runtime.splitBytes, Math.floor(input.runtime.maxBatchBytes / 4)) : input.runtime.splitBytes;
+      descriptors = await fileSplits(node.name, path, spec.splitBytes ?? budget);
+    } else if (spec.kind === "collection") {
+      const per = crossesHistory ? 500 : Math.max(1, Math.ceil(spec.size / (stage.parallelism * 4)));
+      descriptors = [];
+      for (let i = 0; i < spec.size; i += per) descriptors.push([i, Math.min(spec.size, i + per)]);
+    } else {
+      const fn = await registry.function<SourceFunction<unknown>>(compiled, node);
+      const ctx = { params: input.params, parallelism: stage.parallelism, logger: logger.child({ operator: node.id }) };
+      descriptors = fn.splits ? [...(await fn.splits(ctx))] : [null];
+    }
+    out[stage.id] = descriptors.map((d, index): SplitRef => ({ stage: stage.id, index, descriptor: d as SplitRef["descriptor"] }));
+  }
+  return out;
+}
+
+/** Publishes every file sink and the dead letters; safe to retry. */
+export async function commitJob(input: ControlInput, registry: OperatorRegistry, dataDir: string): Promise<CommitResult> {
+  const { plan } = registry.resolve(input);
+  const staging = jobStagingDir(dataDir, input.pipeline, input.jobId);
+  const marker = join(staging, "committed.json");
+  const earlier = await readFile(marker, "utf8").catch(() => null);
+  if (earlier) return JSON.parse(earlier) as CommitResult;
+  const result: CommitResult = { outputs: {}, deadLetterPath: null };
+  const suffix = `sage-${input.jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}`;
+  try {
+    for (const node of plan.nodes) {
+      if (node.sink?.kind !== "file") continue;
+      const target = resolve(resolvePlanString(node.sink.path, input.params, `sink "${node.name}"`));
+      await publishShards(join(staging, node.id), target, suffix);
+      result.outputs[node.id] = target;
+    }
+    if ((input.deadLetters ?? 0) > 0) {
+      const target = deadLetterTarget(input, dataDir, plan.deadLetter);
+      await publishShards(join(staging, "_dead-letters"), target, suffix);
+      result.deadLetterPath = target;
+    }
+  } catch (err) {
+    throw new SinkError(`commit of job "${input.jobId}" failed: ${(err as Error).message}`, { cause: err, retriable: true });
+  }
+  await mkdir(staging, { recursive: true });
+  await writeFile(marker, JSON.stringify(result));
+  for (const entry of await readdir(staging)) if (entry !== "committed.json") await rm(join(staging, entry), { recursive: true, force: true });
+  return result;
+}
+
+/** Removes the staged output of a cancelled job. */
+export async function abortJob(input: ControlInput, dataDir: string): Promise<void> {
+  await rm(jobStagingDir(dataDir, input.pipeline, input.jobId), { recursive: true, force: true });
+}

@@ -1,0 +1,38 @@
+/** Connection settings for clients and workers, from configuration (address, namespace, TLS, API key). */
+import { readFileSync } from "node:fs";
+import type { TLSConfig } from "@temporalio/client";
+import type { SageConfig } from "../core/config/schema.js";
+
+/** Options accepted by both `Connection.connect` and `NativeConnection.connect`. */
+export interface ConnectionSettings {
+  address: string;
+  tls?: TLSConfig | boolean;
+  apiKey?: string;
+}
+
+function file(path: string | undefined, key: string): Buffer | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`config temporal.tls.${key} = "${path}": cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/** Address, TLS and API key for the configured server. */
+export function connectionOptions(config: SageConfig): ConnectionSettings {
+  const t = config.temporal;
+  const settings: ConnectionSettings = { address: t.address };
+  const cert = file(t.tls.cert, "cert");
+  const key = file(t.tls.key, "key");
+  const ca = file(t.tls.ca, "ca");
+  if (t.tls.enabled || cert || ca || t["api-key"]) {
+    settings.tls = {
+      ...(t.tls["server-name"] ? { serverNameOverride: t.tls["server-name"] } : {}),
+      ...(ca ? { serverRootCACertificate: ca } : {}),
+      ...(cert && key ? { clientCertPair: { crt: cert, key } } : {}),
+    };
+  }
+  if (t["api-key"]) settings.apiKey = t["api-key"];
+  return settings;
+}

@@ -1,0 +1,83 @@
+/**
+ * Exactly-once file output: each shard (split or batch) is written to a staging file and renamed
+ * into place when complete; at commit the shards are concatenated in shard order into a temporary
+ * file beside the target, which is renamed over it. Retried shards overwrite themselves, so a
+ * worker crash never duplicates or loses a line.
+ */
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdir, readdir, rename, rm, writeFile, readFile, open } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { once } from "node:events";
+
+/** Directory holding the staged shards of one job. */
+export function jobStagingDir(dataDir: string, pipeline: string, jobId: string): string {
+  return join(dataDir, "staging", pipeline, jobId.replace(/[^A-Za-z0-9_.-]/g, "_"));
+}
+
+/** Writes one shard of one output: lines are buffered, the file appears only at `finish`. */
+export class ShardWriter {
+  private stream: WriteStream | null = null;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private readonly tmpPath: string;
+
+  constructor(private readonly finalPath: string) {
+    this.tmpPath = `${finalPath}.tmp`;
+  }
+
+  /** Appends one line (without its newline). */
+  async writeLine(line: string): Promise<void> {
+    this.pending.push(line);
+    this.pendingBytes += line.length + 1;
+    if (this.pendingBytes >= 256 * 1024) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    if (!this.stream) {
+      await mkdir(dirname(this.tmpPath), { recursive: true });
+      this.stream = createWriteStream(this.tmpPath, { flags: "w" });
+    }
+    const text = this.pending.join("\n") + "\n";
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.stream.write(text)) await once(this.stream, "drain");
+  }
+
+  /** Makes the shard visible (even when empty, so a retry that writes nothing overwrites the old one). */
+  async finish(): Promise<void> {
+    await this.flush();
+    if (this.stream) {
+      const s = this.stream;
+      await new Promise<void>((res, rej) => s.end((err?: Error | null) => (err ? rej(err) : res())));
+    } else {
+      await mkdir(dirname(this.tmpPath), { recursive: true });
+      await writeFile(this.tmpPath, "");
+    }
+    await rename(this.tmpPath, this.finalPath);
+  }
+
+  /** Drops the temporary file of an unfinished shard. */
+  async discard(): Promise<void> {
+    this.stream?.destroy();
+    await rm(this.tmpPath, { force: true });
+  }
+}
+
+/** Concatenates the finished shards in `dir` (sorted by name) into `target`, atomically. Returns the line count. */
+export async function publishShards(dir: string, target: string, tmpSuffix: string): Promise<void> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(".jsonl")).sort();
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = `${target}.${tmpSuffix}.tmp`;
+  const out = await open(tmp, "w");
+  try {
+    for (const name of names) {
+      const data = await readFile(join(dir, name));
+      if (data.length > 0) await out.write(data);
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+  await rename(tmp, target);
+}

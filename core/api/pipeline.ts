@@ -1,0 +1,48 @@
+/** `definePipeline`: the unit a module exports, compiled the same way by client and worker. */
+import { PipelineDefinitionError } from "../errors.js";
+import { GraphBuilder } from "../plan/builder.js";
+import type { LogicalGraph } from "../plan/logical.js";
+import { optimize, type CompileOptions, type PhysicalPlan } from "../plan/physical.js";
+import { StreamExecutionEnvironment } from "./environment.js";
+
+/** A pipeline compiled for one set of options: the plan plus the user functions by operator id. */
+export interface CompiledPipeline {
+  readonly graph: LogicalGraph;
+  readonly plan: PhysicalPlan;
+  readonly functions: ReadonlyMap<string, unknown>;
+}
+
+/** A named pipeline definition. */
+export interface Pipeline {
+  /** Marker that lets loaders recognise a pipeline among a module's exports. */
+  readonly kind: "sage.pipeline";
+  readonly name: string;
+  /** Runs the build function and optimizes the graph. Deterministic: same module, same plan. */
+  compile(options?: Partial<CompileOptions>): CompiledPipeline;
+}
+
+/** Default compile options. */
+export const DEFAULT_COMPILE_OPTIONS: CompileOptions = { parallelism: 1, fusion: true };
+
+/** Declares a pipeline; `build` receives the environment and declares sources, operators and sinks. */
+export function definePipeline(name: string, build: (env: StreamExecutionEnvironment) => unknown): Pipeline {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) {
+    throw new PipelineDefinitionError(`pipeline name "${name}" must match [A-Za-z0-9_.-]+ (it becomes part of workflow ids)`);
+  }
+  return {
+    kind: "sage.pipeline",
+    name,
+    compile(options = {}) {
+      const builder = new GraphBuilder(name);
+      build(new StreamExecutionEnvironment(builder));
+      const { graph, functions } = builder.finish();
+      const plan = optimize(graph, { ...DEFAULT_COMPILE_OPTIONS, ...options });
+      return { graph, plan, functions };
+    },
+  };
+}
+
+/** True when `value` is a pipeline made by `definePipeline`. */
+export function isPipeline(value: unknown): value is Pipeline {
+  return typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "sage.pipeline";
+}

@@ -1,0 +1,157 @@
+/**
+ * Configuration after the SAGE Core tuning YAML (`execution.parallelism`, `execution.buffer-timeout`,
+ * `state.checkpoint-interval`, ...) plus the Temporal connection. Validated once at the edge; the
+ * rest of the program gets a typed `SageConfig` and never re-checks.
+ */
+import { z } from "zod";
+import { ConfigError } from "../errors.js";
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+function withUnits(units: Record<string, number>, what: string) {
+  return z.union([z.number(), z.string()]).transform((value, ctx) => {
+    if (typeof value === "number") {
+      if (Number.isFinite(value) && value >= 0) return value;
+    } else {
+      const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+      const unit = (m?.[2] ?? "").toLowerCase() || Object.keys(units)[0]!;
+      const factor = units[unit];
+      if (m && factor !== undefined) return Math.round(Number(m[1]) * factor);
+    }
+    ctx.addIssue({ code: "custom", message: `expected ${what} such as ${Object.keys(units).map((u) => `10${u}`).join(", ")}` });
+    return z.NEVER;
+  });
+}
+const duration = withUnits(UNITS_MS, "a duration");
+const bytes = withUnits(UNITS_BYTES, "a size");
+const positiveInt = z.coerce.number().int().positive();
+const port = z.coerce.number().int().min(0).max(65535);
+const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
+
+/** The schema of `sage.config.yaml` (all keys optional; defaults applied). */
+export const configSchema = z
+  .object({
+    execution: z
+      .object({
+        parallelism: positiveInt.default(2),
+        mode: z.enum(["BATCH", "STREAMING", "AUTOMATIC"]).default("AUTOMATIC"),
+        "buffer-timeout": duration.default(50),
+        fusion: bool.default(true),
+        "split-bytes": bytes.default(4 * 1024 * 1024),
+        "max-batch-bytes": bytes.default(512 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    state: z
+      .object({ "checkpoint-interval": duration.default(30_000) })
+      .strict()
+      .prefault({}),
+    temporal: z
+      .object({
+        address: z.string().min(1).default("127.0.0.1:7233"),
+        namespace: z.string().min(1).default("default"),
+        "task-queue": z.string().min(1).optional(),
+        "ui-port": port.default(8233),
+        "ui-address": z.string().optional(),
+        binary: z.string().optional(),
+        "api-key": z.string().optional(),
+        tls: z
+          .object({
+            enabled: bool.default(false),
+            "server-name": z.string().optional(),
+            ca: z.string().optional(),
+            cert: z.string().optional(),
+            key: z.string().optional(),
+          })
+          .strict()
+          .prefault({}),
+        "activity-timeout": duration.default(10 * 60_000),
+        "heartbeat-timeout": duration.default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    worker: z
+      .object({
+        "max-concurrent-activities": positiveInt.default(8),
+        "metrics-port": port.default(0),
+      })
+      .strict()
+      .prefault({}),
+    "data-dir": z.string().min(1).default(".sage"),
+    "dead-letter": z.object({ path: z.string().optional() }).strict().prefault({}),
+    log: z
+      .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** Typed configuration after validation and defaults. */
+export type SageConfig = z.output<typeof configSchema>;
+
+/** Where a configuration value came from, for error messages. */
+export type ConfigOrigins = ReadonlyMap<string, string>;
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let cur = input;
+  for (const key of path) cur = cur && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[key] : undefined;
+  return cur;
+}
+
+/**
+ * Validates raw configuration. Errors name every bad key, its value, where it came from and what
+ * was expected, e.g. `execution.parallelism = "abc" (from sage.config.yaml): expected number`.
+ */
+export function parseConfig(raw: unknown, origins: ConfigOrigins = new Map()): SageConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const lines = result.error.issues.flatMap((issue) => {
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((k) => {
+        const key = [...issue.path, k].join(".");
+        return `unknown config key "${key}"${origins.has(key) ? ` (from ${origins.get(key)})` : ""}`;
+      });
+    }
+    const key = issue.path.join(".");
+    const value = valueAt(raw, issue.path);
+    const from = origins.get(key);
+    return [`${key} = ${JSON.stringify(value)}${from ? ` (from ${from})` : ""}: ${issue.message}`];
+  });
+  throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+}
+
+/** Every leaf key of the schema, dotted (`temporal.address`), for env var and flag mapping. */
+export const CONFIG_KEYS: readonly string[] = [
+  "execution.parallelism",
+  "execution.mode",
+  "execution.buffer-timeout",
+  "execution.fusion",
+  "execution.split-bytes",
+  "execution.max-batch-bytes",
+  "state.checkpoint-interval",
+  "temporal.address",
+  "temporal.namespace",
+  "temporal.task-queue",
+  "temporal.ui-port",
+  "temporal.ui-address",
+  "temporal.binary",
+  "temporal.api-key",
+  "temporal.tls.enabled",
+  "temporal.tls.server-name",
+  "temporal.tls.ca",
+  "temporal.tls.cert",
+  "temporal.tls.key",
+  "temporal.activity-timeout",
+  "temporal.heartbeat-timeout",
+  "worker.max-concurrent-activities",
+  "worker.metrics-port",
+  "data-dir",
+  "dead-letter.path",
+  "log.level",
+];
+
+/** The environment variable of a config key: `temporal.task-queue` -> `SAGE_TEMPORAL_TASK_QUEUE`. */
+export function envVarOf(key: string): string {
+  return `SAGE_${key.toUpperCase().replace(/[.-]/g, "_")}`;
+}

@@ -1,0 +1,142 @@
+/**
+ * Collects the logical graph while the user's build function runs: assigns ids, checks names,
+ * hashes function sources and keeps the function objects for the worker's registry.
+ */
+import { PipelineDefinitionError } from "../errors.js";
+import type { SinkSpec, SourceSpec } from "../api/connectors.js";
+import { canonicalJson, sha256Hex } from "./hash.js";
+import { DEFAULT_RETRY, type LogicalGraph, type LogicalNode, type NodeInput, type OperatorKind, type RetryPolicy } from "./logical.js";
+
+/** Options every operator takes. */
+export interface OperatorOptions {
+  /** Display name, unique in the pipeline; also the operator id unless `uid` is set. */
+  name?: string;
+  /** Stable id that survives renames (used for state and registry lookups). */
+  uid?: string;
+  /** Parallel instances of this operator (default: the job's parallelism). */
+  parallelism?: number;
+  /** Per-record retries before the record goes to the dead letters. */
+  retry?: Partial<RetryPolicy>;
+  /** Budget for one record in this operator, in ms (default: none). */
+  timeoutMs?: number;
+}
+
+/** What a node is made from, before ids are assigned. */
+export interface NodeDraft {
+  kind: OperatorKind;
+  inputs: NodeInput[];
+  fn: unknown;
+  options: OperatorOptions;
+  source?: SourceSpec;
+  sink?: SinkSpec;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
+
+function positiveInt(value: number | undefined, what: string): number | null {
+  if (value === undefined) return null;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new PipelineDefinitionError(`${what}: parallelism must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Hash of a function's source; for objects, the class source and the object's own JSON fields. */
+export function hashFunction(fn: unknown): { form: LogicalNode["form"]; hash: string } {
+  if (fn === undefined || fn === null) return { form: "descriptor", hash: "" };
+  if (typeof fn === "function") return { form: "lambda", hash: sha256Hex(fn.toString()) };
+  const proto = Object.getPrototypeOf(fn) as { constructor?: { toString(): string } } | null;
+  const classSource = proto?.constructor?.toString() ?? "";
+  const methods: string[] = [];
+  for (const key of Object.keys(fn)) {
+    const v = (fn as Record<string, unknown>)[key];
+    if (typeof v === "function") methods.push(`${key}=${v.toString()}`);
+  }
+  let fields = "";
+  try {
+    fields = canonicalJson(fn);
+  } catch {
+    fields = "<unserializable fields>";
+  }
+  return { form: "object", hash: sha256Hex(`${classSource}\n${methods.join("\n")}\n${fields}`) };
+}
+
+/** Accumulates nodes while a pipeline's build function runs. */
+export class GraphBuilder {
+  private readonly nodes: LogicalNode[] = [];
+  private readonly functions = new Map<string, unknown>();
+  private readonly names = new Set<string>();
+  private readonly consumed = new Set<string>();
+  parallelism: number | null = null;
+  deadLetter: SinkSpec | null = null;
+
+  constructor(readonly pipeline: string) {}
+
+  /** Adds a node and returns its id. */
+  add(draft: NodeDraft): string {
+    const index = this.nodes.length;
+    const name = draft.options.name ?? `${draft.kind}-${index}`;
+    const id = draft.options.uid ?? name;
+    for (const [label, value] of [["name", name], ["uid", id]] as const) {
+      if (!ID_PATTERN.test(value)) {
+        throw new PipelineDefinitionError(
+          `pipeline "${this.pipeline}": operator ${label} "${value}" (operator #${index}, ${draft.kind}) must match ${ID_PATTERN.source}`,
+        );
+      }
+    }
+    if (this.names.has(name) || this.nodes.some((n) => n.id === id)) {
+      throw new PipelineDefinitionError(
+        `pipeline "${this.pipeline}": two operators are named "${name}" (the second is operator #${index}, ${draft.kind}); names and uids must be unique`,
+      );
+    }
+    this.names.add(name);
+    const { form, hash } = hashFunction(draft.fn);
+    const node: LogicalNode = {
+      id,
+      name,
+      kind: draft.kind,
+      parallelism: positiveInt(draft.options.parallelism, `operator "${name}"`),
+      inputs: draft.inputs,
+      form,
+      fnHash: hash,
+      retry: { ...DEFAULT_RETRY, ...draft.options.retry },
+      timeoutMs: draft.options.timeoutMs ?? 0,
+      ...(draft.source ? { source: draft.source } : {}),
+      ...(draft.sink ? { sink: draft.sink } : {}),
+    };
+    if (node.retry.maxAttempts < 1 || !Number.isInteger(node.retry.maxAttempts)) {
+      throw new PipelineDefinitionError(`operator "${name}": retry.maxAttempts must be an integer >= 1, got ${node.retry.maxAttempts}`);
+    }
+    for (const input of draft.inputs) this.consumed.add(`${input.from}#${input.tag ?? ""}`);
+    this.nodes.push(node);
+    if (draft.fn !== undefined && draft.fn !== null) this.functions.set(id, draft.fn);
+    return id;
+  }
+
+  /** Sets the job parallelism declared by the pipeline. */
+  setParallelism(value: number): void {
+    this.parallelism = positiveInt(value, `pipeline "${this.pipeline}"`);
+  }
+
+  /** The finished graph and the user functions by operator id. */
+  finish(): { graph: LogicalGraph; functions: ReadonlyMap<string, unknown> } {
+    if (this.nodes.length === 0) {
+      throw new PipelineDefinitionError(`pipeline "${this.pipeline}" declares no operators: call env.fromSource(...) or env.fromCollection(...)`);
+    }
+    const sinks = this.nodes.filter((n) => n.kind === "sink");
+    if (sinks.length === 0) {
+      throw new PipelineDefinitionError(`pipeline "${this.pipeline}" has no sink: end each stream with .sink(...) or .print()`);
+    }
+    for (const node of this.nodes) {
+      if (node.kind !== "sink" && !this.consumed.has(`${node.id}#`) && node.kind !== "process") {
+        throw new PipelineDefinitionError(
+          `pipeline "${this.pipeline}": the output of operator "${node.name}" goes nowhere; end the stream with .sink(...)`,
+        );
+      }
+    }
+    return {
+      graph: { pipeline: this.pipeline, parallelism: this.parallelism, nodes: this.nodes, deadLetter: this.deadLetter },
+      functions: this.functions,
+    };
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The contract between client, workflow and activities: what a job is started with, what a stage
+ * activity receives and returns, and what the `progress` query answers. All plain JSON.
+ */
+import type { SplitDescriptor } from "../api/functions.js";
+import type { PhysicalPlan } from "./physical.js";
+
+/** Workflow type name of the pipeline interpreter. */
+export const PIPELINE_WORKFLOW = "pipelineWorkflow";
+/** Name of the progress query. */
+export const PROGRESS_QUERY = "progress";
+/** Activity type that lists the splits of the job's sources. */
+export const SPLITS_ACTIVITY = "sage:splits";
+/** Activity type that publishes sink outputs and dead letters atomically. */
+export const COMMIT_ACTIVITY = "sage:commit";
+/** Activity type that removes a cancelled job's staged output. */
+export const ABORT_ACTIVITY = "sage:abort";
+/** Search attribute holding the pipeline name. */
+export const SA_PIPELINE = "SagePipeline";
+/** Search attribute holding the job id. */
+export const SA_JOB_ID = "SageJobId";
+
+/** Temporal workflow id of a job. */
+export function workflowIdOf(pipeline: string, jobId: string): string {
+  return `sage/${pipeline}/${jobId}`;
+}
+
+/** Activity type of a stage (the Web UI shows it): `stage:split+pair+no-short`. */
+export function stageActivityType(stageName: string): string {
+  return `stage:${stageName}`;
+}
+
+/** Activity timeouts and retry the workflow uses, from configuration. */
+export interface JobRuntimeOptions {
+  activityTimeoutMs: number;
+  heartbeatTimeoutMs: number;
+  /** Byte budget of one batch that crosses workflow history. */
+  maxBatchBytes: number;
+  /** Target bytes per file split. */
+  splitBytes: number;
+  /** Dead-letter file path (resolved by the worker when empty). */
+  deadLetterPath: string | null;
+}
+
+/** What a job workflow is started with. */
+export interface JobInput {
+  jobId: string;
+  plan: PhysicalPlan;
+  params: Record<string, string>;
+  runtime: JobRuntimeOptions;
+  /** Splits already completed by an earlier run of this job (`sage rerun`), by source stage and split index. */
+  resume?: { fromRunId: string; completed: Record<string, Record<number, StageCounts>> };
+}
+
+/** Counts per operator id. */
+export type StageCounts = Record<string, OperatorCounts>;
+
+/** Records into and out of one operator, and how many went to the dead letters there. */
+export interface OperatorCounts {
+  in: number;
+  out: number;
+  dead: number;
+}
+
+/** One split of one source stage. */
+export interface SplitRef {
+  stage: string;
+  index: number;
+  descriptor: SplitDescriptor;
+}
+
+/** What a stage activity receives: a split (source stages) or a batch of records (other stages). */
+export interface StageInput {
+  jobId: string;
+  pipeline: string;
+  planHash: string;
+  parallelism: number;
+  fusion: boolean;
+  stage: string;
+  params: Record<string, string>;
+  /** Stable key of this unit of work (split index path); names sink shards and dead-letter shards. */
+  shard: string;
+  split?: SplitRef;
+  /** Records entering `entryOperator` (non-source stages). */
+  batch?: unknown[];
+  runtime: JobRuntimeOptions;
+}
+
+/** What a stage activity returns. Records appear only for edges that leave the stage. */
+export interface StageOutput {
+  counts: StageCounts;
+  /** Records per outgoing stage edge, keyed `<toStage>`. */
+  outputs: Record<string, unknown[]>;
+}
+
+/** What `sage:splits` returns: the splits of each source stage. */
+export type SplitsByStage = Record<string, SplitRef[]>;
+
+/** Live state of a job, answered by the `progress` query. */
+export interface JobProgress {
+  pipeline: string;
+  jobId: string;
+  planHash: string;
+  phase: "planning" | "running" | "committing" | "done" | "cancelled" | "failed";
+  splitsTotal: number;
+  splitsDone: number;
+  activities: number;
+  counts: StageCounts;
+  deadLetters: number;
+}
+
+/** The result of a finished job. */
+export interface JobResult extends JobProgress {
+  /** Published files per sink id. */
+  outputs: Record<string, string>;
+  deadLetterPath: string | null;
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** Adds `b` into `a` (counts per operator). */
+export function addCounts(a: StageCounts, b: StageCounts): void {
+  for (const [op, c] of Object.entries(b)) {
+    const t = (a[op] ??= { in: 0, out: 0, dead: 0 });
+    t.in += c.in;
+    t.out += c.out;
+    t.dead += c.dead;
+  }
+}
+
+/** Total dead letters in a counts table. */
+export function deadLetterTotal(counts: StageCounts): number {
+  return Object.values(counts).reduce((n, c) => n + c.dead, 0);
+}

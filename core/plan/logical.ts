@@ -1,0 +1,61 @@
+/** The logical graph: one node per user operator, exactly as declared. */
+import type { SinkSpec, SourceSpec } from "../api/connectors.js";
+
+/** Kinds of operators in a logical graph. */
+export type OperatorKind = "source" | "map" | "flatMap" | "filter" | "process" | "sink";
+
+/** Operators that keep no state between records and so may fuse with their neighbours. */
+export const STATELESS_KINDS: ReadonlySet<OperatorKind> = new Set(["source", "map", "flatMap", "filter", "process", "sink"]);
+
+/** Per-record retry policy of an operator; retries run inside the stage activity. */
+export interface RetryPolicy {
+  /** Tries per record, the first included (1 = no retry). */
+  maxAttempts: number;
+  /** Delay before the first retry. */
+  initialIntervalMs: number;
+  /** Growth of the delay per retry. */
+  backoffCoefficient: number;
+  /** Cap of the delay. */
+  maxIntervalMs: number;
+}
+
+/** Defaults for `RetryPolicy`. */
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, initialIntervalMs: 100, backoffCoefficient: 2, maxIntervalMs: 5_000 };
+
+/** An input edge of a node: the upstream node and which of its outputs (null = main). */
+export interface NodeInput {
+  from: string;
+  tag: string | null;
+}
+
+/** One user operator. */
+export interface LogicalNode {
+  /** Stable id: `uid`, else `name`. */
+  id: string;
+  /** Display name (unique in the pipeline). */
+  name: string;
+  kind: OperatorKind;
+  /** Explicit parallelism, or null to inherit the job's. */
+  parallelism: number | null;
+  inputs: NodeInput[];
+  /** How the user gave the function: a lambda, an object, or a built-in descriptor. */
+  form: "lambda" | "object" | "descriptor";
+  /** Hash of the function's source (and an object's own fields). */
+  fnHash: string;
+  /** Per-record retry policy, merged with the defaults. */
+  retry: RetryPolicy;
+  /** Wall-clock budget for one record in this operator, ms (0 = none). */
+  timeoutMs: number;
+  source?: SourceSpec;
+  sink?: SinkSpec;
+}
+
+/** The whole logical graph of a pipeline. */
+export interface LogicalGraph {
+  pipeline: string;
+  /** Job parallelism declared by the pipeline (null = from config). */
+  parallelism: number | null;
+  nodes: LogicalNode[];
+  /** Where dead letters go (null = the default JSONL file under the data dir). */
+  deadLetter: SinkSpec | null;
+}

@@ -1,0 +1,101 @@
+/**
+ * A real `@temporalio/worker` Worker serving one pipeline: the bundled plan interpreter workflow
+ * plus the pipeline's stage activities, on the pipeline's task queue.
+ */
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bundleWorkflowCode, NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel } from "@temporalio/worker";
+import type { Logger } from "pino";
+import type { Pipeline } from "../core/api/pipeline.js";
+import type { SageConfig } from "../core/config/schema.js";
+import { createActivities } from "../activities/index.js";
+import { OperatorRegistry } from "../activities/registry.js";
+import { connectionOptions } from "../client/connection.js";
+import { taskQueueOf } from "../client/task-queue.js";
+import { observeStage, startMetricsServer, type MetricsServer } from "./metrics.js";
+
+const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
+
+let bundle: ReturnType<typeof bundleWorkflowCode> | null = null;
+/** The workflow bundle, built once per process (bundling takes seconds). */
+export function workflowBundle(): ReturnType<typeof bundleWorkflowCode> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger("WARN") });
+  return bundle;
+}
+
+/** Path of the workflow entry point (for replay). */
+export const workflowsPath = WORKFLOWS_PATH;
+
+let runtimeInstalled = false;
+function installRuntime(logger: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const sdkLog = logger.child({ component: "temporal-sdk" });
+  Runtime.install({
+    logger: new DefaultLogger("WARN", (entry) => {
+      const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
+      const fn = level === "error" ? sdkLog.error : level === "warn" ? sdkLog.warn : sdkLog.info;
+      fn.call(sdkLog, { ...entry.meta }, entry.message);
+    }),
+  });
+}
+
+/** A running worker for one pipeline. */
+export interface SageWorker {
+  readonly taskQueue: string;
+  readonly worker: Worker;
+  /** Runs until `shutdown` (or a fatal error); closes user functions afterwards. */
+  run(): Promise<void>;
+  /** Stops polling, waits for in-flight activities, closes user functions. */
+  shutdown(): Promise<void>;
+}
+
+/** Creates a worker for `pipeline` against the configured Temporal server. */
+export async function createSageWorker(options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string }): Promise<SageWorker> {
+  const { pipeline, config, logger } = options;
+  installRuntime(logger);
+  const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }));
+  const dataDir = resolve(config["data-dir"]);
+  const activities = createActivities({ registry, dataDir, logger, configParallelism: config.execution.parallelism,
+    observe: (stage, counts, seconds) => observeStage(pipeline.name, stage, counts, seconds),
+  });
+  const connection = await NativeConnection.connect(connectionOptions(config));
+  const taskQueue = taskQueueOf(pipeline.name, config);
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities,
+    identity: options.identity ?? `sage-worker@${process.pid}`,
+    maxConcurrentActivityTaskExecutions: config.worker["max-concurrent-activities"],
+    maxConcurrentActivityTaskPolls: Math.max(2, Math.min(10, config.worker["max-concurrent-activities"])),
+    shutdownGraceTime: "10s",
+  });
+  let metrics: MetricsServer | null = null;
+  if (config.worker["metrics-port"] > 0) metrics = await startMetricsServer(config.worker["metrics-port"], logger);
+  let running: Promise<void> | null = null;
+  const run = async (): Promise<void> => {
+    logger.info({ taskQueue, pipeline: pipeline.name, namespace: config.temporal.namespace }, "worker started");
+    try {
+      await worker.run();
+    } finally {
+      await registry.close();
+      await connection.close();
+      await metrics?.close();
+      logger.info({ taskQueue }, "worker stopped");
+    }
+  };
+  return {
+    taskQueue,
+    worker,
+    run() {
+      running ??= run();
+      return running;
+    },
+    async shutdown() {
+      if (worker.getState() === "RUNNING" || worker.getState() === "INITIALIZED") worker.shutdown();
+      await running;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+/** Workflow entry point bundled by the worker. Only deterministic code is reachable from here. */
+export { pipelineWorkflow } from "./pipeline.js";

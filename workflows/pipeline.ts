@@ -1,0 +1,142 @@
+/**
+ * The pipeline workflow: a deterministic interpreter of a physical plan. It never runs user code;
+ * it moves split descriptors and batches between stage activities, counts, and commits the sinks.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  defineQuery,
+  type ActivityOptions,
+} from "@temporalio/workflow";
+import {
+  ABORT_ACTIVITY,
+  COMMIT_ACTIVITY,
+  PROGRESS_QUERY,
+  SPLITS_ACTIVITY,
+  addCounts,
+  deadLetterTotal,
+  stageActivityType,
+  type JobInput,
+  type JobProgress,
+  type JobResult,
+  type SplitRef,
+  type SplitsByStage,
+  type StageInput,
+  type StageOutput,
+} from "../core/plan/job.js";
+import type { Stage } from "../core/plan/physical.js";
+import { Gate } from "./gate.js";
+
+/** The `progress` query: splits done, counts per operator, dead letters. */
+export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
+
+type ActivityFn = (input: unknown) => Promise<unknown>;
+
+/** Runs one bounded job to completion. */
+export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
+  const { plan, runtime } = input;
+  const startedAt = new Date().toISOString();
+  const progress: JobProgress = {
+    pipeline: plan.pipeline,
+    jobId: input.jobId,
+    planHash: plan.hash,
+    phase: "planning",
+    splitsTotal: 0,
+    splitsDone: 0,
+    activities: 0,
+    counts: {},
+    deadLetters: 0,
+  };
+  setHandler(progressQuery, () => progress);
+
+  const base: ActivityOptions = {
+    startToCloseTimeout: runtime.activityTimeoutMs,
+    heartbeatTimeout: runtime.heartbeatTimeoutMs,
+    retry: { initialInterval: "1s", backoffCoefficient: 2, maximumInterval: "30s", maximumAttempts: 20 },
+  };
+  const control = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: "sage control" });
+  const stageActivity = new Map<string, ActivityFn>();
+  const gates = new Map<string, Gate>();
+  for (const stage of plan.stages) {
+    const type = stageActivityType(stage.name);
+    const proxy = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: `${stage.operators.length} fused operator(s): ${stage.name}` });
+    stageActivity.set(stage.id, proxy[type]!);
+    gates.set(stage.id, new Gate(stage.parallelism));
+  }
+  const stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
+  const common = { jobId: input.jobId, pipeline: plan.pipeline, planHash: plan.hash, parallelism: plan.parallelism, fusion: plan.fusion, params: input.params, runtime };
+
+  const call = async <T>(fn: ActivityFn, arg: unknown): Promise<T> => {
+    progress.activities++;
+    return (await fn(arg)) as T;
+  };
+
+  /** Runs `stage` on one split or batch, then its downstream stages on what it emitted. */
+  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch">): Promise<void> => {
+    const out = await gates.get(stage.id)!.run(() => call<StageOutput>(stageActivity.get(stage.id)!, { ...common, stage: stage.id, ...unit }));
+    addCounts(progress.counts, out.counts);
+    progress.deadLetters = deadLetterTotal(progress.counts);
+    await Promise.all(
+      Object.entries(out.outputs)
+        .filter(([, records]) => records.length > 0)
+        .map(([toStage, records]) => runStage(stageById.get(toStage)!, { shard: `${unit.shard}.${toStage}`, batch: records })),
+    );
+  };
+
+  try {
+    const splits = await call<SplitsByStage>(control[SPLITS_ACTIVITY]!, common);
+    const todo: SplitRef[] = [];
+    for (const [stageId, refs] of Object.entries(splits)) {
+      for (const ref of refs) {
+        const done = input.resume?.completed[stageId]?.[ref.index];
+        if (done) addCounts(progress.counts, done);
+        else todo.push(ref);
+      }
+    }
+    progress.splitsTotal = Object.values(splits).reduce((n, refs) => n + refs.length, 0);
+    progress.splitsDone = progress.splitsTotal - todo.length;
+    progress.deadLetters = deadLetterTotal(progress.counts);
+    progress.phase = "running";
+
+    await Promise.all(
+      todo.map(async (ref) => {
+        await runStage(stageById.get(ref.stage)!, { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref });
+        progress.splitsDone++;
+      }),
+    );
+
+    progress.phase = "committing";
+    const committed = await call<{ outputs: Record<string, string>; deadLetterPath: string | null }>(control[COMMIT_ACTIVITY]!, {
+      ...common,
+      deadLetters: progress.deadLetters,
+    });
+    progress.phase = "done";
+    return { ...progress, ...committed, startedAt, finishedAt: new Date().toISOString() };
+  } catch (err) {
+    if (isCancellation(err)) {
+      progress.phase = "cancelled";
+      await CancellationScope.nonCancellable(() => call(control[ABORT_ACTIVITY]!, common));
+      throw err;
+    }
+    progress.phase = "failed";
+    throw explain(err);
+  }
+}
+
+/** Turns an activity failure into a job failure whose message names the stage and the cause. */
+function explain(err: unknown): unknown {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+    const cause = err.cause;
+    return ApplicationFailure.create({
+      message: `${err.activityType ?? "activity"} failed: ${cause.message}`,
+      type: cause.type ?? "StageFailed",
+      nonRetryable: true,
+      cause: err,
+    });
+  }
+  return err;
+}
