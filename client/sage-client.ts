@@ -1,0 +1,220 @@
+/**
+ * The client API: connect to a Temporal server, submit a pipeline as a job, follow it, cancel it.
+ *
+ * ```ts
+ * const client = await SageClient.connect();
+ * const job = await client.submit(pipeline, { params: { input: "in.txt", output: "out.jsonl" } });
+ * console.log(await job.result());
+ * ```
+ */
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from "@temporalio/client";
+import type { Pipeline } from "../core/api/pipeline.js";
+import type { SageConfig } from "../core/config/schema.js";
+import { ServerUnavailableError } from "../core/errors.js";
+import {
+  PIPELINE_WORKFLOW,
+  PROGRESS_QUERY,
+  workflowIdOf,
+  type JobInput,
+  type JobProgress,
+  type JobResult,
+} from "../core/plan/job.js";
+import type { PhysicalPlan } from "../core/plan/physical.js";
+import { loadConfig } from "./config-loader.js";
+import { connectionOptions } from "./connection.js";
+import { SEARCH_ATTRIBUTES, ensureSearchAttributes } from "./search-attributes.js";
+import { taskQueueOf } from "./task-queue.js";
+
+/** Options of `SageClient.connect`. */
+export interface ConnectOptions {
+  /** Server address `host:port` (default from configuration: 127.0.0.1:7233). */
+  address?: string;
+  namespace?: string;
+  /** Full configuration (default: loaded from sage.config.yaml and SAGE_* variables). */
+  config?: SageConfig;
+}
+
+/** Options of `SageClient.submit`. */
+export interface SubmitOptions {
+  /** Job id (default: a timestamp); the workflow id is `sage/<pipeline>/<jobId>`. */
+  jobId?: string;
+  /** Job parameters read by `env.param(name)`. */
+  params?: Record<string, string>;
+  /** Override the job parallelism (default: configuration). */
+  parallelism?: number;
+  /** Resume from splits an earlier run completed (used by `sage rerun`). */
+  resume?: JobInput["resume"];
+}
+
+/** A new job id: UTC timestamp plus a random suffix. */
+export function newJobId(): string {
+  const t = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  return `${t}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** Text of a failure chain, outermost first, for CLI output. */
+export function failureMessage(err: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = err;
+  while (cur instanceof Error && parts.length < 6) {
+    if (!parts.includes(cur.message)) parts.push(cur.message);
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return parts.join(": ");
+}
+
+/** A submitted job. */
+export class SageJob {
+  /** @internal */
+  constructor(
+    readonly handle: WorkflowHandle,
+    readonly pipeline: string,
+    readonly jobId: string,
+    readonly plan: PhysicalPlan | null,
+  ) {}
+
+  /** Temporal workflow id (`sage/<pipeline>/<jobId>`). */
+  get workflowId(): string {
+    return this.handle.workflowId;
+  }
+
+  /** Waits for the job to finish; throws `JobFailedError` with the cause when it fails. */
+  async result(): Promise<JobResult> {
+    try {
+      return (await this.handle.result()) as JobResult;
+    } catch (err) {
+      if (err instanceof WorkflowFailedError) throw new JobFailedError(this.workflowId, failureMessage(err.cause ?? err), err);
+      throw err;
+    }
+  }
+
+  /** Live progress (splits, counts per operator, dead letters), via the workflow's query. */
+  async progress(): Promise<JobProgress> {
+    return (await this.handle.query(PROGRESS_QUERY)) as JobProgress;
+  }
+
+  /** Temporal's description of the run (status, times, memo with the plan). */
+  async describe() {
+    return this.handle.describe();
+  }
+
+  /** Requests cancellation; staged output is removed and nothing is published. */
+  async cancel(): Promise<void> {
+    await this.handle.cancel();
+  }
+}
+
+/** A job that ended in failure; `message` holds the cause chain. */
+export class JobFailedError extends Error {
+  readonly code = "JOB_FAILED";
+  constructor(
+    readonly workflowId: string,
+    message: string,
+    options?: unknown,
+  ) {
+    super(`job ${workflowId} failed: ${message}`, { cause: options });
+    this.name = "JobFailedError";
+  }
+}
+
+/** Submits and controls Sage jobs on a Temporal server. */
+export class SageClient {
+  private constructor(
+    readonly connection: Connection,
+    readonly temporal: Client,
+    readonly config: SageConfig,
+    private readonly searchAttributes: boolean,
+  ) {}
+
+  /** Connects; a clear error names the address when no server answers. */
+  static async connect(options: ConnectOptions = {}): Promise<SageClient> {
+    const base = options.config ?? loadConfig();
+    const config: SageConfig = {
+      ...base,
+      temporal: { ...base.temporal, ...(options.address ? { address: options.address } : {}), ...(options.namespace ? { namespace: options.namespace } : {}) },
+    };
+    let connection: Connection;
+    try {
+      connection = await Connection.connect({ ...connectionOptions(config), connectTimeout: 5_000 });
+      await connection.workflowService.getSystemInfo({});
+    } catch (err) {
+      throw new ServerUnavailableError(
+        `no Temporal server answers at ${config.temporal.address} (${(err as Error).message}); start one with \`sage dev\` or set temporal.address / SAGE_TEMPORAL_ADDRESS`,
+        { cause: err },
+      );
+    }
+    const sa = await ensureSearchAttributes(connection, config.temporal.namespace).catch(() => false);
+    return new SageClient(connection, new Client({ connection, namespace: config.temporal.namespace }), config, sa);
+  }
+
+  /** Compiles `pipeline`, starts it as a job and returns its handle. */
+  async submit(pipeline: Pipeline, options: SubmitOptions = {}): Promise<SageJob> {
+    const exec = this.config.execution;
+    const compiled = pipeline.compile({ parallelism: options.parallelism ?? exec.parallelism, fusion: exec.fusion });
+    const jobId = options.jobId ?? newJobId();
+    const input: JobInput = {
+      jobId,
+      plan: compiled.plan,
+      params: options.params ?? {},
+      runtime: {
+        activityTimeoutMs: this.config.temporal["activity-timeout"],
+        heartbeatTimeoutMs: this.config.temporal["heartbeat-timeout"],
+        maxBatchBytes: exec["max-batch-bytes"],
+        splitBytes: exec["split-bytes"],
+        deadLetterPath: this.config["dead-letter"].path ?? null,
+      },
+      ...(options.resume ? { resume: options.resume } : {}),
+    };
+    const workflowId = workflowIdOf(pipeline.name, jobId);
+    try {
+      const handle = await this.temporal.workflow.start(PIPELINE_WORKFLOW, {
+        workflowId,
+        taskQueue: taskQueueOf(pipeline.name, this.config),
+        args: [input],
+        memo: { plan: compiled.plan, planHash: compiled.plan.hash, params: input.params },
+        staticSummary: `sage pipeline ${pipeline.name}, job ${jobId}, plan ${compiled.plan.hash.slice(0, 12)}`,
+        ...(this.searchAttributes
+          ? { typedSearchAttributes: [{ key: SEARCH_ATTRIBUTES.pipeline, value: pipeline.name }, { key: SEARCH_ATTRIBUTES.jobId, value: jobId }] }
+          : {}),
+      });
+      return new SageJob(handle, pipeline.name, jobId, compiled.plan);
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new Error(`job "${jobId}" of pipeline "${pipeline.name}" is already running (workflow ${workflowId}); pick another --job-id`);
+      }
+      throw err;
+    }
+  }
+
+  /** A handle on an existing job by workflow id, or by job id (looked up by search attribute). */
+  async job(idOrWorkflowId: string): Promise<SageJob> {
+    let workflowId = idOrWorkflowId;
+    if (!workflowId.startsWith("sage/")) {
+      const found: string[] = [];
+      for await (const w of this.temporal.workflow.list({ query: `${SEARCH_ATTRIBUTES.jobId.name} = "${idOrWorkflowId.replace(/"/g, "")}"` })) {
+        if (!found.includes(w.workflowId)) found.push(w.workflowId);
+      }
+      if (found.length === 0) throw new Error(`no job with id "${idOrWorkflowId}" (give the workflow id sage/<pipeline>/<jobId>, or check \`sage status\`)`);
+      if (found.length > 1) throw new Error(`job id "${idOrWorkflowId}" is ambiguous: ${found.join(", ")}; give the workflow id`);
+      workflowId = found[0]!;
+    }
+    const [, pipeline = "", jobId = ""] = workflowId.split("/");
+    return new SageJob(this.temporal.workflow.getHandle(workflowId), pipeline, jobId, null);
+  }
+
+  /** Lists jobs (newest first), optionally of one pipeline. */
+  async list(options: { pipeline?: string; limit?: number } = {}) {
+    const query = options.pipeline ? `${SEARCH_ATTRIBUTES.pipeline.name} = "${options.pipeline}"` : `WorkflowType = "${PIPELINE_WORKFLOW}"`;
+    const out: Array<{ workflowId: string; runId: string; status: string; startTime: Date; closeTime: Date | undefined }> = [];
+    for await (const w of this.temporal.workflow.list({ query })) {
+      out.push({ workflowId: w.workflowId, runId: w.runId, status: w.status.name, startTime: w.startTime, closeTime: w.closeTime });
+      if (out.length >= (options.limit ?? 50)) break;
+    }
+    return out;
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Sage on Temporal: the public API. Declare a pipeline with `definePipeline`, submit it with
+ * `SageClient`, serve it with `createSageWorker`.
+ */
+export { definePipeline, isPipeline, type Pipeline, type CompiledPipeline } from "./core/api/pipeline.js";
+export { StreamExecutionEnvironment } from "./core/api/environment.js";
+export { DataStream, ProcessedStream, type SinkHandle } from "./core/api/datastream.js";
+export { FileSource, FileSink, PrintSink, type SourceDescriptor, type SinkDescriptor, type FileSourceOptions } from "./core/api/connectors.js";
+export { ParamRef } from "./core/api/params.js";
+export {
+  OutputTag,
+  type FunctionContext,
+  type RecordContext,
+  type ProcessContext,
+  type SinkContext,
+  type SourceContext,
+  type FunctionLogger,
+} from "./core/api/context.js";
+export {
+  MapFunction,
+  FlatMapFunction,
+  FilterFunction,
+  ProcessFunction,
+  RichSinkFunction,
+  RichSourceFunction,
+  type RichFunction,
+  type MapFunctionLike,
+  type FlatMapFunctionLike,
+  type FilterFunctionLike,
+  type ProcessFunctionLike,
+  type SinkFunction,
+  type SourceFunction,
+  type SplitDescriptor,
+} from "./core/api/functions.js";
+export type { OperatorOptions } from "./core/plan/builder.js";
+export type { RetryPolicy, LogicalGraph, LogicalNode } from "./core/plan/logical.js";
+export type { PhysicalPlan, Stage, StageEdge, ChainCut } from "./core/plan/physical.js";
+export type { JobProgress, JobResult, OperatorCounts } from "./core/plan/job.js";
+export {
+  SageError,
+  NonRetryableError,
+  PipelineDefinitionError,
+  ConfigError,
+  PlanMismatchError,
+  NonSerializableValueError,
+  PayloadBudgetError,
+  SourceError,
+  SinkError,
+  ServerUnavailableError,
+} from "./core/errors.js";
+export type { SageConfig } from "./core/config/schema.js";
+export { loadConfig } from "./client/config-loader.js";
+export { SageClient, SageJob, JobFailedError, type ConnectOptions, type SubmitOptions } from "./client/sage-client.js";
+export { createSageWorker, type SageWorker } from "./worker/sage-worker.js";
+export { createLogger } from "./client/logger.js";
