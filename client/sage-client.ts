@@ -71,6 +71,8 @@ export class SageJob {
     readonly pipeline: string,
     readonly jobId: string,
     readonly plan: PhysicalPlan | null,
+    /** Run id of the run this handle started (undefined for looked-up jobs: latest run). */
+    readonly runId?: string,
   ) {}
 
   /** Temporal workflow id (`sage/<pipeline>/<jobId>`). */
@@ -177,7 +179,7 @@ export class SageClient {
           ? { typedSearchAttributes: [{ key: SEARCH_ATTRIBUTES.pipeline, value: pipeline.name }, { key: SEARCH_ATTRIBUTES.jobId, value: jobId }] }
           : {}),
       });
-      return new SageJob(handle, pipeline.name, jobId, compiled.plan);
+      return new SageJob(handle, pipeline.name, jobId, compiled.plan, handle.firstExecutionRunId);
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
         throw new Error(`job "${jobId}" of pipeline "${pipeline.name}" is already running (workflow ${workflowId}); pick another --job-id`);

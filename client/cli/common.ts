@@ -1,0 +1,101 @@
+/** What every `sage` command shares: global flags -> configuration, logging, the server, links. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Logger } from "pino";
+import type { SageConfig } from "../../core/config/schema.js";
+import { ServerUnavailableError } from "../../core/errors.js";
+import { loadConfig } from "../config-loader.js";
+import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev-server.js";
+import { createLogger } from "../logger.js";
+
+/** Flags every command accepts. */
+export interface GlobalFlags {
+  config?: string;
+  address?: string;
+  namespace?: string;
+  taskQueue?: string;
+  dataDir?: string;
+  logLevel?: string;
+  parallelism?: string;
+  fusion?: boolean;
+}
+
+/** Configuration from file, environment and these flags. */
+export function configFrom(flags: GlobalFlags): SageConfig {
+  return loadConfig({
+    ...(flags.config ? { file: flags.config } : {}),
+    overrides: {
+      "temporal.address": flags.address,
+      "temporal.namespace": flags.namespace,
+      "temporal.task-queue": flags.taskQueue,
+      "data-dir": flags.dataDir,
+      "log.level": flags.logLevel,
+      "execution.parallelism": flags.parallelism,
+      "execution.fusion": flags.fusion === false ? false : undefined,
+    },
+  });
+}
+
+/** The CLI's logger (JSON on stderr). */
+export function cliLogger(config: SageConfig, component: string): Logger {
+  return createLogger(config.log.level, { component });
+}
+
+/** Files of the local dev server under the data dir. */
+export function devServerFiles(config: SageConfig) {
+  const dir = resolve(config["data-dir"], "temporal");
+  return { dir, dbFile: join(dir, "dev.db"), logFile: join(dir, "dev.log"), pidFile: join(dir, "dev.pid") };
+}
+
+/** Base URL of the Web UI for the configured server (null when unknown). */
+export function uiBase(config: SageConfig): string | null {
+  if (config.temporal["ui-address"]) return config.temporal["ui-address"].replace(/\/$/, "");
+  if (!isLocalAddress(config.temporal.address)) return null;
+  return `http://127.0.0.1:${config.temporal["ui-port"]}`;
+}
+
+/** Web UI link of one workflow run. */
+export function uiLink(config: SageConfig, workflowId: string, runId?: string): string | null {
+  const base = uiBase(config);
+  if (!base) return null;
+  return `${base}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}${runId ? `/${runId}` : ""}/history`;
+}
+
+/**
+ * Reuses a server that answers at the configured address, or starts the local dev server (left
+ * running in the background, so the Web UI link stays valid) when the address is local.
+ */
+export async function ensureServer(config: SageConfig, say: (m: string) => void): Promise<DevServer | null> {
+  const address = config.temporal.address;
+  if (await isServerUp(address)) return null;
+  if (!isLocalAddress(address)) throw new ServerUnavailableError(`no Temporal server answers at ${address}, and it is not a local address, so none is started`);
+  const files = devServerFiles(config);
+  mkdirSync(files.dir, { recursive: true });
+  const server = await startDevServer({
+    address,
+    uiPort: config.temporal["ui-port"],
+    dbFile: files.dbFile,
+    logFile: files.logFile,
+    ...(config.temporal.binary ? { binary: config.temporal.binary } : {}),
+    detached: true,
+    log: say,
+  });
+  if (server.pid) writeFileSync(files.pidFile, String(server.pid));
+  return server;
+}
+
+/** Parses repeated `--param k=v` flags. */
+export function parseParams(values: string[] = []): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf("=");
+    if (i <= 0) throw new Error(`--param "${v}" must look like name=value`);
+    out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  return out;
+}
+
+/** Collects a repeatable option into an array (commander helper). */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

@@ -1,0 +1,69 @@
+/** `sage replay` and `sage rerun`: work on recorded workflow histories. */
+import { resolve } from "node:path";
+import { replayExecution, replayFailed, replayFile, type ReplayVerdict } from "../replay.js";
+import { rerunJob } from "../rerun.js";
+import { loadPipeline } from "../module-loader.js";
+import { SageClient, failureMessage } from "../sage-client.js";
+import { createSageWorker } from "../../worker/sage-worker.js";
+import { cliLogger, configFrom, uiLink, type GlobalFlags } from "./common.js";
+import { follow } from "./progress.js";
+
+interface ReplayFlags extends GlobalFlags {
+  failed?: boolean;
+  pipeline?: string;
+  file?: string;
+  workflows?: string;
+  json?: boolean;
+}
+
+/** Replays one run, all failed runs, or a file; exit code 1 if any run is not deterministic. */
+export async function replayCommand(workflowId: string | undefined, flags: ReplayFlags): Promise<void> {
+  const config = configFrom(flags);
+  const workflows = flags.workflows ? resolve(flags.workflows) : undefined;
+  let verdicts: ReplayVerdict[];
+  if (flags.file) {
+    verdicts = [await replayFile(flags.file, workflows)];
+  } else {
+    if (!workflowId && !flags.failed) throw new Error("give a workflow id, --failed, or --file <history.json>");
+    const client = await SageClient.connect({ config });
+    try {
+      verdicts = flags.failed ? await replayFailed(client.temporal, flags.pipeline, workflows) : [await replayExecution(client.temporal, workflowId!, undefined, workflows)];
+    } finally {
+      await client.close();
+    }
+  }
+  if (flags.json) process.stdout.write(`${JSON.stringify(verdicts)}\n`);
+  else if (verdicts.length === 0) process.stdout.write("no runs to replay\n");
+  else for (const v of verdicts) process.stdout.write(`${v.workflowId}${v.runId ? ` (${v.runId})` : ""}: ${v.deterministic ? "deterministic" : `NOT deterministic: ${v.error}`}\n`);
+  if (verdicts.some((v) => !v.deterministic)) process.exitCode = 1;
+}
+
+interface RerunFlags extends GlobalFlags {
+  module?: string;
+  json?: boolean;
+}
+
+/** Starts a seeded new run of a failed job and waits for it. */
+export async function rerunCommand(workflowId: string, flags: RerunFlags): Promise<void> {
+  const config = configFrom(flags);
+  const logger = cliLogger(config, "cli");
+  const worker = flags.module ? await createSageWorker({ pipeline: await loadPipeline(flags.module), config, logger }) : null;
+  const running = worker?.run();
+  running?.catch((err: unknown) => logger.error({ err }, "worker failed"));
+  const client = await SageClient.connect({ config });
+  try {
+    const { runId, reused, fromRunId } = await rerunJob(client.temporal, workflowId);
+    process.stderr.write(`re-running ${workflowId} as run ${runId}, reusing ${reused} completed split(s) of run ${fromRunId}\n`);
+    const job = await client.job(workflowId);
+    try {
+      const result = await follow(job, job.result(), logger);
+      process.stdout.write(flags.json ? `${JSON.stringify({ ...result, runId, reusedSplits: reused })}\n` : `${workflowId}: ${result.phase}, ${result.splitsTotal} splits (${reused} reused), dead letters ${result.deadLetters}\nWeb UI: ${uiLink(config, workflowId, runId) ?? "-"}\n`);
+    } catch (err) {
+      process.stderr.write(`sage: ${failureMessage(err)}\n`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await client.close();
+    await worker?.shutdown();
+  }
+}

@@ -1,0 +1,86 @@
+/** The `sage` command line: plan, run, worker, status, stop, dev, replay, rerun. */
+import { Command, Option } from "commander";
+import { runCommand, workerCommand } from "./run.js";
+import { planCommand, statusCommand, stopCommand } from "./inspect.js";
+import { devCommand } from "./dev.js";
+import { replayCommand, rerunCommand } from "./history.js";
+import { collect } from "./common.js";
+import { SageError } from "../../core/errors.js";
+
+const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
+
+function withGlobals(cmd: Command): Command {
+  return cmd
+    .option("--config <file>", "config file (default ./sage.config.yaml if present)")
+    .option("--address <host:port>", "Temporal server address (temporal.address)")
+    .option("--namespace <ns>", "Temporal namespace (temporal.namespace)")
+    .option("--task-queue <name>", "task queue (temporal.task-queue; default sage-<pipeline>)")
+    .option("--data-dir <dir>", "runtime data folder (data-dir; default .sage)")
+    .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]));
+}
+
+withGlobals(program.command("plan <module>"))
+  .description("print the logical graph, the fused physical plan and the plan hash")
+  .addOption(new Option("--format <format>", "output format").choices(["text", "mermaid", "dot", "json"]).default("text"))
+  .option("--pipeline <name>", "which pipeline, if the module exports several")
+  .option("--parallelism <n>", "job parallelism (execution.parallelism)")
+  .option("--no-fusion", "turn operator fusion off")
+  .action(planCommand);
+
+withGlobals(program.command("run <module>"))
+  .description("run a pipeline: start (or reuse) the dev server and a worker, submit, follow, summarize")
+  .option("--job-id <id>", "job id (default: a timestamp)")
+  .option("--param <name=value>", "job parameter (repeatable)", collect, [])
+  .option("--pipeline <name>", "which pipeline, if the module exports several")
+  .option("--parallelism <n>", "job parallelism (execution.parallelism)")
+  .option("--no-fusion", "turn operator fusion off")
+  .option("--no-worker", "do not start a worker in this process")
+  .option("--json", "print the result as JSON")
+  .action(runCommand);
+
+withGlobals(program.command("worker <module>"))
+  .description("serve a pipeline's workflows and activities on its task queue until interrupted")
+  .option("--pipeline <name>", "which pipeline, if the module exports several")
+  .option("--parallelism <n>", "job parallelism the worker compiles for (execution.parallelism)")
+  .option("--metrics-port <port>", "serve Prometheus metrics on this port")
+  .action(workerCommand);
+
+withGlobals(program.command("status [jobId]"))
+  .description("list jobs, or show one job's progress or result")
+  .option("--pipeline <name>", "only jobs of this pipeline")
+  .option("--json", "print JSON")
+  .action(statusCommand);
+
+withGlobals(program.command("stop <jobId>"))
+  .description("cancel a job (staged output is removed, nothing is published)")
+  .action(stopCommand);
+
+withGlobals(program.command("dev"))
+  .description("run the local Temporal dev server with its Web UI in the foreground")
+  .option("--headless", "without the Web UI")
+  .option("--ui-port <port>", "Web UI port (temporal.ui-port)")
+  .action(devCommand);
+
+withGlobals(program.command("replay [workflowId]"))
+  .description("replay recorded histories against today's workflow code (determinism check)")
+  .option("--failed", "replay every failed run (of --pipeline, if given)")
+  .option("--pipeline <name>", "with --failed: only this pipeline")
+  .option("--file <history.json>", "replay a history file")
+  .option("--workflows <path>", "replay against another workflow entry point (to test a change)")
+  .option("--json", "print JSON")
+  .action(replayCommand);
+
+withGlobals(program.command("rerun <workflowId>"))
+  .description("run a failed or terminated job again, reusing the splits it completed")
+  .option("--module <module>", "also start a worker for this pipeline module in this process")
+  .option("--json", "print the result as JSON")
+  .action(rerunCommand);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  const e = err as Error;
+  process.stderr.write(`sage: ${e instanceof SageError ? `${e.message}` : e.message}\n`);
+  if (process.env.SAGE_DEBUG) process.stderr.write(`${e.stack}\n`);
+  process.exitCode = e instanceof SageError && (e.code === "CONFIG" || e.code === "PIPELINE_DEFINITION") ? 2 : 1;
+}

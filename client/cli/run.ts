@@ -1,0 +1,75 @@
+/** `sage run` and `sage worker`. */
+import { loadPipeline } from "../module-loader.js";
+import { SageClient, failureMessage } from "../sage-client.js";
+import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
+import { cliLogger, configFrom, ensureServer, parseParams, uiLink, type GlobalFlags } from "./common.js";
+import { follow } from "./progress.js";
+import { renderSummary } from "./summary.js";
+
+interface RunFlags extends GlobalFlags {
+  jobId?: string;
+  param?: string[];
+  pipeline?: string;
+  worker?: boolean;
+  json?: boolean;
+}
+
+/** Runs a pipeline to completion and prints its summary; exit code 1 when the job fails. */
+export async function runCommand(modulePath: string, flags: RunFlags): Promise<void> {
+  const config = configFrom(flags);
+  const logger = cliLogger(config, "cli");
+  const params = parseParams(flags.param);
+  const pipeline = await loadPipeline(modulePath, flags.pipeline);
+  const say = (m: string) => process.stderr.write(`${m}\n`);
+  await ensureServer(config, say);
+  let worker: SageWorker | null = null;
+  let running: Promise<void> | null = null;
+  if (flags.worker !== false) {
+    worker = await createSageWorker({ pipeline, config, logger });
+    running = worker.run();
+    running.catch((err: unknown) => logger.error({ err }, "worker failed"));
+  }
+  const client = await SageClient.connect({ config });
+  const started = Date.now();
+  try {
+    const job = await client.submit(pipeline, { ...(flags.jobId ? { jobId: flags.jobId } : {}), params });
+    const runId = job.runId;
+    const link = uiLink(config, job.workflowId, runId);
+    say(`submitted ${job.workflowId}${link ? `\nWeb UI: ${link}` : ""}`);
+    try {
+      const result = await follow(job, job.result(), logger);
+      const wall = Date.now() - started;
+      process.stdout.write(flags.json ? `${JSON.stringify({ ...result, workflowId: job.workflowId, runId, wallMs: wall, webUi: link })}\n` : `${renderSummary(result, job.plan, job.workflowId, wall, link)}\n`);
+    } catch (err) {
+      process.stderr.write(`sage: ${failureMessage(err)}\n${link ? `Web UI: ${link}\n` : ""}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await client.close();
+    if (worker) {
+      await worker.shutdown();
+      await running?.catch(() => undefined);
+    }
+  }
+}
+
+interface WorkerFlags extends GlobalFlags {
+  pipeline?: string;
+  metricsPort?: string;
+}
+
+/** Serves a pipeline until SIGINT/SIGTERM. */
+export async function workerCommand(modulePath: string, flags: WorkerFlags): Promise<void> {
+  const config = configFrom(flags);
+  if (flags.metricsPort) config.worker["metrics-port"] = Number(flags.metricsPort);
+  const logger = cliLogger(config, "worker");
+  const pipeline = await loadPipeline(modulePath, flags.pipeline);
+  const worker = await createSageWorker({ pipeline, config, logger });
+  const stop = () => {
+    logger.info("shutting down: finishing in-flight activities");
+    void worker.shutdown();
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  await worker.run();
+}

@@ -1,0 +1,68 @@
+/**
+ * `sage replay`: replays recorded histories against today's workflow code with the SDK's replayer
+ * and reports, per run, "deterministic" or the determinism violation and where it diverged.
+ */
+import { readFile } from "node:fs/promises";
+import { bundleWorkflowCode, DefaultLogger, Worker, type ReplayWorkerOptions } from "@temporalio/worker";
+import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
+import type { Client } from "@temporalio/client";
+import { PIPELINE_WORKFLOW } from "../core/plan/job.js";
+import { workflowBundle, workflowsPath as defaultWorkflowsPath } from "../worker/sage-worker.js";
+import { SEARCH_ATTRIBUTES } from "./search-attributes.js";
+
+/** The verdict for one run. */
+export interface ReplayVerdict {
+  workflowId: string;
+  runId: string;
+  deterministic: boolean;
+  /** Error name and message (a DeterminismViolationError names the diverging event). */
+  error?: string;
+}
+
+async function replayOptions(workflowsPath?: string): Promise<ReplayWorkerOptions> {
+  const bundle = workflowsPath && workflowsPath !== defaultWorkflowsPath
+    ? await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger("WARN") })
+    : await workflowBundle();
+  return { workflowBundle: bundle, replayName: "sage-replay" };
+}
+
+function verdict(workflowId: string, runId: string, error: unknown): ReplayVerdict {
+  if (!error) return { workflowId, runId, deterministic: true };
+  const e = error as Error & { cause?: Error };
+  const detail = e.cause && e.cause.message && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : "";
+  return { workflowId, runId, deterministic: false, error: `${e.name}: ${e.message}${detail}` };
+}
+
+/** Replays one workflow execution (latest run unless `runId`). */
+export async function replayExecution(client: Client, workflowId: string, runId?: string, workflowsPath?: string): Promise<ReplayVerdict> {
+  const handle = client.workflow.getHandle(workflowId, runId);
+  const history = await handle.fetchHistory();
+  const firstRunId = runId ?? (await handle.describe()).runId;
+  try {
+    await Worker.runReplayHistory(await replayOptions(workflowsPath), history, workflowId);
+    return verdict(workflowId, firstRunId, null);
+  } catch (err) {
+    return verdict(workflowId, firstRunId, err);
+  }
+}
+
+/** Replays every failed run of a pipeline (or of all pipelines). */
+export async function replayFailed(client: Client, pipeline?: string, workflowsPath?: string): Promise<ReplayVerdict[]> {
+  const filter = pipeline ? `${SEARCH_ATTRIBUTES.pipeline.name} = "${pipeline}"` : `WorkflowType = "${PIPELINE_WORKFLOW}"`;
+  const histories = client.workflow.list({ query: `${filter} AND ExecutionStatus = "Failed"` }).intoHistories();
+  const out: ReplayVerdict[] = [];
+  for await (const r of Worker.runReplayHistories(await replayOptions(workflowsPath), histories)) out.push(verdict(r.workflowId, r.runId, r.error));
+  return out;
+}
+
+/** Replays a history file (`temporal workflow show --output json`, or Web UI download). */
+export async function replayFile(path: string, workflowsPath?: string): Promise<ReplayVerdict> {
+  const history = historyFromJSON(JSON.parse(await readFile(path, "utf8")));
+  const workflowId = `file:${path}`;
+  try {
+    await Worker.runReplayHistory(await replayOptions(workflowsPath), history, workflowId);
+    return verdict(workflowId, "", null);
+  } catch (err) {
+    return verdict(workflowId, "", err);
+  }
+}

@@ -1,0 +1,73 @@
+/** Renders a physical plan for people: text, Mermaid and Graphviz DOT. */
+import type { LogicalNode } from "./logical.js";
+import { shortHash, type PhysicalPlan } from "./physical.js";
+
+function label(n: LogicalNode): string {
+  const detail = n.source ? `source:${n.source.kind}` : n.sink ? `sink:${n.sink.kind}` : n.kind;
+  return `${n.name} (${detail}${n.parallelism ? `, p=${n.parallelism}` : ""})`;
+}
+
+function edgesOf(plan: PhysicalPlan): Array<{ from: string; to: string; tag: string | null }> {
+  return plan.nodes.flatMap((n) => n.inputs.map((i) => ({ from: i.from, to: n.id, tag: i.tag })));
+}
+
+/** Logical graph, stages (what fused and why chains were cut) and the plan hash, as text. */
+export function renderText(plan: PhysicalPlan): string {
+  const byId = new Map(plan.nodes.map((n) => [n.id, n] as const));
+  const lines = [`pipeline ${plan.pipeline}   plan ${plan.hash}`, `job parallelism ${plan.parallelism}, fusion ${plan.fusion ? "on" : "off"}`, "", "logical graph:"];
+  for (const n of plan.nodes) {
+    const from = n.inputs.map((i) => `${byId.get(i.from)?.name ?? i.from}${i.tag ? `[${i.tag}]` : ""}`).join(", ");
+    lines.push(`  ${from ? `${from} -> ` : ""}${label(n)}`);
+  }
+  lines.push("", `physical plan: ${plan.stages.length} stage(s)`);
+  for (const s of plan.stages) {
+    const unit = s.source ? "one activity per source split" : "one activity per batch";
+    lines.push(`  ${s.id} stage:${s.name}  [${s.operators.length} operator(s), parallelism ${s.parallelism}, ${unit}]`);
+  }
+  const crossing = plan.edges.length;
+  lines.push("", crossing === 0 ? "records never cross workflow history (only split descriptors and counts do)" : `${crossing} edge(s) carry records through workflow history:`);
+  for (const e of plan.edges) lines.push(`  ${e.fromStage} -> ${e.toStage}`);
+  if (plan.cuts.length > 0) {
+    lines.push("", "chains cut:");
+    for (const c of plan.cuts) lines.push(`  ${c.from} -/-> ${c.to}: ${c.reason}`);
+  }
+  return lines.join("\n");
+}
+
+/** Mermaid flowchart: one subgraph per stage. */
+export function renderMermaid(plan: PhysicalPlan): string {
+  const lines = ["flowchart LR"];
+  const safe = (id: string) => id.replace(/[^A-Za-z0-9_]/g, "_");
+  for (const s of plan.stages) {
+    lines.push(`  subgraph ${s.id}["stage ${s.id}: ${s.name} (p=${s.parallelism})"]`);
+    for (const id of s.operators) {
+      const n = plan.nodes.find((x) => x.id === id)!;
+      lines.push(`    ${safe(id)}["${label(n).replace(/"/g, "'")}"]`);
+    }
+    lines.push("  end");
+  }
+  for (const e of edgesOf(plan)) {
+    const crosses = plan.edges.some((x) => x.fromOperator === e.from && x.toOperator === e.to);
+    lines.push(`  ${safe(e.from)} ${crosses ? "-.->" : "-->"}${e.tag ? `|${e.tag}|` : ""} ${safe(e.to)}`);
+  }
+  lines.push(`  %% plan ${shortHash(plan.hash)}`);
+  return lines.join("\n");
+}
+
+/** Graphviz DOT: one cluster per stage; dashed edges cross workflow history. */
+export function renderDot(plan: PhysicalPlan): string {
+  const q = (s: string) => JSON.stringify(s);
+  const lines = [`digraph ${q(plan.pipeline)} {`, "  rankdir=LR;", "  node [shape=box];", `  label=${q(`plan ${shortHash(plan.hash)}`)};`];
+  for (const s of plan.stages) {
+    lines.push(`  subgraph ${q(`cluster_${s.id}`)} {`, `    label=${q(`${s.id}: ${s.name} (p=${s.parallelism})`)};`);
+    for (const id of s.operators) lines.push(`    ${q(id)} [label=${q(label(plan.nodes.find((x) => x.id === id)!))}];`);
+    lines.push("  }");
+  }
+  for (const e of edgesOf(plan)) {
+    const crosses = plan.edges.some((x) => x.fromOperator === e.from && x.toOperator === e.to);
+    const attrs = [crosses ? "style=dashed" : "", e.tag ? `label=${q(e.tag)}` : ""].filter(Boolean).join(", ");
+    lines.push(`  ${q(e.from)} -> ${q(e.to)}${attrs ? ` [${attrs}]` : ""};`);
+  }
+  lines.push("}");
+  return lines.join("\n");
+}
