@@ -1,0 +1,112 @@
+/**
+ * Shared test plumbing: the real dev server started by `scripts/run-tests.ts`, a fresh task queue
+ * and data dir per test, in-process workers, and `sage` CLI runs as child processes.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Pipeline } from "../../core/api/pipeline.js";
+import type { SageConfig } from "../../core/config/schema.js";
+import { loadConfig } from "../../client/config-loader.js";
+import { createLogger } from "../../client/logger.js";
+import { SageClient } from "../../client/sage-client.js";
+import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
+
+/** Root of the repository. */
+export const REPO = process.env.SAGE_REPO ?? resolve(".");
+
+/** Address of the test run's dev server; throws when the file was not started by `npm test`. */
+export function testAddress(): string {
+  const address = process.env.SAGE_TEST_ADDRESS;
+  if (!address) throw new Error("SAGE_TEST_ADDRESS is not set: run integration tests through `npm test` (it starts the Temporal dev server)");
+  return address;
+}
+
+let counter = 0;
+/** A fresh scratch folder for one test. */
+export function scratchDir(label: string): string {
+  const base = process.env.SAGE_TEST_DIR ?? join(REPO, ".sage", "test");
+  mkdirSync(base, { recursive: true });
+  return mkdtempSync(join(base, `${label.replace(/[^A-Za-z0-9]/g, "-")}-`));
+}
+
+/** Configuration for one test: the test server, its own task queue and data dir. */
+export function testConfig(label: string, overrides: Record<string, unknown> = {}): SageConfig & { dir: string } {
+  const dir = scratchDir(label);
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      "temporal.address": testAddress(),
+      "temporal.task-queue": `test-${label.replace(/[^A-Za-z0-9]/g, "-")}-${process.pid}-${++counter}`,
+      "temporal.heartbeat-timeout": "5s",
+      "data-dir": join(dir, "data"),
+      "log.level": process.env.SAGE_TEST_LOG ?? "warn",
+      ...overrides,
+    },
+  });
+  return { ...config, dir };
+}
+
+/** An in-process worker for `pipeline`, running until `stop()`. */
+export async function startWorker(pipeline: Pipeline, config: SageConfig): Promise<{ worker: SageWorker; stop(): Promise<void> }> {
+  const worker = await createSageWorker({ pipeline, config, logger: createLogger(config.log.level) });
+  const running = worker.run();
+  return {
+    worker,
+    async stop() {
+      await worker.shutdown();
+      await running;
+    },
+  };
+}
+
+/** Runs `pipeline` once with an in-process worker and returns the result. */
+export async function runJob(pipeline: Pipeline, config: SageConfig, params: Record<string, string> = {}, jobId?: string) {
+  const w = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  try {
+    const job = await client.submit(pipeline, { params, ...(jobId ? { jobId } : {}) });
+    return { job, result: await job.result() };
+  } finally {
+    await client.close();
+    await w.stop();
+  }
+}
+
+/** Result of a CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `sage <args>` as a child process (synchronously). */
+export function sageCli(args: string[], options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): CliResult {
+  const r = spawnSync(process.execPath, [join(REPO, "bin", "sage.js"), ...args], {
+    cwd: options.cwd ?? REPO,
+    env: { ...process.env, ...options.env },
+    encoding: "utf8",
+    timeout: options.timeoutMs ?? 180_000,
+  });
+  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts `sage <args>` as a background child process (e.g. a worker to kill). */
+export function sageCliBackground(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+  return spawn(process.execPath, [join(REPO, "bin", "sage.js"), ...args], {
+    cwd: options.cwd ?? REPO,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Environment variables that point a CLI child at a test config. */
+export function cliEnv(config: SageConfig): Record<string, string> {
+  return {
+    SAGE_TEMPORAL_ADDRESS: config.temporal.address,
+    SAGE_TEMPORAL_TASK_QUEUE: config.temporal["task-queue"] ?? "",
+    SAGE_DATA_DIR: config["data-dir"],
+    SAGE_TEMPORAL_HEARTBEAT_TIMEOUT: String(config.temporal["heartbeat-timeout"]),
+    SAGE_LOG_LEVEL: config.log.level,
+  };
+}
