@@ -35,11 +35,7 @@ export function encodeRecord(record: unknown, producer: string): string {
     return JSON.stringify(record, checkedReplacer);
   } catch (err) {
     const reason =
-      err instanceof NonSerializableValueError
-        ? err.message
-        : /circular/i.test(String(err))
-          ? "it contains a cycle"
-          : String((err as Error).message ?? err);
+      err instanceof NonSerializableValueError ? err.message : /circular/i.test(String(err)) ? "it contains a cycle" : String((err as Error).message ?? err);
     throw new NonSerializableValueError(`operator "${producer}" emitted a value that cannot be serialized as JSON: ${reason}`);
   }
 }

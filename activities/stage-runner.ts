@@ -207,7 +207,10 @@ class StageRun {
       case "source":
         return main();
       case "map": {
-        const call = typeof fn === "function" ? (fn as (v: unknown, c: RecordContext) => unknown) : (v: unknown, c: RecordContext) => (fn as { map(v: unknown, c: RecordContext): unknown }).map(v, c);
+        const call =
+          typeof fn === "function"
+            ? (fn as (v: unknown, c: RecordContext) => unknown)
+            : (v: unknown, c: RecordContext) => (fn as { map(v: unknown, c: RecordContext): unknown }).map(v, c);
         const emit = main();
         return async (v) => {
           counts.in++;
@@ -217,7 +220,10 @@ class StageRun {
         };
       }
       case "filter": {
-        const call = typeof fn === "function" ? (fn as (v: unknown, c: RecordContext) => unknown) : (v: unknown, c: RecordContext) => (fn as { filter(v: unknown, c: RecordContext): unknown }).filter(v, c);
+        const call =
+          typeof fn === "function"
+            ? (fn as (v: unknown, c: RecordContext) => unknown)
+            : (v: unknown, c: RecordContext) => (fn as { filter(v: unknown, c: RecordContext): unknown }).filter(v, c);
         const emit = main();
         return async (v) => {
           counts.in++;
@@ -227,7 +233,10 @@ class StageRun {
         };
       }
       case "flatMap": {
-        const call = typeof fn === "function" ? (fn as (v: unknown, c: RecordContext) => unknown) : (v: unknown, c: RecordContext) => (fn as { flatMap(v: unknown, c: RecordContext): unknown }).flatMap(v, c);
+        const call =
+          typeof fn === "function"
+            ? (fn as (v: unknown, c: RecordContext) => unknown)
+            : (v: unknown, c: RecordContext) => (fn as { flatMap(v: unknown, c: RecordContext): unknown }).flatMap(v, c);
         const emit = main();
         return async (v) => {
           counts.in++;
@@ -243,7 +252,10 @@ class StageRun {
         };
       }
       case "process": {
-        const call = typeof fn === "function" ? (fn as (v: unknown, c: ProcessContext<unknown>) => unknown) : (v: unknown, c: ProcessContext<unknown>) => (fn as { process(v: unknown, c: ProcessContext<unknown>): unknown }).process(v, c);
+        const call =
+          typeof fn === "function"
+            ? (fn as (v: unknown, c: ProcessContext<unknown>) => unknown)
+            : (v: unknown, c: ProcessContext<unknown>) => (fn as { process(v: unknown, c: ProcessContext<unknown>): unknown }).process(v, c);
         const emits = new Map<string | null, Push>([[null, main()]]);
         const emitTo = (tag: string | null): Push => {
           let e = emits.get(tag);

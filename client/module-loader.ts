@@ -20,7 +20,10 @@ export async function loadPipeline(modulePath: string, name?: string): Promise<P
   const unique = [...new Map(found.map(([k, p]) => [p, k])).entries()];
   if (name) {
     const hit = unique.find(([p]) => p.name === name);
-    if (!hit) throw new PipelineDefinitionError(`module "${path}" exports no pipeline named "${name}" (it exports: ${unique.map(([p]) => p.name).join(", ") || "none"})`);
+    if (!hit)
+      throw new PipelineDefinitionError(
+        `module "${path}" exports no pipeline named "${name}" (it exports: ${unique.map(([p]) => p.name).join(", ") || "none"})`,
+      );
     return hit[0];
   }
   const def = mod.default;
@@ -31,5 +34,7 @@ export async function loadPipeline(modulePath: string, name?: string): Promise<P
       `module "${path}" exports no pipeline: export one made with definePipeline(...), e.g. \`export default definePipeline("name", (env) => ...)\``,
     );
   }
-  throw new PipelineDefinitionError(`module "${path}" exports several pipelines (${unique.map(([p]) => p.name).join(", ")}); choose one with --pipeline <name>`);
+  throw new PipelineDefinitionError(
+    `module "${path}" exports several pipelines (${unique.map(([p]) => p.name).join(", ")}); choose one with --pipeline <name>`,
+  );
 }

@@ -20,9 +20,10 @@ export interface ReplayVerdict {
 }
 
 async function replayOptions(workflowsPath?: string): Promise<ReplayWorkerOptions> {
-  const bundle = workflowsPath && workflowsPath !== defaultWorkflowsPath
-    ? await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger("WARN") })
-    : await workflowBundle();
+  const bundle =
+    workflowsPath && workflowsPath !== defaultWorkflowsPath
+      ? await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger("WARN") })
+      : await workflowBundle();
   return { workflowBundle: bundle, replayName: "sage-replay" };
 }
 

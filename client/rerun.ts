@@ -84,7 +84,7 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
     workflowId,
     taskQueue: started.taskQueue.name,
     args: [next],
-    memo: (desc.memo ?? {}) as Record<string, unknown>,
+    memo: desc.memo ?? {},
     ...(desc.typedSearchAttributes ? { typedSearchAttributes: desc.typedSearchAttributes } : {}),
   });
   return { runId: started2.firstExecutionRunId, reused, fromRunId: desc.runId };

@@ -11,14 +11,7 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { ServerUnavailableError } from "../core/errors.js";
-import {
-  PIPELINE_WORKFLOW,
-  PROGRESS_QUERY,
-  workflowIdOf,
-  type JobInput,
-  type JobProgress,
-  type JobResult,
-} from "../core/plan/job.js";
+import { PIPELINE_WORKFLOW, PROGRESS_QUERY, workflowIdOf, type JobInput, type JobProgress, type JobResult } from "../core/plan/job.js";
 import type { PhysicalPlan } from "../core/plan/physical.js";
 import { loadConfig } from "./config-loader.js";
 import { connectionOptions } from "./connection.js";
@@ -92,7 +85,7 @@ export class SageJob {
 
   /** Live progress (splits, counts per operator, dead letters), via the workflow's query. */
   async progress(): Promise<JobProgress> {
-    return (await this.handle.query(PROGRESS_QUERY)) as JobProgress;
+    return this.handle.query<JobProgress>(PROGRESS_QUERY);
   }
 
   /** Temporal's description of the run (status, times, memo with the plan). */
@@ -176,7 +169,12 @@ export class SageClient {
         memo: { plan: compiled.plan, planHash: compiled.plan.hash, params: input.params },
         staticSummary: `sage pipeline ${pipeline.name}, job ${jobId}, plan ${compiled.plan.hash.slice(0, 12)}`,
         ...(this.searchAttributes
-          ? { typedSearchAttributes: [{ key: SEARCH_ATTRIBUTES.pipeline, value: pipeline.name }, { key: SEARCH_ATTRIBUTES.jobId, value: jobId }] }
+          ? {
+              typedSearchAttributes: [
+                { key: SEARCH_ATTRIBUTES.pipeline, value: pipeline.name },
+                { key: SEARCH_ATTRIBUTES.jobId, value: jobId },
+              ],
+            }
           : {}),
       });
       return new SageJob(handle, pipeline.name, jobId, compiled.plan, handle.firstExecutionRunId);

@@ -8,9 +8,24 @@ import type { StageCounts } from "../core/plan/job.js";
 export const metricsRegistry = new Registry();
 collectDefaultMetrics({ register: metricsRegistry, prefix: "sage_process_" });
 
-const recordsIn = new Counter({ name: "sage_operator_records_in_total", help: "Records into an operator", labelNames: ["pipeline", "operator"], registers: [metricsRegistry] });
-const recordsOut = new Counter({ name: "sage_operator_records_out_total", help: "Records out of an operator", labelNames: ["pipeline", "operator"], registers: [metricsRegistry] });
-const deadLetters = new Counter({ name: "sage_operator_dead_letters_total", help: "Records sent to the dead letters by an operator", labelNames: ["pipeline", "operator"], registers: [metricsRegistry] });
+const recordsIn = new Counter({
+  name: "sage_operator_records_in_total",
+  help: "Records into an operator",
+  labelNames: ["pipeline", "operator"],
+  registers: [metricsRegistry],
+});
+const recordsOut = new Counter({
+  name: "sage_operator_records_out_total",
+  help: "Records out of an operator",
+  labelNames: ["pipeline", "operator"],
+  registers: [metricsRegistry],
+});
+const deadLetters = new Counter({
+  name: "sage_operator_dead_letters_total",
+  help: "Records sent to the dead letters by an operator",
+  labelNames: ["pipeline", "operator"],
+  registers: [metricsRegistry],
+});
 const stageSeconds = new Histogram({
   name: "sage_stage_duration_seconds",
   help: "Wall time of one stage activity (one split or batch)",

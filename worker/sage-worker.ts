@@ -56,7 +56,11 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
   installRuntime(logger);
   const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }));
   const dataDir = resolve(config["data-dir"]);
-  const activities = createActivities({ registry, dataDir, logger, configParallelism: config.execution.parallelism,
+  const activities = createActivities({
+    registry,
+    dataDir,
+    logger,
+    configParallelism: config.execution.parallelism,
     observe: (stage, counts, seconds) => observeStage(pipeline.name, stage, counts, seconds),
   });
   const connection = await NativeConnection.connect(connectionOptions(config));

@@ -68,7 +68,15 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     gates.set(stage.id, new Gate(stage.parallelism));
   }
   const stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
-  const common = { jobId: input.jobId, pipeline: plan.pipeline, planHash: plan.hash, parallelism: plan.parallelism, fusion: plan.fusion, params: input.params, runtime };
+  const common = {
+    jobId: input.jobId,
+    pipeline: plan.pipeline,
+    planHash: plan.hash,
+    parallelism: plan.parallelism,
+    fusion: plan.fusion,
+    params: input.params,
+    runtime,
+  };
 
   const call = async <T>(fn: ActivityFn, arg: unknown): Promise<T> => {
     progress.activities++;

@@ -27,14 +27,18 @@ export async function replayCommand(workflowId: string | undefined, flags: Repla
     if (!workflowId && !flags.failed) throw new Error("give a workflow id, --failed, or --file <history.json>");
     const client = await SageClient.connect({ config });
     try {
-      verdicts = flags.failed ? await replayFailed(client.temporal, flags.pipeline, workflows) : [await replayExecution(client.temporal, workflowId!, undefined, workflows)];
+      verdicts = flags.failed
+        ? await replayFailed(client.temporal, flags.pipeline, workflows)
+        : [await replayExecution(client.temporal, workflowId!, undefined, workflows)];
     } finally {
       await client.close();
     }
   }
   if (flags.json) process.stdout.write(`${JSON.stringify(verdicts)}\n`);
   else if (verdicts.length === 0) process.stdout.write("no runs to replay\n");
-  else for (const v of verdicts) process.stdout.write(`${v.workflowId}${v.runId ? ` (${v.runId})` : ""}: ${v.deterministic ? "deterministic" : `NOT deterministic: ${v.error}`}\n`);
+  else
+    for (const v of verdicts)
+      process.stdout.write(`${v.workflowId}${v.runId ? ` (${v.runId})` : ""}: ${v.deterministic ? "deterministic" : `NOT deterministic: ${v.error}`}\n`);
   if (verdicts.some((v) => !v.deterministic)) process.exitCode = 1;
 }
 
@@ -57,7 +61,11 @@ export async function rerunCommand(workflowId: string, flags: RerunFlags): Promi
     const job = await client.job(workflowId);
     try {
       const result = await follow(job, job.result(), logger);
-      process.stdout.write(flags.json ? `${JSON.stringify({ ...result, runId, reusedSplits: reused })}\n` : `${workflowId}: ${result.phase}, ${result.splitsTotal} splits (${reused} reused), dead letters ${result.deadLetters}\nWeb UI: ${uiLink(config, workflowId, runId) ?? "-"}\n`);
+      process.stdout.write(
+        flags.json
+          ? `${JSON.stringify({ ...result, runId, reusedSplits: reused })}\n`
+          : `${workflowId}: ${result.phase}, ${result.splitsTotal} splits (${reused} reused), dead letters ${result.deadLetters}\nWeb UI: ${uiLink(config, workflowId, runId) ?? "-"}\n`,
+      );
     } catch (err) {
       process.stderr.write(`sage: ${failureMessage(err)}\n`);
       process.exitCode = 1;

@@ -16,7 +16,13 @@ export async function planCommand(modulePath: string, flags: PlanFlags): Promise
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
   const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
   const text =
-    flags.format === "json" ? JSON.stringify(plan, null, 2) : flags.format === "mermaid" ? renderMermaid(plan) : flags.format === "dot" ? renderDot(plan) : renderText(plan);
+    flags.format === "json"
+      ? JSON.stringify(plan, null, 2)
+      : flags.format === "mermaid"
+        ? renderMermaid(plan)
+        : flags.format === "dot"
+          ? renderDot(plan)
+          : renderText(plan);
   process.stdout.write(`${text}\n`);
 }
 
@@ -44,7 +50,15 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
     if (status === "RUNNING") detail = await job.progress().catch(() => null);
     else if (status === "COMPLETED") detail = (await job.handle.result()) as JobResult;
     else detail = await job.result().catch((err: unknown) => ({ error: (err as Error).message }));
-    const out = { workflowId: job.workflowId, runId: desc.runId, status, startTime: desc.startTime, closeTime: desc.closeTime, detail, webUi: uiLink(config, job.workflowId, desc.runId) };
+    const out = {
+      workflowId: job.workflowId,
+      runId: desc.runId,
+      status,
+      startTime: desc.startTime,
+      closeTime: desc.closeTime,
+      detail,
+      webUi: uiLink(config, job.workflowId, desc.runId),
+    };
     process.stdout.write(flags.json ? `${JSON.stringify(out)}\n` : `${formatStatus(out)}\n`);
   } finally {
     await client.close();
@@ -53,7 +67,7 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
 
 function formatStatus(s: { workflowId: string; status: string; detail: unknown; webUi: string | null }): string {
   const lines = [`${s.workflowId}: ${s.status}`];
-  const d = s.detail as Partial<JobResult> & { error?: string } | null;
+  const d = s.detail as (Partial<JobResult> & { error?: string }) | null;
   if (d?.error) lines.push(`error: ${d.error}`);
   if (d?.splitsTotal !== undefined) lines.push(`splits ${d.splitsDone}/${d.splitsTotal}, dead letters ${d.deadLetters}, phase ${d.phase}`);
   for (const [op, c] of Object.entries(d?.counts ?? {})) lines.push(`  ${op}: in ${c.in}, out ${c.out}, dead ${c.dead}`);

@@ -51,9 +51,7 @@ withGlobals(program.command("status [jobId]"))
   .option("--json", "print JSON")
   .action(statusCommand);
 
-withGlobals(program.command("stop <jobId>"))
-  .description("cancel a job (staged output is removed, nothing is published)")
-  .action(stopCommand);
+withGlobals(program.command("stop <jobId>")).description("cancel a job (staged output is removed, nothing is published)").action(stopCommand);
 
 withGlobals(program.command("dev"))
   .description("run the local Temporal dev server with its Web UI in the foreground")

@@ -14,7 +14,10 @@ function recordsIn(p: JobProgress): number {
 export async function follow<T>(job: SageJob, done: Promise<T>, logger: Logger, tty = process.stderr.isTTY === true): Promise<T> {
   let last: JobProgress | null = null;
   const bar = tty
-    ? new SingleBar({ format: "{bar} {value}/{total} splits | {records} records | {dead} dead letters | {phase}", hideCursor: true, stream: process.stderr }, Presets.shades_classic)
+    ? new SingleBar(
+        { format: "{bar} {value}/{total} splits | {records} records | {dead} dead letters | {phase}", hideCursor: true, stream: process.stderr },
+        Presets.shades_classic,
+      )
     : null;
   let started = false;
   let lastLog = 0;

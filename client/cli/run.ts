@@ -39,7 +39,11 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
     try {
       const result = await follow(job, job.result(), logger);
       const wall = Date.now() - started;
-      process.stdout.write(flags.json ? `${JSON.stringify({ ...result, workflowId: job.workflowId, runId, wallMs: wall, webUi: link })}\n` : `${renderSummary(result, job.plan, job.workflowId, wall, link)}\n`);
+      process.stdout.write(
+        flags.json
+          ? `${JSON.stringify({ ...result, workflowId: job.workflowId, runId, wallMs: wall, webUi: link })}\n`
+          : `${renderSummary(result, job.plan, job.workflowId, wall, link)}\n`,
+      );
     } catch (err) {
       process.stderr.write(`sage: ${failureMessage(err)}\n${link ? `Web UI: ${link}\n` : ""}`);
       process.exitCode = 1;

@@ -11,10 +11,7 @@ export type SourceSpec =
   | { kind: "function" };
 
 /** Plan form of a sink. */
-export type SinkSpec =
-  | { kind: "file"; format: "jsonl"; path: PlanString }
-  | { kind: "print"; prefix: string }
-  | { kind: "function" };
+export type SinkSpec = { kind: "file"; format: "jsonl"; path: PlanString } | { kind: "print"; prefix: string } | { kind: "function" };
 
 /** A source with its element type. */
 export interface SourceDescriptor<T> {

@@ -14,7 +14,7 @@ export interface SinkHandle {
 }
 
 function isSinkDescriptor(value: unknown): value is SinkDescriptor<unknown> {
-  return typeof value === "object" && value !== null && "spec" in value && typeof (value as { spec: unknown }).spec === "object";
+  return typeof value === "object" && value !== null && "spec" in value && typeof value.spec === "object";
 }
 
 /** A stream of records of type `T`. */

@@ -19,7 +19,12 @@ function withUnits(units: Record<string, number>, what: string) {
       const factor = units[unit];
       if (m && factor !== undefined) return Math.round(Number(m[1]) * factor);
     }
-    ctx.addIssue({ code: "custom", message: `expected ${what} such as ${Object.keys(units).map((u) => `10${u}`).join(", ")}` });
+    ctx.addIssue({
+      code: "custom",
+      message: `expected ${what} such as ${Object.keys(units)
+        .map((u) => `10${u}`)
+        .join(", ")}`,
+    });
     return z.NEVER;
   });
 }

@@ -77,7 +77,10 @@ export class GraphBuilder {
     const index = this.nodes.length;
     const name = draft.options.name ?? `${draft.kind}-${index}`;
     const id = draft.options.uid ?? name;
-    for (const [label, value] of [["name", name], ["uid", id]] as const) {
+    for (const [label, value] of [
+      ["name", name],
+      ["uid", id],
+    ] as const) {
       if (!ID_PATTERN.test(value)) {
         throw new PipelineDefinitionError(
           `pipeline "${this.pipeline}": operator ${label} "${value}" (operator #${index}, ${draft.kind}) must match ${ID_PATTERN.source}`,
@@ -129,9 +132,7 @@ export class GraphBuilder {
     }
     for (const node of this.nodes) {
       if (node.kind !== "sink" && !this.consumed.has(`${node.id}#`) && node.kind !== "process") {
-        throw new PipelineDefinitionError(
-          `pipeline "${this.pipeline}": the output of operator "${node.name}" goes nowhere; end the stream with .sink(...)`,
-        );
+        throw new PipelineDefinitionError(`pipeline "${this.pipeline}": the output of operator "${node.name}" goes nowhere; end the stream with .sink(...)`);
       }
     }
     return {

@@ -14,7 +14,12 @@ function edgesOf(plan: PhysicalPlan): Array<{ from: string; to: string; tag: str
 /** Logical graph, stages (what fused and why chains were cut) and the plan hash, as text. */
 export function renderText(plan: PhysicalPlan): string {
   const byId = new Map(plan.nodes.map((n) => [n.id, n] as const));
-  const lines = [`pipeline ${plan.pipeline}   plan ${plan.hash}`, `job parallelism ${plan.parallelism}, fusion ${plan.fusion ? "on" : "off"}`, "", "logical graph:"];
+  const lines = [
+    `pipeline ${plan.pipeline}   plan ${plan.hash}`,
+    `job parallelism ${plan.parallelism}, fusion ${plan.fusion ? "on" : "off"}`,
+    "",
+    "logical graph:",
+  ];
   for (const n of plan.nodes) {
     const from = n.inputs.map((i) => `${byId.get(i.from)?.name ?? i.from}${i.tag ? `[${i.tag}]` : ""}`).join(", ");
     lines.push(`  ${from ? `${from} -> ` : ""}${label(n)}`);
@@ -25,7 +30,12 @@ export function renderText(plan: PhysicalPlan): string {
     lines.push(`  ${s.id} stage:${s.name}  [${s.operators.length} operator(s), parallelism ${s.parallelism}, ${unit}]`);
   }
   const crossing = plan.edges.length;
-  lines.push("", crossing === 0 ? "records never cross workflow history (only split descriptors and counts do)" : `${crossing} edge(s) carry records through workflow history:`);
+  lines.push(
+    "",
+    crossing === 0
+      ? "records never cross workflow history (only split descriptors and counts do)"
+      : `${crossing} edge(s) carry records through workflow history:`,
+  );
   for (const e of plan.edges) lines.push(`  ${e.fromStage} -> ${e.toStage}`);
   if (plan.cuts.length > 0) {
     lines.push("", "chains cut:");

@@ -20,7 +20,10 @@ test("sage run examples/wordcount/pipeline.ts writes exactly the reference outpu
   const r = sageCli(["run", "examples/wordcount/pipeline.ts", "--param", `input=${input}`, "--param", `output=${output}`, "--json"], { env: cliEnv(config) });
   assert.equal(r.code, 0, r.stderr);
   const result = JSON.parse(r.stdout.trim().split("\n").pop()!) as { phase: string; counts: Record<string, { in: number; out: number }>; workflowId: string };
-  const got = readFileSync(output, "utf8").trim().split("\n").map((l) => JSON.parse(l) as unknown);
+  const got = readFileSync(output, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as unknown);
   const want = reference(readFileSync(input, "utf8"));
   assert.deepEqual(got, want);
   assert.equal(result.phase, "done");

@@ -87,7 +87,10 @@ test("two operators with the same name are rejected with both named", () => {
       .map((x) => x, { name: "same" })
       .sink(FileSink.jsonl("/tmp/x")),
   );
-  assert.throws(() => p.compile(), (err: unknown) => err instanceof PipelineDefinitionError && /two operators are named "same"/.test(err.message));
+  assert.throws(
+    () => p.compile(),
+    (err: unknown) => err instanceof PipelineDefinitionError && /two operators are named "same"/.test(err.message),
+  );
 });
 
 test("a stream without a sink, and a pipeline without operators, are rejected", () => {
@@ -105,7 +108,10 @@ test("class functions are hashed by class source and fields", () => {
       return `${this.tag}:${v}`;
     }
   }
-  const make = (tag: string) => definePipeline("cls", (env) => env.fromCollection(["a"], { name: "src" }).map(new Tagger(tag), { name: "tag" }).sink(FileSink.jsonl("/tmp/x"), { name: "out" }));
+  const make = (tag: string) =>
+    definePipeline("cls", (env) =>
+      env.fromCollection(["a"], { name: "src" }).map(new Tagger(tag), { name: "tag" }).sink(FileSink.jsonl("/tmp/x"), { name: "out" }),
+    );
   assert.equal(make("x").compile().plan.hash, make("x").compile().plan.hash);
   assert.notEqual(make("x").compile().plan.hash, make("y").compile().plan.hash);
   assert.equal(make("x").compile().plan.nodes[1]!.form, "object");
@@ -113,7 +119,13 @@ test("class functions are hashed by class source and fields", () => {
 
 test("invalid parallelism is a definition error", () => {
   assert.throws(
-    () => definePipeline("p0", (env) => env.fromCollection([1]).map((x) => x, { parallelism: 0 }).sink(FileSink.jsonl("/tmp/x"))).compile(),
+    () =>
+      definePipeline("p0", (env) =>
+        env
+          .fromCollection([1])
+          .map((x) => x, { parallelism: 0 })
+          .sink(FileSink.jsonl("/tmp/x")),
+      ).compile(),
     /parallelism must be a positive integer, got 0/,
   );
 });
