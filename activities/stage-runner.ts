@@ -27,8 +27,16 @@ export interface StageHost {
   heartbeat(details?: unknown): void;
 }
 
-type Push = (value: unknown) => Promise<void>;
-type Outcome = { ok: true; value: unknown } | { ok: false };
+/** Pushes one record into an operator; returns a promise only when something awaited. */
+type Push = (value: unknown) => void | Promise<void>;
+
+/** Pushes `items[from..]` through `push`, staying synchronous until a push returns a promise. */
+function pushAll(items: readonly unknown[], push: Push, from = 0): void | Promise<void> {
+  for (let i = from; i < items.length; i++) {
+    const p = push(items[i]);
+    if (p) return p.then(() => pushAll(items, push, i + 1));
+  }
+}
 
 /** True for errors that must fail the job rather than dead-letter one record. */
 export function isJobFatal(err: unknown): err is SageError {
@@ -75,7 +83,6 @@ class StageRun {
   private readonly consumers = new Map<string, Push[]>();
   private readonly nodes: Map<string, LogicalNode>;
   private sinceHeartbeat = 0;
-  private readonly firstContexts = new Map<string, RecordContext>();
 
   constructor(
     private readonly input: StageInput,
@@ -107,23 +114,55 @@ class StageRun {
     }
   }
 
-  /** Calls `invoke` under the operator's retry policy; a record that fails for good is dead-lettered. */
-  private async attempt(node: LogicalNode, value: unknown, invoke: (ctx: RecordContext) => unknown): Promise<Outcome> {
+  /**
+   * Calls `call` for one record and hands its result to `then`. The first try runs synchronously
+   * when the user function is synchronous (the common case: no promise per record); a failure moves
+   * to `retry`, which follows the operator's policy and dead-letters the record when it gives up.
+   */
+  private invoke(
+    node: LogicalNode,
+    ctx: RecordContext,
+    value: unknown,
+    call: (ctx: RecordContext) => unknown,
+    then: (result: unknown) => void | Promise<void>,
+  ): void | Promise<void> {
+    let result: unknown;
+    try {
+      result = call(ctx);
+    } catch (err) {
+      return this.retry(node, value, call, then, err);
+    }
+    if (result instanceof Promise) {
+      return withTimeout(result, node.timeoutMs, `operator "${node.name}"`).then(then, (err: unknown) => this.retry(node, value, call, then, err));
+    }
+    return then(result);
+  }
+
+  private async retry(
+    node: LogicalNode,
+    value: unknown,
+    call: (ctx: RecordContext) => unknown,
+    then: (result: unknown) => void | Promise<void>,
+    first: unknown,
+  ): Promise<void> {
+    let err = first;
     for (let attempt = 1; ; attempt++) {
-      try {
-        let result = invoke(attempt === 1 ? this.firstContexts.get(node.id)! : this.recordContext(node, attempt));
-        if (result instanceof Promise) result = await withTimeout(result, node.timeoutMs, `operator "${node.name}"`);
-        return { ok: true, value: result };
-      } catch (err) {
-        if (isJobFatal(err)) throw err;
-        const final = err instanceof NonRetryableError || attempt >= node.retry.maxAttempts;
-        if (final) {
-          await this.deadLetter(node, value, err, attempt);
-          return { ok: false };
-        }
-        await new Promise((r) => setTimeout(r, backoffMs(node.retry, attempt)));
-        this.host.heartbeat();
+      if (isJobFatal(err)) throw err;
+      if (err instanceof NonRetryableError || attempt >= node.retry.maxAttempts) {
+        await this.deadLetter(node, value, err, attempt);
+        return;
       }
+      await new Promise((r) => setTimeout(r, backoffMs(node.retry, attempt)));
+      this.host.heartbeat();
+      let result: unknown;
+      try {
+        result = call(this.recordContext(node, attempt + 1));
+        if (result instanceof Promise) result = await withTimeout(result, node.timeoutMs, `operator "${node.name}"`);
+      } catch (e) {
+        err = e;
+        continue;
+      }
+      return then(result);
     }
   }
 
@@ -156,9 +195,13 @@ class StageRun {
         return only(v);
       };
     }
-    return async (v) => {
+    const fanOut =
+      (v: unknown): Push =>
+      (consumer) =>
+        (consumer as Push)(v);
+    return (v) => {
       counts.out++;
-      for (const c of list) await c(v);
+      return pushAll(list, fanOut(v));
     };
   }
 
@@ -170,12 +213,12 @@ class StageRun {
   }
 
   /** Wires the stage: edges leaving the stage first, then operators from last to first. */
-  async wire(): Promise<Push | null> {
+  async wire(): Promise<Push> {
     const budget = this.input.runtime.maxBatchBytes;
     for (const edge of this.compiled.plan.edges.filter((e) => e.fromStage === this.stage.id)) {
       const producer = this.node(edge.fromOperator).name;
       const bucket = (this.outputs[edge.toStage] ??= []);
-      this.consume(edge.fromOperator, edge.tag, async (v) => {
+      this.consume(edge.fromOperator, edge.tag, (v) => {
         const json = encodeRecord(v, producer);
         checkRecordSize(json, producer, budget);
         this.outputBytes += json.length;
@@ -191,95 +234,105 @@ class StageRun {
     let entry: Push | null = null;
     for (const id of [...this.stage.operators].reverse()) {
       const node = this.node(id);
-      this.firstContexts.set(id, this.recordContext(node, 1));
       const push = await this.operatorPush(node);
       for (const input of node.inputs) if (this.stage.operators.includes(input.from)) this.consume(input.from, input.tag, push);
       if (id === this.stage.operators[0]) entry = push;
     }
-    return entry;
+    return entry!;
   }
 
   private async operatorPush(node: LogicalNode): Promise<Push> {
     const fn = await this.host.registry.function<unknown>(this.compiled, node);
     const counts = this.counts[node.id]!;
-    const main = (): Push => this.emitter(node, null);
+    const ctx = this.recordContext(node, 1);
+    /** The user's function as `(value, ctx) => result`, whether given as a lambda or an object. */
+    const method = <C>(name: string): ((v: unknown, c: C) => unknown) =>
+      typeof fn === "function" ? (fn as (v: unknown, c: C) => unknown) : (v, c) => (fn as Record<string, (v: unknown, c: C) => unknown>)[name]!(v, c);
     switch (node.kind) {
       case "source":
-        return main();
+        return this.emitter(node, null);
       case "map": {
-        const call =
-          typeof fn === "function"
-            ? (fn as (v: unknown, c: RecordContext) => unknown)
-            : (v: unknown, c: RecordContext) => (fn as { map(v: unknown, c: RecordContext): unknown }).map(v, c);
-        const emit = main();
-        return async (v) => {
+        const call = method<RecordContext>("map");
+        const emit = this.emitter(node, null);
+        return (v) => {
           counts.in++;
-          const r = await this.attempt(node, v, (c) => call(v, c));
           this.tick();
-          if (r.ok) await emit(r.value);
+          return this.invoke(node, ctx, v, (c) => call(v, c), emit);
         };
       }
       case "filter": {
-        const call =
-          typeof fn === "function"
-            ? (fn as (v: unknown, c: RecordContext) => unknown)
-            : (v: unknown, c: RecordContext) => (fn as { filter(v: unknown, c: RecordContext): unknown }).filter(v, c);
-        const emit = main();
-        return async (v) => {
+        const call = method<RecordContext>("filter");
+        const emit = this.emitter(node, null);
+        return (v) => {
           counts.in++;
-          const r = await this.attempt(node, v, (c) => call(v, c));
           this.tick();
-          if (r.ok && r.value) await emit(v);
+          return this.invoke(
+            node,
+            ctx,
+            v,
+            (c) => call(v, c),
+            (keep) => (keep ? emit(v) : undefined),
+          );
         };
       }
       case "flatMap": {
-        const call =
-          typeof fn === "function"
-            ? (fn as (v: unknown, c: RecordContext) => unknown)
-            : (v: unknown, c: RecordContext) => (fn as { flatMap(v: unknown, c: RecordContext): unknown }).flatMap(v, c);
-        const emit = main();
-        return async (v) => {
+        const call = method<RecordContext>("flatMap");
+        const emit = this.emitter(node, null);
+        const toArray = (out: unknown): unknown[] => {
+          if (Array.isArray(out)) return out;
+          if (out === null || typeof out !== "object" || !(Symbol.iterator in out)) {
+            throw new NonRetryableError(`flatMap "${node.name}" must return an iterable (an array), got ${out === null ? "null" : typeof out}`);
+          }
+          return Array.from(out as Iterable<unknown>);
+        };
+        return (v) => {
           counts.in++;
-          const r = await this.attempt(node, v, async (c) => {
-            const out = await call(v, c);
-            if (out === null || typeof out !== "object" || !(Symbol.iterator in out)) {
-              throw new NonRetryableError(`flatMap "${node.name}" must return an iterable (an array), got ${out === null ? "null" : typeof out}`);
-            }
-            return Array.from(out as Iterable<unknown>);
-          });
           this.tick();
-          if (r.ok) for (const x of r.value as unknown[]) await emit(x);
+          return this.invoke(
+            node,
+            ctx,
+            v,
+            (c) => {
+              const out = call(v, c);
+              return out instanceof Promise ? out.then(toArray) : toArray(out);
+            },
+            (items) => pushAll(items as unknown[], emit),
+          );
         };
       }
       case "process": {
-        const call =
-          typeof fn === "function"
-            ? (fn as (v: unknown, c: ProcessContext<unknown>) => unknown)
-            : (v: unknown, c: ProcessContext<unknown>) => (fn as { process(v: unknown, c: ProcessContext<unknown>): unknown }).process(v, c);
-        const emits = new Map<string | null, Push>([[null, main()]]);
+        const call = method<ProcessContext<unknown>>("process");
+        const emits = new Map<string | null, Push>([[null, this.emitter(node, null)]]);
         const emitTo = (tag: string | null): Push => {
           let e = emits.get(tag);
           if (!e) emits.set(tag, (e = this.emitter(node, tag)));
           return e;
         };
-        return async (v) => {
+        const forward: Push = (pair) => emitTo((pair as [string | null, unknown])[0])((pair as [string | null, unknown])[1]);
+        return (v) => {
           counts.in++;
-          const r = await this.attempt(node, v, async (c) => {
-            const buffered: Array<[string | null, unknown]> = [];
-            const ctx: ProcessContext<unknown> = { ...c, emit: (x) => buffered.push([null, x]), output: (tag, x) => buffered.push([tag.id, x]) };
-            await call(v, ctx);
-            return buffered;
-          });
           this.tick();
-          if (r.ok) for (const [tag, x] of r.value as Array<[string | null, unknown]>) await emitTo(tag)(x);
+          // Emissions are buffered until the call succeeds, so a retried record never emits twice.
+          return this.invoke(
+            node,
+            ctx,
+            v,
+            (c) => {
+              const buffered: Array<[string | null, unknown]> = [];
+              const pctx: ProcessContext<unknown> = { ...c, emit: (x) => void buffered.push([null, x]), output: (tag, x) => void buffered.push([tag.id, x]) };
+              const done = call(v, pctx);
+              return done instanceof Promise ? done.then(() => buffered) : buffered;
+            },
+            (pairs) => pushAll(pairs as unknown[], forward),
+          );
         };
       }
       case "sink":
-        return this.sinkPush(node, fn);
+        return this.sinkPush(node, fn, ctx);
     }
   }
 
-  private sinkPush(node: LogicalNode, fn: unknown): Push {
+  private sinkPush(node: LogicalNode, fn: unknown, ctx: RecordContext): Push {
     const counts = this.counts[node.id]!;
     const spec = node.sink!;
     const producer = this.node(node.inputs[0]!.from).name;
@@ -287,14 +340,14 @@ class StageRun {
       const writer = new ShardWriter(join(this.staging, node.id, `${this.input.shard}.jsonl`));
       this.writers.push(writer);
       this.finishers.push(() => writer.finish());
-      return async (v) => {
+      return (v) => {
         counts.in++;
-        await writer.writeLine(encodeRecord(v, producer));
         counts.out++;
+        return writer.writeLine(encodeRecord(v, producer));
       };
     }
     if (spec.kind === "print") {
-      return async (v) => {
+      return (v) => {
         counts.in++;
         process.stdout.write(`${spec.prefix}${encodeRecord(v, producer)}\n`);
         counts.out++;
@@ -303,23 +356,26 @@ class StageRun {
     const sink = fn as SinkFunction<unknown> | ((v: unknown, c: SinkContext) => unknown);
     const invoke = typeof sink === "function" ? sink : (v: unknown, c: SinkContext) => sink.invoke(v, c);
     const sinkCtx = (c: RecordContext): SinkContext => ({ ...c, shard: this.input.shard });
+    const first = sinkCtx(ctx);
     if (typeof sink !== "function" && sink.finish) {
       this.finishers.push(async () => {
-        await sink.finish?.(sinkCtx(this.recordContext(node, 1)));
+        await sink.finish?.(first);
       });
     }
-    return async (v) => {
+    const written = () => {
+      counts.out++;
+    };
+    return (v) => {
       counts.in++;
-      const r = await this.attempt(node, v, (c) => invoke(v, sinkCtx(c)));
       this.tick();
-      if (r.ok) counts.out++;
+      return this.invoke(node, first, v, (c) => invoke(v, c === first ? first : sinkCtx(c)), written);
     };
   }
 
-  /** Reads the split of a source stage into the chain. */
+  /** Reads the split (source stages) or the batch (other stages) into the chain. */
   async drive(entry: Push): Promise<void> {
     if (!this.stage.source) {
-      for (const v of this.input.batch ?? []) await entry(v);
+      await pushAll(this.input.batch ?? [], entry);
       return;
     }
     const node = this.node(this.stage.operators[0]!);
@@ -327,11 +383,13 @@ class StageRun {
     const split = this.input.split!.descriptor;
     const spec = node.source!;
     if (spec.kind === "file") {
-      for await (const rec of readFileSplit(split as unknown as FileSplit, spec.format)) {
-        counts.in++;
-        if (rec.ok) await entry(rec.value);
-        else await this.deadLetter(node, rec.raw, new NonRetryableError(rec.reason), 1);
-        this.tick();
+      for await (const chunk of readFileSplit(split as unknown as FileSplit, spec.format)) {
+        for (const rec of chunk) {
+          counts.in++;
+          const p = rec.ok ? entry(rec.value) : this.deadLetter(node, rec.raw, new NonRetryableError(rec.reason), 1);
+          if (p) await p;
+        }
+        this.host.heartbeat();
       }
       return;
     }
@@ -340,7 +398,8 @@ class StageRun {
       const [from, to] = split as [number, number];
       for (let i = from; i < to; i++) {
         counts.in++;
-        await entry(items[i]);
+        const p = entry(items[i]);
+        if (p) await p;
         this.tick();
       }
       return;
@@ -348,7 +407,8 @@ class StageRun {
     const source = await this.host.registry.function<SourceFunction<unknown>>(this.compiled, node);
     for await (const v of source.read(split, this.sourceContext(node))) {
       counts.in++;
-      await entry(v);
+      const p = entry(v);
+      if (p) await p;
       this.tick();
     }
   }
@@ -382,7 +442,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   await run.clearEarlierAttempt();
   const entry = await run.wire();
   try {
-    await run.drive(entry!);
+    await run.drive(entry);
     await run.finish();
   } catch (err) {
     await run.discard();

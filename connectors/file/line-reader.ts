@@ -13,8 +13,8 @@ export interface Line {
 const NEWLINE = 0x0a;
 const CHUNK = 1 << 20;
 
-/** Yields the lines that start in `[start, end)` of `path`, without their line breaks. */
-export async function* readLines(path: string, start: number, end: number): AsyncGenerator<Line> {
+/** Yields the lines that start in `[start, end)` of `path`, without their line breaks, one read chunk at a time. */
+export async function* readLines(path: string, start: number, end: number): AsyncGenerator<Line[]> {
   const fh = await open(path, "r");
   try {
     let pos = start > 0 ? start - 1 : 0;
@@ -25,21 +25,26 @@ export async function* readLines(path: string, start: number, end: number): Asyn
     for (;;) {
       const { bytesRead } = await fh.read(chunk, 0, CHUNK, pos);
       if (bytesRead === 0) {
-        if (!skipping && carry.length > 0 && carryOffset < end) yield { text: decode(carry, 0, carry.length), offset: carryOffset };
+        if (!skipping && carry.length > 0 && carryOffset < end) yield [{ text: decode(carry, 0, carry.length), offset: carryOffset }];
         return;
       }
       pos += bytesRead;
       const buf = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
       let lineStart = 0;
+      const lines: Line[] = [];
+      let done = false;
       for (let i = buf.indexOf(NEWLINE); i !== -1; i = buf.indexOf(NEWLINE, lineStart)) {
         const offset = carryOffset + lineStart;
         if (skipping) skipping = false;
-        else if (offset >= end) return;
-        else yield { text: decode(buf, lineStart, i), offset };
+        else if (offset >= end) {
+          done = true;
+          break;
+        } else lines.push({ text: decode(buf, lineStart, i), offset });
         lineStart = i + 1;
       }
+      if (lines.length > 0) yield lines;
       carryOffset += lineStart;
-      if (!skipping && carryOffset >= end) return;
+      if (done || (!skipping && carryOffset >= end)) return;
       carry = Buffer.from(buf.subarray(lineStart));
     }
   } finally {

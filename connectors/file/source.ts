@@ -34,20 +34,24 @@ export async function fileSplits(sourceName: string, path: string, splitBytes: n
 /** A record read from a file, or the reason a line could not be decoded. */
 export type FileRecord = { ok: true; value: unknown } | { ok: false; raw: string; reason: string };
 
-/** Reads one split as text lines or JSON Lines (undecodable lines come back as failures, not exceptions). */
-export async function* readFileSplit(split: FileSplit, format: "lines" | "jsonl"): AsyncGenerator<FileRecord> {
+/** Reads one split as text lines or JSON Lines, a chunk of records at a time (undecodable lines come back as failures). */
+export async function* readFileSplit(split: FileSplit, format: "lines" | "jsonl"): AsyncGenerator<FileRecord[]> {
   try {
-    for await (const line of readLines(split.path, split.start, split.end)) {
+    for await (const lines of readLines(split.path, split.start, split.end)) {
       if (format === "lines") {
-        yield { ok: true, value: line.text };
+        yield lines.map((line): FileRecord => ({ ok: true, value: line.text }));
         continue;
       }
-      if (line.text.trim() === "") continue;
-      try {
-        yield { ok: true, value: JSON.parse(line.text) as unknown };
-      } catch (err) {
-        yield { ok: false, raw: line.text, reason: `invalid JSON at ${split.path} byte ${line.offset}: ${(err as Error).message}` };
+      const records: FileRecord[] = [];
+      for (const line of lines) {
+        if (line.text.trim() === "") continue;
+        try {
+          records.push({ ok: true, value: JSON.parse(line.text) as unknown });
+        } catch (err) {
+          records.push({ ok: false, raw: line.text, reason: `invalid JSON at ${split.path} byte ${line.offset}: ${(err as Error).message}` });
+        }
       }
+      yield records;
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -25,11 +25,11 @@ export class ShardWriter {
     this.tmpPath = `${finalPath}.tmp`;
   }
 
-  /** Appends one line (without its newline). */
-  async writeLine(line: string): Promise<void> {
+  /** Appends one line (without its newline); returns a promise only when the buffer was flushed. */
+  writeLine(line: string): void | Promise<void> {
     this.pending.push(line);
     this.pendingBytes += line.length + 1;
-    if (this.pendingBytes >= 256 * 1024) await this.flush();
+    if (this.pendingBytes >= 256 * 1024) return this.flush();
   }
 
   private async flush(): Promise<void> {
