@@ -41,10 +41,19 @@ function positiveInt(value: number | undefined, what: string): number | null {
   return value;
 }
 
-/** Hash of a function's source; for objects, the class source and the object's own JSON fields. */
+/**
+ * Hashes of function objects, taken when an object is first compiled: what `open` or `map` later
+ * store in its fields (a client, a counter) is run-time state, and must not change the plan hash of
+ * the next job submitted from the same process.
+ */
+const objectHashes = new WeakMap<object, string>();
+
+/** Hash of a function's source; for objects, the class source and the object's own JSON fields when first seen. */
 export function hashFunction(fn: unknown): { form: LogicalNode["form"]; hash: string } {
   if (fn === undefined || fn === null) return { form: "descriptor", hash: "" };
   if (typeof fn === "function") return { form: "lambda", hash: sha256Hex(fn.toString()) };
+  const known = objectHashes.get(fn);
+  if (known !== undefined) return { form: "object", hash: known };
   const proto = Object.getPrototypeOf(fn) as { constructor?: { toString(): string } } | null;
   const classSource = proto?.constructor?.toString() ?? "";
   const methods: string[] = [];
@@ -58,7 +67,9 @@ export function hashFunction(fn: unknown): { form: LogicalNode["form"]; hash: st
   } catch {
     fields = "<unserializable fields>";
   }
-  return { form: "object", hash: sha256Hex(`${classSource}\n${methods.join("\n")}\n${fields}`) };
+  const hash = sha256Hex(`${classSource}\n${methods.join("\n")}\n${fields}`);
+  if (typeof fn === "object") objectHashes.set(fn, hash);
+  return { form: "object", hash };
 }
 
 /** Accumulates nodes while a pipeline's build function runs. */
