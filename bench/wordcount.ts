@@ -55,6 +55,22 @@ async function plainLoop(input: string, output: string): Promise<{ ms: number; o
   return { ms: performance.now() - t, out };
 }
 
+/** Waits until `n` distinct workers poll the task queue for activities (they bundle workflow code first). */
+async function waitForPollers(client: SageClient, taskQueue: string, n: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const d = await client.connection.workflowService.describeTaskQueue({
+      namespace: client.config.temporal.namespace,
+      taskQueue: { name: taskQueue },
+      taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    });
+    const live = new Set((d.pollers ?? []).filter((p) => Date.now() - Number(p.lastAccessTime?.seconds ?? 0) * 1000 < 5_000).map((p) => p.identity));
+    if (live.size >= n) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${n} worker(s) did not start polling ${taskQueue} within 60 s`);
+}
+
 function startWorkers(n: number, env: Record<string, string>): ChildProcess[] {
   return Array.from({ length: n }, () =>
     spawn(process.execPath, [resolve("bin/sage.js"), "worker", "examples/wordcount/pipeline.ts"], {
@@ -98,12 +114,19 @@ const loop = await plainLoop(input, loopOut);
 type Row = { case: string; ms: number; out: number; activities?: number; splits?: number; events?: number; historyBytes?: number };
 const rows: Row[] = [{ case: "plain TS loop (in process, not durable)", ms: loop.ms, out: loop.out }];
 
-for (const workers of [1, 2]) {
-  const procs = startWorkers(workers, env);
-  const client = await SageClient.connect({ config });
+const variants = [
+  { workers: 1, slots: config.worker["max-concurrent-activities"], label: "sage, 1 worker (durable)" },
+  { workers: 2, slots: config.worker["max-concurrent-activities"], label: "sage, 2 workers (durable)" },
+  { workers: 2, slots: 1, label: "sage, 2 workers x 1 activity slot" },
+];
+for (const [i, v] of variants.entries()) {
+  const taskQueue = `bench-wordcount-${i}`;
+  const procs = startWorkers(v.workers, { ...env, SAGE_TEMPORAL_TASK_QUEUE: taskQueue, SAGE_WORKER_MAX_CONCURRENT_ACTIVITIES: String(v.slots) });
+  const client = await SageClient.connect({ config: { ...config, temporal: { ...config.temporal, "task-queue": taskQueue } } });
+  const workers = v.workers;
   try {
-    await new Promise((r) => setTimeout(r, 3000)); // workers bundle their workflow code (~1-2 s) before polling
-    const output = join(dir, `sage-${workers}.jsonl`);
+    await waitForPollers(client, taskQueue, workers);
+    const output = join(dir, `sage-${i}.jsonl`);
     const t = performance.now();
     const job = await client.submit(pipeline, { jobId: `bench-${workers}w-${Date.now()}`, params: { input, output } });
     const result = await job.result();
@@ -111,9 +134,9 @@ for (const workers of [1, 2]) {
     const history = await job.handle.fetchHistory();
     const historyBytes = proto.temporal.api.history.v1.History.encode(history).finish().length;
     const same = readFileSync(output).equals(readFileSync(loopOut));
-    if (!same) throw new Error(`output of the ${workers}-worker run differs from the plain loop's`);
+    if (!same) throw new Error(`output of "${v.label}" differs from the plain loop's`);
     rows.push({
-      case: `sage, ${workers} worker process${workers > 1 ? "es" : ""} (durable)`,
+      case: v.label,
       ms,
       out: result.counts.out?.out ?? 0,
       activities: result.activities,
