@@ -3,7 +3,7 @@
  * and reports, per run, "deterministic" or the determinism violation and where it diverged.
  */
 import { readFile } from "node:fs/promises";
-import { bundleWorkflowCode, DefaultLogger, Worker, type ReplayWorkerOptions } from "@temporalio/worker";
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type ReplayWorkerOptions } from "@temporalio/worker";
 import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Client } from "@temporalio/client";
 import { PIPELINE_WORKFLOW } from "../core/plan/job.js";
@@ -17,6 +17,16 @@ export interface ReplayVerdict {
   deterministic: boolean;
   /** Error name and message (a DeterminismViolationError names the diverging event). */
   error?: string;
+}
+
+/**
+ * Installs the SDK runtime for a process that only replays (the `sage replay` command): by default
+ * Core prints its own log lines (e.g. the "Failing workflow task" warning of every violation) on
+ * stdout, which would corrupt `--json` output; here they are forwarded to a WARN logger on stderr.
+ * Call it before the first replay; a process that also runs a worker installs its own runtime.
+ */
+export function installReplayRuntime(): void {
+  Runtime.install({ logger: new DefaultLogger("WARN"), telemetryOptions: { logging: { forward: {}, filter: { core: "WARN", other: "ERROR" } } } });
 }
 
 async function replayOptions(workflowsPath?: string): Promise<ReplayWorkerOptions> {

@@ -1,6 +1,6 @@
 /** `sage replay` and `sage rerun`: work on recorded workflow histories. */
 import { resolve } from "node:path";
-import { replayExecution, replayFailed, replayFile, type ReplayVerdict } from "../replay.js";
+import { installReplayRuntime, replayExecution, replayFailed, replayFile, type ReplayVerdict } from "../replay.js";
 import { rerunJob } from "../rerun.js";
 import { loadPipeline } from "../module-loader.js";
 import { SageClient, failureMessage } from "../sage-client.js";
@@ -20,6 +20,7 @@ interface ReplayFlags extends GlobalFlags {
 export async function replayCommand(workflowId: string | undefined, flags: ReplayFlags): Promise<void> {
   const config = configFrom(flags);
   const workflows = flags.workflows ? resolve(flags.workflows) : undefined;
+  installReplayRuntime();
   let verdicts: ReplayVerdict[];
   if (flags.file) {
     verdicts = [await replayFile(flags.file, workflows)];
