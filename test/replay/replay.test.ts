@@ -12,11 +12,13 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
-import { replayFile } from "../../client/replay.js";
+import { installReplayRuntime, replayFile } from "../../client/replay.js";
 import { PIPELINE_WORKFLOW } from "../../core/plan/job.js";
 import { REPO } from "../support/harness.js";
 
 const DIR = join(REPO, "test", "replay", "histories");
+// This file's process only replays: keep the SDK's worker chatter at WARN, on stderr.
+installReplayRuntime();
 const files = readdirSync(DIR)
   .filter((f) => f.endsWith(".json"))
   .sort();
