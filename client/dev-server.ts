@@ -114,6 +114,8 @@ export interface DevServerOptions {
   detached?: boolean;
   /** How long to wait for health (the SDK's 5 s is too short on a loaded 2-core machine). */
   startTimeoutMs?: number;
+  /** More `--dynamic-config-value` settings (`key=value`). */
+  dynamicConfig?: string[];
   log?: (msg: string) => void;
 }
 
@@ -133,7 +135,7 @@ export function devServerArgs(options: DevServerOptions): string[] {
   else args.push("--ui-port", String(options.uiPort));
   for (const sa of [SA_PIPELINE, SA_JOB_ID]) args.push("--search-attribute", `${sa}=Keyword`);
   args.push("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal");
-  for (const dc of DEV_SERVER_DYNAMIC_CONFIG) args.push("--dynamic-config-value", dc);
+  for (const dc of [...DEV_SERVER_DYNAMIC_CONFIG, ...(options.dynamicConfig ?? [])]) args.push("--dynamic-config-value", dc);
   return args;
 }
 

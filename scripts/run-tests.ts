@@ -10,6 +10,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startDevServer } from "../client/dev-server.js";
 
+/** History length at which the test server suggests continue-as-new (the default is ~4,096). */
+const CONTINUE_AS_NEW_EVENTS = 600;
+
 function testFiles(paths: string[]): string[] {
   const out: string[] = [];
   const walk = (p: string): void => {
@@ -42,6 +45,8 @@ const server = needsServer
       dbFile: join(dir, "temporal.db"),
       logFile: join(dir, "temporal.log"),
       startTimeoutMs: 120_000,
+      // Suggest continue-as-new early so tests exercise the checkpoint path with small jobs.
+      dynamicConfig: [`limit.historyCount.suggestContinueAsNew=${CONTINUE_AS_NEW_EVENTS}`],
       log: (m) => process.stderr.write(`${m}\n`),
     })
   : null;

@@ -3,12 +3,15 @@
  * it moves split descriptors and batches between stage activities, counts, and commits the sinks.
  */
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  continueAsNew,
   proxyActivities,
   setHandler,
+  workflowInfo,
   defineQuery,
   type ActivityOptions,
 } from "@temporalio/workflow";
@@ -19,6 +22,8 @@ import {
   SPLITS_ACTIVITY,
   addCounts,
   deadLetterTotal,
+  inRanges,
+  toRanges,
   stageActivityType,
   type JobInput,
   type JobProgress,
@@ -56,6 +61,8 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
   const base: ActivityOptions = {
     startToCloseTimeout: runtime.activityTimeoutMs,
     heartbeatTimeout: runtime.heartbeatTimeoutMs,
+    // On cancellation an activity's promise settles only once the activity has stopped (see the abort below).
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: "1s", backoffCoefficient: 2, maximumInterval: "30s", maximumAttempts: 20 },
   };
   const control = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: "sage control" });
@@ -78,14 +85,30 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     runtime,
   };
 
+  /** Set when history grows large: no new splits start; in-flight ones finish; the job continues as new. */
+  let draining = false;
+  const doneSplits = new Map<string, number[]>();
+
+  /** Activities scheduled and not yet settled: a cancelled job waits for them before it removes its staging. */
+  const inflight = new Set<Promise<unknown>>();
   const call = async <T>(fn: ActivityFn, arg: unknown): Promise<T> => {
     progress.activities++;
-    return (await fn(arg)) as T;
+    const running = fn(arg);
+    inflight.add(running);
+    try {
+      return (await running) as T;
+    } finally {
+      inflight.delete(running);
+    }
   };
 
-  /** Runs `stage` on one split or batch, then its downstream stages on what it emitted. */
-  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch">): Promise<void> => {
-    const out = await gates.get(stage.id)!.run(() => call<StageOutput>(stageActivity.get(stage.id)!, { ...common, stage: stage.id, ...unit }));
+  /** Runs `stage` on one split or batch, then its downstream stages on what it emitted; false if it did not start. */
+  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch">): Promise<boolean> => {
+    const out = await gates.get(stage.id)!.run(async () => {
+      if (unit.split && (draining ||= workflowInfo().continueAsNewSuggested)) return null;
+      return call<StageOutput>(stageActivity.get(stage.id)!, { ...common, stage: stage.id, ...unit });
+    });
+    if (!out) return false;
     addCounts(progress.counts, out.counts);
     progress.deadLetters = deadLetterTotal(progress.counts);
     await Promise.all(
@@ -93,15 +116,20 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
         .filter(([, records]) => records.length > 0)
         .map(([toStage, records]) => runStage(stageById.get(toStage)!, { shard: `${unit.shard}.${toStage}`, batch: records })),
     );
+    return true;
   };
 
   try {
     const splits = await call<SplitsByStage>(control[SPLITS_ACTIVITY]!, common);
     const todo: SplitRef[] = [];
+    const resume = input.resume;
+    if (resume?.counts) addCounts(progress.counts, resume.counts);
+    progress.activities += resume?.activities ?? 0;
     for (const [stageId, refs] of Object.entries(splits)) {
       for (const ref of refs) {
-        const done = input.resume?.completed[stageId]?.[ref.index];
+        const done = resume?.completed[stageId]?.[ref.index];
         if (done) addCounts(progress.counts, done);
+        if (done || inRanges(resume?.done?.[stageId], ref.index)) doneSplits.set(stageId, [...(doneSplits.get(stageId) ?? []), ref.index]);
         else todo.push(ref);
       }
     }
@@ -112,10 +140,20 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
 
     await Promise.all(
       todo.map(async (ref) => {
-        await runStage(stageById.get(ref.stage)!, { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref });
-        progress.splitsDone++;
+        if (await runStage(stageById.get(ref.stage)!, { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref })) {
+          progress.splitsDone++;
+          doneSplits.set(ref.stage, [...(doneSplits.get(ref.stage) ?? []), ref.index]);
+        }
       }),
     );
+    if (draining) {
+      // Checkpoint: a new run skips the splits done so far and carries their counts (history stays bounded).
+      const done = Object.fromEntries([...doneSplits].map(([stage, indices]) => [stage, toRanges(indices)]));
+      await continueAsNew<typeof pipelineWorkflow>({
+        ...input,
+        resume: { fromRunId: workflowInfo().runId, completed: {}, done, counts: progress.counts, activities: progress.activities },
+      });
+    }
 
     progress.phase = "committing";
     const committed = await call<{ outputs: Record<string, string>; deadLetterPath: string | null }>(control[COMMIT_ACTIVITY]!, {
@@ -127,7 +165,11 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
   } catch (err) {
     if (isCancellation(err)) {
       progress.phase = "cancelled";
-      await CancellationScope.nonCancellable(() => call(control[ABORT_ACTIVITY]!, common));
+      await CancellationScope.nonCancellable(async () => {
+        // A stage still running would stage its shard after the abort removed the folder.
+        await Promise.allSettled([...inflight]);
+        await call(control[ABORT_ACTIVITY]!, common);
+      });
       throw err;
     }
     progress.phase = "failed";

@@ -48,8 +48,38 @@ export interface JobInput {
   plan: PhysicalPlan;
   params: Record<string, string>;
   runtime: JobRuntimeOptions;
-  /** Splits already completed by an earlier run of this job (`sage rerun`), by source stage and split index. */
-  resume?: { fromRunId: string; completed: Record<string, Record<number, StageCounts>> };
+  /** What earlier runs of this job completed (`sage rerun`, continue-as-new). */
+  resume?: JobResume;
+}
+
+/** Splits completed by earlier runs: skipped by this run, their counts carried over. */
+export interface JobResume {
+  fromRunId: string;
+  /** Completed splits with their counts, by source stage and split index (from `sage rerun`). */
+  completed: Record<string, Record<number, StageCounts>>;
+  /** Completed splits as inclusive index ranges by source stage (compact; from continue-as-new). */
+  done?: Record<string, Array<[number, number]>>;
+  /** Counts of the splits in `done`. */
+  counts?: StageCounts;
+  /** Activities run by earlier runs. */
+  activities?: number;
+}
+
+/** Inclusive ranges covering a set of indices: [0,1,2,5] -> [[0,2],[5,5]]. */
+export function toRanges(indices: Iterable<number>): Array<[number, number]> {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b);
+  const out: Array<[number, number]> = [];
+  for (const i of sorted) {
+    const last = out[out.length - 1];
+    if (last && last[1] === i - 1) last[1] = i;
+    else out.push([i, i]);
+  }
+  return out;
+}
+
+/** True when `index` lies in one of `ranges`. */
+export function inRanges(ranges: ReadonlyArray<readonly [number, number]> | undefined, index: number): boolean {
+  return (ranges ?? []).some(([from, to]) => index >= from && index <= to);
 }
 
 /** Counts per operator id. */
