@@ -3,11 +3,13 @@
  * and reports, per run, "deterministic" or the determinism violation and where it diverged.
  */
 import { readFile } from "node:fs/promises";
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type ReplayWorkerOptions } from "@temporalio/worker";
+import { bundleWorkflowCode, DefaultLogger, Worker, type ReplayWorkerOptions } from "@temporalio/worker";
 import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Client } from "@temporalio/client";
 import { PIPELINE_WORKFLOW } from "../core/plan/job.js";
 import { workflowBundle, workflowsPath as defaultWorkflowsPath } from "../worker/sage-worker.js";
+import { installSdkRuntime } from "../worker/sdk-runtime.js";
+import { createLogger } from "./logger.js";
 import { SEARCH_ATTRIBUTES } from "./search-attributes.js";
 
 /** The verdict for one run. */
@@ -20,13 +22,12 @@ export interface ReplayVerdict {
 }
 
 /**
- * Installs the SDK runtime for a process that only replays (the `sage replay` command): by default
- * Core prints its own log lines (e.g. the "Failing workflow task" warning of every violation) on
- * stdout, which would corrupt `--json` output; here they are forwarded to a WARN logger on stderr.
- * Call it before the first replay; a process that also runs a worker installs its own runtime.
+ * Installs the SDK runtime for a process that only replays (`sage replay`): the replayer's own log
+ * lines (e.g. the "Failing workflow task" warning of every violation) go to stderr, not stdout, so
+ * `--json` output stays JSON.
  */
 export function installReplayRuntime(): void {
-  Runtime.install({ logger: new DefaultLogger("WARN"), telemetryOptions: { logging: { forward: {}, filter: { core: "WARN", other: "ERROR" } } } });
+  installSdkRuntime(createLogger("warn"));
 }
 
 async function replayOptions(workflowsPath?: string): Promise<ReplayWorkerOptions> {

@@ -4,7 +4,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bundleWorkflowCode, NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel } from "@temporalio/worker";
+import { bundleWorkflowCode, NativeConnection, Worker, DefaultLogger } from "@temporalio/worker";
 import type { Logger } from "pino";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
@@ -13,6 +13,7 @@ import { OperatorRegistry } from "../activities/registry.js";
 import { connectionOptions } from "../client/connection.js";
 import { taskQueueOf } from "../client/task-queue.js";
 import { observeStage, startMetricsServer, type MetricsServer } from "./metrics.js";
+import { installSdkRuntime } from "./sdk-runtime.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
@@ -25,20 +26,6 @@ export function workflowBundle(): ReturnType<typeof bundleWorkflowCode> {
 
 /** Path of the workflow entry point (for replay). */
 export const workflowsPath = WORKFLOWS_PATH;
-
-let runtimeInstalled = false;
-function installRuntime(logger: Logger): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  const sdkLog = logger.child({ component: "temporal-sdk" });
-  Runtime.install({
-    logger: new DefaultLogger("WARN", (entry) => {
-      const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
-      const fn = level === "error" ? sdkLog.error : level === "warn" ? sdkLog.warn : sdkLog.info;
-      fn.call(sdkLog, { ...entry.meta }, entry.message);
-    }),
-  });
-}
 
 /** A running worker for one pipeline. */
 export interface SageWorker {
@@ -53,7 +40,7 @@ export interface SageWorker {
 /** Creates a worker for `pipeline` against the configured Temporal server. */
 export async function createSageWorker(options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string }): Promise<SageWorker> {
   const { pipeline, config, logger } = options;
-  installRuntime(logger);
+  installSdkRuntime(logger);
   const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }));
   const dataDir = resolve(config["data-dir"]);
   const activities = createActivities({

@@ -1,0 +1,23 @@
+/**
+ * The Temporal SDK's process-wide runtime, installed once: its own log lines (and the Rust core's,
+ * forwarded) go to our pino logger on stderr, so stdout carries only results (`--json` stays JSON).
+ */
+import { DefaultLogger, Runtime, type LogLevel } from "@temporalio/worker";
+import type { Logger } from "pino";
+
+let installed = false;
+
+/** Installs the SDK runtime with logs routed to `logger` (first call wins; later calls are no-ops). */
+export function installSdkRuntime(logger: Logger): void {
+  if (installed) return;
+  installed = true;
+  const sdkLog = logger.child({ component: "temporal-sdk" });
+  Runtime.install({
+    logger: new DefaultLogger("WARN", (entry) => {
+      const level = entry.level.toLowerCase() as Lowercase<LogLevel>;
+      const fn = level === "error" ? sdkLog.error : level === "warn" ? sdkLog.warn : sdkLog.info;
+      fn.call(sdkLog, { ...entry.meta }, entry.message);
+    }),
+    telemetryOptions: { logging: { forward: {}, filter: { core: "WARN", other: "ERROR" } } },
+  });
+}
