@@ -1,0 +1,76 @@
+/** Unit tests of configuration: defaults, units, layering, and errors that name key, value and origin. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { envVarOf, parseConfig } from "../../core/config/schema.js";
+import { ConfigError } from "../../core/errors.js";
+import { loadConfig } from "../../client/config-loader.js";
+import { REDACTED_PATHS } from "../../client/logger.js";
+
+test("defaults follow the SAGE Core YAML and the Temporal dev server", () => {
+  const c = parseConfig({});
+  assert.equal(c.execution.parallelism, 2);
+  assert.equal(c.execution["buffer-timeout"], 50);
+  assert.equal(c.state["checkpoint-interval"], 30_000);
+  assert.equal(c.temporal.address, "127.0.0.1:7233");
+  assert.equal(c.temporal["ui-port"], 8233);
+  assert.equal(c["data-dir"], ".sage");
+});
+
+test("durations and sizes take units", () => {
+  const c = parseConfig({ execution: { "buffer-timeout": "2s", "split-bytes": "1mb", "max-batch-bytes": "256kb" }, state: { "checkpoint-interval": "5m" } });
+  assert.equal(c.execution["buffer-timeout"], 2000);
+  assert.equal(c.execution["split-bytes"], 1024 * 1024);
+  assert.equal(c.execution["max-batch-bytes"], 256 * 1024);
+  assert.equal(c.state["checkpoint-interval"], 300_000);
+});
+
+test("an unknown key and a bad value are both reported, with key, value and origin", () => {
+  assert.throws(
+    () => parseConfig({ execution: { parallelism: "many", bogus: 1 } }, new Map([["execution.parallelism", "sage.config.yaml"]])),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /execution\.parallelism = "many" \(from sage\.config\.yaml\): .*expected number/);
+      assert.match(err.message, /unknown config key "execution\.bogus"/);
+      return true;
+    },
+  );
+  assert.throws(() => parseConfig({ execution: { "buffer-timeout": "soon" } }), /execution\.buffer-timeout = "soon": expected a duration/);
+});
+
+test("file < environment < flags, and each error names its origin", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sage-config-"));
+  const file = join(dir, "sage.config.yaml");
+  writeFileSync(file, "execution:\n  parallelism: 3\ntemporal:\n  namespace: from-file\n");
+  const c = loadConfig({ file, env: { [envVarOf("temporal.namespace")]: "from-env" }, overrides: { "execution.parallelism": "5" } });
+  assert.equal(c.execution.parallelism, 5);
+  assert.equal(c.temporal.namespace, "from-env");
+  assert.equal(envVarOf("temporal.task-queue"), "SAGE_TEMPORAL_TASK_QUEUE");
+
+  writeFileSync(file, "temporal:\n  adress: 127.0.0.1:7233\n");
+  assert.throws(() => loadConfig({ file, env: {} }), new RegExp(`unknown config key "temporal.adress" \\(from ${file.replace(/[.]/g, "\\.")}\\)`));
+  assert.throws(() => loadConfig({ file: join(dir, "missing.yaml"), env: {} }), /cannot read config file .*missing\.yaml.*ENOENT/);
+  assert.throws(
+    () => loadConfig({ env: { SAGE_EXECUTION_PARALLELISM: "0" } }),
+    /execution\.parallelism = "0" \(from environment variable SAGE_EXECUTION_PARALLELISM\)/,
+  );
+});
+
+test("logs redact secrets", () => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const log = pino({ redact: { paths: REDACTED_PATHS, censor: "[redacted]" } }, sink);
+  log.info({ temporal: { "api-key": "sk-secret-1" }, apiKey: "sk-secret-2", headers: { authorization: "Bearer x" } }, "connect");
+  assert.equal(lines.length, 1);
+  assert.doesNotMatch(lines[0]!, /sk-secret|Bearer/);
+  assert.match(lines[0]!, /\[redacted\]/);
+});
