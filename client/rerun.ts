@@ -78,8 +78,10 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
   for (const [stage, splits] of Object.entries(input.resume?.completed ?? {})) {
     for (const [index, counts] of Object.entries(splits)) (completed[stage] ??= {})[Number(index)] ??= counts;
   }
-  const reused = Object.values(completed).reduce((n, s) => n + Object.keys(s).length, 0);
-  const next: JobInput = { ...input, resume: { fromRunId: desc.runId, completed } };
+  // Splits that runs before a continue-as-new completed travel as ranges with summed counts: keep them.
+  const ranges = Object.values(input.resume?.done ?? {}).flat();
+  const reused = Object.values(completed).reduce((n, s) => n + Object.keys(s).length, 0) + ranges.reduce((n, [from, to]) => n + to - from + 1, 0);
+  const next: JobInput = { ...input, resume: { ...input.resume, fromRunId: desc.runId, completed } };
   const started2 = await client.workflow.start(PIPELINE_WORKFLOW, {
     workflowId,
     taskQueue: started.taskQueue.name,
