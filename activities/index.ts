@@ -62,7 +62,15 @@ export function createActivities(options: {
         ctx.heartbeat(details);
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`stage ${input.stage} of job ${input.jobId} was cancelled`);
       };
-      const out = await runStage(input, { registry, dataDir, logger: log, heartbeat }, log);
+      // Heartbeat on a timer too: a slow operator (a model call per record) may take longer than
+      // the heartbeat timeout for 1000 records, and a synchronous chain heartbeats via `tick`.
+      const timer = setInterval(() => ctx.heartbeat(), Math.max(250, Math.floor(input.runtime.heartbeatTimeoutMs / 4)));
+      let out: StageOutput;
+      try {
+        out = await runStage(input, { registry, dataDir, logger: log, heartbeat, cancelled: () => ctx.cancellationSignal.aborted }, log);
+      } finally {
+        clearInterval(timer);
+      }
       const ms = Date.now() - started;
       log.debug({ ms }, "stage done");
       options.observe?.(input.stage, out.counts, ms / 1000);

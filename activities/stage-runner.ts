@@ -25,6 +25,8 @@ export interface StageHost {
   logger: Logger;
   /** Records liveness with the server; throws when the activity was cancelled. */
   heartbeat(details?: unknown): void;
+  /** True once the server asked to cancel this activity (checked per record: cheap). */
+  cancelled?(): boolean;
 }
 
 /** Pushes one record into an operator; returns a promise only when something awaited. */
@@ -108,7 +110,7 @@ class StageRun {
   }
 
   private tick(): void {
-    if (++this.sinceHeartbeat >= 1000) {
+    if (++this.sinceHeartbeat >= 1000 || this.host.cancelled?.()) {
       this.sinceHeartbeat = 0;
       this.host.heartbeat();
     }

@@ -62,6 +62,8 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
     maxConcurrentActivityTaskExecutions: config.worker["max-concurrent-activities"],
     maxConcurrentActivityTaskPolls: Math.max(2, Math.min(10, config.worker["max-concurrent-activities"])),
     shutdownGraceTime: "10s",
+    // After a worker dies, its sticky workflow tasks move to the normal queue after this (default 10 s).
+    stickyQueueScheduleToStartTimeout: "3s",
   });
   let metrics: MetricsServer | null = null;
   if (config.worker["metrics-port"] > 0) metrics = await startMetricsServer(config.worker["metrics-port"], logger);

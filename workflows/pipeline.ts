@@ -156,10 +156,10 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     }
 
     progress.phase = "committing";
-    const committed = await call<{ outputs: Record<string, string>; deadLetterPath: string | null }>(control[COMMIT_ACTIVITY]!, {
-      ...common,
-      deadLetters: progress.deadLetters,
-    });
+    // Once publishing starts it finishes: a cancel that arrives now is too late (nothing half-published).
+    const committed = await CancellationScope.nonCancellable(() =>
+      call<{ outputs: Record<string, string>; deadLetterPath: string | null }>(control[COMMIT_ACTIVITY]!, { ...common, deadLetters: progress.deadLetters }),
+    );
     progress.phase = "done";
     return { ...progress, ...committed, startedAt, finishedAt: new Date().toISOString() };
   } catch (err) {
