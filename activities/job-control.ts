@@ -17,6 +17,9 @@ import type { OperatorRegistry } from "./registry.js";
 /** What the control activities receive (a stage input without a unit of work). */
 export type ControlInput = Omit<StageInput, "stage" | "shard" | "split" | "batch"> & { deadLetters?: number };
 
+/** File system errors that retrying the commit cannot cure (a target that is a directory, no permission, ...). */
+const PERMANENT_FS_ERRORS: ReadonlySet<string> = new Set(["EISDIR", "ENOTDIR", "EACCES", "EPERM", "EROFS", "ENAMETOOLONG"]);
+
 /** Result of a commit. */
 export interface CommitResult {
   outputs: Record<string, string>;
@@ -34,8 +37,14 @@ export function deadLetterTarget(input: ControlInput, dataDir: string, planSpec:
 export async function listSplits(input: ControlInput, registry: OperatorRegistry, logger: Logger): Promise<SplitsByStage> {
   const compiled = registry.resolve(input);
   const { plan } = compiled;
-  for (const node of plan.nodes) {
-    if (node.sink?.kind === "file") resolvePlanString(node.sink.path, input.params, `sink "${node.name}"`);
+  const sinkPaths = plan.nodes.flatMap((n) => (n.sink?.kind === "file" ? [{ path: n.sink.path, who: `sink "${n.name}"` }] : []));
+  if (plan.deadLetter?.kind === "file") sinkPaths.push({ path: plan.deadLetter.path, who: "dead-letter sink" });
+  for (const { path, who } of sinkPaths) {
+    try {
+      resolvePlanString(path, input.params, who);
+    } catch (err) {
+      throw new SinkError((err as Error).message);
+    }
   }
   const out: SplitsByStage = {};
   for (const stage of plan.stages.filter((s) => s.source)) {
@@ -88,7 +97,9 @@ export async function commitJob(input: ControlInput, registry: OperatorRegistry,
       result.deadLetterPath = target;
     }
   } catch (err) {
-    throw new SinkError(`commit of job "${input.jobId}" failed: ${(err as Error).message}`, { cause: err, retriable: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    const retriable = code === undefined || !PERMANENT_FS_ERRORS.has(code);
+    throw new SinkError(`commit of job "${input.jobId}" failed: ${(err as Error).message}`, { cause: err, retriable });
   }
   await mkdir(staging, { recursive: true });
   await writeFile(marker, JSON.stringify(result));
