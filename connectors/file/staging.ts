@@ -79,5 +79,11 @@ export async function publishShards(dir: string, target: string, tmpSuffix: stri
   } finally {
     await out.close();
   }
-  await rename(tmp, target);
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    // A failed publish leaves nothing beside the target (e.g. when the target is a directory).
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }

@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from "@temporalio/client";
 import { RetryState } from "@temporalio/common";
@@ -93,6 +93,12 @@ test("an output path that is a directory fails the commit at once and publishes 
   mkdirSync(output);
   const f = await failingJob(copyPipeline, config, { input: inputFile(config.dir), output });
   assertFailedAtOnce(f, "SINK", "sage:commit", /commit of job ".+" failed: .*EISDIR/);
+  // Nothing is left beside the target: no output inside the directory, no temporary file next to it.
+  assert.deepEqual(readdirSync(output), []);
+  assert.deepEqual(
+    readdirSync(config.dir).filter((n) => n.startsWith("out-dir")),
+    ["out-dir"],
+  );
 });
 
 const unserializable = [
