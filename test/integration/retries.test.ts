@@ -18,6 +18,7 @@ import {
   calls,
   deadLetterSinkPipeline,
   jsonlPipeline,
+  partialPipeline,
   retriesPipeline,
   shardFaults,
   shardRetryPipeline,
@@ -201,4 +202,23 @@ test("a stage activity retried after a failure late in its shard duplicates neit
   );
   assert.equal(result.deadLetters, 100);
   assert.deepEqual(result.counts["no-threes"], { in: 300, out: 200, dead: 100 });
+});
+
+test("a function that emitted part of its output before failing is retried without duplicating what it emitted", async () => {
+  const config = testConfig("retries-partial");
+  const main = join(config.dir, "main.jsonl");
+  const side = join(config.dir, "side.jsonl");
+  const { result } = await runJob(partialPipeline, config, { main, side });
+  const nums = Array.from({ length: 10 }, (_, i) => i);
+  assert.deepEqual(
+    readJsonl(main),
+    nums.flatMap((v) => [v, v + 1000]),
+  );
+  assert.deepEqual(
+    readJsonl(side),
+    nums.map((v) => v + 100),
+  );
+  assert.deepEqual(result.counts.partial, { in: 10, out: 20, dead: 0 });
+  assert.deepEqual(result.counts.gen, { in: 10, out: 20, dead: 0 });
+  assert.equal(result.deadLetters, 0);
 });
