@@ -199,3 +199,10 @@ test("sage run reports a missing input file on stderr with exit code 1", () => {
   assert.equal(r.code, 1, r.stderr);
   assert.ok(r.stderr.includes(`cannot read input file "${input}": no such file (ENOENT)`), r.stderr);
 });
+
+test("sage run refuses a --param without a value before it submits anything", () => {
+  const config = testConfig("bad-cli-param");
+  const r = sageCli(["run", "examples/wordcount/pipeline.ts", "--param", "input"], { env: cliEnv(config), cwd: REPO });
+  assert.notEqual(r.code, 0);
+  assert.ok(r.stderr.includes('--param "input" must look like name=value'), r.stderr);
+});

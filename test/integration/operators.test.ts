@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runJob, testConfig } from "../support/harness.js";
-import { SHORT, collectionPipeline, seen, userSourcePipeline, wordsCutPipeline, wordsPipeline, type Word } from "../fixtures/operators.js";
+import { SHORT, collectionPipeline, printPipeline, seen, userSourcePipeline, wordsCutPipeline, wordsPipeline, type Word } from "../fixtures/operators.js";
 
 const VOCABULARY = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "Quartz", "a", "sphinx", "of", "black", "judge", "my", "vow"];
 
@@ -144,4 +144,26 @@ test("fromCollection feeds objects in order and the record context names the ope
   assert.deepEqual(readJsonl(output), want);
   assert.deepEqual(result.counts.items, { in: 25, out: 25, dead: 0 });
   assert.deepEqual(result.counts.even, { in: 25, out: 13, dead: 0 });
+});
+
+test("print() writes each record as a JSON line with its prefix on the worker's stdout", async () => {
+  const config = testConfig("ops-print");
+  const printed: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  // The worker runs in this process: collect what it prints, and pass everything on.
+  process.stdout.write = (chunk: string | Uint8Array, ...rest: never[]) => {
+    printed.push(String(chunk));
+    return write(chunk, ...rest);
+  };
+  let result;
+  try {
+    ({ result } = await runJob(printPipeline, config));
+  } finally {
+    process.stdout.write = write;
+  }
+  // One write per record (the test runner's own protocol shares this stream).
+  const rows = printed.filter((c) => c.startsWith("row ")).map((c) => c.trimEnd());
+  assert.deepEqual(rows.sort(), ['row {"a":1}', 'row {"a":2,"b":"two"}', 'row {"a":3}']);
+  assert.deepEqual(result.counts.show, { in: 3, out: 3, dead: 0 });
+  assert.deepEqual(result.outputs, {});
 });
