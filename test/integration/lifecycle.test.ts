@@ -5,11 +5,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SageClient } from "../../client/sage-client.js";
+import { ActivityFailure, type ApplicationFailure, type WorkflowFailedError } from "@temporalio/client";
+import { RetryState } from "@temporalio/common";
+import { JobFailedError, SageClient } from "../../client/sage-client.js";
 import { startWorker, runJob, testConfig } from "../support/harness.js";
-import { faults, flakyOpenPipeline, journal, lifecyclePipeline, type Event } from "../fixtures/lifecycle.js";
+import { fatalOpenPipeline, faults, flakyOpenPipeline, journal, lifecyclePipeline, type Event } from "../fixtures/lifecycle.js";
 
 function writeInput(path: string, lines: number): string[] {
   const all = Array.from({ length: lines }, (_, i) => (i % 10 === 3 ? "" : `line number ${i} with some padding text`));
@@ -107,4 +109,20 @@ test("a close() that throws neither stops the other functions from closing nor t
   } finally {
     faults.closeThrows = false;
   }
+});
+
+test("an open() that throws NonRetryableError fails the job at once, with its message", { timeout: 60_000 }, async () => {
+  const config = testConfig("lifecycle-fatal-open");
+  const output = join(config.dir, "out.jsonl");
+  const err = await runJob(fatalOpenPipeline, config, { output }).then(
+    () => assert.fail("the job succeeded"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof JobFailedError, String(err));
+  assert.match(err.message, /stage:nums\+needs-key\+out failed: MODEL_API_KEY is not set/);
+  // Not retried: the activity failed for good on its first attempt.
+  const activity = ((err.cause as WorkflowFailedError).cause as ApplicationFailure).cause;
+  assert.ok(activity instanceof ActivityFailure, String(activity));
+  assert.equal(activity.retryState, RetryState.NON_RETRYABLE_FAILURE);
+  assert.equal(existsSync(output), false);
 });

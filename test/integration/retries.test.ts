@@ -50,61 +50,65 @@ function readJsonl<T = unknown>(path: string): T[] {
 const byOperatorThenRecord = (a: DeadLetter, b: DeadLetter) =>
   a.operator.localeCompare(b.operator) || JSON.stringify(a.record).localeCompare(JSON.stringify(b.record));
 
-test("transient failures succeed on a retry; permanent ones are dead-lettered after maxAttempts, NonRetryableError after one try", async () => {
-  calls.clear();
-  const config = testConfig("retries");
-  const output = join(config.dir, "out.jsonl");
-  const { result } = await runJob(retriesPipeline, config, { output }, "r1");
+for (const fusion of [true, false]) {
+  test(`transient failures succeed on a retry; permanent ones are dead-lettered after maxAttempts, NonRetryableError after one try (fusion ${fusion ? "on" : "off"})`, async () => {
+    calls.clear();
+    const config = testConfig("retries", { "execution.fusion": fusion });
+    const output = join(config.dir, "out.jsonl");
+    const { job, result } = await runJob(retriesPipeline, config, { output }, "r1");
+    assert.equal(job.plan?.stages.length, fusion ? 1 : 6);
 
-  const nums = Array.from({ length: 60 }, (_, i) => i);
-  const afterStrict = nums.filter((v) => v % STRICT_EVERY !== 0);
-  const kept = afterStrict.filter((v) => v % REJECT_EVERY !== 0);
-  const refusedBySink = kept.filter((v) => v % SINK_EVERY === 0);
-  const rec = (v: number) => ({ v, attempt: v % FLAKY_EVERY === 0 ? 3 : 1 });
+    const nums = Array.from({ length: 60 }, (_, i) => i);
+    const afterStrict = nums.filter((v) => v % STRICT_EVERY !== 0);
+    const kept = afterStrict.filter((v) => v % REJECT_EVERY !== 0);
+    const refusedBySink = kept.filter((v) => v % SINK_EVERY === 0);
+    const rec = (v: number) => ({ v, attempt: v % FLAKY_EVERY === 0 ? 3 : 1 });
 
-  // The record a transient failure hit reached the output, from its third attempt.
-  assert.deepEqual(readJsonl(output), kept.map(rec));
-  for (const v of nums) assert.equal(calls.get(`flaky:${v}`), v % FLAKY_EVERY === 0 ? 3 : 1, `flaky:${v}`);
-  for (const v of nums.filter((x) => x % STRICT_EVERY === 0)) assert.equal(calls.get(`strict:${v}`), 2, `strict:${v}`);
-  for (const v of afterStrict.filter((x) => x % REJECT_EVERY === 0)) assert.equal(calls.get(`reject:${v}`), 1, `reject:${v}`);
-  for (const v of refusedBySink) assert.equal(calls.get(`picky:${v}`), 2, `picky:${v}`);
-  // A record dead-lettered upstream never reaches the operators after it.
-  for (const v of nums.filter((x) => x % STRICT_EVERY === 0)) assert.equal(calls.get(`reject:${v}`), undefined);
+    // The record a transient failure hit reached the output, from its third attempt.
+    assert.deepEqual(readJsonl(output), kept.map(rec));
+    for (const v of nums) assert.equal(calls.get(`flaky:${v}`), v % FLAKY_EVERY === 0 ? 3 : 1, `flaky:${v}`);
+    for (const v of nums.filter((x) => x % STRICT_EVERY === 0)) assert.equal(calls.get(`strict:${v}`), 2, `strict:${v}`);
+    for (const v of afterStrict.filter((x) => x % REJECT_EVERY === 0)) assert.equal(calls.get(`reject:${v}`), 1, `reject:${v}`);
+    for (const v of refusedBySink) assert.equal(calls.get(`picky:${v}`), 2, `picky:${v}`);
+    // A record dead-lettered upstream never reaches the operators after it.
+    for (const v of nums.filter((x) => x % STRICT_EVERY === 0)) assert.equal(calls.get(`reject:${v}`), undefined);
 
-  const dead = nums.length - kept.length + refusedBySink.length;
-  assert.equal(result.deadLetters, dead);
-  assert.deepEqual(result.counts.flaky, { in: 60, out: 60, dead: 0 });
-  assert.deepEqual(result.counts.strict, { in: 60, out: afterStrict.length, dead: 60 - afterStrict.length });
-  assert.deepEqual(result.counts.reject, { in: afterStrict.length, out: kept.length, dead: afterStrict.length - kept.length });
-  assert.deepEqual(result.counts.out, { in: kept.length, out: kept.length, dead: 0 });
-  assert.deepEqual(result.counts.picky, { in: kept.length, out: kept.length - refusedBySink.length, dead: refusedBySink.length });
+    const dead = nums.length - kept.length + refusedBySink.length;
+    assert.equal(result.deadLetters, dead);
+    assert.deepEqual(result.counts.flaky, { in: 60, out: 60, dead: 0 });
+    assert.deepEqual(result.counts.strict, { in: 60, out: afterStrict.length, dead: 60 - afterStrict.length });
+    assert.deepEqual(result.counts.reject, { in: afterStrict.length, out: kept.length, dead: afterStrict.length - kept.length });
+    assert.deepEqual(result.counts.out, { in: kept.length, out: kept.length, dead: 0 });
+    assert.deepEqual(result.counts.picky, { in: kept.length, out: kept.length - refusedBySink.length, dead: refusedBySink.length });
 
-  const path = join(config["data-dir"], "dead-letters", "retries", "r1.jsonl");
-  assert.equal(result.deadLetterPath, path);
-  const letters = readJsonl<DeadLetter>(path).sort(byOperatorThenRecord);
-  for (const l of letters) {
-    assert.equal(l.pipeline, "retries");
-    assert.equal(l.jobId, "r1");
-    assert.equal(l.operatorName, l.operator);
-    assert.match(l.shard, /^s0-\d{6}$/);
-  }
-  const strip = ({ operator, attempts, error, record }: DeadLetter) => ({ operator, attempts, error, record });
-  const want = [
-    ...refusedBySink.map((v) => ({ operator: "picky", attempts: 2, error: { name: "TypeError", message: `sink refuses ${v}` }, record: rec(v) })),
-    ...afterStrict
-      .filter((v) => v % REJECT_EVERY === 0)
-      .map((v) => ({
-        operator: "reject",
-        attempts: 1,
-        error: { name: "NonRetryableError", message: `${v} is malformed`, code: "NON_RETRYABLE" },
-        record: rec(v),
-      })),
-    ...nums
-      .filter((v) => v % STRICT_EVERY === 0)
-      .map((v) => ({ operator: "strict", attempts: 2, error: { name: "RangeError", message: `strict cannot take ${v}` }, record: rec(v) })),
-  ].sort((a, b) => a.operator.localeCompare(b.operator) || JSON.stringify(a.record).localeCompare(JSON.stringify(b.record)));
-  assert.deepEqual(letters.map(strip), want);
-});
+    const path = join(config["data-dir"], "dead-letters", "retries", "r1.jsonl");
+    assert.equal(result.deadLetterPath, path);
+    const letters = readJsonl<DeadLetter>(path).sort(byOperatorThenRecord);
+    for (const l of letters) {
+      assert.equal(l.pipeline, "retries");
+      assert.equal(l.jobId, "r1");
+      assert.equal(l.operatorName, l.operator);
+      // Unfused, a dead letter's shard names the path of its batch through the stages.
+      assert.match(l.shard, fusion ? /^s0-\d{6}$/ : /^s0-\d{6}(\.s\d)+$/);
+    }
+    const strip = ({ operator, attempts, error, record }: DeadLetter) => ({ operator, attempts, error, record });
+    const want = [
+      ...refusedBySink.map((v) => ({ operator: "picky", attempts: 2, error: { name: "TypeError", message: `sink refuses ${v}` }, record: rec(v) })),
+      ...afterStrict
+        .filter((v) => v % REJECT_EVERY === 0)
+        .map((v) => ({
+          operator: "reject",
+          attempts: 1,
+          error: { name: "NonRetryableError", message: `${v} is malformed`, code: "NON_RETRYABLE" },
+          record: rec(v),
+        })),
+      ...nums
+        .filter((v) => v % STRICT_EVERY === 0)
+        .map((v) => ({ operator: "strict", attempts: 2, error: { name: "RangeError", message: `strict cannot take ${v}` }, record: rec(v) })),
+    ].sort((a, b) => a.operator.localeCompare(b.operator) || JSON.stringify(a.record).localeCompare(JSON.stringify(b.record)));
+    assert.deepEqual(letters.map(strip), want);
+  });
+}
 
 test("a record that hangs is cut off by the operator's timeoutMs, retried, then dead-lettered", async () => {
   calls.clear();
