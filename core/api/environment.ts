@@ -36,8 +36,12 @@ export class StreamExecutionEnvironment {
     return this;
   }
 
-  /** Where records that fail for good go (default: a JSONL file under the data dir). */
+  /** Where records that fail for good go (default: a JSONL file under the data dir); a file sink. */
   setDeadLetterSink(sink: SinkDescriptor<unknown>): this {
+    // Only file dead letters are published at commit; any other kind would be silently ignored.
+    if (sink.spec.kind !== "file") {
+      throw new PipelineDefinitionError(`pipeline "${this.pipeline}": setDeadLetterSink takes a file sink (FileSink.jsonl(...)), got a ${sink.spec.kind} sink`);
+    }
     this.builder.deadLetter = sink.spec;
     return this;
   }

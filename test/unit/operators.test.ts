@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { definePipeline } from "../../core/api/pipeline.js";
-import { FileSink } from "../../core/api/connectors.js";
+import { FileSink, PrintSink } from "../../core/api/connectors.js";
 import { OutputTag } from "../../core/api/context.js";
 import { MapFunction } from "../../core/api/functions.js";
 import { resolvePlanString } from "../../core/api/params.js";
@@ -201,4 +201,22 @@ test("only plan, serialization, budget, source and sink errors fail a job; other
   assert.equal(e.code, "NON_RETRYABLE");
   assert.equal(e.retriable, false);
   assert.equal(e.name, "NonRetryableError");
+});
+
+test("a dead-letter sink must be a file sink: any other kind is refused instead of silently ignored", () => {
+  const p = definePipeline("dl-print", (env) => {
+    env.setDeadLetterSink(PrintSink.stdout());
+    env.fromCollection([1], { name: "src" }).sink(out());
+  });
+  assert.throws(
+    () => p.compile(),
+    (err: unknown) =>
+      err instanceof PipelineDefinitionError &&
+      err.message === 'pipeline "dl-print": setDeadLetterSink takes a file sink (FileSink.jsonl(...)), got a print sink',
+  );
+  const ok = definePipeline("dl-file", (env) => {
+    env.setDeadLetterSink(FileSink.jsonl(env.param("dead")));
+    env.fromCollection([1], { name: "src" }).sink(out());
+  });
+  assert.deepEqual(ok.compile().plan.deadLetter, { kind: "file", format: "jsonl", path: { $param: "dead" } });
 });
