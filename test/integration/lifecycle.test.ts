@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { ActivityFailure, type ApplicationFailure, type WorkflowFailedError } from "@temporalio/client";
 import { RetryState } from "@temporalio/common";
 import { JobFailedError, SageClient } from "../../client/sage-client.js";
-import { startWorker, runJob, testConfig } from "../support/harness.js";
+import { once } from "node:events";
+import { cliEnv, sageCliBackground, startWorker, runJob, testConfig } from "../support/harness.js";
+import processPipeline from "../fixtures/lifecycle-process.js";
 import { fatalOpenPipeline, faults, flakyOpenPipeline, journal, lifecyclePipeline, type Event } from "../fixtures/lifecycle.js";
 
 function writeInput(path: string, lines: number): string[] {
@@ -125,4 +127,28 @@ test("an open() that throws NonRetryableError fails the job at once, with its me
   assert.ok(activity instanceof ActivityFailure, String(activity));
   assert.equal(activity.retryState, RetryState.NON_RETRYABLE_FAILURE);
   assert.equal(existsSync(output), false);
+});
+
+test("a `sage worker` process opens each function once for all its jobs and closes it when stopped with SIGTERM", { timeout: 120_000 }, async () => {
+  const config = testConfig("lifecycle-process");
+  const events = join(config.dir, "events.log");
+  const child = sageCliBackground(["worker", "test/fixtures/lifecycle-process.ts"], { env: { ...cliEnv(config), SAGE_TEST_LIFECYCLE_LOG: events } });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = once(child, "exit");
+  const client = await SageClient.connect({ config });
+  try {
+    for (const jobId of ["p1", "p2"]) {
+      const output = join(config.dir, `${jobId}.jsonl`);
+      await (await client.submit(processPipeline, { jobId, params: { output } })).result();
+      assert.equal(readFileSync(output, "utf8"), Array.from({ length: 40 }, (_, i) => `${i * i}\n`).join(""));
+    }
+    assert.deepEqual(readFileSync(events, "utf8").trim().split("\n"), [`open square ${child.pid}`]);
+  } finally {
+    await client.close();
+    child.kill("SIGTERM");
+  }
+  const [code] = (await exited) as [number | null];
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(readFileSync(events, "utf8").trim().split("\n"), [`open square ${child.pid}`, `close square ${child.pid}`]);
 });
