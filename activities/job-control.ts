@@ -12,6 +12,7 @@ import { SinkError, SourceError } from "../core/errors.js";
 import type { SplitRef, SplitsByStage, StageInput } from "../core/plan/job.js";
 import { fileSplits } from "../connectors/file/source.js";
 import { jobStagingDir, publishShards } from "../connectors/file/staging.js";
+import { encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 
 /** What the control activities receive (a stage input without a unit of work). */
@@ -31,6 +32,20 @@ export function deadLetterTarget(input: ControlInput, dataDir: string, planSpec:
   if (planSpec && planSpec.kind === "file") return resolve(resolvePlanString(planSpec.path as string, input.params, "dead-letter sink"));
   if (input.runtime.deadLetterPath) return resolve(input.runtime.deadLetterPath.replace("{pipeline}", input.pipeline).replace("{jobId}", input.jobId));
   return resolve(join(dataDir, "dead-letters", input.pipeline, `${input.jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}.jsonl`));
+}
+
+/** The splits a user source listed, or a SourceError (a bug in `splits()`: retrying cannot help). */
+function checkedSplits(source: string, listed: unknown): unknown[] {
+  if (typeof listed !== "object" || listed === null || !(Symbol.iterator in listed)) {
+    throw new SourceError(`source "${source}": splits() must return an array of split descriptors, got ${listed === null ? "null" : typeof listed}`);
+  }
+  const splits = Array.from(listed as Iterable<unknown>);
+  try {
+    encodeRecord(splits, source);
+  } catch (err) {
+    throw new SourceError(`source "${source}": splits() must return JSON split descriptors (they enter workflow history): ${(err as Error).message}`);
+  }
+  return splits;
 }
 
 /** Lists the splits of every source stage; also checks that every sink path resolves. */
@@ -68,7 +83,7 @@ export async function listSplits(input: ControlInput, registry: OperatorRegistry
     } else {
       const fn = await registry.function<SourceFunction<unknown>>(compiled, node);
       const ctx = { params: input.params, parallelism: stage.parallelism, logger: logger.child({ operator: node.id }) };
-      descriptors = fn.splits ? [...(await fn.splits(ctx))] : [null];
+      descriptors = fn.splits ? checkedSplits(node.name, await fn.splits(ctx)) : [null];
     }
     out[stage.id] = descriptors.map((d, index): SplitRef => ({ stage: stage.id, index, descriptor: d as SplitRef["descriptor"] }));
   }

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { CompiledPipeline } from "../core/api/pipeline.js";
 import type { ProcessContext, RecordContext, SinkContext, SourceContext } from "../core/api/context.js";
 import type { SinkFunction, SourceFunction } from "../core/api/functions.js";
-import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError } from "../core/errors.js";
+import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError, SourceError } from "../core/errors.js";
 import type { StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
 import type { LogicalNode, RetryPolicy } from "../core/plan/logical.js";
 import type { Stage } from "../core/plan/physical.js";
@@ -407,7 +407,13 @@ class StageRun {
       return;
     }
     const source = await this.host.registry.function<SourceFunction<unknown>>(this.compiled, node);
-    for await (const v of source.read(split, this.sourceContext(node))) {
+    const records: unknown = source.read(split, this.sourceContext(node));
+    if (typeof records !== "object" || records === null || !(Symbol.iterator in records || Symbol.asyncIterator in records)) {
+      throw new SourceError(
+        `source "${node.name}": read() must return an iterable or async iterable of records, got ${records === null ? "null" : typeof records}`,
+      );
+    }
+    for await (const v of records as AsyncIterable<unknown> | Iterable<unknown>) {
       counts.in++;
       const p = entry(v);
       if (p) await p;

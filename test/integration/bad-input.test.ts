@@ -14,7 +14,7 @@ import type { SageConfig } from "../../core/config/schema.js";
 import type { Pipeline } from "../../core/api/pipeline.js";
 import { REPO, cliEnv, runJob, sageCli, startWorker, testConfig } from "../support/harness.js";
 import { deadLetterSinkPipeline } from "../fixtures/retries.js";
-import { budgetPipeline, copyPipeline, copyPipelineV2, notIterablePipeline, unserializablePipeline } from "../fixtures/bad-input.js";
+import { buggySourcePipeline, budgetPipeline, copyPipeline, copyPipelineV2, notIterablePipeline, unserializablePipeline } from "../fixtures/bad-input.js";
 
 /** How a job failed: the job error's text, the failure type (our error code), and whether the activity was retried. */
 interface Failure {
@@ -187,6 +187,29 @@ test("a job submitted from another version of the pipeline fails at once with bo
     await client.close();
     await worker.stop();
   }
+});
+
+test("a user source whose splits() or read() returns the wrong thing fails the job at once, saying what it returned", { timeout: 60_000 }, async () => {
+  const cases = [
+    { bug: "splits-not-array", activity: "sage:splits", message: 'source "src": splits() must return an array of split descriptors, got undefined' },
+    {
+      bug: "splits-bigint",
+      activity: "sage:splits",
+      message:
+        'source "src": splits() must return JSON split descriptors (they enter workflow history): operator "src" emitted a value that cannot be serialized as JSON: key "to" is a BigInt (10n)',
+    },
+    { bug: "read-number", activity: "stage:src+out", message: 'source "src": read() must return an iterable or async iterable of records, got number' },
+  ];
+  for (const c of cases) {
+    const config = testConfig(`bad-source-${c.bug}`);
+    const f = await failingJob(buggySourcePipeline, config, { bug: c.bug, output: join(config.dir, "out.jsonl") });
+    assertFailedAtOnce(f, "SOURCE", c.activity, c.message);
+  }
+  // The same source without the bug works.
+  const config = testConfig("bad-source-none");
+  const output = join(config.dir, "out.jsonl");
+  await runJob(buggySourcePipeline, config, { bug: "none", output });
+  assert.equal(readFileSync(output, "utf8"), "1\n2\n3\n");
 });
 
 test("sage run reports a missing input file on stderr with exit code 1", () => {
