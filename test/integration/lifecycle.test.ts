@@ -1,16 +1,17 @@
 /**
  * Function lifecycle on a real worker: `open(ctx)` once per operator instance per worker process
  * (not per split, not per job), before the first record; `close()` once at shutdown, after the last
- * record; a failing `open` is retried with its activity; a failing `close` does not stop the others.
+ * record, also in a `sage worker` process stopped by SIGTERM; a failing `open` is retried with its
+ * activity unless it throws NonRetryableError; a failing `close` does not stop the others.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ActivityFailure, type ApplicationFailure, type WorkflowFailedError } from "@temporalio/client";
 import { RetryState } from "@temporalio/common";
 import { JobFailedError, SageClient } from "../../client/sage-client.js";
-import { once } from "node:events";
 import { cliEnv, sageCliBackground, startWorker, runJob, testConfig } from "../support/harness.js";
 import processPipeline from "../fixtures/lifecycle-process.js";
 import { fatalOpenPipeline, faults, flakyOpenPipeline, journal, lifecyclePipeline, type Event } from "../fixtures/lifecycle.js";
