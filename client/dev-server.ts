@@ -149,7 +149,7 @@ function splitAddress(address: string): [string, number] {
 /** True when `address` names this machine (only then may we start a server for it). */
 export function isLocalAddress(address: string): boolean {
   const host = address.slice(0, address.lastIndexOf(":"));
-  return ["127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"].includes(host);
+  return ["localhost", "::1", "[::1]", "0.0.0.0"].includes(host) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 async function waitHealthy(address: string, child: ChildProcess | null, timeoutMs: number, logFile: string): Promise<void> {

@@ -20,6 +20,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   const logger = cliLogger(config, "cli");
   const params = parseParams(flags.param);
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
+  pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }); // definition errors before anything starts
   const say = (m: string) => process.stderr.write(`${m}\n`);
   await ensureServer(config, say);
   let worker: SageWorker | null = null;

@@ -10,6 +10,7 @@ import { envVarOf, parseConfig } from "../../core/config/schema.js";
 import { ConfigError } from "../../core/errors.js";
 import { loadConfig } from "../../client/config-loader.js";
 import { REDACTED_PATHS } from "../../client/logger.js";
+import { isLocalAddress } from "../../client/dev-server.js";
 
 test("defaults follow the SAGE Core YAML and the Temporal dev server", () => {
   const c = parseConfig({});
@@ -73,4 +74,9 @@ test("logs redact secrets", () => {
   assert.equal(lines.length, 1);
   assert.doesNotMatch(lines[0]!, /sk-secret|Bearer/);
   assert.match(lines[0]!, /\[redacted\]/);
+});
+
+test("only loopback addresses count as local (sage run starts a dev server only for those)", () => {
+  for (const a of ["127.0.0.1:7233", "localhost:7233", "[::1]:7233", "127.0.0.2:7233"]) assert.equal(isLocalAddress(a), true, a);
+  for (const a of ["temporal.example.com:7233", "10.0.0.5:7233", "192.168.1.2:7233"]) assert.equal(isLocalAddress(a), false, a);
 });
