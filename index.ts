@@ -4,7 +4,7 @@
  */
 export { definePipeline, isPipeline, type Pipeline, type CompiledPipeline } from "./core/api/pipeline.js";
 export { StreamExecutionEnvironment } from "./core/api/environment.js";
-export { DataStream, ProcessedStream, type SinkHandle } from "./core/api/datastream.js";
+export { DataStream, ProcessedStream, ConnectedStreams, FeedbackStream, type SinkHandle } from "./core/api/datastream.js";
 export { FileSource, FileSink, PrintSink, type SourceDescriptor, type SinkDescriptor, type FileSourceOptions } from "./core/api/connectors.js";
 export { ParamRef } from "./core/api/params.js";
 export {
@@ -19,6 +19,12 @@ export {
 export {
   MapFunction,
   FlatMapFunction,
+  CoMapFunction,
+  CoFlatMapFunction,
+  type CoMapFunctionLike,
+  type CoFlatMapFunctionLike,
+  type RouteFunctionLike,
+  type RouteFn,
   FilterFunction,
   ProcessFunction,
   RichSinkFunction,

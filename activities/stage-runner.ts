@@ -11,8 +11,8 @@ import type { ProcessContext, RecordContext, SinkContext, SourceContext } from "
 import type { SinkFunction, SourceFunction } from "../core/api/functions.js";
 import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError, SourceError } from "../core/errors.js";
 import type { StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
-import type { LogicalNode, RetryPolicy } from "../core/plan/logical.js";
-import type { Stage } from "../core/plan/physical.js";
+import { OTHERWISE_TAG, type LogicalNode, type RetryPolicy } from "../core/plan/logical.js";
+import { edgeKey, type Stage } from "../core/plan/physical.js";
 import { readFileSplit, type FileSplit } from "../connectors/file/source.js";
 import { ShardWriter, jobStagingDir } from "../connectors/file/staging.js";
 import { checkRecordSize, encodeRecord } from "./record-codec.js";
@@ -38,6 +38,15 @@ function pushAll(items: readonly unknown[], push: Push, from = 0): void | Promis
     const p = push(items[i]);
     if (p) return p.then(() => pushAll(items, push, i + 1));
   }
+}
+
+/** The items of what a flat-map function returned; anything but an iterable is that record's error. */
+function toArray(node: LogicalNode, out: unknown): unknown[] {
+  if (Array.isArray(out)) return out;
+  if (out === null || typeof out !== "object" || !(Symbol.iterator in out)) {
+    throw new NonRetryableError(`flatMap "${node.name}" must return an iterable (an array), got ${out === null ? "null" : typeof out}`);
+  }
+  return Array.from(out as Iterable<unknown>);
 }
 
 /** True for errors that must fail the job rather than dead-letter one record. */
@@ -214,13 +223,23 @@ class StageRun {
     this.consumers.set(key, list);
   }
 
-  /** Wires the stage: edges leaving the stage first, then operators from last to first. */
-  async wire(): Promise<Push> {
+  /**
+   * Wires the stage: edges leaving the stage first, then operators from last to first. Returns the
+   * entry of each way into the stage: its source, or each incoming edge (by edge key).
+   */
+  async wire(): Promise<Map<string, Push>> {
     const budget = this.input.runtime.maxBatchBytes;
+    const round = this.input.round ?? 0;
     for (const edge of this.compiled.plan.edges.filter((e) => e.fromStage === this.stage.id)) {
-      const producer = this.node(edge.fromOperator).name;
-      const bucket = (this.outputs[edge.toStage] ??= []);
+      const from = this.node(edge.fromOperator);
+      const producer = from.name;
+      const bucket = (this.outputs[edgeKey(edge)] ??= []);
+      const loop = edge.feedback ? this.node(edge.toOperator) : null;
+      const maxRounds = loop?.feedback?.maxRounds ?? 0;
       this.consume(edge.fromOperator, edge.tag, (v) => {
+        if (loop && round + 1 > maxRounds) {
+          return this.deadLetter(from, v, new NonRetryableError(`feedback "${loop.name}": the record is still looping after ${maxRounds} round(s), its bound`), 1);
+        }
         const json = encodeRecord(v, producer);
         checkRecordSize(json, producer, budget);
         this.outputBytes += json.length;
@@ -233,17 +252,54 @@ class StageRun {
         bucket.push(v);
       });
     }
-    let entry: Push | null = null;
+    const pushes = new Map<string, Push[]>();
     for (const id of [...this.stage.operators].reverse()) {
       const node = this.node(id);
-      const push = await this.operatorPush(node);
-      for (const input of node.inputs) if (this.stage.operators.includes(input.from)) this.consume(input.from, input.tag, push);
-      if (id === this.stage.operators[0]) entry = push;
+      const own = await this.operatorPush(node);
+      pushes.set(id, own);
+      node.inputs.forEach((input, index) => {
+        if (!input.feedback && this.stage.operators.includes(input.from)) this.consume(input.from, input.tag, own[index] ?? own[0]!);
+      });
     }
-    return entry!;
+    const entries = new Map<string, Push>();
+    if (this.stage.source) entries.set("", pushes.get(this.stage.operators[0]!)![0]!);
+    for (const edge of this.compiled.plan.edges.filter((e) => e.toStage === this.stage.id)) {
+      const own = pushes.get(edge.toOperator)!;
+      entries.set(edgeKey(edge), own[edge.toInput ?? 0] ?? own[0]!);
+    }
+    return entries;
   }
 
-  private async operatorPush(node: LogicalNode): Promise<Push> {
+  /** The push of each input of `node` (one for single-input operators). */
+  private async operatorPush(node: LogicalNode): Promise<Push[]> {
+    const one = await this.singlePush(node);
+    if (one) return [one];
+    return this.coPushes(node);
+  }
+
+  /** Pushes of a connected-streams operator: input 0 calls `map1`/`flatMap1`, input 1 `map2`/`flatMap2`. */
+  private async coPushes(node: LogicalNode): Promise<Push[]> {
+    const fn = await this.host.registry.function<Record<string, (v: unknown, c: RecordContext) => unknown>>(this.compiled, node));
+    const counts = this.counts[node.id]!;
+    const ctx = this.recordContext(node, 1);
+    const emit = this.emitter(node, null);
+    const flat = node.kind === "coFlatMap";
+    return [1, 2].map((i): Push => {
+      const method = `${flat ? "flatMap" : "map"}${i}`;
+      const call = (v: unknown, c: RecordContext): unknown => {
+        const out = fn[method]!.call(fn, v, c);
+        if (!flat) return out;
+        return out instanceof Promise ? out.then((x) => toArray(node, x)) : toArray(node, out);
+      };
+      return (v) => {
+        counts.in++;
+        this.tick();
+        return this.invoke(node, ctx, v, (c) => call(v, c), flat ? (items) => pushAll(items as unknown[], emit) : emit);
+      };
+    });
+  }
+
+  private async singlePush(node: LogicalNode): Promise<Push | null> {
     const fn = await this.host.registry.function<unknown>(this.compiled, node);
     const counts = this.counts[node.id]!;
     const ctx = this.recordContext(node, 1);
@@ -253,6 +309,35 @@ class StageRun {
     switch (node.kind) {
       case "source":
         return this.emitter(node, null);
+      case "union":
+      case "broadcast":
+      case "feedback": {
+        const emit = this.emitter(node, null);
+        return (v) => {
+          counts.in++;
+          return emit(v);
+        };
+      }
+      case "route": {
+        const call = method<RecordContext>("route");
+        const { labels, otherwise } = node.route!;
+        const known = new Map(labels.map((l) => [l, this.emitter(node, l)] as const));
+        const fallback = otherwise ? this.emitter(node, OTHERWISE_TAG) : null;
+        const send = (v: unknown) => (label: unknown) => {
+          const target = typeof label === "string" ? known.get(label) : undefined;
+          if (target) return target(v);
+          if (fallback) return fallback(v);
+          return this.deadLetter(node, v, new NonRetryableError(`router "${node.name}": no branch for label ${JSON.stringify(label)} (branches: ${labels.join(", ")})`), 1);
+        };
+        return (v) => {
+          counts.in++;
+          this.tick();
+          return this.invoke(node, ctx, v, (c) => call(v, c), send(v));
+        };
+      }
+      case "coMap":
+      case "coFlatMap":
+        return null;
       case "map": {
         const call = method<RecordContext>("map");
         const emit = this.emitter(node, null);
@@ -280,13 +365,6 @@ class StageRun {
       case "flatMap": {
         const call = method<RecordContext>("flatMap");
         const emit = this.emitter(node, null);
-        const toArray = (out: unknown): unknown[] => {
-          if (Array.isArray(out)) return out;
-          if (out === null || typeof out !== "object" || !(Symbol.iterator in out)) {
-            throw new NonRetryableError(`flatMap "${node.name}" must return an iterable (an array), got ${out === null ? "null" : typeof out}`);
-          }
-          return Array.from(out as Iterable<unknown>);
-        };
         return (v) => {
           counts.in++;
           this.tick();
@@ -296,7 +374,7 @@ class StageRun {
             v,
             (c) => {
               const out = call(v, c);
-              return out instanceof Promise ? out.then(toArray) : toArray(out);
+              return out instanceof Promise ? out.then((x) => toArray(node, x)) : toArray(node, out);
             },
             (items) => pushAll(items as unknown[], emit),
           );
@@ -375,11 +453,15 @@ class StageRun {
   }
 
   /** Reads the split (source stages) or the batch (other stages) into the chain. */
-  async drive(entry: Push): Promise<void> {
+  async drive(entries: Map<string, Push>): Promise<void> {
     if (!this.stage.source) {
+      // Plans before graphs had one way into a stage and did not name the edge a batch came on.
+      const entry = this.input.edge !== undefined ? entries.get(this.input.edge) : entries.size === 1 ? [...entries.values()][0] : undefined;
+      if (!entry) throw new NonRetryableError(`stage ${this.stage.id} has no incoming edge "${String(this.input.edge)}"`);
       await pushAll(this.input.batch ?? [], entry);
       return;
     }
+    const entry = entries.get("")!;
     const node = this.node(this.stage.operators[0]!);
     const counts = this.counts[node.id]!;
     const split = this.input.split!.descriptor;
@@ -448,9 +530,9 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   if (!stage) throw new NonRetryableError(`plan ${compiled.plan.hash.slice(0, 12)} has no stage "${input.stage}"`);
   const run = new StageRun(input, compiled, stage, host, logger);
   await run.clearEarlierAttempt();
-  const entry = await run.wire();
+  const entries = await run.wire();
   try {
-    await run.drive(entry);
+    await run.drive(entries);
     await run.finish();
   } catch (err) {
     await run.discard();

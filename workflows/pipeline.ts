@@ -33,7 +33,7 @@ import {
   type StageInput,
   type StageOutput,
 } from "../core/plan/job.js";
-import type { Stage } from "../core/plan/physical.js";
+import { edgeKey, type Stage } from "../core/plan/physical.js";
 import { Gate } from "./gate.js";
 
 /** The `progress` query: splits done, counts per operator, dead letters. */
@@ -75,6 +75,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     gates.set(stage.id, new Gate(stage.parallelism));
   }
   const stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
+  const edgeByKey = new Map(plan.edges.map((e) => [`${e.fromStage}>${edgeKey(e)}`, e] as const));
   const common = {
     jobId: input.jobId,
     pipeline: plan.pipeline,
@@ -103,7 +104,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
   };
 
   /** Runs `stage` on one split or batch, then its downstream stages on what it emitted; false if it did not start. */
-  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch">): Promise<boolean> => {
+  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch" | "edge" | "round">): Promise<boolean> => {
     const out = await gates.get(stage.id)!.run(async () => {
       if (unit.split && (draining ||= workflowInfo().continueAsNewSuggested)) return null;
       return call<StageOutput>(stageActivity.get(stage.id)!, { ...common, stage: stage.id, ...unit });
@@ -114,7 +115,17 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     await Promise.all(
       Object.entries(out.outputs)
         .filter(([, records]) => records.length > 0)
-        .map(([toStage, records]) => runStage(stageById.get(toStage)!, { shard: `${unit.shard}.${toStage}`, batch: records })),
+        .map(([key, records]) => {
+          const edge = edgeByKey.get(`${stage.id}>${key}`);
+          if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
+          const round = (unit.round ?? 0) + (edge.feedback ? 1 : 0);
+          return runStage(stageById.get(edge.toStage)!, {
+            shard: `${unit.shard}.${key}`,
+            batch: records,
+            ...(edge.id !== undefined ? { edge: key } : {}),
+            ...(round > 0 ? { round } : {}),
+          });
+        }),
     );
     return true;
   };

@@ -6,7 +6,10 @@ import type { GraphBuilder, OperatorOptions } from "../plan/builder.js";
 import type { SinkDescriptor } from "./connectors.js";
 import { PrintSink } from "./connectors.js";
 import type { OutputTag } from "./context.js";
-import type { FilterFn, FlatMapFn, MapFn, ProcessFn, SinkFn } from "./functions.js";
+import type { CoFlatMapFunctionLike, CoMapFunctionLike, FilterFn, FlatMapFn, MapFn, MaybePromise, ProcessFn, RouteFn, SinkFn } from "./functions.js";
+import type { RecordContext } from "./context.js";
+import { PipelineDefinitionError } from "../errors.js";
+import { OTHERWISE_TAG } from "../plan/logical.js";
 
 /** The end of a stream: returned by `sink`, carries the sink's id. */
 export interface SinkHandle {
@@ -63,6 +66,60 @@ export class DataStream<T> {
     return { operatorId: id };
   }
 
+  /** One stream of this stream's records and those of `others` (same type); each keeps its own order. */
+  union(...others: DataStream<T>[]): DataStream<T> {
+    return this.unionNamed({}, ...others);
+  }
+
+  /** `union` with operator options (name, parallelism). */
+  unionNamed(options: OperatorOptions, ...others: DataStream<T>[]): DataStream<T> {
+    const inputs = [this, ...others].map((s) => ({ from: s.operatorId, tag: s.tag }));
+    const id = this.builder.add({ kind: "union", inputs, fn: undefined, options });
+    return new DataStream<T>(this.builder, id);
+  }
+
+  /** Marks a stream whose every record goes to every downstream branch (fan-out made explicit in the plan). */
+  broadcast(options: OperatorOptions = {}): DataStream<T> {
+    const id = this.builder.add({ kind: "broadcast", inputs: [{ from: this.operatorId, tag: this.tag }], fn: undefined, options });
+    return new DataStream<T>(this.builder, id);
+  }
+
+  /**
+   * Sends each record to the one branch its label names (SAGE Core `.route([...], name="intent-router")`)
+   * and returns the union of the branch outputs. Unmatched labels go to `otherwise`, else to the dead letters.
+   */
+  route<U>(
+    branches: ReadonlyArray<readonly [string, (s: DataStream<T>) => DataStream<U>]>,
+    options: OperatorOptions & { by: RouteFn<T>; otherwise?: (s: DataStream<T>) => DataStream<U> },
+  ): DataStream<U> {
+    const { by, otherwise, ...opts } = options;
+    const labels = branches.map(([label]) => label);
+    if (labels.length === 0) throw new PipelineDefinitionError(`route${opts.name ? ` "${opts.name}"` : ""} needs at least one branch`);
+    if (new Set(labels).size !== labels.length)
+      throw new PipelineDefinitionError(`route${opts.name ? ` "${opts.name}"` : ""} has a label twice: ${labels.join(", ")}`);
+    const router = this.builder.add({
+      kind: "route",
+      inputs: [{ from: this.operatorId, tag: this.tag }],
+      fn: by,
+      options: opts,
+      route: { labels, otherwise: otherwise !== undefined },
+    });
+    const outs = branches.map(([label, build]) => build(new DataStream<T>(this.builder, router, label)));
+    if (otherwise) outs.push(otherwise(new DataStream<T>(this.builder, router, OTHERWISE_TAG)));
+    const [first, ...rest] = outs;
+    return first!.unionNamed({ name: `${this.builder.nameOf(router)}-union` }, ...rest);
+  }
+
+  /** Joins this stream with `other` under one function with a method per input (SAGE Core Connected Streams). */
+  connect<B>(other: DataStream<B>): ConnectedStreams<T, B> {
+    return new ConnectedStreams<T, B>(this.builder, this, other);
+  }
+
+  /** Closes a feedback loop: this stream's records re-enter `feedback` one round later. */
+  fillFeedback(feedback: FeedbackStream<T>): void {
+    this.builder.addInput(feedback.operatorId, { from: this.operatorId, tag: this.tag, feedback: true });
+  }
+
   /** Shorthand for `sink(PrintSink.stdout())`. */
   print(options: OperatorOptions & { prefix?: string } = {}): SinkHandle {
     const { prefix, ...rest } = options;
@@ -77,3 +134,49 @@ export class ProcessedStream<T> extends DataStream<T> {
     return new DataStream<X>(this.builder, this.operatorId, tag.id);
   }
 }
+
+/** Two streams under one function (`coMap`, `coFlatMap`, or an object with `map1`/`map2`). */
+export class ConnectedStreams<A, B> {
+  /** @internal */
+  constructor(
+    private readonly builder: GraphBuilder,
+    private readonly first: DataStream<A>,
+    private readonly second: DataStream<B>,
+  ) {}
+
+  private add<R>(kind: "coMap" | "coFlatMap", fn: unknown, options: OperatorOptions): DataStream<R> {
+    const inputs = [this.first, this.second].map((s) => ({ from: s.operatorId, tag: s.tag }));
+    return new DataStream<R>(this.builder, this.builder.add({ kind, inputs, fn, options }));
+  }
+
+  /** One output per input record: `f1` for the first stream, `f2` for the second. */
+  coMap<R>(
+    f1: (value: A, ctx: RecordContext) => MaybePromise<R>,
+    f2: (value: B, ctx: RecordContext) => MaybePromise<R>,
+    options: OperatorOptions = {},
+  ): DataStream<R> {
+    return this.add<R>("coMap", { map1: f1, map2: f2 }, options);
+  }
+
+  /** Zero or more outputs per input record. */
+  coFlatMap<R>(
+    f1: (value: A, ctx: RecordContext) => MaybePromise<Iterable<R>>,
+    f2: (value: B, ctx: RecordContext) => MaybePromise<Iterable<R>>,
+    options: OperatorOptions = {},
+  ): DataStream<R> {
+    return this.add<R>("coFlatMap", { flatMap1: f1, flatMap2: f2 }, options);
+  }
+
+  /** A co-map object (`class X extends CoMapFunction<A, B, R>`) with the open/close lifecycle. */
+  map<R>(fn: CoMapFunctionLike<A, B, R>, options: OperatorOptions = {}): DataStream<R> {
+    return this.add<R>("coMap", fn, options);
+  }
+
+  /** A co-flat-map object. */
+  flatMap<R>(fn: CoFlatMapFunctionLike<A, B, R>, options: OperatorOptions = {}): DataStream<R> {
+    return this.add<R>("coFlatMap", fn, options);
+  }
+}
+
+/** The open end of a feedback loop (`env.feedback<T>(name, { maxRounds })`): a stream filled later. */
+export class FeedbackStream<T> extends DataStream<T> {}

@@ -6,7 +6,7 @@ import { PipelineDefinitionError } from "../errors.js";
 import type { GraphBuilder, OperatorOptions } from "../plan/builder.js";
 import { canonicalJson, sha256Hex } from "../plan/hash.js";
 import type { SinkDescriptor, SourceDescriptor } from "./connectors.js";
-import { DataStream } from "./datastream.js";
+import { DataStream, FeedbackStream } from "./datastream.js";
 import type { SourceFunction } from "./functions.js";
 import { ParamRef } from "./params.js";
 
@@ -65,6 +65,25 @@ export class StreamExecutionEnvironment {
       source: { kind: "collection", size: items.length, contentHash },
     });
     return new DataStream<T>(this.builder, id);
+  }
+
+  /**
+   * The open end of a feedback loop (after SAGE's `from_future`): records given to
+   * `stream.fillFeedback(fb)` come out here one round later. `maxRounds` bounds every record's
+   * trips around the loop; one that would exceed it goes to the dead letters, so a cycle always ends.
+   */
+  feedback<T>(name: string, options: { maxRounds: number; parallelism?: number }): FeedbackStream<T> {
+    if (!Number.isInteger(options.maxRounds) || options.maxRounds < 1) {
+      throw new PipelineDefinitionError(`feedback "${name}": maxRounds must be an integer >= 1, got ${String(options.maxRounds)}`);
+    }
+    const id = this.builder.add({
+      kind: "feedback",
+      inputs: [],
+      fn: undefined,
+      options: { name, ...(options.parallelism ? { parallelism: options.parallelism } : {}) },
+      feedback: { maxRounds: options.maxRounds },
+    });
+    return new FeedbackStream<T>(this.builder, id);
   }
 
   /** A bounded stream from a built-in source (`FileSource.lines(...)`) or a user `SourceFunction`. */

@@ -84,3 +84,30 @@ export abstract class RichSinkFunction<T> implements SinkFunction<T> {
 export abstract class RichSourceFunction<T> implements SourceFunction<T> {
   abstract read(split: SplitDescriptor, ctx: SourceContext): AsyncIterable<T> | Iterable<T>;
 }
+
+/** Object form of `coMap` over connected streams: one method per input. */
+export interface CoMapFunctionLike<A, B, R> extends RichFunction {
+  map1(value: A, ctx: RecordContext): MaybePromise<R>;
+  map2(value: B, ctx: RecordContext): MaybePromise<R>;
+}
+/** Object form of `coFlatMap` over connected streams. */
+export interface CoFlatMapFunctionLike<A, B, R> extends RichFunction {
+  flatMap1(value: A, ctx: RecordContext): MaybePromise<Iterable<R>>;
+  flatMap2(value: B, ctx: RecordContext): MaybePromise<Iterable<R>>;
+}
+/** Base class for co-map functions (SAGE Core `MyCoMapFunction`). */
+export abstract class CoMapFunction<A, B, R> implements CoMapFunctionLike<A, B, R> {
+  abstract map1(value: A, ctx: RecordContext): MaybePromise<R>;
+  abstract map2(value: B, ctx: RecordContext): MaybePromise<R>;
+}
+/** Base class for co-flat-map functions. */
+export abstract class CoFlatMapFunction<A, B, R> implements CoFlatMapFunctionLike<A, B, R> {
+  abstract flatMap1(value: A, ctx: RecordContext): MaybePromise<Iterable<R>>;
+  abstract flatMap2(value: B, ctx: RecordContext): MaybePromise<Iterable<R>>;
+}
+/** Object form of a router's classifier: the label of each record. */
+export interface RouteFunctionLike<T> extends RichFunction {
+  route(value: T, ctx: RecordContext): MaybePromise<string>;
+}
+/** A router's classifier as lambda or object. */
+export type RouteFn<T> = ((value: T, ctx: RecordContext) => MaybePromise<string>) | RouteFunctionLike<T>;

@@ -29,6 +29,8 @@ export interface NodeDraft {
   options: OperatorOptions;
   source?: SourceSpec;
   sink?: SinkSpec;
+  route?: LogicalNode["route"];
+  feedback?: LogicalNode["feedback"];
 }
 
 const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
@@ -117,6 +119,8 @@ export class GraphBuilder {
       timeoutMs: draft.options.timeoutMs ?? 0,
       ...(draft.source ? { source: draft.source } : {}),
       ...(draft.sink ? { sink: draft.sink } : {}),
+      ...(draft.route ? { route: draft.route } : {}),
+      ...(draft.feedback ? { feedback: draft.feedback } : {}),
     };
     if (node.retry.maxAttempts < 1 || !Number.isInteger(node.retry.maxAttempts)) {
       throw new PipelineDefinitionError(`operator "${name}": retry.maxAttempts must be an integer >= 1, got ${node.retry.maxAttempts}`);
@@ -125,6 +129,19 @@ export class GraphBuilder {
     this.nodes.push(node);
     if (draft.fn !== undefined && draft.fn !== null) this.functions.set(id, draft.fn);
     return id;
+  }
+
+  /** Display name of an operator. */
+  nameOf(id: string): string {
+    return this.nodes.find((n) => n.id === id)?.name ?? id;
+  }
+
+  /** Adds an input to an existing node (closing a feedback loop). */
+  addInput(nodeId: string, input: NodeInput): void {
+    const node = this.nodes.find((n) => n.id === nodeId);
+    if (!node) throw new PipelineDefinitionError(`pipeline "${this.pipeline}": no operator "${nodeId}" to feed`);
+    node.inputs.push(input);
+    this.consumed.add(`${input.from}#${input.tag ?? ""}`);
   }
 
   /** Sets the job parallelism declared by the pipeline. */
@@ -142,7 +159,11 @@ export class GraphBuilder {
       throw new PipelineDefinitionError(`pipeline "${this.pipeline}" has no sink: end each stream with .sink(...) or .print()`);
     }
     for (const node of this.nodes) {
-      if (node.kind !== "sink" && !this.consumed.has(`${node.id}#`) && node.kind !== "process") {
+      if (node.kind === "feedback" && !node.inputs.some((i) => i.feedback)) {
+        throw new PipelineDefinitionError(`pipeline "${this.pipeline}": feedback "${node.name}" is never filled: call stream.fillFeedback(...) on it`);
+      }
+      const sideOutputsOnly = node.kind === "process" || node.kind === "route";
+      if (node.kind !== "sink" && !sideOutputsOnly && !this.consumed.has(`${node.id}#`)) {
         throw new PipelineDefinitionError(`pipeline "${this.pipeline}": the output of operator "${node.name}" goes nowhere; end the stream with .sink(...)`);
       }
     }

@@ -111,15 +111,19 @@ export interface StageInput {
   /** Stable key of this unit of work (split index path); names sink shards and dead-letter shards. */
   shard: string;
   split?: SplitRef;
-  /** Records entering `entryOperator` (non-source stages). */
+  /** Records entering the stage (non-source stages) ... */
   batch?: unknown[];
+  /** ... on this edge (its key); absent in plans from before graphs, whose stages had one way in. */
+  edge?: string;
+  /** How many times the records went around a feedback loop (0 = never). */
+  round?: number;
   runtime: JobRuntimeOptions;
 }
 
 /** What a stage activity returns. Records appear only for edges that leave the stage. */
 export interface StageOutput {
   counts: StageCounts;
-  /** Records per outgoing stage edge, keyed `<toStage>`. */
+  /** Records per outgoing stage edge, keyed by edge key (`edgeKey`). */
   outputs: Record<string, unknown[]>;
 }
 

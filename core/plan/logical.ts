@@ -2,10 +2,26 @@
 import type { SinkSpec, SourceSpec } from "../api/connectors.js";
 
 /** Kinds of operators in a logical graph. */
-export type OperatorKind = "source" | "map" | "flatMap" | "filter" | "process" | "sink";
+export type OperatorKind = "source" | "map" | "flatMap" | "filter" | "process" | "sink" | "route" | "union" | "broadcast" | "coMap" | "coFlatMap" | "feedback";
 
 /** Operators that keep no state between records and so may fuse with their neighbours. */
-export const STATELESS_KINDS: ReadonlySet<OperatorKind> = new Set(["source", "map", "flatMap", "filter", "process", "sink"]);
+export const STATELESS_KINDS: ReadonlySet<OperatorKind> = new Set([
+  "source",
+  "map",
+  "flatMap",
+  "filter",
+  "process",
+  "sink",
+  "route",
+  "union",
+  "broadcast",
+  "coMap",
+  "coFlatMap",
+  "feedback",
+]);
+
+/** Output tag of a router for records whose label no branch claims (when `otherwise` is given). */
+export const OTHERWISE_TAG = "__otherwise";
 
 /** Per-record retry policy of an operator; retries run inside the stage activity. */
 export interface RetryPolicy {
@@ -26,6 +42,8 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, initialIntervalMs: 1
 export interface NodeInput {
   from: string;
   tag: string | null;
+  /** A back edge of a feedback loop (always crosses workflow history; bounded by `maxRounds`). */
+  feedback?: boolean;
 }
 
 /** One user operator. */
@@ -48,6 +66,10 @@ export interface LogicalNode {
   timeoutMs: number;
   source?: SourceSpec;
   sink?: SinkSpec;
+  /** Routers: the branch labels, and whether unmatched records go to an `otherwise` branch. */
+  route?: { labels: string[]; otherwise: boolean };
+  /** Feedback nodes: the most rounds a record may loop before it is dead-lettered. */
+  feedback?: { maxRounds: number };
 }
 
 /** The whole logical graph of a pipeline. */

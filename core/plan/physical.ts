@@ -5,7 +5,7 @@
 import type { SinkSpec } from "../api/connectors.js";
 import { PipelineDefinitionError } from "../errors.js";
 import { canonicalJson, sha256Hex } from "./hash.js";
-import { STATELESS_KINDS, type LogicalGraph, type LogicalNode } from "./logical.js";
+import { STATELESS_KINDS, type LogicalGraph, type LogicalNode, type NodeInput } from "./logical.js";
 
 /** Plan format version; part of the hash. */
 export const PLAN_VERSION = 1;
@@ -25,12 +25,23 @@ export interface Stage {
 
 /** A record path between two stages: records cross workflow history here. */
 export interface StageEdge {
+  /** Key of the edge in a stage's outputs and in shard keys: the target stage id, `~n` appended when needed. */
+  id?: string;
   fromStage: string;
   fromOperator: string;
   /** Output tag of `fromOperator` (null = main output). */
   tag: string | null;
   toStage: string;
   toOperator: string;
+  /** Which input of `toOperator` (0 unless it has several: union, connected streams). */
+  toInput?: number;
+  /** A feedback back edge: records arrive one round later. */
+  feedback?: boolean;
+}
+
+/** Key of an edge (plans before graphs had one edge per target stage, keyed by its id). */
+export function edgeKey(edge: StageEdge): string {
+  return edge.id ?? edge.toStage;
 }
 
 /** Why two neighbouring operators were not fused. */
@@ -63,13 +74,23 @@ export interface CompileOptions {
   fusion: boolean;
 }
 
-/** Why `node` cannot join the stage of its input, or null when it can. */
-function cutReason(node: LogicalNode, upstream: LogicalNode, par: (n: LogicalNode) => number, fusion: boolean): string | null {
+/** Why `node` cannot join the stage of its inputs, or null when it can. */
+function cutReason(
+  node: LogicalNode,
+  upstreams: LogicalNode[],
+  stageOf: (id: string) => Stage | undefined,
+  par: (n: LogicalNode) => number,
+  fusion: boolean,
+): string | null {
   if (!fusion) return "fusion disabled (execution.fusion: false)";
-  if (node.inputs.length !== 1) return `"${node.name}" has ${node.inputs.length} inputs`;
+  if (node.kind === "feedback") return `"${node.name}" closes a feedback loop (its records cross workflow history once per round)`;
   if (!STATELESS_KINDS.has(node.kind)) return `"${node.name}" is stateful (${node.kind})`;
-  if (!STATELESS_KINDS.has(upstream.kind)) return `"${upstream.name}" is stateful (${upstream.kind})`;
-  if (par(node) !== par(upstream)) return `parallelism changes from ${par(upstream)} ("${upstream.name}") to ${par(node)} ("${node.name}")`;
+  const stages = new Set(upstreams.map((u) => stageOf(u.id)?.id));
+  if (stages.size > 1) return `"${node.name}" joins inputs from different stages`;
+  for (const upstream of upstreams) {
+    if (!STATELESS_KINDS.has(upstream.kind)) return `"${upstream.name}" is stateful (${upstream.kind})`;
+    if (par(node) !== par(upstream)) return `parallelism changes from ${par(upstream)} ("${upstream.name}") to ${par(node)} ("${node.name}")`;
+  }
   return null;
 }
 
@@ -86,13 +107,34 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
   const edges: StageEdge[] = [];
   const cuts: ChainCut[] = [];
 
+  const addEdge = (from: LogicalNode, input: NodeInput, toInput: number, to: LogicalNode, reason: string): void => {
+    cuts.push({ from: from.name, to: to.name, reason });
+    const fromStage = stageOf.get(from.id)!.id;
+    const stage = stageOf.get(to.id)!;
+    const twins = edges.filter((e) => e.fromStage === fromStage && e.toStage === stage.id).length;
+    edges.push({
+      id: twins === 0 ? stage.id : `${stage.id}~${twins}`,
+      fromStage,
+      fromOperator: from.id,
+      tag: input.tag,
+      toStage: stage.id,
+      toOperator: to.id,
+      ...(toInput > 0 ? { toInput } : {}),
+      ...(input.feedback ? { feedback: true } : {}),
+    });
+  };
+  const upstreamOf = (input: NodeInput, node: LogicalNode): LogicalNode => {
+    const from = byId.get(input.from);
+    if (!from) throw new PipelineDefinitionError(`operator "${node.name}" reads from unknown operator "${input.from}"`);
+    return from;
+  };
+
   for (const node of graph.nodes) {
-    const first = node.inputs[0];
-    const upstream = first ? byId.get(first.from) : undefined;
-    if (first && !upstream) throw new PipelineDefinitionError(`operator "${node.name}" reads from unknown operator "${first.from}"`);
-    const reason = upstream ? cutReason(node, upstream, par, options.fusion) : "source";
-    if (upstream && reason === null) {
-      const stage = stageOf.get(upstream.id)!;
+    const forward = node.inputs.filter((i) => !i.feedback);
+    const upstreams = forward.map((i) => upstreamOf(i, node));
+    const reason = upstreams.length === 0 && node.kind !== "feedback" ? "source" : cutReason(node, upstreams, (id) => stageOf.get(id), par, options.fusion);
+    if (upstreams.length > 0 && reason === null) {
+      const stage = stageOf.get(upstreams[0]!.id)!;
       stage.operators.push(node.id);
       stage.name += `+${node.name}`;
       stageOf.set(node.id, stage);
@@ -101,11 +143,16 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
     const stage: Stage = { id: `s${stages.length}`, name: node.name, operators: [node.id], parallelism: par(node), source: node.kind === "source" };
     stages.push(stage);
     stageOf.set(node.id, stage);
-    for (const input of node.inputs) {
-      const from = byId.get(input.from)!;
-      cuts.push({ from: from.name, to: node.name, reason: reason ?? "" });
-      edges.push({ fromStage: stageOf.get(from.id)!.id, fromOperator: from.id, tag: input.tag, toStage: stage.id, toOperator: node.id });
-    }
+    node.inputs.forEach((input, index) => {
+      if (!input.feedback) addEdge(upstreamOf(input, node), input, index, node, reason ?? "");
+    });
+  }
+  // Back edges last: their sources are declared after the feedback node they feed.
+  for (const node of graph.nodes) {
+    node.inputs.forEach((input, index) => {
+      if (input.feedback)
+        addEdge(upstreamOf(input, node), input, index, node, `feedback into "${node.name}" (at most ${node.feedback?.maxRounds ?? 0} rounds)`);
+    });
   }
 
   const body = {

@@ -3,12 +3,25 @@ import type { LogicalNode } from "./logical.js";
 import { shortHash, type PhysicalPlan } from "./physical.js";
 
 function label(n: LogicalNode): string {
-  const detail = n.source ? `source:${n.source.kind}` : n.sink ? `sink:${n.sink.kind}` : n.kind;
+  const detail = n.source
+    ? `source:${n.source.kind}`
+    : n.sink
+      ? `sink:${n.sink.kind}`
+      : n.route
+        ? `route: ${n.route.labels.join(" | ")}${n.route.otherwise ? " | otherwise" : ""}`
+        : n.feedback
+          ? `feedback, at most ${n.feedback.maxRounds} rounds`
+          : n.kind;
   return `${n.name} (${detail}${n.parallelism ? `, p=${n.parallelism}` : ""})`;
 }
 
-function edgesOf(plan: PhysicalPlan): Array<{ from: string; to: string; tag: string | null }> {
-  return plan.nodes.flatMap((n) => n.inputs.map((i) => ({ from: i.from, to: n.id, tag: i.tag })));
+function edgesOf(plan: PhysicalPlan): Array<{ from: string; to: string; tag: string | null; feedback: boolean }> {
+  return plan.nodes.flatMap((n) => n.inputs.map((i) => ({ from: i.from, to: n.id, tag: i.tag, feedback: i.feedback === true })));
+}
+
+function edgeLabel(e: { tag: string | null; feedback: boolean }): string | null {
+  const tag = e.tag === "__otherwise" ? "otherwise" : e.tag;
+  return [tag, e.feedback ? "feedback" : null].filter(Boolean).join(", ") || null;
 }
 
 /** Logical graph, stages (what fused and why chains were cut) and the plan hash, as text. */
@@ -36,7 +49,8 @@ export function renderText(plan: PhysicalPlan): string {
       ? "records never cross workflow history (only split descriptors and counts do)"
       : `${crossing} edge(s) carry records through workflow history:`,
   );
-  for (const e of plan.edges) lines.push(`  ${e.fromStage} -> ${e.toStage}`);
+  for (const e of plan.edges)
+    lines.push(`  ${e.fromStage} -> ${e.toStage}${e.tag ? ` [${e.tag === "__otherwise" ? "otherwise" : e.tag}]` : ""}${e.feedback ? " (feedback)" : ""}`);
   if (plan.cuts.length > 0) {
     lines.push("", "chains cut:");
     for (const c of plan.cuts) lines.push(`  ${c.from} -/-> ${c.to}: ${c.reason}`);
@@ -58,7 +72,8 @@ export function renderMermaid(plan: PhysicalPlan): string {
   }
   for (const e of edgesOf(plan)) {
     const crosses = plan.edges.some((x) => x.fromOperator === e.from && x.toOperator === e.to);
-    lines.push(`  ${safe(e.from)} ${crosses ? "-.->" : "-->"}${e.tag ? `|${e.tag}|` : ""} ${safe(e.to)}`);
+    const text = edgeLabel(e);
+    lines.push(`  ${safe(e.from)} ${crosses ? "-.->" : "-->"}${text ? `|${text}|` : ""} ${safe(e.to)}`);
   }
   lines.push(`  %% plan ${shortHash(plan.hash)}`);
   return lines.join("\n");
@@ -75,7 +90,8 @@ export function renderDot(plan: PhysicalPlan): string {
   }
   for (const e of edgesOf(plan)) {
     const crosses = plan.edges.some((x) => x.fromOperator === e.from && x.toOperator === e.to);
-    const attrs = [crosses ? "style=dashed" : "", e.tag ? `label=${q(e.tag)}` : ""].filter(Boolean).join(", ");
+    const text = edgeLabel(e);
+    const attrs = [crosses ? "style=dashed" : "", text ? `label=${q(text)}` : "", e.feedback ? "constraint=false" : ""].filter(Boolean).join(", ");
     lines.push(`  ${q(e.from)} -> ${q(e.to)}${attrs ? ` [${attrs}]` : ""};`);
   }
   lines.push("}");
