@@ -238,7 +238,12 @@ class StageRun {
       const maxRounds = loop?.feedback?.maxRounds ?? 0;
       this.consume(edge.fromOperator, edge.tag, (v) => {
         if (loop && round + 1 > maxRounds) {
-          return this.deadLetter(from, v, new NonRetryableError(`feedback "${loop.name}": the record is still looping after ${maxRounds} round(s), its bound`), 1);
+          return this.deadLetter(
+            from,
+            v,
+            new NonRetryableError(`feedback "${loop.name}": the record is still looping after ${maxRounds} round(s), its bound`),
+            1,
+          );
         }
         const json = encodeRecord(v, producer);
         checkRecordSize(json, producer, budget);
@@ -279,7 +284,7 @@ class StageRun {
 
   /** Pushes of a connected-streams operator: input 0 calls `map1`/`flatMap1`, input 1 `map2`/`flatMap2`. */
   private async coPushes(node: LogicalNode): Promise<Push[]> {
-    const fn = await this.host.registry.function<Record<string, (v: unknown, c: RecordContext) => unknown>>(this.compiled, node));
+    const fn = await this.host.registry.function<Record<string, (v: unknown, c: RecordContext) => unknown>>(this.compiled, node);
     const counts = this.counts[node.id]!;
     const ctx = this.recordContext(node, 1);
     const emit = this.emitter(node, null);
@@ -327,7 +332,12 @@ class StageRun {
           const target = typeof label === "string" ? known.get(label) : undefined;
           if (target) return target(v);
           if (fallback) return fallback(v);
-          return this.deadLetter(node, v, new NonRetryableError(`router "${node.name}": no branch for label ${JSON.stringify(label)} (branches: ${labels.join(", ")})`), 1);
+          return this.deadLetter(
+            node,
+            v,
+            new NonRetryableError(`router "${node.name}": no branch for label ${JSON.stringify(label)} (branches: ${labels.join(", ")})`),
+            1,
+          );
         };
         return (v) => {
           counts.in++;
