@@ -130,7 +130,12 @@ export class SageClient {
     };
     let connection: Connection;
     try {
-      connection = await Connection.connect({ ...connectionOptions(config), connectTimeout: 5_000 });
+      connection = await Connection.connect({
+        ...connectionOptions(config),
+        connectTimeout: 5_000,
+        // The SDK's own 128 MB default is set under a key grpc-js ignores, leaving 4 MB: too small for a history page of an unfused job.
+        channelArgs: { "grpc.max_receive_message_length": 128 * 1024 * 1024 },
+      });
       await connection.workflowService.getSystemInfo({});
     } catch (err) {
       throw new ServerUnavailableError(
