@@ -200,7 +200,7 @@ printTable(
     ],
   ],
 );
-console.log("activities include the job's two control activities (sage:splits, sage:commit); history sums all runs of a job");
+console.log("activities include control activities (sage:splits once per run, sage:commit); history sums all runs of a job (continue-as-new)");
 const ratio = {
   wallTime: fused.ms / unfused.ms,
   messagesPerSecond: unfused.ms / fused.ms,
