@@ -25,7 +25,7 @@ export interface Stage {
 
 /** A record path between two stages: records cross workflow history here. */
 export interface StageEdge {
-  /** Key of the edge in a stage's outputs and in shard keys: the target stage id, `~n` appended when needed. */
+  /** Key of the edge in a stage's outputs and in shard keys: the target stage id, `~n` appended for its n-th other way in. */
   id?: string;
   fromStage: string;
   fromOperator: string;
@@ -111,7 +111,8 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
     cuts.push({ from: from.name, to: to.name, reason });
     const fromStage = stageOf.get(from.id)!.id;
     const stage = stageOf.get(to.id)!;
-    const twins = edges.filter((e) => e.fromStage === fromStage && e.toStage === stage.id).length;
+    // Unique among all edges into the stage: the key alone tells the stage which input a batch is for.
+    const twins = edges.filter((e) => e.toStage === stage.id).length;
     edges.push({
       id: twins === 0 ? stage.id : `${stage.id}~${twins}`,
       fromStage,
