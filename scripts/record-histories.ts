@@ -4,7 +4,8 @@
  * in-process workers and writes each run's history to test/replay/histories/<name>.json.
  *
  * Run `npx tsx scripts/record-histories.ts` after an intentional change of the workflow's
- * command sequence, and commit the new files together with the change.
+ * command sequence, and commit the new files together with the change. Names as arguments
+ * (`npx tsx scripts/record-histories.ts routed`) record only those jobs.
  */
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -20,6 +21,7 @@ import { createSageWorker } from "../worker/sage-worker.js";
 import wordcount from "../examples/wordcount/pipeline.js";
 import deadLetter from "../test/fixtures/replay-dead-letter.js";
 import fails from "../test/fixtures/replay-fails.js";
+import routed from "../test/fixtures/routed.js";
 
 /** Where the histories go. */
 const HISTORIES_DIR = resolve("test/replay/histories");
@@ -53,6 +55,13 @@ const RECORDINGS: Recording[] = [
   // Fusion off: every operator is its own stage, so record batches cross stage edges in history.
   { name: "unfused", pipeline: wordcount, lines: text(12), overrides: { "execution.fusion": false, "execution.split-bytes": "400b" } },
   { name: "failed", pipeline: fails, lines: text(40).map((l, i) => (i === 25 ? `${l} boom` : l)), overrides: { "execution.split-bytes": "1kb" }, fails: true },
+  // A routed job, unfused: batches cross the router's branches and the union in history (every fourth line is short).
+  {
+    name: "routed",
+    pipeline: routed,
+    lines: text(15).map((l, i) => (i % 4 === 3 ? l.slice(0, 24) : l)),
+    overrides: { "execution.fusion": false, "execution.split-bytes": "400b" },
+  },
 ];
 
 async function freePort(): Promise<number> {
@@ -123,7 +132,10 @@ const server = await startDevServer({
 let code = 0;
 try {
   mkdirSync(HISTORIES_DIR, { recursive: true });
-  for (const r of RECORDINGS) await record(r, server.address, dir);
+  const only = process.argv.slice(2);
+  const unknown = only.filter((name) => !RECORDINGS.some((r) => r.name === name));
+  if (unknown.length > 0) throw new Error(`no recording named ${unknown.join(", ")} (known: ${RECORDINGS.map((r) => r.name).join(", ")})`);
+  for (const r of RECORDINGS.filter((r) => only.length === 0 || only.includes(r.name))) await record(r, server.address, dir);
 } catch (err) {
   process.stderr.write(`record-histories: ${(err as Error).stack ?? String(err)}\n`);
   code = 1;

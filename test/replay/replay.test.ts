@@ -23,8 +23,8 @@ const files = readdirSync(DIR)
   .filter((f) => f.endsWith(".json"))
   .sort();
 
-test("the recorded histories cover a plain job, dead letters, an unfused plan and a failed job", () => {
-  assert.deepEqual(files, ["dead-letter.json", "failed.json", "unfused.json", "wordcount.json"]);
+test("the recorded histories cover a plain job, dead letters, an unfused plan, a failed job and a routed job", () => {
+  assert.deepEqual(files, ["dead-letter.json", "failed.json", "routed.json", "unfused.json", "wordcount.json"]);
   for (const f of files) {
     const history = historyFromJSON(JSON.parse(readFileSync(join(DIR, f), "utf8")));
     const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
@@ -44,4 +44,12 @@ test("the replayer catches a workflow that schedules an extra activity", async (
   const v = await replayFile(join(DIR, "wordcount.json"), join(REPO, "test", "fixtures", "replay-changed-workflow.ts"));
   assert.equal(v.deterministic, false);
   assert.match(v.error ?? "", /DeterminismViolationError/);
+});
+
+test("routed.json is an unfused routed job: its batches crossed the router's branches and the union in history", () => {
+  const history = historyFromJSON(JSON.parse(readFileSync(join(DIR, "routed.json"), "utf8")));
+  const types = (history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+  for (const stage of ["stage:by-length", "stage:short", "stage:no-zero", "stage:long", "stage:medium", "stage:by-length-union", "stage:out"]) {
+    assert.ok(types.includes(stage), `no ${stage} activity in routed.json: ${[...new Set(types)].join(", ")}`);
+  }
 });
