@@ -48,11 +48,12 @@ export function testConfig(label: string, overrides: Record<string, unknown> = {
 }
 
 /** An in-process worker for `pipeline`, running until `stop()`. */
-export async function startWorker(pipeline: Pipeline, config: SageConfig): Promise<{ worker: SageWorker; stop(): Promise<void> }> {
+export async function startWorker(pipeline: Pipeline, config: SageConfig): Promise<{ worker: SageWorker; running: Promise<void>; stop(): Promise<void> }> {
   const worker = await createSageWorker({ pipeline, config, logger: createLogger(config.log.level) });
   const running = worker.run();
   return {
     worker,
+    running,
     async stop() {
       await worker.shutdown();
       await running;
@@ -66,7 +67,10 @@ export async function runJob(pipeline: Pipeline, config: SageConfig, params: Rec
   const client = await SageClient.connect({ config });
   try {
     const job = await client.submit(pipeline, { params, ...(jobId ? { jobId } : {}) });
-    return { job, result: await job.result() };
+    // A worker that dies must fail the test, not leave it waiting for a result that never comes.
+    const died = w.running.then(() => Promise.reject(new Error("the worker stopped before the job finished")));
+    died.catch(() => undefined); // after the job finished, the worker stopping is expected
+    return { job, result: await Promise.race([job.result(), died]) };
   } finally {
     await client.close();
     await w.stop();
