@@ -5,20 +5,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { join, resolve } from "node:path";
-import { createServer } from "node:net";
 import proto from "@temporalio/proto";
-import { startDevServer, type DevServer } from "../client/dev-server.js";
+import { freePort, startDevServer, type DevServer } from "../client/dev-server.js";
 import type { SageClient, SageJob } from "../client/sage-client.js";
-
-/** A TCP port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
 
 /** Starts a headless dev server with its database and log in `dir`. */
 export async function startBenchServer(dir: string): Promise<{ server: DevServer; address: string }> {

@@ -4,15 +4,13 @@
  * work (the limit). Prints records/s, the ratio to the loop, activities, and history events and
  * bytes per split. `npx tsx bench/wordcount.ts [--lines N]`.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createServer } from "node:net";
 import proto from "@temporalio/proto";
+import { startBenchServer, startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
 import { readLines } from "../connectors/file/line-reader.js";
-import { startDevServer } from "../client/dev-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import pipeline from "../examples/wordcount/pipeline.js";
@@ -21,15 +19,6 @@ import { machineLine, printTable, saveResult } from "./machine.js";
 
 const argLines = process.argv.indexOf("--lines");
 const LINES = argLines > 0 ? Number(process.argv[argLines + 1]) : 1_000_000;
-
-async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
 
 /** The same work as the pipeline, in one plain loop: read, split, pair, filter, JSON lines out. */
 async function plainLoop(input: string, output: string): Promise<{ ms: number; out: number }> {
@@ -55,57 +44,13 @@ async function plainLoop(input: string, output: string): Promise<{ ms: number; o
   return { ms: performance.now() - t, out };
 }
 
-/** Waits until `n` distinct workers poll the task queue for activities (they bundle workflow code first). */
-async function waitForPollers(client: SageClient, taskQueue: string, n: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const d = await client.connection.workflowService.describeTaskQueue({
-      namespace: client.config.temporal.namespace,
-      taskQueue: { name: taskQueue },
-      taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    });
-    const live = new Set((d.pollers ?? []).filter((p) => Date.now() - Number(p.lastAccessTime?.seconds ?? 0) * 1000 < 5_000).map((p) => p.identity));
-    if (live.size >= n) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${n} worker(s) did not start polling ${taskQueue} within 60 s`);
-}
-
-function startWorkers(n: number, env: Record<string, string>): ChildProcess[] {
-  return Array.from({ length: n }, () =>
-    spawn(process.execPath, [resolve("bin/sage.js"), "worker", "examples/wordcount/pipeline.ts"], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "ignore", "inherit"],
-    }),
-  );
-}
-
-async function stopWorkers(workers: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    workers.map(async (w) => {
-      if (w.exitCode !== null) return;
-      const exited = once(w, "exit");
-      w.kill("SIGTERM");
-      await exited;
-    }),
-  );
-}
-
 const dir = mkdtempSync(join(tmpdir(), "sage-bench-"));
 const input = resolve(".sage", "bench", `wordcount-${LINES}.txt`);
 console.log(`machine: ${machineLine()}`);
 const bytes = await ensureCorpus(input, LINES);
 console.log(`input: ${LINES} lines, ${(bytes / 1024 ** 2).toFixed(1)} MiB (${input})`);
 
-const address = `127.0.0.1:${await freePort()}`;
-const server = await startDevServer({
-  address,
-  uiPort: await freePort(),
-  headless: true,
-  dbFile: join(dir, "t.db"),
-  logFile: join(dir, "t.log"),
-  log: () => {},
-});
+const { server, address } = await startBenchServer(dir);
 const env = { SAGE_TEMPORAL_ADDRESS: address, SAGE_DATA_DIR: join(dir, "data"), SAGE_LOG_LEVEL: "warn", SAGE_TEMPORAL_TASK_QUEUE: "bench-wordcount" };
 const config = loadConfig({ env, overrides: {} });
 
@@ -121,7 +66,11 @@ const variants = [
 ];
 for (const [i, v] of variants.entries()) {
   const taskQueue = `bench-wordcount-${i}`;
-  const procs = startWorkers(v.workers, { ...env, SAGE_TEMPORAL_TASK_QUEUE: taskQueue, SAGE_WORKER_MAX_CONCURRENT_ACTIVITIES: String(v.slots) });
+  const procs = startWorkers("examples/wordcount/pipeline.ts", v.workers, {
+    ...env,
+    SAGE_TEMPORAL_TASK_QUEUE: taskQueue,
+    SAGE_WORKER_MAX_CONCURRENT_ACTIVITIES: String(v.slots),
+  });
   const client = await SageClient.connect({ config: { ...config, temporal: { ...config.temporal, "task-queue": taskQueue } } });
   const workers = v.workers;
   try {

@@ -8,6 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { accessSync, constants, mkdirSync, openSync } from "node:fs";
+import { createServer } from "node:net";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Connection } from "@temporalio/client";
@@ -83,6 +84,18 @@ export function findTemporalBinary(explicit?: string, options: { install?: boole
     if (installed) return { path: installed, tried };
   }
   return { path: null, tried };
+}
+
+/** A TCP port on 127.0.0.1 that nobody listens on right now (for servers the tests and benchmarks start). */
+export async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once("error", fail);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => ok(port));
+    });
+  });
 }
 
 /** True when a Temporal frontend answers at `address`. */

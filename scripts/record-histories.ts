@@ -8,13 +8,12 @@
  * (`npx tsx scripts/record-histories.ts routed`) record only those jobs.
  */
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { historyToJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import { loadConfig } from "../client/config-loader.js";
-import { startDevServer } from "../client/dev-server.js";
+import { freePort, startDevServer } from "../client/dev-server.js";
 import { createLogger } from "../client/logger.js";
 import { JobFailedError, SageClient } from "../client/sage-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";
@@ -63,17 +62,6 @@ const RECORDINGS: Recording[] = [
     overrides: { "execution.fusion": false, "execution.split-bytes": "400b" },
   },
 ];
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once("error", fail);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
-  });
-}
 
 /** Runs one recording to its end and writes its history; returns the file. */
 async function record(r: Recording, address: string, dir: string): Promise<string> {

@@ -5,10 +5,9 @@
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startDevServer } from "../client/dev-server.js";
+import { freePort, startDevServer } from "../client/dev-server.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;
@@ -21,17 +20,6 @@ function testFiles(paths: string[]): string[] {
   };
   for (const p of paths.length > 0 ? paths : ["test", "examples"]) walk(p);
   return out;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once("error", fail);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
-  });
 }
 
 const files = testFiles(process.argv.slice(2));

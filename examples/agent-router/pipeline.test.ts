@@ -7,9 +7,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO, cliEnv, sageCli, scratchDir, testConfig } from "../../test/support/harness.js";
+import { REPO, cliEnv, sageCli, scratchDir, testConfig, readJsonl } from "../../test/support/harness.js";
 
 /** A message of the input and an answer of the output, as the example defines them. */
 interface Message {
@@ -88,13 +88,6 @@ interface RunResult {
   deadLetterPath: string | null;
   splitsTotal: number;
   activities: number;
-}
-
-function readJsonl<T>(path: string): T[] {
-  return readFileSync(path, "utf8")
-    .trimEnd()
-    .split("\n")
-    .map((l) => JSON.parse(l) as T);
 }
 
 /** `sage run` of the example with small splits; `fusion: false` goes through a config file. */

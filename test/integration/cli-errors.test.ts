@@ -3,9 +3,9 @@
  * written. Also the plan renderings a user pipes into other tools.
  */
 import { test } from "node:test";
+import { freePort } from "../../client/dev-server.js";
 import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { REPO, cliEnv, sageCli, scratchDir, testConfig } from "../support/harness.js";
 
@@ -47,17 +47,8 @@ test("a bad value from a flag: exit 2, naming key, value and flag", () => {
   assert.match(r.stderr, /execution\.parallelism = "zero" \(from command-line flag for execution\.parallelism\)/);
 });
 
-async function closedPort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
-
 test("a server that is not running: exit 1, naming the address and how to start one", async () => {
-  const address = `127.0.0.1:${await closedPort()}`;
+  const address = `127.0.0.1:${await freePort()}`;
   const r = sageCli(["status", "--address", address], { env: EMPTY_ENV });
   assert.equal(r.code, 1);
   assert.match(r.stderr, new RegExp(`no Temporal server answers at ${address}`));

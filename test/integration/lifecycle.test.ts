@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { ActivityFailure, type ApplicationFailure, type WorkflowFailedError } from "@temporalio/client";
 import { RetryState } from "@temporalio/common";
 import { JobFailedError, SageClient } from "../../client/sage-client.js";
-import { cliEnv, sageCliBackground, startWorker, runJob, testConfig } from "../support/harness.js";
+import { cliEnv, sageCliBackground, startWorker, runJob, testConfig, readJsonl } from "../support/harness.js";
 import processPipeline from "../fixtures/lifecycle-process.js";
 import { fatalOpenPipeline, faults, flakyOpenPipeline, journal, lifecyclePipeline, type Event } from "../fixtures/lifecycle.js";
 
@@ -20,13 +20,6 @@ function writeInput(path: string, lines: number): string[] {
   const all = Array.from({ length: lines }, (_, i) => (i % 10 === 3 ? "" : `line number ${i} with some padding text`));
   writeFileSync(path, all.join("\n") + "\n");
   return all;
-}
-
-function readJsonl(path: string): unknown[] {
-  return readFileSync(path, "utf8")
-    .trimEnd()
-    .split("\n")
-    .map((l) => JSON.parse(l) as unknown);
 }
 
 const events = (kind: Event["kind"], op?: string) => journal.filter((e) => e.kind === kind && (op === undefined || e.op === op));

@@ -5,9 +5,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runJob, testConfig } from "../support/harness.js";
+import { runJob, testConfig, readJsonl } from "../support/harness.js";
 import { SHORT, collectionPipeline, printPipeline, seen, userSourcePipeline, wordsCutPipeline, wordsPipeline, type Word } from "../fixtures/operators.js";
 
 const VOCABULARY = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "Quartz", "a", "sphinx", "of", "black", "judge", "my", "vow"];
@@ -48,16 +48,6 @@ function reference(input: string) {
     long: twice.filter((w) => w.word.length >= SHORT).map((w) => ({ ...w, length: w.word.length })),
     short: twice.filter((w) => w.word.length < SHORT),
   };
-}
-
-function readJsonl(path: string): unknown[] {
-  const text = readFileSync(path, "utf8");
-  return text === ""
-    ? []
-    : text
-        .trimEnd()
-        .split("\n")
-        .map((l) => JSON.parse(l) as unknown);
 }
 
 const variants = [

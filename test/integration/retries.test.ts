@@ -7,9 +7,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runJob, testConfig } from "../support/harness.js";
+import { runJob, testConfig, readJsonl } from "../support/harness.js";
 import {
   FLAKY_EVERY,
   REJECT_EVERY,
@@ -35,16 +35,6 @@ interface DeadLetter {
   attempts: number;
   error: { name: string; message: string; code?: string };
   record: unknown;
-}
-
-function readJsonl<T = unknown>(path: string): T[] {
-  const text = readFileSync(path, "utf8");
-  return text === ""
-    ? []
-    : text
-        .trimEnd()
-        .split("\n")
-        .map((l) => JSON.parse(l) as T);
 }
 
 const byOperatorThenRecord = (a: DeadLetter, b: DeadLetter) =>

@@ -1,7 +1,7 @@
 /** Worker-side guarantees: plan hash check, Prometheus metrics, SDK logs kept off stdout. */
 import { test } from "node:test";
+import { freePort } from "../../client/dev-server.js";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { definePipeline } from "../../core/api/pipeline.js";
@@ -45,15 +45,6 @@ test("a worker refuses a job whose plan hash it cannot serve, naming both hashes
     await worker.stop();
   }
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
 
 test("the worker's /metrics endpoint counts records per operator", async () => {
   const port = await freePort();

@@ -3,7 +3,7 @@
  * and data dir per test, in-process workers, and `sage` CLI runs as child processes.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Pipeline } from "../../core/api/pipeline.js";
 import type { SageConfig } from "../../core/config/schema.js";
@@ -75,6 +75,17 @@ export async function runJob(pipeline: Pipeline, config: SageConfig, params: Rec
     await client.close();
     await w.stop();
   }
+}
+
+/** The records of a JSON Lines file (an empty file has none). */
+export function readJsonl<T = unknown>(path: string): T[] {
+  const text = readFileSync(path, "utf8");
+  return text === ""
+    ? []
+    : text
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as T);
 }
 
 /** Result of a CLI run. */
