@@ -14,7 +14,7 @@ import type { StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
 import { OTHERWISE_TAG, type LogicalNode, type RetryPolicy } from "../core/plan/logical.js";
 import { edgeKey, type Stage } from "../core/plan/physical.js";
 import { readFileSplit, type FileSplit } from "../connectors/file/source.js";
-import { ShardWriter, jobStagingDir } from "../connectors/file/staging.js";
+import { ShardWriter, jobStagingDir, shardFileName } from "../connectors/file/staging.js";
 import { checkRecordSize, encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 
@@ -104,7 +104,7 @@ class StageRun {
   ) {
     this.nodes = new Map(compiled.plan.nodes.map((n) => [n.id, n] as const));
     this.staging = jobStagingDir(host.dataDir, input.pipeline, input.jobId);
-    this.deadLetters = new ShardWriter(join(this.staging, "_dead-letters", `${input.shard}.jsonl`));
+    this.deadLetters = new ShardWriter(join(this.staging, "_dead-letters", shardFileName(input.shard)));
     for (const op of stage.operators) this.counts[op] = { in: 0, out: 0, dead: 0 };
   }
 
@@ -229,13 +229,13 @@ class StageRun {
    */
   async wire(): Promise<Map<string, Push>> {
     const budget = this.input.runtime.maxBatchBytes;
-    const round = this.input.round ?? 0;
     for (const edge of this.compiled.plan.edges.filter((e) => e.fromStage === this.stage.id)) {
       const from = this.node(edge.fromOperator);
       const producer = from.name;
       const bucket = (this.outputs[edgeKey(edge)] ??= []);
       const loop = edge.feedback ? this.node(edge.toOperator) : null;
       const maxRounds = loop?.feedback?.maxRounds ?? 0;
+      const round = loop ? (this.input.rounds?.[loop.id] ?? 0) : 0;
       this.consume(edge.fromOperator, edge.tag, (v) => {
         if (loop && round + 1 > maxRounds) {
           return this.deadLetter(
@@ -427,7 +427,7 @@ class StageRun {
     const spec = node.sink!;
     const producer = this.node(node.inputs[0]!.from).name;
     if (spec.kind === "file") {
-      const writer = new ShardWriter(join(this.staging, node.id, `${this.input.shard}.jsonl`));
+      const writer = new ShardWriter(join(this.staging, node.id, shardFileName(this.input.shard)));
       this.writers.push(writer);
       this.finishers.push(() => writer.finish());
       return (v) => {
@@ -529,7 +529,7 @@ class StageRun {
 
   /** Removes what an earlier attempt of this shard left in the dead letters. */
   async clearEarlierAttempt(): Promise<void> {
-    await rm(join(this.staging, "_dead-letters", `${this.input.shard}.jsonl`), { force: true });
+    await rm(join(this.staging, "_dead-letters", shardFileName(this.input.shard)), { force: true });
   }
 }
 

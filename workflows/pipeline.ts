@@ -104,7 +104,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
   };
 
   /** Runs `stage` on one split or batch, then its downstream stages on what it emitted; false if it did not start. */
-  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch" | "edge" | "round">): Promise<boolean> => {
+  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch" | "edge" | "rounds">): Promise<boolean> => {
     const out = await gates.get(stage.id)!.run(async () => {
       if (unit.split && (draining ||= workflowInfo().continueAsNewSuggested)) return null;
       return call<StageOutput>(stageActivity.get(stage.id)!, { ...common, stage: stage.id, ...unit });
@@ -118,12 +118,13 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
         .map(([key, records]) => {
           const edge = edgeByKey.get(`${stage.id}>${key}`);
           if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
-          const round = (unit.round ?? 0) + (edge.feedback ? 1 : 0);
+          // Counted per loop: a record's trips around one loop do not use up the bound of another.
+          const rounds = edge.feedback ? { ...unit.rounds, [edge.toOperator]: (unit.rounds?.[edge.toOperator] ?? 0) + 1 } : unit.rounds;
           return runStage(stageById.get(edge.toStage)!, {
             shard: `${unit.shard}.${key}`,
             batch: records,
             ...(edge.id !== undefined ? { edge: key } : {}),
-            ...(round > 0 ? { round } : {}),
+            ...(rounds ? { rounds } : {}),
           });
         }),
     );

@@ -4,6 +4,7 @@
  * file beside the target, which is renamed over it. Retried shards overwrite themselves, so a
  * worker crash never duplicates or loses a line.
  */
+import { createHash } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, readdir, rename, rm, writeFile, readFile, open } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -12,6 +13,20 @@ import { once } from "node:events";
 /** Directory holding the staged shards of one job. */
 export function jobStagingDir(dataDir: string, pipeline: string, jobId: string): string {
   return join(dataDir, "staging", pipeline, jobId.replace(/[^A-Za-z0-9_.-]/g, "_"));
+}
+
+/** Longest shard key used as a file name as it is (a name may have 255 bytes; keys grow per stage hop and loop round). */
+const MAX_SHARD_NAME = 160;
+
+/**
+ * File name of a shard. A longer key keeps its first characters, then `~~`, its length and a hash:
+ * still unique and stable, and it sorts after the shorter keys it extends (`~` is the largest
+ * character of a key), so shards of later loop rounds stay after earlier ones.
+ */
+export function shardFileName(shard: string): string {
+  if (shard.length <= MAX_SHARD_NAME) return `${shard}.jsonl`;
+  const hash = createHash("sha256").update(shard).digest("hex").slice(0, 16);
+  return `${shard.slice(0, MAX_SHARD_NAME - 32)}~~${String(shard.length).padStart(8, "0")}-${hash}.jsonl`;
 }
 
 /** Writes one shard of one output: lines are buffered, the file appears only at `finish`. */

@@ -115,8 +115,8 @@ export interface StageInput {
   batch?: unknown[];
   /** ... on this edge (its key); absent in plans from before graphs, whose stages had one way in. */
   edge?: string;
-  /** How many times the records went around a feedback loop (0 = never). */
-  round?: number;
+  /** How many times the records went around each feedback loop, by feedback operator id (absent = never). */
+  rounds?: Record<string, number>;
   runtime: JobRuntimeOptions;
 }
 

@@ -23,6 +23,7 @@ import {
   mod3Label,
   multiSinkPipeline,
   routePipeline,
+  twoLoopsPipeline,
   unionPipeline,
   type Halving,
   type Message,
@@ -350,3 +351,34 @@ for (const { shape, overrides } of [VARIANTS[0]!, VARIANTS[2]!]) {
     }
   });
 }
+
+test("two feedback loops in series: each bounds a record's trips around itself, not around both", async () => {
+  const config = testConfig("graphs-two-loops");
+  const output = join(config.dir, "out.jsonl");
+  // Seeds up to 7777 need up to 13 passes (12 trips) in each loop: within a bound of 12 per loop, over it for both together.
+  const { result } = await runJob(twoLoopsPipeline({ variant: "series", maxRounds: 12 }), config, { output });
+  assert.equal(
+    result.deadLetters,
+    0,
+    `dead letters: ${result.deadLetterPath ? readFileSync(result.deadLetterPath, "utf8").split("\n").slice(0, 2).join("\n") : ""}`,
+  );
+  const want: Halving[] = SEEDS.map((x) => ({ id: x, x: x / 2 ** passesOf(x), passes: passesOf(x) }));
+  assert.deepEqual(sortedJson(readJsonl<Halving>(output)), sortedJson(want));
+  const loops = want.reduce((n, r) => n + r.passes - 1, 0);
+  assert.deepEqual(ins(result.counts, "loop-a", "loop-b", "out"), { "loop-a": loops, "loop-b": loops, out: SEEDS.length });
+});
+
+test("a feedback loop of fifty rounds: the records that went round and round reach the sink", { timeout: 60_000 }, async () => {
+  const config = testConfig("graphs-long-loop");
+  const output = join(config.dir, "out.jsonl");
+  const seeds = [2 ** 50, 2 ** 49 + 3, 5, 0];
+  const { result } = await runJob(halvingPipeline({ variant: "long", maxRounds: 64, seeds }), config, { output });
+  const want: Halving[] = seeds.map((x) => ({ id: x, x: x / 2 ** passesOf(x), passes: passesOf(x) }));
+  assert.equal(Math.max(...want.map((r) => r.passes)), 51);
+  assert.deepEqual(sortedJson(readJsonl<Halving>(output)), sortedJson(want));
+  assert.equal(
+    result.counts.loop?.in,
+    want.reduce((n, r) => n + r.passes - 1, 0),
+  );
+  assert.equal(result.deadLetters, 0);
+});
