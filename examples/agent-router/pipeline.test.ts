@@ -188,3 +188,17 @@ test("examples/agent-router/client.ts runs the example from a client script", ()
   assert.deepEqual(readJsonl<Answer>(output), want);
   assert.match(r.stdout, new RegExp(`answers by branch: qa ${want.filter((a) => a.branch === "qa").length}, cmd \\d+, chat \\d+`));
 });
+
+test("sage plan shows the router's branches and their union, fused into one stage", () => {
+  const r = sageCli(["plan", "examples/agent-router/pipeline.ts", "--format", "mermaid"]);
+  assert.equal(r.code, 0, r.stderr);
+  for (const [label, branch] of [
+    ["question", "qa"],
+    ["command", "safety"],
+    ["conversation", "chat"],
+  ]) {
+    assert.match(r.stdout, new RegExp(`intent_router -->\\|${label}\\| ${branch}\\n`));
+  }
+  for (const from of ["qa", "cmd", "chat"]) assert.match(r.stdout, new RegExp(`${from} --> intent_router_union\\n`));
+  assert.equal(r.stdout.match(/subgraph /g)?.length, 1);
+});

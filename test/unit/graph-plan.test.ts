@@ -225,3 +225,11 @@ test("the plan hash covers the graph: route labels, otherwise and the feedback b
   assert.equal(looped(3), looped(3));
   assert.notEqual(looped(3), looped(4));
 });
+
+test("the plan holds no user code: routers carry their labels, the classifier stays in the worker's registry", () => {
+  const { plan, functions } = agentRouter.compile({ parallelism: 2 });
+  assert.deepEqual(JSON.parse(JSON.stringify(plan)), plan);
+  assert.equal(typeof functions.get("intent-router"), "function");
+  assert.equal(plan.nodes.find((n) => n.id === "intent-router")!.form, "lambda");
+  assert.match(plan.nodes.find((n) => n.id === "intent-router")!.fnHash, /^[0-9a-f]{64}$/);
+});
