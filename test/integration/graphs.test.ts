@@ -30,7 +30,7 @@ import {
   type Routed,
   type Shape,
 } from "../fixtures/graphs.js";
-import { runJob, startWorker, testConfig } from "../support/harness.js";
+import { readJsonl, runJob, startWorker, testConfig } from "../support/harness.js";
 
 const N = NUMBERS.length;
 
@@ -40,16 +40,6 @@ const VARIANTS: Array<{ shape: Shape; overrides: Record<string, unknown> }> = [
   { shape: { variant: "unfused" }, overrides: { "execution.fusion": false } },
   { shape: { variant: "cut", downstreamParallelism: 3 }, overrides: {} },
 ];
-
-function readJsonl<T>(path: string): T[] {
-  const text = readFileSync(path, "utf8");
-  return text === ""
-    ? []
-    : text
-        .trimEnd()
-        .split("\n")
-        .map((l) => JSON.parse(l) as T);
-}
 
 /** A dead letter as written at commit. */
 interface DeadLetter {
