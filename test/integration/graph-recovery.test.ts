@@ -12,10 +12,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import proto from "@temporalio/proto";
 import type { SageConfig } from "../../core/config/schema.js";
-import type { JobProgress } from "../../core/plan/job.js";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
 import pipeline, { type RoutedRecord } from "../fixtures/routed.js";
-import { cliEnv, sageCliBackground, testConfig } from "../support/harness.js";
+import { cliEnv, sageCliBackground, testConfig, progressUntil } from "../support/harness.js";
 
 const FIXTURE = "test/fixtures/routed.ts";
 const LINES = 6000;
@@ -23,8 +22,6 @@ const LINES = 6000;
 const OVERRIDES = { "execution.fusion": false, "execution.split-bytes": "6kb" };
 /** Chained hashes per record in `work`: enough CPU that the job is still running when the kill comes. */
 const ROUNDS = "300";
-/** Bounds waits so a broken run fails the test instead of hanging it; never part of an assertion. */
-const HANG_GUARD_MS = 90_000;
 
 const WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"];
 
@@ -47,23 +44,6 @@ function reference(lines: readonly string[]): RoutedRecord[] {
     const digest = createHash("sha256").update(line).digest("hex").slice(0, 16);
     const branch = line.length < 36 ? "short" : line.length >= 48 ? "long" : "medium";
     return branch === "long" && digest.startsWith("0") ? [] : [{ branch, line, digest }];
-  });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + HANG_GUARD_MS;
-  for (;;) {
-    const got = await probe().catch(() => undefined);
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function progressUntil(job: SageJob, what: string, ok: (p: JobProgress) => boolean): Promise<JobProgress> {
-  return until(what, async () => {
-    const p = await job.progress();
-    return ok(p) ? p : undefined;
   });
 }
 

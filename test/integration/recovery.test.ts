@@ -11,19 +11,17 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import proto from "@temporalio/proto";
 import type { SageConfig } from "../../core/config/schema.js";
-import type { JobProgress, StageCounts } from "../../core/plan/job.js";
+import type { StageCounts } from "../../core/plan/job.js";
 import { rerunJob } from "../../client/rerun.js";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import pipeline, { recordOf } from "../fixtures/recovery.js";
-import { cliEnv, sageCli, sageCliBackground, scratchDir, startWorker, testConfig } from "../support/harness.js";
+import { cliEnv, sageCli, sageCliBackground, scratchDir, startWorker, testConfig, until, progressUntil } from "../support/harness.js";
 
 const FIXTURE = "test/fixtures/recovery.ts";
 const LINES = 30_000;
 /** Small splits: the 30k-line input becomes dozens of splits (one stage activity each). */
 const SPLITS = { "execution.split-bytes": "16kb" };
-/** Bounds waits so a broken run fails the test instead of hanging it; never part of an assertion. */
-const HANG_GUARD_MS = 90_000;
 
 const EventType = proto.temporal.api.enums.v1.EventType;
 
@@ -67,24 +65,6 @@ function fixtureInput(): Shared {
 function expectedCounts(n: number): StageCounts {
   const c = { in: n, out: n, dead: 0 };
   return { lines: c, work: c, out: c };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + HANG_GUARD_MS;
-  for (;;) {
-    const got = await probe().catch(() => undefined);
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Polls the `progress` query until `ok` holds (the query fails until a worker has the workflow). */
-async function progressUntil(job: SageJob, what: string, ok: (p: JobProgress) => boolean): Promise<JobProgress> {
-  return until(what, async () => {
-    const p = await job.progress();
-    return ok(p) ? p : undefined;
-  });
 }
 
 /** A `sage worker` child process serving the fixture on the config's task queue. */

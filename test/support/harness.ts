@@ -9,7 +9,8 @@ import type { Pipeline } from "../../core/api/pipeline.js";
 import type { SageConfig } from "../../core/config/schema.js";
 import { loadConfig } from "../../client/config-loader.js";
 import { createLogger } from "../../client/logger.js";
-import { SageClient } from "../../client/sage-client.js";
+import { SageClient, type SageJob } from "../../client/sage-client.js";
+import type { JobProgress } from "../../core/plan/job.js";
 import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
 
 /** Root of the repository. */
@@ -75,6 +76,25 @@ export async function runJob(pipeline: Pipeline, config: SageConfig, params: Rec
     await client.close();
     await w.stop();
   }
+}
+
+/** Polls `probe` every 100 ms until it returns a value; fails after `guardMs` (a hang guard, not a timing assertion). */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, guardMs = 90_000): Promise<T> {
+  const deadline = Date.now() + guardMs;
+  for (;;) {
+    const got = await probe().catch(() => undefined);
+    if (got !== undefined) return got;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Polls the `progress` query until `ok` holds (the query fails until a worker has the workflow). */
+export async function progressUntil(job: SageJob, what: string, ok: (p: JobProgress) => boolean): Promise<JobProgress> {
+  return until(what, async () => {
+    const p = await job.progress();
+    return ok(p) ? p : undefined;
+  });
 }
 
 /** The records of a JSON Lines file (an empty file has none). */
