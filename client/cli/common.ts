@@ -81,6 +81,7 @@ export async function ensureServer(config: SageConfig, say: (m: string) => void)
     log: say,
   });
   if (server.pid) writeFileSync(files.pidFile, String(server.pid));
+  say(`the dev server keeps running in the background (Web UI stays up); stop it with \`sage dev --stop\``);
   return server;
 }
 

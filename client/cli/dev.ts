@@ -1,4 +1,5 @@
 /** `sage dev`: the local Temporal dev server with its Web UI, in the foreground. */
+import { readFile, rm } from "node:fs/promises";
 import { ServerUnavailableError } from "../../core/errors.js";
 import { isServerUp, startDevServer } from "../dev-server.js";
 import { configFrom, devServerFiles, type GlobalFlags } from "./common.js";
@@ -6,11 +7,30 @@ import { configFrom, devServerFiles, type GlobalFlags } from "./common.js";
 interface DevFlags extends GlobalFlags {
   headless?: boolean;
   uiPort?: string;
+  stop?: boolean;
 }
 
-/** Starts the server, prints where it is, and stops it on SIGINT/SIGTERM. */
+/** Stops the dev server `sage run` left running in the background (its pid is in the data dir). */
+async function stopBackgroundServer(pidFile: string, address: string): Promise<void> {
+  const pid = Number(await readFile(pidFile, "utf8").catch(() => ""));
+  if (!Number.isInteger(pid) || pid <= 0) throw new ServerUnavailableError(`no background dev server recorded in ${pidFile}`);
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    await rm(pidFile, { force: true });
+    process.stdout.write(`the dev server (pid ${pid}) was not running\n`);
+    return;
+  }
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && (await isServerUp(address, 500))) await new Promise((r) => setTimeout(r, 250));
+  await rm(pidFile, { force: true });
+  process.stdout.write(`stopped the Temporal dev server (pid ${pid}) at ${address}\n`);
+}
+
+/** Starts the server, prints where it is, and stops it on SIGINT/SIGTERM; `--stop` stops a background one. */
 export async function devCommand(flags: DevFlags): Promise<void> {
   const config = configFrom(flags);
+  if (flags.stop) return stopBackgroundServer(devServerFiles(config).pidFile, config.temporal.address);
   const address = config.temporal.address;
   if (await isServerUp(address)) throw new ServerUnavailableError(`a Temporal server already answers at ${address}; use it, or pick another --address`);
   const files = devServerFiles(config);

@@ -57,6 +57,7 @@ withGlobals(program.command("dev"))
   .description("run the local Temporal dev server with its Web UI in the foreground")
   .option("--headless", "without the Web UI")
   .option("--ui-port <port>", "Web UI port (temporal.ui-port)")
+  .option("--stop", "stop the dev server that `sage run` started in the background")
   .action(devCommand);
 
 withGlobals(program.command("replay [workflowId]"))

@@ -3,7 +3,7 @@
  * written. Also the plan renderings a user pipes into other tools.
  */
 import { test } from "node:test";
-import { freePort } from "../../client/dev-server.js";
+import { freePort, isServerUp } from "../../client/dev-server.js";
 import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -72,4 +72,27 @@ test("sage plan renders JSON, Mermaid and DOT", () => {
   const text = sageCli(["plan", "examples/wordcount/pipeline.ts"], { env: EMPTY_ENV });
   assert.match(text.stdout, new RegExp(`plan ${plan.hash}`));
   assert.match(text.stdout, /records never cross workflow history/);
+});
+
+test("sage run starts a dev server when none answers at a local address, and sage dev --stop stops it", async () => {
+  const config = testConfig("cli-own-server");
+  const address = `127.0.0.1:${await freePort()}`;
+  const env = { ...cliEnv(config), SAGE_TEMPORAL_ADDRESS: address, SAGE_TEMPORAL_UI_PORT: String(await freePort()) };
+  const output = join(config.dir, "out.jsonl");
+  try {
+    const r = sageCli(
+      ["run", "examples/wordcount/pipeline.ts", "--param", `input=${join(REPO, "examples/wordcount/input.txt")}`, "--param", `output=${output}`],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`started Temporal dev server .* on ${address}`));
+    assert.match(r.stderr, /sage dev --stop/);
+    assert.ok(existsSync(output));
+    assert.equal(await isServerUp(address), true, "the server outlives `sage run`");
+  } finally {
+    const stop = sageCli(["dev", "--stop"], { env });
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.match(stop.stdout, /stopped the Temporal dev server/);
+  }
+  assert.equal(await isServerUp(address), false);
 });
