@@ -6,15 +6,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import proto from "@temporalio/proto";
-import type { SageConfig } from "../../core/config/schema.js";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
 import pipeline, { type RoutedRecord } from "../fixtures/routed.js";
-import { cliEnv, sageCliBackground, testConfig, progressUntil } from "../support/harness.js";
+import { startWorkerProcess, testConfig, progressUntil } from "../support/harness.js";
 
 const FIXTURE = "test/fixtures/routed.ts";
 const LINES = 6000;
@@ -67,24 +65,6 @@ async function stageAttempts(client: SageClient, job: SageJob): Promise<number[]
   return attempts;
 }
 
-/** A `sage worker` child process serving the fixture on the config's task queue. */
-function startWorkerProcess(config: SageConfig): { child: ChildProcess; stop(): Promise<void> } {
-  const child = sageCliBackground(["worker", FIXTURE], { env: cliEnv(config) });
-  child.stdout?.resume();
-  child.stderr?.resume();
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  return {
-    child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
 test("a worker killed with SIGKILL mid-way through a routed, unfused job: output identical to an uninterrupted run", { timeout: 150_000 }, async () => {
   const lines = inputLines();
   const want = reference(lines);
@@ -93,7 +73,7 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
   const input = join(config.dir, "input.txt");
   writeFileSync(input, lines.map((l) => `${l}\n`).join(""));
   const client = await SageClient.connect({ config });
-  const workers = [startWorkerProcess(config)];
+  const workers = [await startWorkerProcess(FIXTURE, config, client)];
   try {
     const killedOut = join(config.dir, "killed.jsonl");
     const job = await client.submit(pipeline, { jobId: `routed-killed-${process.pid}`, params: { input, output: killedOut, rounds: ROUNDS } });
@@ -103,7 +83,7 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
     assert.ok(before.splitsDone < before.splitsTotal, `the job finished before the kill (${before.splitsDone}/${before.splitsTotal})`);
     assert.ok(before.activities > before.splitsDone * 9, "batches did not cross history along the branches");
 
-    workers.push(startWorkerProcess(config));
+    workers.push(await startWorkerProcess(FIXTURE, config, client));
     const result = await job.result();
     assert.equal(result.phase, "done");
     assert.equal(result.splitsDone, result.splitsTotal);

@@ -6,7 +6,6 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import proto from "@temporalio/proto";
@@ -16,7 +15,7 @@ import { rerunJob } from "../../client/rerun.js";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import pipeline, { recordOf } from "../fixtures/recovery.js";
-import { cliEnv, sageCli, sageCliBackground, scratchDir, startWorker, testConfig, until, progressUntil } from "../support/harness.js";
+import { cliEnv, sageCli, scratchDir, startWorker, startWorkerProcess, testConfig, until, progressUntil, type WorkerProcess } from "../support/harness.js";
 
 const FIXTURE = "test/fixtures/recovery.ts";
 const LINES = 30_000;
@@ -67,56 +66,6 @@ function expectedCounts(n: number): StageCounts {
   return { lines: c, work: c, out: c };
 }
 
-/** A `sage worker` child process serving the fixture on the config's task queue. */
-interface WorkerProcess {
-  child: ChildProcess;
-  identity: string;
-  log(): string;
-  /** SIGTERM (graceful: in-flight activities finish), SIGKILL if it lingers; resolves on exit. */
-  stop(): Promise<void>;
-}
-
-async function startWorkerProcess(config: SageConfig, client: SageClient): Promise<WorkerProcess> {
-  const child = sageCliBackground(["worker", FIXTURE], { env: cliEnv(config) });
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  const identity = `sage-worker@${child.pid}`;
-  const worker: WorkerProcess = {
-    child,
-    identity,
-    log: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-  try {
-    await until(`worker ${identity} to poll`, async () => {
-      if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}): ${output}`);
-      return (await pollers(client, config)).includes(identity) ? true : undefined;
-    });
-  } catch (err) {
-    await worker.stop();
-    throw new Error(`${(err as Error).message}\nworker output:\n${output}`);
-  }
-  return worker;
-}
-
-/** Identities polling the config's task queue for activities. */
-async function pollers(client: SageClient, config: SageConfig): Promise<string[]> {
-  const r = await client.temporal.workflowService.describeTaskQueue({
-    namespace: config.temporal.namespace,
-    taskQueue: { name: config.temporal["task-queue"]! },
-    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-  });
-  return (r.pollers ?? []).map((p) => p.identity ?? "");
-}
-
 /** The history events of every run of a job, following continue-as-new from its first run. */
 async function chainEvents(client: SageClient, job: SageJob): Promise<proto.temporal.api.history.v1.IHistoryEvent[]> {
   const all: proto.temporal.api.history.v1.IHistoryEvent[] = [];
@@ -162,7 +111,7 @@ test("a worker killed with SIGKILL mid-job: a second worker finishes it, output 
   const client = await SageClient.connect({ config });
   const workers: WorkerProcess[] = [];
   try {
-    const first = await startWorkerProcess(config, client);
+    const first = await startWorkerProcess(FIXTURE, config, client);
     workers.push(first);
     const killedOut = join(config.dir, "killed.jsonl");
     const job = await client.submit(pipeline, { jobId: jobIdOf("killed"), params: { input, output: killedOut, rounds: "200" } });
@@ -171,7 +120,7 @@ test("a worker killed with SIGKILL mid-job: a second worker finishes it, output 
     assert.ok(before.splitsTotal >= 40, `expected dozens of splits, got ${before.splitsTotal}`);
     assert.ok(before.splitsDone < before.splitsTotal, `the job finished before the kill (${before.splitsDone}/${before.splitsTotal})`);
 
-    const second = await startWorkerProcess(config, client);
+    const second = await startWorkerProcess(FIXTURE, config, client);
     workers.push(second);
     const result = await job.result();
     assert.equal(result.phase, "done");
@@ -200,7 +149,7 @@ test("two worker processes on one task queue both run stage activities of one jo
   const client = await SageClient.connect({ config });
   const workers: WorkerProcess[] = [];
   try {
-    workers.push(await startWorkerProcess(config, client), await startWorkerProcess(config, client));
+    workers.push(await startWorkerProcess(FIXTURE, config, client), await startWorkerProcess(FIXTURE, config, client));
     const output = join(config.dir, "out.jsonl");
     const job = await client.submit(pipeline, { jobId: jobIdOf("shared"), parallelism: 4, params: { input, output, rounds: "50" } });
     const result = await job.result();
@@ -230,7 +179,7 @@ test("cancelling a running job from the client removes its staged output and pub
   const { input } = fixtureInput();
   const config = testConfig("cancel", SPLITS);
   const client = await SageClient.connect({ config });
-  const worker = await startWorkerProcess(config, client);
+  const worker = await startWorkerProcess(FIXTURE, config, client);
   try {
     const output = join(config.dir, "out.jsonl");
     const job = await client.submit(pipeline, { jobId: jobIdOf("cancel-me"), params: { input, output, rounds: "0", pauseMs: "1" } });
@@ -248,7 +197,7 @@ test("`sage stop <jobId>` cancels a running job", async () => {
   const { input } = fixtureInput();
   const config = testConfig("stop", SPLITS);
   const client = await SageClient.connect({ config });
-  const worker = await startWorkerProcess(config, client);
+  const worker = await startWorkerProcess(FIXTURE, config, client);
   try {
     const output = join(config.dir, "out.jsonl");
     const job = await client.submit(pipeline, { jobId: jobIdOf("stop-me"), params: { input, output, rounds: "0", pauseMs: "1" } });

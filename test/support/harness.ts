@@ -5,6 +5,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import proto from "@temporalio/proto";
+import type { ChildProcess } from "node:child_process";
 import type { Pipeline } from "../../core/api/pipeline.js";
 import type { SageConfig } from "../../core/config/schema.js";
 import { loadConfig } from "../../client/config-loader.js";
@@ -144,4 +146,55 @@ export function cliEnv(config: SageConfig): Record<string, string> {
     SAGE_TEMPORAL_HEARTBEAT_TIMEOUT: String(config.temporal["heartbeat-timeout"]),
     SAGE_LOG_LEVEL: config.log.level,
   };
+}
+
+/** A `sage worker` child process serving a pipeline module on the config's task queue. */
+export interface WorkerProcess {
+  child: ChildProcess;
+  identity: string;
+  log(): string;
+  /** SIGTERM (graceful: in-flight activities finish), SIGKILL if it lingers; resolves on exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts `sage worker <fixture>` and waits until it polls the task queue. */
+export async function startWorkerProcess(fixture: string, config: SageConfig, client: SageClient): Promise<WorkerProcess> {
+  const child = sageCliBackground(["worker", fixture], { env: cliEnv(config) });
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  const identity = `sage-worker@${child.pid}`;
+  const worker: WorkerProcess = {
+    child,
+    identity,
+    log: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  try {
+    await until(`worker ${identity} to poll`, async () => {
+      if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}): ${output}`);
+      return (await pollers(client, config)).includes(identity) ? true : undefined;
+    });
+  } catch (err) {
+    await worker.stop();
+    throw new Error(`${(err as Error).message}\nworker output:\n${output}`);
+  }
+  return worker;
+}
+
+/** Identities polling the config's task queue for activities. */
+async function pollers(client: SageClient, config: SageConfig): Promise<string[]> {
+  const r = await client.temporal.workflowService.describeTaskQueue({
+    namespace: config.temporal.namespace,
+    taskQueue: { name: config.temporal["task-queue"]! },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+  });
+  return (r.pollers ?? []).map((p) => p.identity ?? "");
 }
