@@ -89,6 +89,11 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
   /** Set when history grows large: no new splits start; in-flight ones finish; the job continues as new. */
   let draining = false;
   const doneSplits = new Map<string, number[]>();
+  const markDone = (stage: string, index: number): void => {
+    const list = doneSplits.get(stage);
+    if (list) list.push(index);
+    else doneSplits.set(stage, [index]);
+  };
 
   /** Activities scheduled and not yet settled: a cancelled job waits for them before it removes its staging. */
   const inflight = new Set<Promise<unknown>>();
@@ -141,7 +146,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
       for (const ref of refs) {
         const done = resume?.completed[stageId]?.[ref.index];
         if (done) addCounts(progress.counts, done);
-        if (done || inRanges(resume?.done?.[stageId], ref.index)) doneSplits.set(stageId, [...(doneSplits.get(stageId) ?? []), ref.index]);
+        if (done || inRanges(resume?.done?.[stageId], ref.index)) markDone(stageId, ref.index);
         else todo.push(ref);
       }
     }
@@ -154,7 +159,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
       todo.map(async (ref) => {
         if (await runStage(stageById.get(ref.stage)!, { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref })) {
           progress.splitsDone++;
-          doneSplits.set(ref.stage, [...(doneSplits.get(ref.stage) ?? []), ref.index]);
+          markDone(ref.stage, ref.index);
         }
       }),
     );
