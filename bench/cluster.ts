@@ -4,24 +4,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import proto from "@temporalio/proto";
-import { freePort, startDevServer, type DevServer } from "../client/dev-server.js";
 import type { SageClient, SageJob } from "../client/sage-client.js";
-
-/** Starts a headless dev server with its database and log in `dir`. */
-export async function startBenchServer(dir: string): Promise<{ server: DevServer; address: string }> {
-  const address = `127.0.0.1:${await freePort()}`;
-  const server = await startDevServer({
-    address,
-    uiPort: await freePort(),
-    headless: true,
-    dbFile: join(dir, "t.db"),
-    logFile: join(dir, "t.log"),
-    log: () => {},
-  });
-  return { server, address };
-}
 
 /** Starts `n` `sage worker <pipelineFile>` processes with `env` on top of this process's. */
 export function startWorkers(pipelineFile: string, n: number, env: Record<string, string>): ChildProcess[] {

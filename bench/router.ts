@@ -8,11 +8,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { startScratchServer } from "../client/dev-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import type { StageCounts } from "../core/plan/job.js";
 import pipeline, { type Answer, type Message } from "../examples/agent-router/pipeline.js";
-import { jobHistory, startBenchServer, startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
+import { jobHistory, startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 
 const argMessages = process.argv.indexOf("--messages");
@@ -113,7 +114,8 @@ console.log(
     `${(bytes / 1024).toFixed(0)} KiB, split-bytes ${splitBytes} (${input})`,
 );
 
-const { server, address } = await startBenchServer(dir);
+const server = await startScratchServer(dir);
+const address = server.address;
 type Row = { case: string; fusion: boolean; ms: number; out: number; splits: number; activities: number; runs: number; events: number; historyBytes: number };
 const rows: Row[] = [];
 const outputs: string[][] = [];

@@ -9,8 +9,9 @@ import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import proto from "@temporalio/proto";
-import { startBenchServer, startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
+import { startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
 import { readLines } from "../connectors/file/line-reader.js";
+import { startScratchServer } from "../client/dev-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import pipeline from "../examples/wordcount/pipeline.js";
@@ -50,7 +51,8 @@ console.log(`machine: ${machineLine()}`);
 const bytes = await ensureCorpus(input, LINES);
 console.log(`input: ${LINES} lines, ${(bytes / 1024 ** 2).toFixed(1)} MiB (${input})`);
 
-const { server, address } = await startBenchServer(dir);
+const server = await startScratchServer(dir);
+const address = server.address;
 const env = { SAGE_TEMPORAL_ADDRESS: address, SAGE_DATA_DIR: join(dir, "data"), SAGE_LOG_LEVEL: "warn", SAGE_TEMPORAL_TASK_QUEUE: "bench-wordcount" };
 const config = loadConfig({ env, overrides: {} });
 

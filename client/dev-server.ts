@@ -177,6 +177,22 @@ async function waitHealthy(address: string, child: ChildProcess | null, timeoutM
   throw new ServerUnavailableError(`the Temporal dev server did not become healthy at ${address} within ${timeoutMs} ms; see ${logFile}`);
 }
 
+/**
+ * A throwaway headless dev server on free loopback ports, its database and log in `dir`: one server
+ * per test run, benchmark or recording. `extra` adds settings (e.g. dynamic config).
+ */
+export async function startScratchServer(dir: string, extra: Partial<DevServerOptions> = {}): Promise<DevServer> {
+  return startDevServer({
+    address: `127.0.0.1:${await freePort()}`,
+    uiPort: await freePort(),
+    headless: true,
+    dbFile: join(dir, "temporal.db"),
+    logFile: join(dir, "temporal.log"),
+    startTimeoutMs: 120_000,
+    ...extra,
+  });
+}
+
 /** Starts a dev server and waits until it is healthy. */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const log = options.log ?? (() => {});

@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { historyToJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import { loadConfig } from "../client/config-loader.js";
-import { freePort, startDevServer } from "../client/dev-server.js";
+import { startScratchServer } from "../client/dev-server.js";
 import { createLogger } from "../client/logger.js";
 import { JobFailedError, SageClient } from "../client/sage-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";
@@ -108,15 +108,7 @@ async function record(r: Recording, address: string, dir: string): Promise<strin
 }
 
 const dir = mkdtempSync(join(tmpdir(), "sage-record-"));
-const server = await startDevServer({
-  address: `127.0.0.1:${await freePort()}`,
-  uiPort: await freePort(),
-  headless: true,
-  dbFile: join(dir, "temporal.db"),
-  logFile: join(dir, "temporal.log"),
-  startTimeoutMs: 120_000,
-  log: (m) => process.stderr.write(`${m}\n`),
-});
+const server = await startScratchServer(dir, { log: (m) => process.stderr.write(`${m}\n`) });
 let code = 0;
 try {
   mkdirSync(HISTORIES_DIR, { recursive: true });

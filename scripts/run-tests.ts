@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { freePort, startDevServer } from "../client/dev-server.js";
+import { startScratchServer } from "../client/dev-server.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;
@@ -26,13 +26,7 @@ const files = testFiles(process.argv.slice(2));
 const needsServer = files.some((f) => !f.startsWith(join("test", "unit")));
 const dir = mkdtempSync(join(tmpdir(), "sage-test-"));
 const server = needsServer
-  ? await startDevServer({
-      address: `127.0.0.1:${await freePort()}`,
-      uiPort: await freePort(),
-      headless: true,
-      dbFile: join(dir, "temporal.db"),
-      logFile: join(dir, "temporal.log"),
-      startTimeoutMs: 120_000,
+  ? await startScratchServer(dir, {
       // Suggest continue-as-new early so tests exercise the checkpoint path with small jobs.
       dynamicConfig: [`limit.historyCount.suggestContinueAsNew=${CONTINUE_AS_NEW_EVENTS}`],
       log: (m) => process.stderr.write(`${m}\n`),
