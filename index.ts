@@ -5,7 +5,20 @@
 export { definePipeline, isPipeline, type Pipeline, type CompiledPipeline } from "./core/api/pipeline.js";
 export { StreamExecutionEnvironment } from "./core/api/environment.js";
 export { DataStream, ProcessedStream, ConnectedStreams, FeedbackStream, type SinkHandle } from "./core/api/datastream.js";
-export { FileSource, FileSink, PrintSink, type SourceDescriptor, type SinkDescriptor, type FileSourceOptions } from "./core/api/connectors.js";
+export {
+  FileSource,
+  FileSink,
+  PrintSink,
+  KafkaSource,
+  KafkaSink,
+  type SourceDescriptor,
+  type SinkDescriptor,
+  type FileSourceOptions,
+  type KafkaRecord,
+  type KafkaFormat,
+  type KafkaSourceOptions,
+  type KafkaSinkOptions,
+} from "./core/api/connectors.js";
 export { ParamRef } from "./core/api/params.js";
 export {
   OutputTag,
@@ -58,4 +71,9 @@ export type { SageConfig } from "./core/config/schema.js";
 export { loadConfig } from "./client/config-loader.js";
 export { SageClient, SageJob, JobFailedError, type ConnectOptions, type SubmitOptions } from "./client/sage-client.js";
 export { createSageWorker, type SageWorker } from "./worker/sage-worker.js";
+export { StreamJob, type StreamJobOptions, type StreamJobProgress } from "./client/stream-job.js";
+export { KafkaShim, shimOptionsOf, type ShimOptions, type ShimStats } from "./client/shim.js";
+export type { StreamProgress } from "./core/plan/stream.js";
+export type { KafkaClient } from "./connectors/kafka/client.js";
+export { kafkaClientOf } from "./connectors/kafka/index.js";
 export { createLogger } from "./client/logger.js";

@@ -9,6 +9,7 @@ import { ABORT_ACTIVITY, COMMIT_ACTIVITY, SPLITS_ACTIVITY, stageActivityType, ty
 import { abortJob, commitJob, listSplits, type ControlInput } from "./job-control.js";
 import type { OperatorRegistry } from "./registry.js";
 import { runStage } from "./stage-runner.js";
+import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
 const SERVED_PARALLELISM = 16;
@@ -44,6 +45,8 @@ export function createActivities(options: {
   dataDir: string;
   logger: Logger;
   configParallelism: number;
+  /** Kafka producers for streaming sinks (created on first use). */
+  kafka?: () => KafkaSinkHost;
   /** Called after each stage activity with its counts and wall time (metrics). */
   observe?: (stage: string, counts: StageOutput["counts"], seconds: number) => void;
 }) {
@@ -53,7 +56,7 @@ export function createActivities(options: {
     [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),
     [ABORT_ACTIVITY]: (input: ControlInput) => asFailure(() => abortJob(input, dataDir)),
   };
-  const stage = (input: StageInput) =>
+  const stage = (input: StageInput, records?: Uint8Array) =>
     asFailure(async () => {
       const log = activityLogger(logger, input, { stage: input.stage, shard: input.shard });
       const started = Date.now();
@@ -67,7 +70,15 @@ export function createActivities(options: {
       const timer = setInterval(() => ctx.heartbeat(), Math.max(250, Math.floor(input.runtime.heartbeatTimeoutMs / 4)));
       let out: StageOutput;
       try {
-        out = await runStage(input, { registry, dataDir, logger: log, heartbeat, cancelled: () => ctx.cancellationSignal.aborted }, log);
+        const host = {
+          registry,
+          dataDir,
+          logger: log,
+          heartbeat,
+          cancelled: () => ctx.cancellationSignal.aborted,
+          ...(options.kafka ? { kafka: options.kafka } : {}),
+        };
+        out = await runStage(input, host, log, records);
       } finally {
         clearInterval(timer);
       }

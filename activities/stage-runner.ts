@@ -9,12 +9,16 @@ import type { Logger } from "pino";
 import type { CompiledPipeline } from "../core/api/pipeline.js";
 import type { ProcessContext, RecordContext, SinkContext, SourceContext } from "../core/api/context.js";
 import type { SinkFunction, SourceFunction } from "../core/api/functions.js";
-import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError, SourceError } from "../core/errors.js";
+import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError, SinkError, SourceError } from "../core/errors.js";
 import type { StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
 import { OTHERWISE_TAG, type LogicalNode, type RetryPolicy } from "../core/plan/logical.js";
 import { edgeKey, type Stage } from "../core/plan/physical.js";
 import { readFileSplit, type FileSplit } from "../connectors/file/source.js";
 import { ShardWriter, jobStagingDir, shardFileName } from "../connectors/file/staging.js";
+import { decodeBatch, type BatchRecord } from "../connectors/kafka/batch-codec.js";
+import type { OutgoingMessage } from "../connectors/kafka/client.js";
+import { decodeSourceRecord, encodeSinkValue, positionOf, rawValue } from "../connectors/kafka/records.js";
+import { transactionalIdOf, type KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { checkRecordSize, encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 
@@ -27,6 +31,8 @@ export interface StageHost {
   heartbeat(details?: unknown): void;
   /** True once the server asked to cancel this activity (checked per record: cheap). */
   cancelled?(): boolean;
+  /** Kafka producers of this worker (streaming jobs only). */
+  kafka?(): KafkaSinkHost;
 }
 
 /** Pushes one record into an operator; returns a promise only when something awaited. */
@@ -94,9 +100,15 @@ class StageRun {
   private readonly consumers = new Map<string, Push[]>();
   private readonly nodes: Map<string, LogicalNode>;
   private sinceHeartbeat = 0;
+  /** Streaming: what the batch writes to Kafka (sink outputs, dead letters) in one transaction. */
+  private readonly kafkaOut: Array<{ topic: string; message: OutgoingMessage }> = [];
+  /** Streaming: the source record now travelling through the chain (its key, headers, timestamp pass through). */
+  private current: BatchRecord | null = null;
 
   constructor(
     private readonly input: StageInput,
+    /** Streaming: the batch's records, encoded by the shim. */
+    private readonly streamRecords: Uint8Array | undefined,
     private readonly compiled: CompiledPipeline,
     private readonly stage: Stage,
     private readonly host: StageHost,
@@ -193,6 +205,26 @@ class StageRun {
       record: safeJson(record),
     };
     this.logger.warn({ operator: node.id, attempts, error: e.message }, "record sent to dead letters");
+    const stream = this.input.stream;
+    if (stream) {
+      const source = this.current;
+      this.kafkaOut.push({
+        topic: stream.deadLetterTopic,
+        message: {
+          key: source?.key === undefined || source.key === null ? null : source.keyBase64 ? Buffer.from(source.key, "base64") : source.key,
+          value: record instanceof Buffer ? record : JSON.stringify(entry.record),
+          headers: {
+            "sage-pipeline": this.input.pipeline,
+            "sage-job": this.input.jobId,
+            "sage-operator": node.id,
+            "sage-attempts": String(attempts),
+            "sage-error": `${e.name}: ${e.message}`.slice(0, 2000),
+            ...(source ? { "sage-source": positionOf(stream.topic, stream.partition, source.offset) } : {}),
+          },
+        },
+      });
+      return;
+    }
     await this.deadLetters.writeLine(JSON.stringify(entry));
   }
 
@@ -436,6 +468,7 @@ class StageRun {
         return writer.writeLine(encodeRecord(v, producer));
       };
     }
+    if (spec.kind === "kafka") return this.kafkaSinkPush(node, fn as ((v: unknown) => string | null) | undefined, ctx, producer);
     if (spec.kind === "print") {
       return (v) => {
         counts.in++;
@@ -462,6 +495,69 @@ class StageRun {
     };
   }
 
+  /** Buffers Kafka sink outputs for the batch's transaction; the key comes from the key function or the source record. */
+  private kafkaSinkPush(node: LogicalNode, keyFn: ((v: unknown) => string | null) | undefined, ctx: RecordContext, producer: string): Push {
+    const spec = node.sink!;
+    if (spec.kind !== "kafka") throw new Error(`sink "${node.name}" is not a Kafka sink`);
+    if (!this.input.stream) throw new SinkError(`Kafka sink "${node.name}" needs a streaming job (a Kafka source)`);
+    const counts = this.counts[node.id]!;
+    const write = (v: unknown, key: string | null): void => {
+      const source = this.current;
+      const sourceKey = source?.key === undefined || source.key === null ? null : source.keyBase64 ? Buffer.from(source.key, "base64") : source.key;
+      this.kafkaOut.push({
+        topic: spec.topic,
+        message: {
+          key: spec.keyed ? key : sourceKey,
+          value: encodeSinkValue(spec, v, node.name, (x) => encodeRecord(x, producer)),
+          ...(source && Object.keys(source.headers).length > 0 ? { headers: source.headers } : {}),
+          ...(source ? { timestamp: source.timestamp } : {}),
+        },
+      });
+      counts.out++;
+    };
+    if (!spec.keyed || !keyFn) {
+      return (v) => {
+        counts.in++;
+        write(v, null);
+      };
+    }
+    return (v) => {
+      counts.in++;
+      return this.invoke(
+        node,
+        ctx,
+        v,
+        () => keyFn(v),
+        (key) => write(v, key === null || key === undefined ? null : String(key)),
+      );
+    };
+  }
+
+  /** Streaming: decodes the batch and pushes each record not accepted before into the chain. */
+  private async driveStream(node: LogicalNode, entry: Push): Promise<void> {
+    const spec = node.source!;
+    const stream = this.input.stream!;
+    if (spec.kind !== "kafka" || !this.streamRecords)
+      throw new NonRetryableError(`stage ${this.stage.id} got a stream batch but does not start with a Kafka source`);
+    const counts = this.counts[node.id]!;
+    for (const rec of decodeBatch(this.streamRecords)) {
+      if (rec.offset < stream.skipBelow) continue;
+      this.current = rec;
+      counts.in++;
+      let value: unknown;
+      try {
+        value = decodeSourceRecord(spec, stream.topic, stream.partition, rec);
+      } catch (err) {
+        await this.deadLetter(node, rawValue(rec), err, 1);
+        continue;
+      }
+      const p = entry(value);
+      if (p) await p;
+      this.tick();
+    }
+    this.current = null;
+  }
+
   /** Reads the split (source stages) or the batch (other stages) into the chain. */
   async drive(entries: Map<string, Push>): Promise<void> {
     if (!this.stage.source) {
@@ -473,6 +569,7 @@ class StageRun {
     }
     const entry = entries.get("")!;
     const node = this.node(this.stage.operators[0]!);
+    if (this.input.stream) return this.driveStream(node, entry);
     const counts = this.counts[node.id]!;
     const split = this.input.split!.descriptor;
     const spec = node.source!;
@@ -519,6 +616,15 @@ class StageRun {
 
   async finish(): Promise<void> {
     for (const f of this.finishers) await f();
+    const stream = this.input.stream;
+    if (stream) {
+      if (this.kafkaOut.length === 0) return;
+      if (!this.host.kafka) throw new SinkError(`stage ${this.stage.name} writes to Kafka but this worker has no Kafka connection`);
+      const id = transactionalIdOf(this.input.pipeline, this.input.jobId, this.stage.id, this.input.shard);
+      const result = await this.host.kafka().commitBatch(id, this.kafkaOut, { topic: stream.topic, partition: stream.partition, nextOffset: stream.to + 1 });
+      this.logger.debug({ transactionalId: id, messages: this.kafkaOut.length, result }, "kafka transaction");
+      return;
+    }
     if (this.deadCount > 0) await this.deadLetters.finish();
   }
 
@@ -534,12 +640,12 @@ class StageRun {
 }
 
 /** Runs one stage activity. */
-export async function runStage(input: StageInput, host: StageHost, logger: Logger): Promise<StageOutput> {
+export async function runStage(input: StageInput, host: StageHost, logger: Logger, records?: Uint8Array): Promise<StageOutput> {
   const compiled = host.registry.resolve(input);
   const stage = compiled.plan.stages.find((s) => s.id === input.stage);
   if (!stage) throw new NonRetryableError(`plan ${compiled.plan.hash.slice(0, 12)} has no stage "${input.stage}"`);
-  const run = new StageRun(input, compiled, stage, host, logger);
-  await run.clearEarlierAttempt();
+  const run = new StageRun(input, records, compiled, stage, host, logger);
+  if (!input.stream) await run.clearEarlierAttempt();
   const entries = await run.wire();
   try {
     await run.drive(entries);

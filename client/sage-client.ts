@@ -11,7 +11,8 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { ServerUnavailableError } from "../core/errors.js";
-import { PIPELINE_WORKFLOW, PROGRESS_QUERY, workflowIdOf, type JobInput, type JobProgress, type JobResult } from "../core/plan/job.js";
+import { PIPELINE_WORKFLOW, PROGRESS_QUERY, workflowIdOf, type JobInput, type JobProgress, type JobResult, type JobRuntimeOptions } from "../core/plan/job.js";
+import { isStreaming } from "../core/plan/stream.js";
 import type { PhysicalPlan } from "../core/plan/physical.js";
 import { loadConfig } from "./config-loader.js";
 import { connectionOptions } from "./connection.js";
@@ -118,7 +119,7 @@ export class SageClient {
     readonly connection: Connection,
     readonly temporal: Client,
     readonly config: SageConfig,
-    private readonly searchAttributes: boolean,
+    readonly searchAttributes: boolean,
   ) {}
 
   /** Connects; a clear error names the address when no server answers. */
@@ -147,22 +148,49 @@ export class SageClient {
     return new SageClient(connection, new Client({ connection, namespace: config.temporal.namespace }), config, sa);
   }
 
+  /** Activity timeouts and budgets of jobs this client starts, from its configuration. */
+  runtimeOptions(): JobRuntimeOptions {
+    const exec = this.config.execution;
+    return {
+      activityTimeoutMs: this.config.temporal["activity-timeout"],
+      heartbeatTimeoutMs: this.config.temporal["heartbeat-timeout"],
+      maxBatchBytes: exec["max-batch-bytes"],
+      splitBytes: exec["split-bytes"],
+      deadLetterPath: this.config["dead-letter"].path ?? null,
+    };
+  }
+
+  /** Memo and search attributes that make a job's workflows findable and readable in the Web UI. */
+  startDecorations(pipeline: string, jobId: string, plan: PhysicalPlan, params: Record<string, string>, summary: string) {
+    return {
+      memo: { plan, planHash: plan.hash, params },
+      staticSummary: summary,
+      ...(this.searchAttributes
+        ? {
+            typedSearchAttributes: [
+              { key: SEARCH_ATTRIBUTES.pipeline, value: pipeline },
+              { key: SEARCH_ATTRIBUTES.jobId, value: jobId },
+            ],
+          }
+        : {}),
+    };
+  }
+
   /** Compiles `pipeline`, starts it as a job and returns its handle. */
   async submit(pipeline: Pipeline, options: SubmitOptions = {}): Promise<SageJob> {
     const exec = this.config.execution;
     const compiled = pipeline.compile({ parallelism: options.parallelism ?? exec.parallelism, fusion: exec.fusion });
+    if (isStreaming(compiled.plan)) {
+      throw new Error(
+        `pipeline "${pipeline.name}" reads Kafka: it runs as a streaming job, started by the shim (\`sage run\` or \`sage shim\`), not by submit()`,
+      );
+    }
     const jobId = options.jobId ?? newJobId();
     const input: JobInput = {
       jobId,
       plan: compiled.plan,
       params: options.params ?? {},
-      runtime: {
-        activityTimeoutMs: this.config.temporal["activity-timeout"],
-        heartbeatTimeoutMs: this.config.temporal["heartbeat-timeout"],
-        maxBatchBytes: exec["max-batch-bytes"],
-        splitBytes: exec["split-bytes"],
-        deadLetterPath: this.config["dead-letter"].path ?? null,
-      },
+      runtime: this.runtimeOptions(),
       ...(options.resume ? { resume: options.resume } : {}),
     };
     const workflowId = workflowIdOf(pipeline.name, jobId);
@@ -171,16 +199,13 @@ export class SageClient {
         workflowId,
         taskQueue: taskQueueOf(pipeline.name, this.config),
         args: [input],
-        memo: { plan: compiled.plan, planHash: compiled.plan.hash, params: input.params },
-        staticSummary: `sage pipeline ${pipeline.name}, job ${jobId}, plan ${compiled.plan.hash.slice(0, 12)}`,
-        ...(this.searchAttributes
-          ? {
-              typedSearchAttributes: [
-                { key: SEARCH_ATTRIBUTES.pipeline, value: pipeline.name },
-                { key: SEARCH_ATTRIBUTES.jobId, value: jobId },
-              ],
-            }
-          : {}),
+        ...this.startDecorations(
+          pipeline.name,
+          jobId,
+          compiled.plan,
+          input.params,
+          `sage pipeline ${pipeline.name}, job ${jobId}, plan ${compiled.plan.hash.slice(0, 12)}`,
+        ),
       });
       return new SageJob(handle, pipeline.name, jobId, compiled.plan, handle.firstExecutionRunId);
     } catch (err) {

@@ -14,6 +14,8 @@ import { connectionOptions } from "../client/connection.js";
 import { taskQueueOf } from "../client/task-queue.js";
 import { observeStage, startMetricsServer, type MetricsServer } from "./metrics.js";
 import { installSdkRuntime } from "./sdk-runtime.js";
+import { KafkaSinkHost } from "../connectors/kafka/sink.js";
+import { kafkaClientOf } from "../connectors/kafka/index.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
@@ -43,10 +45,12 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
   installSdkRuntime(logger);
   const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }));
   const dataDir = resolve(config["data-dir"]);
+  let kafka: KafkaSinkHost | null = null;
   const activities = createActivities({
     registry,
     dataDir,
     logger,
+    kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
     observe: (stage, counts, seconds) => observeStage(pipeline.name, stage, counts, seconds),
   });
@@ -74,6 +78,7 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
       await worker.run();
     } finally {
       await registry.close();
+      await kafka?.close();
       await connection.close();
       await metrics?.close();
       logger.info({ taskQueue }, "worker stopped");

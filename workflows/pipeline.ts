@@ -24,22 +24,16 @@ import {
   deadLetterTotal,
   inRanges,
   toRanges,
-  stageActivityType,
   type JobInput,
   type JobProgress,
   type JobResult,
   type SplitRef,
   type SplitsByStage,
-  type StageInput,
-  type StageOutput,
 } from "../core/plan/job.js";
-import { edgeKey, type Stage } from "../core/plan/physical.js";
-import { Gate } from "./gate.js";
+import { StageGraph, type ActivityFn } from "./stage-graph.js";
 
 /** The `progress` query: splits done, counts per operator, dead letters. */
 export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
-
-type ActivityFn = (input: unknown) => Promise<unknown>;
 
 /** Runs one bounded job to completion. */
 export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
@@ -66,16 +60,6 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     retry: { initialInterval: "1s", backoffCoefficient: 2, maximumInterval: "30s", maximumAttempts: 20 },
   };
   const control = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: "sage control" });
-  const stageActivity = new Map<string, ActivityFn>();
-  const gates = new Map<string, Gate>();
-  for (const stage of plan.stages) {
-    const type = stageActivityType(stage.name);
-    const proxy = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: `${stage.operators.length} fused operator(s): ${stage.name}` });
-    stageActivity.set(stage.id, proxy[type]!);
-    gates.set(stage.id, new Gate(stage.parallelism));
-  }
-  const stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
-  const edgeByKey = new Map(plan.edges.map((e) => [`${e.fromStage}>${edgeKey(e)}`, e] as const));
   const common = {
     jobId: input.jobId,
     pipeline: plan.pipeline,
@@ -97,9 +81,9 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
 
   /** Activities scheduled and not yet settled: a cancelled job waits for them before it removes its staging. */
   const inflight = new Set<Promise<unknown>>();
-  const call = async <T>(fn: ActivityFn, arg: unknown): Promise<T> => {
+  const call = async <T>(fn: ActivityFn, ...args: unknown[]): Promise<T> => {
     progress.activities++;
-    const running = fn(arg);
+    const running = fn(...args);
     inflight.add(running);
     try {
       return (await running) as T;
@@ -108,33 +92,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     }
   };
 
-  /** Runs `stage` on one split or batch, then its downstream stages on what it emitted; false if it did not start. */
-  const runStage = async (stage: Stage, unit: Pick<StageInput, "shard" | "split" | "batch" | "edge" | "rounds">): Promise<boolean> => {
-    const out = await gates.get(stage.id)!.run(async () => {
-      if (unit.split && (draining ||= workflowInfo().continueAsNewSuggested)) return null;
-      return call<StageOutput>(stageActivity.get(stage.id)!, { ...common, stage: stage.id, ...unit });
-    });
-    if (!out) return false;
-    addCounts(progress.counts, out.counts);
-    progress.deadLetters = deadLetterTotal(progress.counts);
-    await Promise.all(
-      Object.entries(out.outputs)
-        .filter(([, records]) => records.length > 0)
-        .map(([key, records]) => {
-          const edge = edgeByKey.get(`${stage.id}>${key}`);
-          if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
-          // Counted per loop: a record's trips around one loop do not use up the bound of another.
-          const rounds = edge.feedback ? { ...unit.rounds, [edge.toOperator]: (unit.rounds?.[edge.toOperator] ?? 0) + 1 } : unit.rounds;
-          return runStage(stageById.get(edge.toStage)!, {
-            shard: `${unit.shard}.${key}`,
-            batch: records,
-            ...(edge.id !== undefined ? { edge: key } : {}),
-            ...(rounds ? { rounds } : {}),
-          });
-        }),
-    );
-    return true;
-  };
+  const graph = new StageGraph(plan, base, common, progress, call);
 
   try {
     const splits = await call<SplitsByStage>(control[SPLITS_ACTIVITY]!, common);
@@ -157,7 +115,8 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
 
     await Promise.all(
       todo.map(async (ref) => {
-        if (await runStage(stageById.get(ref.stage)!, { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref })) {
+        const unit = { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref };
+        if (await graph.run(graph.stageById.get(ref.stage)!, unit, () => !(draining ||= workflowInfo().continueAsNewSuggested))) {
           progress.splitsDone++;
           markDone(ref.stage, ref.index);
         }

@@ -61,7 +61,7 @@ export class DataStream<T> {
   sink(target: SinkDescriptor<T> | SinkFn<T>, options: OperatorOptions = {}): SinkHandle {
     const input = [{ from: this.operatorId, tag: this.tag }];
     const id = isSinkDescriptor(target)
-      ? this.builder.add({ kind: "sink", inputs: input, fn: undefined, options, sink: target.spec })
+      ? this.builder.add({ kind: "sink", inputs: input, fn: target.fn, options, sink: target.spec })
       : this.builder.add({ kind: "sink", inputs: input, fn: target, options, sink: { kind: "function" } });
     return { operatorId: id };
   }

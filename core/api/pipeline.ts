@@ -2,6 +2,7 @@
 import { PipelineDefinitionError } from "../errors.js";
 import { GraphBuilder } from "../plan/builder.js";
 import type { LogicalGraph } from "../plan/logical.js";
+import { checkStreamingGraph } from "../plan/stream.js";
 import { optimize, type CompileOptions, type PhysicalPlan } from "../plan/physical.js";
 import { StreamExecutionEnvironment } from "./environment.js";
 
@@ -36,6 +37,7 @@ export function definePipeline(name: string, build: (env: StreamExecutionEnviron
       const builder = new GraphBuilder(name);
       build(new StreamExecutionEnvironment(builder));
       const { graph, functions } = builder.finish();
+      checkStreamingGraph(graph);
       const plan = optimize(graph, { ...DEFAULT_COMPILE_OPTIONS, ...options });
       return { graph, plan, functions };
     },

@@ -83,6 +83,23 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    kafka: z
+      .object({
+        /** Comma-separated bootstrap servers. */
+        brokers: z.string().min(1).default("127.0.0.1:9092"),
+        "client-id": z.string().min(1).default("sage"),
+        /** Most records in one micro-batch (bytes are capped by execution.max-batch-bytes, time by execution.buffer-timeout). */
+        "max-batch-records": positiveInt.default(2000),
+        /** Batches a partition workflow may hold unprocessed before the shim stops feeding it (backpressure). */
+        "max-unacked-batches": positiveInt.default(4),
+        "session-timeout": duration.default(10_000),
+        /** Bytes fetched per partition per request by the shim. */
+        "fetch-bytes": bytes.default(1024 * 1024),
+        /** Dead-letter topic of streaming jobs (default `<pipeline>.dlq`). */
+        "dead-letter-topic": z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
     "data-dir": z.string().min(1).default(".sage"),
     "dead-letter": z.object({ path: z.string().optional() }).strict().prefault({}),
     log: z
@@ -151,6 +168,13 @@ export const CONFIG_KEYS: readonly string[] = [
   "temporal.heartbeat-timeout",
   "worker.max-concurrent-activities",
   "worker.metrics-port",
+  "kafka.brokers",
+  "kafka.client-id",
+  "kafka.max-batch-records",
+  "kafka.max-unacked-batches",
+  "kafka.session-timeout",
+  "kafka.fetch-bytes",
+  "kafka.dead-letter-topic",
   "data-dir",
   "dead-letter.path",
   "log.level",

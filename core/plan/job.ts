@@ -4,6 +4,7 @@
  */
 import type { SplitDescriptor } from "../api/functions.js";
 import type { PhysicalPlan } from "./physical.js";
+import type { StreamUnit } from "./stream.js";
 
 /** Workflow type name of the pipeline interpreter. */
 export const PIPELINE_WORKFLOW = "pipelineWorkflow";
@@ -111,6 +112,8 @@ export interface StageInput {
   /** Stable key of this unit of work (split index path); names sink shards and dead-letter shards. */
   shard: string;
   split?: SplitRef;
+  /** A micro-batch from Kafka (source stages of streaming jobs). */
+  stream?: StreamUnit;
   /** Records entering the stage (non-source stages) ... */
   batch?: unknown[];
   /** ... on this edge (its key); absent in plans from before graphs, whose stages had one way in. */

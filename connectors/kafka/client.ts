@@ -1,0 +1,142 @@
+/**
+ * Our own small Kafka client interface. Everything else (shim, sink, tests, benches) talks to Kafka
+ * through it; `kafkajs-client.ts` implements it with kafkajs, which is in maintenance mode, so a
+ * second implementation can be dropped in and run through the same tests.
+ */
+
+/** A record as read from Kafka. */
+export interface ConsumedMessage {
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  /** Milliseconds since the epoch, as a decimal string. */
+  timestamp: string;
+}
+
+/** A record to write. */
+export interface OutgoingMessage {
+  key: string | Buffer | null;
+  value: string | Buffer | null;
+  headers?: Record<string, string>;
+  timestamp?: string;
+  /** Explicit partition (default: by key, murmur2 as the Java client does). */
+  partition?: number;
+}
+
+/** The messages of one partition from one fetch. */
+export interface PartitionBatch {
+  topic: string;
+  partition: number;
+  messages: ConsumedMessage[];
+}
+
+/** What a batch handler can do while it holds a batch. */
+export interface BatchControl {
+  /** Tells the group coordinator the consumer is alive (call while waiting, or the group evicts it). */
+  heartbeat(): Promise<void>;
+  /** False once the partition was revoked (rebalance) or the consumer is stopping: stop working on the batch. */
+  active(): boolean;
+  /** Marks records up to `offset` as handled (this member's fetch position; not a commit). Unresolved records are fetched again. */
+  resolve(offset: string): void;
+}
+
+/** Options of a group consumer. */
+export interface ConsumerOptions {
+  groupId: string;
+  topics: string[];
+  fromBeginning: boolean;
+  /** Longest time the broker holds a fetch to fill it (the micro-batch buffer timeout). */
+  maxWaitMs: number;
+  /** Bytes the broker waits for before it answers a fetch early. */
+  minBytes: number;
+  /** Most bytes fetched per partition per request. */
+  maxBytesPerPartition: number;
+  /** Partitions handled at the same time (one handler call per partition at a time). */
+  concurrency: number;
+  sessionTimeoutMs: number;
+  /** Read only committed records of transactional producers (default true). */
+  readCommitted?: boolean;
+}
+
+/** A consumer in a group; offsets are committed only by `commit`, never automatically. */
+export interface GroupConsumer {
+  /** Joins the group and calls `handler` for each fetched partition batch, one at a time per partition, in offset order. */
+  start(handler: (batch: PartitionBatch, control: BatchControl) => Promise<void>): Promise<void>;
+  /** Commits `nextOffset` (the offset of the next record to read) for a partition. */
+  commit(topic: string, partition: number, nextOffset: string): Promise<void>;
+  /** Partitions currently assigned to this member, by topic. */
+  assignment(): Record<string, number[]>;
+  /** Called when the consumer died for good (it will not restart itself). */
+  onCrash(listener: (error: Error) => void): void;
+  /** Leaves the group (a clean leave: partitions move at once) and closes connections. */
+  stop(): Promise<void>;
+}
+
+/** A producer with a stable transactional id: one transaction at a time. */
+export interface TransactionalProducer {
+  readonly transactionalId: string;
+  /** Initialises transactions once per producer: fences any older producer with the same id, finishing its open transaction. */
+  init(): Promise<void>;
+  /**
+   * Writes `messages` and advances the progress marker in ONE transaction: readers with
+   * read_committed see both or neither. The marker is the committed offset of `marker.group` on the
+   * source partition, so it can be read back with `KafkaAdmin.committedOffsets`.
+   */
+  commitTransaction(messages: Array<{ topic: string; message: OutgoingMessage }>, marker: TransactionMarker): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Progress marker written in a sink transaction. */
+export interface TransactionMarker {
+  group: string;
+  topic: string;
+  partition: number;
+  /** Offset after the last source record the transaction covers. */
+  nextOffset: string;
+}
+
+/** A plain (non-transactional, idempotent) producer. */
+export interface PlainProducer {
+  send(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Offsets of one partition. */
+export interface PartitionOffsets {
+  partition: number;
+  /** First offset still stored. */
+  low: string;
+  /** Offset after the last record (the high watermark). */
+  high: string;
+}
+
+/** Topic administration and offset lookups. */
+export interface KafkaAdmin {
+  /** Creates the topic unless it exists (true when it was created). */
+  ensureTopic(topic: string, partitions: number): Promise<boolean>;
+  deleteTopics(topics: string[]): Promise<void>;
+  partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
+  /** Committed offsets of a group on a topic by partition (absent: none committed). */
+  committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
+  close(): Promise<void>;
+}
+
+/** Options of `readAll`. */
+export interface ReadAllOptions {
+  /** Read only committed records (default true). */
+  readCommitted?: boolean;
+  /** Give up when no new record arrived for this long (default 10 s). */
+  idleTimeoutMs?: number;
+}
+
+/** A Kafka cluster connection that makes consumers, producers and admins. */
+export interface KafkaClient {
+  readonly brokers: string[];
+  consumer(options: ConsumerOptions): GroupConsumer;
+  transactionalProducer(transactionalId: string): TransactionalProducer;
+  producer(): Promise<PlainProducer>;
+  admin(): Promise<KafkaAdmin>;
+  /** Reads every partition of `topic` from the beginning up to its current end (tests, tools). */
+  readAll(topic: string, options?: ReadAllOptions): Promise<Array<ConsumedMessage & { partition: number }>>;
+}

@@ -1,0 +1,23 @@
+/** The Kafka client a configuration asks for (kafkajs today; the interface leaves room for another). */
+import type { Logger } from "pino";
+import type { SageConfig } from "../../core/config/schema.js";
+import type { KafkaClient } from "./client.js";
+import { createKafkajsClient } from "./kafkajs-client.js";
+
+/** Bootstrap servers from `kafka.brokers` (comma-separated). */
+export function brokersOf(config: SageConfig): string[] {
+  return config.kafka.brokers
+    .split(",")
+    .map((b) => b.trim())
+    .filter(Boolean);
+}
+
+/** A Kafka client for the configured cluster. */
+export function kafkaClientOf(config: SageConfig, logger?: Logger): KafkaClient {
+  return createKafkajsClient({ brokers: brokersOf(config), clientId: config.kafka["client-id"], ...(logger ? { logger } : {}) });
+}
+
+/** The dead-letter topic of a streaming pipeline. */
+export function deadLetterTopicOf(config: SageConfig, pipeline: string): string {
+  return config.kafka["dead-letter-topic"] ?? `${pipeline}.dlq`;
+}

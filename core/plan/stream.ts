@@ -1,0 +1,170 @@
+/**
+ * The contract of streaming jobs (a Kafka source): what the shim signals, what a partition
+ * workflow keeps and carries across continue-as-new, and what its `progress` query answers.
+ */
+import type { KafkaSourceSpec } from "../api/connectors.js";
+import { PipelineDefinitionError } from "../errors.js";
+import type { JobRuntimeOptions, StageCounts } from "./job.js";
+import type { LogicalGraph } from "./logical.js";
+import type { PhysicalPlan } from "./physical.js";
+
+/** Workflow type of a partition workflow of a streaming job. */
+export const STREAM_WORKFLOW = "streamWorkflow";
+/** Signal carrying one micro-batch from the shim. */
+export const BATCH_SIGNAL = "sage:batch";
+/** Signal asking a partition workflow to finish its accepted batches and stop. */
+export const STOP_SIGNAL = "sage:stop";
+
+/** Workflow id of partition workflow `index` of a streaming job: `sage/<pipeline>/<job>/p<index>`. */
+export function partitionWorkflowId(pipeline: string, jobId: string, index: number): string {
+  return `sage/${pipeline}/${jobId}/p${index}`;
+}
+
+/** Which partition workflow owns a source partition (stable: the same partition always goes to the same workflow). */
+export function workflowIndexOf(partition: number, workflows: number): number {
+  return partition % workflows;
+}
+
+/** `topic:partition`, the key of offset tables. */
+export function topicPartition(topic: string, partition: number): string {
+  return `${topic}:${partition}`;
+}
+
+/** One micro-batch of one source partition, as the shim signals it. */
+export interface StreamBatch {
+  topic: string;
+  partition: number;
+  /** Offset of the first and last record in the batch (inclusive; offsets may have gaps). */
+  from: number;
+  to: number;
+  count: number;
+  /** Bytes of keys and values in the batch (before encoding). */
+  bytes: number;
+  /** The records, encoded by the shim (`connectors/kafka/batch-codec.ts`); opaque to the workflow. */
+  records: Uint8Array;
+  /** When the shim cut the batch (ms since the epoch), for end-to-end latency. */
+  cutAt: number;
+}
+
+/** A batch the workflow accepted, with the offset below which its records were already accepted earlier. */
+export interface AcceptedBatch extends Omit<StreamBatch, "records"> {
+  /** Records with an offset below this were part of an earlier batch (re-batching after a crash): skip them. */
+  skipBelow: number;
+  /** Sequence number of the batch in this partition workflow (1, 2, ...). */
+  seq: number;
+}
+
+/** What the stage activity of a streaming job receives in place of a split (the records travel as a second, binary argument). */
+export interface StreamUnit {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
+  skipBelow: number;
+  seq: number;
+  /** The partition workflow's index (names the transactional ids of the Kafka sinks). */
+  workflowIndex: number;
+  /** Where records that cannot be processed go, with the reason in headers. */
+  deadLetterTopic: string;
+}
+
+/** Streaming settings the workflow needs (the shim has its own). */
+export interface StreamRuntimeOptions {
+  /** Dead-letter topic of the job. */
+  deadLetterTopic: string;
+}
+
+/** What a partition workflow keeps and carries across continue-as-new. */
+export interface StreamState {
+  /** Next offset expected per `topic:partition`; anything below it was accepted already. */
+  next: Record<string, number>;
+  /** Next offset whose batch is fully processed (sinks committed) per `topic:partition`. */
+  processed: Record<string, number>;
+  /** Accepted batches not yet processed, in arrival order. */
+  pending: AcceptedBatch[];
+  counts: StageCounts;
+  batches: number;
+  records: number;
+  duplicatesDropped: number;
+  activities: number;
+  /** Runs of this workflow so far (continue-as-new increments it). */
+  runs: number;
+  stopping: boolean;
+}
+
+/** What a partition workflow is started with. */
+export interface StreamJobInput {
+  jobId: string;
+  plan: PhysicalPlan;
+  params: Record<string, string>;
+  runtime: JobRuntimeOptions;
+  stream: StreamRuntimeOptions;
+  /** This workflow's index and the number of partition workflows of the job. */
+  index: number;
+  workflows: number;
+  state?: StreamState;
+}
+
+/** Live state of a partition workflow, answered by the `progress` query. */
+export interface StreamProgress {
+  pipeline: string;
+  jobId: string;
+  planHash: string;
+  index: number;
+  phase: "running" | "stopping" | "stopped" | "failed";
+  /** Batches accepted and not yet processed (what the shim's backpressure counts). */
+  pending: number;
+  batches: number;
+  records: number;
+  duplicatesDropped: number;
+  activities: number;
+  runs: number;
+  next: Record<string, number>;
+  processed: Record<string, number>;
+  counts: StageCounts;
+  deadLetters: number;
+}
+
+/** The Kafka source of a plan, or null for a bounded plan. */
+export function kafkaSourceOf(plan: Pick<PhysicalPlan, "nodes">): KafkaSourceSpec | null {
+  for (const n of plan.nodes) if (n.source?.kind === "kafka") return n.source;
+  return null;
+}
+
+/** True when the plan reads an unbounded source and so runs as a streaming job. */
+export function isStreaming(plan: Pick<PhysicalPlan, "nodes">): boolean {
+  return kafkaSourceOf(plan) !== null;
+}
+
+/**
+ * Checks what a streaming graph may contain: Kafka sources only (one consumer group), and sinks
+ * that work on unbounded input (no file sinks: they publish once, when a bounded job commits).
+ */
+export function checkStreamingGraph(graph: LogicalGraph): void {
+  const sources = graph.nodes.filter((n) => n.kind === "source");
+  const kafka = sources.filter((n) => n.source?.kind === "kafka");
+  if (kafka.length === 0) return;
+  const other = sources.find((n) => n.source?.kind !== "kafka");
+  if (other) {
+    throw new PipelineDefinitionError(
+      `pipeline "${graph.pipeline}": source "${other.name}" is bounded but source "${kafka[0]!.name}" reads Kafka; a streaming job reads only Kafka sources`,
+    );
+  }
+  const groups = new Set(kafka.map((n) => (n.source as KafkaSourceSpec).groupId));
+  if (kafka.length > 1) {
+    throw new PipelineDefinitionError(
+      `pipeline "${graph.pipeline}": ${kafka.length} Kafka sources (${kafka.map((n) => n.name).join(", ")}); read several topics with one source: KafkaSource.topic([...topics])` +
+        (groups.size > 1 ? ` (they also name different consumer groups: ${[...groups].join(", ")})` : ""),
+    );
+  }
+  for (const n of graph.nodes) {
+    if (n.sink?.kind === "file") {
+      throw new PipelineDefinitionError(
+        `pipeline "${graph.pipeline}": sink "${n.name}" writes a file, which is published once when a bounded job commits; a streaming job needs KafkaSink, PrintSink or a SinkFunction`,
+      );
+    }
+    if (n.kind === "feedback") {
+      throw new PipelineDefinitionError(`pipeline "${graph.pipeline}": feedback loop "${n.name}" is not supported in a streaming job yet`);
+    }
+  }
+}

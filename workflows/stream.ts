@@ -1,0 +1,155 @@
+/**
+ * The partition workflow of a streaming job. The shim signals micro-batches of the source
+ * partitions this workflow owns; the workflow keeps the next expected offset per partition (so a
+ * batch delivered twice is dropped, and one cut differently after a crash is trimmed), runs each
+ * batch through the stage graph in arrival order, and continues as new with its offset table and
+ * pending batches when history grows. It never runs user code.
+ */
+import {
+  ActivityCancellationType,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  setHandler,
+  workflowInfo,
+  type ActivityOptions,
+} from "@temporalio/workflow";
+import { PROGRESS_QUERY, deadLetterTotal } from "../core/plan/job.js";
+import {
+  BATCH_SIGNAL,
+  STOP_SIGNAL,
+  topicPartition,
+  type AcceptedBatch,
+  type StreamBatch,
+  type StreamJobInput,
+  type StreamProgress,
+  type StreamState,
+} from "../core/plan/stream.js";
+import { StageGraph, type ActivityFn } from "./stage-graph.js";
+
+/** A micro-batch: its description, and its records as one binary payload. */
+export const batchSignal = defineSignal<[Omit<StreamBatch, "records">, Uint8Array]>(BATCH_SIGNAL);
+/** Finish the accepted batches, then stop. */
+export const stopSignal = defineSignal(STOP_SIGNAL);
+/** Offsets, pending batches and counts of this partition workflow. */
+export const streamProgressQuery = defineQuery<StreamProgress>(PROGRESS_QUERY);
+
+/** Runs one partition workflow until stopped; returns its final progress. */
+export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: Uint8Array[]): Promise<StreamProgress> {
+  const { plan, runtime } = input;
+  const state: StreamState = input.state ?? {
+    next: {},
+    processed: {},
+    pending: [],
+    counts: {},
+    batches: 0,
+    records: 0,
+    duplicatesDropped: 0,
+    activities: 0,
+    runs: 0,
+    stopping: false,
+  };
+  state.runs++;
+  const pending: Array<{ batch: AcceptedBatch; records: Uint8Array }> = state.pending.map((batch, i) => ({ batch, records: pendingRecords[i]! }));
+  const totals = { counts: state.counts, deadLetters: deadLetterTotal(state.counts) };
+  let phase: StreamProgress["phase"] = state.stopping ? "stopping" : "running";
+
+  const progress = (): StreamProgress => ({
+    pipeline: plan.pipeline,
+    jobId: input.jobId,
+    planHash: plan.hash,
+    index: input.index,
+    phase,
+    pending: pending.length,
+    batches: state.batches,
+    records: state.records,
+    duplicatesDropped: state.duplicatesDropped,
+    activities: state.activities,
+    runs: state.runs,
+    next: state.next,
+    processed: state.processed,
+    counts: totals.counts,
+    deadLetters: totals.deadLetters,
+  });
+  setHandler(streamProgressQuery, progress);
+  setHandler(batchSignal, (batch, records) => {
+    const tp = topicPartition(batch.topic, batch.partition);
+    const next = state.next[tp];
+    // Offsets have gaps (transaction markers, compaction): compare with >=, never ==.
+    if (next !== undefined && batch.to < next) {
+      state.duplicatesDropped += batch.count;
+      return;
+    }
+    state.next[tp] = batch.to + 1;
+    state.batches++;
+    state.records += batch.count;
+    pending.push({ batch: { ...batch, skipBelow: next ?? batch.from, seq: state.batches }, records });
+  });
+  setHandler(stopSignal, () => {
+    state.stopping = true;
+    phase = "stopping";
+  });
+
+  const base: ActivityOptions = {
+    startToCloseTimeout: runtime.activityTimeoutMs,
+    heartbeatTimeout: runtime.heartbeatTimeoutMs,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    // A streaming job outlives broker and worker outages: retry until the cause is gone (job-fatal errors are non-retryable).
+    retry: { initialInterval: "500ms", backoffCoefficient: 2, maximumInterval: "10s" },
+  };
+  const call = async <T>(fn: ActivityFn, ...args: unknown[]): Promise<T> => {
+    state.activities++;
+    return (await fn(...args)) as T;
+  };
+  const common = {
+    jobId: input.jobId,
+    pipeline: plan.pipeline,
+    planHash: plan.hash,
+    parallelism: plan.parallelism,
+    fusion: plan.fusion,
+    params: input.params,
+    runtime,
+  };
+  const graph = new StageGraph(plan, base, common, totals, call);
+  const source = plan.stages.find((s) => s.source);
+  if (!source) throw new Error(`plan ${plan.hash} has no source stage`);
+
+  for (;;) {
+    await condition(() => pending.length > 0 || state.stopping || workflowInfo().continueAsNewSuggested);
+    const head = pending[0];
+    if (head) {
+      const { batch } = head;
+      const unit = {
+        shard: `p${input.index}`,
+        stream: {
+          topic: batch.topic,
+          partition: batch.partition,
+          from: batch.from,
+          to: batch.to,
+          skipBelow: batch.skipBelow,
+          seq: batch.seq,
+          workflowIndex: input.index,
+          deadLetterTopic: input.stream.deadLetterTopic,
+        },
+      };
+      await graph.run(source, unit, undefined, head.records);
+      pending.shift();
+      state.processed[topicPartition(batch.topic, batch.partition)] = batch.to + 1;
+    }
+    if (state.stopping && pending.length === 0) {
+      phase = "stopped";
+      await condition(allHandlersFinished);
+      return progress();
+    }
+    if (workflowInfo().continueAsNewSuggested) {
+      // Checkpoint: the offset table, the counts and the batches not yet run go to the next run.
+      await condition(allHandlersFinished);
+      return continueAsNew<typeof streamWorkflow>(
+        { ...input, state: { ...state, counts: totals.counts, pending: pending.map((p) => p.batch) } },
+        ...pending.map((p) => p.records),
+      );
+    }
+  }
+}
