@@ -6,9 +6,10 @@ import { WorkflowFailedError, WorkflowNotFoundError, type WorkflowHandle } from 
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { PROGRESS_QUERY, type StageCounts } from "../core/plan/job.js";
-import { STOP_SIGNAL, partitionWorkflowId, type StreamJobInput, type StreamProgress } from "../core/plan/stream.js";
+import { STOP_SIGNAL, STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamProgress } from "../core/plan/stream.js";
 import { addCounts } from "../core/plan/job.js";
 import { deadLetterTopicOf } from "../connectors/kafka/index.js";
+import { SEARCH_ATTRIBUTES } from "./search-attributes.js";
 import { failureMessage, JobFailedError, newJobId, type SageClient } from "./sage-client.js";
 
 /** Options of a streaming job. */
@@ -49,36 +50,38 @@ export function totalProgress(workflows: Array<StreamProgress | null>): StreamJo
   return t;
 }
 
-/** A handle on the partition workflows of a streaming job. */
-export class StreamJob {
-  readonly workflowIds: string[];
-
+/** A handle on the partition workflows of a streaming job: progress, stop, result. */
+export class StreamJobHandle {
   constructor(
     readonly client: SageClient,
-    readonly pipeline: Pipeline,
+    readonly pipelineName: string,
     readonly jobId: string,
-    /** Input of partition workflow i is `inputs[i]`. */
-    readonly inputs: StreamJobInput[],
-  ) {
-    this.workflowIds = inputs.map((_, i) => partitionWorkflowId(pipeline.name, jobId, i));
-  }
+    readonly workflowIds: string[],
+  ) {}
 
-  /** Compiles the pipeline and prepares the job (nothing starts until the shim delivers a batch). */
-  static create(client: SageClient, pipeline: Pipeline, options: StreamJobOptions = {}): StreamJob {
-    const config: SageConfig = client.config;
-    const compiled = pipeline.compile({ parallelism: options.parallelism ?? config.execution.parallelism, fusion: config.execution.fusion });
-    const jobId = options.jobId ?? newJobId();
-    const workflows = compiled.plan.parallelism;
-    const inputs = Array.from({ length: workflows }, (_, index): StreamJobInput => ({
-      jobId,
-      plan: compiled.plan,
-      params: options.params ?? {},
-      runtime: client.runtimeOptions(),
-      stream: { deadLetterTopic: deadLetterTopicOf(config, pipeline.name) },
-      index,
-      workflows,
-    }));
-    return new StreamJob(client, pipeline, jobId, inputs);
+  /** The running streaming jobs whose pipeline or job id is `name` (visibility query), by job. */
+  static async find(client: SageClient, name: string): Promise<StreamJobHandle[]> {
+    const clean = name.replace(/"/g, "");
+    const query = `WorkflowType = "${STREAM_WORKFLOW}" AND ExecutionStatus = "Running" AND (${SEARCH_ATTRIBUTES.pipeline.name} = "${clean}" OR ${SEARCH_ATTRIBUTES.jobId.name} = "${clean}")`;
+    const byJob = new Map<string, Set<string>>();
+    for await (const w of client.temporal.workflow.list({ query })) {
+      const m = /^sage\/([^/]+)\/([^/]+)\/p\d+$/.exec(w.workflowId);
+      if (!m) continue;
+      const key = `${m[1]}/${m[2]}`;
+      if (!byJob.has(key)) byJob.set(key, new Set());
+      byJob.get(key)!.add(w.workflowId);
+    }
+    return [...byJob].map(([key, ids]) => {
+      const [pipeline = "", jobId = ""] = key.split("/");
+      // Partition workflows that never got a batch have not started: include every index up to the highest seen.
+      const highest = Math.max(...[...ids].map((id) => Number(/p(\d+)$/.exec(id)![1])));
+      return new StreamJobHandle(
+        client,
+        pipeline,
+        jobId,
+        Array.from({ length: highest + 1 }, (_, i) => partitionWorkflowId(pipeline, jobId, i)),
+      );
+    });
   }
 
   handle(index: number): WorkflowHandle {
@@ -127,5 +130,41 @@ export class StreamJob {
       }),
     );
     return totalProgress(each);
+  }
+}
+
+/** A streaming job prepared from its pipeline: the inputs the shim starts partition workflows with. */
+export class StreamJob extends StreamJobHandle {
+  constructor(
+    client: SageClient,
+    readonly pipeline: Pipeline,
+    jobId: string,
+    /** Input of partition workflow i is `inputs[i]`. */
+    readonly inputs: StreamJobInput[],
+  ) {
+    super(
+      client,
+      pipeline.name,
+      jobId,
+      inputs.map((_, i) => partitionWorkflowId(pipeline.name, jobId, i)),
+    );
+  }
+
+  /** Compiles the pipeline and prepares the job (nothing starts until the shim delivers a batch). */
+  static create(client: SageClient, pipeline: Pipeline, options: StreamJobOptions = {}): StreamJob {
+    const config: SageConfig = client.config;
+    const compiled = pipeline.compile({ parallelism: options.parallelism ?? config.execution.parallelism, fusion: config.execution.fusion });
+    const jobId = options.jobId ?? newJobId();
+    const workflows = compiled.plan.parallelism;
+    const inputs = Array.from({ length: workflows }, (_, index): StreamJobInput => ({
+      jobId,
+      plan: compiled.plan,
+      params: options.params ?? {},
+      runtime: client.runtimeOptions(),
+      stream: { deadLetterTopic: deadLetterTopicOf(config, pipeline.name) },
+      index,
+      workflows,
+    }));
+    return new StreamJob(client, pipeline, jobId, inputs);
   }
 }

@@ -1,13 +1,14 @@
 /**
- * `npm test`: starts one real Temporal dev server for the whole run (fresh database, headless, free
- * ports), runs every test file with Node's test runner against it, stops the server.
+ * `npm test`: starts one real Temporal dev server and one real Kafka broker for the whole run (fresh
+ * data, headless, free ports), runs every test file with Node's test runner against them, stops them.
  * `npm test -- test/unit` runs only the files under the given paths.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startScratchServer } from "../client/dev-server.js";
+import { freePort, startScratchServer } from "../client/dev-server.js";
+import { startBroker } from "../client/kafka-broker.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;
@@ -32,12 +33,22 @@ const server = needsServer
       log: (m) => process.stderr.write(`${m}\n`),
     })
   : null;
+const broker = needsServer
+  ? startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") }, (m) => process.stderr.write(`${m}\n`))
+  : null;
 const code = await new Promise<number>((done) => {
   const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files], {
     stdio: "inherit",
-    env: { ...process.env, ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}), SAGE_TEST_DIR: dir, SAGE_REPO: resolve(".") },
+    env: {
+      ...process.env,
+      ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}),
+      ...(broker ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir } : {}),
+      SAGE_TEST_DIR: dir,
+      SAGE_REPO: resolve("."),
+    },
   });
   child.on("exit", (c, signal) => done(c ?? (signal ? 1 : 0)));
 });
+broker?.stop();
 await server?.stop();
 process.exit(code);

@@ -4,6 +4,7 @@ import type { JobResult } from "../../core/plan/job.js";
 import { loadPipeline } from "../module-loader.js";
 import { SageClient } from "../sage-client.js";
 import { configFrom, uiLink, type GlobalFlags } from "./common.js";
+import { renderStreamProgress, stopStreaming, streamingStatus } from "./stream.js";
 
 interface PlanFlags extends GlobalFlags {
   format: "text" | "mermaid" | "dot" | "json";
@@ -43,6 +44,14 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
       else for (const j of jobs) process.stdout.write(`${j.status.padEnd(11)} ${j.startTime.toISOString()}  ${j.workflowId}\n`);
       return;
     }
+    const streaming = await streamingStatus(client, jobId);
+    if (streaming) {
+      if (flags.json) process.stdout.write(`${JSON.stringify(streaming)}\n`);
+      else
+        for (const s of streaming)
+          process.stdout.write(`streaming job ${s.jobId}: RUNNING (${s.workflowIds.join(", ")})\n${renderStreamProgress(s.progress)}\n`);
+      return;
+    }
     const job = await client.job(jobId);
     const desc = await job.describe();
     const status = desc.status.name;
@@ -75,11 +84,12 @@ function formatStatus(s: { workflowId: string; status: string; detail: unknown; 
   return lines.join("\n");
 }
 
-/** Cancels a job. */
+/** Stops a streaming job cleanly (by pipeline or job id), or cancels a bounded job. */
 export async function stopCommand(jobId: string, flags: GlobalFlags): Promise<void> {
   const config = configFrom(flags);
   const client = await SageClient.connect({ config });
   try {
+    if (await stopStreaming(client, jobId, (m) => process.stdout.write(`${m}\n`))) return;
     const job = await client.job(jobId);
     await job.cancel();
     process.stdout.write(`cancellation requested for ${job.workflowId}\n`);

@@ -3,6 +3,7 @@ import { Command, Option } from "commander";
 import { runCommand, workerCommand } from "./run.js";
 import { planCommand, statusCommand, stopCommand } from "./inspect.js";
 import { devCommand } from "./dev.js";
+import { shimCommand } from "./stream.js";
 import { replayCommand, rerunCommand } from "./history.js";
 import { collect } from "./common.js";
 import { SageError } from "../../core/errors.js";
@@ -51,13 +52,25 @@ withGlobals(program.command("status [jobId]"))
   .option("--json", "print JSON")
   .action(statusCommand);
 
-withGlobals(program.command("stop <jobId>")).description("cancel a job (staged output is removed, nothing is published)").action(stopCommand);
+withGlobals(program.command("stop <jobId>"))
+  .description("stop a streaming job cleanly (by job id or pipeline: last batches committed, shim drained), or cancel a bounded job")
+  .action(stopCommand);
+
+withGlobals(program.command("shim <module>"))
+  .description("feed a streaming pipeline's job from Kafka (micro-batches as signals) until the job stops or this process is interrupted")
+  .option("--job-id <id>", "job id (default: the source's consumer group, so a restarted shim finds its job)")
+  .option("--param <name=value>", "job parameter (repeatable)", collect, [])
+  .option("--pipeline <name>", "which pipeline, if the module exports several")
+  .option("--parallelism <n>", "partition workflows (execution.parallelism)")
+  .option("--no-fusion", "turn operator fusion off")
+  .action(shimCommand);
 
 withGlobals(program.command("dev"))
   .description("run the local Temporal dev server with its Web UI in the foreground")
   .option("--headless", "without the Web UI")
   .option("--ui-port <port>", "Web UI port (temporal.ui-port)")
-  .option("--stop", "stop the dev server that `sage run` started in the background")
+  .option("--stop", "stop the dev server that `sage run` started in the background (with --kafka: the broker too)")
+  .option("--kafka", "also start a single-node Kafka broker (kafka.brokers, default 127.0.0.1:9092; jars fetched on first use)")
   .action(devCommand);
 
 withGlobals(program.command("replay [workflowId]"))

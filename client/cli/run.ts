@@ -5,6 +5,8 @@ import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
 import { cliLogger, configFrom, ensureServer, parseParams, uiLink, type GlobalFlags } from "./common.js";
 import { follow } from "./progress.js";
 import { renderSummary } from "./summary.js";
+import { runStreaming } from "./stream.js";
+import { isStreaming } from "../../core/plan/stream.js";
 
 interface RunFlags extends GlobalFlags {
   jobId?: string;
@@ -20,9 +22,10 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   const logger = cliLogger(config, "cli");
   const params = parseParams(flags.param);
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
-  pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }); // definition errors before anything starts
+  const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }); // definition errors before anything starts
   const say = (m: string) => process.stderr.write(`${m}\n`);
   await ensureServer(config, say);
+  if (isStreaming(plan)) return runStreaming(pipeline, config, flags, logger);
   let worker: SageWorker | null = null;
   let running: Promise<void> | null = null;
   if (flags.worker !== false) {
