@@ -1,0 +1,197 @@
+/**
+ * Kafka test plumbing: the real broker `scripts/run-tests.ts` started, fresh topics per test, input
+ * records with per-key sequence numbers, and exactly-once / per-key-order checks on the output
+ * read with read_committed.
+ */
+import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { SageConfig } from "../../core/config/schema.js";
+import type { KafkaClient } from "../../connectors/kafka/client.js";
+import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
+import { startBroker, type Broker } from "../../client/kafka-broker.js";
+import { StreamJob, type StreamJobProgress } from "../../client/stream-job.js";
+import { KafkaShim, shimOptionsOf } from "../../client/shim.js";
+import { createLogger } from "../../client/logger.js";
+import type { SageClient } from "../../client/sage-client.js";
+import type { Pipeline } from "../../core/api/pipeline.js";
+import { REPO, cliEnv, sageCliBackground, testConfig, until } from "./harness.js";
+import type { StreamRecord } from "../fixtures/stream-pipeline.js";
+
+/** The streaming fixture module (for `sage worker` / `sage shim` children). */
+export const STREAM_FIXTURE = join(REPO, "test", "fixtures", "stream-pipeline.ts");
+
+/** Address of the test run's broker. */
+export function testBrokers(): string {
+  const b = process.env.SAGE_TEST_KAFKA;
+  if (!b) throw new Error("SAGE_TEST_KAFKA is not set: run Kafka tests through `npm test` (it starts the broker)");
+  return b;
+}
+
+/** The test run's broker, to kill and restart. */
+export function testBroker(): Broker {
+  const [, port] = testBrokers().split(":");
+  return startBroker({ port: Number(port), controllerPort: Number(process.env.SAGE_TEST_KAFKA_CONTROLLER_PORT), dataDir: process.env.SAGE_TEST_KAFKA_DATA! });
+}
+
+/** A Kafka client on the test broker (quiet). */
+export function testKafka(): KafkaClient {
+  return createKafkajsClient({ brokers: [testBrokers()], clientId: "sage-test" });
+}
+
+let counter = 0;
+/** Fresh topic names, consumer group and environment of the streaming fixture for one test. */
+export function streamTopics(label: string) {
+  const tag = `${label.replace(/[^A-Za-z0-9]/g, "-")}-${process.pid}-${++counter}`;
+  const t = { input: `${tag}.in`, output: `${tag}.out`, group: `${tag}.group`, dlq: `${tag}.dlq` };
+  return { ...t, env: { STREAM_IN: t.input, STREAM_OUT: t.output, STREAM_GROUP: t.group } as Record<string, string> };
+}
+
+/** Test config with the broker and small batches (many batches from few records). */
+export function streamConfig(label: string, dlq: string, overrides: Record<string, unknown> = {}): SageConfig & { dir: string } {
+  return testConfig(label, {
+    "kafka.brokers": testBrokers(),
+    "kafka.dead-letter-topic": dlq,
+    "kafka.session-timeout": "6s",
+    "kafka.max-batch-records": 500,
+    ...overrides,
+  });
+}
+
+/** Environment for a `sage worker`/`sage shim` child on this config. */
+export function streamCliEnv(config: SageConfig, topics: { env: Record<string, string> }): Record<string, string> {
+  return {
+    ...cliEnv(config),
+    SAGE_KAFKA_BROKERS: config.kafka.brokers,
+    SAGE_KAFKA_DEAD_LETTER_TOPIC: config.kafka["dead-letter-topic"] ?? "",
+    SAGE_KAFKA_SESSION_TIMEOUT: String(config.kafka["session-timeout"]),
+    SAGE_KAFKA_MAX_BATCH_RECORDS: String(config.kafka["max-batch-records"]),
+    SAGE_KAFKA_MAX_UNACKED_BATCHES: String(config.kafka["max-unacked-batches"]),
+    SAGE_EXECUTION_PARALLELISM: String(config.execution.parallelism),
+    ...topics.env,
+  };
+}
+
+/** Creates the input (with `partitions`), output and dead-letter topics. */
+export async function createTopics(kafka: KafkaClient, t: { input: string; output: string; dlq: string }, partitions: number): Promise<void> {
+  const admin = await kafka.admin();
+  try {
+    await admin.ensureTopic(t.input, partitions);
+    await admin.ensureTopic(t.output, partitions);
+    await admin.ensureTopic(t.dlq, 1);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** Record `id` of the test stream: 97 keys, `seq` increasing per key with id. */
+export function recordOf(id: number): StreamRecord {
+  return { id, key: `k${id % 97}`, seq: Math.floor(id / 97) };
+}
+
+/** Produces records `from..to-1` keyed by their key (so a key stays in one partition). */
+export async function produceRange(kafka: KafkaClient, topic: string, from: number, to: number, poison: (id: number) => boolean = () => false): Promise<void> {
+  const producer = await kafka.producer();
+  try {
+    for (let start = from; start < to; start += 5_000) {
+      const batch = [];
+      for (let id = start; id < Math.min(to, start + 5_000); id++) {
+        const r = recordOf(id);
+        batch.push({ key: r.key, value: JSON.stringify(poison(id) ? { ...r, poison: true } : r) });
+      }
+      await producer.send(topic, batch);
+    }
+  } finally {
+    await producer.close();
+  }
+}
+
+/** Records out of the sink plus dead letters reach `n`. */
+export async function waitForRecords(job: { progress(): Promise<StreamJobProgress> }, n: number, guardMs = 240_000): Promise<StreamJobProgress> {
+  return until(
+    `${n} records through the job`,
+    async () => {
+      const p = await job.progress();
+      const done = (p.counts["out"]?.out ?? 0) + p.deadLetters;
+      return done >= n ? p : undefined;
+    },
+    guardMs,
+  );
+}
+
+/** Output records read with read_committed, parsed. */
+export async function readOutput(kafka: KafkaClient, topic: string): Promise<Array<StreamRecord & { double: number; partition: number }>> {
+  const messages = await kafka.readAll(topic);
+  return messages.map((m) => ({ ...(JSON.parse(m.value!.toString("utf8")) as StreamRecord & { double: number }), partition: m.partition }));
+}
+
+/** Ids missing from and duplicated in `out`, against the expected ids `from..to-1` minus `skip`. */
+export function exactlyOnce(out: Array<{ id: number }>, from: number, to: number, skip: (id: number) => boolean = () => false) {
+  const seen = new Map<number, number>();
+  for (const r of out) seen.set(r.id, (seen.get(r.id) ?? 0) + 1);
+  const missing: number[] = [];
+  for (let id = from; id < to; id++) if (!skip(id) && !seen.has(id)) missing.push(id);
+  const duplicated = [...seen].filter(([, n]) => n > 1).map(([id]) => id);
+  const unexpected = [...seen.keys()].filter((id) => id < from || id >= to || skip(id));
+  return {
+    missing: missing.length,
+    duplicated: duplicated.length,
+    unexpected: unexpected.length,
+    sampleMissing: missing.slice(0, 5),
+    sampleDuplicated: duplicated.slice(0, 5),
+  };
+}
+
+/** Keys whose records do not come out in increasing `seq` order. */
+export function keysOutOfOrder(out: Array<{ key: string; seq: number }>): string[] {
+  const last = new Map<string, number>();
+  const bad = new Set<string>();
+  for (const r of out) {
+    if ((last.get(r.key) ?? -1) >= r.seq) bad.add(r.key);
+    last.set(r.key, r.seq);
+  }
+  return [...bad];
+}
+
+/** An in-process shim for a job of `pipeline` on `config`. */
+export async function startShim(client: SageClient, pipeline: Pipeline, config: SageConfig, jobId: string) {
+  const job = StreamJob.create(client, pipeline, { jobId });
+  const shim = new KafkaShim(
+    job,
+    createKafkajsClient({ brokers: [config.kafka.brokers], clientId: "sage-test-shim" }),
+    shimOptionsOf(config),
+    createLogger(config.log.level),
+  );
+  await shim.start();
+  return { job, shim };
+}
+
+/** A `sage shim` child process. */
+export interface ShimProcess {
+  child: ChildProcess;
+  log(): string;
+  /** Resident memory of the process in KiB (from /proc). */
+  rssKb(): number;
+  kill(): Promise<void>;
+}
+
+/** Starts `sage shim <fixture> --job-id <jobId>` as a child process. */
+export function startShimProcess(config: SageConfig, topics: { env: Record<string, string> }, jobId: string): ShimProcess {
+  const child = sageCliBackground(["shim", STREAM_FIXTURE, "--job-id", jobId], { env: streamCliEnv(config, topics) });
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  return {
+    child,
+    log: () => output,
+    rssKb() {
+      const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+      return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
