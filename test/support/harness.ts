@@ -158,8 +158,13 @@ export interface WorkerProcess {
 }
 
 /** Starts `sage worker <fixture>` and waits until it polls the task queue. */
-export async function startWorkerProcess(fixture: string, config: SageConfig, client: SageClient): Promise<WorkerProcess> {
-  const child = sageCliBackground(["worker", fixture], { env: cliEnv(config) });
+export async function startWorkerProcess(
+  fixture: string,
+  config: SageConfig,
+  client: SageClient,
+  env: Record<string, string> = cliEnv(config),
+): Promise<WorkerProcess> {
+  const child = sageCliBackground(["worker", fixture], { env });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (output += d.toString()));

@@ -1,0 +1,165 @@
+/**
+ * Faults under a running streaming job, each on its own run, each asserting 0 lost and 0 duplicated
+ * on the output read with read_committed: kill -9 of the worker, of the shim, of the broker, and a
+ * stop and restart of the Temporal dev server on the same database file.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { SageClient } from "../../client/sage-client.js";
+import { StreamJobHandle } from "../../client/stream-job.js";
+import { startDevServer, startScratchServer } from "../../client/dev-server.js";
+import { startWorker, startWorkerProcess, until } from "../support/harness.js";
+import {
+  STREAM_FIXTURE,
+  createTopics,
+  exactlyOnce,
+  keysOutOfOrder,
+  produceRange,
+  readOutput,
+  startShim,
+  startShimProcess,
+  streamCliEnv,
+  streamConfig,
+  streamTopics,
+  testBroker,
+  testKafka,
+  waitForRecords,
+} from "../support/kafka.js";
+import pipeline from "../fixtures/stream-pipeline.js";
+
+const N = 20_000;
+const NONE = { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] };
+
+async function checkOutput(output: string): Promise<void> {
+  const out = await readOutput(testKafka(), output);
+  assert.deepEqual(exactlyOnce(out, 0, N), NONE);
+  assert.deepEqual(keysOutOfOrder(out), []);
+}
+
+test("kill -9 of the worker mid-batch: a new worker finishes the job, 0 lost, 0 duplicated", async () => {
+  const t = streamTopics("kill-worker");
+  const env = { ...t.env, STREAM_SLOW_MS: "1" };
+  Object.assign(process.env, env);
+  const config = streamConfig("kill-worker", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 500 });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 2);
+  await produceRange(kafka, t.input, 0, N);
+  const client = await SageClient.connect({ config });
+  const first = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, { env }));
+  const { job, shim } = await startShim(client, pipeline, config, "kill-worker");
+  let second: Awaited<ReturnType<typeof startWorkerProcess>> | null = null;
+  try {
+    await until("a few batches done", async () => ((await job.progress()).counts["out"]?.out ?? 0) >= 2_000 || undefined);
+    first.child.kill("SIGKILL");
+    second = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, { env }));
+    await waitForRecords(job, N);
+    await job.stop();
+    await shim.done;
+    const result = await job.result();
+    assert.equal(result.counts["out"]!.out, N, "each record counted once in the workflows");
+    await checkOutput(t.output);
+  } finally {
+    await shim.stop();
+    await first.stop();
+    await second?.stop();
+    await client.close();
+  }
+});
+
+test("kill -9 of the shim mid-stream and a restart: 0 lost, 0 duplicated", async () => {
+  const t = streamTopics("kill-shim");
+  Object.assign(process.env, t.env);
+  const config = streamConfig("kill-shim", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 4);
+  await produceRange(kafka, t.input, 0, N / 2);
+  const worker = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  const job = new StreamJobHandle(client, "streamtest", "kill-shim", ["sage/streamtest/kill-shim/p0", "sage/streamtest/kill-shim/p1"]);
+  let shim = startShimProcess(config, t, "kill-shim");
+  try {
+    await until("some records through", async () => ((await job.progress()).records >= 2_000 ? true : undefined));
+    await shim.kill();
+    await produceRange(kafka, t.input, N / 2, N);
+    shim = startShimProcess(config, t, "kill-shim");
+    await waitForRecords(job, N);
+    await job.stop();
+    const result = await job.result();
+    assert.equal(result.counts["out"]!.out, N);
+    await checkOutput(t.output);
+  } finally {
+    await shim.kill();
+    await client.close();
+    await worker.stop();
+  }
+});
+
+test("kill -9 of the broker and a restart on its data dir: 0 lost, 0 duplicated", async () => {
+  const t = streamTopics("kill-broker");
+  Object.assign(process.env, t.env);
+  const config = streamConfig("kill-broker", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 2);
+  await produceRange(kafka, t.input, 0, N);
+  const worker = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  const { job, shim } = await startShim(client, pipeline, config, "kill-broker");
+  const broker = testBroker();
+  try {
+    await until("some records through", async () => ((await job.progress()).counts["out"]?.out ?? 0) >= 3_000 || undefined);
+    broker.kill();
+    await new Promise((r) => setTimeout(r, 3_000));
+    broker.restart();
+    await waitForRecords(job, N);
+    await job.stop();
+    await shim.done;
+    const result = await job.result();
+    assert.equal(result.counts["out"]!.out, N);
+    await checkOutput(t.output);
+  } finally {
+    broker.restart(); // no-op when it runs: the next tests need it
+    await shim.stop();
+    await client.close();
+    await worker.stop();
+  }
+});
+
+test("stop and restart of the Temporal dev server on the same database file: 0 lost, 0 duplicated", async () => {
+  const t = streamTopics("restart-server");
+  Object.assign(process.env, t.env);
+  const base = streamConfig("restart-server", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
+  const server = await startScratchServer(base.dir);
+  const config = { ...base, temporal: { ...base.temporal, address: server.address } };
+  const kafka = testKafka();
+  await createTopics(kafka, t, 2);
+  await produceRange(kafka, t.input, 0, N);
+  const worker = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  const { job, shim } = await startShim(client, pipeline, config, "restart-server");
+  let restarted: Awaited<ReturnType<typeof startDevServer>> | null = null;
+  try {
+    await until("some records through", async () => ((await job.progress()).counts["out"]?.out ?? 0) >= 3_000 || undefined);
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 2_000));
+    restarted = await startDevServer({
+      address: server.address,
+      uiPort: 0,
+      headless: true,
+      dbFile: join(base.dir, "temporal.db"),
+      logFile: join(base.dir, "temporal.log"),
+      startTimeoutMs: 120_000,
+    });
+    await waitForRecords(job, N);
+    await job.stop();
+    await shim.done;
+    const result = await job.result();
+    assert.equal(result.counts["out"]!.out, N);
+    await checkOutput(t.output);
+  } finally {
+    await shim.stop();
+    await client.close();
+    await worker.stop();
+    await restarted?.stop();
+  }
+});
