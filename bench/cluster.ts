@@ -58,7 +58,7 @@ export interface JobHistory {
  * visibility, which lags a little; the list is complete once it holds the chain of runs that
  * the histories link (each run's first event names the run it continued).
  */
-export async function jobHistory(client: SageClient, job: SageJob): Promise<JobHistory> {
+export async function jobHistory(client: SageClient, job: Pick<SageJob, "workflowId" | "runId" | "describe">): Promise<JobHistory> {
   const workflow = client.temporal.workflow;
   const deadline = Date.now() + 30_000;
   for (;;) {

@@ -7,6 +7,7 @@ import { bundleWorkflowCode, DefaultLogger, Worker, type ReplayWorkerOptions } f
 import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Client } from "@temporalio/client";
 import { PIPELINE_WORKFLOW } from "../core/plan/job.js";
+import { STREAM_WORKFLOW } from "../core/plan/stream.js";
 import { workflowBundle, workflowsPath as defaultWorkflowsPath } from "../worker/sage-worker.js";
 import { installSdkRuntime } from "../worker/sdk-runtime.js";
 import { createLogger } from "./logger.js";
@@ -60,7 +61,9 @@ export async function replayExecution(client: Client, workflowId: string, runId?
 
 /** Replays every failed run of a pipeline (or of all pipelines). */
 export async function replayFailed(client: Client, pipeline?: string, workflowsPath?: string): Promise<ReplayVerdict[]> {
-  const filter = pipeline ? `${SEARCH_ATTRIBUTES.pipeline.name} = "${pipeline}"` : `WorkflowType = "${PIPELINE_WORKFLOW}"`;
+  const filter = pipeline
+    ? `${SEARCH_ATTRIBUTES.pipeline.name} = "${pipeline}"`
+    : `(WorkflowType = "${PIPELINE_WORKFLOW}" OR WorkflowType = "${STREAM_WORKFLOW}")`;
   const histories = client.workflow.list({ query: `${filter} AND ExecutionStatus = "Failed"` }).intoHistories();
   const out: ReplayVerdict[] = [];
   for await (const r of Worker.runReplayHistories(await replayOptions(workflowsPath), histories)) out.push(verdict(r.workflowId, r.runId, r.error));

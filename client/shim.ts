@@ -16,6 +16,7 @@ import { encodeBatch, messageBytes } from "../connectors/kafka/batch-codec.js";
 import type { BatchControl, ConsumedMessage, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
 import type { StreamJob } from "./stream-job.js";
 import { taskQueueOf } from "./task-queue.js";
+import { shimMetrics } from "../worker/metrics.js";
 
 /** Tuning of the shim (from `kafka.*` and `execution.*` configuration). */
 export interface ShimOptions {
@@ -163,7 +164,10 @@ export class KafkaShim {
   private async waitForRoom(slot: WorkflowSlot, control: BatchControl): Promise<boolean> {
     let waited = false;
     while (this.live(slot, control) && slot.started && slot.pending >= this.options.maxUnacked) {
-      if (!waited) this.stats.backpressureWaits++;
+      if (!waited) {
+        this.stats.backpressureWaits++;
+        shimMetrics.waited(this.job.pipeline.name);
+      }
       waited = true;
       await sleep(Math.max(20, Math.min(200, this.options.bufferTimeoutMs)));
       await control.heartbeat().catch(() => undefined);
@@ -211,6 +215,7 @@ export class KafkaShim {
         this.stats.batches++;
         this.stats.records += slice.length;
         this.stats.bytes += bytes;
+        shimMetrics.delivered(job.pipeline.name, batch.topic, slice.length, (Date.now() - meta.cutAt) / 1000);
         return true;
       } catch (err) {
         if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -239,6 +244,7 @@ export class KafkaShim {
       return;
     }
     slot.pending = p.pending + (slot.sent - sentBefore);
+    shimMetrics.pending(this.job.pipeline.name, this.job.workflowIds[slot.index]!, p.pending);
     this.stats.maxPendingSeen = Math.max(this.stats.maxPendingSeen, p.pending);
     if (p.phase !== "running" && !slot.closing) {
       slot.closing = true;

@@ -1,6 +1,6 @@
 /** Prometheus metrics of a worker: records per operator, dead letters, stage latency. */
 import { createServer, type Server } from "node:http";
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Logger } from "pino";
 import type { StageCounts } from "../core/plan/job.js";
 
@@ -43,6 +43,53 @@ export function observeStage(pipeline: string, stage: string, counts: StageCount
     if (c.dead > 0) deadLetters.inc({ pipeline, operator }, c.dead);
   }
 }
+
+const shimRecords = new Counter({
+  name: "sage_shim_records_total",
+  help: "Records the shim delivered to partition workflows",
+  labelNames: ["pipeline", "topic"],
+  registers: [metricsRegistry],
+});
+const shimBatches = new Counter({
+  name: "sage_shim_batches_total",
+  help: "Micro-batches the shim delivered",
+  labelNames: ["pipeline", "topic"],
+  registers: [metricsRegistry],
+});
+const shimWaits = new Counter({
+  name: "sage_shim_backpressure_waits_total",
+  help: "Times the shim waited because a partition workflow had max-unacked-batches pending",
+  labelNames: ["pipeline"],
+  registers: [metricsRegistry],
+});
+const shimSignalSeconds = new Histogram({
+  name: "sage_shim_signal_duration_seconds",
+  help: "Time from cutting a micro-batch to the signal being accepted by the server",
+  labelNames: ["pipeline"],
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+  registers: [metricsRegistry],
+});
+const shimPending = new Gauge({
+  name: "sage_shim_pending_batches",
+  help: "Batches a partition workflow holds unprocessed, as the shim last saw them",
+  labelNames: ["pipeline", "workflow"],
+  registers: [metricsRegistry],
+});
+
+/** Shim metrics (they go to the same registry as the worker's when both run in one process). */
+export const shimMetrics = {
+  delivered(pipeline: string, topic: string, records: number, seconds: number): void {
+    shimRecords.inc({ pipeline, topic }, records);
+    shimBatches.inc({ pipeline, topic });
+    shimSignalSeconds.observe({ pipeline }, seconds);
+  },
+  waited(pipeline: string): void {
+    shimWaits.inc({ pipeline });
+  },
+  pending(pipeline: string, workflow: string, batches: number): void {
+    shimPending.set({ pipeline, workflow }, batches);
+  },
+};
 
 /** A running `/metrics` endpoint. */
 export interface MetricsServer {

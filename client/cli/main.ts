@@ -63,6 +63,7 @@ withGlobals(program.command("shim <module>"))
   .option("--pipeline <name>", "which pipeline, if the module exports several")
   .option("--parallelism <n>", "partition workflows (execution.parallelism)")
   .option("--no-fusion", "turn operator fusion off")
+  .option("--metrics-port <port>", "serve Prometheus metrics (records and batches delivered, backpressure waits, pending batches) on this port")
   .action(shimCommand);
 
 withGlobals(program.command("dev"))

@@ -9,6 +9,7 @@ import { SageClient } from "../sage-client.js";
 import { StreamJob, StreamJobHandle, type StreamJobProgress } from "../stream-job.js";
 import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
 import { loadPipeline } from "../module-loader.js";
+import { startMetricsServer } from "../../worker/metrics.js";
 import { cliLogger, configFrom, parseParams, uiLink, type GlobalFlags } from "./common.js";
 
 /** Flags of `sage shim` and of `sage run` for a streaming pipeline. */
@@ -18,6 +19,7 @@ export interface StreamFlags extends GlobalFlags {
   pipeline?: string;
   worker?: boolean;
   json?: boolean;
+  metricsPort?: string;
 }
 
 /** One line per operator: in, out, dead. */
@@ -77,6 +79,7 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
   if (!source) throw new Error(`pipeline "${pipeline.name}" has no Kafka source; run bounded pipelines with \`sage run\``);
   // A restarted shim must find the same job: the default job id is the consumer group.
   const { client, job, shim } = await prepare(pipeline, config, flags, source.groupId, logger);
+  const metrics = flags.metricsPort ? await startMetricsServer(Number(flags.metricsPort), logger) : null;
   const interrupt = () => {
     logger.info("interrupted: the shim stops (the job keeps its accepted batches; `sage stop` stops the job)");
     void shim.stop();
@@ -89,6 +92,7 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
     await report(job, shim, shim.done, logger);
   } finally {
     await client.close();
+    await metrics?.close();
   }
 }
 

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SageClient } from "../../client/sage-client.js";
+import { replayExecution } from "../../client/replay.js";
 import { KafkaShim, shimOptionsOf } from "../../client/shim.js";
 import { createLogger } from "../../client/logger.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
@@ -133,6 +134,9 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     await shim.done;
     const result = await job.result();
     assert.ok(result.runs >= 3, `continued as new ${result.runs - 1} time(s)`);
+    // The last run started from a checkpoint (offset table and pending batches as arguments): it replays deterministically.
+    const verdict = await replayExecution(client.temporal, job.workflowIds[0]!);
+    assert.ok(verdict.deterministic, verdict.error);
     assert.equal(result.counts["out"]!.out, N);
     assert.ok(p.batches >= 200);
     const out = await readOutput(kafka, t.output);

@@ -1,0 +1,315 @@
+/**
+ * Benchmark: Kafka -> Kafka exactly once. Sage (shim + partition workflows + transactional sink)
+ * with 1, 2 and 4 partition workflows, side by side in the same run with plain kafkajs
+ * consume -> transform -> produce, with and without transactions; then end-to-end latency at a
+ * steady rate, and Temporal history bytes per record. It starts its own dev server and broker.
+ *
+ *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--rate 1000] [--seconds 20] [--smoke]
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Kafka, Partitioners, logLevel } from "kafkajs";
+import { freePort, startScratchServer } from "../client/dev-server.js";
+import { startBroker } from "../client/kafka-broker.js";
+import { loadConfig } from "../client/config-loader.js";
+import { createLogger } from "../client/logger.js";
+import { SageClient } from "../client/sage-client.js";
+import { KafkaShim, shimOptionsOf } from "../client/shim.js";
+import { StreamJob } from "../client/stream-job.js";
+import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
+import { createSageWorker } from "../worker/sage-worker.js";
+import { jobHistory } from "./cluster.js";
+import { machineLine, printTable, saveResult } from "./machine.js";
+import pipeline, { transform, type BenchEvent } from "./kafka-pipeline.js";
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : fallback;
+}
+const SMOKE = process.argv.includes("--smoke");
+const RECORDS = Number(arg("records", SMOKE ? "5000" : "200000"));
+const WORKFLOWS = arg("workflows", SMOKE ? "1,2" : "1,2,4")
+  .split(",")
+  .map(Number);
+const RATE = Number(arg("rate", "1000"));
+const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
+const PARTITIONS = 4;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const PAD = "x".repeat(120);
+
+/** A ~200-byte event. */
+function event(id: number, sentAt = Date.now()): BenchEvent {
+  return { id, key: `k${id % 101}`, sentAt, amount: (id * 7) % 1000, payload: PAD };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Plain kafkajs consume -> transform -> produce of `n` records; with `transactional`, one transaction per fetched batch. */
+async function plainPipe(kafka: Kafka, input: string, output: string, n: number, transactional: boolean): Promise<number> {
+  const group = `plain-${transactional ? "txn" : "notxn"}-${Date.now()}`;
+  const consumer = kafka.consumer({ groupId: group, maxBytesPerPartition: 1024 * 1024, maxWaitTimeInMs: 50 });
+  const producer = kafka.producer(
+    transactional
+      ? {
+          transactionalId: `${group}-tx`,
+          idempotent: true,
+          maxInFlightRequests: 1,
+          createPartitioner: Partitioners.DefaultPartitioner,
+          retry: { initialRetryTime: 20 },
+        }
+      : { createPartitioner: Partitioners.DefaultPartitioner },
+  );
+  await Promise.all([consumer.connect(), producer.connect()]);
+  await consumer.subscribe({ topics: [input], fromBeginning: true });
+  let count = 0;
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const started = performance.now();
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    // A transactional producer runs one transaction at a time.
+    partitionsConsumedConcurrently: transactional ? 1 : PARTITIONS,
+    eachBatch: async (payload) => {
+      const { batch } = payload;
+      for (let i = 0; i < batch.messages.length; i += 2000) {
+        const slice = batch.messages.slice(i, i + 2000);
+        const out = slice
+          .map((m) => transform(JSON.parse(m.value!.toString()) as BenchEvent))
+          .filter((e): e is NonNullable<typeof e> => e !== null)
+          .map((e) => ({ key: e.key, value: JSON.stringify(e) }));
+        const next = String(Number(slice[slice.length - 1]!.offset) + 1);
+        const offsets = { topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] };
+        if (transactional) {
+          const t = await producer.transaction();
+          await t.send({ topic: output, messages: out });
+          await t.sendOffsets({ consumerGroupId: group, ...offsets });
+          await t.commit();
+        } else {
+          await producer.send({ topic: output, messages: out });
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+        }
+        payload.resolveOffset(slice[slice.length - 1]!.offset);
+        await payload.heartbeat();
+        count += slice.length;
+      }
+      if (count >= n) finish();
+    },
+  });
+  await done;
+  const ms = performance.now() - started;
+  await consumer.disconnect();
+  await producer.disconnect();
+  return ms;
+}
+
+async function main(): Promise<void> {
+  console.log(`Kafka -> Kafka exactly once: ${RECORDS} records of ~200 bytes over ${PARTITIONS} partitions; ${machineLine()}`);
+  const dir = mkdtempSync(join(tmpdir(), "sage-bench-kafka-"));
+  const server = await startScratchServer(dir);
+  const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") });
+  const kafkajs = new Kafka({ clientId: "bench", brokers: [broker.address], logLevel: logLevel.NOTHING });
+  const kafka = createKafkajsClient({ brokers: [broker.address], clientId: "bench" });
+  const logger = createLogger("warn");
+  const results: Record<string, unknown> = {};
+  try {
+    const admin = await kafka.admin();
+    await admin.ensureTopic("bench.in", PARTITIONS);
+    const producer = await kafka.producer();
+    for (let i = 0; i < RECORDS; i += 10_000) {
+      const batch = Array.from({ length: Math.min(10_000, RECORDS - i) }, (_, j) => event(i + j)).map((e) => ({ key: e.key, value: JSON.stringify(e) }));
+      await producer.send("bench.in", batch);
+    }
+    console.log(`input produced (${JSON.stringify(event(0)).length} bytes per record)`);
+
+    const rows: Array<{ name: string; ms: number; extra: Record<string, number> }> = [];
+    for (const txn of [false, true]) {
+      const out = `bench.out.plain.${txn ? "txn" : "notxn"}`;
+      await admin.ensureTopic(out, PARTITIONS);
+      const ms = await plainPipe(kafkajs, "bench.in", out, RECORDS, txn);
+      rows.push({ name: `plain kafkajs${txn ? ", transactional" : ""}`, ms, extra: {} });
+      console.log(`${rows[rows.length - 1]!.name}: ${(ms / 1000).toFixed(2)} s`);
+    }
+
+    for (const workflows of WORKFLOWS) {
+      const tag = `p${workflows}`;
+      Object.assign(process.env, { BENCH_IN: "bench.in", BENCH_OUT: `bench.out.sage.${tag}`, BENCH_GROUP: `sage-${tag}` });
+      await admin.ensureTopic(`bench.out.sage.${tag}`, PARTITIONS);
+      const config = loadConfig({
+        env: {},
+        overrides: {
+          "temporal.address": server.address,
+          "temporal.task-queue": `bench-kafka-${tag}`,
+          "data-dir": join(dir, "data"),
+          "kafka.brokers": broker.address,
+          "kafka.dead-letter-topic": "bench.dlq",
+          "execution.parallelism": workflows,
+          "log.level": "warn",
+        },
+      });
+      const worker = await createSageWorker({ pipeline, config, logger });
+      const running = worker.run();
+      const client = await SageClient.connect({ config });
+      const job = StreamJob.create(client, pipeline, { jobId: `eos-${tag}` });
+      const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger);
+      const started = performance.now();
+      await shim.start();
+      let p = await job.progress();
+      while ((p.counts["out"]?.out ?? 0) < RECORDS) {
+        await sleep(100);
+        p = await job.progress().catch(() => p);
+      }
+      const ms = performance.now() - started;
+      await job.stop();
+      await shim.done;
+      const result = await job.result();
+      let historyBytes = 0;
+      let events = 0;
+      let runs = 0;
+      for (let i = 0; i < job.workflowIds.length; i++) {
+        const handle = job.handle(i);
+        const h = await jobHistory(client, { workflowId: handle.workflowId, runId: undefined, describe: () => handle.describe() });
+        historyBytes += h.bytes;
+        events += h.events;
+        runs += h.runs;
+      }
+      rows.push({
+        name: `sage, ${workflows} partition workflow(s)`,
+        ms,
+        extra: {
+          batches: result.batches,
+          activities: result.workflows.reduce((n, w) => n + (w?.activities ?? 0), 0),
+          runs,
+          events,
+          historyBytesPerRecord: historyBytes / RECORDS,
+        },
+      });
+      console.log(`${rows[rows.length - 1]!.name}: ${(ms / 1000).toFixed(2)} s`);
+      await client.close();
+      await worker.shutdown();
+      await running;
+    }
+
+    const plain = rows[0]!.ms;
+    const plainTxn = rows[1]!.ms;
+    console.log(`\nthroughput (${RECORDS} records)`);
+    printTable(
+      ["case", "wall s", "records/s", "vs plain", "vs plain txn", "batches", "activities", "runs", "history events", "history B/record"],
+      rows.map((r) => [
+        r.name,
+        (r.ms / 1000).toFixed(2),
+        Math.round(RECORDS / (r.ms / 1000)).toLocaleString("en-US"),
+        `${(plain / r.ms).toFixed(2)}x`,
+        `${(plainTxn / r.ms).toFixed(2)}x`,
+        String(r.extra["batches"] ?? "-"),
+        String(r.extra["activities"] ?? "-"),
+        String(r.extra["runs"] ?? "-"),
+        String(r.extra["events"] ?? "-"),
+        r.extra["historyBytesPerRecord"] === undefined ? "-" : r.extra["historyBytesPerRecord"].toFixed(1),
+      ]),
+    );
+    results["throughput"] = rows.map((r) => ({
+      ...r,
+      recordsPerSecond: RECORDS / (r.ms / 1000),
+      vsPlain: plain / r.ms,
+      vsPlainTransactional: plainTxn / r.ms,
+    }));
+    results["recordBytes"] = JSON.stringify(event(0)).length;
+
+    results["latency"] = await latency(kafka, server.address, broker.address, dir, admin);
+    await admin.close();
+    await producer.close();
+  } finally {
+    broker.stop();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (!SMOKE) console.log(`\nsaved ${saveResult("kafka", { records: RECORDS, partitions: PARTITIONS, ...results })}`);
+}
+
+/** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows); latency from send to read_committed. */
+async function latency(
+  kafka: ReturnType<typeof createKafkajsClient>,
+  address: string,
+  brokers: string,
+  dir: string,
+  admin: Awaited<ReturnType<typeof kafka.admin>>,
+) {
+  await admin.ensureTopic("bench.lat.in", PARTITIONS);
+  await admin.ensureTopic("bench.lat.out", PARTITIONS);
+  Object.assign(process.env, { BENCH_IN: "bench.lat.in", BENCH_OUT: "bench.lat.out", BENCH_GROUP: "sage-latency" });
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      "temporal.address": address,
+      "temporal.task-queue": "bench-kafka-latency",
+      "data-dir": join(dir, "data"),
+      "kafka.brokers": brokers,
+      "kafka.dead-letter-topic": "bench.dlq",
+      "execution.parallelism": 2,
+      "log.level": "warn",
+    },
+  });
+  const logger = createLogger("warn");
+  const worker = await createSageWorker({ pipeline, config, logger });
+  const running = worker.run();
+  const client = await SageClient.connect({ config });
+  const job = StreamJob.create(client, pipeline, { jobId: "latency" });
+  const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger);
+  await shim.start();
+  const kafkajs = new Kafka({ clientId: "bench-latency", brokers: [brokers], logLevel: logLevel.NOTHING });
+  const reader = kafkajs.consumer({ groupId: `latency-reader-${Date.now()}`, maxWaitTimeInMs: 20 });
+  await reader.connect();
+  await reader.subscribe({ topics: ["bench.lat.out"], fromBeginning: true });
+  const samples: number[] = [];
+  const warmupUntil = Date.now() + 2_000;
+  await reader.run({
+    eachMessage: async ({ message }) => {
+      const e = JSON.parse(message.value!.toString()) as BenchEvent;
+      if (e.sentAt >= warmupUntil) samples.push(Date.now() - e.sentAt);
+    },
+  });
+  const producer = await kafka.producer();
+  const tickMs = 50;
+  const perTick = Math.max(1, Math.round((RATE * tickMs) / 1000));
+  let id = 0;
+  const end = Date.now() + SECONDS * 1000;
+  let next = Date.now();
+  while (Date.now() < end) {
+    const batch = Array.from({ length: perTick }, () => event(id++)).map((e) => ({ key: e.key, value: JSON.stringify(e) }));
+    await producer.send("bench.lat.in", batch);
+    next += tickMs;
+    await sleep(Math.max(0, next - Date.now()));
+  }
+  await sleep(3_000);
+  await reader.disconnect();
+  await producer.close();
+  await job.stop();
+  await shim.done;
+  await client.close();
+  await worker.shutdown();
+  await running;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const out = {
+    rate: RATE,
+    seconds: SECONDS,
+    sent: id,
+    measured: samples.length,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted[sorted.length - 1] ?? NaN,
+  };
+  console.log(`\nlatency at ${RATE} records/s for ${SECONDS} s (2 partition workflows, after 2 s warm-up)`);
+  printTable(
+    ["sent", "measured", "p50 ms", "p99 ms", "max ms"],
+    [[String(out.sent), String(out.measured), String(out.p50Ms), String(out.p99Ms), String(out.maxMs)]],
+  );
+  return out;
+}
+
+await main();
+process.exit(0);
