@@ -170,7 +170,8 @@ export class KafkaShim {
       }
       waited = true;
       await sleep(Math.max(20, Math.min(200, this.options.bufferTimeoutMs)));
-      await control.heartbeat().catch(() => undefined);
+      // A heartbeat that fails means a rebalance: give the batch back so the consumer can rejoin.
+      if (!(await this.heartbeat(control))) return false;
       await this.refresh(slot);
     }
     return this.live(slot, control);
@@ -227,8 +228,19 @@ export class KafkaShim {
         this.stats.signalRetries++;
         this.logger.warn({ err: (err as Error).message, attempt, workflowId: job.workflowIds[slot.index] }, "signal failed; retrying");
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)));
-        await control.heartbeat().catch(() => undefined);
+        if (!(await this.heartbeat(control))) return false;
       }
+    }
+  }
+
+  /** Heartbeats the group; false when this member must give its batch back (rebalance, lost membership). */
+  private async heartbeat(control: BatchControl): Promise<boolean> {
+    try {
+      await control.heartbeat();
+      return true;
+    } catch (err) {
+      this.logger.info({ err: (err as Error).message }, "group heartbeat refused (rebalance): leaving the batch");
+      return false;
     }
   }
 
