@@ -56,7 +56,7 @@ export function createActivities(options: {
     [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),
     [ABORT_ACTIVITY]: (input: ControlInput) => asFailure(() => abortJob(input, dataDir)),
   };
-  const stage = (input: StageInput, records?: Uint8Array) =>
+  const stage = (input: StageInput, ...records: Uint8Array[]) =>
     asFailure(async () => {
       const log = activityLogger(logger, input, { stage: input.stage, shard: input.shard });
       const started = Date.now();

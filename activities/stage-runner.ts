@@ -18,7 +18,7 @@ import { ShardWriter, jobStagingDir, shardFileName } from "../connectors/file/st
 import { decodeBatch, type BatchRecord } from "../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../connectors/kafka/client.js";
 import { decodeSourceRecord, encodeSinkValue, positionOf, rawValue } from "../connectors/kafka/records.js";
-import { transactionalIdOf, type KafkaSinkHost } from "../connectors/kafka/sink.js";
+import { transactionalIdOf, type KafkaSinkHost, type SinkSession, type SourcePosition } from "../connectors/kafka/sink.js";
 import { checkRecordSize, encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 
@@ -100,15 +100,17 @@ class StageRun {
   private readonly consumers = new Map<string, Push[]>();
   private readonly nodes: Map<string, LogicalNode>;
   private sinceHeartbeat = 0;
-  /** Streaming: what the batch writes to Kafka (sink outputs, dead letters) in one transaction. */
-  private readonly kafkaOut: Array<{ topic: string; message: OutgoingMessage }> = [];
-  /** Streaming: the source record now travelling through the chain (its key, headers, timestamp pass through). */
+  /** Streaming: what the unit writes to Kafka (sink outputs, dead letters) in one transaction, with the slice each came from. */
+  private readonly kafkaOut: Array<{ topic: string; message: OutgoingMessage; slice: number }> = [];
+  /** Streaming: the source record now travelling through the chain (its key, headers, timestamp pass through) ... */
   private current: BatchRecord | null = null;
+  /** ... and the index of its slice (-1 outside a source stage). */
+  private currentSlice = -1;
 
   constructor(
     private readonly input: StageInput,
-    /** Streaming: the batch's records, encoded by the shim. */
-    private readonly streamRecords: Uint8Array | undefined,
+    /** Streaming: the records of each slice, encoded by the shim. */
+    private readonly streamRecords: Uint8Array[],
     private readonly compiled: CompiledPipeline,
     private readonly stage: Stage,
     private readonly host: StageHost,
@@ -208,7 +210,9 @@ class StageRun {
     const stream = this.input.stream;
     if (stream) {
       const source = this.current;
+      const slice = stream.slices[this.currentSlice];
       this.kafkaOut.push({
+        slice: this.currentSlice,
         topic: stream.deadLetterTopic,
         message: {
           key: source?.key === undefined || source.key === null ? null : source.keyBase64 ? Buffer.from(source.key, "base64") : source.key,
@@ -219,7 +223,7 @@ class StageRun {
             "sage-operator": node.id,
             "sage-attempts": String(attempts),
             "sage-error": `${e.name}: ${e.message}`.slice(0, 2000),
-            ...(source ? { "sage-source": positionOf(stream.topic, stream.partition, source.offset) } : {}),
+            ...(source && slice ? { "sage-source": positionOf(slice.topic, slice.partition, source.offset) } : {}),
           },
         },
       });
@@ -505,6 +509,7 @@ class StageRun {
       const source = this.current;
       const sourceKey = source?.key === undefined || source.key === null ? null : source.keyBase64 ? Buffer.from(source.key, "base64") : source.key;
       this.kafkaOut.push({
+        slice: this.currentSlice,
         topic: spec.topic,
         message: {
           key: spec.keyed ? key : sourceKey,
@@ -533,29 +538,62 @@ class StageRun {
     };
   }
 
-  /** Streaming: decodes the batch and pushes each record not accepted before into the chain. */
+  /** Streaming: decodes each slice and pushes every record not accepted before into the chain. */
   private async driveStream(node: LogicalNode, entry: Push): Promise<void> {
     const spec = node.source!;
     const stream = this.input.stream!;
-    if (spec.kind !== "kafka" || !this.streamRecords)
-      throw new NonRetryableError(`stage ${this.stage.id} got a stream batch but does not start with a Kafka source`);
+    if (spec.kind !== "kafka" || this.streamRecords.length !== stream.slices.length) {
+      throw new NonRetryableError(
+        `stage ${this.stage.id} got ${this.streamRecords.length} record payload(s) for ${stream.slices.length} stream slice(s), or does not start with a Kafka source`,
+      );
+    }
     const counts = this.counts[node.id]!;
-    for (const rec of decodeBatch(this.streamRecords)) {
-      if (rec.offset < stream.skipBelow) continue;
-      this.current = rec;
-      counts.in++;
-      let value: unknown;
-      try {
-        value = decodeSourceRecord(spec, stream.topic, stream.partition, rec);
-      } catch (err) {
-        await this.deadLetter(node, rawValue(rec), err, 1);
-        continue;
+    for (const [i, slice] of stream.slices.entries()) {
+      this.currentSlice = i;
+      for (const rec of decodeBatch(this.streamRecords[i]!)) {
+        if (rec.offset < slice.skipBelow) continue;
+        this.current = rec;
+        counts.in++;
+        let value: unknown;
+        try {
+          value = decodeSourceRecord(spec, slice.topic, slice.partition, rec);
+        } catch (err) {
+          await this.deadLetter(node, rawValue(rec), err, 1);
+          continue;
+        }
+        const p = entry(value);
+        if (p) await p;
+        this.tick();
       }
-      const p = entry(value);
-      if (p) await p;
-      this.tick();
     }
     this.current = null;
+    this.currentSlice = -1;
+  }
+
+  /**
+   * Streaming: writes what the unit produced for Kafka, with the markers, in one transaction, leaving
+   * out what an earlier attempt already committed (per slice in a source stage, all or nothing after
+   * a stage boundary, where outputs no longer map to slices).
+   */
+  async commitStream(session: SinkSession): Promise<void> {
+    const slices = this.input.stream!.slices;
+    const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
+    const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
+    const skip = (slice: number): boolean => (slice >= 0 ? done[slice]! : done.every(Boolean));
+    const messages = this.kafkaOut.filter((m) => !skip(m.slice));
+    const open = slices.filter((_, i) => !skip(this.stage.source ? i : -1));
+    if (messages.length < this.kafkaOut.length)
+      this.logger.info({ skipped: this.kafkaOut.length - messages.length }, "records an earlier attempt already committed: not written again");
+    if (messages.length === 0 || open.length === 0) return;
+    const positions = new Map<string, SourcePosition>();
+    for (const s of open) {
+      const key = `${s.topic}:${s.partition}`;
+      const next = Math.max(positions.get(key)?.nextOffset ?? 0, s.to + 1);
+      positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
+    }
+    const started = Date.now();
+    await session.commit(messages, [...positions.values()]);
+    this.logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
   }
 
   /** Reads the split (source stages) or the batch (other stages) into the chain. */
@@ -616,15 +654,7 @@ class StageRun {
 
   async finish(): Promise<void> {
     for (const f of this.finishers) await f();
-    const stream = this.input.stream;
-    if (stream) {
-      if (this.kafkaOut.length === 0) return;
-      if (!this.host.kafka) throw new SinkError(`stage ${this.stage.name} writes to Kafka but this worker has no Kafka connection`);
-      const id = transactionalIdOf(this.input.pipeline, this.input.jobId, this.stage.id, this.input.shard);
-      const result = await this.host.kafka().commitBatch(id, this.kafkaOut, { topic: stream.topic, partition: stream.partition, nextOffset: stream.to + 1 });
-      this.logger.debug({ transactionalId: id, messages: this.kafkaOut.length, result }, "kafka transaction");
-      return;
-    }
+    if (this.input.stream) return;
     if (this.deadCount > 0) await this.deadLetters.finish();
   }
 
@@ -640,12 +670,23 @@ class StageRun {
 }
 
 /** Runs one stage activity. */
-export async function runStage(input: StageInput, host: StageHost, logger: Logger, records?: Uint8Array): Promise<StageOutput> {
+export async function runStage(input: StageInput, host: StageHost, logger: Logger, records: Uint8Array[] = []): Promise<StageOutput> {
   const compiled = host.registry.resolve(input);
   const stage = compiled.plan.stages.find((s) => s.id === input.stage);
   if (!stage) throw new NonRetryableError(`plan ${compiled.plan.hash.slice(0, 12)} has no stage "${input.stage}"`);
   const run = new StageRun(input, records, compiled, stage, host, logger);
-  if (!input.stream) await run.clearEarlierAttempt();
+  if (input.stream) {
+    if (!host.kafka) throw new SinkError(`stage ${stage.name} runs a streaming job but this worker has no Kafka connection`);
+    // The whole unit holds its transactional id: fenced first, then run, then committed once.
+    await host.kafka().withSession(transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard), async (session) => {
+      const entries = await run.wire();
+      await run.drive(entries);
+      await run.finish();
+      await run.commitStream(session);
+    });
+    return { counts: run.counts, outputs: run.outputs };
+  }
+  await run.clearEarlierAttempt();
   const entries = await run.wire();
   try {
     await run.drive(entries);

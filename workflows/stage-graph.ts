@@ -47,14 +47,14 @@ export class StageGraph {
 
   /**
    * Runs `stage` on `unit`, then its downstream stages on what it emitted. `mayStart` is asked once
-   * a slot of the stage is free; false skips the unit (the result is then false). `records` is a
-   * binary second argument (a stream batch), passed only to this first stage.
+   * a slot of the stage is free; false skips the unit (the result is then false). `records` are
+   * binary arguments after the input (stream batches), passed only to this first stage.
    */
-  async run(stage: Stage, unit: StageUnit, mayStart: () => boolean = () => true, records?: Uint8Array): Promise<boolean> {
+  async run(stage: Stage, unit: StageUnit, mayStart: () => boolean = () => true, records: Uint8Array[] = []): Promise<boolean> {
     const out = await this.gates.get(stage.id)!.run(async () => {
       if (!mayStart()) return null;
       const input = { ...this.common, stage: stage.id, ...unit };
-      return records ? this.call<StageOutput>(this.activity.get(stage.id)!, input, records) : this.call<StageOutput>(this.activity.get(stage.id)!, input);
+      return this.call<StageOutput>(this.activity.get(stage.id)!, input, ...records);
     });
     if (!out) return false;
     addCounts(this.totals.counts, out.counts);

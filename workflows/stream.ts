@@ -36,6 +36,19 @@ export const stopSignal = defineSignal(STOP_SIGNAL);
 /** Offsets, pending batches and counts of this partition workflow. */
 export const streamProgressQuery = defineQuery<StreamProgress>(PROGRESS_QUERY);
 
+/** Most batches run by one activity, and most encoded bytes they may carry (well below the payload and gRPC limits). */
+const MERGE_BATCHES = 16;
+const MERGE_BYTES = 1024 * 1024;
+
+/** The head of the queue: as many batches as fit in one activity call. */
+function mergeable<T extends { records: Uint8Array }>(pending: T[]): T[] {
+  let bytes = 0;
+  let n = 0;
+  while (n < pending.length && n < MERGE_BATCHES && (n === 0 || bytes + pending[n]!.records.byteLength <= MERGE_BYTES))
+    bytes += pending[n++]!.records.byteLength;
+  return pending.slice(0, n);
+}
+
 /** Runs one partition workflow until stopped; returns its final progress. */
 export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: Uint8Array[]): Promise<StreamProgress> {
   const { plan, runtime } = input;
@@ -118,25 +131,25 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
 
   for (;;) {
     await condition(() => pending.length > 0 || state.stopping || workflowInfo().continueAsNewSuggested);
-    const head = pending[0];
-    if (head) {
-      const { batch } = head;
+    if (pending.length > 0) {
+      // Batches that queued up while the last one ran go together: one activity, one transaction.
+      const take = mergeable(pending);
       const unit = {
         shard: `p${input.index}`,
         stream: {
-          topic: batch.topic,
-          partition: batch.partition,
-          from: batch.from,
-          to: batch.to,
-          skipBelow: batch.skipBelow,
-          seq: batch.seq,
+          slices: take.map(({ batch: b }) => ({ topic: b.topic, partition: b.partition, from: b.from, to: b.to, skipBelow: b.skipBelow, seq: b.seq })),
           workflowIndex: input.index,
           deadLetterTopic: input.stream.deadLetterTopic,
         },
       };
-      await graph.run(source, unit, undefined, head.records);
-      pending.shift();
-      state.processed[topicPartition(batch.topic, batch.partition)] = batch.to + 1;
+      await graph.run(
+        source,
+        unit,
+        undefined,
+        take.map((p) => p.records),
+      );
+      pending.splice(0, take.length);
+      for (const { batch } of take) state.processed[topicPartition(batch.topic, batch.partition)] = batch.to + 1;
     }
     if (state.stopping && pending.length === 0) {
       phase = "stopped";

@@ -80,20 +80,17 @@ export interface TransactionalProducer {
   init(): Promise<void>;
   /**
    * Writes `messages` and advances the progress marker in ONE transaction: readers with
-   * read_committed see both or neither. The marker is the committed offset of `marker.group` on the
-   * source partition, so it can be read back with `KafkaAdmin.committedOffsets`.
+   * read_committed see both or neither. The marker is the committed offsets of `marker.group` on the
+   * source partitions, so it can be read back with `KafkaAdmin.committedOffsets`.
    */
   commitTransaction(messages: Array<{ topic: string; message: OutgoingMessage }>, marker: TransactionMarker): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Progress marker written in a sink transaction. */
+/** Progress marker written in a sink transaction: per source partition, the offset after the last record it covers. */
 export interface TransactionMarker {
   group: string;
-  topic: string;
-  partition: number;
-  /** Offset after the last source record the transaction covers. */
-  nextOffset: string;
+  positions: Array<{ topic: string; partition: number; nextOffset: string }>;
 }
 
 /** A plain (non-transactional, idempotent) producer. */

@@ -104,10 +104,9 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
     this.open = null;
     try {
       for (const chunk of chunks(messages)) await txn.send({ topic: chunk.topic, messages: chunk.messages.map(toKafkajs) });
-      await txn.sendOffsets({
-        consumerGroupId: marker.group,
-        topics: [{ topic: marker.topic, partitions: [{ partition: marker.partition, offset: marker.nextOffset }] }],
-      });
+      const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+      for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+      await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
       await txn.commit();
     } catch (err) {
       await txn.abort().catch(() => undefined);

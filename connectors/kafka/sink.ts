@@ -1,20 +1,27 @@
 /**
  * Exactly-once writes of a streaming stage to Kafka. Each (job, stage, shard) has a stable
- * transactional id; a batch's outputs, its dead letters and the shard's progress marker (the next
- * source offset, committed as the offset of a consumer group named after the transactional id) go
- * in one transaction. A retried batch first fences any older producer with the same id, then reads
- * the marker and skips the batch if an earlier attempt already committed it.
+ * transactional id; a unit's outputs, its dead letters and the shard's progress marker (the next
+ * source offset per partition, committed as the offsets of a consumer group named after the
+ * transactional id) go in one transaction. An attempt first fences any older producer with the same
+ * id, then reads the marker and skips what an earlier attempt already committed.
  */
 import type { Logger } from "pino";
 import { SinkError } from "../../core/errors.js";
 import type { KafkaAdmin, KafkaClient, OutgoingMessage, TransactionalProducer } from "./client.js";
 
-/** The source position a transaction covers. */
+/** A source partition position: the offset after the last record a transaction covers. */
 export interface SourcePosition {
   topic: string;
   partition: number;
-  /** Offset after the batch's last record. */
   nextOffset: number;
+}
+
+/** One stage activity's hold on its transactional id: read the markers, then commit once. */
+export interface SinkSession {
+  /** Offset after the last source record already committed for this partition under this id (-1: none). */
+  committedUpTo(topic: string, partition: number): Promise<number>;
+  /** Writes `messages` and advances the markers to `positions` in one transaction. */
+  commit(messages: Array<{ topic: string; message: OutgoingMessage }>, positions: SourcePosition[]): Promise<void>;
 }
 
 /** Transactional id (and marker group) of one shard of one stage of a job. */
@@ -25,6 +32,12 @@ export function transactionalIdOf(pipeline: string, jobId: string, stage: string
 /** Producers and an admin connection shared by the stage activities of one worker process. */
 export class KafkaSinkHost {
   private readonly producers = new Map<string, TransactionalProducer>();
+  /**
+   * Markers this process committed with a producer it still holds, by transactional id and source
+   * partition. Valid while that producer is: another writer with the same id must fence it first, and
+   * then our next commit fails, drops the producer and this cache, and the marker is read again.
+   */
+  private readonly knownMarkers = new Map<string, Map<string, number>>();
   /** One transaction per id at a time, even when two attempts of a batch overlap in this process. */
   private readonly locks = new Map<string, Promise<unknown>>();
   private admin: Promise<KafkaAdmin> | null = null;
@@ -42,14 +55,14 @@ export class KafkaSinkHost {
     return this.admin;
   }
 
-  /** Writes `messages` and the marker in one transaction, unless the marker says the batch is already in. */
-  async commitBatch(
-    transactionalId: string,
-    messages: Array<{ topic: string; message: OutgoingMessage }>,
-    source: SourcePosition,
-  ): Promise<"committed" | "skipped"> {
+  /**
+   * Runs `work` holding the transactional id: one session at a time per id in this process, even
+   * when two attempts of a batch overlap. The producer is initialised first (fencing any older
+   * producer with the id, whose open transaction is finished), so the markers read next are final.
+   */
+  async withSession<T>(transactionalId: string, work: (session: SinkSession) => Promise<T>): Promise<T> {
     const previous = this.locks.get(transactionalId) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => this.commitLocked(transactionalId, messages, source));
+    const run = previous.catch(() => undefined).then(() => this.session(transactionalId, work));
     this.locks.set(transactionalId, run);
     try {
       return await run;
@@ -58,37 +71,54 @@ export class KafkaSinkHost {
     }
   }
 
-  private async commitLocked(
-    transactionalId: string,
-    messages: Array<{ topic: string; message: OutgoingMessage }>,
-    source: SourcePosition,
-  ): Promise<"committed" | "skipped"> {
+  private async session<T>(transactionalId: string, work: (session: SinkSession) => Promise<T>): Promise<T> {
     let producer = this.producers.get(transactionalId);
     if (!producer) {
       producer = this.client.transactionalProducer(transactionalId);
       this.producers.set(transactionalId, producer);
+      this.knownMarkers.set(transactionalId, new Map());
     }
-    try {
-      // Fence first: after init no older attempt can still commit, so the marker read next is final.
-      await producer.init();
-      const admin = await this.adminConnection();
-      const marker = (await admin.committedOffsets(transactionalId, source.topic)).get(source.partition);
-      if (marker !== undefined && Number(marker) >= source.nextOffset) {
-        this.logger.info({ transactionalId, marker, batchEnd: source.nextOffset }, "batch already committed by an earlier attempt: skipped");
-        return "skipped";
-      }
-      await producer.commitTransaction(messages, {
-        group: transactionalId,
-        topic: source.topic,
-        partition: source.partition,
-        nextOffset: String(source.nextOffset),
-      });
-      return "committed";
-    } catch (err) {
+    const known = this.knownMarkers.get(transactionalId)!;
+    const fail = async (err: unknown): Promise<never> => {
       this.producers.delete(transactionalId);
+      this.knownMarkers.delete(transactionalId);
       await producer.close();
       throw new SinkError(`Kafka transaction ${transactionalId} failed: ${(err as Error).message}`, { retriable: true, cause: err });
+    };
+    try {
+      await producer.init();
+    } catch (err) {
+      return fail(err);
     }
+    const session: SinkSession = {
+      committedUpTo: async (topic, partition) => {
+        const tp = `${topic}:${partition}`;
+        let marker = known.get(tp);
+        if (marker === undefined) {
+          try {
+            const stored = (await (await this.adminConnection()).committedOffsets(transactionalId, topic)).get(partition);
+            marker = stored === undefined ? -1 : Number(stored);
+          } catch (err) {
+            return fail(err);
+          }
+          known.set(tp, marker);
+        }
+        return marker;
+      },
+      commit: async (messages, positions) => {
+        try {
+          const marker = {
+            group: transactionalId,
+            positions: positions.map((p) => ({ topic: p.topic, partition: p.partition, nextOffset: String(p.nextOffset) })),
+          };
+          await producer.commitTransaction(messages, marker);
+        } catch (err) {
+          return fail(err);
+        }
+        for (const p of positions) known.set(`${p.topic}:${p.partition}`, p.nextOffset);
+      },
+    };
+    return work(session);
   }
 
   async close(): Promise<void> {

@@ -54,14 +54,23 @@ export interface AcceptedBatch extends Omit<StreamBatch, "records"> {
   seq: number;
 }
 
-/** What the stage activity of a streaming job receives in place of a split (the records travel as a second, binary argument). */
-export interface StreamUnit {
+/** One accepted batch inside a stage activity's unit of work. */
+export interface StreamSlice {
   topic: string;
   partition: number;
   from: number;
   to: number;
   skipBelow: number;
   seq: number;
+}
+
+/**
+ * What the stage activity of a streaming job receives in place of a split: one or more accepted
+ * batches, run together in one transaction (the workflow merges batches that queued up). The
+ * records of slice i travel as binary argument i + 2 of the activity.
+ */
+export interface StreamUnit {
+  slices: StreamSlice[];
   /** The partition workflow's index (names the transactional ids of the Kafka sinks). */
   workflowIndex: number;
   /** Where records that cannot be processed go, with the reason in headers. */

@@ -119,8 +119,8 @@ function d(dead: Array<{ headers: Record<string, string> }>, reason: string): st
 test("a long run crosses continue-as-new at least twice and loses and duplicates nothing", async () => {
   const t = streamTopics("can");
   useTopics(t.env);
-  // One partition workflow, tiny batches: ~200 batches, the test server suggests continue-as-new at 600 events.
-  const config = streamConfig("can", t.dlq, { "execution.parallelism": 1, "kafka.max-batch-records": 100, "kafka.max-unacked-batches": 8 });
+  // One partition workflow, tiny batches one at a time (no merging): ~200 activities, the test server suggests continue-as-new at 600 events.
+  const config = streamConfig("can", t.dlq, { "execution.parallelism": 1, "kafka.max-batch-records": 100, "kafka.max-unacked-batches": 1 });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const N = 20_000;
