@@ -146,12 +146,16 @@ export class KafkaShim {
       const last = slice[slice.length - 1]!.offset;
       control.resolve(last);
       // A hint for restarts only: the workflow already holds the batch and drops what it has seen.
-      await consumer.commit(batch.topic, batch.partition, String(Number(last) + 1)).catch((err: unknown) => {
+      try {
+        await consumer.commit(batch.topic, batch.partition, String(Number(last) + 1));
+      } catch (err) {
+        // Usually a rebalance: this member's generation is over. Hand the rest back so the consumer rejoins.
         this.logger.warn(
           { err: (err as Error).message, topic: batch.topic, partition: batch.partition },
-          "offset commit failed (the workflow keeps the truth)",
+          "offset commit refused; leaving the batch to rejoin the group",
         );
-      });
+        return;
+      }
       i = j;
     }
   }
