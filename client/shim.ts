@@ -74,6 +74,7 @@ export class KafkaShim {
   private consumer: GroupConsumer | null = null;
   private stopping = false;
   private watcher: NodeJS.Timeout | null = null;
+  private watching: Promise<void> | null = null;
   private finished!: () => void;
   /** Resolves when the shim has stopped (by `stop()`, or because the job was stopped). */
   readonly done: Promise<void> = new Promise((r) => (this.finished = r));
@@ -95,7 +96,10 @@ export class KafkaShim {
   /** Joins the consumer group and starts delivering; returns once consuming has begun. */
   async start(): Promise<void> {
     await this.startConsumer();
-    this.watcher = setInterval(() => void this.watch(), 1_000);
+    this.watcher = setInterval(() => {
+      // One round at a time; `stop` waits for the last one, so no call outlives the client.
+      this.watching ??= this.watch().finally(() => (this.watching = null));
+    }, 1_000);
   }
 
   private async startConsumer(): Promise<void> {
@@ -304,6 +308,7 @@ export class KafkaShim {
     if (!this.stopping) {
       this.stopping = true;
       if (this.watcher) clearInterval(this.watcher);
+      await this.watching?.catch(() => undefined);
       await this.consumer?.stop().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "consumer stop failed"));
       this.logger.info({ ...this.stats }, "shim stopped");
       this.finished();
