@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Apache Kafka broker (KRaft) from Apache Kafka's jars on Maven Central, on loopback.
 #   bash scripts/kafka.sh install   # jars into .tools/kafka/libs (mvn, ~5 s when cached)
-#   bash scripts/kafka.sh start     # format storage once, start, wait until it answers; idempotent
+#   bash scripts/kafka.sh start     # format storage once, start, wait until a transactional producer and a group join work; idempotent
 #   bash scripts/kafka.sh stop      # SIGTERM (clean shutdown), SIGKILL after 30 s
 #   bash scripts/kafka.sh status
 # Settings: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_DATA (.sage/kafka), KAFKA_HEAP (512m).
@@ -24,6 +24,18 @@ install() {
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 answers() { java -cp "$CP" -Dlog4j2.configurationFile="$DATA/log4j2-tools.properties" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" --list >/dev/null 2>&1; }
+
+tool() { java -cp "$CP" -Dlog4j2.configurationFile="$DATA/log4j2-tools.properties" "$@"; }
+
+# Ready means usable, not just listening: a transactional producer initialises (the transaction
+# state topic exists) and a read_committed consumer joins a group (the offsets topic exists).
+ready() {
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" --create --if-not-exists --topic sage.ready --partitions 1 --replication-factor 1 >/dev/null 2>&1 &&
+  tool org.apache.kafka.tools.ProducerPerformance --topic sage.ready --num-records 1 --record-size 16 --throughput -1 \
+    --command-property "bootstrap.servers=127.0.0.1:$PORT" --transactional-id sage-ready-check --transaction-duration-ms 100 >/dev/null 2>&1 &&
+  tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "127.0.0.1:$PORT" --topic sage.ready --group sage-ready-check \
+    --from-beginning --max-messages 1 --isolation-level read_committed --timeout-ms 30000 >/dev/null 2>&1
+}
 
 write_config() {
   cat > "$DATA/server.properties" <<PROPS
@@ -75,7 +87,11 @@ start() {
     >"$DATA/broker.out" 2>&1 &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 120); do
-    if answers; then echo "kafka ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), data $DATA)"; return; fi
+    if answers; then
+      if ready; then echo "kafka ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), data $DATA): transactions and group joins work"; return; fi
+      echo "kafka answers on 127.0.0.1:$PORT but a transactional producer or a group join failed; see $DATA/broker.log" >&2
+      exit 1
+    fi
     if ! running; then echo "kafka exited during start-up; see $DATA/broker.out and $DATA/broker.log" >&2; exit 1; fi
     sleep 0.5
   done

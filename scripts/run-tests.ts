@@ -42,7 +42,9 @@ const code = await new Promise<number>((done) => {
     env: {
       ...process.env,
       ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}),
-      ...(broker ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir } : {}),
+      ...(broker
+        ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir }
+        : {}),
       SAGE_TEST_DIR: dir,
       SAGE_REPO: resolve("."),
     },

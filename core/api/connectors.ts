@@ -50,8 +50,8 @@ export interface SinkDescriptor<T> {
   readonly spec: SinkSpec;
   /** A function the sink calls per record (the Kafka sink's key function); hashed into the plan. */
   readonly fn?: unknown;
-  /** Phantom: the element type. */
-  readonly __type?: T;
+  /** Phantom: the element type, contravariant (a sink of `{ key: string }` takes any record with a string key). */
+  readonly __type?: (value: T) => void;
 }
 
 /** Options of file sources. */

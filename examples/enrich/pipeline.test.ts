@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { cliEnv, sageCli, sageCliBackground, testConfig, until } from "../../test/support/harness.js";
+import { spawnSync } from "node:child_process";
+import { REPO, cliEnv, sageCli, sageCliBackground, testConfig, until } from "../../test/support/harness.js";
 import { streamTopics, testBrokers, testKafka } from "../../test/support/kafka.js";
 
 test("sage run examples/enrich/pipeline.ts streams orders until sage stop; every valid order comes out once, bad ones go to the dead-letter topic", async () => {
@@ -64,4 +65,40 @@ test("sage run examples/enrich/pipeline.ts streams orders until sage stop; every
   } finally {
     if (run.exitCode === null) run.kill("SIGKILL");
   }
+});
+
+test("examples/enrich/client.ts runs the same streaming job from a client script and stops it cleanly", async () => {
+  const t = streamTopics("enrich-client");
+  const config = testConfig("enrich-client");
+  const kafka = testKafka();
+  const admin = await kafka.admin();
+  await admin.ensureTopic(t.input, 2);
+  await admin.ensureTopic(t.output, 2);
+  await admin.close();
+  const producer = await kafka.producer();
+  const orders = Array.from({ length: 500 }, (_, i) => ({ id: `o${i}`, customerId: `c${i % 7}`, items: [{ sku: "s", qty: 1, price: 10 + i }] }));
+  await producer.send(
+    t.input,
+    orders.map((o) => ({ key: o.customerId, value: JSON.stringify(o) })),
+  );
+  await producer.close();
+  const r = spawnSync(process.execPath, ["--import", "tsx", "examples/enrich/client.ts", "500"], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      ...cliEnv(config),
+      SAGE_KAFKA_BROKERS: testBrokers(),
+      SAGE_KAFKA_DEAD_LETTER_TOPIC: t.dlq,
+      ENRICH_INPUT_TOPIC: t.input,
+      ENRICH_OUTPUT_TOPIC: t.output,
+      ENRICH_GROUP: t.group,
+    },
+    encoding: "utf8",
+    timeout: 180_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /stopped: 500 records, 500 enriched orders written exactly once, 0 dead letters/);
+  const out = await kafka.readAll(t.output);
+  assert.equal(out.length, 500);
+  assert.equal(new Set(out.map((m) => (JSON.parse(m.value!.toString()) as { id: string }).id)).size, 500);
 });

@@ -5,6 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SageClient } from "../../client/sage-client.js";
+import { definePipeline } from "../../core/api/pipeline.js";
+import { KafkaSink, KafkaSource } from "../../core/api/connectors.js";
 import { replayExecution } from "../../client/replay.js";
 import { KafkaShim, shimOptionsOf } from "../../client/shim.js";
 import { createLogger } from "../../client/logger.js";
@@ -234,4 +236,66 @@ test("rebalance: a second shim joins the group and later leaves; nothing is lost
     await client.close();
     await worker.stop();
   }
+});
+
+test("string and bytes formats; keys, headers and timestamps pass through to the sink", async () => {
+  const kafka = testKafka();
+  const t = streamTopics("formats");
+  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1 });
+  await createTopics(kafka, t, 1);
+  const bytesIn = `${t.input}.bytes`;
+  const bytesOut = `${t.output}.bytes`;
+  const admin = await kafka.admin();
+  await admin.ensureTopic(bytesIn, 1);
+  await admin.ensureTopic(bytesOut, 1);
+  await admin.close();
+  const strings = definePipeline("formats-string", (env) =>
+    env
+      .fromSource(KafkaSource.records<string>(t.input, { groupId: `${t.group}.s`, format: "string" }), { name: "in" })
+      .map((r) => `${r.value.toUpperCase()}@${r.partition}:${r.offset}:${r.key ?? "-"}`, { name: "upper" })
+      .sink(KafkaSink.topic<string>(t.output, { format: "string" }), { name: "out" }),
+  );
+  const bytes = definePipeline("formats-bytes", (env) =>
+    env
+      .fromSource(KafkaSource.topic<Buffer>(bytesIn, { groupId: `${t.group}.b`, format: "bytes" }), { name: "in" })
+      .map((b) => Buffer.from([...b].reverse()), { name: "reverse" })
+      .sink(KafkaSink.topic<Buffer>(bytesOut, { format: "bytes" }), { name: "out" }),
+  );
+  const producer = await kafka.producer();
+  await producer.send(t.input, [
+    { key: "a", value: "hello", headers: { trace: "t-1" }, timestamp: "1700000000000" },
+    { key: null, value: "world", headers: { trace: "t-2" }, timestamp: "1700000000001" },
+  ]);
+  await producer.send(bytesIn, [{ key: "raw", value: Buffer.from([1, 2, 250, 0]), headers: { kind: "bin" }, timestamp: "1700000000002" }]);
+  await producer.close();
+  for (const [pipeline, expected] of [
+    [strings, 2],
+    [bytes, 1],
+  ] as const) {
+    const worker = await startWorker(pipeline, config);
+    const client = await SageClient.connect({ config });
+    const { job, shim } = await startShim(client, pipeline, config, "formats");
+    try {
+      await waitForRecords(job, expected);
+      await job.stop();
+      await shim.done;
+    } finally {
+      await shim.stop();
+      await client.close();
+      await worker.stop();
+    }
+  }
+  const out = await kafka.readAll(t.output);
+  assert.deepEqual(
+    out.map((m) => [m.key?.toString() ?? null, m.value!.toString(), m.headers["trace"], m.timestamp]),
+    [
+      ["a", "HELLO@0:0:a", "t-1", "1700000000000"],
+      [null, "WORLD@0:1:-", "t-2", "1700000000001"],
+    ],
+  );
+  const raw = await kafka.readAll(bytesOut);
+  assert.deepEqual(
+    raw.map((m) => [m.key?.toString(), [...m.value!], m.headers["kind"], m.timestamp]),
+    [["raw", [0, 250, 2, 1], "bin", "1700000000002"]],
+  );
 });
