@@ -12,7 +12,7 @@ import { join } from "node:path";
 import proto from "@temporalio/proto";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
 import pipeline, { type RoutedRecord } from "../fixtures/routed.js";
-import { startWorkerProcess, testConfig, progressUntil } from "../support/harness.js";
+import { startWorkerProcess, testConfig, progressUntil, until } from "../support/harness.js";
 
 const FIXTURE = "test/fixtures/routed.ts";
 const LINES = 6000;
@@ -78,6 +78,11 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
     const killedOut = join(config.dir, "killed.jsonl");
     const job = await client.submit(pipeline, { jobId: `routed-killed-${process.pid}`, params: { input, output: killedOut, rounds: ROUNDS } });
     const before = await progressUntil(job, "a fifth of the splits", (p) => p.splitsTotal > 0 && p.splitsDone >= p.splitsTotal / 5);
+    // Kill while a stage activity is running on the worker (on a loaded machine there are moments with none).
+    await until("a stage activity in flight", async () => {
+      const pending = (await job.describe()).raw.pendingActivities ?? [];
+      return pending.some((a) => a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED) ? true : undefined;
+    });
     workers[0]!.child.kill("SIGKILL");
     assert.ok(before.splitsTotal >= 30, `expected dozens of splits, got ${before.splitsTotal}`);
     assert.ok(before.splitsDone < before.splitsTotal, `the job finished before the kill (${before.splitsDone}/${before.splitsTotal})`);
