@@ -100,10 +100,14 @@ async function main(): Promise<void> {
     await job.stop();
     const result = await job.result();
     const warm = samples.filter((s) => s.minute >= Math.min(2, MINUTES / 4));
+    // Flat = no upward trend: the median of the last third of the samples after warm-up against the
+    // median of the first third (single samples swing with garbage collection).
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
     const flat = (key: "workerMb" | "shimMb") => {
-      const base = warm[0]?.[key] ?? NaN;
-      const max = Math.max(...warm.map((s) => s[key]));
-      return { afterWarmUpMb: base, maxMb: max, growth: max / base - 1, flat: max <= base * 1.1 };
+      const third = Math.max(1, Math.floor(warm.length / 3));
+      const first = median(warm.slice(0, third).map((s) => s[key]));
+      const last = median(warm.slice(-third).map((s) => s[key]));
+      return { afterWarmUpMb: first, lastMb: last, maxMb: Math.max(...warm.map((s) => s[key])), growth: last / first - 1, flat: last <= first * 1.1 };
     };
     const out = {
       minutes: MINUTES,
