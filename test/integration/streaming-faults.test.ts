@@ -69,6 +69,7 @@ test("kill -9 of the worker mid-batch: a new worker finishes the job, 0 lost, 0 
 
 test("kill -9 of the shim mid-stream and a restart: 0 lost, 0 duplicated", async () => {
   const t = streamTopics("kill-shim");
+  delete process.env.STREAM_SLOW_MS;
   Object.assign(process.env, t.env);
   const config = streamConfig("kill-shim", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
   const kafka = testKafka();
@@ -97,6 +98,7 @@ test("kill -9 of the shim mid-stream and a restart: 0 lost, 0 duplicated", async
 
 test("kill -9 of the broker and a restart on its data dir: 0 lost, 0 duplicated", async () => {
   const t = streamTopics("kill-broker");
+  delete process.env.STREAM_SLOW_MS;
   Object.assign(process.env, t.env);
   const config = streamConfig("kill-broker", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
   const kafka = testKafka();
@@ -127,6 +129,7 @@ test("kill -9 of the broker and a restart on its data dir: 0 lost, 0 duplicated"
 
 test("stop and restart of the Temporal dev server on the same database file: 0 lost, 0 duplicated", async () => {
   const t = streamTopics("restart-server");
+  delete process.env.STREAM_SLOW_MS;
   Object.assign(process.env, t.env);
   const base = streamConfig("restart-server", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
   const server = await startScratchServer(base.dir);

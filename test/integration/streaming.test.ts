@@ -27,8 +27,9 @@ import {
 } from "../support/kafka.js";
 import pipeline from "../fixtures/stream-pipeline.js";
 
-/** Points the fixture (compiled in this process) at the test's topics. */
+/** Points the fixture (compiled in this process) at the test's topics; settings of earlier tests (a slow stage) do not carry over. */
 function useTopics(env: Record<string, string>): void {
+  delete process.env.STREAM_SLOW_MS;
   Object.assign(process.env, env);
 }
 
