@@ -236,8 +236,16 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
       await a.connect();
       return {
         async ensureTopic(topic, partitions) {
-          if ((await a.listTopics()).includes(topic)) return false;
-          return a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+          // A loaded broker may answer UNKNOWN_TOPIC_OR_PARTITION while the new topic's leaders settle: retry what is retriable.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              if ((await a.listTopics()).includes(topic)) return false;
+              return await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+            } catch (err) {
+              if (attempt >= 8 || !(err as { retriable?: boolean }).retriable) throw err;
+              await new Promise((r) => setTimeout(r, 250 * attempt));
+            }
+          }
         },
         deleteTopics: (topics) => a.deleteTopics({ topics }),
         async partitionOffsets(topic) {
