@@ -35,6 +35,10 @@ const WORKFLOWS = arg("workflows", SMOKE ? "1,2" : "1,2,4")
 const RATE = Number(arg("rate", "1000"));
 const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
 const PARTITIONS = 4;
+/** Extra dev server dynamic config (`--server-config key=value`, repeatable), e.g. system.enableActivityEagerExecution=true. */
+const SERVER_CONFIG = process.argv.flatMap((a, i) => (a === "--server-config" ? [process.argv[i + 1]!] : []));
+/** Only the latency case (`--latency-only`). */
+const LATENCY_ONLY = process.argv.includes("--latency-only");
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PAD = "x".repeat(120);
@@ -110,7 +114,8 @@ async function plainPipe(kafka: Kafka, input: string, output: string, n: number,
 async function main(): Promise<void> {
   console.log(`Kafka -> Kafka exactly once: ${RECORDS} records of ~200 bytes over ${PARTITIONS} partitions; ${machineLine()}`);
   const dir = mkdtempSync(join(tmpdir(), "sage-bench-kafka-"));
-  const server = await startScratchServer(dir);
+  const server = await startScratchServer(dir, { dynamicConfig: SERVER_CONFIG });
+  if (SERVER_CONFIG.length > 0) console.log(`dev server dynamic config: ${SERVER_CONFIG.join(", ")}`);
   const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") });
   const kafkajs = new Kafka({ clientId: "bench", brokers: [broker.address], logLevel: logLevel.NOTHING });
   const kafka = createKafkajsClient({ brokers: [broker.address], clientId: "bench" });
@@ -118,6 +123,11 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
   try {
     const admin = await kafka.admin();
+    if (LATENCY_ONLY) {
+      results["latency"] = await latency(kafka, server.address, broker.address, dir, admin);
+      await admin.close();
+      return;
+    }
     await admin.ensureTopic("bench.in", PARTITIONS);
     const producer = await kafka.producer();
     for (let i = 0; i < RECORDS; i += 10_000) {
