@@ -91,7 +91,7 @@ export const configSchema = z
         /** Most records in one micro-batch (bytes are capped by execution.max-batch-bytes, time by execution.buffer-timeout). */
         "max-batch-records": positiveInt.default(2000),
         /** Batches a partition workflow may hold unprocessed before the shim stops feeding it (backpressure). */
-        "max-unacked-batches": positiveInt.default(4),
+        "max-unacked-batches": positiveInt.default(16),
         "session-timeout": duration.default(10_000),
         /** Bytes fetched per partition per request by the shim. */
         "fetch-bytes": bytes.default(1024 * 1024),

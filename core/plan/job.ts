@@ -4,7 +4,6 @@
  */
 import type { SplitDescriptor } from "../api/functions.js";
 import type { PhysicalPlan } from "./physical.js";
-import type { StreamUnit } from "./stream.js";
 
 /** Workflow type name of the pipeline interpreter. */
 export const PIPELINE_WORKFLOW = "pipelineWorkflow";
@@ -168,4 +167,27 @@ export function addCounts(a: StageCounts, b: StageCounts): void {
 /** Total dead letters in a counts table. */
 export function deadLetterTotal(counts: StageCounts): number {
   return Object.values(counts).reduce((n, c) => n + c.dead, 0);
+}
+
+/** One accepted batch inside a stage activity's unit of work. */
+export interface StreamSlice {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
+  skipBelow: number;
+  seq: number;
+}
+
+/**
+ * What the stage activity of a streaming job receives in place of a split: one or more accepted
+ * batches, run together in one transaction (the workflow merges batches that queued up). The
+ * records of slice i travel as binary argument i + 2 of the activity.
+ */
+export interface StreamUnit {
+  slices: StreamSlice[];
+  /** The partition workflow's index (names the transactional ids of the Kafka sinks). */
+  workflowIndex: number;
+  /** Where records that cannot be processed go, with the reason in headers. */
+  deadLetterTopic: string;
 }

@@ -5,6 +5,8 @@
 import type { KafkaSourceSpec } from "../api/connectors.js";
 import { PipelineDefinitionError } from "../errors.js";
 import type { JobRuntimeOptions, StageCounts } from "./job.js";
+
+export type { StreamSlice, StreamUnit } from "./job.js";
 import type { LogicalGraph } from "./logical.js";
 import type { PhysicalPlan } from "./physical.js";
 
@@ -52,29 +54,6 @@ export interface AcceptedBatch extends Omit<StreamBatch, "records"> {
   skipBelow: number;
   /** Sequence number of the batch in this partition workflow (1, 2, ...). */
   seq: number;
-}
-
-/** One accepted batch inside a stage activity's unit of work. */
-export interface StreamSlice {
-  topic: string;
-  partition: number;
-  from: number;
-  to: number;
-  skipBelow: number;
-  seq: number;
-}
-
-/**
- * What the stage activity of a streaming job receives in place of a split: one or more accepted
- * batches, run together in one transaction (the workflow merges batches that queued up). The
- * records of slice i travel as binary argument i + 2 of the activity.
- */
-export interface StreamUnit {
-  slices: StreamSlice[];
-  /** The partition workflow's index (names the transactional ids of the Kafka sinks). */
-  workflowIndex: number;
-  /** Where records that cannot be processed go, with the reason in headers. */
-  deadLetterTopic: string;
 }
 
 /** Streaming settings the workflow needs (the shim has its own). */
