@@ -5,8 +5,8 @@
  */
 import type { ChartBar } from "./case.js";
 
-const WIDTH = 760;
-const LABEL_W = 300;
+const WIDTH = 900;
+const LABEL_W = 400;
 const BAR_H = 22;
 const GAP = 10;
 const TOP = 58;
@@ -35,7 +35,8 @@ export function barChart(title: string, subtitle: string, unit: string, bars: Ch
     }
     return Math.max(2, (v / max) * plotW);
   };
-  const height = TOP + bars.length * (BAR_H + GAP) + 34;
+  const base = TOP + bars.length * (BAR_H + GAP);
+  const height = base + 50;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="white"/>`,
@@ -53,12 +54,12 @@ export function barChart(title: string, subtitle: string, unit: string, bars: Ch
     out.push(`<rect x="${LABEL_W}" y="${y}" width="${w.toFixed(1)}" height="${BAR_H}" fill="${bar.durable ? DURABLE : BASELINE}"/>`);
     out.push(`<text x="${(LABEL_W + w + 6).toFixed(1)}" y="${y + BAR_H * 0.7}">${format(bar.value)}</text>`);
   });
-  const legendY = height - 12;
+  const legendY = base + 14;
   out.push(`<rect x="${LABEL_W}" y="${legendY - 10}" width="12" height="12" fill="${DURABLE}"/>`);
   out.push(`<text x="${LABEL_W + 18}" y="${legendY}">durable (Temporal)</text>`);
   out.push(`<rect x="${LABEL_W + 160}" y="${legendY - 10}" width="12" height="12" fill="${BASELINE}"/>`);
-  out.push(`<text x="${LABEL_W + 178}" y="${legendY}">baseline</text>`);
-  out.push(`<text x="12" y="${legendY}" fill="#555">${escape(unit)}${log ? " (log scale)" : ""}</text>`);
+  out.push(`<text x="${LABEL_W + 178}" y="${legendY}">baseline (not durable)</text>`);
+  out.push(`<text x="${LABEL_W}" y="${legendY + 22}" fill="#555">${escape(unit)}${log ? ", log scale" : ""}</text>`);
   out.push("</svg>");
   return out.join("\n") + "\n";
 }

@@ -46,3 +46,15 @@ export function cpuSeconds(pids: Array<number | null | undefined>): number | nul
   }
   return total / TICKS;
 }
+
+/** CPU seconds the whole machine has been busy (all cores, all processes) since boot; null without /proc/stat. */
+export function machineBusySeconds(): number | null {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return (total - idle) / TICKS;
+  } catch {
+    return null;
+  }
+}

@@ -9,7 +9,7 @@ import { SageClient } from "../client/sage-client.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { JobResult } from "../core/plan/job.js";
 import { jobHistory, startWorkers, stopWorkers, waitForPollers, type JobHistory } from "./cluster.js";
-import { cpuSeconds } from "./cpu.js";
+import { cpuSeconds, machineBusySeconds } from "./cpu.js";
 
 /** How to run the job. */
 export interface SageJobSpec {
@@ -30,8 +30,8 @@ export interface SageJobRun {
   seconds: number;
   result: JobResult;
   history: JobHistory;
-  /** CPU seconds during the job: the dev server's and the workers' (null off Linux). */
-  cpu: { server: number | null; workers: number | null };
+  /** CPU seconds during the job: the dev server's, the workers', the whole machine's (null off Linux). */
+  cpu: { server: number | null; workers: number | null; machine: number | null };
   settings: Record<string, string>;
 }
 
@@ -48,15 +48,21 @@ export async function runSageJob(server: DevServer, spec: SageJobSpec): Promise<
   try {
     await waitForPollers(client, taskQueue, spec.workers);
     const pids = procs.map((p) => p.pid);
-    const cpu0 = { server: cpuSeconds([server.pid]), workers: cpuSeconds(pids) };
+    const cpu0 = { server: cpuSeconds([server.pid]), workers: cpuSeconds(pids), machine: machineBusySeconds() };
     const t = performance.now();
     const job = await client.submit(spec.pipeline, { jobId: `${spec.label.replace(/[^A-Za-z0-9_.-]/g, "-")}-${Date.now()}`, params: spec.params });
     const result = await job.result();
     const seconds = (performance.now() - t) / 1000;
-    const cpu1 = { server: cpuSeconds([server.pid]), workers: cpuSeconds(pids) };
+    const cpu1 = { server: cpuSeconds([server.pid]), workers: cpuSeconds(pids), machine: machineBusySeconds() };
     const history = await jobHistory(client, job);
     const delta = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
-    return { seconds, result, history, cpu: { server: delta(cpu0.server, cpu1.server), workers: delta(cpu0.workers, cpu1.workers) }, settings };
+    return {
+      seconds,
+      result,
+      history,
+      cpu: { server: delta(cpu0.server, cpu1.server), workers: delta(cpu0.workers, cpu1.workers), machine: delta(cpu0.machine, cpu1.machine) },
+      settings,
+    };
   } finally {
     await client.close();
     await stopWorkers(procs);

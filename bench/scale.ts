@@ -9,19 +9,22 @@ import type { BenchCase, BenchContext, CaseReport } from "./case.js";
 import { perSecond, ratio } from "./case.js";
 import type { SageJobRun } from "./sage-job.js";
 
-/** What limited a run, from where its CPU time went. */
+/**
+ * What limited a run, from where CPU time went during it: the machine as a whole (other processes
+ * included: this machine may be shared), the dev server, the workers; else round-trip latency.
+ */
 export function bottleneck(run: SageJobRun, workers: number, cores: number): string {
-  const { server, workers: w } = run.cpu;
-  if (server === null || w === null) return "unknown (no /proc)";
+  const { server, workers: w, machine } = run.cpu;
+  if (server === null || w === null || machine === null) return "unknown (no /proc)";
   const serverCores = server / run.seconds;
   const workerCores = w / run.seconds;
-  const busy = serverCores + workerCores;
-  if (busy >= 0.85 * cores) {
-    return `machine CPU (${busy.toFixed(2)} of ${cores} cores busy: workers ${workerCores.toFixed(2)}, server ${serverCores.toFixed(2)}); the larger share is the ${workerCores >= serverCores ? "workers'" : "server's"}`;
-  }
-  if (serverCores >= 0.8) return `the dev server (${serverCores.toFixed(2)} cores)`;
-  if (workerCores / workers >= 0.8) return `worker CPU (${(workerCores / workers).toFixed(2)} cores per worker)`;
-  return `neither CPU (server ${serverCores.toFixed(2)}, workers ${workerCores.toFixed(2)} cores): waiting on round trips`;
+  const busy = machine / run.seconds;
+  const others = Math.max(0, busy - serverCores - workerCores);
+  const shares = `workers ${workerCores.toFixed(2)}, server ${serverCores.toFixed(2)}, everything else ${others.toFixed(2)} cores`;
+  if (busy >= 0.85 * cores) return `machine CPU saturated (${busy.toFixed(2)} of ${cores} cores busy: ${shares})`;
+  if (serverCores >= 0.8) return `the dev server (${shares})`;
+  if (workerCores / workers >= 0.8) return `worker CPU (${(workerCores / workers).toFixed(2)} cores per worker; ${shares})`;
+  return `neither CPU (${shares}): waiting on round trips`;
 }
 
 async function run(ctx: BenchContext): Promise<CaseReport> {
@@ -36,7 +39,7 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
   const cpu = (v: number | null) => (v === null ? "-" : v.toFixed(1));
   return {
     title: `scale: the bounded job (${input.records.toLocaleString("en-US")} events) on 1 and 2 worker processes`,
-    columns: ["workers", "wall s", "records/s", "vs 1 worker", "server CPU s", "workers CPU s", "bottleneck"],
+    columns: ["workers", "wall s", "records/s", "vs 1 worker", "server CPU s", "workers CPU s", "machine CPU s", "bottleneck"],
     rows: runs.map((r) => [
       String(r.workers),
       r.run.seconds.toFixed(2),
@@ -44,6 +47,7 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
       ratio(base.seconds, r.run.seconds),
       cpu(r.run.cpu.server),
       cpu(r.run.cpu.workers),
+      cpu(r.run.cpu.machine),
       bottleneck(r.run, r.workers, cores),
     ]),
     chart: { unit: "records/s", bars: runs.map((r) => ({ label: `${r.workers} worker(s)`, value: input.records / r.run.seconds, durable: true })) },
