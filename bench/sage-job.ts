@@ -10,6 +10,7 @@ import type { Pipeline } from "../core/api/pipeline.js";
 import type { JobResult } from "../core/plan/job.js";
 import { jobHistory, startWorkers, stopWorkers, waitForPollers, type JobHistory } from "./cluster.js";
 import { cpuSeconds, machineBusySeconds } from "./cpu.js";
+import { jobTimeline, type JobTimeline } from "./timeline.js";
 
 /** How to run the job. */
 export interface SageJobSpec {
@@ -33,9 +34,17 @@ export interface SageJobRun {
   /** CPU seconds during the job: the dev server's, the workers', the whole machine's (null off Linux). */
   cpu: { server: number | null; workers: number | null; machine: number | null };
   settings: Record<string, string>;
+  /** Where the time went (from the history of the job's last run). */
+  timeline: JobTimeline;
 }
 
 let queues = 0;
+
+/** `SAGE_BENCH_PROFILE_DIR=<dir>`: workers write V8 CPU profiles there (`node --cpu-prof`), to see where a job's time goes. */
+function profileArgs(): string[] {
+  const dir = process.env.SAGE_BENCH_PROFILE_DIR;
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
+}
 
 /** Runs `spec` once on `server` and stops its workers. */
 export async function runSageJob(server: DevServer, spec: SageJobSpec): Promise<SageJobRun> {
@@ -43,7 +52,7 @@ export async function runSageJob(server: DevServer, spec: SageJobSpec): Promise<
   const settings = { SAGE_LOG_LEVEL: "warn", ...spec.settings };
   const env = { ...settings, SAGE_TEMPORAL_ADDRESS: server.address, SAGE_DATA_DIR: `${spec.dir}/data`, SAGE_TEMPORAL_TASK_QUEUE: taskQueue };
   const config = loadConfig({ env, overrides: {} });
-  const procs = startWorkers(spec.pipelineFile, spec.workers, env);
+  const procs = startWorkers(spec.pipelineFile, spec.workers, env, profileArgs());
   const client = await SageClient.connect({ config });
   try {
     await waitForPollers(client, taskQueue, spec.workers);
@@ -55,6 +64,7 @@ export async function runSageJob(server: DevServer, spec: SageJobSpec): Promise<
     const seconds = (performance.now() - t) / 1000;
     const cpu1 = { server: cpuSeconds([server.pid]), workers: cpuSeconds(pids), machine: machineBusySeconds() };
     const history = await jobHistory(client, job);
+    const timeline = jobTimeline(await client.temporal.workflow.getHandle(job.workflowId).fetchHistory());
     const delta = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
     return {
       seconds,
@@ -62,6 +72,7 @@ export async function runSageJob(server: DevServer, spec: SageJobSpec): Promise<
       history,
       cpu: { server: delta(cpu0.server, cpu1.server), workers: delta(cpu0.workers, cpu1.workers), machine: delta(cpu0.machine, cpu1.machine) },
       settings,
+      timeline,
     };
   } finally {
     await client.close();
