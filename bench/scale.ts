@@ -39,12 +39,15 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
   const cpu = (v: number | null) => (v === null ? "-" : v.toFixed(1));
   return {
     title: `scale: the bounded job (${input.records.toLocaleString("en-US")} events) on 1 and 2 worker processes`,
-    columns: ["workers", "wall s", "records/s", "vs 1 worker", "server CPU s", "workers CPU s", "machine CPU s", "bottleneck"],
+    columns: ["workers", "wall s", "records/s", "vs 1 worker", "worker occupancy", "server CPU s", "workers CPU s", "machine CPU s", "bottleneck"],
     rows: runs.map((r) => [
       String(r.workers),
       r.run.seconds.toFixed(2),
       perSecond(input.records, r.run.seconds),
       ratio(base.seconds, r.run.seconds),
+      Object.values(r.run.timeline.occupancy)
+        .map((x) => x.toFixed(2))
+        .join(" / "),
       cpu(r.run.cpu.server),
       cpu(r.run.cpu.workers),
       cpu(r.run.cpu.machine),
@@ -53,12 +56,20 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
     chart: { unit: "records/s", bars: runs.map((r) => ({ label: `${r.workers} worker(s)`, value: input.records / r.run.seconds, durable: true })) },
     checks: runs.map((r) => ({ what: `${r.workers} worker(s): every event read`, ok: r.run.result.counts.events?.out === input.records })),
     notes: [
+      "worker occupancy: share of the stage phase during which each worker ran a split (1.00 = never waited for work)",
       `1 -> 2 workers: ${speedup.toFixed(2)}x (target >= 1.7x where the server is not the bottleneck; this machine has ${cores} cores for the server, the workers and everything else)`,
     ],
     data: {
       records: input.records,
       cores,
-      runs: runs.map((r) => ({ workers: r.workers, seconds: r.run.seconds, cpu: r.run.cpu, splits: r.run.result.splitsTotal, settings: r.run.settings })),
+      runs: runs.map((r) => ({
+        workers: r.workers,
+        seconds: r.run.seconds,
+        cpu: r.run.cpu,
+        timeline: r.run.timeline,
+        splits: r.run.result.splitsTotal,
+        settings: r.run.settings,
+      })),
     },
   };
 }
