@@ -43,13 +43,13 @@ export interface CaseReport {
   /** Table header and rows, already formatted. */
   columns: string[];
   rows: string[][];
-  /** Bar chart of the case's main figure. */
-  chart: { unit: string; bars: ChartBar[] };
+  /** Bar chart of the case's main figure (none: no SVG is written). */
+  chart?: { unit: string; bars: ChartBar[] };
   checks: BenchCheck[];
   /** Lines printed under the table (targets met or not, what the bottleneck is, what was unavailable). */
   notes: string[];
-  /** Raw figures for `bench/results/<date>-<case>.json`. */
-  data: unknown;
+  /** Raw figures for `bench/results/<date>-<case>.json` (none: the case saves its own, or nothing). */
+  data?: unknown;
 }
 
 /** A benchmark case in the registry. */

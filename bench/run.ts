@@ -40,7 +40,7 @@ function select(names: string[], size: BenchSize): BenchCase[] {
 
 function print(report: CaseReport): void {
   console.log(`\n== ${report.title}`);
-  printTable(report.columns, report.rows);
+  if (report.rows.length > 0) printTable(report.columns, report.rows);
   for (const n of report.notes) console.log(`  ${n}`);
   for (const c of report.checks) console.log(`  [${c.ok ? "ok" : "FAILED"}] ${c.what}`);
 }
@@ -83,7 +83,7 @@ try {
     }
     print(report);
     failed.push(...report.checks.filter((k) => !k.ok).map((k) => `${c.name}: ${k.what}`));
-    if (args.size === "full") {
+    if (args.size === "full" && report.data !== undefined) {
       const json = saveResult(c.name, {
         case: c.name,
         title: report.title,
@@ -93,9 +93,12 @@ try {
         checks: report.checks,
         data: report.data,
       });
-      const svg = json.replace(/\.json$/, ".svg");
-      writeFileSync(svg, barChart(report.title, machineLine(), report.chart.unit, report.chart.bars));
-      console.log(`  results: ${json}, chart: ${svg}`);
+      console.log(`  results: ${json}`);
+      if (report.chart) {
+        const svg = json.replace(/\.json$/, ".svg");
+        writeFileSync(svg, barChart(report.title, machineLine(), report.chart.unit, report.chart.bars));
+        console.log(`  chart: ${svg}`);
+      }
     }
   }
 } finally {
