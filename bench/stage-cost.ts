@@ -1,7 +1,8 @@
 /**
  * Tuning aid (not a case): the cost of the stage runner itself, without Temporal. Runs the bounded
  * job's fused stage in this process over the input's 4 MiB splits one after another, then the plain
- * loop over the same input, `--repeat` times alternating, and prints the ratio (1.00 = no overhead).
+ * loop over the same input, `--repeat` times alternating, and prints the ratios of wall and CPU time
+ * (1.00 = no overhead; CPU time is the steadier figure on a shared machine).
  *
  *   npx tsx bench/stage-cost.ts [--repeat N] [--records N]
  */
@@ -37,6 +38,7 @@ console.log(`machine: ${machineLine()}; ${records.toLocaleString("en-US")} event
 try {
   for (let rep = 0; rep < repeat; rep++) {
     const t = performance.now();
+    const c0 = process.cpuUsage();
     for (let i = 0, start = 0; start < size; i++, start += SPLIT) {
       const input_: StageInput = {
         jobId: `cost-${rep}`,
@@ -53,8 +55,16 @@ try {
       await runStage(input_, { registry, dataDir: dir, logger, heartbeat: () => {}, cancelled: () => false }, logger);
     }
     const stageSeconds = (performance.now() - t) / 1000;
+    const c1 = process.cpuUsage(c0);
     const loop = await plainLoop(input, join(dir, "loop.jsonl"));
-    console.log(`stage runner ${stageSeconds.toFixed(2)} s, plain loop ${loop.seconds.toFixed(2)} s, ratio ${(stageSeconds / loop.seconds).toFixed(3)}`);
+    const c2 = process.cpuUsage();
+    const cpu = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+    const stageCpu = cpu(c1);
+    const loopCpu = cpu(c2) - cpu(c0) - stageCpu;
+    console.log(
+      `stage runner ${stageSeconds.toFixed(2)} s (CPU ${stageCpu.toFixed(2)} s), plain loop ${loop.seconds.toFixed(2)} s (CPU ${loopCpu.toFixed(2)} s); ` +
+        `ratio wall ${(stageSeconds / loop.seconds).toFixed(3)}, CPU ${(stageCpu / loopCpu).toFixed(3)}`,
+    );
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
