@@ -45,12 +45,28 @@ function print(report: CaseReport): void {
   for (const c of report.checks) console.log(`  [${c.ok ? "ok" : "FAILED"}] ${c.what}`);
 }
 
-const args = parseArgs(process.argv.slice(2));
+/** A usage error: printed without a stack, exit 2. */
+function usage(err: unknown): never {
+  console.error(`bench: ${(err as Error).message}`);
+  process.exit(2);
+}
+
+let args: ReturnType<typeof parseArgs>;
+try {
+  args = parseArgs(process.argv.slice(2));
+} catch (err) {
+  usage(err);
+}
 if (args.list) {
   for (const c of CASES) console.log(`${c.name.padEnd(12)} ${c.summary}${c.inDefaultRun ? "" : " (only when named)"}`);
   process.exit(0);
 }
-const cases = select(args.names, args.size);
+let cases: BenchCase[];
+try {
+  cases = select(args.names, args.size);
+} catch (err) {
+  usage(err);
+}
 const dir = mkdtempSync(join(tmpdir(), "sage-bench-"));
 const started: { server: Promise<DevServer> | null } = { server: null };
 const memo = new Map<string, Promise<unknown>>();
