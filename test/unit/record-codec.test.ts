@@ -18,7 +18,7 @@ test("encodeRecord: plain data, values with toJSON and deep nesting encode exact
 });
 
 test("encodeRecord: what the walk refuses still fails with the checked path's message", () => {
-  const holes = [1, , 3]; // eslint-disable-line no-sparse-arrays
+  const holes = [1, , 3];
   assert.throws(
     () => encodeRecord(holes, "op"),
     (err: unknown) => err instanceof NonSerializableValueError && /key "1" is undefined/.test(err.message),
