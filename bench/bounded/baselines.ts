@@ -49,9 +49,9 @@ export function sagePython(log: (m: string) => void): { python: string } | { una
   const importable = () => existsSync(SAGE_PYTHON) && spawnSync(SAGE_PYTHON, ["-c", "import sage.runtime"], { stdio: "ignore" }).status === 0;
   if (!importable()) {
     log(`installing isage ${ISAGE_VERSION} into .tools/sage (scripts/install-sage-baseline.sh)`);
-    const r = spawnSync("bash", [join(PACKAGE_ROOT, "scripts", "install-sage-baseline.sh")], { encoding: "utf8" });
+    const r = spawnSync("bash", [join(PACKAGE_ROOT, "scripts", "install-sage-baseline.sh")], { encoding: "utf8", env: { ...process.env, ISAGE_VERSION } });
     if (r.status !== 0 || !importable()) {
-      const why = `${r.stderr ?? ""}${r.stdout ?? ""}`.trim().split("\n").slice(-2).join(" ");
+      const why = `${r.stderr ?? ""}${r.stdout ?? ""}`.trim().split("\n").pop() ?? "";
       return { unavailable: `isage ${ISAGE_VERSION} could not be installed (${why || `exit ${r.status}`})` };
     }
   }
