@@ -5,8 +5,20 @@
 import type { BenchCase } from "./case.js";
 import { boundedCase } from "./bounded/case.js";
 import { historyCase } from "./history.js";
-import { kafkaCase } from "./kafka-case.js";
 import { scaleCase } from "./scale.js";
+import { scriptCase } from "./script-case.js";
 
 /** All cases, in run order. */
-export const CASES: readonly BenchCase[] = [boundedCase, historyCase, scaleCase, kafkaCase];
+export const CASES: readonly BenchCase[] = [
+  boundedCase,
+  historyCase,
+  scaleCase,
+  scriptCase({
+    name: "kafka",
+    file: "bench/kafka.ts",
+    summary: "Kafka -> Kafka exactly once vs plain kafkajs (with/without transactions), 1/2/4 partition workflows, latency, history",
+    smokeArgs: ["--smoke"],
+    inDefaultRun: true,
+  }),
+  scriptCase({ name: "soak", file: "bench/soak.ts", summary: "20 minutes of the Kafka job at a steady rate: worker and shim RSS flat", inDefaultRun: false }),
+];
