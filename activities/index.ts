@@ -61,6 +61,9 @@ export function createActivities(options: {
       const log = activityLogger(logger, input, { stage: input.stage, shard: input.shard });
       const started = Date.now();
       const ctx = Context.current();
+      // The runner asks per record; a flag set by the abort event is cheaper than the signal's getter.
+      let cancelled = ctx.cancellationSignal.aborted;
+      ctx.cancellationSignal.addEventListener("abort", () => (cancelled = true), { once: true });
       const heartbeat = (details?: unknown): void => {
         ctx.heartbeat(details);
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`stage ${input.stage} of job ${input.jobId} was cancelled`);
@@ -75,7 +78,7 @@ export function createActivities(options: {
           dataDir,
           logger: log,
           heartbeat,
-          cancelled: () => ctx.cancellationSignal.aborted,
+          cancelled: () => cancelled,
           ...(options.kafka ? { kafka: options.kafka } : {}),
         };
         out = await runStage(input, host, log, records);

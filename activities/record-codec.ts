@@ -29,8 +29,44 @@ function checkedReplacer(this: unknown, key: string, value: unknown): unknown {
   return value;
 }
 
-/** JSON text of `record`; `producer` names the operator that emitted it, for the error. */
+/** Deepest nesting the fast path walks; deeper values (or cycles) take the checked path. */
+const MAX_PLAIN_DEPTH = 64;
+
+/**
+ * True when `value` is made only of strings, numbers, booleans, null, arrays and objects without
+ * `toJSON`, so plain `JSON.stringify` drops and fails on nothing. Anything else (or an answer of
+ * false for a value that is fine after all, e.g. a Date) takes the checked path, which decides.
+ */
+function plainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+      return true;
+    case "object": {
+      if (value === null) return true;
+      if (depth >= MAX_PLAIN_DEPTH) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!plainJson(value[i], depth + 1)) return false;
+        return true;
+      }
+      const o = value as Record<string, unknown>;
+      if (typeof o.toJSON === "function") return false;
+      for (const k in o) if (!plainJson(o[k], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * JSON text of `record`; `producer` names the operator that emitted it, for the error. Plain data
+ * (the common case) is checked by a walk and encoded without a replacer, which is about twice as
+ * fast (a replacer function takes JSON.stringify off its fast path).
+ */
 export function encodeRecord(record: unknown, producer: string): string {
+  if (plainJson(record, 0)) return JSON.stringify(record);
   try {
     return JSON.stringify(record, checkedReplacer);
   } catch (err) {

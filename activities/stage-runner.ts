@@ -37,6 +37,10 @@ export interface StageHost {
 
 /** Pushes one record into an operator; returns a promise only when something awaited. */
 type Push = (value: unknown) => void | Promise<void>;
+/** One call of a user function on one record. */
+type Call = (value: unknown, ctx: RecordContext) => unknown;
+/** What happens with a call's result; gets the record too, so it needs no closure per record. */
+type Then = (result: unknown, value: unknown) => void | Promise<void>;
 
 /** Pushes `items[from..]` through `push`, staying synchronous until a push returns a promise. */
 function pushAll(items: readonly unknown[], push: Push, from = 0): void | Promise<void> {
@@ -143,33 +147,25 @@ class StageRun {
    * Calls `call` for one record and hands its result to `then`. The first try runs synchronously
    * when the user function is synchronous (the common case: no promise per record); a failure moves
    * to `retry`, which follows the operator's policy and dead-letters the record when it gives up.
+   * `call` and `then` take the record as an argument, so an operator builds them once, not per record.
    */
-  private invoke(
-    node: LogicalNode,
-    ctx: RecordContext,
-    value: unknown,
-    call: (ctx: RecordContext) => unknown,
-    then: (result: unknown) => void | Promise<void>,
-  ): void | Promise<void> {
+  private invoke(node: LogicalNode, ctx: RecordContext, value: unknown, call: Call, then: Then): void | Promise<void> {
     let result: unknown;
     try {
-      result = call(ctx);
+      result = call(value, ctx);
     } catch (err) {
       return this.retry(node, value, call, then, err);
     }
     if (result instanceof Promise) {
-      return withTimeout(result, node.timeoutMs, `operator "${node.name}"`).then(then, (err: unknown) => this.retry(node, value, call, then, err));
+      return withTimeout(result, node.timeoutMs, `operator "${node.name}"`).then(
+        (r) => then(r, value),
+        (err: unknown) => this.retry(node, value, call, then, err),
+      );
     }
-    return then(result);
+    return then(result, value);
   }
 
-  private async retry(
-    node: LogicalNode,
-    value: unknown,
-    call: (ctx: RecordContext) => unknown,
-    then: (result: unknown) => void | Promise<void>,
-    first: unknown,
-  ): Promise<void> {
+  private async retry(node: LogicalNode, value: unknown, call: Call, then: Then, first: unknown): Promise<void> {
     let err = first;
     for (let attempt = 1; ; attempt++) {
       if (isJobFatal(err)) throw err;
@@ -181,13 +177,13 @@ class StageRun {
       this.host.heartbeat();
       let result: unknown;
       try {
-        result = call(this.recordContext(node, attempt + 1));
+        result = call(value, this.recordContext(node, attempt + 1));
         if (result instanceof Promise) result = await withTimeout(result, node.timeoutMs, `operator "${node.name}"`);
       } catch (e) {
         err = e;
         continue;
       }
-      return then(result);
+      return then(result, value);
     }
   }
 
@@ -332,10 +328,11 @@ class StageRun {
         if (!flat) return out;
         return out instanceof Promise ? out.then((x) => toArray(node, x)) : toArray(node, out);
       };
+      const then: Then = flat ? (items) => pushAll(items as unknown[], emit) : emit;
       return (v) => {
         counts.in++;
         this.tick();
-        return this.invoke(node, ctx, v, (c) => call(v, c), flat ? (items) => pushAll(items as unknown[], emit) : emit);
+        return this.invoke(node, ctx, v, call, then);
       };
     });
   }
@@ -364,7 +361,7 @@ class StageRun {
         const { labels, otherwise } = node.route!;
         const known = new Map(labels.map((l) => [l, this.emitter(node, l)] as const));
         const fallback = otherwise ? this.emitter(node, OTHERWISE_TAG) : null;
-        const send = (v: unknown) => (label: unknown) => {
+        const send: Then = (label, v) => {
           const target = typeof label === "string" ? known.get(label) : undefined;
           if (target) return target(v);
           if (fallback) return fallback(v);
@@ -378,7 +375,7 @@ class StageRun {
         return (v) => {
           counts.in++;
           this.tick();
-          return this.invoke(node, ctx, v, (c) => call(v, c), send(v));
+          return this.invoke(node, ctx, v, call, send);
         };
       }
       case "coMap":
@@ -390,40 +387,31 @@ class StageRun {
         return (v) => {
           counts.in++;
           this.tick();
-          return this.invoke(node, ctx, v, (c) => call(v, c), emit);
+          return this.invoke(node, ctx, v, call, emit);
         };
       }
       case "filter": {
         const call = method<RecordContext>("filter");
         const emit = this.emitter(node, null);
+        const then: Then = (keep, v) => (keep ? emit(v) : undefined);
         return (v) => {
           counts.in++;
           this.tick();
-          return this.invoke(
-            node,
-            ctx,
-            v,
-            (c) => call(v, c),
-            (keep) => (keep ? emit(v) : undefined),
-          );
+          return this.invoke(node, ctx, v, call, then);
         };
       }
       case "flatMap": {
         const call = method<RecordContext>("flatMap");
         const emit = this.emitter(node, null);
+        const items: Call = (v, c) => {
+          const out = call(v, c);
+          return out instanceof Promise ? out.then((x) => toArray(node, x)) : toArray(node, out);
+        };
+        const then: Then = (list) => pushAll(list as unknown[], emit);
         return (v) => {
           counts.in++;
           this.tick();
-          return this.invoke(
-            node,
-            ctx,
-            v,
-            (c) => {
-              const out = call(v, c);
-              return out instanceof Promise ? out.then((x) => toArray(node, x)) : toArray(node, out);
-            },
-            (items) => pushAll(items as unknown[], emit),
-          );
+          return this.invoke(node, ctx, v, items, then);
         };
       }
       case "process": {
@@ -435,22 +423,18 @@ class StageRun {
           return e;
         };
         const forward: Push = (pair) => emitTo((pair as [string | null, unknown])[0])((pair as [string | null, unknown])[1]);
+        // Emissions are buffered until the call succeeds, so a retried record never emits twice.
+        const processed: Call = (v, c) => {
+          const buffered: Array<[string | null, unknown]> = [];
+          const pctx: ProcessContext<unknown> = { ...c, emit: (x) => void buffered.push([null, x]), output: (tag, x) => void buffered.push([tag.id, x]) };
+          const done = call(v, pctx);
+          return done instanceof Promise ? done.then(() => buffered) : buffered;
+        };
+        const then: Then = (pairs) => pushAll(pairs as unknown[], forward);
         return (v) => {
           counts.in++;
           this.tick();
-          // Emissions are buffered until the call succeeds, so a retried record never emits twice.
-          return this.invoke(
-            node,
-            ctx,
-            v,
-            (c) => {
-              const buffered: Array<[string | null, unknown]> = [];
-              const pctx: ProcessContext<unknown> = { ...c, emit: (x) => void buffered.push([null, x]), output: (tag, x) => void buffered.push([tag.id, x]) };
-              const done = call(v, pctx);
-              return done instanceof Promise ? done.then(() => buffered) : buffered;
-            },
-            (pairs) => pushAll(pairs as unknown[], forward),
-          );
+          return this.invoke(node, ctx, v, processed, then);
         };
       }
       case "sink":
@@ -492,10 +476,11 @@ class StageRun {
     const written = () => {
       counts.out++;
     };
+    const call: Call = (v, c) => invoke(v, c === first ? first : sinkCtx(c));
     return (v) => {
       counts.in++;
       this.tick();
-      return this.invoke(node, first, v, (c) => invoke(v, c === first ? first : sinkCtx(c)), written);
+      return this.invoke(node, first, v, call, written);
     };
   }
 

@@ -8,10 +8,10 @@ import { resolve } from "node:path";
 import proto from "@temporalio/proto";
 import type { SageClient, SageJob } from "../client/sage-client.js";
 
-/** Starts `n` `sage worker <pipelineFile>` processes with `env` on top of this process's. */
-export function startWorkers(pipelineFile: string, n: number, env: Record<string, string>): ChildProcess[] {
+/** Starts `n` `sage worker <pipelineFile>` processes with `env` on top of this process's (and `nodeArgs` for node, e.g. `--cpu-prof`). */
+export function startWorkers(pipelineFile: string, n: number, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess[] {
   return Array.from({ length: n }, () =>
-    spawn(process.execPath, [resolve("bin/sage.js"), "worker", pipelineFile], {
+    spawn(process.execPath, [...nodeArgs, resolve("bin/sage.js"), "worker", pipelineFile], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "ignore", "inherit"],
     }),

@@ -156,6 +156,7 @@ export class SageClient {
       heartbeatTimeoutMs: this.config.temporal["heartbeat-timeout"],
       maxBatchBytes: exec["max-batch-bytes"],
       splitBytes: exec["split-bytes"],
+      splitPrefetch: exec["split-prefetch"],
       deadLetterPath: this.config["dead-letter"].path ?? null,
     };
   }

@@ -92,7 +92,8 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     }
   };
 
-  const graph = new StageGraph(plan, base, common, progress, call);
+  // Jobs started before split prefetch existed have none in their input, and replay so.
+  const graph = new StageGraph(plan, base, common, progress, call, runtime.splitPrefetch ?? 0);
 
   try {
     const splits = await call<SplitsByStage>(control[SPLITS_ACTIVITY]!, common);

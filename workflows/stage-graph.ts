@@ -34,12 +34,14 @@ export class StageGraph {
     private readonly totals: StageTotals,
     /** Calls an activity (the workflow counts and tracks in-flight calls there). */
     private readonly call: <T>(fn: ActivityFn, ...args: unknown[]) => Promise<T>,
+    /** Units a source stage keeps queued per parallel slot beyond the running one (bounded splits; 0 keeps `parallelism` in flight). */
+    sourcePrefetch = 0,
   ) {
     for (const stage of plan.stages) {
       const type = stageActivityType(stage.name);
       const proxy = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: `${stage.operators.length} fused operator(s): ${stage.name}` });
       this.activity.set(stage.id, proxy[type]!);
-      this.gates.set(stage.id, new Gate(stage.parallelism));
+      this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
     }
     this.stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
     this.edgeByKey = new Map(plan.edges.map((e) => [`${e.fromStage}>${edgeKey(e)}`, e] as const));

@@ -44,6 +44,8 @@ export const configSchema = z
         "buffer-timeout": duration.default(50),
         fusion: bool.default(true),
         "split-bytes": bytes.default(4 * 1024 * 1024),
+        /** Splits a source stage keeps queued per parallel slot beyond those running (hides the round trip to the next split). */
+        "split-prefetch": z.coerce.number().int().min(0).default(1),
         "max-batch-bytes": bytes.default(512 * 1024),
       })
       .strict()
@@ -78,7 +80,10 @@ export const configSchema = z
       .prefault({}),
     worker: z
       .object({
-        "max-concurrent-activities": positiveInt.default(8),
+        // Two: one activity's I/O overlaps another's CPU. More lets one worker take every split in
+        // flight while a second one idles (measured, bounded bench with 2 workers: each ran a split
+        // during 53-86% of the job with 8 slots, 91-96% with 2).
+        "max-concurrent-activities": positiveInt.default(2),
         "metrics-port": port.default(0),
       })
       .strict()
@@ -150,6 +155,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "execution.buffer-timeout",
   "execution.fusion",
   "execution.split-bytes",
+  "execution.split-prefetch",
   "execution.max-batch-bytes",
   "state.checkpoint-interval",
   "temporal.address",

@@ -38,6 +38,12 @@ export interface JobRuntimeOptions {
   maxBatchBytes: number;
   /** Target bytes per file split. */
   splitBytes: number;
+  /**
+   * Splits a source stage keeps scheduled per parallel slot beyond the running one, so a worker that
+   * finishes a split finds the next one queued instead of waiting a workflow-task round trip. Absent
+   * in jobs started before it existed (they keep `parallelism` splits in flight, and replay so).
+   */
+  splitPrefetch?: number;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
 }

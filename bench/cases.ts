@@ -1,0 +1,24 @@
+/**
+ * The benchmark registry: every case `npm run bench` knows, in the order it runs them. A new case
+ * is one import and one line here.
+ */
+import type { BenchCase } from "./case.js";
+import { boundedCase } from "./bounded/case.js";
+import { historyCase } from "./history.js";
+import { scaleCase } from "./scale.js";
+import { scriptCase } from "./script-case.js";
+
+/** All cases, in run order. */
+export const CASES: readonly BenchCase[] = [
+  boundedCase,
+  historyCase,
+  scaleCase,
+  scriptCase({
+    name: "kafka",
+    file: "bench/kafka.ts",
+    summary: "Kafka -> Kafka exactly once vs plain kafkajs (with/without transactions), 1/2/4 partition workflows, latency, history",
+    smokeArgs: ["--smoke"],
+    inDefaultRun: true,
+  }),
+  scriptCase({ name: "soak", file: "bench/soak.ts", summary: "20 minutes of the Kafka job at a steady rate: worker and shim RSS flat", inDefaultRun: false }),
+];
