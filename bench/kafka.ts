@@ -6,9 +6,10 @@
  *
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--rate 1000] [--seconds 20] [--smoke]
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
 import { freePort, startScratchServer } from "../client/dev-server.js";
 import { startBroker } from "../client/kafka-broker.js";
@@ -16,7 +17,7 @@ import { loadConfig } from "../client/config-loader.js";
 import { createLogger } from "../client/logger.js";
 import { SageClient } from "../client/sage-client.js";
 import { KafkaShim, shimOptionsOf } from "../client/shim.js";
-import { StreamJob } from "../client/stream-job.js";
+import { StreamJob, StreamJobHandle } from "../client/stream-job.js";
 import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";
 import { jobHistory } from "./cluster.js";
@@ -241,6 +242,13 @@ async function main(): Promise<void> {
   if (!SMOKE) console.log(`\nsaved ${saveResult("kafka", { records: RECORDS, partitions: PARTITIONS, ...results })}`);
 }
 
+/** A `sage` CLI child process (stderr kept for a failure message). */
+function sageProcess(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr?.on("data", () => undefined);
+  return child;
+}
+
 /** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows); latency from send to read_committed. */
 async function latency(
   kafka: ReturnType<typeof createKafkajsClient>,
@@ -264,13 +272,23 @@ async function latency(
       "log.level": "warn",
     },
   });
-  const logger = createLogger("warn");
-  const worker = await createSageWorker({ pipeline, config, logger });
-  const running = worker.run();
+  // Worker and shim run as their own `sage` processes, as deployed: this process only produces and
+  // reads, so its event loop does not inflate the measured latency.
+  const env = {
+    SAGE_TEMPORAL_ADDRESS: address,
+    SAGE_TEMPORAL_TASK_QUEUE: "bench-kafka-latency",
+    SAGE_DATA_DIR: join(dir, "data"),
+    SAGE_KAFKA_BROKERS: brokers,
+    SAGE_KAFKA_DEAD_LETTER_TOPIC: "bench.dlq",
+    SAGE_EXECUTION_PARALLELISM: "2",
+    SAGE_LOG_LEVEL: "warn",
+    BENCH_IN: "bench.lat.in",
+    BENCH_OUT: "bench.lat.out",
+    BENCH_GROUP: "sage-latency",
+  };
+  const children = [sageProcess(["worker", "bench/kafka-pipeline.ts"], env), sageProcess(["shim", "bench/kafka-pipeline.ts", "--job-id", "latency"], env)];
   const client = await SageClient.connect({ config });
-  const job = StreamJob.create(client, pipeline, { jobId: "latency" });
-  const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger);
-  await shim.start();
+  const job = new StreamJobHandle(client, "kafkabench", "latency", ["sage/kafkabench/latency/p0", "sage/kafkabench/latency/p1"]);
   const kafkajs = new Kafka({ clientId: "bench-latency", brokers: [brokers], logLevel: logLevel.NOTHING });
   const reader = kafkajs.consumer({ groupId: `latency-reader-${Date.now()}`, maxWaitTimeInMs: 20 });
   await reader.connect();
@@ -299,10 +317,10 @@ async function latency(
   await reader.disconnect();
   await producer.close();
   await job.stop();
-  await shim.done;
+  await job.result();
   await client.close();
-  await worker.shutdown();
-  await running;
+  for (const c of children) c.kill("SIGTERM");
+  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : Promise.resolve())));
   const sorted = [...samples].sort((a, b) => a - b);
   const out = {
     rate: RATE,
@@ -313,7 +331,7 @@ async function latency(
     p99Ms: percentile(sorted, 99),
     maxMs: sorted[sorted.length - 1] ?? NaN,
   };
-  console.log(`\nlatency at ${RATE} records/s for ${SECONDS} s (2 partition workflows, after 2 s warm-up)`);
+  console.log(`\nlatency at ${RATE} records/s for ${SECONDS} s (2 partition workflows; worker and shim in their own processes; after 2 s warm-up)`);
   printTable(
     ["sent", "measured", "p50 ms", "p99 ms", "max ms"],
     [[String(out.sent), String(out.measured), String(out.p50Ms), String(out.p99Ms), String(out.maxMs)]],
