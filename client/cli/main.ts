@@ -6,6 +6,7 @@ import { devCommand } from "./dev.js";
 import { shimCommand } from "./stream.js";
 import { replayCommand, rerunCommand } from "./history.js";
 import { collect } from "./common.js";
+import { modelsServeCommand } from "./models.js";
 import { SageError } from "../../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
@@ -88,6 +89,16 @@ withGlobals(program.command("rerun <workflowId>"))
   .option("--module <module>", "also start a worker for this pipeline module in this process")
   .option("--json", "print the result as JSON")
   .action(rerunCommand);
+
+program
+  .command("models")
+  .description("local models")
+  .command("serve")
+  .description("serve the local models (scripts/install-models.sh) over an OpenAI-compatible API until interrupted")
+  .option("--port <port>", "port (default 8089; 0 = any free port)")
+  .option("--host <host>", "address to listen on (default 127.0.0.1)")
+  .option("--models-dir <dir>", "where the model files are (default .tools/models)")
+  .action(modelsServeCommand);
 
 try {
   await program.parseAsync(process.argv);
