@@ -32,6 +32,8 @@ export interface FaultCounts {
   chat: number;
   embeddings: number;
   embeddedInputs: number;
+  /** Requests per text: the last user message of a chat, each input of an embedding request. */
+  byText: Record<string, number>;
 }
 
 /** A running deterministic test provider. */
@@ -59,7 +61,7 @@ export async function startFaultServer(options: { port?: number } = {}): Promise
   let seen: Map<string, number>;
   let queued: Fault[];
   const reset = (): void => {
-    counts = { requests: 0, byPath: {}, byStatus: {}, chat: 0, embeddings: 0, embeddedInputs: 0 };
+    counts = { requests: 0, byPath: {}, byStatus: {}, chat: 0, embeddings: 0, embeddedInputs: 0, byText: {} };
     seen = new Map();
     queued = [];
   };
@@ -69,6 +71,7 @@ export async function startFaultServer(options: { port?: number } = {}): Promise
   const faultIn = (text: string): Fault | null => {
     const n = (seen.get(text) ?? 0) + 1;
     seen.set(text, n);
+    counts.byText[text] = n;
     let fault: Fault | null = null;
     let delayMs = 0;
     for (const m of text.matchAll(DIRECTIVE)) {
@@ -96,7 +99,8 @@ export async function startFaultServer(options: { port?: number } = {}): Promise
     if (!Array.isArray(body.messages) || body.messages.length === 0) throw new HttpError(400, "messages must be a non-empty array", "messages");
     counts.chat++;
     const last = [...body.messages].reverse().find((m) => m.role === "user")?.content ?? "";
-    const fault = queued.shift() ?? faultIn(JSON.stringify(body.messages));
+    const directed = faultIn(last);
+    const fault = queued.shift() ?? directed;
     const content = `echo: ${last.replace(DIRECTIVE, "").trim()}`;
     const promptTokens = body.messages.reduce((s, m) => s + m.content.split(/\s+/).length, 0);
     const completionTokens = content.split(/\s+/).length;
@@ -116,7 +120,8 @@ export async function startFaultServer(options: { port?: number } = {}): Promise
     if (!Array.isArray(input) || input.length === 0) throw new HttpError(400, "input must be a string or a non-empty array of strings", "input");
     counts.embeddings++;
     counts.embeddedInputs += input.length;
-    const fault = queued.shift() ?? input.map(faultIn).find((f) => f !== null) ?? null;
+    const directed = input.map(faultIn).find((f) => f !== null) ?? null;
+    const fault = queued.shift() ?? directed;
     const tokens = input.reduce((s, t) => s + t.split(/\s+/).length, 0);
     await answer(res, fault, () => ({
       object: "list",

@@ -87,6 +87,7 @@ withGlobals(program.command("replay [workflowId]"))
 withGlobals(program.command("rerun <workflowId>"))
   .description("run a failed or terminated job again, reusing the splits it completed")
   .option("--module <module>", "also start a worker for this pipeline module in this process")
+  .option("--recorded", "run the job again (finished or failed) as a new job using only its recorded model answers: no model calls")
   .option("--json", "print the result as JSON")
   .action(rerunCommand);
 
