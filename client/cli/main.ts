@@ -7,6 +7,7 @@ import { shimCommand } from "./stream.js";
 import { replayCommand, rerunCommand } from "./history.js";
 import { collect } from "./common.js";
 import { modelsServeCommand } from "./models.js";
+import { indexCommand } from "./index-docs.js";
 import { SageError } from "../../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
@@ -90,6 +91,12 @@ withGlobals(program.command("rerun <workflowId>"))
   .option("--recorded", "run the job again (finished or failed) as a new job using only its recorded model answers: no model calls")
   .option("--json", "print the result as JSON")
   .action(rerunCommand);
+
+withGlobals(program.command("index <docs-folder>"))
+  .description("chunk and embed the .md/.txt files of a folder (a bounded job) into a LanceDB vector index")
+  .option("--index <dir>", "index folder (default <data-dir>/index/docs)")
+  .option("--job-id <id>", "job id (default: a timestamp)")
+  .action(indexCommand);
 
 program
   .command("models")
