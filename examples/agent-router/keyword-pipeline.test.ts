@@ -6,10 +6,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO, cliEnv, sageCli, scratchDir, testConfig, readJsonl } from "../../test/support/harness.js";
+import { cliEnv, sageCli, scratchDir, testConfig, readJsonl } from "../../test/support/harness.js";
 
 /** A message of the input and an answer of the output, as the example defines them. */
 interface Message {
