@@ -106,6 +106,7 @@ export { kafkaClientOf } from "./connectors/kafka/index.js";
 export { createLogger } from "./client/logger.js";
 export { rerunRecorded, type RecordedRerun } from "./client/recorded-rerun.js";
 export { indexDocuments, indexExists, type IndexReport } from "./client/indexer.js";
+export { SentenceEmbeddingFunction } from "./connectors/llm/sentence-embedding-function.js";
 export { ensureServer as ensureTemporalServer, uiLink } from "./client/cli/common.js";
 export { LOCAL_BASE_URL, RECORDED_FROM_PARAM } from "./connectors/llm/model-endpoint.js";
 export { readUsage, type UsageTotals } from "./connectors/llm/usage-ledger.js";

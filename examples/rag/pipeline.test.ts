@@ -33,7 +33,7 @@ test("sage index + the RAG pipeline: the known source comes first for every labe
 
   const before = await models.stats();
   const output = join(config.dir, "answers.jsonl");
-  const { result } = await runJob(pipeline, config, { questions: QUESTIONS, index, output }, "labelled");
+  const { job, result } = await runJob(pipeline, config, { questions: QUESTIONS, index, output }, "labelled");
   const after = await models.stats();
   assert.equal(result.deadLetters, 0);
   assert.equal(after.embeddings - before.embeddings, 1, "8 questions, one micro-batch, one embedding request");
@@ -53,6 +53,17 @@ test("sage index + the RAG pipeline: the known source comes first for every labe
   const again = await runJob(pipeline, config, { questions: QUESTIONS, index, output: join(config.dir, "again.jsonl") }, "again");
   assert.deepEqual(await models.stats(), after, "every model answer of the re-run came from the cache");
   assert.deepEqual(readJsonl(again.result.outputs["response-sink"]!), readJsonl(output));
+
+  // `sage rerun --recorded`: the job again, from its recorded answers only, with the cache off.
+  const rerun = sageCli(["rerun", job.workflowId, "--recorded", "--module", "examples/rag/pipeline.ts", "--json"], {
+    env: { ...cliEnv(config), SAGE_LLM_BASE_URL: `${models.url}/v1`, SAGE_LLM_CACHE: "false" },
+  });
+  assert.equal(rerun.code, 0, rerun.stderr);
+  const rerunResult = JSON.parse(rerun.stdout.trim().split("\n").pop()!) as { phase: string; recordedFrom: string; outputs: Record<string, string> };
+  assert.equal(rerunResult.phase, "done");
+  assert.equal(rerunResult.recordedFrom, "rag/labelled");
+  assert.deepEqual(await models.stats(), after, "the recorded re-run made no model call");
+  assert.deepEqual(readJsonl(rerunResult.outputs["response-sink"]!), readJsonl(output));
 });
 
 test("the README's demo command starts what it needs, indexes, answers with sources and prints the Web UI link", () => {

@@ -17,6 +17,7 @@ import { SageClient } from "../../client/sage-client.js";
 import { readUsage } from "../../connectors/llm/usage-ledger.js";
 import { cliEnv, readJsonl, runJob, sageCli, startWorker, testConfig } from "../support/harness.js";
 import { llmOpsPipeline, type LlmRecord } from "../fixtures/llm-ops.js";
+import { definePipeline, FileSink, FileSource, SentenceEmbeddingFunction } from "../../index.js";
 
 let provider: FaultServer;
 before(async () => (provider = await startFaultServer()));
@@ -158,4 +159,50 @@ test("a re-run job pays nothing; --recorded makes zero model calls; a changed pr
   assert.match(status.stdout, /generate: 5 model request\(s\) \(0 from cache\)/);
   const usage = await readUsage(config["data-dir"], "llm-ops", "first");
   assert.ok(usage!.total.cost > 0, "a priced model has an estimated cost");
+});
+
+test("a micro-batch the endpoint refuses (400) is retried record by record: only the bad record is a dead letter", async () => {
+  provider.reset();
+  const config = llmConfig("llm-batch-fallback");
+  const input = join(config.dir, "input.jsonl");
+  const keys = ["k0", "k1", "bad key [[400]]", "k3"];
+  writeFileSync(input, keys.map((key, id) => JSON.stringify({ id, key, text: `t${id}` })).join("\n") + "\n");
+  const output = join(config.dir, "out.jsonl");
+  const { result } = await runJob(llmOpsPipeline(), config, { input, output }, "fallback");
+  const c = provider.counts();
+  assert.equal(c.embeddings, 5, "the batch of 4 (refused), then one request per record");
+  assert.deepEqual(
+    readJsonl<{ id: number }>(output)
+      .map((r) => r.id)
+      .sort(),
+    [0, 1, 3],
+  );
+  const dead = readJsonl<DeadLetter>(result.deadLetterPath!);
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0]!.operator, "embed");
+  assert.equal(dead[0]!.record.id, 2);
+  assert.match(dead[0]!.error.message, /HTTP 400/);
+});
+
+test("SentenceEmbeddingFunction: the model is opened in open(), used per micro-batch in the worker, released in close()", async () => {
+  const fn = new SentenceEmbeddingFunction<{ id: number; text: string }>((r) => r.text);
+  const embedPipeline = definePipeline("sentence-embedding", (env) =>
+    env
+      .fromSource(FileSource.jsonl<{ id: number; text: string }>(env.param("input")), { name: "sentences" })
+      .mapBatch(fn, { name: "sentence-embedding", batchSize: 8 })
+      .map((r) => ({ id: r.id, dims: r.embedding.length, norm: Math.sqrt(r.embedding.reduce((s, x) => s + x * x, 0)) }), { name: "measure" })
+      .sink(FileSink.jsonl(env.param("output")), { name: "out" }),
+  );
+  const config = testConfig("sentence-embedding");
+  const input = join(config.dir, "in.jsonl");
+  writeFileSync(input, Array.from({ length: 10 }, (_, id) => JSON.stringify({ id, text: `sentence number ${id}` })).join("\n") + "\n");
+  const output = join(config.dir, "out.jsonl");
+  assert.equal(fn.isOpen, false);
+  const { result } = await runJob(embedPipeline, config, { input, output }, "sentences");
+  assert.equal(result.counts["sentence-embedding"]?.out, 10);
+  for (const r of readJsonl<{ dims: number; norm: number }>(output)) {
+    assert.equal(r.dims, 384);
+    assert.ok(Math.abs(r.norm - 1) < 1e-3);
+  }
+  assert.equal(fn.isOpen, false, "the worker's shutdown closed the function and released the model");
 });
