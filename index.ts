@@ -19,7 +19,7 @@ export {
   type KafkaSourceOptions,
   type KafkaSinkOptions,
 } from "./core/api/connectors.js";
-export { ParamRef } from "./core/api/params.js";
+export { ParamRef, type StringOrParam } from "./core/api/params.js";
 export {
   EmbedFunction,
   RetrieveFunction,

@@ -11,9 +11,11 @@ import {
   MapFunction,
   NonRetryableError,
   type ChatMessage,
+  type DataStream,
   type Generated,
   type Hit,
   type Retrieved,
+  type StringOrParam,
 } from "sage-temporal";
 
 /** A question from the input file (JSON Lines). */
@@ -71,15 +73,21 @@ export class ResponseFormatter extends MapFunction<Generated<ParsedQuery & { hit
   }
 }
 
-/** Parameters: `questions` (JSONL), `index` (LanceDB folder from `sage index`), `output` (JSONL). */
-export default definePipeline("rag", (env) =>
-  env
-    .fromSource(FileSource.jsonl<Question>(env.param("questions")), { name: "user-queries" })
+/** The chain from questions to answers, whatever the source and sink (files here, Kafka in `stream-pipeline.ts`). */
+export function ragChain(questions: DataStream<Question>, index: StringOrParam): DataStream<RagAnswer> {
+  return questions
     .map(new QueryParser(), { name: "query-parser" })
     .embed({ text: (q) => q.query, name: "embedding-generator" })
-    .retrieve({ index: env.param("index"), k: 3, name: "vector-retriever" })
+    .retrieve({ index, k: 3, name: "vector-retriever" })
     .map(new ContextEnhancer(), { name: "context-enhancer" })
     .generate({ maxTokens: 48, name: "llm-generator" })
-    .map(new ResponseFormatter(), { name: "response-formatter" })
-    .sink(FileSink.jsonl<RagAnswer>(env.param("output")), { name: "response-sink" }),
+    .map(new ResponseFormatter(), { name: "response-formatter" });
+}
+
+/** Parameters: `questions` (JSONL), `index` (LanceDB folder from `sage index`), `output` (JSONL). */
+export default definePipeline("rag", (env) =>
+  ragChain(env.fromSource(FileSource.jsonl<Question>(env.param("questions")), { name: "user-queries" }), env.param("index")).sink(
+    FileSink.jsonl<RagAnswer>(env.param("output")),
+    { name: "response-sink" },
+  ),
 );
