@@ -19,13 +19,36 @@ export {
   type KafkaSourceOptions,
   type KafkaSinkOptions,
 } from "./core/api/connectors.js";
-export { ParamRef } from "./core/api/params.js";
+export { ParamRef, type StringOrParam } from "./core/api/params.js";
+export {
+  EmbedFunction,
+  RetrieveFunction,
+  PromptFunction,
+  GenerateFunction,
+  EmbeddingClassifier,
+  ChatClassifier,
+  fillTemplate,
+  LLM_SERVICES,
+  type ChatMessage,
+  type ChatCall,
+  type ModelCall,
+  type ModelClient,
+  type Hit,
+  type VectorIndex,
+  type LlmServices,
+  type Embedded,
+  type Retrieved,
+  type Prompted,
+  type Generated,
+  type Labelled,
+} from "./core/api/llm.js";
 export {
   OutputTag,
   type FunctionContext,
   type RecordContext,
   type ProcessContext,
   type SinkContext,
+  type WorkerServices,
   type SourceContext,
   type FunctionLogger,
 } from "./core/api/context.js";
@@ -44,6 +67,8 @@ export {
   RichSourceFunction,
   type RichFunction,
   type MapFunctionLike,
+  type MapBatchFunctionLike,
+  type MapBatchFn,
   type FlatMapFunctionLike,
   type FilterFunctionLike,
   type ProcessFunctionLike,
@@ -66,6 +91,8 @@ export {
   SourceError,
   SinkError,
   ServerUnavailableError,
+  ModelUnavailableError,
+  NotRecordedError,
 } from "./core/errors.js";
 export type { SageConfig } from "./core/config/schema.js";
 export { loadConfig } from "./client/config-loader.js";
@@ -77,3 +104,9 @@ export type { StreamProgress } from "./core/plan/stream.js";
 export type { KafkaClient } from "./connectors/kafka/client.js";
 export { kafkaClientOf } from "./connectors/kafka/index.js";
 export { createLogger } from "./client/logger.js";
+export { rerunRecorded, type RecordedRerun } from "./client/recorded-rerun.js";
+export { indexDocuments, indexExists, type IndexReport } from "./client/indexer.js";
+export { SentenceEmbeddingFunction } from "./connectors/llm/sentence-embedding-function.js";
+export { ensureServer as ensureTemporalServer, uiLink } from "./client/cli/common.js";
+export { LOCAL_BASE_URL, RECORDED_FROM_PARAM } from "./connectors/llm/model-endpoint.js";
+export { readUsage, type UsageTotals } from "./connectors/llm/usage-ledger.js";

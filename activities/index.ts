@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure, CancelledFailure, Context } from "@temporalio/activity";
 import type { Logger } from "pino";
-import { SageError } from "../core/errors.js";
+import { ModelUnavailableError, SageError } from "../core/errors.js";
 import { ABORT_ACTIVITY, COMMIT_ACTIVITY, SPLITS_ACTIVITY, stageActivityType, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { abortJob, commitJob, listSplits, type ControlInput } from "./job-control.js";
 import type { OperatorRegistry } from "./registry.js";
@@ -20,7 +20,9 @@ async function asFailure<T>(work: () => Promise<T>): Promise<T> {
     return await work();
   } catch (err) {
     if (err instanceof SageError) {
-      throw ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: !err.retriable, cause: err });
+      // An endpoint's Retry-After becomes the delay before Temporal's next attempt.
+      const retryAfter = err instanceof ModelUnavailableError && err.retryAfterMs !== null ? { nextRetryDelay: err.retryAfterMs } : {};
+      throw ApplicationFailure.create({ message: err.message, type: err.code, nonRetryable: !err.retriable, cause: err, ...retryAfter });
     }
     throw err;
   }

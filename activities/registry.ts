@@ -4,7 +4,7 @@
  */
 import type { Logger } from "pino";
 import type { CompiledPipeline, Pipeline } from "../core/api/pipeline.js";
-import type { FunctionContext } from "../core/api/context.js";
+import type { FunctionContext, WorkerServices } from "../core/api/context.js";
 import type { RichFunction } from "../core/api/functions.js";
 import { PlanMismatchError } from "../core/errors.js";
 import type { LogicalNode } from "../core/plan/logical.js";
@@ -25,6 +25,8 @@ export class OperatorRegistry {
   constructor(
     readonly pipeline: Pipeline,
     private readonly logger: Logger,
+    /** Worker-wide services handed to `open(ctx)` (the LLM client and vector store). */
+    private readonly services?: WorkerServices,
   ) {}
 
   /** The pipeline compiled with the given options (cached). */
@@ -58,6 +60,7 @@ export class OperatorRegistry {
           pipeline: compiled.plan.pipeline,
           parallelism: node.parallelism ?? compiled.plan.parallelism,
           logger: this.logger.child({ operator: node.id }),
+          ...(this.services ? { services: this.services } : {}),
         };
         ready = Promise.resolve(rich.open?.(ctx)).then(() => {
           if (typeof rich.close === "function") this.toClose.push(rich);

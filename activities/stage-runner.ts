@@ -101,6 +101,8 @@ class StageRun {
   private deadCount = 0;
   private readonly writers: ShardWriter[] = [];
   private readonly finishers: Array<() => Promise<void>> = [];
+  /** Flushes of the `mapBatch` operators' buffers, by operator id. */
+  private readonly batchFlushes = new Map<string, () => Promise<void>>();
   private readonly consumers = new Map<string, Push[]>();
   private readonly nodes: Map<string, LogicalNode>;
   private sinceHeartbeat = 0;
@@ -381,6 +383,8 @@ class StageRun {
       case "coMap":
       case "coFlatMap":
         return null;
+      case "mapBatch":
+        return this.batchPush(node, fn);
       case "map": {
         const call = method<RecordContext>("map");
         const emit = this.emitter(node, null);
@@ -440,6 +444,75 @@ class StageRun {
       case "sink":
         return this.sinkPush(node, fn, ctx);
     }
+  }
+
+  /**
+   * A `mapBatch` operator buffers its input and calls the function once per `batchSize` records and
+   * once more for the rest when the stage's input ends (`flushBatches`, in topological order).
+   */
+  private batchPush(node: LogicalNode, fn: unknown): Push {
+    const counts = this.counts[node.id]!;
+    const call = (values: unknown[], c: RecordContext): unknown =>
+      typeof fn === "function"
+        ? (fn as (v: unknown[], c: RecordContext) => unknown)(values, c)
+        : (fn as { mapBatch(v: unknown[], c: RecordContext): unknown }).mapBatch(values, c);
+    const emit = this.emitter(node, null);
+    const size = node.batchSize ?? 64;
+    let buffer: unknown[] = [];
+    const flush = async (): Promise<void> => {
+      const items = buffer;
+      buffer = [];
+      if (items.length > 0) await this.runBatch(node, items, call, emit);
+    };
+    this.batchFlushes.set(node.id, flush);
+    return (v) => {
+      counts.in++;
+      this.tick();
+      buffer.push(v);
+      if (buffer.length >= size) return flush();
+    };
+  }
+
+  /**
+   * One call of a `mapBatch` function with the operator's retry policy. When the batch fails for good
+   * (a non-retryable error, or retries used up), each record is tried alone, so only the records
+   * that fail by themselves go to the dead letters.
+   */
+  private async runBatch(node: LogicalNode, items: unknown[], call: (values: unknown[], c: RecordContext) => unknown, emit: Push): Promise<void> {
+    let err: unknown;
+    let attempt = 0;
+    let results: unknown[] | null = null;
+    while (results === null && attempt < node.retry.maxAttempts) {
+      attempt++;
+      if (attempt > 1) {
+        await new Promise((r) => setTimeout(r, backoffMs(node.retry, attempt - 1)));
+        this.host.heartbeat();
+      }
+      try {
+        const out = await withTimeout(Promise.resolve(call(items, this.recordContext(node, attempt))), node.timeoutMs, `operator "${node.name}"`);
+        if (!Array.isArray(out) || out.length !== items.length) {
+          throw new NonRetryableError(
+            `mapBatch "${node.name}" must return an array of ${items.length} result(s), got ${Array.isArray(out) ? `${out.length}` : typeof out}`,
+          );
+        }
+        results = out;
+      } catch (e) {
+        if (isJobFatal(e)) throw e;
+        err = e;
+        if (e instanceof NonRetryableError) break;
+      }
+    }
+    if (results) return pushAll(results, emit);
+    if (items.length > 1) {
+      for (const item of items) await this.runBatch(node, [item], call, emit);
+      return;
+    }
+    await this.deadLetter(node, items[0], err, attempt);
+  }
+
+  /** Runs the `mapBatch` buffers out, upstream operators first (their output fills the next buffer). */
+  async flushBatches(): Promise<void> {
+    for (const id of this.stage.operators) await this.batchFlushes.get(id)?.();
   }
 
   private sinkPush(node: LogicalNode, fn: unknown, ctx: RecordContext): Push {
@@ -638,6 +711,7 @@ class StageRun {
   }
 
   async finish(): Promise<void> {
+    await this.flushBatches();
     for (const f of this.finishers) await f();
     if (this.input.stream) return;
     if (this.deadCount > 0) await this.deadLetters.finish();

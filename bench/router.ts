@@ -12,7 +12,7 @@ import { startScratchServer } from "../client/dev-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import type { StageCounts } from "../core/plan/job.js";
-import pipeline, { type Answer, type Message } from "../examples/agent-router/pipeline.js";
+import pipeline, { type Answer, type Message } from "../examples/agent-router/keyword-pipeline.js";
 import { jobHistory, startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 
@@ -20,7 +20,7 @@ const argMessages = process.argv.indexOf("--messages");
 const MESSAGES = argMessages > 0 ? Number(process.argv[argMessages + 1]) : 20_000;
 /** Source splits wanted: enough that per-split figures average over several, few enough to be quick. */
 const TARGET_SPLITS = 16;
-const PIPELINE_FILE = "examples/agent-router/pipeline.ts";
+const PIPELINE_FILE = "examples/agent-router/keyword-pipeline.ts";
 
 const NOUNS = ["deployment", "cluster", "worker", "queue", "index", "model", "pipeline", "report", "build", "cache", "database", "dashboard"];
 const VERBS = ["restart", "scale", "inspect", "rebuild", "rotate", "archive", "tune", "export"];

@@ -68,6 +68,17 @@ export function loadConfig(options: LoadConfigOptions = {}): SageConfig {
       origins.set(key, `environment variable ${envVarOf(key)}`);
     }
   }
+  // The openai client's own variables work too, when the SAGE_ ones are not set.
+  for (const [key, name] of [
+    ["llm.base-url", "OPENAI_BASE_URL"],
+    ["llm.api-key", "OPENAI_API_KEY"],
+  ] as const) {
+    const value = env[name];
+    if (value && !origins.has(key)) {
+      setPath(raw, key, value);
+      origins.set(key, `environment variable ${name}`);
+    }
+  }
   for (const [key, value] of Object.entries(options.overrides ?? {})) {
     if (value === undefined) continue;
     setPath(raw, key, value);

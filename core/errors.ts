@@ -92,5 +92,38 @@ export class ServerUnavailableError extends SageError {
   }
 }
 
-/** Codes of errors that must fail the whole job instead of dead-lettering one record. */
-export const JOB_FATAL_CODES: readonly string[] = ["PLAN_MISMATCH", "NON_SERIALIZABLE", "PAYLOAD_BUDGET", "SOURCE", "SINK"];
+/**
+ * A model endpoint is busy or failing (429, 5xx, no connection). It fails the stage activity, which
+ * Temporal retries (after `retryAfterMs` when the endpoint said `Retry-After`); answers already
+ * received come from the response cache on the retry.
+ */
+export class ModelUnavailableError extends SageError {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | null,
+    options: { cause?: unknown } = {},
+  ) {
+    super("MODEL_UNAVAILABLE", message, { retriable: true, ...options });
+  }
+}
+
+/** A recorded re-run (`sage rerun --recorded`) needed a model answer that is not in the record. */
+export class NotRecordedError extends SageError {
+  constructor(message: string) {
+    super("NOT_RECORDED", message);
+  }
+}
+
+/**
+ * Codes of errors that leave the record's operator and fail the stage activity instead of
+ * dead-lettering one record: fatal ones fail the job, retriable ones are retried by Temporal.
+ */
+export const JOB_FATAL_CODES: readonly string[] = [
+  "PLAN_MISMATCH",
+  "NON_SERIALIZABLE",
+  "PAYLOAD_BUDGET",
+  "SOURCE",
+  "SINK",
+  "MODEL_UNAVAILABLE",
+  "NOT_RECORDED",
+];

@@ -10,6 +10,7 @@ import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { createActivities } from "../activities/index.js";
 import { OperatorRegistry } from "../activities/registry.js";
+import { createLlmServices, workerServices } from "../connectors/llm/services.js";
 import { connectionOptions } from "../client/connection.js";
 import { taskQueueOf } from "../client/task-queue.js";
 import { observeStage, startMetricsServer, type MetricsServer } from "./metrics.js";
@@ -43,9 +44,10 @@ export interface SageWorker {
 export async function createSageWorker(options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string }): Promise<SageWorker> {
   const { pipeline, config, logger } = options;
   installSdkRuntime(logger);
-  const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }));
   const dataDir = resolve(config["data-dir"]);
   let kafka: KafkaSinkHost | null = null;
+  const llm = createLlmServices(config, dataDir, logger);
+  const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }), workerServices(llm));
   const activities = createActivities({
     registry,
     dataDir,
@@ -79,6 +81,7 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
     } finally {
       await registry.close();
       await kafka?.close();
+      await llm.close();
       await connection.close();
       await metrics?.close();
       logger.info({ taskQueue }, "worker stopped");

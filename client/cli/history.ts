@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 import { installReplayRuntime, replayExecution, replayFailed, replayFile, type ReplayVerdict } from "../replay.js";
 import { rerunJob } from "../rerun.js";
+import { rerunRecorded } from "../recorded-rerun.js";
 import { loadPipeline } from "../module-loader.js";
 import { SageClient, failureMessage } from "../sage-client.js";
 import { createSageWorker } from "../../worker/sage-worker.js";
@@ -45,6 +46,7 @@ export async function replayCommand(workflowId: string | undefined, flags: Repla
 
 interface RerunFlags extends GlobalFlags {
   module?: string;
+  recorded?: boolean;
   json?: boolean;
 }
 
@@ -52,11 +54,28 @@ interface RerunFlags extends GlobalFlags {
 export async function rerunCommand(workflowId: string, flags: RerunFlags): Promise<void> {
   const config = configFrom(flags);
   const logger = cliLogger(config, "cli");
-  const worker = flags.module ? await createSageWorker({ pipeline: await loadPipeline(flags.module), config, logger }) : null;
+  const pipeline = flags.module ? await loadPipeline(flags.module) : undefined;
+  const worker = pipeline ? await createSageWorker({ pipeline, config, logger }) : null;
   const running = worker?.run();
   running?.catch((err: unknown) => logger.error({ err }, "worker failed"));
   const client = await SageClient.connect({ config });
   try {
+    if (flags.recorded) {
+      const { job, from } = await rerunRecorded(client, workflowId, pipeline ? { pipeline } : {});
+      process.stderr.write(`re-running ${workflowId} as ${job.workflowId} with the model answers recorded by ${from} (no model calls)\n`);
+      try {
+        const result = await follow(job, job.result(), logger);
+        process.stdout.write(
+          flags.json
+            ? `${JSON.stringify({ ...result, workflowId: job.workflowId, recordedFrom: from })}\n`
+            : `${job.workflowId}: ${result.phase}, dead letters ${result.deadLetters}, model answers from the record of ${from}\nWeb UI: ${uiLink(config, job.workflowId, job.runId) ?? "-"}\n`,
+        );
+      } catch (err) {
+        process.stderr.write(`sage: ${failureMessage(err)}\n`);
+        process.exitCode = 1;
+      }
+      return;
+    }
     const { runId, reused, fromRunId } = await rerunJob(client.temporal, workflowId);
     process.stderr.write(`re-running ${workflowId} as run ${runId}, reusing ${reused} completed split(s) of run ${fromRunId}\n`);
     const job = await client.job(workflowId);

@@ -1,6 +1,8 @@
 /** `sage plan`, `sage status`, `sage stop`. */
 import { renderDot, renderMermaid, renderText } from "../../core/plan/render.js";
 import type { JobResult } from "../../core/plan/job.js";
+import { resolve } from "node:path";
+import { readUsage, type UsageTotals } from "../../connectors/llm/usage-ledger.js";
 import { loadPipeline } from "../module-loader.js";
 import { SageClient } from "../sage-client.js";
 import { configFrom, uiLink, type GlobalFlags } from "./common.js";
@@ -59,6 +61,8 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
     if (status === "RUNNING") detail = await job.progress().catch(() => null);
     else if (status === "COMPLETED") detail = (await job.handle.result()) as JobResult;
     else detail = await job.result().catch((err: unknown) => ({ error: (err as Error).message }));
+    // Model usage is kept by the workers under the data dir (same machine, same data dir).
+    const llm = await readUsage(resolve(config["data-dir"]), job.pipeline, job.jobId);
     const out = {
       workflowId: job.workflowId,
       runId: desc.runId,
@@ -66,6 +70,7 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
       startTime: desc.startTime,
       closeTime: desc.closeTime,
       detail,
+      llm,
       webUi: uiLink(config, job.workflowId, desc.runId),
     };
     process.stdout.write(flags.json ? `${JSON.stringify(out)}\n` : `${formatStatus(out)}\n`);
@@ -74,12 +79,21 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
   }
 }
 
-function formatStatus(s: { workflowId: string; status: string; detail: unknown; webUi: string | null }): string {
+function formatUsage(name: string, u: UsageTotals): string {
+  return `  ${name}: ${u.requests} model request(s) (${u.cached} from cache), ${u.inputs} input(s), tokens ${u.promptTokens} in / ${u.completionTokens} out, est. cost $${u.cost.toFixed(6)} [${u.models.join(", ")}]`;
+}
+
+function formatStatus(s: { workflowId: string; status: string; detail: unknown; llm: Awaited<ReturnType<typeof readUsage>>; webUi: string | null }): string {
   const lines = [`${s.workflowId}: ${s.status}`];
   const d = s.detail as (Partial<JobResult> & { error?: string }) | null;
   if (d?.error) lines.push(`error: ${d.error}`);
   if (d?.splitsTotal !== undefined) lines.push(`splits ${d.splitsDone}/${d.splitsTotal}, dead letters ${d.deadLetters}, phase ${d.phase}`);
   for (const [op, c] of Object.entries(d?.counts ?? {})) lines.push(`  ${op}: in ${c.in}, out ${c.out}, dead ${c.dead}`);
+  if (s.llm) {
+    lines.push("model usage (paid tokens; cached answers cost nothing):");
+    for (const [op, u] of Object.entries(s.llm.operators)) lines.push(formatUsage(op, u));
+    lines.push(formatUsage("job total", s.llm.total));
+  }
   if (s.webUi) lines.push(`Web UI: ${s.webUi}`);
   return lines.join("\n");
 }

@@ -6,6 +6,8 @@ import { devCommand } from "./dev.js";
 import { shimCommand } from "./stream.js";
 import { replayCommand, rerunCommand } from "./history.js";
 import { collect } from "./common.js";
+import { modelsServeCommand } from "./models.js";
+import { indexCommand } from "./index-docs.js";
 import { SageError } from "../../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
@@ -86,8 +88,25 @@ withGlobals(program.command("replay [workflowId]"))
 withGlobals(program.command("rerun <workflowId>"))
   .description("run a failed or terminated job again, reusing the splits it completed")
   .option("--module <module>", "also start a worker for this pipeline module in this process")
+  .option("--recorded", "run the job again (finished or failed) as a new job using only its recorded model answers: no model calls")
   .option("--json", "print the result as JSON")
   .action(rerunCommand);
+
+withGlobals(program.command("index <docs-folder>"))
+  .description("chunk and embed the .md/.txt files of a folder (a bounded job) into a LanceDB vector index")
+  .option("--index <dir>", "index folder (default <data-dir>/index/docs)")
+  .option("--job-id <id>", "job id (default: a timestamp)")
+  .action(indexCommand);
+
+program
+  .command("models")
+  .description("local models")
+  .command("serve")
+  .description("serve the local models (scripts/install-models.sh) over an OpenAI-compatible API until interrupted")
+  .option("--port <port>", "port (default 8089; 0 = any free port)")
+  .option("--host <host>", "address to listen on (default 127.0.0.1)")
+  .option("--models-dir <dir>", "where the model files are (default .tools/models)")
+  .action(modelsServeCommand);
 
 try {
   await program.parseAsync(process.argv);

@@ -23,6 +23,13 @@ export interface FunctionContext {
   readonly parallelism: number;
   /** Logger bound to pipeline and operator. */
   readonly logger: FunctionLogger;
+  /** Worker-wide services by key (the LLM client and vector store under `"llm"`), if the worker has any. */
+  readonly services?: WorkerServices;
+}
+
+/** Worker-wide services a user function may use, looked up by key. */
+export interface WorkerServices {
+  get<T>(key: string): T | undefined;
 }
 
 /** Given with every record. */

@@ -6,7 +6,33 @@ import type { GraphBuilder, OperatorOptions } from "../plan/builder.js";
 import type { SinkDescriptor } from "./connectors.js";
 import { PrintSink } from "./connectors.js";
 import type { OutputTag } from "./context.js";
-import type { CoFlatMapFunctionLike, CoMapFunctionLike, FilterFn, FlatMapFn, MapFn, MaybePromise, ProcessFn, RouteFn, SinkFn } from "./functions.js";
+import type {
+  CoFlatMapFunctionLike,
+  CoMapFunctionLike,
+  FilterFn,
+  FlatMapFn,
+  MapBatchFn,
+  MapFn,
+  MaybePromise,
+  ProcessFn,
+  RouteFn,
+  SinkFn,
+} from "./functions.js";
+import {
+  ChatClassifier,
+  EmbedFunction,
+  EmbeddingClassifier,
+  GenerateFunction,
+  PromptFunction,
+  RetrieveFunction,
+  type ChatMessage,
+  type Embedded,
+  type Generated,
+  type Labelled,
+  type Prompted,
+  type Retrieved,
+} from "./llm.js";
+import type { StringOrParam } from "./params.js";
 import type { RecordContext } from "./context.js";
 import { PipelineDefinitionError } from "../errors.js";
 import { OTHERWISE_TAG } from "../plan/logical.js";
@@ -39,6 +65,63 @@ export class DataStream<T> {
   /** One output record per input record. */
   map<U>(fn: MapFn<T, U>, options: OperatorOptions = {}): DataStream<U> {
     return this.next<U>("map", fn, options);
+  }
+
+  /**
+   * One output per input, computed a micro-batch at a time: `fn` gets up to `batchSize` records
+   * (default 64) and returns their results in order. Fuses like `map`; the LLM operators use it.
+   */
+  mapBatch<U>(fn: MapBatchFn<T, U>, options: OperatorOptions & { batchSize?: number } = {}): DataStream<U> {
+    const { batchSize, ...rest } = options;
+    const id = this.builder.add({ kind: "mapBatch", inputs: [{ from: this.operatorId, tag: this.tag }], fn, options: rest, batchSize: batchSize ?? 64 });
+    return new DataStream<U>(this.builder, id);
+  }
+
+  /** Adds `embedding` to each record: one request to the embedding model per micro-batch. */
+  embed(options: OperatorOptions & { text: (value: T) => string; model?: string; batchSize?: number }): DataStream<Embedded<T>> {
+    const { text, model, ...rest } = options;
+    return this.mapBatch<Embedded<T>>(new EmbedFunction<T>(text, model), rest);
+  }
+
+  /** Replaces each record's `embedding` by `hits`: the top `k` chunks of the vector index at `index`. */
+  retrieve(options: OperatorOptions & { index: StringOrParam; k?: number }): DataStream<Retrieved<T & { embedding: number[] }>> {
+    const { index, k, ...rest } = options;
+    return this.map(new RetrieveFunction<T & { embedding: number[] }>(index, k ?? 3), rest);
+  }
+
+  /** Adds chat `messages` built from templates with `{{field.path}}` placeholders (or a function). */
+  prompt(user: string | ((value: T) => string), options: OperatorOptions & { system?: string } = {}): DataStream<Prompted<T>> {
+    const { system, ...rest } = options;
+    return this.map(new PromptFunction<T>(user, system), rest);
+  }
+
+  /** Adds the chat model's `answer` to each record (and `json`, parsed, when a JSON schema is given). */
+  generate<J = unknown>(
+    options: OperatorOptions & { maxTokens?: number; temperature?: number; schema?: object; model?: string } = {},
+  ): DataStream<Generated<T, J>> {
+    const { maxTokens, temperature, schema, model, ...rest } = options;
+    const fn = new GenerateFunction<T & { messages: ChatMessage[] }>(maxTokens ?? 128, temperature ?? 0, schema, model);
+    return this.map(fn as never, rest);
+  }
+
+  /**
+   * Adds a `label` (and `score`) to each record: by embedding similarity to labelled `examples`
+   * (default; one embedding request per batch), or with `by: "chat"` by a chat model under a JSON schema.
+   */
+  classify<L extends string>(
+    options: OperatorOptions & { text: (value: T) => string; model?: string } & (
+        | { by?: "embedding"; examples: Readonly<Record<L, readonly string[]>>; k?: number; batchSize?: number }
+        | { by: "chat"; labels: readonly L[]; instructions?: string }
+      ),
+  ): DataStream<Labelled<T, L>> {
+    if (options.by === "chat") {
+      const { text, model, labels, instructions, by: _by, ...rest } = options;
+      return this.map(new ChatClassifier<T, L>(text, labels, instructions ?? "Classify the message.", model), rest);
+    }
+    const { text, model, examples, k, by: _by, ...rest } = options;
+    if (Object.keys(examples).length < 2)
+      throw new PipelineDefinitionError(`classify${rest.name ? ` "${rest.name}"` : ""} needs examples for at least two labels`);
+    return this.mapBatch(new EmbeddingClassifier<T, L>(text, examples, k ?? 3, model), rest);
   }
 
   /** Zero or more output records per input record. */

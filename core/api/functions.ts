@@ -20,6 +20,10 @@ export interface RichFunction {
 export interface MapFunctionLike<T, U> extends RichFunction {
   map(value: T, ctx: RecordContext): MaybePromise<U>;
 }
+/** Object form of `mapBatch`: one call per micro-batch, one result per input, in order. */
+export interface MapBatchFunctionLike<T, U> extends RichFunction {
+  mapBatch(values: T[], ctx: RecordContext): MaybePromise<U[]>;
+}
 /** Object form of `flatMap`. */
 export interface FlatMapFunctionLike<T, U> extends RichFunction {
   flatMap(value: T, ctx: RecordContext): MaybePromise<Iterable<U>>;
@@ -51,6 +55,8 @@ export type SplitDescriptor = null | boolean | number | string | SplitDescriptor
 
 /** `map` as lambda or object. */
 export type MapFn<T, U> = ((value: T, ctx: RecordContext) => MaybePromise<U>) | MapFunctionLike<T, U>;
+/** `mapBatch` as lambda or object. */
+export type MapBatchFn<T, U> = ((values: T[], ctx: RecordContext) => MaybePromise<U[]>) | MapBatchFunctionLike<T, U>;
 /** `flatMap` as lambda or object. */
 export type FlatMapFn<T, U> = ((value: T, ctx: RecordContext) => MaybePromise<Iterable<U>>) | FlatMapFunctionLike<T, U>;
 /** `filter` as lambda or object. */

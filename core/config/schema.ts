@@ -105,6 +105,31 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    llm: z
+      .object({
+        /** OpenAI-compatible endpoint (default: OPENAI_BASE_URL, else the local `sage models serve`). */
+        "base-url": z.string().url().optional(),
+        "api-key": z.string().optional(),
+        "chat-model": z.string().min(1).default("smollm2-135m-instruct"),
+        "embedding-model": z.string().min(1).default("all-minilm-l6-v2"),
+        /** Model name per operator id (overrides the two defaults). */
+        models: z.record(z.string(), z.string().min(1)).default({}),
+        /** Price per million tokens by model, for the estimated cost in `sage status`. */
+        prices: z.record(z.string(), z.object({ input: z.number().nonnegative(), output: z.number().nonnegative().default(0) }).strict()).default({}),
+        /** Requests and tokens per minute per model, shared by the operators of a worker (0 = no limit). */
+        "requests-per-minute": z.coerce.number().nonnegative().default(0),
+        "tokens-per-minute": z.coerce.number().nonnegative().default(0),
+        /** Response cache under the data dir, keyed by the request's hash. */
+        cache: bool.default(true),
+        /** Budget of one model call. */
+        timeout: duration.default(120_000),
+        /** Tries of a call inside the activity (429 after its Retry-After, 5xx after a backoff) before the activity fails and Temporal retries it. */
+        "max-tries": positiveInt.default(3),
+        /** Longest Retry-After waited inside the activity (heartbeating); longer ones go to Temporal's retry. */
+        "max-retry-after": duration.default(30_000),
+      })
+      .strict()
+      .prefault({}),
     "data-dir": z.string().min(1).default(".sage"),
     "dead-letter": z.object({ path: z.string().optional() }).strict().prefault({}),
     log: z
@@ -181,6 +206,16 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.session-timeout",
   "kafka.fetch-bytes",
   "kafka.dead-letter-topic",
+  "llm.base-url",
+  "llm.api-key",
+  "llm.chat-model",
+  "llm.embedding-model",
+  "llm.requests-per-minute",
+  "llm.tokens-per-minute",
+  "llm.cache",
+  "llm.timeout",
+  "llm.max-tries",
+  "llm.max-retry-after",
   "data-dir",
   "dead-letter.path",
   "log.level",

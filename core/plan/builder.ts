@@ -31,6 +31,7 @@ export interface NodeDraft {
   sink?: SinkSpec;
   route?: LogicalNode["route"];
   feedback?: LogicalNode["feedback"];
+  batchSize?: number;
 }
 
 const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
@@ -121,7 +122,11 @@ export class GraphBuilder {
       ...(draft.sink ? { sink: draft.sink } : {}),
       ...(draft.route ? { route: draft.route } : {}),
       ...(draft.feedback ? { feedback: draft.feedback } : {}),
+      ...(draft.batchSize !== undefined ? { batchSize: draft.batchSize } : {}),
     };
+    if (node.batchSize !== undefined && (!Number.isInteger(node.batchSize) || node.batchSize < 1)) {
+      throw new PipelineDefinitionError(`operator "${name}": batchSize must be an integer >= 1, got ${String(node.batchSize)}`);
+    }
     if (node.retry.maxAttempts < 1 || !Number.isInteger(node.retry.maxAttempts)) {
       throw new PipelineDefinitionError(`operator "${name}": retry.maxAttempts must be an integer >= 1, got ${node.retry.maxAttempts}`);
     }

@@ -2,12 +2,14 @@
 import type { SinkSpec, SourceSpec } from "../api/connectors.js";
 
 /** Kinds of operators in a logical graph. */
-export type OperatorKind = "source" | "map" | "flatMap" | "filter" | "process" | "sink" | "route" | "union" | "broadcast" | "coMap" | "coFlatMap" | "feedback";
+export type OperatorKind =
+  "source" | "map" | "mapBatch" | "flatMap" | "filter" | "process" | "sink" | "route" | "union" | "broadcast" | "coMap" | "coFlatMap" | "feedback";
 
 /** Operators that keep no state between records and so may fuse with their neighbours. */
 export const STATELESS_KINDS: ReadonlySet<OperatorKind> = new Set([
   "source",
   "map",
+  "mapBatch",
   "flatMap",
   "filter",
   "process",
@@ -70,6 +72,8 @@ export interface LogicalNode {
   route?: { labels: string[]; otherwise: boolean };
   /** Feedback nodes: the most rounds a record may loop before it is dead-lettered. */
   feedback?: { maxRounds: number };
+  /** `mapBatch` nodes: the most records per call (a stage's batch is cut into calls of at most this many). */
+  batchSize?: number;
 }
 
 /** The whole logical graph of a pipeline. */

@@ -1,56 +1,44 @@
 /**
- * The SAGE Core intelligent agent pipeline: classify each message's intent, route it to the
- * question / command / conversation branch, and gather every answer in one aggregator sink.
- * The classifier here is a deterministic keyword rule (the LLM issue swaps in a model).
+ * The SAGE Core intelligent agent pipeline on a real model: the intent classifier embeds each
+ * message (one request per micro-batch) and picks the intent of the nearest labelled examples
+ * (`intents.ts`); the router sends it to the question / command / conversation branch, and one
+ * aggregator sink gathers every answer. (The tiny local chat model is a poor classifier, so the
+ * default is embedding similarity; `classify({ by: "chat", ... })` is the other way.)
  */
-import { definePipeline, FileSink, FileSource, MapFunction, type FunctionContext } from "sage-temporal";
+import { definePipeline, FileSink, FileSource } from "sage-temporal";
+import { INTENT_EXAMPLES } from "./intents.js";
 
 /** A message from the input file (JSON Lines). */
 export interface Message {
   id: number;
   text: string;
 }
-/** A message with its intent. */
-export interface Classified extends Message {
-  intent: "question" | "command" | "conversation";
-}
 /** One answer, from one branch. */
 export interface Answer {
   id: number;
   branch: string;
+  /** The classifier's similarity score for the chosen intent. */
+  score: number;
   reply: string;
-}
-
-/** Deterministic intent classifier after the SAGE Core `IntentClassifier("model/intent")`. */
-export class IntentClassifier extends MapFunction<Message, Classified> {
-  private rules: Array<[RegExp, Classified["intent"]]> = [];
-  open(_ctx: FunctionContext): void {
-    this.rules = [
-      [/\?\s*$/, "question"],
-      [/^(please |run |start |stop |deploy |show )/i, "command"],
-    ];
-  }
-  map(m: Message): Classified {
-    const hit = this.rules.find(([re]) => re.test(m.text));
-    return { ...m, intent: hit ? hit[1] : "conversation" };
-  }
 }
 
 export default definePipeline("agent-router", (env) =>
   env
     .fromSource(FileSource.jsonl<Message>(env.param("input")), { name: "messages" })
-    .map(new IntentClassifier(), { name: "intent-classifier" })
+    .classify({ text: (m) => m.text, examples: INTENT_EXAMPLES, k: 3, name: "intent-classifier" })
     .route<Answer>(
       [
-        ["question", (s) => s.map((m) => ({ id: m.id, branch: "qa", reply: `Let me look that up: ${m.text}` }), { name: "qa" })],
+        ["question", (s) => s.map((m) => ({ id: m.id, branch: "qa", score: m.score, reply: `Let me look that up: ${m.text}` }), { name: "qa" })],
         [
           "command",
           (s) =>
-            s.filter((m) => !/rm -rf/.test(m.text), { name: "safety" }).map((m) => ({ id: m.id, branch: "cmd", reply: `Running: ${m.text}` }), { name: "cmd" }),
+            s
+              .filter((m) => !/rm -rf/.test(m.text), { name: "safety" })
+              .map((m) => ({ id: m.id, branch: "cmd", score: m.score, reply: `Running: ${m.text}` }), { name: "cmd" }),
         ],
-        ["conversation", (s) => s.map((m) => ({ id: m.id, branch: "chat", reply: `I hear you: ${m.text}` }), { name: "chat" })],
+        ["conversation", (s) => s.map((m) => ({ id: m.id, branch: "chat", score: m.score, reply: `I hear you: ${m.text}` }), { name: "chat" })],
       ],
-      { name: "intent-router", by: (m) => m.intent },
+      { name: "intent-router", by: (m) => m.label },
     )
     .sink(FileSink.jsonl(env.param("output")), { name: "response-aggregator" }),
 );

@@ -188,8 +188,8 @@ test("checkRecordSize allows a record at the budget and refuses one byte more", 
   );
 });
 
-test("only plan, serialization, budget, source and sink errors fail a job; others dead-letter the record", () => {
-  assert.deepEqual([...JOB_FATAL_CODES].sort(), ["NON_SERIALIZABLE", "PAYLOAD_BUDGET", "PLAN_MISMATCH", "SINK", "SOURCE"]);
+test("only plan, serialization, budget, source, sink and model-availability errors leave the record; others dead-letter it", () => {
+  assert.deepEqual([...JOB_FATAL_CODES].sort(), ["MODEL_UNAVAILABLE", "NON_SERIALIZABLE", "NOT_RECORDED", "PAYLOAD_BUDGET", "PLAN_MISMATCH", "SINK", "SOURCE"]);
   assert.equal(isJobFatal(new NonSerializableValueError("x")), true);
   assert.equal(isJobFatal(new PayloadBudgetError("x")), true);
   assert.equal(isJobFatal(new SourceError("x")), true);

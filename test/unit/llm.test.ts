@@ -1,0 +1,58 @@
+/** Pure parts of the LLM layer: templates, chunking, request keys, Retry-After, the rate limiter. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fillTemplate } from "../../core/api/llm.js";
+import { NonRetryableError } from "../../core/errors.js";
+import { chunkDocument } from "../../connectors/vector/docs-source.js";
+import { requestKey } from "../../connectors/llm/response-cache.js";
+import { retryAfterMs } from "../../connectors/llm/model-endpoint.js";
+import { ModelRateLimiter } from "../../connectors/llm/rate-limiter.js";
+
+test("fillTemplate fills dotted paths, JSON-encodes non-strings, and names a missing field", () => {
+  assert.equal(fillTemplate("Q: {{q}} ({{meta.n}}) {{ tags }}", { q: "why?", meta: { n: 3 }, tags: ["a"] }, "prompt"), 'Q: why? (3) ["a"]');
+  assert.throws(
+    () => fillTemplate("{{missing.field}}", { q: 1 }, 'prompt "p"'),
+    (e: unknown) => e instanceof NonRetryableError && /prompt "p": the record has no field "missing.field"/.test(e.message),
+  );
+});
+
+test("chunkDocument keeps paragraphs whole, prefixes the heading, and cuts long text", () => {
+  const doc = { source: "a.md", text: `# Title\n\nfirst paragraph\n\nsecond paragraph\n\n## Part two\n\n${"x".repeat(1500)}` };
+  const chunks = chunkDocument(doc, 700);
+  assert.equal(chunks[0]!.text, "Title\nfirst paragraph\n\nsecond paragraph");
+  assert.deepEqual(
+    chunks.map((c) => c.id),
+    chunks.map((_, i) => `a.md#${i}`),
+  );
+  assert.ok(chunks.slice(1).every((c) => c.text.startsWith("Part two\n")));
+  assert.equal(
+    chunks.slice(1).reduce((n, c) => n + c.text.replace("Part two\n", "").replace(/\s/g, "").length, 0),
+    1500,
+  );
+});
+
+test("requestKey depends on every part of the request, not on key order", () => {
+  const a = requestKey("chat", { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 8 });
+  assert.equal(a, requestKey("chat", { max_tokens: 8, messages: [{ content: "hi", role: "user" }], model: "m" }));
+  assert.notEqual(a, requestKey("chat", { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 9 }));
+  assert.notEqual(a, requestKey("embeddings", { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 8 }));
+});
+
+test("retryAfterMs reads seconds and HTTP dates", () => {
+  assert.equal(retryAfterMs("2"), 2000);
+  assert.equal(retryAfterMs(null), null);
+  assert.equal(retryAfterMs("soon"), null);
+  const inFuture = retryAfterMs(new Date(Date.now() + 60_000).toUTCString())!;
+  assert.ok(inFuture > 0 && inFuture <= 60_000);
+});
+
+test("the rate limiter makes a call wait when its model's token budget is spent, per model", async () => {
+  const limiter = new ModelRateLimiter(0, 600);
+  await limiter.acquire("chat", 600);
+  assert.equal(limiter.waited.calls, 0, "the first minute's budget is there at once");
+  await limiter.acquire("embeddings", 600);
+  assert.equal(limiter.waited.calls, 0, "another model has its own budget");
+  await limiter.acquire("chat", 5);
+  assert.equal(limiter.waited.calls, 1, "the spent model waited for its bucket to refill");
+  assert.ok(limiter.waited.ms > 0);
+});
