@@ -17,6 +17,7 @@ import {
   keysOutOfOrder,
   produceRange,
   readOutput,
+  runStreaming,
   startShim,
   startShimProcess,
   streamCliEnv,
@@ -104,9 +105,8 @@ test("kill -9 of the broker and a restart on its data dir: 0 lost, 0 duplicated"
   const kafka = testKafka();
   await createTopics(kafka, t, 2);
   await produceRange(kafka, t.input, 0, N);
-  const worker = await startWorker(pipeline, config);
-  const client = await SageClient.connect({ config });
-  const { job, shim } = await startShim(client, pipeline, config, "kill-broker");
+  const run = await runStreaming(pipeline, config, "kill-broker");
+  const { job, shim } = run;
   const broker = testBroker();
   try {
     await until("some records through", async () => ((await job.progress()).counts["out"]?.out ?? 0) >= 3_000 || undefined);
@@ -121,9 +121,7 @@ test("kill -9 of the broker and a restart on its data dir: 0 lost, 0 duplicated"
     await checkOutput(t.output);
   } finally {
     broker.restart(); // no-op when it runs: the next tests need it
-    await shim.stop();
-    await client.close();
-    await worker.stop();
+    await run.close();
   }
 });
 

@@ -18,6 +18,7 @@ import {
   keysOutOfOrder,
   produceRange,
   readOutput,
+  runStreaming,
   startShim,
   startShimProcess,
   streamConfig,
@@ -41,9 +42,8 @@ test("100k records across 4 partitions and 4 partition workflows: read_committed
   await createTopics(kafka, t, 4);
   const N = 100_000;
   await produceRange(kafka, t.input, 0, N);
-  const worker = await startWorker(pipeline, config);
-  const client = await SageClient.connect({ config });
-  const { job, shim } = await startShim(client, pipeline, config, "e2e");
+  const run = await runStreaming(pipeline, config, "e2e");
+  const { job, shim } = run;
   try {
     assert.equal(job.workflowIds.length, 4);
     const p = await waitForRecords(job, N);
@@ -59,9 +59,7 @@ test("100k records across 4 partitions and 4 partition workflows: read_committed
     assert.deepEqual(keysOutOfOrder(out), []);
     assert.ok(out.every((r) => r.double === r.id * 2));
   } finally {
-    await shim.stop();
-    await client.close();
-    await worker.stop();
+    await run.close();
   }
 });
 
@@ -81,9 +79,8 @@ test("poison records go to the dead-letter topic with the reason in headers; the
     { key: "bad2", value: Buffer.from([0xff, 0xfe, 0x00]) },
   ]);
   await producer.close();
-  const worker = await startWorker(pipeline, config);
-  const client = await SageClient.connect({ config });
-  const { job, shim } = await startShim(client, pipeline, config, "poison");
+  const run = await runStreaming(pipeline, config, "poison");
+  const { job, shim } = run;
   try {
     const p = await waitForRecords(job, N + 2);
     const poisoned = Array.from({ length: N }, (_, i) => i).filter(poison).length;
@@ -108,9 +105,7 @@ test("poison records go to the dead-letter topic with the reason in headers; the
     const raw = dead.find((m) => m.key?.toString() === "bad2");
     assert.deepEqual([...raw!.value!], [0xff, 0xfe, 0x00], "an undecodable record keeps its bytes");
   } finally {
-    await shim.stop();
-    await client.close();
-    await worker.stop();
+    await run.close();
   }
 });
 
@@ -128,9 +123,8 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
   await createTopics(kafka, t, 1);
   const N = 20_000;
   await produceRange(kafka, t.input, 0, N);
-  const worker = await startWorker(pipeline, config);
-  const client = await SageClient.connect({ config });
-  const { job, shim } = await startShim(client, pipeline, config, "can");
+  const run = await runStreaming(pipeline, config, "can");
+  const { job, shim } = run;
   try {
     const p = await waitForRecords(job, N);
     await job.stop();
@@ -138,7 +132,7 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     const result = await job.result();
     assert.ok(result.runs >= 3, `continued as new ${result.runs - 1} time(s)`);
     // The last run started from a checkpoint (offset table and pending batches as arguments): it replays deterministically.
-    const verdict = await replayExecution(client.temporal, job.workflowIds[0]!);
+    const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
     assert.ok(verdict.deterministic, verdict.error);
     assert.equal(result.counts["out"]!.out, N);
     assert.ok(p.batches >= 200);
@@ -146,9 +140,7 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
     assert.deepEqual(keysOutOfOrder(out), []);
   } finally {
-    await shim.stop();
-    await client.close();
-    await worker.stop();
+    await run.close();
   }
 });
 
@@ -273,17 +265,12 @@ test("string and bytes formats; keys, headers and timestamps pass through to the
     [strings, 2],
     [bytes, 1],
   ] as const) {
-    const worker = await startWorker(pipeline, config);
-    const client = await SageClient.connect({ config });
-    const { job, shim } = await startShim(client, pipeline, config, "formats");
+    const run = await runStreaming(pipeline, config, "formats");
     try {
-      await waitForRecords(job, expected);
-      await job.stop();
-      await shim.done;
+      await waitForRecords(run.job, expected);
+      await run.finish();
     } finally {
-      await shim.stop();
-      await client.close();
-      await worker.stop();
+      await run.close();
     }
   }
   const out = await kafka.readAll(t.output);

@@ -13,9 +13,9 @@ import { startBroker, type Broker } from "../../client/kafka-broker.js";
 import { StreamJob, type StreamJobProgress } from "../../client/stream-job.js";
 import { KafkaShim, shimOptionsOf } from "../../client/shim.js";
 import { createLogger } from "../../client/logger.js";
-import type { SageClient } from "../../client/sage-client.js";
 import type { Pipeline } from "../../core/api/pipeline.js";
-import { REPO, cliEnv, sageCliBackground, testConfig, until } from "./harness.js";
+import { REPO, cliEnv, sageCliBackground, startWorker, testConfig, until } from "./harness.js";
+import { SageClient } from "../../client/sage-client.js";
 import type { StreamRecord } from "../fixtures/stream-pipeline.js";
 
 /** The streaming fixture module (for `sage worker` / `sage shim` children). */
@@ -164,6 +164,30 @@ export async function startShim(client: SageClient, pipeline: Pipeline, config: 
   );
   await shim.start();
   return { job, shim };
+}
+
+/** An in-process worker, a client and a shim for one streaming job; `finish` stops the job cleanly, `close` tears everything down. */
+export async function runStreaming(pipeline: Pipeline, config: SageConfig, jobId: string) {
+  const worker = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  const { job, shim } = await startShim(client, pipeline, config, jobId);
+  return {
+    worker,
+    client,
+    job,
+    shim,
+    /** `sage stop`: the workflows finish what they accepted, the shim drains; their totals. */
+    async finish() {
+      await job.stop();
+      await shim.done;
+      return job.result();
+    },
+    async close() {
+      await shim.stop();
+      await client.close();
+      await worker.stop();
+    },
+  };
 }
 
 /** A `sage shim` child process. */
