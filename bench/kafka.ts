@@ -5,9 +5,13 @@
  * steady rate, and Temporal history bytes per record. It starts its own dev server and broker.
  *
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--rate 1000] [--seconds 20] [--smoke]
+ *
+ * The latency case runs worker and shim as child processes; BENCH_CHILD_LOG=<prefix> keeps their
+ * logs in <prefix>.worker.log / <prefix>.shim.log, at BENCH_CHILD_LOG_LEVEL (e.g. debug: the shim
+ * then logs each batch's record age, backpressure wait, signal and commit times).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
@@ -21,6 +25,10 @@ import { StreamJob, StreamJobHandle } from "../client/stream-job.js";
 import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";
 import { jobHistory } from "./cluster.js";
+import { streamTimeline } from "./timeline.js";
+import { defaultPayloadConverter } from "@temporalio/common";
+import type proto from "@temporalio/proto";
+import { decodeBatch } from "../connectors/kafka/batch-codec.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 import pipeline, { transform, type BenchEvent } from "./kafka-pipeline.js";
 
@@ -245,8 +253,17 @@ async function main(): Promise<void> {
 /** A `sage` CLI child process (stderr kept for a failure message). */
 function sageProcess(args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr?.on("data", () => undefined);
+  if (process.env.BENCH_CHILD_LOG) child.stderr?.pipe(createWriteStream(`${process.env.BENCH_CHILD_LOG}.${args[0]}.log`));
+  else child.stderr?.on("data", () => undefined);
   return child;
+}
+
+/** Cut time and oldest record of a batch signal (meta, then the gzip'd records). */
+function batchTimes(payloads: proto.temporal.api.common.v1.IPayload[]): { cutAt: number; oldest: number } | null {
+  if (payloads.length < 2) return null;
+  const meta = defaultPayloadConverter.fromPayload<{ cutAt: number }>(payloads[0]!);
+  const records = decodeBatch(defaultPayloadConverter.fromPayload<Uint8Array>(payloads[1]!));
+  return { cutAt: meta.cutAt, oldest: Math.min(...records.map((r) => Number(r.timestamp))) };
 }
 
 /** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows); latency from send to read_committed. */
@@ -281,7 +298,7 @@ async function latency(
     SAGE_KAFKA_BROKERS: brokers,
     SAGE_KAFKA_DEAD_LETTER_TOPIC: "bench.dlq",
     SAGE_EXECUTION_PARALLELISM: "2",
-    SAGE_LOG_LEVEL: "warn",
+    SAGE_LOG_LEVEL: process.env.BENCH_CHILD_LOG_LEVEL ?? "warn",
     BENCH_IN: "bench.lat.in",
     BENCH_OUT: "bench.lat.out",
     BENCH_GROUP: "sage-latency",
@@ -293,20 +310,32 @@ async function latency(
   const reader = kafkajs.consumer({ groupId: `latency-reader-${Date.now()}`, maxWaitTimeInMs: 20 });
   await reader.connect();
   await reader.subscribe({ topics: ["bench.lat.out"], fromBeginning: true });
-  const samples: number[] = [];
-  const warmupUntil = Date.now() + 2_000;
+  const samples: Array<{ sentAt: number; ms: number }> = [];
+  let probeSeen = false;
   await reader.run({
     eachMessage: async ({ message }) => {
       const e = JSON.parse(message.value!.toString()) as BenchEvent;
-      if (e.sentAt >= warmupUntil) samples.push(Date.now() - e.sentAt);
+      if (e.id < 0) probeSeen = true;
+      else samples.push({ sentAt: e.sentAt, ms: Date.now() - e.sentAt });
     },
   });
   const producer = await kafka.producer();
+  // Measure the running job, not its start-up: one probe record through the whole path first
+  // (worker bundled, shim in the group, partition workflows started).
+  const probeStart = Date.now();
+  for (let p = 0; !probeSeen; p++) {
+    if (Date.now() - probeStart > 120_000) throw new Error("latency: the probe record did not come out within 120 s");
+    if (p % 20 === 0) await producer.send("bench.lat.in", [{ key: "probe", value: JSON.stringify({ ...event(-1 - p), amount: 1 }) }]);
+    await sleep(100);
+  }
+  console.log(`latency: job live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through)`);
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((RATE * tickMs) / 1000));
   let id = 0;
-  const end = Date.now() + SECONDS * 1000;
-  let next = Date.now();
+  const started = Date.now();
+  const warmupUntil = started + 2_000;
+  const end = started + SECONDS * 1000;
+  let next = started;
   while (Date.now() < end) {
     const batch = Array.from({ length: perTick }, () => event(id++)).map((e) => ({ key: e.key, value: JSON.stringify(e) }));
     await producer.send("bench.lat.in", batch);
@@ -316,17 +345,45 @@ async function latency(
   await sleep(3_000);
   await reader.disconnect();
   await producer.close();
+  // Where the time went inside Temporal: the current run of each partition workflow, batch by batch.
+  const inside = await Promise.all(job.workflowIds.map(async (id) => streamTimeline(await client.temporal.workflow.getHandle(id).fetchHistory(), batchTimes)));
   await job.stop();
   await job.result();
   await client.close();
   for (const c of children) c.kill("SIGTERM");
   await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : Promise.resolve())));
-  const sorted = [...samples].sort((a, b) => a - b);
+  // Latency over the run, in 5-second windows of send time: a backlog or a stall shows where it happened.
+  const windows: string[][] = [];
+  for (let from = started; from < end; from += 5_000) {
+    const w = samples
+      .filter((s) => s.sentAt >= from && s.sentAt < from + 5_000)
+      .map((s) => s.ms)
+      .sort((a, b) => a - b);
+    windows.push([`${(from - started) / 1000}-${(from - started) / 1000 + 5}`, String(w.length), String(percentile(w, 50)), String(percentile(w, 99))]);
+  }
+  printTable(["send s", "records", "p50 ms", "p99 ms"], windows);
+  console.log("inside Temporal, per batch (last run of each partition workflow), p50 / p99 ms");
+  printTable(
+    ["workflow", "batches", "activities", "produced -> cut", "cut -> signal", "signal -> scheduled", "scheduled -> started", "activity", "signal -> done"],
+    inside.map((t, i) => [
+      `p${i}`,
+      String(t.batches),
+      String(t.activities),
+      t.producedToCut.join(" / "),
+      t.cutToSignal.join(" / "),
+      t.signalToScheduled.join(" / "),
+      t.scheduledToStarted.join(" / "),
+      t.activity.join(" / "),
+      t.signalToDone.join(" / "),
+    ]),
+  );
+  const measured = samples.filter((s) => s.sentAt >= warmupUntil).map((s) => s.ms);
+  const sorted = measured.sort((a, b) => a - b);
   const out = {
     rate: RATE,
     seconds: SECONDS,
     sent: id,
-    measured: samples.length,
+    measured: measured.length,
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted[sorted.length - 1] ?? NaN,

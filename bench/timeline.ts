@@ -86,3 +86,86 @@ export function jobTimeline(history: History): JobTimeline {
     occupancy: occupancy(stages, lastStage - firstStage),
   };
 }
+
+/** Where a streaming batch's time went inside Temporal, in ms (p50 / p99 over the batches of a run). */
+export interface StreamTimeline {
+  batches: number;
+  activities: number;
+  /** Signal recorded -> the activity that runs the batch is scheduled (waiting for the running one, workflow task). */
+  signalToScheduled: [number, number];
+  /** Activity scheduled -> started by a worker (dispatch). */
+  scheduledToStarted: [number, number];
+  /** Activity started -> completed (decode, chain, Kafka transaction). */
+  activity: [number, number];
+  /** Signal recorded -> activity completed. */
+  signalToDone: [number, number];
+  /** Oldest record of the batch produced -> batch cut by the shim (fetch wait, waiting for the partition's previous batch). */
+  producedToCut: [number, number];
+  /** Batch cut -> signal recorded (encoding, signal-with-start). */
+  cutToSignal: [number, number];
+}
+
+/** What the bench reads from a batch signal's payloads: when the shim cut it, when its oldest record was produced (ms). */
+export type BatchTimes = (payloads: proto.temporal.api.common.v1.IPayload[]) => { cutAt: number; oldest: number } | null;
+
+function p50p99(xs: number[]): [number, number] {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (p: number) => (s.length ? Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))]! * 1000) : NaN);
+  return [at(0.5), at(0.99)];
+}
+
+/** The per-batch timeline of one partition workflow run: each signal is run by the first stage activity scheduled after it. */
+export function streamTimeline(history: History, times: BatchTimes): StreamTimeline {
+  const signals: number[] = [];
+  const producedToCut: number[] = [];
+  const cutToSignal: number[] = [];
+  const acts: Array<{ at: number; started?: number; done?: number }> = [];
+  const byId = new Map<string, (typeof acts)[number]>();
+  for (const e of history.events ?? []) {
+    const at = seconds(e.eventTime);
+    const sig = e.workflowExecutionSignaledEventAttributes;
+    if (sig) {
+      signals.push(at);
+      const t = times(sig.input?.payloads ?? []);
+      if (t) {
+        producedToCut.push((t.cutAt - t.oldest) / 1000);
+        cutToSignal.push(at - t.cutAt / 1000);
+      }
+    }
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s?.activityType?.name?.startsWith("stage:")) {
+      const a = { at };
+      acts.push(a);
+      byId.set(String(e.eventId), a);
+    }
+    const st = e.activityTaskStartedEventAttributes;
+    if (st) {
+      const a = byId.get(String(st.scheduledEventId));
+      if (a) a.started = at;
+    }
+    const c = e.activityTaskCompletedEventAttributes;
+    if (c) {
+      const a = byId.get(String(c.scheduledEventId));
+      if (a) a.done = at;
+    }
+  }
+  const done = acts.filter((a) => a.started !== undefined && a.done !== undefined) as Array<Required<(typeof acts)[number]>>;
+  const waits: number[] = [];
+  const totals: number[] = [];
+  for (const t of signals) {
+    const a = done.find((x) => x.at >= t);
+    if (!a) continue;
+    waits.push(a.at - t);
+    totals.push(a.done - t);
+  }
+  return {
+    batches: signals.length,
+    activities: acts.length,
+    signalToScheduled: p50p99(waits),
+    scheduledToStarted: p50p99(done.map((a) => a.started - a.at)),
+    activity: p50p99(done.map((a) => a.done - a.started)),
+    signalToDone: p50p99(totals),
+    producedToCut: p50p99(producedToCut),
+    cutToSignal: p50p99(cutToSignal),
+  };
+}

@@ -88,7 +88,7 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
         maxInFlightRequests: 1,
         transactionTimeout: 60_000,
         createPartitioner: Partitioners.DefaultPartitioner,
-        retry: { initialRetryTime: 20, retries: 10 },
+        retry: { initialRetryTime: 5, retries: 12 },
       });
       await p.connect();
       this.producer = p;
