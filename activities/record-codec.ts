@@ -81,7 +81,7 @@ export function checkRecordSize(json: string, producer: string, budget: number):
   if (json.length > budget) {
     throw new PayloadBudgetError(
       `operator "${producer}" emitted a record of ${json.length} bytes, over the payload budget of ${budget} bytes (execution.max-batch-bytes); ` +
-        `records that cross a stage boundary enter workflow history`,
+        `records that cross a stage boundary travel in batches of at most that size (through workflow history in streaming jobs)`,
     );
   }
 }

@@ -10,11 +10,12 @@ import type { CompiledPipeline } from "../core/api/pipeline.js";
 import type { ProcessContext, RecordContext, SinkContext, SourceContext } from "../core/api/context.js";
 import type { SinkFunction, SourceFunction } from "../core/api/functions.js";
 import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError, SinkError, SourceError } from "../core/errors.js";
-import type { StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
+import type { EdgeBatchRef, StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
 import { OTHERWISE_TAG, type LogicalNode, type RetryPolicy } from "../core/plan/logical.js";
 import { edgeKey, type Stage } from "../core/plan/physical.js";
 import { readFileSplit, type FileSplit } from "../connectors/file/source.js";
 import { ShardWriter, jobStagingDir, shardFileName } from "../connectors/file/staging.js";
+import { readEdgeBatch, writeEdgeBatch } from "../connectors/file/edge-batches.js";
 import { decodeBatch, type BatchRecord } from "../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../connectors/kafka/client.js";
 import { decodeSourceRecord, encodeSinkValue, positionOf, rawValue } from "../connectors/kafka/records.js";
@@ -95,6 +96,8 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
 class StageRun {
   readonly counts: StageCounts = {};
   readonly outputs: Record<string, unknown[]> = {};
+  /** Bounded jobs: JSON lines per outgoing edge, written to an edge file at the end of the unit. */
+  private readonly edgeLines: Record<string, string[]> = {};
   private outputBytes = 0;
   private readonly staging: string;
   private readonly deadLetters: ShardWriter;
@@ -266,7 +269,8 @@ class StageRun {
     for (const edge of this.compiled.plan.edges.filter((e) => e.fromStage === this.stage.id)) {
       const from = this.node(edge.fromOperator);
       const producer = from.name;
-      const bucket = (this.outputs[edgeKey(edge)] ??= []);
+      // Streaming jobs send records inline (they already travel through history); bounded jobs by edge file.
+      const bucket: unknown[] = this.input.stream ? (this.outputs[edgeKey(edge)] ??= []) : (this.edgeLines[edgeKey(edge)] ??= []);
       const loop = edge.feedback ? this.node(edge.toOperator) : null;
       const maxRounds = loop?.feedback?.maxRounds ?? 0;
       const round = loop ? (this.input.rounds?.[loop.id] ?? 0) : 0;
@@ -288,7 +292,7 @@ class StageRun {
               `lower execution.split-bytes or raise execution.max-batch-bytes`,
           );
         }
-        bucket.push(v);
+        bucket.push(this.input.stream ? v : json);
       });
     }
     const pushes = new Map<string, Push[]>();
@@ -660,7 +664,8 @@ class StageRun {
       // Plans before graphs had one way into a stage and did not name the edge a batch came on.
       const entry = this.input.edge !== undefined ? entries.get(this.input.edge) : entries.size === 1 ? [...entries.values()][0] : undefined;
       if (!entry) throw new NonRetryableError(`stage ${this.stage.id} has no incoming edge "${String(this.input.edge)}"`);
-      await pushAll(this.input.batch ?? [], entry);
+      const records = this.input.batchRef ? await readEdgeBatch(this.staging, this.input.batchRef) : (this.input.batch ?? []);
+      await pushAll(records, entry);
       return;
     }
     const entry = entries.get("")!;
@@ -717,6 +722,15 @@ class StageRun {
     if (this.deadCount > 0) await this.deadLetters.finish();
   }
 
+  /** Writes each edge's records to its edge file; their references are what history carries. */
+  async sendEdges(): Promise<Record<string, EdgeBatchRef>> {
+    const refs: Record<string, EdgeBatchRef> = {};
+    for (const [key, lines] of Object.entries(this.edgeLines)) {
+      if (lines.length > 0) refs[key] = await writeEdgeBatch(this.staging, `${this.input.shard}.${key}`, lines);
+    }
+    return refs;
+  }
+
   async discard(): Promise<void> {
     for (const w of this.writers) await w.discard();
     await this.deadLetters.discard();
@@ -747,12 +761,14 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   }
   await run.clearEarlierAttempt();
   const entries = await run.wire();
+  let refs: Record<string, EdgeBatchRef>;
   try {
     await run.drive(entries);
     await run.finish();
+    refs = await run.sendEdges();
   } catch (err) {
     await run.discard();
     throw err;
   }
-  return { counts: run.counts, outputs: run.outputs };
+  return { counts: run.counts, outputs: run.outputs, ...(Object.keys(refs).length > 0 ? { refs } : {}) };
 }

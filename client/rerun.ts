@@ -44,8 +44,8 @@ export function completedSplits(events: HistoryEvent[]): Record<string, Record<n
     if (!out) return null;
     const counts: StageCounts = {};
     addCounts(counts, out.counts);
-    for (const [toStage, records] of Object.entries(out.outputs)) {
-      if (records.length === 0) continue;
+    const sentOn = [...Object.entries(out.outputs).filter(([, records]) => records.length > 0), ...Object.entries(out.refs ?? {})].map(([key]) => key);
+    for (const toStage of sentOn) {
       const child = subtree(`${shard}.${toStage}`);
       if (!child) return null;
       addCounts(counts, child);

@@ -12,7 +12,7 @@ import { Gate } from "./gate.js";
 export type ActivityFn = (...args: unknown[]) => Promise<unknown>;
 
 /** The per-unit part of a stage activity's input. */
-export type StageUnit = Pick<StageInput, "shard" | "split" | "batch" | "edge" | "rounds" | "stream">;
+export type StageUnit = Pick<StageInput, "shard" | "split" | "batch" | "batchRef" | "edge" | "rounds" | "stream">;
 
 /** What the graph runner updates as stages finish. */
 export interface StageTotals {
@@ -61,22 +61,27 @@ export class StageGraph {
     if (!out) return false;
     addCounts(this.totals.counts, out.counts);
     this.totals.deadLetters = deadLetterTotal(this.totals.counts);
-    await Promise.all(
-      Object.entries(out.outputs)
+    // Records travel inline (streaming jobs; bounded histories recorded before edge files) or by reference.
+    const sent: Array<[string, Pick<StageUnit, "batch" | "batchRef">]> = [
+      ...Object.entries(out.outputs)
         .filter(([, batch]) => batch.length > 0)
-        .map(([key, batch]) => {
-          const edge = this.edgeByKey.get(`${stage.id}>${key}`);
-          if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
-          // Counted per loop: a record's trips around one loop do not use up the bound of another.
-          const rounds = edge.feedback ? { ...unit.rounds, [edge.toOperator]: (unit.rounds?.[edge.toOperator] ?? 0) + 1 } : unit.rounds;
-          return this.run(this.stageById.get(edge.toStage)!, {
-            shard: `${unit.shard}.${key}`,
-            batch,
-            ...(edge.id !== undefined ? { edge: key } : {}),
-            ...(rounds ? { rounds } : {}),
-            ...(unit.stream ? { stream: unit.stream } : {}),
-          });
-        }),
+        .map(([key, batch]): [string, Pick<StageUnit, "batch">] => [key, { batch }]),
+      ...Object.entries(out.refs ?? {}).map(([key, batchRef]): [string, Pick<StageUnit, "batchRef">] => [key, { batchRef }]),
+    ];
+    await Promise.all(
+      sent.map(([key, records]) => {
+        const edge = this.edgeByKey.get(`${stage.id}>${key}`);
+        if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
+        // Counted per loop: a record's trips around one loop do not use up the bound of another.
+        const rounds = edge.feedback ? { ...unit.rounds, [edge.toOperator]: (unit.rounds?.[edge.toOperator] ?? 0) + 1 } : unit.rounds;
+        return this.run(this.stageById.get(edge.toStage)!, {
+          shard: `${unit.shard}.${key}`,
+          ...records,
+          ...(edge.id !== undefined ? { edge: key } : {}),
+          ...(rounds ? { rounds } : {}),
+          ...(unit.stream ? { stream: unit.stream } : {}),
+        });
+      }),
     );
     return true;
   }

@@ -121,6 +121,8 @@ export interface StageInput {
   stream?: StreamUnit;
   /** Records entering the stage (non-source stages) ... */
   batch?: unknown[];
+  /** ... or a reference to them outside history (bounded jobs) ... */
+  batchRef?: EdgeBatchRef;
   /** ... on this edge (its key); absent in plans from before graphs, whose stages had one way in. */
   edge?: string;
   /** How many times the records went around each feedback loop, by feedback operator id (absent = never). */
@@ -131,8 +133,19 @@ export interface StageInput {
 /** What a stage activity returns. Records appear only for edges that leave the stage. */
 export interface StageOutput {
   counts: StageCounts;
-  /** Records per outgoing stage edge, keyed by edge key (`edgeKey`). */
+  /** Records per outgoing stage edge, keyed by edge key (`edgeKey`) (streaming jobs, and bounded jobs recorded before edge files). */
   outputs: Record<string, unknown[]>;
+  /** Bounded jobs: per outgoing edge, a reference to the records written to the job's staging directory. */
+  refs?: Record<string, EdgeBatchRef>;
+}
+
+/** Records on an edge kept out of workflow history (a claim check): a gzip'd JSON Lines file in the job's staging directory. */
+export interface EdgeBatchRef {
+  /** Path relative to the job's staging directory. */
+  file: string;
+  count: number;
+  /** Compressed size. */
+  bytes: number;
 }
 
 /** What `sage:splits` returns: the splits of each source stage. */

@@ -5,7 +5,10 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { defaultPayloadConverter } from "@temporalio/common";
+import { SageClient } from "../../client/sage-client.js";
+import type { StageInput } from "../../core/plan/job.js";
 import { join } from "node:path";
 import { runJob, testConfig, readJsonl } from "../support/harness.js";
 import { SHORT, collectionPipeline, printPipeline, seen, userSourcePipeline, wordsCutPipeline, wordsPipeline, type Word } from "../fixtures/operators.js";
@@ -85,7 +88,32 @@ for (const v of variants) {
     assert.deepEqual(c.short, { in: want.short.length, out: want.short.length, dead: 0 });
     assert.equal(result.deadLetters, 0);
     assert.equal(result.deadLetterPath, null);
+    if (v.stages > 1) await assertRecordsStayedOutOfHistory(config, job.workflowId);
   });
+}
+
+/** Records between the stages of a bounded job travel by edge file: history holds references only, and commit removed the files. */
+async function assertRecordsStayedOutOfHistory(config: ReturnType<typeof testConfig>, workflowId: string): Promise<void> {
+  const client = await SageClient.connect({ config });
+  try {
+    const history = await client.temporal.workflow.getHandle(workflowId).fetchHistory();
+    const inputs = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes)
+      .filter((a) => a?.activityType?.name?.startsWith("stage:"))
+      .map((a) => defaultPayloadConverter.fromPayload<StageInput>(a!.input!.payloads![0]!));
+    const downstream = inputs.filter((i) => !i.split);
+    assert.ok(downstream.length > 0, "some stage activities ran on records from another stage");
+    assert.deepEqual(
+      downstream.filter((i) => i.batch !== undefined || !i.batchRef),
+      [],
+      "every downstream stage got its records by reference, none inline",
+    );
+  } finally {
+    await client.close();
+  }
+  const staging = join(config["data-dir"], "staging");
+  const leftovers = existsSync(staging) ? readdirSync(staging, { recursive: true }).filter((f) => String(f).includes("_edges")) : [];
+  assert.deepEqual(leftovers, [], "the edge files are gone after commit");
 }
 
 test("a user source is split by its own splits() and every record reaches the user sink once, with finish() once per shard", async () => {
