@@ -40,6 +40,13 @@ export const streamProgressQuery = defineQuery<StreamProgress>(PROGRESS_QUERY);
 const MERGE_BATCHES = 16;
 const MERGE_BYTES = 1024 * 1024;
 
+/**
+ * Most encoded bytes of pending batches a run hands to the next through continue-as-new: they all
+ * go in that one command, which the server refuses over 2 MiB. Past it, the run works the queue
+ * down first (the shim holds at most `kafka.max-unacked-batches`, so that ends).
+ */
+const CARRY_BYTES = 1024 * 1024;
+
 /** The head of the queue: as many batches as fit in one activity call. */
 function mergeable<T extends { records: Uint8Array }>(pending: T[]): T[] {
   let bytes = 0;
@@ -156,7 +163,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
       await condition(allHandlersFinished);
       return progress();
     }
-    if (workflowInfo().continueAsNewSuggested) {
+    if (workflowInfo().continueAsNewSuggested && pending.reduce((n, p) => n + p.records.byteLength, 0) <= CARRY_BYTES) {
       // Checkpoint: the offset table, the counts and the batches not yet run go to the next run.
       await condition(allHandlersFinished);
       return continueAsNew<typeof streamWorkflow>(
