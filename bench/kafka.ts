@@ -387,6 +387,7 @@ async function latency(
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted[sorted.length - 1] ?? NaN,
+    insideTemporal: inside,
   };
   console.log(`\nlatency at ${RATE} records/s for ${SECONDS} s (2 partition workflows; worker and shim in their own processes; after 2 s warm-up)`);
   printTable(
