@@ -68,7 +68,8 @@ test("sage index + the RAG pipeline: the known source comes first for every labe
 
 test("the README's demo command starts what it needs, indexes, answers with sources and prints the Web UI link", () => {
   const config = ragConfig("rag-demo");
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(REPO, "examples", "rag", "demo.ts")], {
+  // Exactly the README's first command after `npm ci`: the model install (already done: it keeps the files) and the demo.
+  const r = spawnSync("npm", ["run", "--silent", "demo"], {
     cwd: REPO,
     env: { ...process.env, ...cliEnv(config), SAGE_LLM_BASE_URL: `${models.url}/v1` },
     encoding: "utf8",
