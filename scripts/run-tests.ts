@@ -37,7 +37,9 @@ const broker = needsServer
   ? startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") }, (m) => process.stderr.write(`${m}\n`))
   : null;
 const code = await new Promise<number>((done) => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files], {
+  // --test-force-exit: a file's process ends once its tests are done, even if a client leaked an idle
+  // connection (the broker closes one only after 10 minutes: a leak once held the suite that long).
+  const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-force-exit", "--test-concurrency=1", "--test-reporter=spec", ...files], {
     stdio: "inherit",
     env: {
       ...process.env,

@@ -73,6 +73,8 @@ function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): A
 class KafkajsTransactionalProducer implements TransactionalProducer {
   private producer: Producer | null = null;
   private open: Transaction | null = null;
+  /** Set by `close`: a connect still under way when it came must not leave a connection behind. */
+  private closed = false;
 
   constructor(
     private readonly kafka: Kafka,
@@ -90,7 +92,16 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
         createPartitioner: Partitioners.DefaultPartitioner,
         retry: { initialRetryTime: 5, retries: 12 },
       });
-      await p.connect();
+      try {
+        await p.connect();
+      } catch (err) {
+        await p.disconnect().catch(() => undefined);
+        throw err;
+      }
+      if (this.closed) {
+        await p.disconnect().catch(() => undefined);
+        throw new Error(`transactional producer ${this.transactionalId} was closed while it connected`);
+      }
       this.producer = p;
     }
     // The first transaction() of a producer sends InitProducerId: the coordinator bumps the epoch,
@@ -115,6 +126,7 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const p = this.producer;
     this.producer = null;
     this.open = null;
