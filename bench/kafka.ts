@@ -25,7 +25,7 @@ import { StreamJob, StreamJobHandle } from "../client/stream-job.js";
 import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";
 import { jobHistory } from "./cluster.js";
-import { streamTimeline } from "./timeline.js";
+import { percentile, streamTimeline } from "./timeline.js";
 import { defaultPayloadConverter } from "@temporalio/common";
 import type proto from "@temporalio/proto";
 import { decodeBatch } from "../connectors/kafka/batch-codec.js";
@@ -55,10 +55,6 @@ const PAD = "x".repeat(120);
 /** A ~200-byte event. */
 function event(id: number, sentAt = Date.now()): BenchEvent {
   return { id, key: `k${id % 101}`, sentAt, amount: (id * 7) % 1000, payload: PAD };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 /** Plain kafkajs consume -> transform -> produce of `n` records; with `transactional`, one transaction per fetched batch. */

@@ -108,10 +108,15 @@ export interface StreamTimeline {
 /** What the bench reads from a batch signal's payloads: when the shim cut it, when its oldest record was produced (ms). */
 export type BatchTimes = (payloads: proto.temporal.api.common.v1.IPayload[]) => { cutAt: number; oldest: number } | null;
 
-function p50p99(xs: number[]): [number, number] {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (p: number) => (s.length ? Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))]! * 1000) : NaN);
-  return [at(0.5), at(0.99)];
+/** The `p`th percentile (0-100) of ascending `sorted` (NaN when empty). */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** p50 and p99 of seconds, in whole ms. */
+function p50p99(seconds: number[]): [number, number] {
+  const ms = seconds.map((x) => x * 1000).sort((a, b) => a - b);
+  return [Math.round(percentile(ms, 50)), Math.round(percentile(ms, 99))];
 }
 
 /** The per-batch timeline of one partition workflow run: each signal is run by the first stage activity scheduled after it. */
