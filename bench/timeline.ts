@@ -55,11 +55,19 @@ function occupancy(stages: Array<{ started?: number; done?: number; worker?: str
   return Object.fromEntries([...byWorker].map(([w, list]) => [w, span > 0 ? covered(list) / span : 0]));
 }
 
-/** The timeline of one run's history. */
-export function jobTimeline(history: History): JobTimeline {
-  const events = history.events ?? [];
-  const scheduled = new Map<string, { type: string; at: number; started?: number; done?: number; worker?: string }>();
-  for (const e of events) {
+/** One activity of a history: type, when scheduled, started (and by whom) and completed, in seconds. */
+interface ActivityTimes {
+  type: string;
+  at: number;
+  started?: number;
+  done?: number;
+  worker?: string;
+}
+
+/** The activities of a history, in the order they were scheduled. */
+function activityTimes(history: History): ActivityTimes[] {
+  const scheduled = new Map<string, ActivityTimes>();
+  for (const e of history.events ?? []) {
     const at = seconds(e.eventTime);
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? "", at });
@@ -68,7 +76,13 @@ export function jobTimeline(history: History): JobTimeline {
     const c = e.activityTaskCompletedEventAttributes;
     if (c) scheduled.get(String(c.scheduledEventId))!.done = at;
   }
-  const all = [...scheduled.values()];
+  return [...scheduled.values()];
+}
+
+/** The timeline of one run's history. */
+export function jobTimeline(history: History): JobTimeline {
+  const events = history.events ?? [];
+  const all = activityTimes(history);
   const stages = all.filter((a) => a.type.startsWith("stage:"));
   const commit = all.find((a) => a.type === "sage:commit");
   const start = seconds(events[0]?.eventTime);
@@ -124,37 +138,19 @@ export function streamTimeline(history: History, times: BatchTimes): StreamTimel
   const signals: number[] = [];
   const producedToCut: number[] = [];
   const cutToSignal: number[] = [];
-  const acts: Array<{ at: number; started?: number; done?: number }> = [];
-  const byId = new Map<string, (typeof acts)[number]>();
   for (const e of history.events ?? []) {
-    const at = seconds(e.eventTime);
     const sig = e.workflowExecutionSignaledEventAttributes;
-    if (sig) {
-      signals.push(at);
-      const t = times(sig.input?.payloads ?? []);
-      if (t) {
-        producedToCut.push((t.cutAt - t.oldest) / 1000);
-        cutToSignal.push(at - t.cutAt / 1000);
-      }
-    }
-    const s = e.activityTaskScheduledEventAttributes;
-    if (s?.activityType?.name?.startsWith("stage:")) {
-      const a = { at };
-      acts.push(a);
-      byId.set(String(e.eventId), a);
-    }
-    const st = e.activityTaskStartedEventAttributes;
-    if (st) {
-      const a = byId.get(String(st.scheduledEventId));
-      if (a) a.started = at;
-    }
-    const c = e.activityTaskCompletedEventAttributes;
-    if (c) {
-      const a = byId.get(String(c.scheduledEventId));
-      if (a) a.done = at;
+    if (!sig) continue;
+    const at = seconds(e.eventTime);
+    signals.push(at);
+    const t = times(sig.input?.payloads ?? []);
+    if (t) {
+      producedToCut.push((t.cutAt - t.oldest) / 1000);
+      cutToSignal.push(at - t.cutAt / 1000);
     }
   }
-  const done = acts.filter((a) => a.started !== undefined && a.done !== undefined) as Array<Required<(typeof acts)[number]>>;
+  const acts = activityTimes(history).filter((a) => a.type.startsWith("stage:"));
+  const done = acts.filter((a): a is ActivityTimes & { started: number; done: number } => a.started !== undefined && a.done !== undefined);
   const waits: number[] = [];
   const totals: number[] = [];
   for (const t of signals) {
