@@ -11,7 +11,7 @@
 import type { Client } from "@temporalio/client";
 import { defaultPayloadConverter } from "@temporalio/common";
 import proto from "@temporalio/proto";
-import { PIPELINE_WORKFLOW, addCounts, type JobInput, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
+import { PIPELINE_WORKFLOW, addCounts, sentBatches, type JobInput, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
 
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 const EventType = proto.temporal.api.enums.v1.EventType;
@@ -44,8 +44,7 @@ export function completedSplits(events: HistoryEvent[]): Record<string, Record<n
     if (!out) return null;
     const counts: StageCounts = {};
     addCounts(counts, out.counts);
-    const sentOn = [...Object.entries(out.outputs).filter(([, records]) => records.length > 0), ...Object.entries(out.refs ?? {})].map(([key]) => key);
-    for (const toStage of sentOn) {
+    for (const [toStage] of sentBatches(out)) {
       const child = subtree(`${shard}.${toStage}`);
       if (!child) return null;
       addCounts(counts, child);

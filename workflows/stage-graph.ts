@@ -4,7 +4,7 @@
  * Shared by the bounded and the streaming workflow; deterministic, and it never runs user code.
  */
 import { ApplicationFailure, proxyActivities, type ActivityOptions } from "@temporalio/workflow";
-import { addCounts, deadLetterTotal, stageActivityType, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
+import { addCounts, deadLetterTotal, sentBatches, stageActivityType, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { edgeKey, type PhysicalPlan, type Stage } from "../core/plan/physical.js";
 import { Gate } from "./gate.js";
 
@@ -61,15 +61,8 @@ export class StageGraph {
     if (!out) return false;
     addCounts(this.totals.counts, out.counts);
     this.totals.deadLetters = deadLetterTotal(this.totals.counts);
-    // Records travel inline (streaming jobs; bounded histories recorded before edge files) or by reference.
-    const sent: Array<[string, Pick<StageUnit, "batch" | "batchRef">]> = [
-      ...Object.entries(out.outputs)
-        .filter(([, batch]) => batch.length > 0)
-        .map(([key, batch]): [string, Pick<StageUnit, "batch">] => [key, { batch }]),
-      ...Object.entries(out.refs ?? {}).map(([key, batchRef]): [string, Pick<StageUnit, "batchRef">] => [key, { batchRef }]),
-    ];
     await Promise.all(
-      sent.map(([key, records]) => {
+      sentBatches(out).map(([key, records]) => {
         const edge = this.edgeByKey.get(`${stage.id}>${key}`);
         if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
         // Counted per loop: a record's trips around one loop do not use up the bound of another.

@@ -139,6 +139,19 @@ export interface StageOutput {
   refs?: Record<string, EdgeBatchRef>;
 }
 
+/**
+ * The edges a stage activity sent records on, each with the records as the next stage receives
+ * them: inline (streaming jobs; bounded histories recorded before edge files) or by reference.
+ */
+export function sentBatches(out: StageOutput): Array<[edge: string, records: { batch: unknown[] } | { batchRef: EdgeBatchRef }]> {
+  return [
+    ...Object.entries(out.outputs)
+      .filter(([, batch]) => batch.length > 0)
+      .map(([key, batch]): [string, { batch: unknown[] }] => [key, { batch }]),
+    ...Object.entries(out.refs ?? {}).map(([key, batchRef]): [string, { batchRef: EdgeBatchRef }] => [key, { batchRef }]),
+  ];
+}
+
 /** Records on an edge kept out of workflow history (a claim check): a gzip'd JSON Lines file in the job's staging directory. */
 export interface EdgeBatchRef {
   /** Path relative to the job's staging directory. */
