@@ -1,13 +1,13 @@
 /**
  * A routed job survives a worker killed with SIGKILL: fusion off (every branch batch crosses
- * workflow history), small splits, CPU work per record; a `sage worker` process is killed when a
- * fifth of the splits are done, a second one finishes the job. The output must be byte-identical to
+ * workflow history), small splits, CPU work per record; a `sage worker` process is killed while its
+ * `work` activity is held at line 2400 (the fixture's gate), a second one finishes the job. The output must be byte-identical to
  * an uninterrupted run and equal to a reference computed here: each record once, in its branch.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import proto from "@temporalio/proto";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
@@ -20,6 +20,8 @@ const LINES = 6000;
 const OVERRIDES = { "execution.fusion": false, "execution.split-bytes": "6kb" };
 /** Chained hashes per record in `work`: enough CPU that the job is still running when the kill comes. */
 const ROUNDS = "300";
+/** The line at which the fixture holds `work` until the worker has been killed: 40% of the way in. */
+const GATE_AT = "2400";
 
 const WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"];
 
@@ -76,14 +78,17 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
   const workers = [await startWorkerProcess(FIXTURE, config, client)];
   try {
     const killedOut = join(config.dir, "killed.jsonl");
-    const job = await client.submit(pipeline, { jobId: `routed-killed-${process.pid}`, params: { input, output: killedOut, rounds: ROUNDS } });
-    const before = await progressUntil(job, "a fifth of the splits", (p) => p.splitsTotal > 0 && p.splitsDone >= p.splitsTotal / 5);
-    // Kill while a stage activity is running on the worker (on a loaded machine there are moments with none).
-    await until("a stage activity in flight", async () => {
-      const pending = (await job.describe()).raw.pendingActivities ?? [];
-      return pending.some((a) => a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED) ? true : undefined;
+    const gate = join(config.dir, "gate");
+    const job = await client.submit(pipeline, {
+      jobId: `routed-killed-${process.pid}`,
+      params: { input, output: killedOut, rounds: ROUNDS, gate, gateAt: GATE_AT },
     });
+    // The fixture holds `work` at line GATE_AT, so the kill certainly lands inside a stage activity;
+    // the other splits go on meanwhile (stages run ahead of one another), so wait for a fifth of them.
+    await until("work to reach the gate", async () => (existsSync(`${gate}.reached`) ? true : undefined), 120_000);
+    const before = await progressUntil(job, "a fifth of the splits", (p) => p.splitsDone >= p.splitsTotal / 5);
     workers[0]!.child.kill("SIGKILL");
+    writeFileSync(`${gate}.open`, "");
     assert.ok(before.splitsTotal >= 30, `expected dozens of splits, got ${before.splitsTotal}`);
     assert.ok(before.splitsDone < before.splitsTotal, `the job finished before the kill (${before.splitsDone}/${before.splitsTotal})`);
     assert.ok(before.activities > before.splitsDone * 9, "batches did not cross history along the branches");
@@ -96,7 +101,7 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
     const attempts = await stageAttempts(client, job);
     assert.ok(
       attempts.some((a) => a > 1),
-      `no stage activity ran twice: the kill interrupted nothing (${attempts.length} stage activities)`,
+      `no stage activity ran twice, though the kill came while one was held (${attempts.length} stage activities)`,
     );
 
     const cleanOut = join(config.dir, "uninterrupted.jsonl");
