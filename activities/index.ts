@@ -66,13 +66,15 @@ export function createActivities(options: {
       // The runner asks per record; a flag set by the abort event is cheaper than the signal's getter.
       let cancelled = ctx.cancellationSignal.aborted;
       ctx.cancellationSignal.addEventListener("abort", () => (cancelled = true), { once: true });
+      // A local activity (streaming stages) cannot heartbeat: its workflow task keeps it alive.
+      const local = ctx.info.isLocal;
       const heartbeat = (details?: unknown): void => {
-        ctx.heartbeat(details);
+        if (!local) ctx.heartbeat(details);
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`stage ${input.stage} of job ${input.jobId} was cancelled`);
       };
       // Heartbeat on a timer too: a slow operator (a model call per record) may take longer than
       // the heartbeat timeout for 1000 records, and a synchronous chain heartbeats via `tick`.
-      const timer = setInterval(() => ctx.heartbeat(), Math.max(250, Math.floor(input.runtime.heartbeatTimeoutMs / 4)));
+      const timer = local ? undefined : setInterval(() => ctx.heartbeat(), Math.max(250, Math.floor(input.runtime.heartbeatTimeoutMs / 4)));
       let out: StageOutput;
       try {
         const host = {

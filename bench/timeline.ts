@@ -64,11 +64,36 @@ interface ActivityTimes {
   worker?: string;
 }
 
-/** The activities of a history, in the order they were scheduled. */
+/** Marker name of a local activity's result in history (the SDK core's). */
+const LOCAL_ACTIVITY_MARKER = "core_local_activity";
+
+/** The activity type in a local activity marker's `data` detail (JSON written by the SDK core). */
+function localActivityType(marker: proto.temporal.api.history.v1.IMarkerRecordedEventAttributes): string {
+  const data = marker.details?.["data"]?.payloads?.[0]?.data;
+  if (!data) return "";
+  try {
+    return String((JSON.parse(Buffer.from(data).toString("utf8")) as { activity_type?: string }).activity_type ?? "");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The activities of a history, in the order they were scheduled. A local activity has no events of
+ * its own: it ran inside the workflow task whose completion recorded its marker, so it counts as
+ * scheduled when that task was, started when a worker picked the task up and done when the task completed.
+ */
 function activityTimes(history: History): ActivityTimes[] {
   const scheduled = new Map<string, ActivityTimes>();
+  const task = { scheduled: 0, started: 0, completed: 0, worker: "" };
   for (const e of history.events ?? []) {
     const at = seconds(e.eventTime);
+    if (e.workflowTaskScheduledEventAttributes) task.scheduled = at;
+    if (e.workflowTaskStartedEventAttributes) Object.assign(task, { started: at, worker: e.workflowTaskStartedEventAttributes.identity ?? "" });
+    if (e.workflowTaskCompletedEventAttributes) task.completed = at;
+    const m = e.markerRecordedEventAttributes;
+    if (m?.markerName === LOCAL_ACTIVITY_MARKER)
+      scheduled.set(String(e.eventId), { type: localActivityType(m), at: task.scheduled, started: task.started, done: task.completed, worker: task.worker });
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? "", at });
     const st = e.activityTaskStartedEventAttributes;
@@ -105,11 +130,11 @@ export function jobTimeline(history: History): JobTimeline {
 export interface StreamTimeline {
   batches: number;
   activities: number;
-  /** Signal recorded -> the activity that runs the batch is scheduled (waiting for the running one, workflow task). */
+  /** Signal recorded -> the activity that runs the batch is scheduled (waiting for the running one, workflow task; local: its workflow task scheduled). */
   signalToScheduled: [number, number];
-  /** Activity scheduled -> started by a worker (dispatch). */
+  /** Activity scheduled -> started by a worker (dispatch; local: of its workflow task). */
   scheduledToStarted: [number, number];
-  /** Activity started -> completed (decode, chain, Kafka transaction). */
+  /** Activity started -> completed (decode, chain, Kafka transaction; local: its whole workflow task). */
   activity: [number, number];
   /** Signal recorded -> activity completed. */
   signalToDone: [number, number];

@@ -157,6 +157,7 @@ export class SageClient {
       maxBatchBytes: exec["max-batch-bytes"],
       splitBytes: exec["split-bytes"],
       splitPrefetch: exec["split-prefetch"],
+      localActivities: this.config.kafka["local-activities"],
       deadLetterPath: this.config["dead-letter"].path ?? null,
     };
   }

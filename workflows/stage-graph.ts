@@ -3,7 +3,7 @@
  * stream batch or a batch of records on an edge), then the downstream stages on what it emitted.
  * Shared by the bounded and the streaming workflow; deterministic, and it never runs user code.
  */
-import { ApplicationFailure, proxyActivities, type ActivityOptions } from "@temporalio/workflow";
+import { ApplicationFailure, proxyActivities, proxyLocalActivities, type ActivityOptions, type LocalActivityOptions } from "@temporalio/workflow";
 import { addCounts, deadLetterTotal, sentBatches, stageActivityType, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { edgeKey, type PhysicalPlan, type Stage } from "../core/plan/physical.js";
 import { Gate } from "./gate.js";
@@ -36,10 +36,15 @@ export class StageGraph {
     private readonly call: <T>(fn: ActivityFn, ...args: unknown[]) => Promise<T>,
     /** Units a source stage keeps queued per parallel slot beyond the running one (bounded splits; 0 keeps `parallelism` in flight). */
     sourcePrefetch = 0,
+    /** Given: stages run as local activities with these options (streaming batches); else as activities with `base`. */
+    local?: LocalActivityOptions,
   ) {
     for (const stage of plan.stages) {
       const type = stageActivityType(stage.name);
-      const proxy = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: `${stage.operators.length} fused operator(s): ${stage.name}` });
+      const summary = `${stage.operators.length} fused operator(s): ${stage.name}`;
+      const proxy = local
+        ? proxyLocalActivities<Record<string, ActivityFn>>({ ...local, summary })
+        : proxyActivities<Record<string, ActivityFn>>({ ...base, summary });
       this.activity.set(stage.id, proxy[type]!);
       this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
     }

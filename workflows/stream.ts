@@ -132,7 +132,11 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     params: input.params,
     runtime,
   };
-  const graph = new StageGraph(plan, base, common, totals, call);
+  // Local: the stage runs inside the workflow task that scheduled it (no heartbeats; the workflow task timeout covers a dead worker).
+  const local = runtime.localActivities
+    ? { startToCloseTimeout: runtime.activityTimeoutMs, retry: base.retry, cancellationType: base.cancellationType }
+    : undefined;
+  const graph = new StageGraph(plan, base, common, totals, call, 0, local);
   const source = plan.stages.find((s) => s.source);
   if (!source) throw new Error(`plan ${plan.hash} has no source stage`);
 

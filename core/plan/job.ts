@@ -44,6 +44,11 @@ export interface JobRuntimeOptions {
    * in jobs started before it existed (they keep `parallelism` splits in flight, and replay so).
    */
   splitPrefetch?: number;
+  /**
+   * Streaming stages run as local activities (`kafka.local-activities`). Absent in jobs started
+   * before it existed: they run regular activities, and replay so.
+   */
+  localActivities?: boolean;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
 }

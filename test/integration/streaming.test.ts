@@ -19,6 +19,7 @@ import {
   produceRange,
   readOutput,
   runStreaming,
+  stageRuns,
   startShim,
   startShimProcess,
   streamConfig,
@@ -58,6 +59,9 @@ test("100k records across 4 partitions and 4 partition workflows: read_committed
     assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
     assert.deepEqual(keysOutOfOrder(out), []);
     assert.ok(out.every((r) => r.double === r.id * 2));
+    // kafka.local-activities is on by default: each batch ran as a local activity, no activity tasks.
+    const runs = await stageRuns(run.client, job.workflowIds[0]!);
+    assert.ok(runs.local > 0 && runs.activities === 0, JSON.stringify(runs));
   } finally {
     await run.close();
   }
@@ -117,8 +121,9 @@ function d(dead: Array<{ headers: Record<string, string> }>, reason: string): st
 test("a long run crosses continue-as-new at least twice and loses and duplicates nothing", async () => {
   const t = streamTopics("can");
   useTopics(t.env);
-  // One partition workflow, tiny batches one at a time (no merging): ~200 activities, the test server suggests continue-as-new at 600 events.
-  const config = streamConfig("can", t.dlq, { "execution.parallelism": 1, "kafka.max-batch-records": 100, "kafka.max-unacked-batches": 1 });
+  // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 5 events each
+  // (signal, workflow task, local activity marker); the test server suggests continue-as-new at 600 events.
+  const config = streamConfig("can", t.dlq, { "execution.parallelism": 1, "kafka.max-batch-records": 50, "kafka.max-unacked-batches": 1 });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const N = 20_000;
@@ -135,7 +140,7 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
     assert.ok(verdict.deterministic, verdict.error);
     assert.equal(result.counts["out"]!.out, N);
-    assert.ok(p.batches >= 200);
+    assert.ok(p.batches >= 400);
     const out = await readOutput(kafka, t.output);
     assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
     assert.deepEqual(keysOutOfOrder(out), []);
@@ -234,7 +239,8 @@ test("rebalance: a second shim joins the group and later leaves; nothing is lost
 test("string and bytes formats; keys, headers and timestamps pass through to the sink", async () => {
   const kafka = testKafka();
   const t = streamTopics("formats");
-  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1 });
+  // Stages as regular activities here (kafka.local-activities off), so that path stays tested too.
+  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1, "kafka.local-activities": false });
   await createTopics(kafka, t, 1);
   const bytesIn = `${t.input}.bytes`;
   const bytesOut = `${t.output}.bytes`;
@@ -269,6 +275,8 @@ test("string and bytes formats; keys, headers and timestamps pass through to the
     try {
       await waitForRecords(run.job, expected);
       await run.finish();
+      const runs = await stageRuns(run.client, run.job.workflowIds[0]!);
+      assert.ok(runs.activities > 0 && runs.local === 0, JSON.stringify(runs));
     } finally {
       await run.close();
     }

@@ -219,3 +219,12 @@ export function startShimProcess(config: SageConfig, topics: { env: Record<strin
     },
   };
 }
+
+/** How the stage runs of a partition workflow's current run were recorded: local activity markers, activity tasks. */
+export async function stageRuns(client: SageClient, workflowId: string): Promise<{ local: number; activities: number }> {
+  const events = (await client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  return {
+    local: events.filter((e) => e.markerRecordedEventAttributes?.markerName === "core_local_activity").length,
+    activities: events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name?.startsWith("stage:")).length,
+  };
+}
