@@ -333,7 +333,7 @@ async function latency(
     if (p % 20 === 0) await producer.send("bench.lat.in", [{ key: "probe", value: JSON.stringify({ ...event(-1 - p), amount: 1 }) }]);
     await sleep(100);
   }
-  console.log(`latency: job live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through)`);
+  console.log(`latency: job live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through); load starts at ${new Date().toISOString()}`);
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((RATE * tickMs) / 1000));
   let id = 0;

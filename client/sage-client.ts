@@ -158,6 +158,7 @@ export class SageClient {
       splitBytes: exec["split-bytes"],
       splitPrefetch: exec["split-prefetch"],
       localActivities: this.config.kafka["local-activities"],
+      eventsPerRun: this.config.kafka["events-per-run"],
       deadLetterPath: this.config["dead-letter"].path ?? null,
     };
   }

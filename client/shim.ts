@@ -5,13 +5,16 @@
  * returned (the workflow then holds the batch durably); the workflow's offset table is the truth.
  * Backpressure: at most `maxUnacked` batches wait unprocessed per workflow; beyond that the
  * partition's handler waits (heartbeating the group), so nothing more is fetched and memory stays flat.
+ * Checkpoints: when a run reports `checkpoint` (it used its event budget), the shim holds that
+ * workflow's batches, tells the run so (hold signal) and resumes once the run has continued as new,
+ * so no batch races the run's close.
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from "@temporalio/client";
 import type { Logger } from "pino";
 import type { KafkaSourceSpec } from "../core/api/connectors.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { PROGRESS_QUERY } from "../core/plan/job.js";
-import { BATCH_SIGNAL, STREAM_WORKFLOW, kafkaSourceOf, workflowIndexOf, type StreamBatch, type StreamProgress } from "../core/plan/stream.js";
+import { BATCH_SIGNAL, HOLD_SIGNAL, STREAM_WORKFLOW, kafkaSourceOf, workflowIndexOf, type StreamBatch, type StreamProgress } from "../core/plan/stream.js";
 import { encodeBatch, messageBytes } from "../connectors/kafka/batch-codec.js";
 import type { BatchControl, ConsumedMessage, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
 import type { StreamJob } from "./stream-job.js";
@@ -51,6 +54,8 @@ export interface ShimStats {
   maxPendingSeen: number;
   signalRetries: number;
   consumerRestarts: number;
+  /** Checkpoint holds that ended with the run continued as new. */
+  holds: number;
 }
 
 /** What the shim knows of one partition workflow. */
@@ -62,13 +67,22 @@ interface WorkflowSlot {
   /** Set once the workflow stops or has ended: nothing more is sent to it. */
   closing: boolean;
   started: boolean;
+  /** Signals under way (or about to start: reserved by `waitForRoom`). */
+  signalling: number;
+  /** While batches are held for a run's checkpoint: settles when the hold ends. */
+  held: Promise<void> | null;
+  /** The run the last hold was for (one hold per run). */
+  heldRun: string | null;
 }
+
+/** Longest hold for a checkpoint; after it batches flow again (the run then closes on its own, racing them). */
+const HOLD_MAX_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Feeds one streaming job from Kafka. */
 export class KafkaShim {
-  readonly stats: ShimStats = { batches: 0, records: 0, bytes: 0, backpressureWaits: 0, maxPendingSeen: 0, signalRetries: 0, consumerRestarts: 0 };
+  readonly stats: ShimStats = { batches: 0, records: 0, bytes: 0, backpressureWaits: 0, maxPendingSeen: 0, signalRetries: 0, consumerRestarts: 0, holds: 0 };
   private readonly source: KafkaSourceSpec;
   private readonly slots: WorkflowSlot[];
   private consumer: GroupConsumer | null = null;
@@ -89,7 +103,7 @@ export class KafkaShim {
     const source = kafkaSourceOf(job.inputs[0]!.plan);
     if (!source) throw new Error(`pipeline "${job.pipeline.name}" has no Kafka source: it is a bounded job; submit it instead`);
     this.source = source;
-    this.slots = job.inputs.map((_, index) => ({ index, pending: 0, sent: 0, closing: false, started: false }));
+    this.slots = job.inputs.map((_, index) => ({ index, pending: 0, sent: 0, closing: false, started: false, signalling: 0, held: null, heldRun: null }));
     this.taskQueue = taskQueueOf(job.pipeline.name, job.client.config);
   }
 
@@ -148,7 +162,13 @@ export class KafkaShim {
       const t0 = Date.now();
       if (!(await this.waitForRoom(slot, control))) return;
       const t1 = Date.now();
-      if (!(await this.deliver(slot, batch, slice, bytes, control))) return;
+      let delivered: boolean;
+      try {
+        delivered = await this.deliver(slot, batch, slice, bytes, control);
+      } finally {
+        slot.signalling--;
+      }
+      if (!delivered) return;
       const t2 = Date.now();
       const last = slice[slice.length - 1]!.offset;
       control.resolve(last);
@@ -183,21 +203,66 @@ export class KafkaShim {
     return !this.stopping && !slot.closing && control.active();
   }
 
-  /** Waits (heartbeating) until the workflow has room for one more batch; false when the batch must not be sent. */
+  /**
+   * Waits (heartbeating) until the workflow has room for one more batch and no checkpoint hold is on;
+   * false when the batch must not be sent. True reserves a signal (`slot.signalling`): the caller
+   * signals next and releases it.
+   */
   private async waitForRoom(slot: WorkflowSlot, control: BatchControl): Promise<boolean> {
     let waited = false;
-    while (this.live(slot, control) && slot.started && slot.pending >= this.options.maxUnacked) {
-      if (!waited) {
-        this.stats.backpressureWaits++;
-        shimMetrics.waited(this.job.pipeline.name);
+    for (;;) {
+      if (!this.live(slot, control)) return false;
+      if (slot.held) {
+        await Promise.race([slot.held, sleep(1_000)]);
+      } else if (slot.started && slot.pending >= this.options.maxUnacked) {
+        if (!waited) {
+          this.stats.backpressureWaits++;
+          shimMetrics.waited(this.job.pipeline.name);
+        }
+        waited = true;
+        await sleep(Math.max(20, Math.min(200, this.options.bufferTimeoutMs)));
+        await this.refresh(slot);
+      } else {
+        slot.signalling++;
+        return true;
       }
-      waited = true;
-      await sleep(Math.max(20, Math.min(200, this.options.bufferTimeoutMs)));
       // A heartbeat that fails means a rebalance: give the batch back so the consumer can rejoin.
       if (!(await this.heartbeat(control))) return false;
-      await this.refresh(slot);
     }
-    return this.live(slot, control);
+  }
+
+  /**
+   * Holds the workflow's batches while run `runId` checkpoints: waits for signals under way, tells
+   * the run (hold signal), and lets batches go again once another run is current (or after `HOLD_MAX_MS`).
+   */
+  private async hold(slot: WorkflowSlot, runId: string): Promise<void> {
+    slot.heldRun = runId;
+    let release!: () => void;
+    slot.held = new Promise((r) => (release = r));
+    const started = Date.now();
+    const deadline = started + HOLD_MAX_MS;
+    try {
+      while (slot.signalling > 0 && Date.now() < deadline) await sleep(5);
+      const handle = this.job.handle(slot.index);
+      await handle.signal(HOLD_SIGNAL, runId);
+      while (Date.now() < deadline && !this.stopping) {
+        const current = await handle.describe().then(
+          (d) => (d.status.name === "RUNNING" ? d.runId : null),
+          () => null,
+        );
+        if (current !== runId) {
+          this.stats.holds++;
+          break;
+        }
+        await sleep(20);
+      }
+      this.logger.debug({ workflow: slot.index, runId, ms: Date.now() - started }, "checkpoint hold over");
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message, workflow: slot.index, runId }, "checkpoint hold failed; batches flow again");
+    } finally {
+      slot.held = null;
+      release();
+    }
   }
 
   /** Signals the batch (starting the workflow if needed), retrying while the server is unreachable. */
@@ -279,6 +344,7 @@ export class KafkaShim {
       return;
     }
     slot.pending = p.pending + (slot.sent - sentBefore);
+    if (p.checkpoint && p.runId && p.phase === "running" && slot.heldRun !== p.runId && !slot.held) void this.hold(slot, p.runId);
     shimMetrics.pending(this.job.pipeline.name, this.job.workflowIds[slot.index]!, p.pending);
     this.stats.maxPendingSeen = Math.max(this.stats.maxPendingSeen, p.pending);
     if (p.phase !== "running" && !slot.closing) {

@@ -83,7 +83,8 @@ start() {
     id="$(java -cp "$CP" -Dlog4j2.configurationFile="$DATA/log4j2-tools.properties" kafka.tools.StorageTool random-uuid)"
     java -cp "$CP" -Dlog4j2.configurationFile="$DATA/log4j2-tools.properties" kafka.tools.StorageTool format -t "$id" -c "$DATA/server.properties" --standalone >/dev/null
   fi
-  nohup java -Xmx"${KAFKA_HEAP:-512m}" -cp "$CP" -Dlog4j2.configurationFile="$DATA/log4j2.properties" kafka.Kafka "$DATA/server.properties" \
+  # shellcheck disable=SC2086
+  nohup java -Xmx"${KAFKA_HEAP:-512m}" ${KAFKA_JVM_OPTS:-} -cp "$CP" -Dlog4j2.configurationFile="$DATA/log4j2.properties" kafka.Kafka "$DATA/server.properties" \
     >"$DATA/broker.out" 2>&1 &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 120); do

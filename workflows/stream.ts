@@ -19,6 +19,7 @@ import {
 import { PROGRESS_QUERY, deadLetterTotal } from "../core/plan/job.js";
 import {
   BATCH_SIGNAL,
+  HOLD_SIGNAL,
   STOP_SIGNAL,
   topicPartition,
   type AcceptedBatch,
@@ -33,6 +34,8 @@ import { StageGraph, type ActivityFn } from "./stage-graph.js";
 export const batchSignal = defineSignal<[Omit<StreamBatch, "records">, Uint8Array]>(BATCH_SIGNAL);
 /** Finish the accepted batches, then stop. */
 export const stopSignal = defineSignal(STOP_SIGNAL);
+/** A shim holds its batches until this run (by id) has continued as new. */
+export const holdSignal = defineSignal<[string]>(HOLD_SIGNAL);
 /** Offsets, pending batches and counts of this partition workflow. */
 export const streamProgressQuery = defineQuery<StreamProgress>(PROGRESS_QUERY);
 
@@ -76,11 +79,24 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   const totals = { counts: state.counts, deadLetters: deadLetterTotal(state.counts) };
   let phase: StreamProgress["phase"] = state.stopping ? "stopping" : "running";
 
+  const budget = runtime.eventsPerRun;
+  /** This run has used its event budget (jobs that have one): it asks the shims to hold, then checkpoints. */
+  const wantsCheckpoint = (): boolean => budget !== undefined && workflowInfo().historyLength >= budget;
+  /** A shim said it holds its batches for this run. */
+  let held = false;
+  /**
+   * Checkpoint now: the server suggests it; or the run used its budget and a shim holds (or no shim
+   * answered by twice the budget: it then closes as runs without a budget do, racing signals).
+   */
+  const mustCheckpoint = (): boolean => workflowInfo().continueAsNewSuggested || (wantsCheckpoint() && (held || workflowInfo().historyLength >= 2 * budget!));
+
   const progress = (): StreamProgress => ({
     pipeline: plan.pipeline,
     jobId: input.jobId,
     planHash: plan.hash,
     index: input.index,
+    runId: workflowInfo().runId,
+    checkpoint: wantsCheckpoint(),
     phase,
     pending: pending.length,
     batches: state.batches,
@@ -106,6 +122,9 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     state.batches++;
     state.records += batch.count;
     pending.push({ batch: { ...batch, skipBelow: next ?? batch.from, seq: state.batches }, records });
+  });
+  setHandler(holdSignal, (runId) => {
+    if (runId === workflowInfo().runId) held = true;
   });
   setHandler(stopSignal, () => {
     state.stopping = true;
@@ -140,8 +159,21 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   const source = plan.stages.find((s) => s.source);
   if (!source) throw new Error(`plan ${plan.hash} has no source stage`);
 
+  const pendingBytes = (): number => pending.reduce((n, p) => n + p.records.byteLength, 0);
+
+  /** Continues as new with the offset table, the counts and the batches not yet run. */
+  const checkpoint = async (): Promise<never> => {
+    await condition(allHandlersFinished);
+    return continueAsNew<typeof streamWorkflow>(
+      { ...input, state: { ...state, counts: totals.counts, pending: pending.map((p) => p.batch) } },
+      ...pending.map((p) => p.records),
+    );
+  };
+
   for (;;) {
-    await condition(() => pending.length > 0 || state.stopping || workflowInfo().continueAsNewSuggested);
+    await condition(() => pending.length > 0 || state.stopping || mustCheckpoint());
+    // A shim holds its batches for this run: close it now, before another batch (it waits meanwhile).
+    if (held && pendingBytes() <= CARRY_BYTES) return checkpoint();
     if (pending.length > 0) {
       // Batches that queued up while the last one ran go together: one activity, one transaction.
       const take = mergeable(pending);
@@ -167,13 +199,6 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
       await condition(allHandlersFinished);
       return progress();
     }
-    if (workflowInfo().continueAsNewSuggested && pending.reduce((n, p) => n + p.records.byteLength, 0) <= CARRY_BYTES) {
-      // Checkpoint: the offset table, the counts and the batches not yet run go to the next run.
-      await condition(allHandlersFinished);
-      return continueAsNew<typeof streamWorkflow>(
-        { ...input, state: { ...state, counts: totals.counts, pending: pending.map((p) => p.batch) } },
-        ...pending.map((p) => p.records),
-      );
-    }
+    if (mustCheckpoint() && pendingBytes() <= CARRY_BYTES) return checkpoint();
   }
 }

@@ -49,6 +49,12 @@ export interface JobRuntimeOptions {
    * before it existed: they run regular activities, and replay so.
    */
   localActivities?: boolean;
+  /**
+   * A streaming partition workflow continues as new once its run has this many history events
+   * (`kafka.events-per-run`), even before the server suggests it, and does so in a workflow task
+   * of its own. Absent in jobs started before it existed: they wait for the server, and replay so.
+   */
+  eventsPerRun?: number;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
 }

@@ -16,6 +16,13 @@ export const STREAM_WORKFLOW = "streamWorkflow";
 export const BATCH_SIGNAL = "sage:batch";
 /** Signal asking a partition workflow to finish its accepted batches and stop. */
 export const STOP_SIGNAL = "sage:stop";
+/**
+ * Signal from a shim that saw `checkpoint` in a run's progress: it holds its batches for that run
+ * (argument: the run id) until the run has continued as new. The run then checkpoints with no
+ * signal racing its close (a signal landing meanwhile makes the server refuse the close, and the
+ * worker replays the whole run: about a second per thousand events on this machine).
+ */
+export const HOLD_SIGNAL = "sage:hold";
 
 /** Workflow id of partition workflow `index` of a streaming job: `sage/<pipeline>/<job>/p<index>`. */
 export function partitionWorkflowId(pipeline: string, jobId: string, index: number): string {
@@ -100,6 +107,10 @@ export interface StreamProgress {
   planHash: string;
   index: number;
   phase: "running" | "stopping" | "stopped" | "failed";
+  /** Run id of the run that answered. */
+  runId?: string;
+  /** The run wants to continue as new: shims hold their batches (and say so with the hold signal) until it has. */
+  checkpoint?: boolean;
   /** Batches accepted and not yet processed (what the shim's backpressure counts). */
   pending: number;
   batches: number;

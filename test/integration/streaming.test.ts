@@ -122,8 +122,14 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
   const t = streamTopics("can");
   useTopics(t.env);
   // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 5 events each
-  // (signal, workflow task, local activity marker); the test server suggests continue-as-new at 600 events.
-  const config = streamConfig("can", t.dlq, { "execution.parallelism": 1, "kafka.max-batch-records": 50, "kafka.max-unacked-batches": 1 });
+  // (signal, workflow task, local activity marker). A run's budget is 300 events: the shim holds its
+  // batches for each checkpoint (the test server would suggest continue-as-new only at 600 events).
+  const config = streamConfig("can", t.dlq, {
+    "execution.parallelism": 1,
+    "kafka.max-batch-records": 50,
+    "kafka.max-unacked-batches": 1,
+    "kafka.events-per-run": 300,
+  });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const N = 20_000;
@@ -136,6 +142,7 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     await shim.done;
     const result = await job.result();
     assert.ok(result.runs >= 3, `continued as new ${result.runs - 1} time(s)`);
+    assert.ok(shim.stats.holds >= 2, `the shim held batches for ${shim.stats.holds} checkpoint(s)`);
     // The last run started from a checkpoint (offset table and pending batches as arguments): it replays deterministically.
     const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
     assert.ok(verdict.deterministic, verdict.error);
