@@ -4,7 +4,8 @@
 #   bash scripts/kafka.sh start     # format storage once, start, wait until a transactional producer and a group join work; idempotent
 #   bash scripts/kafka.sh stop      # SIGTERM (clean shutdown), SIGKILL after 30 s
 #   bash scripts/kafka.sh status
-# Settings: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_DATA (.sage/kafka), KAFKA_HEAP (512m).
+# Settings: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_DATA (.sage/kafka), KAFKA_HEAP (512m),
+#   KAFKA_JVM_OPTS (more JVM flags, e.g. "-XX:+UseSerialGC" on a small machine; none by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
