@@ -107,7 +107,7 @@ export const configSchema = z
          * task to schedule, dispatch and complete per batch, one workflow task per batch run. The
          * Kafka transaction keeps output exactly once when a worker dies mid-batch (the next worker
          * runs the batch again after the workflow task timeout). At 1k records/s, steady 5 s windows
-         * went from p99 176-238 to 157-199 ms and history per record halved (bench/kafka.ts).
+         * went from p99 176-238 to 157-202 ms and history per record halved (bench/kafka.ts).
          */
         "local-activities": bool.default(true),
         /**
