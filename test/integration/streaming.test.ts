@@ -9,6 +9,11 @@ import { definePipeline } from "../../core/api/pipeline.js";
 import { KafkaSink, KafkaSource } from "../../core/api/connectors.js";
 import { replayExecution } from "../../client/replay.js";
 import { KafkaShim, shimOptionsOf } from "../../client/shim.js";
+import { StreamJob } from "../../client/stream-job.js";
+import { taskQueueOf } from "../../client/task-queue.js";
+import { encodeBatch } from "../../connectors/kafka/batch-codec.js";
+import { PROGRESS_QUERY } from "../../core/plan/job.js";
+import { BATCH_SIGNAL, STREAM_WORKFLOW, type StreamProgress } from "../../core/plan/stream.js";
 import { createLogger } from "../../client/logger.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import { startWorker, until } from "../support/harness.js";
@@ -18,6 +23,7 @@ import {
   keysOutOfOrder,
   produceRange,
   readOutput,
+  recordOf,
   runStreaming,
   stageRuns,
   startShim,
@@ -153,6 +159,54 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     assert.deepEqual(keysOutOfOrder(out), []);
   } finally {
     await run.close();
+  }
+});
+
+test("with a checkpoint budget and no shim to hold its batches, a run closes by itself at twice the budget; nothing lost or duplicated", async () => {
+  const t = streamTopics("nohold");
+  useTopics(t.env);
+  // Budget 100 events: the run asks for a hold from 100 on; batches signalled straight from here
+  // (no shim) never hold, so it must close at 200 (each batch here costs about 5 events).
+  const config = streamConfig("nohold", t.dlq, { "execution.parallelism": 1, "kafka.events-per-run": 100 });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 1);
+  const worker = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  const job = StreamJob.create(client, pipeline, { jobId: "nohold" });
+  const BATCHES = 60;
+  const SIZE = 10;
+  try {
+    let sawCheckpoint = false;
+    for (let b = 0; b < BATCHES; b++) {
+      const messages = Array.from({ length: SIZE }, (_, i) => {
+        const r = recordOf(b * SIZE + i);
+        return { offset: String(r.id), key: Buffer.from(r.key), value: Buffer.from(JSON.stringify(r)), headers: {}, timestamp: String(Date.now()) };
+      });
+      await client.temporal.workflow.signalWithStart(STREAM_WORKFLOW, {
+        workflowId: job.workflowIds[0]!,
+        taskQueue: taskQueueOf(pipeline.name, config),
+        args: [job.inputs[0]!],
+        signal: BATCH_SIGNAL,
+        signalArgs: [
+          { topic: t.input, partition: 0, from: b * SIZE, to: b * SIZE + SIZE - 1, count: SIZE, bytes: 0, cutAt: Date.now() },
+          encodeBatch(messages),
+        ],
+      });
+      // One batch at a time: each costs its own workflow task.
+      await until(`batch ${b} through`, async () => ((await job.progress()).counts["out"]?.out ?? 0) >= (b + 1) * SIZE || undefined);
+      const p = await job.handle(0).query<StreamProgress>(PROGRESS_QUERY);
+      sawCheckpoint ||= p.checkpoint === true;
+    }
+    await job.stop();
+    const result = await job.result();
+    assert.ok(sawCheckpoint, "the run never asked for a checkpoint hold");
+    assert.ok(result.runs >= 2, `continued as new ${result.runs - 1} time(s)`);
+    assert.equal(result.counts["out"]!.out, BATCHES * SIZE);
+    const out = await readOutput(kafka, t.output);
+    assert.deepEqual(exactlyOnce(out, 0, BATCHES * SIZE), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
+  } finally {
+    await client.close();
+    await worker.stop();
   }
 });
 
