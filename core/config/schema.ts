@@ -108,7 +108,7 @@ export const configSchema = z
          * Kafka transaction keeps output exactly once when a worker dies mid-batch (the next worker
          * runs the batch again after the workflow task timeout). At 1k records/s, steady 5 s windows
          * went from p99 176-238 to 157-202 ms and history per record halved (bench/kafka.ts).
-         * A progress query (`sage status`, the shim's backpressure) waits for the batch running in
+         * A progress query (`sage status`, the shim's backpressure) can wait for the batch running in
          * the workflow task: with slow stages (model calls) turn this off if queries must answer fast.
          */
         "local-activities": bool.default(true),
