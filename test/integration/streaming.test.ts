@@ -44,7 +44,8 @@ function useTopics(env: Record<string, string>): void {
 test("100k records across 4 partitions and 4 partition workflows: read_committed sees each exactly once, in per-key order", async () => {
   const t = streamTopics("e2e");
   useTopics(t.env);
-  const config = streamConfig("e2e", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000 });
+  // Stages as local activities here (kafka.local-activities, off by default), so that path stays tested too.
+  const config = streamConfig("e2e", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000, "kafka.local-activities": true });
   const kafka = testKafka();
   await createTopics(kafka, t, 4);
   const N = 100_000;
@@ -65,7 +66,7 @@ test("100k records across 4 partitions and 4 partition workflows: read_committed
     assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
     assert.deepEqual(keysOutOfOrder(out), []);
     assert.ok(out.every((r) => r.double === r.id * 2));
-    // kafka.local-activities is on by default: each batch ran as a local activity, no activity tasks.
+    // Each batch ran as a local activity: markers, no activity tasks.
     const runs = await stageRuns(run.client, job.workflowIds[0]!);
     assert.ok(runs.local > 0 && runs.activities === 0, JSON.stringify(runs));
   } finally {
@@ -127,8 +128,8 @@ function d(dead: Array<{ headers: Record<string, string> }>, reason: string): st
 test("a long run crosses continue-as-new at least twice and loses and duplicates nothing", async () => {
   const t = streamTopics("can");
   useTopics(t.env);
-  // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 5 events each
-  // (signal, workflow task, local activity marker). A run's budget is 300 events: the shim holds its
+  // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 10 events
+  // each (signal, workflow tasks, activity). A run's budget is 300 events: the shim holds its
   // batches for each checkpoint (the test server would suggest continue-as-new only at 600 events).
   const config = streamConfig("can", t.dlq, {
     "execution.parallelism": 1,
@@ -166,14 +167,15 @@ test("with a checkpoint budget and no shim to hold its batches, a run closes by 
   const t = streamTopics("nohold");
   useTopics(t.env);
   // Budget 100 events: the run asks for a hold from 100 on; batches signalled straight from here
-  // (no shim) never hold, so it must close at 200 (each batch here costs about 5 events).
+  // (no shim) never hold, so it must close at 200 (each batch here costs about 10 events; the test
+  // server suggests continue-as-new only at 600, which 30 batches do not reach).
   const config = streamConfig("nohold", t.dlq, { "execution.parallelism": 1, "kafka.events-per-run": 100 });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const worker = await startWorker(pipeline, config);
   const client = await SageClient.connect({ config });
   const job = StreamJob.create(client, pipeline, { jobId: "nohold" });
-  const BATCHES = 60;
+  const BATCHES = 30;
   const SIZE = 10;
   try {
     let sawCheckpoint = false;
@@ -300,8 +302,8 @@ test("rebalance: a second shim joins the group and later leaves; nothing is lost
 test("string and bytes formats; keys, headers and timestamps pass through to the sink", async () => {
   const kafka = testKafka();
   const t = streamTopics("formats");
-  // Stages as regular activities here (kafka.local-activities off), so that path stays tested too.
-  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1, "kafka.local-activities": false });
+  // The default: stages as regular activities.
+  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1 });
   await createTopics(kafka, t, 1);
   const bytesIn = `${t.input}.bytes`;
   const bytesOut = `${t.output}.bytes`;
