@@ -110,7 +110,7 @@ export const configSchema = z
          * went from p99 176-238 to 157-202 ms and history per record halved (bench/kafka.ts).
          * A progress query (`sage status`, the shim's backpressure) can wait for the batch running in
          * the workflow task: with slow stages (model calls) turn this off if queries must answer fast.
-         * Off by default: in 1 of 4 runs of the broker kill -9 test it wrote a batch twice (a
+         * Off by default: in 1 of 5 runs of the broker kill -9 test it wrote a batch twice (a
          * workflow task timed out while the local activity retried through the outage; see CHANGELOG).
          */
         "local-activities": bool.default(false),
