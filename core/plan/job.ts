@@ -50,9 +50,10 @@ export interface JobRuntimeOptions {
    */
   localActivities?: boolean;
   /**
-   * A streaming partition workflow continues as new once its run has this many history events
-   * (`kafka.events-per-run`), even before the server suggests it, and does so in a workflow task
-   * of its own. Absent in jobs started before it existed: they wait for the server, and replay so.
+   * A streaming partition workflow asks to checkpoint once its run has this many history events
+   * (`kafka.events-per-run`), even before the server suggests it: it continues as new when a shim
+   * says it holds its batches (hold signal), or by itself at twice the budget. Absent in jobs
+   * started before it existed: they wait for the server, and replay so.
    */
   eventsPerRun?: number;
   /** Dead-letter file path (resolved by the worker when empty). */
