@@ -358,12 +358,15 @@ async function latency(
   for (const c of children) c.kill("SIGTERM");
   await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : Promise.resolve())));
   // Latency over the run, in windows of send time: a backlog or a stall shows where it happened.
-  const windows: string[][] = [];
-  for (let from = started; from < end; from += WINDOW_MS) {
-    const w = samples
-      .filter((s) => s.sentAt >= from && s.sentAt < from + WINDOW_MS)
+  /** Latencies (ms, ascending) of the records sent in [from, to). */
+  const sentBetween = (from: number, to: number): number[] =>
+    samples
+      .filter((s) => s.sentAt >= from && s.sentAt < to)
       .map((s) => s.ms)
       .sort((a, b) => a - b);
+  const windows: string[][] = [];
+  for (let from = started; from < end; from += WINDOW_MS) {
+    const w = sentBetween(from, from + WINDOW_MS);
     const span = `${(from - started) / 1000}-${(from - started + WINDOW_MS) / 1000}`;
     windows.push([span, from < warmupUntil ? "warm-up" : "measured", String(w.length), String(percentile(w, 50)), String(percentile(w, 99))]);
   }
@@ -383,14 +386,8 @@ async function latency(
       t.signalToDone.join(" / "),
     ]),
   );
-  const sorted = samples
-    .filter((s) => s.sentAt >= warmupUntil)
-    .map((s) => s.ms)
-    .sort((a, b) => a - b);
-  const cold = samples
-    .filter((s) => s.sentAt < warmupUntil)
-    .map((s) => s.ms)
-    .sort((a, b) => a - b);
+  const sorted = sentBetween(warmupUntil, Infinity);
+  const cold = sentBetween(-Infinity, warmupUntil);
   const out = {
     rate: RATE,
     seconds: SECONDS,
