@@ -641,6 +641,7 @@ class StageRun {
     const slices = this.input.stream!.slices;
     const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
     const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
+    this.logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
     const skip = (slice: number): boolean => (slice >= 0 ? done[slice]! : done.every(Boolean));
     const messages = this.kafkaOut.filter((m) => !skip(m.slice));
     const open = slices.filter((_, i) => !skip(this.stage.source ? i : -1));

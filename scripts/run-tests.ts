@@ -23,7 +23,10 @@ function testFiles(paths: string[]): string[] {
   return out;
 }
 
-const files = testFiles(process.argv.slice(2));
+// Arguments starting with "--" go to node's test runner as they are (e.g. --test-name-pattern=broker).
+const args = process.argv.slice(2);
+const files = testFiles(args.filter((a) => !a.startsWith("--")));
+const testArgs = args.filter((a) => a.startsWith("--"));
 const needsServer = files.some((f) => !f.startsWith(join("test", "unit")));
 const dir = mkdtempSync(join(tmpdir(), "sage-test-"));
 const server = needsServer
@@ -39,18 +42,22 @@ const broker = needsServer
 const code = await new Promise<number>((done) => {
   // --test-force-exit: a file's process ends once its tests are done, even if a client leaked an idle
   // connection (the broker closes one only after 10 minutes: a leak once held the suite that long).
-  const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-force-exit", "--test-concurrency=1", "--test-reporter=spec", ...files], {
-    stdio: "inherit",
-    env: {
-      ...process.env,
-      ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}),
-      ...(broker
-        ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir }
-        : {}),
-      SAGE_TEST_DIR: dir,
-      SAGE_REPO: resolve("."),
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "--test", "--test-force-exit", "--test-concurrency=1", "--test-reporter=spec", ...testArgs, ...files],
+    {
+      stdio: "inherit",
+      env: {
+        ...process.env,
+        ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}),
+        ...(broker
+          ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir }
+          : {}),
+        SAGE_TEST_DIR: dir,
+        SAGE_REPO: resolve("."),
+      },
     },
-  });
+  );
   child.on("exit", (c, signal) => done(c ?? (signal ? 1 : 0)));
 });
 broker?.stop();

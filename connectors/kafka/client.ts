@@ -114,8 +114,11 @@ export interface KafkaAdmin {
   ensureTopic(topic: string, partitions: number): Promise<boolean>;
   deleteTopics(topics: string[]): Promise<void>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
-  /** Committed offsets of a group on a topic by partition (absent: none committed). */
-  committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
+  /**
+   * Committed offsets of a group on some partitions of a topic (absent: none committed), read only
+   * once no transaction is still committing offsets for them (OffsetFetch with require_stable).
+   */
+  committedOffsets(groupId: string, topic: string, partitions: number[]): Promise<Map<number, string>>;
   close(): Promise<void>;
 }
 

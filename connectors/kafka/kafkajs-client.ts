@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { Kafka, logLevel, Partitioners, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders } from "kafkajs";
 import type { Logger } from "pino";
+import { fetchStableOffsets } from "./stable-offsets.js";
 import type {
   BatchControl,
   ConsumedMessage,
@@ -113,15 +114,18 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
     await this.init();
     const txn = this.open!;
     this.open = null;
+    let step = "send";
     try {
       for (const chunk of chunks(messages)) await txn.send({ topic: chunk.topic, messages: chunk.messages.map(toKafkajs) });
       const topics = new Map<string, Array<{ partition: number; offset: string }>>();
       for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+      step = "send offsets";
       await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+      step = "commit";
       await txn.commit();
     } catch (err) {
       await txn.abort().catch(() => undefined);
-      throw err;
+      throw new Error(`${step}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -212,8 +216,9 @@ class KafkajsGroupConsumer implements GroupConsumer {
 /** Creates the kafkajs-backed client. */
 export function createKafkajsClient(options: { brokers: string[]; clientId?: string; logger?: Logger }): KafkaClient {
   const log = options.logger?.child({ component: "kafkajs" });
+  const clientId = options.clientId ?? "sage";
   const kafka = new Kafka({
-    clientId: options.clientId ?? "sage",
+    clientId,
     brokers: options.brokers,
     connectionTimeout: 3_000,
     retry: { initialRetryTime: 100, retries: 8 },
@@ -264,11 +269,9 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
           const offsets = await a.fetchTopicOffsets(topic);
           return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high })).sort((x, y) => x.partition - y.partition);
         },
-        async committedOffsets(groupId, topic) {
-          const res = await a.fetchOffsets({ groupId, topics: [topic] });
-          const out = new Map<number, string>();
-          for (const p of res.find((r) => r.topic === topic)?.partitions ?? []) if (Number(p.offset) >= 0) out.set(p.partition, p.offset);
-          return out;
+        async committedOffsets(groupId, topic, partitions) {
+          const stable = await fetchStableOffsets({ brokers: options.brokers, clientId }, groupId, topic, partitions);
+          return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
         },
         close: () => a.disconnect(),
       };

@@ -80,6 +80,7 @@ export class KafkaSinkHost {
     }
     const known = this.knownMarkers.get(transactionalId)!;
     const fail = async (err: unknown): Promise<never> => {
+      this.logger.warn({ transactionalId, err: (err as Error).message }, "kafka transaction failed; the producer is dropped and the markers are read again");
       this.producers.delete(transactionalId);
       this.knownMarkers.delete(transactionalId);
       await producer.close();
@@ -90,20 +91,22 @@ export class KafkaSinkHost {
     } catch (err) {
       return fail(err);
     }
+    const reads = new Map<string, Promise<number>>();
     const session: SinkSession = {
-      committedUpTo: async (topic, partition) => {
+      committedUpTo: (topic, partition) => {
         const tp = `${topic}:${partition}`;
-        let marker = known.get(tp);
-        if (marker === undefined) {
-          try {
-            const stored = (await (await this.adminConnection()).committedOffsets(transactionalId, topic)).get(partition);
-            marker = stored === undefined ? -1 : Number(stored);
-          } catch (err) {
-            return fail(err);
-          }
-          known.set(tp, marker);
+        const marker = known.get(tp);
+        if (marker !== undefined) return Promise.resolve(marker);
+        // The slices of a unit ask in parallel: one read per partition.
+        let read = reads.get(tp);
+        if (!read) {
+          read = this.readMarker(transactionalId, topic, partition).then((m) => {
+            known.set(tp, m);
+            return m;
+          }, fail);
+          reads.set(tp, read);
         }
-        return marker;
+        return read;
       },
       commit: async (messages, positions) => {
         try {
@@ -116,9 +119,17 @@ export class KafkaSinkHost {
           return fail(err);
         }
         for (const p of positions) known.set(`${p.topic}:${p.partition}`, p.nextOffset);
+        this.logger.debug({ transactionalId, positions }, "progress marker committed");
       },
     };
     return work(session);
+  }
+
+  private async readMarker(transactionalId: string, topic: string, partition: number): Promise<number> {
+    const stored = (await (await this.adminConnection()).committedOffsets(transactionalId, topic, [partition])).get(partition);
+    const marker = stored === undefined ? -1 : Number(stored);
+    this.logger.debug({ transactionalId, topic, partition, marker }, "progress marker read");
+    return marker;
   }
 
   async close(): Promise<void> {
