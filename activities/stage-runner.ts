@@ -131,6 +131,17 @@ class StageRun {
     for (const op of stage.operators) this.counts[op] = { in: 0, out: 0, dead: 0 };
   }
 
+  /** Topics this streaming stage can write: its Kafka sinks' and the dead-letter topic. */
+  outputTopics(): string[] {
+    const topics = new Set<string>();
+    for (const id of this.stage.operators) {
+      const sink = this.node(id).sink;
+      if (sink?.kind === "kafka") topics.add(sink.topic);
+    }
+    if (this.input.stream) topics.add(this.input.stream.deadLetterTopic);
+    return [...topics];
+  }
+
   private node(id: string): LogicalNode {
     const n = this.nodes.get(id);
     if (!n) throw new Error(`plan has no operator "${id}"`);
@@ -752,7 +763,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   if (input.stream) {
     if (!host.kafka) throw new SinkError(`stage ${stage.name} runs a streaming job but this worker has no Kafka connection`);
     // The whole unit holds its transactional id: fenced first, then run, then committed once.
-    await host.kafka().withSession(transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard), async (session) => {
+    await host.kafka().withSession(transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard), run.outputTopics(), async (session) => {
       const entries = await run.wire();
       await run.drive(entries);
       await run.finish();

@@ -84,6 +84,14 @@ export interface TransactionalProducer {
    * source partitions, so it can be read back with `KafkaAdmin.committedOffsets`.
    */
   commitTransaction(messages: Array<{ topic: string; message: OutgoingMessage }>, marker: TransactionMarker): Promise<void>;
+  /**
+   * Ends a hanging transaction of this id: one the coordinator no longer knows but whose records
+   * and marker offsets are still open on some partitions (seen after a broker crash; it holds the
+   * marker unstable and readers' last stable offset back). Opens a transaction on every partition
+   * in `partitions` (one empty record each) and on `marker`, then aborts it: the abort markers end
+   * the open records of this producer id there too.
+   */
+  abortHanging(partitions: Array<{ topic: string; partition: number }>, marker: TransactionMarker): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -116,9 +124,10 @@ export interface KafkaAdmin {
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
   /**
    * Committed offsets of a group on some partitions of a topic (absent: none committed), read only
-   * once no transaction is still committing offsets for them (OffsetFetch with require_stable).
+   * once no transaction is still committing offsets for them (OffsetFetch with require_stable). Still
+   * unstable after `waitMs` (default 30 s): throws `UnstableOffsetsError`.
    */
-  committedOffsets(groupId: string, topic: string, partitions: number[]): Promise<Map<number, string>>;
+  committedOffsets(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, string>>;
   close(): Promise<void>;
 }
 
@@ -139,4 +148,15 @@ export interface KafkaClient {
   admin(): Promise<KafkaAdmin>;
   /** Reads every partition of `topic` from the beginning up to its current end (tests, tools). */
   readAll(topic: string, options?: ReadAllOptions): Promise<Array<ConsumedMessage & { partition: number }>>;
+}
+
+/** Offsets a transaction is still committing, past the wait: the transaction may be hanging. */
+export class UnstableOffsetsError extends Error {
+  constructor(
+    readonly groupId: string,
+    readonly topic: string,
+    cause: unknown,
+  ) {
+    super(`offsets of group ${groupId} on ${topic} stay unstable: a transaction committing them is still open`, { cause });
+  }
 }

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { Kafka, logLevel, Partitioners, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders } from "kafkajs";
 import type { Logger } from "pino";
-import { fetchStableOffsets } from "./stable-offsets.js";
+import { KafkaProtocolError, UNSTABLE_OFFSET_COMMIT, fetchStableOffsets } from "./stable-offsets.js";
 import type {
   BatchControl,
   ConsumedMessage,
@@ -22,6 +22,7 @@ import type {
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
+import { UnstableOffsetsError } from "./client.js";
 
 /** Bytes per produce call inside a transaction: well below the broker's 1 MiB default message size. */
 const SEND_CHUNK_BYTES = 512 * 1024;
@@ -127,6 +128,27 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
       await txn.abort().catch(() => undefined);
       throw new Error(`${step}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  async abortHanging(partitions: Array<{ topic: string; partition: number }>, marker: TransactionMarker): Promise<void> {
+    await this.init();
+    const txn = this.open!;
+    this.open = null;
+    let step = "send";
+    try {
+      for (const { topic, partition } of partitions) {
+        await txn.send({ topic, messages: [{ partition, key: null, value: null, headers: { "sage-abort": "hanging transaction" } }] });
+      }
+      const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+      for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+      step = "send offsets";
+      await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, ps]) => ({ topic, partitions: ps })) });
+    } catch (err) {
+      await txn.abort().catch(() => undefined);
+      throw new Error(`abort of a hanging transaction, ${step}: ${(err as Error).message} (${(err as { type?: string }).type ?? "?"})`, { cause: err });
+    }
+    step = "abort";
+    await txn.abort();
   }
 
   async close(): Promise<void> {
@@ -269,9 +291,14 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
           const offsets = await a.fetchTopicOffsets(topic);
           return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high })).sort((x, y) => x.partition - y.partition);
         },
-        async committedOffsets(groupId, topic, partitions) {
-          const stable = await fetchStableOffsets({ brokers: options.brokers, clientId }, groupId, topic, partitions);
-          return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
+        async committedOffsets(groupId, topic, partitions, waitMs) {
+          try {
+            const stable = await fetchStableOffsets({ brokers: options.brokers, clientId, deadlineMs: waitMs }, groupId, topic, partitions);
+            return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
+          } catch (err) {
+            if (err instanceof KafkaProtocolError && err.code === UNSTABLE_OFFSET_COMMIT) throw new UnstableOffsetsError(groupId, topic, err);
+            throw err;
+          }
         },
         close: () => a.disconnect(),
       };

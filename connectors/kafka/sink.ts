@@ -7,7 +7,14 @@
  */
 import type { Logger } from "pino";
 import { SinkError } from "../../core/errors.js";
-import type { KafkaAdmin, KafkaClient, OutgoingMessage, TransactionalProducer } from "./client.js";
+import { UnstableOffsetsError, type KafkaAdmin, type KafkaClient, type OutgoingMessage, type TransactionalProducer } from "./client.js";
+
+/**
+ * How long the marker may stay unstable before the open transaction counts as hanging. The session
+ * holds the id's newest producer epoch, so the coordinator has finished every transaction it knows
+ * of; a marker unstable past this is one it lost track of (seen after a broker kill -9).
+ */
+const HANGING_AFTER_MS = 5_000;
 
 /** A source partition position: the offset after the last record a transaction covers. */
 export interface SourcePosition {
@@ -60,9 +67,9 @@ export class KafkaSinkHost {
    * when two attempts of a batch overlap. The producer is initialised first (fencing any older
    * producer with the id, whose open transaction is finished), so the markers read next are final.
    */
-  async withSession<T>(transactionalId: string, work: (session: SinkSession) => Promise<T>): Promise<T> {
+  async withSession<T>(transactionalId: string, outputTopics: string[], work: (session: SinkSession) => Promise<T>): Promise<T> {
     const previous = this.locks.get(transactionalId) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => this.session(transactionalId, work));
+    const run = previous.catch(() => undefined).then(() => this.session(transactionalId, outputTopics, work));
     this.locks.set(transactionalId, run);
     try {
       return await run;
@@ -71,7 +78,7 @@ export class KafkaSinkHost {
     }
   }
 
-  private async session<T>(transactionalId: string, work: (session: SinkSession) => Promise<T>): Promise<T> {
+  private async session<T>(transactionalId: string, outputTopics: string[], work: (session: SinkSession) => Promise<T>): Promise<T> {
     let producer = this.producers.get(transactionalId);
     if (!producer) {
       producer = this.client.transactionalProducer(transactionalId);
@@ -92,6 +99,9 @@ export class KafkaSinkHost {
       return fail(err);
     }
     const reads = new Map<string, Promise<number>>();
+    let aborting: Promise<void> | null = null;
+    const abortHanging = (topic: string, partition: number): Promise<void> =>
+      (aborting ??= this.abortHanging(producer, transactionalId, outputTopics, topic, partition));
     const session: SinkSession = {
       committedUpTo: (topic, partition) => {
         const tp = `${topic}:${partition}`;
@@ -100,7 +110,7 @@ export class KafkaSinkHost {
         // The slices of a unit ask in parallel: one read per partition.
         let read = reads.get(tp);
         if (!read) {
-          read = this.readMarker(transactionalId, topic, partition).then((m) => {
+          read = this.readMarker(transactionalId, topic, partition, abortHanging).then((m) => {
             known.set(tp, m);
             return m;
           }, fail);
@@ -125,11 +135,43 @@ export class KafkaSinkHost {
     return work(session);
   }
 
-  private async readMarker(transactionalId: string, topic: string, partition: number): Promise<number> {
-    const stored = (await (await this.adminConnection()).committedOffsets(transactionalId, topic, [partition])).get(partition);
+  private async readMarker(
+    transactionalId: string,
+    topic: string,
+    partition: number,
+    abortHanging: (topic: string, partition: number) => Promise<void>,
+  ): Promise<number> {
+    const admin = await this.adminConnection();
+    let stored: string | undefined;
+    try {
+      stored = (await admin.committedOffsets(transactionalId, topic, [partition], HANGING_AFTER_MS)).get(partition);
+    } catch (err) {
+      if (!(err instanceof UnstableOffsetsError)) throw err;
+      await abortHanging(topic, partition);
+      stored = (await admin.committedOffsets(transactionalId, topic, [partition])).get(partition);
+    }
     const marker = stored === undefined ? -1 : Number(stored);
     this.logger.debug({ transactionalId, topic, partition, marker }, "progress marker read");
     return marker;
+  }
+
+  /** Aborts what a hanging transaction of this id left open: on every partition of the outputs, and on the marker. */
+  private async abortHanging(
+    producer: TransactionalProducer,
+    transactionalId: string,
+    outputTopics: string[],
+    topic: string,
+    partition: number,
+  ): Promise<void> {
+    const admin = await this.adminConnection();
+    const partitions = (
+      await Promise.all(outputTopics.map(async (t) => (await admin.partitionOffsets(t)).map((p) => ({ topic: t, partition: p.partition }))))
+    ).flat();
+    this.logger.warn(
+      { transactionalId, topic, partition, outputPartitions: partitions.length },
+      "progress marker stays unstable: aborting the hanging transaction of this id on its outputs and marker",
+    );
+    await producer.abortHanging(partitions, { group: transactionalId, positions: [{ topic, partition, nextOffset: "0" }] });
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,8 @@
  */
 import { connect, type Socket } from "node:net";
 
+/** The answer while a transaction that commits the offsets is open. */
+export const UNSTABLE_OFFSET_COMMIT = 88;
 const FIND_COORDINATOR = 10;
 const OFFSET_FETCH = 9;
 /** Errors that clear up by themselves: ask again after a pause. */

@@ -36,6 +36,7 @@ test("sink under repeated broker kill -9, with overlapping attempts in one and t
         transactionalId: p.transactionalId,
         init: () => p.init(),
         close: () => p.close(),
+        abortHanging: (partitions, marker) => p.abortHanging(partitions, marker),
         async commitTransaction(messages, marker) {
           if (armed !== null) {
             setTimeout(() => {
@@ -57,7 +58,7 @@ test("sink under repeated broker kill -9, with overlapping attempts in one and t
 
   /** One attempt of unit `u` on `host`: read the marker, write what is past it, advance it. */
   const attempt = (host: KafkaSinkHost, u: number): Promise<void> =>
-    host.withSession(id, async (session) => {
+    host.withSession(id, [t.output], async (session) => {
       attempts++;
       const from = u * PER_UNIT;
       const to = from + PER_UNIT - 1;
