@@ -15,6 +15,8 @@ import { UnstableOffsetsError, type KafkaAdmin, type KafkaClient, type OutgoingM
  * of; a marker unstable past this is one it lost track of (seen after a broker kill -9).
  */
 const HANGING_AFTER_MS = 5_000;
+/** Fresh producers tried when the partitions refuse the epoch as old (each bumps it by one). */
+const MAX_EPOCH_BUMPS = 200;
 
 /** A source partition position: the offset after the last record a transaction covers. */
 export interface SourcePosition {
@@ -79,18 +81,14 @@ export class KafkaSinkHost {
   }
 
   private async session<T>(transactionalId: string, outputTopics: string[], work: (session: SinkSession) => Promise<T>): Promise<T> {
-    let producer = this.producers.get(transactionalId);
-    if (!producer) {
-      producer = this.client.transactionalProducer(transactionalId);
-      this.producers.set(transactionalId, producer);
-      this.knownMarkers.set(transactionalId, new Map());
-    }
+    let producer: TransactionalProducer = this.producers.get(transactionalId) ?? this.newProducer(transactionalId);
     const known = this.knownMarkers.get(transactionalId)!;
     const fail = async (err: unknown): Promise<never> => {
       this.logger.warn({ transactionalId, err: (err as Error).message }, "kafka transaction failed; the producer is dropped and the markers are read again");
+      const held = this.producers.get(transactionalId);
       this.producers.delete(transactionalId);
       this.knownMarkers.delete(transactionalId);
-      await producer.close();
+      await Promise.allSettled([producer.close(), held?.close()]);
       throw new SinkError(`Kafka transaction ${transactionalId} failed: ${(err as Error).message}`, { retriable: true, cause: err });
     };
     try {
@@ -101,7 +99,9 @@ export class KafkaSinkHost {
     const reads = new Map<string, Promise<number>>();
     let aborting: Promise<void> | null = null;
     const abortHanging = (topic: string, partition: number): Promise<void> =>
-      (aborting ??= this.abortHanging(producer, transactionalId, outputTopics, topic, partition));
+      (aborting ??= this.abortHanging(producer, transactionalId, outputTopics, topic, partition).then((p) => {
+        producer = p;
+      }));
     const session: SinkSession = {
       committedUpTo: (topic, partition) => {
         const tp = `${topic}:${partition}`;
@@ -155,23 +155,50 @@ export class KafkaSinkHost {
     return marker;
   }
 
-  /** Aborts what a hanging transaction of this id left open: on every partition of the outputs, and on the marker. */
+  /** A producer for `transactionalId`, held for the next sessions, with an empty marker cache. */
+  private newProducer(transactionalId: string): TransactionalProducer {
+    const producer = this.client.transactionalProducer(transactionalId);
+    this.producers.set(transactionalId, producer);
+    this.knownMarkers.set(transactionalId, new Map());
+    return producer;
+  }
+
+  /**
+   * Aborts what a hanging transaction of this id left open, on every partition of the outputs and on
+   * the marker; returns the producer to go on with. The partitions may have seen a higher producer
+   * epoch than the coordinator now hands out (it lost the transaction): they refuse ours as old, so
+   * fresh producers bump the epoch until it is past theirs.
+   */
   private async abortHanging(
     producer: TransactionalProducer,
     transactionalId: string,
     outputTopics: string[],
     topic: string,
     partition: number,
-  ): Promise<void> {
+  ): Promise<TransactionalProducer> {
     const admin = await this.adminConnection();
     const partitions = (
       await Promise.all(outputTopics.map(async (t) => (await admin.partitionOffsets(t)).map((p) => ({ topic: t, partition: p.partition }))))
     ).flat();
-    this.logger.warn(
-      { transactionalId, topic, partition, outputPartitions: partitions.length },
-      "progress marker stays unstable: aborting the hanging transaction of this id on its outputs and marker",
-    );
-    await producer.abortHanging(partitions, { group: transactionalId, positions: [{ topic, partition, nextOffset: "0" }] });
+    const marker = { group: transactionalId, positions: [{ topic, partition, nextOffset: "0" }] };
+    for (let bumps = 0; ; bumps++) {
+      if (bumps % 20 === 0) {
+        this.logger.warn(
+          { transactionalId, topic, partition, outputPartitions: partitions.length, bumps },
+          "progress marker stays unstable: aborting the hanging transaction of this id on its outputs and marker",
+        );
+      }
+      try {
+        await producer.abortHanging(partitions, marker);
+        if (bumps > 0) this.logger.warn({ transactionalId, bumps }, "hanging transaction aborted");
+        return producer;
+      } catch (err) {
+        if (bumps >= MAX_EPOCH_BUMPS || !/old epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/.test((err as Error).message)) throw err;
+        await producer.close();
+        producer = this.newProducer(transactionalId);
+        await producer.init();
+      }
+    }
   }
 
   async close(): Promise<void> {
