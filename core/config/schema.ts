@@ -110,11 +110,10 @@ export const configSchema = z
          * went from p99 176-238 to 157-202 ms and history per record halved (bench/kafka.ts).
          * A progress query (`sage status`, the shim's backpressure) can wait for the batch running in
          * the workflow task: with slow stages (model calls) turn this off if queries must answer fast.
-         * Off by default: the broker kill -9 test once wrote a batch twice with it. The cause was in
-         * the sink, not here (a hanging transaction after the crash, see CHANGELOG; the marker is now
-         * read with require_stable), but this path has not yet had enough broker-kill runs since.
+         * The broker kill -9 test once wrote a batch twice with it; the cause was in the sink, not
+         * here (a hanging transaction after the crash, see CHANGELOG), and is fixed there.
          */
-        "local-activities": bool.default(false),
+        "local-activities": bool.default(true),
         /**
          * History events after which a partition workflow checkpoints (continues as new). The run
          * reports it in its progress; the shim holds that workflow's batches, says so with a hold

@@ -44,8 +44,8 @@ function useTopics(env: Record<string, string>): void {
 test("100k records across 4 partitions and 4 partition workflows: read_committed sees each exactly once, in per-key order", async () => {
   const t = streamTopics("e2e");
   useTopics(t.env);
-  // Stages as local activities here (kafka.local-activities, off by default), so that path stays tested too.
-  const config = streamConfig("e2e", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000, "kafka.local-activities": true });
+  // Stages as local activities (kafka.local-activities, the default); the formats test runs them as activities.
+  const config = streamConfig("e2e", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000 });
   const kafka = testKafka();
   await createTopics(kafka, t, 4);
   const N = 100_000;
@@ -303,7 +303,8 @@ test("string and bytes formats; keys, headers and timestamps pass through to the
   const kafka = testKafka();
   const t = streamTopics("formats");
   // The default: stages as regular activities.
-  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1 });
+  // Stages as regular activities here (not the default), so that path stays tested too.
+  const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1, "kafka.local-activities": false });
   await createTopics(kafka, t, 1);
   const bytesIn = `${t.input}.bytes`;
   const bytesOut = `${t.output}.bytes`;
