@@ -3,7 +3,9 @@
  * transactional id; a unit's outputs, its dead letters and the shard's progress marker (the next
  * source offset per partition, committed as the offsets of a consumer group named after the
  * transactional id) go in one transaction. An attempt first fences any older producer with the same
- * id, then reads the marker and skips what an earlier attempt already committed.
+ * id, then reads the marker (with require_stable, see stable-offsets.ts) and skips what an earlier
+ * attempt already committed. A marker that stays unstable belongs to a hanging transaction, which
+ * the attempt aborts before it reads again.
  */
 import type { Logger } from "pino";
 import { SinkError } from "../../core/errors.js";
@@ -67,7 +69,8 @@ export class KafkaSinkHost {
   /**
    * Runs `work` holding the transactional id: one session at a time per id in this process, even
    * when two attempts of a batch overlap. The producer is initialised first (fencing any older
-   * producer with the id, whose open transaction is finished), so the markers read next are final.
+   * producer with the id, whose open transaction the coordinator then finishes), and the markers are
+   * read only once stable. `outputTopics` are the partitions a hanging transaction may hold open.
    */
   async withSession<T>(transactionalId: string, outputTopics: string[], work: (session: SinkSession) => Promise<T>): Promise<T> {
     const previous = this.locks.get(transactionalId) ?? Promise.resolve();
