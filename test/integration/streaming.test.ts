@@ -167,15 +167,16 @@ test("with a checkpoint budget and no shim to hold its batches, a run closes by 
   const t = streamTopics("nohold");
   useTopics(t.env);
   // Budget 100 events: the run asks for a hold from 100 on; batches signalled straight from here
-  // (no shim) never hold, so it must close at 200 (each batch here costs about 10 events; the test
-  // server suggests continue-as-new only at 600, which 30 batches do not reach).
+  // (no shim) never hold, so it must close at 200. Each batch here costs about 5 events with local
+  // activities (10 with regular ones), so 60 batches pass 200; the test server's own suggestion comes
+  // only at 600.
   const config = streamConfig("nohold", t.dlq, { "execution.parallelism": 1, "kafka.events-per-run": 100 });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const worker = await startWorker(pipeline, config);
   const client = await SageClient.connect({ config });
   const job = StreamJob.create(client, pipeline, { jobId: "nohold" });
-  const BATCHES = 30;
+  const BATCHES = 60;
   const SIZE = 10;
   try {
     let sawCheckpoint = false;
