@@ -72,6 +72,13 @@ function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): A
   return out;
 }
 
+/** Adds the progress marker (the marker group's offsets on the source partitions) to `txn`. */
+async function sendMarker(txn: Transaction, marker: TransactionMarker): Promise<void> {
+  const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+  for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+  await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+}
+
 class KafkajsTransactionalProducer implements TransactionalProducer {
   private producer: Producer | null = null;
   private open: Transaction | null = null;
@@ -118,10 +125,8 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
     let step = "send";
     try {
       for (const chunk of chunks(messages)) await txn.send({ topic: chunk.topic, messages: chunk.messages.map(toKafkajs) });
-      const topics = new Map<string, Array<{ partition: number; offset: string }>>();
-      for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
       step = "send offsets";
-      await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+      await sendMarker(txn, marker);
       step = "commit";
       await txn.commit();
     } catch (err) {
@@ -139,10 +144,8 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
       for (const { topic, partition } of partitions) {
         await txn.send({ topic, messages: [{ partition, key: null, value: null, headers: { "sage-abort": "hanging transaction" } }] });
       }
-      const topics = new Map<string, Array<{ partition: number; offset: string }>>();
-      for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
       step = "send offsets";
-      await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, ps]) => ({ topic, partitions: ps })) });
+      await sendMarker(txn, marker);
     } catch (err) {
       await txn.abort().catch(() => undefined);
       throw new Error(`abort of a hanging transaction, ${step}: ${(err as Error).message} (${(err as { type?: string }).type ?? "?"})`, { cause: err });

@@ -85,7 +85,9 @@ export class KafkaSinkHost {
 
   private async session<T>(transactionalId: string, outputTopics: string[], work: (session: SinkSession) => Promise<T>): Promise<T> {
     let producer: TransactionalProducer = this.producers.get(transactionalId) ?? this.newProducer(transactionalId);
-    const known = this.knownMarkers.get(transactionalId)!;
+    // Dropped with the producer when a transaction fails; a fresh producer starts with none known.
+    const known = this.knownMarkers.get(transactionalId) ?? new Map<string, number>();
+    this.knownMarkers.set(transactionalId, known);
     const fail = async (err: unknown): Promise<never> => {
       this.logger.warn({ transactionalId, err: (err as Error).message }, "kafka transaction failed; the producer is dropped and the markers are read again");
       const held = this.producers.get(transactionalId);
@@ -158,11 +160,10 @@ export class KafkaSinkHost {
     return marker;
   }
 
-  /** A producer for `transactionalId`, held for the next sessions, with an empty marker cache. */
+  /** A producer for `transactionalId`, held for the next sessions. */
   private newProducer(transactionalId: string): TransactionalProducer {
     const producer = this.client.transactionalProducer(transactionalId);
     this.producers.set(transactionalId, producer);
-    this.knownMarkers.set(transactionalId, new Map());
     return producer;
   }
 

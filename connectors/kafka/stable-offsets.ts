@@ -40,23 +40,19 @@ export class KafkaProtocolError extends Error {
 /** Bytes of a request body, written field by field. */
 class Writer {
   private readonly parts: Buffer[] = [];
+  private fixed(size: number, write: (b: Buffer) => void): this {
+    const b = Buffer.alloc(size);
+    write(b);
+    return this.raw(b);
+  }
   int8(v: number): this {
-    const b = Buffer.alloc(1);
-    b.writeInt8(v);
-    this.parts.push(b);
-    return this;
+    return this.fixed(1, (b) => b.writeInt8(v));
   }
   int16(v: number): this {
-    const b = Buffer.alloc(2);
-    b.writeInt16BE(v);
-    this.parts.push(b);
-    return this;
+    return this.fixed(2, (b) => b.writeInt16BE(v));
   }
   int32(v: number): this {
-    const b = Buffer.alloc(4);
-    b.writeInt32BE(v);
-    this.parts.push(b);
-    return this;
+    return this.fixed(4, (b) => b.writeInt32BE(v));
   }
   uvarint(v: number): this {
     const bytes: number[] = [];
@@ -93,9 +89,6 @@ class Writer {
 class Reader {
   private at = 0;
   constructor(private readonly b: Buffer) {}
-  int8(): number {
-    return this.b.readInt8((this.at += 1) - 1);
-  }
   int16(): number {
     return this.b.readInt16BE((this.at += 2) - 2);
   }

@@ -128,8 +128,8 @@ function d(dead: Array<{ headers: Record<string, string> }>, reason: string): st
 test("a long run crosses continue-as-new at least twice and loses and duplicates nothing", async () => {
   const t = streamTopics("can");
   useTopics(t.env);
-  // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 10 events
-  // each (signal, workflow tasks, activity). A run's budget is 300 events: the shim holds its
+  // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 5 events each
+  // (signal, workflow task, local activity marker). A run's budget is 300 events: the shim holds its
   // batches for each checkpoint (the test server would suggest continue-as-new only at 600 events).
   const config = streamConfig("can", t.dlq, {
     "execution.parallelism": 1,
