@@ -7,7 +7,7 @@
  * (made on demand with pip), then the SDK's own download (`@temporalio/testing`).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdirSync, openSync } from "node:fs";
+import { accessSync, constants, mkdirSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -86,16 +86,47 @@ export function findTemporalBinary(explicit?: string, options: { install?: boole
   return { path: null, tried };
 }
 
-/** A TCP port on 127.0.0.1 that nobody listens on right now (for servers the tests and benchmarks start). */
-export async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
+/** First port of the kernel's ephemeral range (outgoing connections take ports from there). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 2048) return low;
+  } catch {
+    // Not Linux: the IANA range starts here.
+  }
+  return 49152;
+}
+
+/** Ports `freePort` returned in this process. */
+const handedOut = new Set<number>();
+
+/** True when `port` on 127.0.0.1 can be bound right now. */
+async function canBind(port: number): Promise<boolean> {
+  return new Promise((ok) => {
     const srv = createServer();
-    srv.once("error", fail);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
+    srv.once("error", () => ok(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => ok(true)));
   });
+}
+
+/**
+ * A TCP port on 127.0.0.1 that nobody listens on right now (for servers the tests and benchmarks
+ * start). It lies below the ephemeral range: a port from that range can be taken by any outgoing
+ * connection between this check and the server's bind (seen: a dev server that died at start-up
+ * with "address already in use" on the port picked for it).
+ */
+export async function freePort(): Promise<number> {
+  const high = ephemeralLow();
+  const low = Math.max(1024, high - 12_000);
+  for (let i = 0; i < 100; i++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    // Not one this process handed out already (its server may not listen yet).
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await canBind(port)) return port;
+    handedOut.delete(port);
+  }
+  throw new ServerUnavailableError(`no free TCP port on 127.0.0.1 between ${low} and ${high}`);
 }
 
 /** True when a Temporal frontend answers at `address`. */

@@ -1,7 +1,7 @@
 /** Unit tests of configuration: defaults, units, layering, and errors that name key, value and origin. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -10,7 +10,7 @@ import { envVarOf, parseConfig } from "../../core/config/schema.js";
 import { ConfigError } from "../../core/errors.js";
 import { loadConfig } from "../../client/config-loader.js";
 import { REDACTED_PATHS } from "../../client/logger.js";
-import { isLocalAddress } from "../../client/dev-server.js";
+import { freePort, isLocalAddress } from "../../client/dev-server.js";
 
 test("defaults follow the SAGE Core YAML and the Temporal dev server", () => {
   const c = parseConfig({});
@@ -79,4 +79,11 @@ test("logs redact secrets", () => {
 test("only loopback addresses count as local (sage run starts a dev server only for those)", () => {
   for (const a of ["127.0.0.1:7233", "localhost:7233", "[::1]:7233", "127.0.0.2:7233"]) assert.equal(isLocalAddress(a), true, a);
   for (const a of ["temporal.example.com:7233", "10.0.0.5:7233", "192.168.1.2:7233"]) assert.equal(isLocalAddress(a), false, a);
+});
+
+test("free ports for scratch servers lie below the ephemeral range, bind, and are never handed out twice", async () => {
+  const ephemeralLow = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/)[0]);
+  const ports = await Promise.all(Array.from({ length: 40 }, () => freePort()));
+  assert.equal(new Set(ports).size, ports.length, `a port came back twice: ${ports.join(", ")}`);
+  for (const port of ports) assert.ok(port >= 1024 && port < ephemeralLow, `port ${port} is not in [1024, ${ephemeralLow})`);
 });
