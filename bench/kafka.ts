@@ -271,6 +271,17 @@ function batchTimes(payloads: proto.temporal.api.common.v1.IPayload[]): { cutAt:
   return { cutAt: meta.cutAt, oldest: Math.min(...records.map((r) => Number(r.timestamp))) };
 }
 
+/** The histories of every run of workflow `id`, oldest first (following continue-as-new back from the current run). */
+async function runHistories(client: SageClient, id: string): Promise<proto.temporal.api.history.v1.IHistory[]> {
+  const runs: proto.temporal.api.history.v1.IHistory[] = [];
+  for (let runId: string | undefined = undefined; ; ) {
+    const history = await client.temporal.workflow.getHandle(id, runId).fetchHistory();
+    runs.unshift(history);
+    runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+    if (!runId) return runs;
+  }
+}
+
 /** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows); latency from send to read_committed. */
 async function latency(
   kafka: ReturnType<typeof createKafkajsClient>,
@@ -350,8 +361,8 @@ async function latency(
   await sleep(3_000);
   await reader.disconnect();
   await producer.close();
-  // Where the time went inside Temporal: the current run of each partition workflow, batch by batch.
-  const inside = await Promise.all(job.workflowIds.map(async (id) => streamTimeline(await client.temporal.workflow.getHandle(id).fetchHistory(), batchTimes)));
+  // Where the time went inside Temporal: every run of each partition workflow, batch by batch.
+  const inside = await Promise.all(job.workflowIds.map(async (id) => streamTimeline(await runHistories(client, id), batchTimes)));
   await job.stop();
   await job.result();
   await client.close();
@@ -371,7 +382,7 @@ async function latency(
     windows.push([span, from < warmupUntil ? "warm-up" : "measured", String(w.length), String(percentile(w, 50)), String(percentile(w, 99))]);
   }
   printTable(["send s", "phase", "records", "p50 ms", "p99 ms"], windows);
-  console.log("inside Temporal, per batch (last run of each partition workflow), p50 / p99 ms");
+  console.log("inside Temporal, per batch (every run of each partition workflow), p50 / p99 ms");
   printTable(
     ["workflow", "batches", "activities", "produced -> cut", "cut -> signal", "signal -> scheduled", "scheduled -> started", "activity", "signal -> done"],
     inside.map((t, i) => [

@@ -158,12 +158,16 @@ function p50p99(seconds: number[]): [number, number] {
   return [Math.round(percentile(ms, 50)), Math.round(percentile(ms, 99))];
 }
 
-/** The per-batch timeline of one partition workflow run: each signal is run by the first stage activity scheduled after it. */
-export function streamTimeline(history: History, times: BatchTimes): StreamTimeline {
+/**
+ * The per-batch timeline of one partition workflow over its runs (`histories` oldest first): each
+ * signal is run by the first stage activity scheduled after it (in a later run for a batch a
+ * checkpoint carried over).
+ */
+export function streamTimeline(histories: History[], times: BatchTimes): StreamTimeline {
   const signals: number[] = [];
   const producedToCut: number[] = [];
   const cutToSignal: number[] = [];
-  for (const e of history.events ?? []) {
+  for (const e of histories.flatMap((h) => h.events ?? [])) {
     const sig = e.workflowExecutionSignaledEventAttributes;
     if (!sig) continue;
     const at = seconds(e.eventTime);
@@ -174,7 +178,7 @@ export function streamTimeline(history: History, times: BatchTimes): StreamTimel
       cutToSignal.push(at - t.cutAt / 1000);
     }
   }
-  const acts = activityTimes(history).filter((a) => a.type.startsWith("stage:"));
+  const acts = histories.flatMap((h) => activityTimes(h)).filter((a) => a.type.startsWith("stage:"));
   const done = acts.filter((a): a is ActivityTimes & { started: number; done: number } => a.started !== undefined && a.done !== undefined);
   const waits: number[] = [];
   const totals: number[] = [];
