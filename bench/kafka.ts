@@ -274,7 +274,7 @@ function batchTimes(payloads: proto.temporal.api.common.v1.IPayload[]): { cutAt:
 /** The histories of every run of workflow `id`, oldest first (following continue-as-new back from the current run). */
 async function runHistories(client: SageClient, id: string): Promise<proto.temporal.api.history.v1.IHistory[]> {
   const runs: proto.temporal.api.history.v1.IHistory[] = [];
-  for (let runId: string | undefined = undefined; ; ) {
+  for (let runId: string | undefined = undefined; ;) {
     const history = await client.temporal.workflow.getHandle(id, runId).fetchHistory();
     runs.unshift(history);
     runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
