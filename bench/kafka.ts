@@ -382,9 +382,24 @@ async function latency(
     windows.push([span, from < warmupUntil ? "warm-up" : "measured", String(w.length), String(percentile(w, 50)), String(percentile(w, 99))]);
   }
   printTable(["send s", "phase", "records", "p50 ms", "p99 ms"], windows);
-  console.log("inside Temporal, per batch (every run of each partition workflow), p50 / p99 ms");
+  console.log(
+    "inside Temporal, per batch (every run of each partition workflow), p50 / p99 ms; at each continue-as-new, from the run's last activity to the next run's start and first activity, p50 / max ms",
+  );
   printTable(
-    ["workflow", "batches", "activities", "produced -> cut", "cut -> signal", "signal -> scheduled", "scheduled -> started", "activity", "signal -> done"],
+    [
+      "workflow",
+      "batches",
+      "activities",
+      "produced -> cut",
+      "cut -> signal",
+      "signal -> scheduled",
+      "scheduled -> started",
+      "activity",
+      "signal -> done",
+      "runs",
+      "run -> next run",
+      "run -> next activity",
+    ],
     inside.map((t, i) => [
       `p${i}`,
       String(t.batches),
@@ -395,6 +410,9 @@ async function latency(
       t.scheduledToStarted.join(" / "),
       t.activity.join(" / "),
       t.signalToDone.join(" / "),
+      String(t.runs),
+      t.runToRun.join(" / "),
+      t.runToFirstActivity.join(" / "),
     ]),
   );
   const sorted = sentBetween(warmupUntil, Infinity);

@@ -128,6 +128,8 @@ export function jobTimeline(history: History): JobTimeline {
 
 /** Where a streaming batch's time went inside Temporal, in ms (p50 / p99 over the batches of a run). */
 export interface StreamTimeline {
+  /** Runs of the workflow (continue-as-new). */
+  runs: number;
   batches: number;
   activities: number;
   /** Signal recorded -> the activity that runs the batch is scheduled (waiting for the running one, workflow task; local: its workflow task scheduled). */
@@ -142,6 +144,10 @@ export interface StreamTimeline {
   producedToCut: [number, number];
   /** Batch cut -> signal recorded (encoding, signal-with-start). */
   cutToSignal: [number, number];
+  /** At each continue-as-new (p50 / max ms): the run's last stage activity done -> the next run started. */
+  runToRun: [number, number];
+  /** The same, up to the next run's first stage activity started (the checkpoint as batches feel it). */
+  runToFirstActivity: [number, number];
 }
 
 /** What the bench reads from a batch signal's payloads: when the shim cut it, when its oldest record was produced (ms). */
@@ -156,6 +162,12 @@ export function percentile(sorted: readonly number[], p: number): number {
 function p50p99(seconds: number[]): [number, number] {
   const ms = seconds.map((x) => x * 1000).sort((a, b) => a - b);
   return [Math.round(percentile(ms, 50)), Math.round(percentile(ms, 99))];
+}
+
+/** p50 and max of seconds, in whole ms. */
+function p50max(seconds: number[]): [number, number] {
+  const ms = seconds.map((x) => x * 1000).sort((a, b) => a - b);
+  return [Math.round(percentile(ms, 50)), Math.round(ms[ms.length - 1] ?? NaN)];
 }
 
 /**
@@ -178,7 +190,17 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
       cutToSignal.push(at - t.cutAt / 1000);
     }
   }
-  const acts = histories.flatMap((h) => activityTimes(h)).filter((a) => a.type.startsWith("stage:"));
+  const perRun = histories.map((h) => activityTimes(h).filter((a) => a.type.startsWith("stage:")));
+  const acts = perRun.flat();
+  const runToRun: number[] = [];
+  const runToFirstActivity: number[] = [];
+  for (let i = 1; i < histories.length; i++) {
+    const lastDone = Math.max(...perRun[i - 1]!.map((a) => a.done ?? a.at));
+    const firstStarted = Math.min(...perRun[i]!.map((a) => a.started ?? Infinity));
+    if (!Number.isFinite(lastDone)) continue;
+    runToRun.push(seconds(histories[i]!.events?.[0]?.eventTime) - lastDone);
+    if (Number.isFinite(firstStarted)) runToFirstActivity.push(firstStarted - lastDone);
+  }
   const done = acts.filter((a): a is ActivityTimes & { started: number; done: number } => a.started !== undefined && a.done !== undefined);
   const waits: number[] = [];
   const totals: number[] = [];
@@ -189,6 +211,7 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     totals.push(a.done - t);
   }
   return {
+    runs: histories.length,
     batches: signals.length,
     activities: acts.length,
     signalToScheduled: p50p99(waits),
@@ -197,5 +220,7 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     signalToDone: p50p99(totals),
     producedToCut: p50p99(producedToCut),
     cutToSignal: p50p99(cutToSignal),
+    runToRun: p50max(runToRun),
+    runToFirstActivity: p50max(runToFirstActivity),
   };
 }
