@@ -159,6 +159,7 @@ export class SageClient {
       splitPrefetch: exec["split-prefetch"],
       localActivities: this.config.kafka["local-activities"],
       eventsPerRun: this.config.kafka["events-per-run"],
+      historyBytesPerRun: this.config.kafka["history-bytes-per-run"],
       deadLetterPath: this.config["dead-letter"].path ?? null,
     };
   }

@@ -80,15 +80,19 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   let phase: StreamProgress["phase"] = state.stopping ? "stopping" : "running";
 
   const budget = runtime.eventsPerRun;
-  /** This run has used its event budget (jobs that have one): it asks the shims to hold, then checkpoints. */
-  const wantsCheckpoint = (): boolean => budget !== undefined && workflowInfo().historyLength >= budget;
+  const byteBudget = runtime.historyBytesPerRun;
+  /** This run has used its budget of events or history bytes (jobs that have one): it asks the shims to hold, then checkpoints. */
+  const wantsCheckpoint = (): boolean => used(1);
+  /** The run has used `times` its budget of events or of history bytes. */
+  const used = (times: number): boolean =>
+    (budget !== undefined && workflowInfo().historyLength >= times * budget) || (byteBudget !== undefined && workflowInfo().historySize >= times * byteBudget);
   /** A shim said it holds its batches for this run. */
   let held = false;
   /**
    * Checkpoint now: the server suggests it; or the run used its budget and a shim holds (or no shim
    * answered by twice the budget: it then closes as runs without a budget do, racing signals).
    */
-  const mustCheckpoint = (): boolean => workflowInfo().continueAsNewSuggested || (wantsCheckpoint() && (held || workflowInfo().historyLength >= 2 * budget!));
+  const mustCheckpoint = (): boolean => workflowInfo().continueAsNewSuggested || (wantsCheckpoint() && (held || used(2)));
 
   const progress = (): StreamProgress => ({
     pipeline: plan.pipeline,

@@ -124,6 +124,11 @@ export const configSchema = z
          * (no shim, an older shim): the run closes anyway.
          */
         "events-per-run": positiveInt.default(1000),
+        /**
+         * History bytes after which a partition workflow checkpoints the same way. Under the
+         * server's own suggestion (4 MiB by default): that one closes the run without a hold.
+         */
+        "history-bytes-per-run": bytes.default(2 * 1024 * 1024),
         "session-timeout": duration.default(10_000),
         /** Bytes fetched per partition per request by the shim. */
         "fetch-bytes": bytes.default(1024 * 1024),
@@ -232,6 +237,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.max-unacked-batches",
   "kafka.local-activities",
   "kafka.events-per-run",
+  "kafka.history-bytes-per-run",
   "kafka.session-timeout",
   "kafka.fetch-bytes",
   "kafka.dead-letter-topic",

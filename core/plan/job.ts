@@ -56,6 +56,11 @@ export interface JobRuntimeOptions {
    * started before it existed: they wait for the server, and replay so.
    */
   eventsPerRun?: number;
+  /**
+   * The same by history bytes (`kafka.history-bytes-per-run`): below the server's own suggestion
+   * (4 MiB by default), which closes the run without a hold. Absent in jobs started before it existed.
+   */
+  historyBytesPerRun?: number;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
 }

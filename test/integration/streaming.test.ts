@@ -163,6 +163,43 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
   }
 });
 
+test("a run also checkpoints by history bytes, with the shim's hold; nothing lost or duplicated", async () => {
+  const t = streamTopics("canbytes");
+  useTopics(t.env);
+  // The event budget is out of reach; each run may hold 48 KiB of history. Batches of up to 500
+  // records (several KiB gzip'd in their signal) pass that every few batches, long before the test
+  // server's own suggestion at 600 events, which would close the run without a hold.
+  const config = streamConfig("canbytes", t.dlq, {
+    "execution.parallelism": 1,
+    "kafka.max-batch-records": 500,
+    "kafka.max-unacked-batches": 1,
+    "kafka.events-per-run": 100_000,
+    "kafka.history-bytes-per-run": "48kb",
+  });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 1);
+  const N = 20_000;
+  await produceRange(kafka, t.input, 0, N);
+  const run = await runStreaming(pipeline, config, "canbytes");
+  const { job, shim } = run;
+  try {
+    await waitForRecords(job, N);
+    await job.stop();
+    await shim.done;
+    const result = await job.result();
+    assert.ok(result.runs >= 3, `continued as new ${result.runs - 1} time(s)`);
+    assert.ok(shim.stats.holds >= 2, `the shim held batches for ${shim.stats.holds} checkpoint(s)`);
+    const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
+    assert.ok(verdict.deterministic, verdict.error);
+    assert.equal(result.counts["out"]!.out, N);
+    const out = await readOutput(kafka, t.output);
+    assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
+    assert.deepEqual(keysOutOfOrder(out), []);
+  } finally {
+    await run.close();
+  }
+});
+
 test("with a checkpoint budget and no shim to hold its batches, a run closes by itself at twice the budget; nothing lost or duplicated", async () => {
   const t = streamTopics("nohold");
   useTopics(t.env);
