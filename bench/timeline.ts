@@ -158,16 +158,10 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** p50 and p99 of seconds, in whole ms. */
-function p50p99(seconds: number[]): [number, number] {
+/** p50 and the `high`th percentile of seconds, in whole ms (100: the max). */
+function p50p99(seconds: number[], high = 99): [number, number] {
   const ms = seconds.map((x) => x * 1000).sort((a, b) => a - b);
-  return [Math.round(percentile(ms, 50)), Math.round(percentile(ms, 99))];
-}
-
-/** p50 and max of seconds, in whole ms. */
-function p50max(seconds: number[]): [number, number] {
-  const ms = seconds.map((x) => x * 1000).sort((a, b) => a - b);
-  return [Math.round(percentile(ms, 50)), Math.round(ms[ms.length - 1] ?? NaN)];
+  return [Math.round(percentile(ms, 50)), Math.round(percentile(ms, high))];
 }
 
 /**
@@ -220,7 +214,7 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     signalToDone: p50p99(totals),
     producedToCut: p50p99(producedToCut),
     cutToSignal: p50p99(cutToSignal),
-    runToRun: p50max(runToRun),
-    runToFirstActivity: p50max(runToFirstActivity),
+    runToRun: p50p99(runToRun, 100),
+    runToFirstActivity: p50p99(runToFirstActivity, 100),
   };
 }

@@ -352,7 +352,7 @@ export class KafkaShim {
    * waits for that one. The server buffers one query per workflow while a workflow task runs (its
    * default `history.MaxBufferedQueryCount` is 1), and with local activities one nearly always
    * runs: a second query at once is refused (RESOURCE_EXHAUSTED) and the client retries it with
-   * backoff. Measured: such queries took 1.4-1.9 s, the pending estimate reached
+   * backoff. Measured: such queries took 1.4-2.1 s, the pending estimate reached
    * `max-unacked-batches` meanwhile and every partition of the shim stalled for 2 s.
    */
   private refresh(slot: WorkflowSlot): Promise<void> {

@@ -125,23 +125,20 @@ function d(dead: Array<{ headers: Record<string, string> }>, reason: string): st
   return dead.find((m) => m.headers["sage-error"] === reason)?.headers["sage-operator"];
 }
 
-test("a long run crosses continue-as-new at least twice and loses and duplicates nothing", async () => {
-  const t = streamTopics("can");
+/**
+ * 20k records through one partition workflow, one batch at a time, under checkpoint `budgets`: the
+ * run continues as new at least twice, each time with the shim's hold; the last run replays
+ * deterministically; read_committed sees each record once, in per-key order. Returns the batches.
+ */
+async function crossCheckpoints(name: string, budgets: Record<string, unknown>): Promise<number> {
+  const t = streamTopics(name);
   useTopics(t.env);
-  // One partition workflow, tiny batches one at a time (no merging): ~400 batches of about 5 events each
-  // (signal, workflow task, local activity marker). A run's budget is 300 events: the shim holds its
-  // batches for each checkpoint (the test server would suggest continue-as-new only at 600 events).
-  const config = streamConfig("can", t.dlq, {
-    "execution.parallelism": 1,
-    "kafka.max-batch-records": 50,
-    "kafka.max-unacked-batches": 1,
-    "kafka.events-per-run": 300,
-  });
+  const config = streamConfig(name, t.dlq, { "execution.parallelism": 1, "kafka.max-unacked-batches": 1, ...budgets });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const N = 20_000;
   await produceRange(kafka, t.input, 0, N);
-  const run = await runStreaming(pipeline, config, "can");
+  const run = await runStreaming(pipeline, config, name);
   const { job, shim } = run;
   try {
     const p = await waitForRecords(job, N);
@@ -154,50 +151,28 @@ test("a long run crosses continue-as-new at least twice and loses and duplicates
     const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
     assert.ok(verdict.deterministic, verdict.error);
     assert.equal(result.counts["out"]!.out, N);
-    assert.ok(p.batches >= 400);
     const out = await readOutput(kafka, t.output);
     assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
     assert.deepEqual(keysOutOfOrder(out), []);
+    return p.batches;
   } finally {
     await run.close();
   }
+}
+
+test("a long run crosses continue-as-new at least twice and loses and duplicates nothing", async () => {
+  // Tiny batches one at a time (no merging): ~400 batches of about 5 events each (signal, workflow
+  // task, local activity marker). A run's budget is 300 events: the shim holds its batches for each
+  // checkpoint (the test server would suggest continue-as-new only at 600 events).
+  const batches = await crossCheckpoints("can", { "kafka.max-batch-records": 50, "kafka.events-per-run": 300 });
+  assert.ok(batches >= 400);
 });
 
 test("a run also checkpoints by history bytes, with the shim's hold; nothing lost or duplicated", async () => {
-  const t = streamTopics("canbytes");
-  useTopics(t.env);
   // The event budget is out of reach; each run may hold 48 KiB of history. Batches of up to 500
   // records (several KiB gzip'd in their signal) pass that every few batches, long before the test
   // server's own suggestion at 600 events, which would close the run without a hold.
-  const config = streamConfig("canbytes", t.dlq, {
-    "execution.parallelism": 1,
-    "kafka.max-batch-records": 500,
-    "kafka.max-unacked-batches": 1,
-    "kafka.events-per-run": 100_000,
-    "kafka.history-bytes-per-run": "48kb",
-  });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 1);
-  const N = 20_000;
-  await produceRange(kafka, t.input, 0, N);
-  const run = await runStreaming(pipeline, config, "canbytes");
-  const { job, shim } = run;
-  try {
-    await waitForRecords(job, N);
-    await job.stop();
-    await shim.done;
-    const result = await job.result();
-    assert.ok(result.runs >= 3, `continued as new ${result.runs - 1} time(s)`);
-    assert.ok(shim.stats.holds >= 2, `the shim held batches for ${shim.stats.holds} checkpoint(s)`);
-    const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
-    assert.ok(verdict.deterministic, verdict.error);
-    assert.equal(result.counts["out"]!.out, N);
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
-    assert.deepEqual(keysOutOfOrder(out), []);
-  } finally {
-    await run.close();
-  }
+  await crossCheckpoints("canbytes", { "kafka.max-batch-records": 500, "kafka.events-per-run": 100_000, "kafka.history-bytes-per-run": "48kb" });
 });
 
 test("with a checkpoint budget and no shim to hold its batches, a run closes by itself at twice the budget; nothing lost or duplicated", async () => {
