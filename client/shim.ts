@@ -1,15 +1,18 @@
 /**
  * The streaming shim: consumes the job's Kafka topics, cuts micro-batches (records, bytes, and the
- * buffer timeout as the fetch wait), and delivers each batch to the partition workflow that owns
- * its partition by signal-with-start. Consumer offsets are committed only after the signal call
- * returned (the workflow then holds the batch durably); the workflow's offset table is the truth.
- * Backpressure: at most `maxUnacked` batches wait unprocessed per workflow; beyond that the
- * partition's handler waits (heartbeating the group), so nothing more is fetched and memory stays flat.
+ * buffer timeout as the fetch wait) and queues them for the partition workflow that owns their
+ * partition. One sender per workflow delivers its queue in order by signal-with-start; the fetch
+ * loop never waits for a signal, so a slow or held workflow does not delay the others' partitions.
+ * Consumer offsets are committed (every `COMMIT_EVERY_MS`) only for batches whose signal returned
+ * (the workflow then holds the batch durably); the workflow's offset table is the truth.
+ * Backpressure: a sender waits while its workflow has `maxUnacked` batches unprocessed; its queue
+ * then fills to `QUEUE_BYTES` and the partitions feeding it are paused, so nothing more is fetched
+ * for them and memory stays flat.
  * Checkpoints: when a run reports `checkpoint` (it used its event budget), the shim holds that
  * workflow's batches, tells the run so (hold signal) and resumes once the run has continued as new,
  * so no batch races the run's close.
  */
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from "@temporalio/client";
+import { WorkflowContinuedAsNewError, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from "@temporalio/client";
 import type { Logger } from "pino";
 import type { KafkaSourceSpec } from "../core/api/connectors.js";
 import type { SageConfig } from "../core/config/schema.js";
@@ -48,14 +51,24 @@ export interface ShimStats {
   batches: number;
   records: number;
   bytes: number;
-  /** Times a handler waited because a workflow had `maxUnacked` batches pending. */
+  /** Times a sender waited because a workflow had `maxUnacked` batches pending. */
   backpressureWaits: number;
+  /** Times a partition was paused because its workflow's queue was full. */
+  fetchPauses: number;
   /** Most pending batches seen on any workflow (from its progress query). */
   maxPendingSeen: number;
   signalRetries: number;
   consumerRestarts: number;
   /** Checkpoint holds that ended with the run continued as new. */
   holds: number;
+}
+
+/** A micro-batch cut from a fetch, waiting for its signal. */
+interface Outgoing {
+  topic: string;
+  partition: number;
+  messages: ConsumedMessage[];
+  bytes: number;
 }
 
 /** What the shim knows of one partition workflow. */
@@ -67,8 +80,15 @@ interface WorkflowSlot {
   /** Set once the workflow stops or has ended: nothing more is sent to it. */
   closing: boolean;
   started: boolean;
-  /** Signals under way (or about to start: reserved by `waitForRoom`). */
-  signalling: number;
+  /** Micro-batches cut and resolved, not yet signalled: per partition in offset order. */
+  queue: Outgoing[];
+  queuedBytes: number;
+  /** The sender working the queue down, while it runs. */
+  sending: Promise<void> | null;
+  /** A signal is under way (a checkpoint hold waits for it). */
+  signalling: boolean;
+  /** Resumes of the partitions paused because the queue was full. */
+  paused: Array<() => void>;
   /** While batches are held for a run's checkpoint: settles when the hold ends. */
   held: Promise<void> | null;
   /** The run the last hold was for (one hold per run). */
@@ -82,17 +102,39 @@ interface WorkflowSlot {
 /** Longest hold for a checkpoint; after it batches flow again (the run then closes on its own, racing them). */
 const HOLD_MAX_MS = 5_000;
 
+/**
+ * How often delivered offsets are committed. They are only a hint for restarts (the workflow drops
+ * what it has seen), so they need not cost a broker write per batch.
+ */
+const COMMIT_EVERY_MS = 1_000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Feeds one streaming job from Kafka. */
 export class KafkaShim {
-  readonly stats: ShimStats = { batches: 0, records: 0, bytes: 0, backpressureWaits: 0, maxPendingSeen: 0, signalRetries: 0, consumerRestarts: 0, holds: 0 };
+  readonly stats: ShimStats = {
+    batches: 0,
+    records: 0,
+    bytes: 0,
+    backpressureWaits: 0,
+    fetchPauses: 0,
+    maxPendingSeen: 0,
+    signalRetries: 0,
+    consumerRestarts: 0,
+    holds: 0,
+  };
   private readonly source: KafkaSourceSpec;
   private readonly slots: WorkflowSlot[];
   private consumer: GroupConsumer | null = null;
   private stopping = false;
   private watcher: NodeJS.Timeout | null = null;
   private watching: Promise<void> | null = null;
+  private committer: NodeJS.Timeout | null = null;
+  private committing: Promise<void> | null = null;
+  /** Next offsets of delivered batches not yet committed, by topic-partition. */
+  private readonly delivered = new Map<string, { topic: string; partition: number; nextOffset: string }>();
+  /** Most bytes queued per workflow before its partitions are paused. */
+  private readonly queueBytes: number;
   private finished!: () => void;
   /** Resolves when the shim has stopped (by `stop()`, or because the job was stopped). */
   readonly done: Promise<void> = new Promise((r) => (this.finished = r));
@@ -113,13 +155,18 @@ export class KafkaShim {
       sent: 0,
       closing: false,
       started: false,
-      signalling: 0,
+      queue: [],
+      queuedBytes: 0,
+      sending: null,
+      signalling: false,
+      paused: [],
       held: null,
       heldRun: null,
       querying: null,
       progress: null,
     }));
     this.taskQueue = taskQueueOf(job.pipeline.name, job.client.config);
+    this.queueBytes = Math.max(options.fetchBytes, options.maxBatchBytes);
   }
 
   /** Joins the consumer group and starts delivering; returns once consuming has begun. */
@@ -129,6 +176,7 @@ export class KafkaShim {
       // One round at a time; `stop` waits for the last one, so no call outlives the client.
       this.watching ??= this.watch().finally(() => (this.watching = null));
     }, 1_000);
+    this.committer = setInterval(() => void this.commit(), COMMIT_EVERY_MS);
   }
 
   private async startConsumer(): Promise<void> {
@@ -155,16 +203,27 @@ export class KafkaShim {
         .catch((e: unknown) => this.logger.error({ err: (e as Error).message }, "kafka consumer restart failed"));
     });
     this.consumer = consumer;
-    await consumer.start((batch, control) => this.onBatch(consumer, batch, control));
+    // Pauses belong to the consumer that made them; a new one fetches every partition afresh.
+    for (const slot of this.slots) slot.paused = [];
+    await consumer.start((batch, control) => this.onBatch(batch, control));
     this.logger.info({ groupId: this.source.groupId, topics: this.source.topics, workflows: this.slots.length }, "shim consuming");
   }
 
-  /** Cuts one fetched partition batch into micro-batches and delivers them in order. */
-  private async onBatch(consumer: GroupConsumer, batch: PartitionBatch, control: BatchControl): Promise<void> {
+  /**
+   * Cuts one fetched partition batch into micro-batches and queues them for the partition's
+   * workflow. When the queue is full the partition is paused and the rest is left unresolved
+   * (fetched again on resume).
+   */
+  private async onBatch(batch: PartitionBatch, control: BatchControl): Promise<void> {
     const slot = this.slots[workflowIndexOf(batch.partition, this.slots.length)]!;
     const { messages } = batch;
     let i = 0;
-    while (i < messages.length) {
+    while (i < messages.length && this.live(slot) && control.active()) {
+      if (slot.queuedBytes >= this.queueBytes) {
+        slot.paused.push(control.pause());
+        this.stats.fetchPauses++;
+        break;
+      }
       let j = i;
       let bytes = 0;
       while (j < messages.length && j - i < this.options.maxBatchRecords) {
@@ -173,60 +232,93 @@ export class KafkaShim {
         bytes += size;
         j++;
       }
-      const slice = messages.slice(i, j);
+      slot.queue.push({ topic: batch.topic, partition: batch.partition, messages: messages.slice(i, j), bytes });
+      slot.queuedBytes += bytes;
+      control.resolve(messages[j - 1]!.offset);
+      i = j;
+    }
+    this.send(slot);
+  }
+
+  private live(slot: WorkflowSlot): boolean {
+    return !this.stopping && !slot.closing;
+  }
+
+  /** Starts the slot's sender unless it runs. */
+  private send(slot: WorkflowSlot): void {
+    if (slot.sending || slot.queue.length === 0 || !this.live(slot)) return;
+    slot.sending = this.drain(slot)
+      .catch((err: unknown) => this.logger.error({ err: (err as Error).message, workflow: slot.index }, "shim sender failed"))
+      .finally(() => {
+        slot.sending = null;
+        // Batches queued after the sender's last look.
+        this.send(slot);
+      });
+  }
+
+  /** Signals the slot's queue in order, waiting for room and checkpoint holds; resumes paused partitions as it drains. */
+  private async drain(slot: WorkflowSlot): Promise<void> {
+    while (slot.queue.length > 0) {
+      if (!(await this.waitForRoom(slot))) break;
+      const next = slot.queue[0]!;
       const t0 = Date.now();
-      if (!(await this.waitForRoom(slot, control))) return;
-      const t1 = Date.now();
+      slot.signalling = true;
       let delivered: boolean;
       try {
-        delivered = await this.deliver(slot, batch, slice, bytes, control);
+        delivered = await this.deliver(slot, next);
       } finally {
-        slot.signalling--;
+        slot.signalling = false;
       }
-      if (!delivered) return;
-      const t2 = Date.now();
-      const last = slice[slice.length - 1]!.offset;
-      control.resolve(last);
-      // A hint for restarts only: the workflow already holds the batch and drops what it has seen.
-      try {
-        await consumer.commit(batch.topic, batch.partition, String(Number(last) + 1));
-        // Where a batch's time in the shim went: age of its oldest record when cut, backpressure wait, signal, offset commit.
-        this.logger.debug(
-          {
-            partition: batch.partition,
-            records: slice.length,
-            lagMs: t0 - Number(slice[0]!.timestamp),
-            roomMs: t1 - t0,
-            signalMs: t2 - t1,
-            commitMs: Date.now() - t2,
-          },
-          "batch delivered",
-        );
-      } catch (err) {
-        // Usually a rebalance: this member's generation is over. Hand the rest back so the consumer rejoins.
-        this.logger.warn(
-          { err: (err as Error).message, topic: batch.topic, partition: batch.partition },
-          "offset commit refused; leaving the batch to rejoin the group",
-        );
-        return;
-      }
-      i = j;
+      if (!delivered) break;
+      slot.queue.shift();
+      slot.queuedBytes -= next.bytes;
+      const last = next.messages[next.messages.length - 1]!.offset;
+      this.delivered.set(`${next.topic}:${next.partition}`, { topic: next.topic, partition: next.partition, nextOffset: String(Number(last) + 1) });
+      // Resumed only once the queue is empty: resuming at the first free byte would refetch whole fetches to keep one batch of each.
+      if (slot.paused.length > 0 && slot.queue.length === 0) for (const resume of slot.paused.splice(0)) resume();
+      // Where a batch's time in the shim went: age of its oldest record when cut, then queue and room wait, then the signal.
+      this.logger.debug(
+        {
+          partition: next.partition,
+          records: next.messages.length,
+          ageMs: t0 - Number(next.messages[0]!.timestamp),
+          signalMs: Date.now() - t0,
+          queued: slot.queue.length,
+        },
+        "batch delivered",
+      );
+    }
+    if (!this.live(slot)) {
+      // The job is stopping: what is queued is not delivered (its offsets were never committed).
+      slot.queue = [];
+      slot.queuedBytes = 0;
     }
   }
 
-  private live(slot: WorkflowSlot, control: BatchControl): boolean {
-    return !this.stopping && !slot.closing && control.active();
+  /** Commits the offsets of delivered batches (a hint for restarts: the workflows drop what they have seen). */
+  private commit(): Promise<void> {
+    return (this.committing ??= this.commitDelivered().finally(() => (this.committing = null)));
   }
 
-  /**
-   * Waits (heartbeating) until the workflow has room for one more batch and no checkpoint hold is on;
-   * false when the batch must not be sent. True reserves a signal (`slot.signalling`): the caller
-   * signals next and releases it.
-   */
-  private async waitForRoom(slot: WorkflowSlot, control: BatchControl): Promise<boolean> {
+  private async commitDelivered(): Promise<void> {
+    const consumer = this.consumer;
+    if (!consumer || this.delivered.size === 0) return;
+    const offsets = [...this.delivered.values()];
+    this.delivered.clear();
+    try {
+      await consumer.commit(offsets);
+    } catch (err) {
+      // Usually a rebalance: the next commit carries newer offsets; a partition now elsewhere only gets an older hint.
+      this.logger.info({ err: (err as Error).message, partitions: offsets.length }, "offset commit refused; the next one carries them");
+      for (const o of offsets) if (!this.delivered.has(`${o.topic}:${o.partition}`)) this.delivered.set(`${o.topic}:${o.partition}`, o);
+    }
+  }
+
+  /** Waits until the workflow has room for one more batch and no checkpoint hold is on; false when nothing more may be sent. */
+  private async waitForRoom(slot: WorkflowSlot): Promise<boolean> {
     let waited = false;
     for (;;) {
-      if (!this.live(slot, control)) return false;
+      if (!this.live(slot)) return false;
       if (slot.held) {
         await Promise.race([slot.held, sleep(1_000)]);
       } else if (slot.started && slot.pending >= this.options.maxUnacked) {
@@ -238,17 +330,14 @@ export class KafkaShim {
         await sleep(Math.max(20, Math.min(200, this.options.bufferTimeoutMs)));
         await this.refresh(slot);
       } else {
-        slot.signalling++;
         return true;
       }
-      // A heartbeat that fails means a rebalance: give the batch back so the consumer can rejoin.
-      if (!(await this.heartbeat(control))) return false;
     }
   }
 
   /**
-   * Holds the workflow's batches while run `runId` checkpoints: waits for signals under way, tells
-   * the run (hold signal), and lets batches go again once another run is current (or after `HOLD_MAX_MS`).
+   * Holds the workflow's batches while run `runId` checkpoints: waits for the signal under way, tells
+   * the run (hold signal), and lets batches go again once the run has closed (or after `HOLD_MAX_MS`).
    */
   private async hold(slot: WorkflowSlot, runId: string): Promise<void> {
     slot.heldRun = runId;
@@ -257,21 +346,18 @@ export class KafkaShim {
     const started = Date.now();
     const deadline = started + HOLD_MAX_MS;
     try {
-      while (slot.signalling > 0 && Date.now() < deadline) await sleep(5);
-      const handle = this.job.handle(slot.index);
-      await handle.signal(HOLD_SIGNAL, runId);
-      while (Date.now() < deadline && !this.stopping) {
-        const current = await handle.describe().then(
-          (d) => (d.status.name === "RUNNING" ? d.runId : null),
-          () => null,
+      while (slot.signalling && Date.now() < deadline) await sleep(2);
+      const temporal = this.job.client.temporal;
+      await temporal.workflow.getHandle(this.job.workflowIds[slot.index]!).signal(HOLD_SIGNAL, runId);
+      // The run's result long-polls its close: it ends (continued as new, or stopped) as soon as the run does.
+      const closed = await temporal.connection
+        .withDeadline(deadline, () => temporal.workflow.getHandle(this.job.workflowIds[slot.index]!, runId, { followRuns: false }).result())
+        .then(
+          () => true,
+          (err: unknown) => (err instanceof WorkflowContinuedAsNewError ? true : Date.now() < deadline),
         );
-        if (current !== runId) {
-          this.stats.holds++;
-          break;
-        }
-        await sleep(20);
-      }
-      this.logger.debug({ workflow: slot.index, runId, ms: Date.now() - started }, "checkpoint hold over");
+      if (closed) this.stats.holds++;
+      this.logger.debug({ workflow: slot.index, runId, ms: Date.now() - started, closed }, "checkpoint hold over");
     } catch (err) {
       this.logger.debug({ err: (err as Error).message, workflow: slot.index, runId }, "checkpoint hold failed; batches flow again");
     } finally {
@@ -281,21 +367,22 @@ export class KafkaShim {
   }
 
   /** Signals the batch (starting the workflow if needed), retrying while the server is unreachable. */
-  private async deliver(slot: WorkflowSlot, batch: PartitionBatch, slice: ConsumedMessage[], bytes: number, control: BatchControl): Promise<boolean> {
+  private async deliver(slot: WorkflowSlot, batch: Outgoing): Promise<boolean> {
+    const { messages } = batch;
     const meta: Omit<StreamBatch, "records"> = {
       topic: batch.topic,
       partition: batch.partition,
-      from: Number(slice[0]!.offset),
-      to: Number(slice[slice.length - 1]!.offset),
-      count: slice.length,
-      bytes,
+      from: Number(messages[0]!.offset),
+      to: Number(messages[messages.length - 1]!.offset),
+      count: messages.length,
+      bytes: batch.bytes,
       cutAt: Date.now(),
     };
-    const records = encodeBatch(slice);
+    const records = encodeBatch(messages);
     const job = this.job;
     const input = job.inputs[slot.index]!;
     for (let attempt = 1; ; attempt++) {
-      if (!this.live(slot, control)) return false;
+      if (!this.live(slot)) return false;
       try {
         await job.client.temporal.workflow.signalWithStart(STREAM_WORKFLOW, {
           workflowId: job.workflowIds[slot.index]!,
@@ -317,9 +404,9 @@ export class KafkaShim {
         slot.pending++;
         slot.sent++;
         this.stats.batches++;
-        this.stats.records += slice.length;
-        this.stats.bytes += bytes;
-        shimMetrics.delivered(job.pipeline.name, batch.topic, slice.length, (Date.now() - meta.cutAt) / 1000);
+        this.stats.records += messages.length;
+        this.stats.bytes += batch.bytes;
+        shimMetrics.delivered(job.pipeline.name, batch.topic, messages.length, (Date.now() - meta.cutAt) / 1000);
         return true;
       } catch (err) {
         if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -331,19 +418,7 @@ export class KafkaShim {
         this.stats.signalRetries++;
         this.logger.warn({ err: (err as Error).message, attempt, workflowId: job.workflowIds[slot.index] }, "signal failed; retrying");
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)));
-        if (!(await this.heartbeat(control))) return false;
       }
-    }
-  }
-
-  /** Heartbeats the group; false when this member must give its batch back (rebalance, lost membership). */
-  private async heartbeat(control: BatchControl): Promise<boolean> {
-    try {
-      await control.heartbeat();
-      return true;
-    } catch (err) {
-      this.logger.info({ err: (err as Error).message }, "group heartbeat refused (rebalance): leaving the batch");
-      return false;
     }
   }
 
@@ -430,7 +505,12 @@ export class KafkaShim {
     if (!this.stopping) {
       this.stopping = true;
       if (this.watcher) clearInterval(this.watcher);
+      if (this.committer) clearInterval(this.committer);
       await this.watching?.catch(() => undefined);
+      // A signal under way finishes; then the last delivered offsets are committed.
+      await Promise.all(this.slots.flatMap((s) => (s.sending ? [s.sending] : [])));
+      await this.committing;
+      await this.commit();
       await this.consumer?.stop().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "consumer stop failed"));
       this.logger.info({ ...this.stats }, "shim stopped");
       this.finished();

@@ -33,12 +33,12 @@ export interface PartitionBatch {
 
 /** What a batch handler can do while it holds a batch. */
 export interface BatchControl {
-  /** Tells the group coordinator the consumer is alive (call while waiting, or the group evicts it). */
-  heartbeat(): Promise<void>;
   /** False once the partition was revoked (rebalance) or the consumer is stopping: stop working on the batch. */
   active(): boolean;
   /** Marks records up to `offset` as handled (this member's fetch position; not a commit). Unresolved records are fetched again. */
   resolve(offset: string): void;
+  /** Stops fetching this partition until the returned function is called; its unresolved records are fetched again then. */
+  pause(): () => void;
 }
 
 /** Options of a group consumer. */
@@ -63,8 +63,8 @@ export interface ConsumerOptions {
 export interface GroupConsumer {
   /** Joins the group and calls `handler` for each fetched partition batch, one at a time per partition, in offset order. */
   start(handler: (batch: PartitionBatch, control: BatchControl) => Promise<void>): Promise<void>;
-  /** Commits `nextOffset` (the offset of the next record to read) for a partition. */
-  commit(topic: string, partition: number, nextOffset: string): Promise<void>;
+  /** Commits `nextOffset` (the offset of the next record to read) for each partition given, in one request. */
+  commit(offsets: Array<{ topic: string; partition: number; nextOffset: string }>): Promise<void>;
   /** Partitions currently assigned to this member, by topic. */
   assignment(): Record<string, number[]>;
   /** Called when the consumer died for good (it will not restart itself). */

@@ -212,17 +212,17 @@ class KafkajsGroupConsumer implements GroupConsumer {
         await handler(
           { topic: batch.topic, partition: batch.partition, messages },
           {
-            heartbeat: () => payload.heartbeat(),
             active: () => payload.isRunning() && !payload.isStale(),
             resolve: (offset) => payload.resolveOffset(offset),
+            pause: () => payload.pause(),
           },
         );
       },
     });
   }
 
-  async commit(topic: string, partition: number, nextOffset: string): Promise<void> {
-    await this.consumer.commitOffsets([{ topic, partition, offset: nextOffset }]);
+  async commit(offsets: Array<{ topic: string; partition: number; nextOffset: string }>): Promise<void> {
+    await this.consumer.commitOffsets(offsets.map(({ topic, partition, nextOffset }) => ({ topic, partition, offset: nextOffset })));
   }
 
   assignment(): Record<string, number[]> {

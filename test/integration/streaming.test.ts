@@ -260,8 +260,8 @@ test("backpressure: with a slow stage the shim's unacknowledged batches and memo
     const p = await job.progress();
     // Produced far faster than the slow stage runs (2 ms a record): most records still wait in Kafka, not in the shim or the workflow.
     assert.ok(produced - p.records > 5_000, `backlog stayed in Kafka: produced ${produced}, accepted ${p.records}`);
-    // Two source partitions feed the one workflow, each handler may pass the room check once: at most maxUnacked + 1.
-    assert.ok(Math.max(...samples.map((s) => s.pending)) <= maxUnacked + 1, JSON.stringify(samples));
+    // Two source partitions feed the one workflow through one sender, which checks for room before each signal.
+    assert.ok(Math.max(...samples.map((s) => s.pending)) <= maxUnacked, JSON.stringify(samples));
     const rss = samples.map((s) => s.rssKb);
     const warm = rss.slice(2);
     // Flat, not growing with the backlog: the last samples are within 64 MiB of the smallest after warm-up.
