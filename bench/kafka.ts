@@ -266,9 +266,9 @@ function sageProcess(args: string[], env: Record<string, string>): ChildProcess 
 /** Cut time and oldest record of a batch signal (meta, then the gzip'd records). */
 function batchTimes(payloads: proto.temporal.api.common.v1.IPayload[]): { cutAt: number; oldest: number } | null {
   if (payloads.length < 2) return null;
-  const meta = defaultPayloadConverter.fromPayload<{ cutAt: number }>(payloads[0]!);
-  const records = decodeBatch(defaultPayloadConverter.fromPayload<Uint8Array>(payloads[1]!));
-  return { cutAt: meta.cutAt, oldest: Math.min(...records.map((r) => Number(r.timestamp))) };
+  const meta = defaultPayloadConverter.fromPayload<{ cutAt: number } | Array<{ cutAt: number }>>(payloads[0]!);
+  const records = payloads.slice(1).flatMap((p) => decodeBatch(defaultPayloadConverter.fromPayload<Uint8Array>(p)));
+  return { cutAt: (Array.isArray(meta) ? meta[0]! : meta).cutAt, oldest: Math.min(...records.map((r) => Number(r.timestamp))) };
 }
 
 /** The histories of every run of workflow `id`, oldest first (following continue-as-new back from the current run). */
@@ -390,12 +390,12 @@ async function latency(
   }
   printTable(["send s", "phase", "records", "p50 ms", "p99 ms"], windows);
   console.log(
-    "inside Temporal, per batch (every run of each partition workflow), p50 / p99 ms; at each continue-as-new, from the run's last activity to the next run's start and first activity, p50 / max ms",
+    "inside Temporal, per batch signal (every run of each partition workflow), p50 / p99 ms; at each continue-as-new, from the run's last activity to the next run's start and first activity, p50 / max ms",
   );
   printTable(
     [
       "workflow",
-      "batches",
+      "signals",
       "activities",
       "produced -> cut",
       "cut -> signal",
@@ -409,7 +409,7 @@ async function latency(
     ],
     inside.map((t, i) => [
       `p${i}`,
-      String(t.batches),
+      String(t.signals),
       String(t.activities),
       t.producedToCut.join(" / "),
       t.cutToSignal.join(" / "),

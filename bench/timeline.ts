@@ -4,6 +4,7 @@
  * mean time an activity waited between being scheduled and a worker starting it), and the commit.
  */
 import type proto from "@temporalio/proto";
+import { BATCH_SIGNAL } from "../core/plan/stream.js";
 
 type History = proto.temporal.api.history.v1.IHistory;
 
@@ -130,7 +131,8 @@ export function jobTimeline(history: History): JobTimeline {
 export interface StreamTimeline {
   /** Runs of the workflow (continue-as-new). */
   runs: number;
-  batches: number;
+  /** Batch signals (each carries one or more micro-batches). */
+  signals: number;
   activities: number;
   /** Signal recorded -> the activity that runs the batch is scheduled (waiting for the running one, workflow task; local: its workflow task scheduled). */
   signalToScheduled: [number, number];
@@ -175,7 +177,7 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
   const cutToSignal: number[] = [];
   for (const e of histories.flatMap((h) => h.events ?? [])) {
     const sig = e.workflowExecutionSignaledEventAttributes;
-    if (!sig) continue;
+    if (sig?.signalName !== BATCH_SIGNAL) continue;
     const at = seconds(e.eventTime);
     signals.push(at);
     const t = times(sig.input?.payloads ?? []);
@@ -206,7 +208,7 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
   }
   return {
     runs: histories.length,
-    batches: signals.length,
+    signals: signals.length,
     activities: acts.length,
     signalToScheduled: p50p99(waits),
     scheduledToStarted: p50p99(done.map((a) => a.started - a.at)),

@@ -1,8 +1,9 @@
 /**
  * The streaming shim: consumes the job's Kafka topics, cuts micro-batches (records, bytes, and the
  * buffer timeout as the fetch wait) and queues them for the partition workflow that owns their
- * partition. One sender per workflow delivers its queue in order by signal-with-start; the fetch
- * loop never waits for a signal, so a slow or held workflow does not delay the others' partitions.
+ * partition. One sender per workflow delivers its queue in order by signal-with-start, what queued
+ * meanwhile in one signal; the fetch loop never waits for a signal, so a slow or held workflow does
+ * not delay the others' partitions.
  * Consumer offsets are committed (every `COMMIT_EVERY_MS`) only for batches whose signal returned
  * (the workflow then holds the batch durably); the workflow's offset table is the truth.
  * Backpressure: a sender waits while its workflow has `maxUnacked` batches unprocessed; its queue
@@ -48,6 +49,8 @@ export function shimOptionsOf(config: SageConfig): ShimOptions {
 
 /** Counters of a shim, for logs, tests and benchmarks. */
 export interface ShimStats {
+  /** Batch signals sent (each carries the batches queued for its workflow since the last). */
+  signals: number;
   batches: number;
   records: number;
   bytes: number;
@@ -113,6 +116,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Feeds one streaming job from Kafka. */
 export class KafkaShim {
   readonly stats: ShimStats = {
+    signals: 0,
     batches: 0,
     records: 0,
     bytes: 0,
@@ -256,36 +260,47 @@ export class KafkaShim {
       });
   }
 
-  /** Signals the slot's queue in order, waiting for room and checkpoint holds; resumes paused partitions as it drains. */
+  /**
+   * Signals the slot's queue in order, waiting for room and checkpoint holds; what queued meanwhile
+   * goes in one signal (up to the workflow's room and `maxBatchBytes`). Resumes paused partitions
+   * once the queue is empty.
+   */
   private async drain(slot: WorkflowSlot): Promise<void> {
     while (slot.queue.length > 0) {
       if (!(await this.waitForRoom(slot))) break;
-      const next = slot.queue[0]!;
+      const room = Math.max(1, this.options.maxUnacked - slot.pending);
+      let n = 0;
+      let bytes = 0;
+      while (n < slot.queue.length && n < room && (n === 0 || bytes + slot.queue[n]!.bytes <= this.options.maxBatchBytes)) bytes += slot.queue[n++]!.bytes;
+      const take = slot.queue.slice(0, n);
       const t0 = Date.now();
       slot.signalling = true;
       let delivered: boolean;
       try {
-        delivered = await this.deliver(slot, next);
+        delivered = await this.deliver(slot, take);
       } finally {
         slot.signalling = false;
       }
       if (!delivered) break;
-      slot.queue.shift();
-      slot.queuedBytes -= next.bytes;
-      const last = next.messages[next.messages.length - 1]!.offset;
-      this.delivered.set(`${next.topic}:${next.partition}`, { topic: next.topic, partition: next.partition, nextOffset: String(Number(last) + 1) });
+      slot.queue.splice(0, n);
+      slot.queuedBytes -= bytes;
+      for (const b of take) {
+        const last = b.messages[b.messages.length - 1]!.offset;
+        this.delivered.set(`${b.topic}:${b.partition}`, { topic: b.topic, partition: b.partition, nextOffset: String(Number(last) + 1) });
+      }
       // Resumed only once the queue is empty: resuming at the first free byte would refetch whole fetches to keep one batch of each.
       if (slot.paused.length > 0 && slot.queue.length === 0) for (const resume of slot.paused.splice(0)) resume();
-      // Where a batch's time in the shim went: age of its oldest record when cut, then queue and room wait, then the signal.
+      // Where a signal's time in the shim went: age of its oldest record when sent, then the signal itself.
       this.logger.debug(
         {
-          partition: next.partition,
-          records: next.messages.length,
-          ageMs: t0 - Number(next.messages[0]!.timestamp),
+          workflow: slot.index,
+          batches: take.length,
+          records: take.reduce((k, b) => k + b.messages.length, 0),
+          ageMs: t0 - Math.min(...take.map((b) => Number(b.messages[0]!.timestamp))),
           signalMs: Date.now() - t0,
           queued: slot.queue.length,
         },
-        "batch delivered",
+        "batches delivered",
       );
     }
     if (!this.live(slot)) {
@@ -366,19 +381,19 @@ export class KafkaShim {
     }
   }
 
-  /** Signals the batch (starting the workflow if needed), retrying while the server is unreachable. */
-  private async deliver(slot: WorkflowSlot, batch: Outgoing): Promise<boolean> {
-    const { messages } = batch;
-    const meta: Omit<StreamBatch, "records"> = {
-      topic: batch.topic,
-      partition: batch.partition,
+  /** Signals the batches in one signal (starting the workflow if needed), retrying while the server is unreachable. */
+  private async deliver(slot: WorkflowSlot, batches: Outgoing[]): Promise<boolean> {
+    const cutAt = Date.now();
+    const metas: Array<Omit<StreamBatch, "records">> = batches.map(({ topic, partition, messages, bytes }) => ({
+      topic,
+      partition,
       from: Number(messages[0]!.offset),
       to: Number(messages[messages.length - 1]!.offset),
       count: messages.length,
-      bytes: batch.bytes,
-      cutAt: Date.now(),
-    };
-    const records = encodeBatch(messages);
+      bytes,
+      cutAt,
+    }));
+    const records = batches.map((b) => encodeBatch(b.messages));
     const job = this.job;
     const input = job.inputs[slot.index]!;
     for (let attempt = 1; ; attempt++) {
@@ -389,7 +404,7 @@ export class KafkaShim {
           taskQueue: this.taskQueue,
           args: [input],
           signal: BATCH_SIGNAL,
-          signalArgs: [meta, records],
+          signalArgs: [metas, ...records],
           // A stopped or failed partition workflow is never silently replaced by a fresh one with an empty offset table.
           workflowIdReusePolicy: "REJECT_DUPLICATE",
           ...job.client.startDecorations(
@@ -401,12 +416,15 @@ export class KafkaShim {
           ),
         });
         slot.started = true;
-        slot.pending++;
-        slot.sent++;
-        this.stats.batches++;
-        this.stats.records += messages.length;
-        this.stats.bytes += batch.bytes;
-        shimMetrics.delivered(job.pipeline.name, batch.topic, messages.length, (Date.now() - meta.cutAt) / 1000);
+        slot.pending += batches.length;
+        slot.sent += batches.length;
+        this.stats.signals++;
+        for (const b of batches) {
+          this.stats.batches++;
+          this.stats.records += b.messages.length;
+          this.stats.bytes += b.bytes;
+          shimMetrics.delivered(job.pipeline.name, b.topic, b.messages.length, (Date.now() - cutAt) / 1000);
+        }
         return true;
       } catch (err) {
         if (err instanceof WorkflowExecutionAlreadyStartedError) {

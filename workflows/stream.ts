@@ -30,8 +30,12 @@ import {
 } from "../core/plan/stream.js";
 import { StageGraph, type ActivityFn } from "./stage-graph.js";
 
-/** A micro-batch: its description, and its records as one binary payload. */
-export const batchSignal = defineSignal<[Omit<StreamBatch, "records">, Uint8Array]>(BATCH_SIGNAL);
+/**
+ * Micro-batches: their descriptions, then each one's records as one binary payload, in order. The
+ * shim sends what queued for this workflow since its last signal in one; a single description (not
+ * an array) is the form of earlier versions, still accepted.
+ */
+export const batchSignal = defineSignal<[Omit<StreamBatch, "records"> | Array<Omit<StreamBatch, "records">>, ...Uint8Array[]]>(BATCH_SIGNAL);
 /** Finish the accepted batches, then stop. */
 export const stopSignal = defineSignal(STOP_SIGNAL);
 /** A shim holds its batches until this run (by id) has continued as new. */
@@ -114,7 +118,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     deadLetters: totals.deadLetters,
   });
   setHandler(streamProgressQuery, progress);
-  setHandler(batchSignal, (batch, records) => {
+  const accept = (batch: Omit<StreamBatch, "records">, records: Uint8Array): void => {
     const tp = topicPartition(batch.topic, batch.partition);
     const next = state.next[tp];
     // Offsets have gaps (transaction markers, compaction): compare with >=, never ==.
@@ -126,6 +130,11 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     state.batches++;
     state.records += batch.count;
     pending.push({ batch: { ...batch, skipBelow: next ?? batch.from, seq: state.batches }, records });
+  };
+  setHandler(batchSignal, (batches, ...records) => {
+    const list = Array.isArray(batches) ? batches : [batches];
+    if (list.length !== records.length) throw new Error(`batch signal with ${list.length} descriptions and ${records.length} record payloads`);
+    list.forEach((batch, i) => accept(batch, records[i]!));
   });
   setHandler(holdSignal, (runId) => {
     if (runId === workflowInfo().runId) held = true;
