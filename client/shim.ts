@@ -214,20 +214,20 @@ export class KafkaShim {
   }
 
   /**
-   * Cuts one fetched partition batch into micro-batches and queues them for the partition's
-   * workflow. When the queue is full the partition is paused and the rest is left unresolved
-   * (fetched again on resume).
+   * Cuts one fetched partition batch into micro-batches and queues them all for the partition's
+   * workflow; when its queue is full already, pauses the partition instead (the batch is fetched
+   * again on resume). A queue holds at most `queueBytes` plus one fetch per partition.
    */
   private async onBatch(batch: PartitionBatch, control: BatchControl): Promise<void> {
     const slot = this.slots[workflowIndexOf(batch.partition, this.slots.length)]!;
+    if (!this.live(slot) || !control.active()) return;
+    if (slot.queuedBytes >= this.queueBytes) {
+      slot.paused.push(control.pause());
+      this.stats.fetchPauses++;
+      return;
+    }
     const { messages } = batch;
-    let i = 0;
-    while (i < messages.length && this.live(slot) && control.active()) {
-      if (slot.queuedBytes >= this.queueBytes) {
-        slot.paused.push(control.pause());
-        this.stats.fetchPauses++;
-        break;
-      }
+    for (let i = 0; i < messages.length; ) {
       let j = i;
       let bytes = 0;
       while (j < messages.length && j - i < this.options.maxBatchRecords) {
@@ -238,9 +238,9 @@ export class KafkaShim {
       }
       slot.queue.push({ topic: batch.topic, partition: batch.partition, messages: messages.slice(i, j), bytes });
       slot.queuedBytes += bytes;
-      control.resolve(messages[j - 1]!.offset);
       i = j;
     }
+    control.resolve(messages[messages.length - 1]!.offset);
     this.send(slot);
   }
 
