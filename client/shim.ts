@@ -227,7 +227,7 @@ export class KafkaShim {
       return;
     }
     const { messages } = batch;
-    for (let i = 0; i < messages.length; ) {
+    for (let i = 0; i < messages.length;) {
       let j = i;
       let bytes = 0;
       while (j < messages.length && j - i < this.options.maxBatchRecords) {
