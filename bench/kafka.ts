@@ -390,7 +390,7 @@ async function latency(
   }
   printTable(["send s", "phase", "records", "p50 ms", "p99 ms"], windows);
   console.log(
-    "inside Temporal, per batch signal (every run of each partition workflow), p50 / p99 ms; at each continue-as-new, from the run's last activity to the next run's start and first activity, p50 / max ms",
+    "inside Temporal, per batch signal (every run of each partition workflow), p50 / p99 ms; at each continue-as-new (p50 / max ms): the run's last activity to the next run's start and first activity, the hold signal to the run's close, the close to the next run's first workflow task, and that task",
   );
   printTable(
     [
@@ -406,6 +406,9 @@ async function latency(
       "runs",
       "run -> next run",
       "run -> next activity",
+      "hold -> close",
+      "close -> next task",
+      "next task",
     ],
     inside.map((t, i) => [
       `p${i}`,
@@ -420,6 +423,9 @@ async function latency(
       String(t.runs),
       t.runToRun.join(" / "),
       t.runToFirstActivity.join(" / "),
+      t.holdToClose.join(" / "),
+      t.closeToFirstTask.join(" / "),
+      t.firstTask.join(" / "),
     ]),
   );
   const sorted = sentBetween(warmupUntil, Infinity);

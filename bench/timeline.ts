@@ -4,7 +4,7 @@
  * mean time an activity waited between being scheduled and a worker starting it), and the commit.
  */
 import type proto from "@temporalio/proto";
-import { BATCH_SIGNAL } from "../core/plan/stream.js";
+import { BATCH_SIGNAL, HOLD_SIGNAL } from "../core/plan/stream.js";
 
 type History = proto.temporal.api.history.v1.IHistory;
 
@@ -150,6 +150,12 @@ export interface StreamTimeline {
   runToRun: [number, number];
   /** The same, up to the next run's first stage activity started (the checkpoint as batches feel it). */
   runToFirstActivity: [number, number];
+  /** At each continue-as-new (p50 / max): the hold signal recorded -> the run closed. */
+  holdToClose: [number, number];
+  /** The run closed -> the next run's first workflow task started (it goes to the normal, not the sticky, queue). */
+  closeToFirstTask: [number, number];
+  /** The next run's first workflow task, started -> completed. */
+  firstTask: [number, number];
 }
 
 /** What the bench reads from a batch signal's payloads: when the shim cut it, when its oldest record was produced (ms). */
@@ -197,6 +203,20 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     runToRun.push(seconds(histories[i]!.events?.[0]?.eventTime) - lastDone);
     if (Number.isFinite(firstStarted)) runToFirstActivity.push(firstStarted - lastDone);
   }
+  const holdToClose: number[] = [];
+  const closeToFirstTask: number[] = [];
+  const firstTask: number[] = [];
+  for (let i = 1; i < histories.length; i++) {
+    const old = histories[i - 1]!.events ?? [];
+    const closedAt = seconds(old[old.length - 1]?.eventTime);
+    const hold = old.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === HOLD_SIGNAL).pop();
+    if (hold) holdToClose.push(closedAt - seconds(hold.eventTime));
+    const events = histories[i]!.events ?? [];
+    const started = events.find((e) => e.workflowTaskStartedEventAttributes);
+    const completed = events.find((e) => e.workflowTaskCompletedEventAttributes);
+    if (started) closeToFirstTask.push(seconds(started.eventTime) - closedAt);
+    if (started && completed) firstTask.push(seconds(completed.eventTime) - seconds(started.eventTime));
+  }
   const done = acts.filter((a): a is ActivityTimes & { started: number; done: number } => a.started !== undefined && a.done !== undefined);
   const waits: number[] = [];
   const totals: number[] = [];
@@ -218,5 +238,8 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     cutToSignal: p50p99(cutToSignal),
     runToRun: p50p99(runToRun, 100),
     runToFirstActivity: p50p99(runToFirstActivity, 100),
+    holdToClose: p50p99(holdToClose, 100),
+    closeToFirstTask: p50p99(closeToFirstTask, 100),
+    firstTask: p50p99(firstTask, 100),
   };
 }

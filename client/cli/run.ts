@@ -7,6 +7,7 @@ import { follow } from "./progress.js";
 import { renderSummary } from "./summary.js";
 import { runStreaming } from "./stream.js";
 import { isStreaming } from "../../core/plan/stream.js";
+import { watchPauses } from "../pauses.js";
 
 interface RunFlags extends GlobalFlags {
   jobId?: string;
@@ -73,6 +74,7 @@ export async function workerCommand(modulePath: string, flags: WorkerFlags): Pro
   const logger = cliLogger(config, "worker");
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
   const worker = await createSageWorker({ pipeline, config, logger });
+  watchPauses(logger);
   const stop = () => {
     logger.info("shutting down: finishing in-flight activities");
     void worker.shutdown();

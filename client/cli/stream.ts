@@ -11,6 +11,7 @@ import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
 import { loadPipeline } from "../module-loader.js";
 import { startMetricsServer } from "../../worker/metrics.js";
 import { cliLogger, configFrom, parseParams, uiLink, type GlobalFlags } from "./common.js";
+import { watchPauses } from "../pauses.js";
 
 /** Flags of `sage shim` and of `sage run` for a streaming pipeline. */
 export interface StreamFlags extends GlobalFlags {
@@ -80,6 +81,7 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
   if (!source) throw new Error(`pipeline "${pipeline.name}" has no Kafka source; run bounded pipelines with \`sage run\``);
   // A restarted shim must find the same job: the default job id is the consumer group.
   const { client, job, shim } = await prepare(pipeline, config, flags, source.groupId, logger);
+  watchPauses(logger);
   const metrics = flags.metricsPort ? await startMetricsServer(Number(flags.metricsPort), logger) : null;
   const interrupt = () => {
     logger.info("interrupted: the shim stops (the job keeps its accepted batches; `sage stop` stops the job)");
@@ -108,6 +110,7 @@ export async function runStreaming(pipeline: Pipeline, config: SageConfig, flags
     running.catch((err: unknown) => logger.error({ err }, "worker failed"));
   }
   const { client, job, shim } = await prepare(pipeline, config, flags, undefined, logger);
+  watchPauses(logger);
   const started = Date.now();
   let stopping = false;
   const interrupt = () => {
