@@ -20,7 +20,7 @@ import type { SageConfig } from "../core/config/schema.js";
 import { PROGRESS_QUERY } from "../core/plan/job.js";
 import { BATCH_SIGNAL, HOLD_SIGNAL, STREAM_WORKFLOW, kafkaSourceOf, workflowIndexOf, type StreamBatch, type StreamProgress } from "../core/plan/stream.js";
 import { encodeBatch, messageBytes } from "../connectors/kafka/batch-codec.js";
-import type { BatchControl, ConsumedMessage, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
+import type { BatchControl, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
 import { totalProgress, type StreamJob, type StreamJobProgress } from "./stream-job.js";
 import { taskQueueOf } from "./task-queue.js";
 import { shimMetrics } from "../worker/metrics.js";
@@ -66,12 +66,13 @@ export interface ShimStats {
   holds: number;
 }
 
-/** A micro-batch cut from a fetch, waiting for its signal. */
+/** A micro-batch cut from a fetch, encoded, waiting for its signal. */
 interface Outgoing {
-  topic: string;
-  partition: number;
-  messages: ConsumedMessage[];
-  bytes: number;
+  meta: Omit<StreamBatch, "records" | "cutAt">;
+  /** The records, gzip'd (`encodeBatch`). */
+  records: Uint8Array;
+  /** Produce time of its first record (ms). */
+  firstAt: number;
 }
 
 /** What the shim knows of one partition workflow. */
@@ -110,6 +111,9 @@ const HOLD_MAX_MS = 5_000;
  * what it has seen), so they need not cost a broker write per batch.
  */
 const COMMIT_EVERY_MS = 1_000;
+
+/** Most encoded record bytes in one batch signal: half the server's default payload limit (2 MB). */
+const SIGNAL_BYTES = 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -236,7 +240,16 @@ export class KafkaShim {
         bytes += size;
         j++;
       }
-      slot.queue.push({ topic: batch.topic, partition: batch.partition, messages: messages.slice(i, j), bytes });
+      const slice = messages.slice(i, j);
+      const meta = {
+        topic: batch.topic,
+        partition: batch.partition,
+        from: Number(slice[0]!.offset),
+        to: Number(slice[slice.length - 1]!.offset),
+        count: slice.length,
+        bytes,
+      };
+      slot.queue.push({ meta, records: encodeBatch(slice), firstAt: Number(slice[0]!.timestamp) });
       slot.queuedBytes += bytes;
       i = j;
     }
@@ -262,16 +275,17 @@ export class KafkaShim {
 
   /**
    * Signals the slot's queue in order, waiting for room and checkpoint holds; what queued meanwhile
-   * goes in one signal (up to the workflow's room and `maxBatchBytes`). Resumes paused partitions
-   * once the queue is empty.
+   * goes in one signal (up to the workflow's room and `SIGNAL_BYTES` encoded). Resumes paused
+   * partitions once the queue is empty.
    */
   private async drain(slot: WorkflowSlot): Promise<void> {
     while (slot.queue.length > 0) {
       if (!(await this.waitForRoom(slot))) break;
       const room = Math.max(1, this.options.maxUnacked - slot.pending);
       let n = 0;
-      let bytes = 0;
-      while (n < slot.queue.length && n < room && (n === 0 || bytes + slot.queue[n]!.bytes <= this.options.maxBatchBytes)) bytes += slot.queue[n++]!.bytes;
+      let encoded = 0;
+      while (n < slot.queue.length && n < room && (n === 0 || encoded + slot.queue[n]!.records.byteLength <= SIGNAL_BYTES))
+        encoded += slot.queue[n++]!.records.byteLength;
       const take = slot.queue.slice(0, n);
       const t0 = Date.now();
       slot.signalling = true;
@@ -283,10 +297,9 @@ export class KafkaShim {
       }
       if (!delivered) break;
       slot.queue.splice(0, n);
-      slot.queuedBytes -= bytes;
-      for (const b of take) {
-        const last = b.messages[b.messages.length - 1]!.offset;
-        this.delivered.set(`${b.topic}:${b.partition}`, { topic: b.topic, partition: b.partition, nextOffset: String(Number(last) + 1) });
+      for (const { meta } of take) {
+        slot.queuedBytes -= meta.bytes;
+        this.delivered.set(`${meta.topic}:${meta.partition}`, { topic: meta.topic, partition: meta.partition, nextOffset: String(meta.to + 1) });
       }
       // Resumed only once the queue is empty: resuming at the first free byte would refetch whole fetches to keep one batch of each.
       if (slot.paused.length > 0 && slot.queue.length === 0) for (const resume of slot.paused.splice(0)) resume();
@@ -295,8 +308,9 @@ export class KafkaShim {
         {
           workflow: slot.index,
           batches: take.length,
-          records: take.reduce((k, b) => k + b.messages.length, 0),
-          ageMs: t0 - Math.min(...take.map((b) => Number(b.messages[0]!.timestamp))),
+          records: take.reduce((k, b) => k + b.meta.count, 0),
+          encodedBytes: encoded,
+          ageMs: t0 - Math.min(...take.map((b) => b.firstAt)),
           signalMs: Date.now() - t0,
           queued: slot.queue.length,
         },
@@ -384,16 +398,8 @@ export class KafkaShim {
   /** Signals the batches in one signal (starting the workflow if needed), retrying while the server is unreachable. */
   private async deliver(slot: WorkflowSlot, batches: Outgoing[]): Promise<boolean> {
     const cutAt = Date.now();
-    const metas: Array<Omit<StreamBatch, "records">> = batches.map(({ topic, partition, messages, bytes }) => ({
-      topic,
-      partition,
-      from: Number(messages[0]!.offset),
-      to: Number(messages[messages.length - 1]!.offset),
-      count: messages.length,
-      bytes,
-      cutAt,
-    }));
-    const records = batches.map((b) => encodeBatch(b.messages));
+    const metas: Array<Omit<StreamBatch, "records">> = batches.map(({ meta }) => ({ ...meta, cutAt }));
+    const records = batches.map((b) => b.records);
     const job = this.job;
     const input = job.inputs[slot.index]!;
     for (let attempt = 1; ; attempt++) {
@@ -421,9 +427,9 @@ export class KafkaShim {
         this.stats.signals++;
         for (const b of batches) {
           this.stats.batches++;
-          this.stats.records += b.messages.length;
-          this.stats.bytes += b.bytes;
-          shimMetrics.delivered(job.pipeline.name, b.topic, b.messages.length, (Date.now() - cutAt) / 1000);
+          this.stats.records += b.meta.count;
+          this.stats.bytes += b.meta.bytes;
+          shimMetrics.delivered(job.pipeline.name, b.meta.topic, b.meta.count, (Date.now() - cutAt) / 1000);
         }
         return true;
       } catch (err) {
