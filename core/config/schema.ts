@@ -121,9 +121,13 @@ export const configSchema = z
          * signal landing while the run closes makes the server refuse the close and the worker
          * replay the whole run: at the server's own suggestion (~4,000 events) that stalled every
          * batch for 4-6 s (p99 4.7 s over 60 s at 1k records/s). No hold within 2x the budget
-         * (no shim, an older shim): the run closes anyway.
+         * (no shim, an older shim): the run closes anyway. 2000 rather than 1000: a checkpoint holds
+         * a workflow's batches for ~100 ms, and at 1000 (every ~10 s at 500 records/s per workflow)
+         * it set the latency p99 (6 interleaved runs each, `bench/kafka.ts --latency-only`: worst
+         * 5 s window p99 125-213 ms at 1000, 132-167 at 2000). A restarted worker replays at most
+         * the current run, about a second per thousand events here.
          */
-        "events-per-run": positiveInt.default(1000),
+        "events-per-run": positiveInt.default(2000),
         /**
          * History bytes after which a partition workflow checkpoints the same way. Under the
          * server's own suggestion (4 MiB by default): that one closes the run without a hold.
