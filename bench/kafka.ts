@@ -4,7 +4,7 @@
  * consume -> transform -> produce, with and without transactions; then end-to-end latency at a
  * steady rate, and Temporal history bytes per record. It starts its own dev server and broker.
  *
- *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--rate 1000] [--warmup 10] [--seconds 20] [--smoke] [--latency-only]
+ *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--rate 1000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
  *
  * The latency case runs worker and shim as child processes; BENCH_CHILD_LOG=<prefix> keeps their
  * logs in <prefix>.worker.log / <prefix>.shim.log, at BENCH_CHILD_LOG_LEVEL (e.g. debug: the shim
@@ -47,9 +47,12 @@ const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
  * Seconds of load at the same rate before the measured seconds: worker, shim (and in
  * `--latency-only` the broker) start cold, and their first seconds run slower while V8 and the
  * broker's JVM compile the hot paths (measured p99 316-390 ms in the first 5 s, 160-200 after).
+ * 20 s, not 10: the worker's Kafka transactions took p99 54-67 ms until 15 s into the load and
+ * 18-40 after (2 full runs, 2026-12-01), and the first window after a 10 s warm-up was the worst
+ * of its run in all 3 full runs (174, 136, 234 ms).
  * The warm-up windows are printed too; only the seconds after them count.
  */
-const WARMUP = Number(arg("warmup", SMOKE ? "1" : "10"));
+const WARMUP = Number(arg("warmup", SMOKE ? "1" : "20"));
 const PARTITIONS = 4;
 /** Extra dev server dynamic config (`--server-config key=value`, repeatable), e.g. system.enableActivityEagerExecution=true. */
 const SERVER_CONFIG = process.argv.flatMap((a, i) => (a === "--server-config" ? [process.argv[i + 1]!] : []));
