@@ -196,13 +196,6 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
   const acts = perRun.flat();
   const runToRun: number[] = [];
   const runToFirstActivity: number[] = [];
-  for (let i = 1; i < histories.length; i++) {
-    const lastDone = Math.max(...perRun[i - 1]!.map((a) => a.done ?? a.at));
-    const firstStarted = Math.min(...perRun[i]!.map((a) => a.started ?? Infinity));
-    if (!Number.isFinite(lastDone)) continue;
-    runToRun.push(seconds(histories[i]!.events?.[0]?.eventTime) - lastDone);
-    if (Number.isFinite(firstStarted)) runToFirstActivity.push(firstStarted - lastDone);
-  }
   const holdToClose: number[] = [];
   const closeToFirstTask: number[] = [];
   const firstTask: number[] = [];
@@ -216,6 +209,11 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     const completed = events.find((e) => e.workflowTaskCompletedEventAttributes);
     if (started) closeToFirstTask.push(seconds(started.eventTime) - closedAt);
     if (started && completed) firstTask.push(seconds(completed.eventTime) - seconds(started.eventTime));
+    const lastDone = Math.max(...perRun[i - 1]!.map((a) => a.done ?? a.at));
+    const firstStarted = Math.min(...perRun[i]!.map((a) => a.started ?? Infinity));
+    if (!Number.isFinite(lastDone)) continue;
+    runToRun.push(seconds(events[0]?.eventTime) - lastDone);
+    if (Number.isFinite(firstStarted)) runToFirstActivity.push(firstStarted - lastDone);
   }
   const done = acts.filter((a): a is ActivityTimes & { started: number; done: number } => a.started !== undefined && a.done !== undefined);
   const waits: number[] = [];

@@ -377,7 +377,7 @@ export class KafkaShim {
     try {
       while (slot.signalling && Date.now() < deadline) await sleep(2);
       const temporal = this.job.client.temporal;
-      await temporal.workflow.getHandle(this.job.workflowIds[slot.index]!).signal(HOLD_SIGNAL, runId);
+      await this.job.handle(slot.index).signal(HOLD_SIGNAL, runId);
       // The run's result long-polls its close: it ends (continued as new, or stopped) as soon as the run does.
       const closed = await temporal.connection
         .withDeadline(deadline, () => temporal.workflow.getHandle(this.job.workflowIds[slot.index]!, runId, { followRuns: false }).result())

@@ -1,4 +1,4 @@
-/** Unit test of the pause watcher: a blocked event loop and a forced collection reach the log. */
+/** Unit test of the pause watcher: a blocked event loop reaches the log, once, with its length. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
