@@ -54,7 +54,18 @@ export default tseslint.config(
           patterns: [
             { group: NODE_BUILTINS, message: "core/ is pure: it is imported by workflows, which may not touch Node." },
             {
-              group: ["**/activities/**", "**/client/**", "**/worker/**", "**/connectors/**", "**/workflows/**", "@temporalio/*"],
+              group: [
+                "**/activities/**",
+                "**/client/**",
+                "**/cli/**",
+                "**/dev/**",
+                "**/streaming/**",
+                "**/replay/**",
+                "**/worker/**",
+                "**/connectors/**",
+                "**/workflows/**",
+                "@temporalio/*",
+              ],
               message: "core/ depends on nothing but itself.",
             },
           ],
@@ -74,6 +85,10 @@ export default tseslint.config(
               group: [
                 "**/activities/**",
                 "**/client/**",
+                "**/cli/**",
+                "**/dev/**",
+                "**/streaming/**",
+                "**/replay/**",
                 "**/worker/**",
                 "**/connectors/**",
                 "@temporalio/activity",

@@ -2,7 +2,7 @@
  * What a benchmark case is to the runner (`bench/run.ts`): a name, a `run` that measures the case
  * against its baselines in the same run, and the report it hands back (table, chart bars, checks).
  */
-import type { DevServer } from "../client/dev-server.js";
+import type { DevServer } from "../dev/temporal-server.js";
 
 /** Sizes a case runs at: `full` for `npm run bench`, `smoke` for CI (a few seconds, figures not asserted). */
 export type BenchSize = "full" | "smoke";

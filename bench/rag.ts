@@ -8,7 +8,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startScratchServer } from "../client/dev-server.js";
+import { startScratchServer } from "../dev/temporal-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { createLogger } from "../client/logger.js";
 import { indexDocuments } from "../client/indexer.js";

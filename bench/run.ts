@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startScratchServer, type DevServer } from "../client/dev-server.js";
+import { startScratchServer, type DevServer } from "../dev/temporal-server.js";
 import type { BenchCase, BenchContext, BenchSize, CaseReport } from "./case.js";
 import { CASES } from "./cases.js";
 import { barChart } from "./chart.js";

@@ -3,7 +3,7 @@
  * task queue, a wait until they poll, the job submitted and timed from submit to result, then the
  * job's history and the CPU seconds the server and the workers spent during it.
  */
-import type { DevServer } from "../client/dev-server.js";
+import type { DevServer } from "../dev/temporal-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import type { Pipeline } from "../core/api/pipeline.js";

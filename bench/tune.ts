@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startScratchServer } from "../client/dev-server.js";
+import { startScratchServer } from "../dev/temporal-server.js";
 import { ensureEvents } from "./bounded/events.js";
 import pipeline from "./bounded/pipeline.js";
 import { machineLine } from "./machine.js";

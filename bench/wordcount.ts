@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import proto from "@temporalio/proto";
 import { startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
 import { readLines } from "../connectors/file/line-reader.js";
-import { startScratchServer } from "../client/dev-server.js";
+import { startScratchServer } from "../dev/temporal-server.js";
 import { loadConfig } from "../client/config-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import pipeline from "../examples/wordcount/pipeline.js";

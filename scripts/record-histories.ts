@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { historyToJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import { loadConfig } from "../client/config-loader.js";
-import { startScratchServer } from "../client/dev-server.js";
+import { startScratchServer } from "../dev/temporal-server.js";
 import { createLogger } from "../client/logger.js";
 import { JobFailedError, SageClient } from "../client/sage-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";

@@ -7,8 +7,8 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { freePort, startScratchServer } from "../client/dev-server.js";
-import { startBroker } from "../client/kafka-broker.js";
+import { freePort, startScratchServer } from "../dev/temporal-server.js";
+import { startBroker } from "../dev/kafka-broker.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
 import { once } from "node:events";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../../client/dev-server.js";
+import { PACKAGE_ROOT } from "../../dev/temporal-server.js";
 import { readLines } from "../../connectors/file/line-reader.js";
 import { enrich, keep, label, type ClickEvent } from "./events.js";
 

@@ -3,7 +3,7 @@
  * written. Also the plan renderings a user pipes into other tools.
  */
 import { test } from "node:test";
-import { freePort, isServerUp } from "../../client/dev-server.js";
+import { freePort, isServerUp } from "../../dev/temporal-server.js";
 import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect } from "node:net";
-import { freePort } from "../../client/dev-server.js";
+import { freePort } from "../../dev/temporal-server.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import { sageCliBackground, scratchDir, until } from "../support/harness.js";
 

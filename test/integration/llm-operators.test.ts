@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import proto from "@temporalio/proto";
 import { startFaultServer, type FaultServer } from "../../models/fault-server.js";
-import { rerunRecorded } from "../../client/recorded-rerun.js";
+import { rerunRecorded } from "../../replay/recorded-rerun.js";
 import { SageClient } from "../../client/sage-client.js";
 import { readUsage } from "../../connectors/llm/usage-ledger.js";
 import { cliEnv, readJsonl, runJob, sageCli, startWorker, testConfig } from "../support/harness.js";

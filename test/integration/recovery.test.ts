@@ -11,7 +11,7 @@ import { join } from "node:path";
 import proto from "@temporalio/proto";
 import type { SageConfig } from "../../core/config/schema.js";
 import type { StageCounts } from "../../core/plan/job.js";
-import { rerunJob } from "../../client/rerun.js";
+import { rerunJob } from "../../replay/rerun.js";
 import { SageClient, type SageJob } from "../../client/sage-client.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import pipeline, { recordOf } from "../fixtures/recovery.js";

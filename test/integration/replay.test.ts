@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { JobFailedError, SageClient } from "../../client/sage-client.js";
 import type { SageConfig } from "../../core/config/schema.js";
-import type { ReplayVerdict } from "../../client/replay.js";
+import type { ReplayVerdict } from "../../replay/replay.js";
 import { workflowIdOf } from "../../core/plan/job.js";
 import { SEARCH_ATTRIBUTES } from "../../client/search-attributes.js";
 import wordcount from "../../examples/wordcount/pipeline.js";

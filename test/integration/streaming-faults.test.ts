@@ -7,8 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SageClient } from "../../client/sage-client.js";
-import { StreamJobHandle } from "../../client/stream-job.js";
-import { startDevServer, startScratchServer } from "../../client/dev-server.js";
+import { StreamJobHandle } from "../../streaming/stream-job.js";
+import { startDevServer, startScratchServer } from "../../dev/temporal-server.js";
 import { startWorker, startWorkerProcess, until } from "../support/harness.js";
 import {
   STREAM_FIXTURE,

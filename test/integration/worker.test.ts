@@ -1,6 +1,6 @@
 /** Worker-side guarantees: plan hash check, Prometheus metrics, SDK logs kept off stdout. */
 import { test } from "node:test";
-import { freePort } from "../../client/dev-server.js";
+import { freePort } from "../../dev/temporal-server.js";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

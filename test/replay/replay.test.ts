@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
-import { installReplayRuntime, replayFile } from "../../client/replay.js";
+import { installReplayRuntime, replayFile } from "../../replay/replay.js";
 import { PIPELINE_WORKFLOW } from "../../core/plan/job.js";
 import { REPO } from "../support/harness.js";
 

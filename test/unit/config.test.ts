@@ -10,7 +10,7 @@ import { envVarOf, parseConfig } from "../../core/config/schema.js";
 import { ConfigError } from "../../core/errors.js";
 import { loadConfig } from "../../client/config-loader.js";
 import { REDACTED_PATHS } from "../../client/logger.js";
-import { freePort, isLocalAddress } from "../../client/dev-server.js";
+import { freePort, isLocalAddress } from "../../dev/temporal-server.js";
 
 test("defaults follow the SAGE Core YAML and the Temporal dev server", () => {
   const c = parseConfig({});

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { watchPauses } from "../../client/pauses.js";
+import { watchPauses } from "../../cli/pauses.js";
 
 test("a blocked event loop is logged with how long it was blocked", async () => {
   const lines: Array<Record<string, unknown>> = [];

@@ -1,9 +1,9 @@
 /** `sage dev`: the local Temporal dev server with its Web UI, in the foreground. */
 import { readFile, rm } from "node:fs/promises";
-import { ServerUnavailableError } from "../../core/errors.js";
+import { ServerUnavailableError } from "../core/errors.js";
 import { join, resolve } from "node:path";
-import { isLocalAddress, isServerUp, startDevServer } from "../dev-server.js";
-import { startBroker, stopBroker, type BrokerOptions } from "../kafka-broker.js";
+import { isLocalAddress, isServerUp, startDevServer } from "../dev/temporal-server.js";
+import { startBroker, stopBroker, type BrokerOptions } from "../dev/kafka-broker.js";
 import { configFrom, devServerFiles, type GlobalFlags } from "./common.js";
 
 interface DevFlags extends GlobalFlags {

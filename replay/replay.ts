@@ -10,8 +10,8 @@ import { PIPELINE_WORKFLOW } from "../core/plan/job.js";
 import { STREAM_WORKFLOW } from "../core/plan/stream.js";
 import { workflowBundle, workflowsPath as defaultWorkflowsPath } from "../worker/sage-worker.js";
 import { installSdkRuntime } from "../worker/sdk-runtime.js";
-import { createLogger } from "./logger.js";
-import { SEARCH_ATTRIBUTES } from "./search-attributes.js";
+import { createLogger } from "../client/logger.js";
+import { SEARCH_ATTRIBUTES } from "../client/search-attributes.js";
 
 /** The verdict for one run. */
 export interface ReplayVerdict {

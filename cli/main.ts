@@ -8,7 +8,7 @@ import { replayCommand, rerunCommand } from "./history.js";
 import { collect } from "./common.js";
 import { modelsServeCommand } from "./models.js";
 import { indexCommand } from "./index-docs.js";
-import { SageError } from "../../core/errors.js";
+import { SageError } from "../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
 

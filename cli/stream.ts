@@ -1,17 +1,17 @@
 /** Streaming jobs on the command line: `sage shim`, `sage run` of a Kafka pipeline, `sage stop`/`status` of one. */
 import type { Logger } from "pino";
-import type { Pipeline } from "../../core/api/pipeline.js";
-import type { SageConfig } from "../../core/config/schema.js";
-import { kafkaSourceOf } from "../../core/plan/stream.js";
-import { deadLetterTopicOf, kafkaClientOf } from "../../connectors/kafka/index.js";
-import { KafkaShim, shimOptionsOf } from "../shim.js";
-import { SageClient } from "../sage-client.js";
-import { StreamJob, StreamJobHandle, type StreamJobProgress } from "../stream-job.js";
-import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
-import { loadPipeline } from "../module-loader.js";
-import { startMetricsServer } from "../../worker/metrics.js";
+import type { Pipeline } from "../core/api/pipeline.js";
+import type { SageConfig } from "../core/config/schema.js";
+import { kafkaSourceOf } from "../core/plan/stream.js";
+import { deadLetterTopicOf, kafkaClientOf } from "../connectors/kafka/index.js";
+import { KafkaShim, shimOptionsOf } from "../streaming/shim.js";
+import { SageClient } from "../client/sage-client.js";
+import { StreamJob, StreamJobHandle, type StreamJobProgress } from "../streaming/stream-job.js";
+import { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
+import { loadPipeline } from "./module-loader.js";
+import { startMetricsServer } from "../worker/metrics.js";
 import { cliLogger, configFrom, parseParams, uiLink, type GlobalFlags } from "./common.js";
-import { watchPauses } from "../pauses.js";
+import { watchPauses } from "./pauses.js";
 
 /** Flags of `sage shim` and of `sage run` for a streaming pipeline. */
 export interface StreamFlags extends GlobalFlags {

@@ -1,11 +1,11 @@
 /** `sage replay` and `sage rerun`: work on recorded workflow histories. */
 import { resolve } from "node:path";
-import { installReplayRuntime, replayExecution, replayFailed, replayFile, type ReplayVerdict } from "../replay.js";
-import { rerunJob } from "../rerun.js";
-import { rerunRecorded } from "../recorded-rerun.js";
-import { loadPipeline } from "../module-loader.js";
-import { SageClient, failureMessage } from "../sage-client.js";
-import { createSageWorker } from "../../worker/sage-worker.js";
+import { installReplayRuntime, replayExecution, replayFailed, replayFile, type ReplayVerdict } from "../replay/replay.js";
+import { rerunJob } from "../replay/rerun.js";
+import { rerunRecorded } from "../replay/recorded-rerun.js";
+import { loadPipeline } from "./module-loader.js";
+import { SageClient, failureMessage } from "../client/sage-client.js";
+import { createSageWorker } from "../worker/sage-worker.js";
 import { cliLogger, configFrom, uiLink, type GlobalFlags } from "./common.js";
 import { follow } from "./progress.js";
 

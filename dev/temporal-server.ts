@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Connection } from "@temporalio/client";
 import { ServerUnavailableError } from "../core/errors.js";
 import { SA_JOB_ID, SA_PIPELINE } from "../core/plan/job.js";
-import { SEARCH_ATTRIBUTES } from "./search-attributes.js";
+import { SEARCH_ATTRIBUTES } from "../client/search-attributes.js";
 
 /** Root of this package (where `.tools/` lives). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");

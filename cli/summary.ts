@@ -1,6 +1,6 @@
 /** The end-of-run summary `sage run` prints. */
-import type { JobResult } from "../../core/plan/job.js";
-import type { PhysicalPlan } from "../../core/plan/physical.js";
+import type { JobResult } from "../core/plan/job.js";
+import type { PhysicalPlan } from "../core/plan/physical.js";
 
 /** Human summary: counts per operator, dead letters, wall time, workflow id and Web UI link. */
 export function renderSummary(result: JobResult, plan: PhysicalPlan | null, workflowId: string, wallMs: number, link: string | null): string {

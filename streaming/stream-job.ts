@@ -9,8 +9,8 @@ import { PROGRESS_QUERY, type StageCounts } from "../core/plan/job.js";
 import { STOP_SIGNAL, STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamProgress } from "../core/plan/stream.js";
 import { addCounts } from "../core/plan/job.js";
 import { deadLetterTopicOf } from "../connectors/kafka/index.js";
-import { SEARCH_ATTRIBUTES } from "./search-attributes.js";
-import { failureMessage, JobFailedError, newJobId, type SageClient } from "./sage-client.js";
+import { SEARCH_ATTRIBUTES } from "../client/search-attributes.js";
+import { failureMessage, JobFailedError, newJobId, type SageClient } from "../client/sage-client.js";
 
 /** Options of a streaming job. */
 export interface StreamJobOptions {

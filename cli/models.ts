@@ -1,5 +1,5 @@
 /** `sage models serve`: the local OpenAI-compatible model server, in the foreground. */
-import { startModelServer } from "../../models/openai-server.js";
+import { startModelServer } from "../models/openai-server.js";
 
 interface ServeFlags {
   port?: string;

@@ -2,11 +2,11 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
-import type { SageConfig } from "../../core/config/schema.js";
-import { ServerUnavailableError } from "../../core/errors.js";
-import { loadConfig } from "../config-loader.js";
-import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev-server.js";
-import { createLogger } from "../logger.js";
+import type { SageConfig } from "../core/config/schema.js";
+import { ServerUnavailableError } from "../core/errors.js";
+import { loadConfig } from "../client/config-loader.js";
+import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev/temporal-server.js";
+import { createLogger } from "../client/logger.js";
 
 /** Flags every command accepts. */
 export interface GlobalFlags {

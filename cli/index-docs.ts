@@ -1,6 +1,6 @@
 /** `sage index <docs-folder>`: chunk, embed and store a folder of documents in the vector index. */
 import { resolve } from "node:path";
-import { indexDocuments } from "../indexer.js";
+import { indexDocuments } from "../client/indexer.js";
 import { cliLogger, configFrom, ensureServer, uiLink, type GlobalFlags } from "./common.js";
 
 interface IndexFlags extends GlobalFlags {

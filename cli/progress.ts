@@ -1,8 +1,8 @@
 /** Follows a running job: a progress bar on a terminal, periodic log lines elsewhere. */
 import { SingleBar, Presets } from "cli-progress";
 import type { Logger } from "pino";
-import type { JobProgress } from "../../core/plan/job.js";
-import type { SageJob } from "../sage-client.js";
+import type { JobProgress } from "../core/plan/job.js";
+import type { SageJob } from "../client/sage-client.js";
 
 /** Records read so far: the `in` count of the first operator reported (a source). */
 function recordsIn(p: JobProgress): number {

@@ -1,10 +1,10 @@
 /** `sage plan`, `sage status`, `sage stop`. */
-import { renderDot, renderMermaid, renderText } from "../../core/plan/render.js";
-import type { JobResult } from "../../core/plan/job.js";
+import { renderDot, renderMermaid, renderText } from "../core/plan/render.js";
+import type { JobResult } from "../core/plan/job.js";
 import { resolve } from "node:path";
-import { readUsage, type UsageTotals } from "../../connectors/llm/usage-ledger.js";
-import { loadPipeline } from "../module-loader.js";
-import { SageClient } from "../sage-client.js";
+import { readUsage, type UsageTotals } from "../connectors/llm/usage-ledger.js";
+import { loadPipeline } from "./module-loader.js";
+import { SageClient } from "../client/sage-client.js";
 import { configFrom, uiLink, type GlobalFlags } from "./common.js";
 import { renderStreamProgress, stopStreaming, streamingStatus } from "./stream.js";
 

@@ -22,7 +22,7 @@ import { BATCH_SIGNAL, HOLD_SIGNAL, STREAM_WORKFLOW, kafkaSourceOf, workflowInde
 import { encodeBatch, messageBytes } from "../connectors/kafka/batch-codec.js";
 import type { BatchControl, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
 import { totalProgress, type StreamJob, type StreamJobProgress } from "./stream-job.js";
-import { taskQueueOf } from "./task-queue.js";
+import { taskQueueOf } from "../client/task-queue.js";
 import { shimMetrics } from "../worker/metrics.js";
 
 /** Tuning of the shim (from `kafka.*` and `execution.*` configuration). */

@@ -8,7 +8,7 @@ import { defaultPayloadConverter } from "@temporalio/common";
 import { RECORDED_FROM_PARAM } from "../connectors/llm/model-endpoint.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import { PIPELINE_WORKFLOW, workflowIdOf, type JobInput } from "../core/plan/job.js";
-import { SageJob, type SageClient } from "./sage-client.js";
+import { SageJob, type SageClient } from "../client/sage-client.js";
 
 /** The recorded re-run that was started. */
 export interface RecordedRerun {

@@ -1,13 +1,13 @@
 /** `sage run` and `sage worker`. */
-import { loadPipeline } from "../module-loader.js";
-import { SageClient, failureMessage } from "../sage-client.js";
-import { createSageWorker, type SageWorker } from "../../worker/sage-worker.js";
+import { loadPipeline } from "./module-loader.js";
+import { SageClient, failureMessage } from "../client/sage-client.js";
+import { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
 import { cliLogger, configFrom, ensureServer, parseParams, uiLink, type GlobalFlags } from "./common.js";
 import { follow } from "./progress.js";
 import { renderSummary } from "./summary.js";
 import { runStreaming } from "./stream.js";
-import { isStreaming } from "../../core/plan/stream.js";
-import { watchPauses } from "../pauses.js";
+import { isStreaming } from "../core/plan/stream.js";
+import { watchPauses } from "./pauses.js";
 
 interface RunFlags extends GlobalFlags {
   jobId?: string;
