@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { CompiledPipeline } from "../core/api/pipeline.js";
 import type { ProcessContext, RecordContext, SinkContext, SourceContext } from "../core/api/context.js";
 import type { SinkFunction, SourceFunction } from "../core/api/functions.js";
-import { JOB_FATAL_CODES, NonRetryableError, PayloadBudgetError, SageError, SinkError, SourceError } from "../core/errors.js";
+import { failsJob, isRetriable, NonRetryableError, PayloadBudgetError, SageError, SinkError, SourceError } from "../core/errors.js";
 import type { EdgeBatchRef, StageCounts, StageInput, StageOutput } from "../core/plan/job.js";
 import { OTHERWISE_TAG, type LogicalNode, type RetryPolicy } from "../core/plan/logical.js";
 import { edgeKey, type Stage } from "../core/plan/physical.js";
@@ -58,11 +58,6 @@ function toArray(node: LogicalNode, out: unknown): unknown[] {
     throw new NonRetryableError(`flatMap "${node.name}" must return an iterable (an array), got ${out === null ? "null" : typeof out}`);
   }
   return Array.from(out as Iterable<unknown>);
-}
-
-/** True for errors that must fail the job rather than dead-letter one record. */
-export function isJobFatal(err: unknown): err is SageError {
-  return err instanceof SageError && JOB_FATAL_CODES.includes(err.code);
 }
 
 function backoffMs(policy: RetryPolicy, attempt: number): number {
@@ -184,8 +179,8 @@ class StageRun {
   private async retry(node: LogicalNode, value: unknown, call: Call, then: Then, first: unknown): Promise<void> {
     let err = first;
     for (let attempt = 1; ; attempt++) {
-      if (isJobFatal(err)) throw err;
-      if (err instanceof NonRetryableError || attempt >= node.retry.maxAttempts) {
+      if (failsJob(err)) throw err;
+      if (!isRetriable(err) || attempt >= node.retry.maxAttempts) {
         await this.deadLetter(node, value, err, attempt);
         return;
       }
@@ -512,9 +507,9 @@ class StageRun {
         }
         results = out;
       } catch (e) {
-        if (isJobFatal(e)) throw e;
+        if (failsJob(e)) throw e;
         err = e;
-        if (e instanceof NonRetryableError) break;
+        if (!isRetriable(e)) break;
       }
     }
     if (results) return pushAll(results, emit);

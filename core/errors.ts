@@ -1,7 +1,26 @@
 /**
- * Error classes shared by every layer. Each error has a stable `code` a program can test and says
- * whether retrying can help (`retriable`), after kafkajs' `KafkaJSError` and Restate's `TerminalError`.
+ * Error classes shared by every layer. Each error has a stable `code` a program can test, says
+ * whether retrying can help (`retriable`), after kafkajs' `KafkaJSError` and Restate's
+ * `TerminalError`, and says what it fails (`scope`): one record, or the job's stage attempt.
  */
+
+/**
+ * What an error thrown while a stage runs fails. `record`: only the record in hand, which the
+ * operator retries (when `retriable`) and then sends to the dead letters. `job`: the error leaves
+ * the operator and fails the stage activity, which Temporal retries when `retriable` (the job goes
+ * on) and otherwise fails the job.
+ */
+export type ErrorScope = "record" | "job";
+
+/** Options every Sage error takes. */
+export interface SageErrorOptions {
+  /** Whether retrying the same work may succeed (default false). */
+  retriable?: boolean;
+  /** What the error fails (default `record`). */
+  scope?: ErrorScope;
+  /** The error this one wraps. */
+  cause?: unknown;
+}
 
 /** Base class of every error Sage raises on purpose. */
 export class SageError extends Error {
@@ -9,13 +28,29 @@ export class SageError extends Error {
   readonly code: string;
   /** Whether retrying the same work may succeed. */
   readonly retriable: boolean;
+  /** What the error fails: the record in hand (dead letters) or the job's stage attempt. */
+  readonly scope: ErrorScope;
 
-  constructor(code: string, message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: SageErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.retriable = options.retriable ?? false;
+    this.scope = options.scope ?? "record";
   }
+}
+
+/**
+ * True for an error that fails the job's stage attempt rather than one record. Only our own errors
+ * can: anything else a user function throws is that record's failure.
+ */
+export function failsJob(err: unknown): err is SageError {
+  return err instanceof SageError && err.scope === "job";
+}
+
+/** True for an error that retrying the same record or activity may cure (foreign errors may be). */
+export function isRetriable(err: unknown): boolean {
+  return !(err instanceof SageError) || err.retriable;
 }
 
 /**
@@ -24,11 +59,11 @@ export class SageError extends Error {
  */
 export class NonRetryableError extends SageError {
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super("NON_RETRYABLE", message, { retriable: false, ...options });
+    super("NON_RETRYABLE", message, { retriable: false, scope: "record", ...options });
   }
 }
 
-/** A pipeline definition is wrong (duplicate names, bad parallelism, a dangling stream, ...). */
+/** A pipeline definition is wrong (duplicate names, bad parallelism, a dangling stream, a bad tag, ...). */
 export class PipelineDefinitionError extends SageError {
   constructor(message: string) {
     super("PIPELINE_DEFINITION", message);
@@ -53,6 +88,7 @@ export class PlanMismatchError extends SageError {
       "PLAN_MISMATCH",
       `worker serves pipeline "${pipeline}" with plan hash ${actualHash}, but the job was submitted with plan hash ${expectedHash}; ` +
         `start a worker from the same pipeline module version that submitted the job`,
+      { scope: "job" },
     );
   }
 }
@@ -60,42 +96,43 @@ export class PlanMismatchError extends SageError {
 /** A user function produced a value that cannot be serialized (function, BigInt, cycle, ...). */
 export class NonSerializableValueError extends SageError {
   constructor(message: string) {
-    super("NON_SERIALIZABLE", message);
+    super("NON_SERIALIZABLE", message, { scope: "job" });
   }
 }
 
 /** A record or batch is larger than the payload budget of workflow history. */
 export class PayloadBudgetError extends SageError {
   constructor(message: string) {
-    super("PAYLOAD_BUDGET", message);
+    super("PAYLOAD_BUDGET", message, { scope: "job" });
   }
 }
 
-/** A source cannot be read (missing file, permission, ...). */
+/** A source or a stage's input cannot be read (missing file, permission, ...). */
 export class SourceError extends SageError {
   constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
-    super("SOURCE", message, options);
+    super("SOURCE", message, { ...options, scope: "job" });
   }
 }
 
 /** A sink cannot be written or committed. */
 export class SinkError extends SageError {
   constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
-    super("SINK", message, options);
+    super("SINK", message, { ...options, scope: "job" });
   }
 }
 
 /** The Temporal server cannot be found, started or reached. */
 export class ServerUnavailableError extends SageError {
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super("SERVER_UNAVAILABLE", message, { retriable: true, ...options });
+    super("SERVER_UNAVAILABLE", message, { retriable: true, scope: "job", ...options });
   }
 }
 
 /**
- * A model endpoint is busy or failing (429, 5xx, no connection). It fails the stage activity, which
- * Temporal retries (after `retryAfterMs` when the endpoint said `Retry-After`); answers already
- * received come from the response cache on the retry.
+ * A model endpoint is busy or failing (429, 5xx, no connection). That is no record's fault, so it
+ * fails the stage attempt (`scope: "job"`) rather than dead-lettering records, and Temporal retries
+ * the attempt (`retriable`, after `retryAfterMs` when the endpoint said `Retry-After`); answers
+ * already received come from the response cache on the retry.
  */
 export class ModelUnavailableError extends SageError {
   constructor(
@@ -103,27 +140,52 @@ export class ModelUnavailableError extends SageError {
     readonly retryAfterMs: number | null,
     options: { cause?: unknown } = {},
   ) {
-    super("MODEL_UNAVAILABLE", message, { retriable: true, ...options });
+    super("MODEL_UNAVAILABLE", message, { retriable: true, scope: "job", ...options });
   }
 }
 
 /** A recorded re-run (`sage rerun --recorded`) needed a model answer that is not in the record. */
 export class NotRecordedError extends SageError {
   constructor(message: string) {
-    super("NOT_RECORDED", message);
+    super("NOT_RECORDED", message, { scope: "job" });
   }
 }
 
-/**
- * Codes of errors that leave the record's operator and fail the stage activity instead of
- * dead-lettering one record: fatal ones fail the job, retriable ones are retried by Temporal.
- */
-export const JOB_FATAL_CODES: readonly string[] = [
-  "PLAN_MISMATCH",
-  "NON_SERIALIZABLE",
-  "PAYLOAD_BUDGET",
-  "SOURCE",
-  "SINK",
-  "MODEL_UNAVAILABLE",
-  "NOT_RECORDED",
-];
+/** A job parameter the plan refers to was not given and has no default. */
+export class MissingParameterError extends SageError {
+  constructor(
+    /** The parameter's name, as in `--param NAME=...`. */
+    readonly parameter: string,
+    message: string,
+  ) {
+    super("MISSING_PARAMETER", message, { scope: "job" });
+  }
+}
+
+/** An operator's call on one record took longer than the operator's timeout; the record is retried. */
+export class OperatorTimeoutError extends SageError {
+  constructor(message: string) {
+    super("OPERATOR_TIMEOUT", message, { retriable: true });
+  }
+}
+
+/** A Kafka broker cannot be started, reached or asked (the dev broker, a connection, a request). */
+export class BrokerUnavailableError extends SageError {
+  constructor(message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super("BROKER_UNAVAILABLE", message, { retriable: true, ...options, scope: "job" });
+  }
+}
+
+/** A vector index is missing, or cannot be built from what was given. */
+export class VectorIndexError extends SageError {
+  constructor(message: string) {
+    super("VECTOR_INDEX", message, { scope: "job" });
+  }
+}
+
+/** A state the code rules out was reached: a bug in Sage, never the user's input. */
+export class InternalError extends SageError {
+  constructor(message: string) {
+    super("INTERNAL", message, { scope: "job" });
+  }
+}

@@ -2,6 +2,7 @@
  * What user functions see of the runtime. Declared here, implemented in `activities/` (after
  * Restate's `context.ts` / `context_impl.ts` split): this file reads like the spec.
  */
+import { PipelineDefinitionError } from "../errors.js";
 
 /** A minimal structured logger (pino-compatible) handed to user functions. */
 export interface FunctionLogger {
@@ -52,7 +53,7 @@ export class OutputTag<T> {
   declare readonly __type?: T;
   constructor(readonly id: string) {
     if (!/^[A-Za-z0-9_.-]+$/.test(id)) {
-      throw new Error(`OutputTag id "${id}" must match [A-Za-z0-9_.-]+`);
+      throw new PipelineDefinitionError(`OutputTag id "${id}" must match [A-Za-z0-9_.-]+`);
     }
   }
 }

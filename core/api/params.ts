@@ -1,4 +1,5 @@
 /** Job parameters: placeholders in the plan, values given at submit time. */
+import { MissingParameterError } from "../errors.js";
 
 /** A reference to a job parameter; the plan stores the reference, never the value. */
 export class ParamRef {
@@ -30,5 +31,5 @@ export function resolvePlanString(value: PlanString, params: Readonly<Record<str
   const given = params[value.$param];
   if (given !== undefined) return given;
   if (value.default !== undefined) return value.default;
-  throw new Error(`${where} needs job parameter "${value.$param}", which was not given (pass --param ${value.$param}=...)`);
+  throw new MissingParameterError(value.$param, `${where} needs job parameter "${value.$param}", which was not given (pass --param ${value.$param}=...)`);
 }

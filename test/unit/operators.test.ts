@@ -12,16 +12,20 @@ import { MapFunction } from "../../core/api/functions.js";
 import { resolvePlanString } from "../../core/api/params.js";
 import { DEFAULT_RETRY } from "../../core/plan/logical.js";
 import {
-  JOB_FATAL_CODES,
+  failsJob,
+  isRetriable,
+  ModelUnavailableError,
   NonRetryableError,
   NonSerializableValueError,
+  NotRecordedError,
   PayloadBudgetError,
   PipelineDefinitionError,
+  PlanMismatchError,
+  SageError,
   SinkError,
   SourceError,
 } from "../../core/errors.js";
 import { checkRecordSize, encodeRecord } from "../../activities/record-codec.js";
-import { isJobFatal } from "../../activities/stage-runner.js";
 
 /** A file sink of any element type (never written: these pipelines are only compiled). */
 const out = <T>() => FileSink.jsonl<T>("/tmp/unused.jsonl");
@@ -189,14 +193,33 @@ test("checkRecordSize allows a record at the budget and refuses one byte more", 
 });
 
 test("only plan, serialization, budget, source, sink and model-availability errors leave the record; others dead-letter it", () => {
-  assert.deepEqual([...JOB_FATAL_CODES].sort(), ["MODEL_UNAVAILABLE", "NON_SERIALIZABLE", "NOT_RECORDED", "PAYLOAD_BUDGET", "PLAN_MISMATCH", "SINK", "SOURCE"]);
-  assert.equal(isJobFatal(new NonSerializableValueError("x")), true);
-  assert.equal(isJobFatal(new PayloadBudgetError("x")), true);
-  assert.equal(isJobFatal(new SourceError("x")), true);
-  assert.equal(isJobFatal(new SinkError("x")), true);
-  assert.equal(isJobFatal(new NonRetryableError("x")), false);
-  assert.equal(isJobFatal(new Error("x")), false);
-  assert.equal(isJobFatal(Object.assign(new Error("x"), { code: "SINK" })), false, "only our own errors are fatal");
+  const leaving = [
+    new PlanMismatchError("a", "b", "p"),
+    new NonSerializableValueError("x"),
+    new PayloadBudgetError("x"),
+    new SourceError("x"),
+    new SinkError("x"),
+    new ModelUnavailableError("x", null),
+    new NotRecordedError("x"),
+  ];
+  assert.deepEqual(
+    leaving
+      .filter(failsJob)
+      .map((e) => e.code)
+      .sort(),
+    ["MODEL_UNAVAILABLE", "NON_SERIALIZABLE", "NOT_RECORDED", "PAYLOAD_BUDGET", "PLAN_MISMATCH", "SINK", "SOURCE"],
+  );
+  assert.equal(failsJob(new NonSerializableValueError("x")), true);
+  assert.equal(failsJob(new PayloadBudgetError("x")), true);
+  assert.equal(failsJob(new SourceError("x")), true);
+  assert.equal(failsJob(new SinkError("x")), true);
+  assert.equal(failsJob(new NonRetryableError("x")), false);
+  assert.equal(failsJob(new Error("x")), false);
+  assert.equal(failsJob(Object.assign(new Error("x"), { code: "SINK", scope: "job" })), false, "only our own errors leave the record");
+  assert.equal(failsJob(new SageError("USER_CODE", "x")), false, "a Sage error fails its record unless it says otherwise");
+  assert.equal(new ModelUnavailableError("x", null).retriable, true, "a model outage fails the stage attempt, which Temporal retries");
+  assert.equal(isRetriable(new Error("x")), true, "a foreign error may pass on a retry");
+  assert.equal(isRetriable(new NonRetryableError("x")), false);
   const e = new NonRetryableError("bad record");
   assert.equal(e.code, "NON_RETRYABLE");
   assert.equal(e.retriable, false);
