@@ -189,3 +189,32 @@ export class InternalError extends SageError {
     super("INTERNAL", message, { scope: "job" });
   }
 }
+
+/**
+ * A command or an API call was given something it cannot act on: a malformed flag, a job id that
+ * names no job or several, a bounded pipeline where a streaming one is needed (or the reverse).
+ */
+export class UsageError extends SageError {
+  constructor(message: string) {
+    super("USAGE", message);
+  }
+}
+
+/**
+ * A job id that already names a job: a job id is run once, so a second submit neither starts the
+ * job again nor reports the earlier run's output as its own. The fields describe the earlier run.
+ */
+export class JobExistsError extends SageError {
+  constructor(
+    readonly workflowId: string,
+    /** The earlier (latest) run of the job. */
+    readonly runId: string,
+    /** Its Temporal status: RUNNING, COMPLETED, FAILED, ... */
+    readonly status: string,
+    /** The parameters it was submitted with. */
+    readonly params: Readonly<Record<string, string>>,
+    message: string,
+  ) {
+    super("JOB_EXISTS", message);
+  }
+}
