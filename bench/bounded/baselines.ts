@@ -1,6 +1,7 @@
 /**
  * The baselines of the bounded case that are not Temporal: the plain in-process TypeScript loop
- * (the limit) and SAGE itself (PyPI `isage` in the `.tools/sage` venv, run with its LocalEnvironment).
+ * (the limit) and SAGE itself (PyPI `isage` in the `.tools/sage` venv, run with its LocalEnvironment,
+ * fed through `from_source` or `from_batch`).
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
@@ -58,9 +59,16 @@ export function sagePython(log: (m: string) => void): { python: string } | { una
   return { python: SAGE_PYTHON };
 }
 
+/**
+ * How SAGE reads the input: `source` is `env.from_source(SourceFunction)`, its fastest form and the
+ * peer; `batch` is `env.from_batch(BatchFunction)`, which takes SAGE's actor path and is much slower.
+ */
+export type SageSourceForm = "source" | "batch";
+
 /** Runs the pipeline on SAGE's LocalEnvironment; its own timing (environment built to sink closed). */
-export async function sageBaseline(python: string, input: string, output: string): Promise<BaselineRun | { unavailable: string }> {
-  const child = spawn(python, [join(PACKAGE_ROOT, "bench", "bounded", "sage_baseline.py"), input, output], { stdio: ["ignore", "pipe", "pipe"] });
+export async function sageBaseline(python: string, input: string, output: string, form: SageSourceForm): Promise<BaselineRun | { unavailable: string }> {
+  const script = join(PACKAGE_ROOT, "bench", "bounded", "sage_baseline.py");
+  const child = spawn(python, [script, input, output, form], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
