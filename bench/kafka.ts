@@ -46,11 +46,10 @@ const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
 /**
  * Seconds of load at the same rate before the measured seconds: worker, shim (and in
  * `--latency-only` the broker) start cold, and their first seconds run slower while V8 and the
- * broker's JVM compile the hot paths (measured p99 316-390 ms in the first 5 s, 160-200 after).
- * 20 s, not 10: the worker's Kafka transactions took p99 54-67 ms until 15 s into the load and
- * 18-40 after (2 full runs, 2026-12-01), and the first window after a 10 s warm-up was the worst
- * of its run in all 3 full runs (174, 136, 234 ms).
- * The warm-up windows are printed too; only the seconds after them count.
+ * broker's JVM compile the hot paths. 20 s, not 10: the worker's Kafka transactions stay slower
+ * for longer than 10 s, and the first window after a 10 s warm-up was the worst of its run
+ * (bench/RESULTS.md, "Latency", has the figures). The warm-up windows are printed too; only the
+ * seconds after them count.
  */
 const WARMUP = Number(arg("warmup", SMOKE ? "1" : "20"));
 const PARTITIONS = 4;
