@@ -1,10 +1,29 @@
 /**
- * Sage on Temporal: the public API. Declare a pipeline with `definePipeline`, submit it with
- * `SageClient`, serve it with `createSageWorker`.
+ * Sage on Temporal, what a pipeline author uses: `definePipeline`, the DataStream types, the
+ * function base classes and interfaces, sources and sinks, the errors a function throws, and the
+ * types of the LLM operators.
+ *
+ * @example
+ * ```ts
+ * import { definePipeline, FileSink, FileSource } from "sage-temporal";
+ *
+ * export default definePipeline("wordcount", (env) =>
+ *   env
+ *     .fromSource(FileSource.lines(env.param("input")), { name: "lines" })
+ *     .flatMap((line: string) => line.toLowerCase().split(/\W+/).filter(Boolean), { name: "split" })
+ *     .map((word) => ({ word, n: 1 }), { name: "pair" })
+ *     .sink(FileSink.jsonl(env.param("output")), { name: "out" }),
+ * );
+ * ```
+ *
+ * Run it with `sage run pipeline.ts --param input=in.txt --param output=out.jsonl`. The rest sits
+ * behind subpaths: `sage-temporal/client` submits and serves pipelines from a program,
+ * `sage-temporal/testing` starts a local Temporal dev server and Kafka broker, and
+ * `sage-temporal/models` serves the local models.
  */
-export { definePipeline, isPipeline, type Pipeline, type CompiledPipeline } from "./core/api/pipeline.js";
-export { StreamExecutionEnvironment } from "./core/api/environment.js";
-export { DataStream, ProcessedStream, ConnectedStreams, FeedbackStream, type SinkHandle } from "./core/api/datastream.js";
+export { definePipeline, type Pipeline } from "./core/api/pipeline.js";
+export type { StreamExecutionEnvironment } from "./core/api/environment.js";
+export type { DataStream, ProcessedStream, ConnectedStreams, FeedbackStream, SinkHandle } from "./core/api/datastream.js";
 export {
   FileSource,
   FileSink,
@@ -19,94 +38,72 @@ export {
   type KafkaSourceOptions,
   type KafkaSinkOptions,
 } from "./core/api/connectors.js";
-export { ParamRef, type StringOrParam } from "./core/api/params.js";
+export type { ParamRef, StringOrParam } from "./core/api/params.js";
 export {
-  EmbedFunction,
-  RetrieveFunction,
-  PromptFunction,
-  GenerateFunction,
-  EmbeddingClassifier,
-  ChatClassifier,
-  fillTemplate,
-  LLM_SERVICES,
-  type ChatMessage,
-  type ChatCall,
-  type ModelCall,
-  type ModelClient,
-  type Hit,
-  type VectorIndex,
-  type LlmServices,
-  type Embedded,
-  type Retrieved,
-  type Prompted,
-  type Generated,
-  type Labelled,
-} from "./core/api/llm.js";
+  MapFunction,
+  FlatMapFunction,
+  FilterFunction,
+  ProcessFunction,
+  CoMapFunction,
+  CoFlatMapFunction,
+  RichSinkFunction,
+  RichSourceFunction,
+  type RichFunction,
+  type MapFunctionLike,
+  type MapBatchFunctionLike,
+  type FlatMapFunctionLike,
+  type FilterFunctionLike,
+  type ProcessFunctionLike,
+  type CoMapFunctionLike,
+  type CoFlatMapFunctionLike,
+  type RouteFunctionLike,
+  type SinkFunction,
+  type SourceFunction,
+  type SplitDescriptor,
+  type MaybePromise,
+  type MapFn,
+  type MapBatchFn,
+  type FlatMapFn,
+  type FilterFn,
+  type ProcessFn,
+  type RouteFn,
+  type SinkFn,
+} from "./core/api/functions.js";
 export {
   OutputTag,
   type FunctionContext,
   type RecordContext,
   type ProcessContext,
   type SinkContext,
-  type WorkerServices,
   type SourceContext,
+  type WorkerServices,
   type FunctionLogger,
 } from "./core/api/context.js";
-export {
-  MapFunction,
-  FlatMapFunction,
-  CoMapFunction,
-  CoFlatMapFunction,
-  type CoMapFunctionLike,
-  type CoFlatMapFunctionLike,
-  type RouteFunctionLike,
-  type RouteFn,
-  FilterFunction,
-  ProcessFunction,
-  RichSinkFunction,
-  RichSourceFunction,
-  type RichFunction,
-  type MapFunctionLike,
-  type MapBatchFunctionLike,
-  type MapBatchFn,
-  type FlatMapFunctionLike,
-  type FilterFunctionLike,
-  type ProcessFunctionLike,
-  type SinkFunction,
-  type SourceFunction,
-  type SplitDescriptor,
-} from "./core/api/functions.js";
 export type { OperatorOptions } from "./core/plan/builder.js";
-export type { RetryPolicy, LogicalGraph, LogicalNode } from "./core/plan/logical.js";
-export type { PhysicalPlan, Stage, StageEdge, ChainCut } from "./core/plan/physical.js";
-export type { JobProgress, JobResult, OperatorCounts } from "./core/plan/job.js";
+export type { RetryPolicy } from "./core/plan/logical.js";
+export {
+  LLM_SERVICES,
+  type ChatMessage,
+  type Hit,
+  type Embedded,
+  type Retrieved,
+  type Prompted,
+  type Generated,
+  type Labelled,
+  type LlmServices,
+  type ModelClient,
+  type ModelCall,
+  type ChatCall,
+  type VectorIndex,
+} from "./core/api/llm.js";
+export { SentenceEmbeddingFunction } from "./connectors/llm/sentence-embedding-function.js";
 export {
   SageError,
   NonRetryableError,
   PipelineDefinitionError,
-  ConfigError,
-  PlanMismatchError,
-  NonSerializableValueError,
-  PayloadBudgetError,
   SourceError,
   SinkError,
-  ServerUnavailableError,
   ModelUnavailableError,
-  NotRecordedError,
+  type ErrorScope,
+  type SageErrorOptions,
 } from "./core/errors.js";
-export type { SageConfig } from "./core/config/schema.js";
-export { loadConfig } from "./client/config-loader.js";
-export { SageClient, SageJob, JobFailedError, type ConnectOptions, type SubmitOptions } from "./client/sage-client.js";
-export { createSageWorker, type SageWorker } from "./worker/sage-worker.js";
-export { StreamJob, type StreamJobOptions, type StreamJobProgress } from "./streaming/stream-job.js";
-export { KafkaShim, shimOptionsOf, type ShimOptions, type ShimStats } from "./streaming/shim.js";
-export type { StreamProgress } from "./core/plan/stream.js";
-export type { KafkaClient } from "./connectors/kafka/client.js";
-export { kafkaClientOf } from "./connectors/kafka/index.js";
-export { createLogger } from "./client/logger.js";
-export { rerunRecorded, type RecordedRerun } from "./replay/recorded-rerun.js";
-export { indexDocuments, indexExists, type IndexReport } from "./client/indexer.js";
-export { SentenceEmbeddingFunction } from "./connectors/llm/sentence-embedding-function.js";
-export { ensureServer as ensureTemporalServer, uiLink } from "./cli/common.js";
-export { LOCAL_BASE_URL, RECORDED_FROM_PARAM } from "./connectors/llm/model-endpoint.js";
-export { readUsage, type UsageTotals } from "./connectors/llm/usage-ledger.js";

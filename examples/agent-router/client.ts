@@ -3,7 +3,7 @@
  * answers per branch. Usage: `npx tsx examples/agent-router/client.ts <messages.jsonl> <answers.jsonl>`
  * (server from `sage dev`).
  */
-import { SageClient, createSageWorker, createLogger, loadConfig } from "sage-temporal";
+import { SageClient, createSageWorker, createLogger, loadConfig } from "sage-temporal/client";
 import pipeline from "./pipeline.js";
 
 const [input = "examples/agent-router/messages.jsonl", output = ".sage/out/answers.jsonl"] = process.argv.slice(2);

@@ -3,7 +3,7 @@
  * `count` records have gone through (or Ctrl-C), then a clean stop.
  * Usage: `npx tsx examples/enrich/client.ts [count]` (dev server and broker from `sage dev --kafka`).
  */
-import { KafkaShim, SageClient, StreamJob, createLogger, createSageWorker, kafkaClientOf, loadConfig, shimOptionsOf } from "sage-temporal";
+import { KafkaShim, SageClient, StreamJob, createLogger, createSageWorker, kafkaClientOf, loadConfig, shimOptionsOf } from "sage-temporal/client";
 import pipeline from "./pipeline.js";
 
 const count = Number(process.argv[2] ?? 1_000);

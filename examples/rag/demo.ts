@@ -6,19 +6,9 @@
  *   npx tsx examples/rag/demo.ts [questions.jsonl]
  */
 import { join, resolve } from "node:path";
-import {
-  createLogger,
-  createSageWorker,
-  ensureTemporalServer,
-  indexDocuments,
-  indexExists,
-  loadConfig,
-  LOCAL_BASE_URL,
-  readUsage,
-  SageClient,
-  uiLink,
-} from "sage-temporal";
-import { startModelServer, type ModelServer } from "sage-temporal/models";
+import { createLogger, createSageWorker, indexDocuments, indexExists, loadConfig, readUsage, SageClient, uiLink } from "sage-temporal/client";
+import { LOCAL_BASE_URL, startModelServer, type ModelServer } from "sage-temporal/models";
+import { ensureTemporalServer } from "sage-temporal/testing";
 import { readFileSync } from "node:fs";
 import pipeline, { type RagAnswer } from "./pipeline.js";
 

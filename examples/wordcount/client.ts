@@ -2,7 +2,7 @@
  * Runs the wordcount pipeline from a client script: a worker in this process, submit, wait, print.
  * Usage: `npx tsx examples/wordcount/client.ts <input.txt> <output.jsonl>` (server from `sage dev`).
  */
-import { SageClient, createSageWorker, createLogger, loadConfig } from "sage-temporal";
+import { SageClient, createSageWorker, createLogger, loadConfig } from "sage-temporal/client";
 import pipeline from "./pipeline.js";
 
 const [input = "examples/wordcount/input.txt", output = ".sage/out/wordcount.jsonl"] = process.argv.slice(2);
