@@ -1,7 +1,8 @@
 /**
  * Configuration after the SAGE Core tuning YAML (`execution.parallelism`, `execution.buffer-timeout`,
- * `state.checkpoint-interval`, ...) plus the Temporal connection. Validated once at the edge; the
- * rest of the program gets a typed `SageConfig` and never re-checks.
+ * ...) plus the Temporal connection. Validated once at the edge; the rest of the program gets a
+ * typed `SageConfig` and never re-checks. Only keys something reads are accepted: the SAGE Core
+ * YAML's `execution.mode` and `state.checkpoint-interval` come back when something uses them.
  */
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
@@ -40,7 +41,6 @@ export const configSchema = z
     execution: z
       .object({
         parallelism: positiveInt.default(2),
-        mode: z.enum(["BATCH", "STREAMING", "AUTOMATIC"]).default("AUTOMATIC"),
         "buffer-timeout": duration.default(50),
         fusion: bool.default(true),
         "split-bytes": bytes.default(4 * 1024 * 1024),
@@ -48,10 +48,6 @@ export const configSchema = z
         "split-prefetch": z.coerce.number().int().min(0).default(1),
         "max-batch-bytes": bytes.default(512 * 1024),
       })
-      .strict()
-      .prefault({}),
-    state: z
-      .object({ "checkpoint-interval": duration.default(30_000) })
       .strict()
       .prefault({}),
     temporal: z
@@ -81,8 +77,7 @@ export const configSchema = z
     worker: z
       .object({
         // Two: one activity's I/O overlaps another's CPU. More lets one worker take every split in
-        // flight while a second one idles (measured, bounded bench with 2 workers: each ran a split
-        // during 53-86% of the job with 8 slots, 91-96% with 2).
+        // flight while a second one idles (bench/bounded with 2 workers showed it).
         "max-concurrent-activities": positiveInt.default(2),
         "metrics-port": port.default(0),
       })
@@ -98,16 +93,16 @@ export const configSchema = z
         /**
          * Batches a partition workflow may hold unprocessed before the shim stops feeding it (backpressure).
          * The shim learns the true count only from a query, which can take over a second on a busy
-         * workflow: at 16, a steady 1k records/s reached the limit between queries and stalled the fetch
-         * loop (p99 2.2 s); 64 is four merged activities' worth (p99 0.43 s, bench/kafka.ts --latency-only).
+         * workflow: a small limit is reached between queries and stalls the fetch loop; 64 is four
+         * merged activities' worth (bench/kafka.ts --latency-only measures the effect).
          */
         "max-unacked-batches": positiveInt.default(64),
         /**
          * Streaming stages run as local activities in the partition workflow's worker: no activity
          * task to schedule, dispatch and complete per batch, one workflow task per batch run. The
          * Kafka transaction keeps output exactly once when a worker dies mid-batch (the next worker
-         * runs the batch again after the workflow task timeout). At 1k records/s, steady 5 s windows
-         * went from p99 176-238 to 157-202 ms and history per record halved (bench/kafka.ts).
+         * runs the batch again after the workflow task timeout). Lower latency and about half the
+         * history per record (bench/kafka.ts).
          * A progress query (`sage status`, the shim's backpressure) can wait for the batch running in
          * the workflow task: with slow stages (model calls) turn this off if queries must answer fast.
          * The broker kill -9 test once wrote a batch twice with it; the cause was in the sink, not
@@ -117,15 +112,13 @@ export const configSchema = z
         /**
          * History events after which a partition workflow checkpoints (continues as new). The run
          * reports it in its progress; the shim holds that workflow's batches, says so with a hold
-         * signal, and lets them go once the new run is current (30-100 ms). Without the hold, a
+         * signal, and lets them go once the new run is current. Without the hold, a
          * signal landing while the run closes makes the server refuse the close and the worker
-         * replay the whole run: at the server's own suggestion (~4,000 events) that stalled every
-         * batch for 4-6 s (p99 4.7 s over 60 s at 1k records/s). No hold within 2x the budget
-         * (no shim, an older shim): the run closes anyway. 2000 rather than 1000: a checkpoint holds
-         * a workflow's batches for ~100 ms, and at 1000 (every ~10 s at 500 records/s per workflow)
-         * it set the latency p99 (6 interleaved runs each, `bench/kafka.ts --latency-only`: worst
-         * 5 s window p99 125-213 ms at 1000, 132-167 at 2000). A restarted worker replays at most
-         * the current run, about a second per thousand events here.
+         * replay the whole run, stalling every batch for seconds. No hold within 2x the budget
+         * (no shim, an older shim): the run closes anyway. A checkpoint holds a workflow's batches
+         * briefly, so checkpoints too often set the latency p99, and too seldom make a restarted
+         * worker replay a long run (it replays at most the current one); `bench/kafka.ts
+         * --latency-only` compares budgets.
          */
         "events-per-run": positiveInt.default(2000),
         /**
@@ -212,13 +205,11 @@ export function parseConfig(raw: unknown, origins: ConfigOrigins = new Map()): S
 /** Every leaf key of the schema, dotted (`temporal.address`), for env var and flag mapping. */
 export const CONFIG_KEYS: readonly string[] = [
   "execution.parallelism",
-  "execution.mode",
   "execution.buffer-timeout",
   "execution.fusion",
   "execution.split-bytes",
   "execution.split-prefetch",
   "execution.max-batch-bytes",
-  "state.checkpoint-interval",
   "temporal.address",
   "temporal.namespace",
   "temporal.task-queue",

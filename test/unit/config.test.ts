@@ -16,18 +16,23 @@ test("defaults follow the SAGE Core YAML and the Temporal dev server", () => {
   const c = parseConfig({});
   assert.equal(c.execution.parallelism, 2);
   assert.equal(c.execution["buffer-timeout"], 50);
-  assert.equal(c.state["checkpoint-interval"], 30_000);
+  assert.equal(c.temporal["activity-timeout"], 600_000);
   assert.equal(c.temporal.address, "127.0.0.1:7233");
   assert.equal(c.temporal["ui-port"], 8233);
   assert.equal(c["data-dir"], ".sage");
 });
 
 test("durations and sizes take units", () => {
-  const c = parseConfig({ execution: { "buffer-timeout": "2s", "split-bytes": "1mb", "max-batch-bytes": "256kb" }, state: { "checkpoint-interval": "5m" } });
+  const c = parseConfig({ execution: { "buffer-timeout": "2s", "split-bytes": "1mb", "max-batch-bytes": "256kb" }, temporal: { "activity-timeout": "5m" } });
   assert.equal(c.execution["buffer-timeout"], 2000);
   assert.equal(c.execution["split-bytes"], 1024 * 1024);
   assert.equal(c.execution["max-batch-bytes"], 256 * 1024);
-  assert.equal(c.state["checkpoint-interval"], 300_000);
+  assert.equal(c.temporal["activity-timeout"], 300_000);
+});
+
+test("the SAGE Core keys nothing reads yet are refused, not silently accepted", () => {
+  assert.throws(() => parseConfig({ execution: { mode: "BATCH" } }), /unknown config key "execution\.mode"/);
+  assert.throws(() => parseConfig({ state: { "checkpoint-interval": "30s" } }), /unknown config key "state"/);
 });
 
 test("an unknown key and a bad value are both reported, with key, value and origin", () => {
