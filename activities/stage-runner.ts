@@ -19,7 +19,7 @@ import { readEdgeBatch, writeEdgeBatch } from "../connectors/file/edge-batches.j
 import { decodeBatch, type BatchRecord } from "../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../connectors/kafka/client.js";
 import { decodeSourceRecord, encodeSinkValue, positionOf, rawValue } from "../connectors/kafka/records.js";
-import { transactionalIdOf, type KafkaSinkHost, type SinkSession, type SourcePosition } from "../connectors/kafka/sink.js";
+import { commitUnit, transactionalIdOf, type KafkaSinkHost, type SinkSession } from "../connectors/kafka/sink.js";
 import { checkRecordSize, encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 
@@ -638,31 +638,9 @@ class StageRun {
     this.currentSlice = -1;
   }
 
-  /**
-   * Streaming: writes what the unit produced for Kafka, with the markers, in one transaction, leaving
-   * out what an earlier attempt already committed (per slice in a source stage, all or nothing after
-   * a stage boundary, where outputs no longer map to slices).
-   */
+  /** Streaming: commits what the unit produced for Kafka with the markers, skipping what an earlier attempt committed. */
   async commitStream(session: SinkSession): Promise<void> {
-    const slices = this.input.stream!.slices;
-    const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
-    const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
-    this.logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
-    const skip = (slice: number): boolean => (slice >= 0 ? done[slice]! : done.every(Boolean));
-    const messages = this.kafkaOut.filter((m) => !skip(m.slice));
-    const open = slices.filter((_, i) => !skip(this.stage.source ? i : -1));
-    if (messages.length < this.kafkaOut.length)
-      this.logger.info({ skipped: this.kafkaOut.length - messages.length }, "records an earlier attempt already committed: not written again");
-    if (messages.length === 0 || open.length === 0) return;
-    const positions = new Map<string, SourcePosition>();
-    for (const s of open) {
-      const key = `${s.topic}:${s.partition}`;
-      const next = Math.max(positions.get(key)?.nextOffset ?? 0, s.to + 1);
-      positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
-    }
-    const started = Date.now();
-    await session.commit(messages, [...positions.values()]);
-    this.logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
+    await commitUnit(session, this.input.stream!.slices, this.kafkaOut, this.stage.source, this.logger);
   }
 
   /** Reads the split (source stages) or the batch (other stages) into the chain. */

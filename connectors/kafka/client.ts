@@ -3,6 +3,7 @@
  * through it; `kafkajs-client.ts` implements it with kafkajs, which is in maintenance mode, so a
  * second implementation can be dropped in and run through the same tests.
  */
+import { SageError } from "../../core/errors.js";
 
 /** A record as read from Kafka. */
 export interface ConsumedMessage {
@@ -73,29 +74,35 @@ export interface GroupConsumer {
   stop(): Promise<void>;
 }
 
-/** A producer with a stable transactional id: one transaction at a time. */
+/**
+ * A producer with a stable transactional id: the Kafka transaction calls, nothing more. When to
+ * fence, how to read and trust the progress marker and how to end a hanging transaction is the
+ * protocol in `sink.ts`, the same for every client.
+ */
 export interface TransactionalProducer {
   readonly transactionalId: string;
-  /** Initialises transactions once per producer: fences any older producer with the same id, finishing its open transaction. */
-  init(): Promise<void>;
   /**
-   * Writes `messages` and advances the progress marker in ONE transaction: readers with
-   * read_committed see both or neither. The marker is the committed offsets of `marker.group` on the
-   * source partitions, so it can be read back with `KafkaAdmin.committedOffsets`.
+   * Begins a transaction (one at a time). A producer's first call claims the id (InitProducerId):
+   * the coordinator bumps the id's epoch, which fences any older producer with the same id and
+   * finishes its open transaction. A transaction begun and never sent to is handed out again.
    */
-  commitTransaction(messages: Array<{ topic: string; message: OutgoingMessage }>, marker: TransactionMarker): Promise<void>;
-  /**
-   * Ends a hanging transaction of this id: one the coordinator no longer knows but whose records
-   * and marker offsets are still open on some partitions (seen after a broker crash; it holds the
-   * marker unstable and readers' last stable offset back). Opens a transaction on every partition
-   * in `partitions` (one empty record each) and on `marker`, then aborts it: the abort markers end
-   * the open records of this producer id there too.
-   */
-  abortHanging(partitions: Array<{ topic: string; partition: number }>, marker: TransactionMarker): Promise<void>;
+  begin(): Promise<ProducerTransaction>;
   close(): Promise<void>;
 }
 
-/** Progress marker written in a sink transaction: per source partition, the offset after the last record it covers. */
+/** One open transaction; each call fails with a `TransactionError`. */
+export interface ProducerTransaction {
+  /** Writes `messages` in the transaction, in order. */
+  send(messages: Array<{ topic: string; message: OutgoingMessage }>): Promise<void>;
+  /** Adds the committed offsets of `marker.group` to the transaction (readable with `KafkaAdmin.committedOffsets`). */
+  sendOffsets(marker: TransactionMarker): Promise<void>;
+  /** Commits: readers with read_committed see every message and the offsets, or none of them. */
+  commit(): Promise<void>;
+  /** Aborts: what was sent is never seen by read_committed readers. */
+  abort(): Promise<void>;
+}
+
+/** Offsets a transaction commits for a group: the sink's progress marker, per source partition the offset after the last record it covers. */
 export interface TransactionMarker {
   group: string;
   positions: Array<{ topic: string; partition: number; nextOffset: string }>;
@@ -151,12 +158,28 @@ export interface KafkaClient {
 }
 
 /** Offsets a transaction is still committing, past the wait: the transaction may be hanging. */
-export class UnstableOffsetsError extends Error {
+export class UnstableOffsetsError extends SageError {
   constructor(
     readonly groupId: string,
     readonly topic: string,
     cause: unknown,
   ) {
-    super(`offsets of group ${groupId} on ${topic} stay unstable: a transaction committing them is still open`, { cause });
+    super("UNSTABLE_OFFSETS", `offsets of group ${groupId} on ${topic} stay unstable: a transaction committing them is still open`, {
+      cause,
+      retriable: true,
+      scope: "job",
+    });
+  }
+}
+
+/** A call of a transactional producer failed; the transaction is over (aborted or never begun). */
+export class TransactionError extends SageError {
+  constructor(
+    message: string,
+    /** True when the broker refused the producer's epoch as old: a newer producer holds the id, or a partition saw a newer epoch. */
+    readonly fenced: boolean,
+    options: { cause?: unknown } = {},
+  ) {
+    super("KAFKA_TRANSACTION", message, { ...options, retriable: true, scope: "job" });
   }
 }

@@ -18,11 +18,12 @@ import type {
   OutgoingMessage,
   PartitionBatch,
   PlainProducer,
+  ProducerTransaction,
   ReadAllOptions,
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
-import { UnstableOffsetsError } from "./client.js";
+import { TransactionError, UnstableOffsetsError } from "./client.js";
 
 /** Bytes per produce call inside a transaction: well below the broker's 1 MiB default message size. */
 const SEND_CHUNK_BYTES = 512 * 1024;
@@ -72,16 +73,69 @@ function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): A
   return out;
 }
 
-/** Adds the progress marker (the marker group's offsets on the source partitions) to `txn`. */
-async function sendMarker(txn: Transaction, marker: TransactionMarker): Promise<void> {
-  const topics = new Map<string, Array<{ partition: number; offset: string }>>();
-  for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
-  await txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+/**
+ * Our error for what kafkajs threw in a transaction call. kafkajs names a refused epoch by type
+ * (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED) or only in the broker's message ("old epoch").
+ */
+function transactionError(what: string, err: unknown): TransactionError {
+  const { message, type } = err as { message?: string; type?: string };
+  const text = `${what}: ${message ?? String(err)} (${type ?? "?"})`;
+  return new TransactionError(text, /old epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/.test(text), { cause: err });
+}
+
+/** A kafkajs transaction behind our interface; `onEnd` tells the producer it may begin another. */
+class KafkajsTransaction implements ProducerTransaction {
+  /** False until something was sent: kafkajs begins a transaction locally, so an unused one can be handed out again. */
+  used = false;
+
+  constructor(
+    private readonly txn: Transaction,
+    readonly transactionalId: string,
+    private readonly onEnd: (t: KafkajsTransaction) => void,
+  ) {}
+
+  async send(messages: Array<{ topic: string; message: OutgoingMessage }>): Promise<void> {
+    this.used = true;
+    try {
+      for (const chunk of chunks(messages)) await this.txn.send({ topic: chunk.topic, messages: chunk.messages.map(toKafkajs) });
+    } catch (err) {
+      throw transactionError("send", err);
+    }
+  }
+
+  async sendOffsets(marker: TransactionMarker): Promise<void> {
+    this.used = true;
+    const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+    for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+    try {
+      await this.txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+    } catch (err) {
+      throw transactionError("send offsets", err);
+    }
+  }
+
+  async commit(): Promise<void> {
+    this.onEnd(this);
+    try {
+      await this.txn.commit();
+    } catch (err) {
+      throw transactionError("commit", err);
+    }
+  }
+
+  async abort(): Promise<void> {
+    this.onEnd(this);
+    try {
+      await this.txn.abort();
+    } catch (err) {
+      throw transactionError("abort", err);
+    }
+  }
 }
 
 class KafkajsTransactionalProducer implements TransactionalProducer {
   private producer: Producer | null = null;
-  private open: Transaction | null = null;
+  private open: KafkajsTransaction | null = null;
   /** Set by `close`: a connect still under way when it came must not leave a connection behind. */
   private closed = false;
 
@@ -90,68 +144,43 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
     readonly transactionalId: string,
   ) {}
 
-  async init(): Promise<void> {
-    if (this.open) return;
-    if (!this.producer) {
-      const p = this.kafka.producer({
-        transactionalId: this.transactionalId,
-        idempotent: true,
-        maxInFlightRequests: 1,
-        transactionTimeout: 60_000,
-        createPartitioner: Partitioners.DefaultPartitioner,
-        retry: { initialRetryTime: 5, retries: 12 },
+  async begin(): Promise<ProducerTransaction> {
+    if (this.open && !this.open.used) return this.open;
+    try {
+      // The first transaction() of a producer sends InitProducerId: the coordinator bumps the epoch,
+      // which fences an older producer with this id and finishes its open transaction first.
+      const txn = await (await this.connected()).transaction();
+      this.open = new KafkajsTransaction(txn, this.transactionalId, (t) => {
+        if (this.open === t) this.open = null;
       });
-      try {
-        await p.connect();
-      } catch (err) {
-        await p.disconnect().catch(() => undefined);
-        throw err;
-      }
-      if (this.closed) {
-        await p.disconnect().catch(() => undefined);
-        throw new Error(`transactional producer ${this.transactionalId} was closed while it connected`);
-      }
-      this.producer = p;
-    }
-    // The first transaction() of a producer sends InitProducerId: the coordinator bumps the epoch,
-    // which fences an older producer with this id and finishes its open transaction first.
-    this.open = await this.producer.transaction();
-  }
-
-  async commitTransaction(messages: Array<{ topic: string; message: OutgoingMessage }>, marker: TransactionMarker): Promise<void> {
-    await this.init();
-    const txn = this.open!;
-    this.open = null;
-    let step = "send";
-    try {
-      for (const chunk of chunks(messages)) await txn.send({ topic: chunk.topic, messages: chunk.messages.map(toKafkajs) });
-      step = "send offsets";
-      await sendMarker(txn, marker);
-      step = "commit";
-      await txn.commit();
+      return this.open;
     } catch (err) {
-      await txn.abort().catch(() => undefined);
-      throw new Error(`${step}: ${(err as Error).message}`, { cause: err });
+      throw err instanceof TransactionError ? err : transactionError("begin", err);
     }
   }
 
-  async abortHanging(partitions: Array<{ topic: string; partition: number }>, marker: TransactionMarker): Promise<void> {
-    await this.init();
-    const txn = this.open!;
-    this.open = null;
-    let step = "send";
+  private async connected(): Promise<Producer> {
+    if (this.producer) return this.producer;
+    const p = this.kafka.producer({
+      transactionalId: this.transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { initialRetryTime: 5, retries: 12 },
+    });
     try {
-      for (const { topic, partition } of partitions) {
-        await txn.send({ topic, messages: [{ partition, key: null, value: null, headers: { "sage-abort": "hanging transaction" } }] });
-      }
-      step = "send offsets";
-      await sendMarker(txn, marker);
+      await p.connect();
     } catch (err) {
-      await txn.abort().catch(() => undefined);
-      throw new Error(`abort of a hanging transaction, ${step}: ${(err as Error).message} (${(err as { type?: string }).type ?? "?"})`, { cause: err });
+      await p.disconnect().catch(() => undefined);
+      throw err;
     }
-    step = "abort";
-    await txn.abort();
+    if (this.closed) {
+      await p.disconnect().catch(() => undefined);
+      throw new TransactionError(`transactional producer ${this.transactionalId} was closed while it connected`, false);
+    }
+    this.producer = p;
+    return p;
   }
 
   async close(): Promise<void> {

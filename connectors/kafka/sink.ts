@@ -1,15 +1,25 @@
 /**
- * Exactly-once writes of a streaming stage to Kafka. Each (job, stage, shard) has a stable
- * transactional id; a unit's outputs, its dead letters and the shard's progress marker (the next
- * source offset per partition, committed as the offsets of a consumer group named after the
- * transactional id) go in one transaction. An attempt first fences any older producer with the same
- * id, then reads the marker (with require_stable, see stable-offsets.ts) and skips what an earlier
- * attempt already committed. A marker that stays unstable belongs to a hanging transaction, which
- * the attempt aborts before it reads again.
+ * The exactly-once protocol of a streaming stage's Kafka writes, whatever the client. Each (job,
+ * stage, shard) has a stable transactional id; a unit's outputs, its dead letters and the shard's
+ * progress marker (the next source offset per partition, committed as the offsets of a consumer
+ * group named after the transactional id) go in one transaction. An attempt (1) fences any older
+ * producer with the same id, (2) reads the marker (with require_stable, see stable-offsets.ts),
+ * aborting first a hanging transaction that keeps it unstable, (3) skips what an earlier attempt
+ * already committed and (4) writes the rest and advances the marker in one commit. The client
+ * (`client.ts`) only makes the Kafka calls.
  */
 import type { Logger } from "pino";
 import { SinkError } from "../../core/errors.js";
-import { UnstableOffsetsError, type KafkaAdmin, type KafkaClient, type OutgoingMessage, type TransactionalProducer } from "./client.js";
+import {
+  TransactionError,
+  UnstableOffsetsError,
+  type KafkaAdmin,
+  type KafkaClient,
+  type OutgoingMessage,
+  type ProducerTransaction,
+  type TransactionalProducer,
+} from "./client.js";
+import { topicPartition } from "../../core/plan/stream.js";
 
 /**
  * How long the marker may stay unstable before the open transaction counts as hanging. The session
@@ -33,6 +43,47 @@ export interface SinkSession {
   committedUpTo(topic: string, partition: number): Promise<number>;
   /** Writes `messages` and advances the markers to `positions` in one transaction. */
   commit(messages: Array<{ topic: string; message: OutgoingMessage }>, positions: SourcePosition[]): Promise<void>;
+}
+
+/** A source slice a unit read: a partition and the offsets `[from, to]` it covers. */
+export interface UnitSlice {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
+}
+
+/** A message a unit writes, with the index of the slice whose record led to it (-1: none known). */
+export interface UnitMessage {
+  topic: string;
+  message: OutgoingMessage;
+  slice: number;
+}
+
+/**
+ * Skip or write: commits what a unit produced, with the markers, in one transaction, leaving out
+ * what an earlier attempt already committed. `bySlice` (a source stage) decides per slice; after a
+ * stage boundary, where outputs no longer map to slices, the unit is written whole or not at all.
+ */
+export async function commitUnit(session: SinkSession, slices: UnitSlice[], produced: UnitMessage[], bySlice: boolean, logger: Logger): Promise<void> {
+  const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
+  const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
+  logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
+  const skip = (slice: number): boolean => (slice >= 0 ? done[slice]! : done.every(Boolean));
+  const messages = produced.filter((m) => !skip(m.slice));
+  const open = slices.filter((_, i) => !skip(bySlice ? i : -1));
+  if (messages.length < produced.length)
+    logger.info({ skipped: produced.length - messages.length }, "records an earlier attempt already committed: not written again");
+  if (messages.length === 0 || open.length === 0) return;
+  const positions = new Map<string, SourcePosition>();
+  for (const s of open) {
+    const key = topicPartition(s.topic, s.partition);
+    const next = Math.max(positions.get(key)?.nextOffset ?? 0, s.to + 1);
+    positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
+  }
+  const started = Date.now();
+  await session.commit(messages, [...positions.values()]);
+  logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
 }
 
 /** Transactional id (and marker group) of one shard of one stage of a job. */
@@ -96,23 +147,26 @@ export class KafkaSinkHost {
       await Promise.allSettled([producer.close(), held?.close()]);
       throw new SinkError(`Kafka transaction ${transactionalId} failed: ${(err as Error).message}`, { retriable: true, cause: err });
     };
+    // (1) Fence: a new producer's first transaction claims the id before any marker is read.
+    let txn: ProducerTransaction | null;
     try {
-      await producer.init();
+      txn = await producer.begin();
     } catch (err) {
       return fail(err);
     }
     const reads = new Map<string, Promise<number>>();
     let aborting: Promise<void> | null = null;
     const abortHanging = (topic: string, partition: number): Promise<void> =>
-      (aborting ??= this.abortHanging(producer, transactionalId, outputTopics, topic, partition).then((p) => {
+      (aborting ??= this.abortHanging(producer, txn!, transactionalId, outputTopics, topic, partition).then((p) => {
         producer = p;
+        txn = null;
       }));
     const session: SinkSession = {
+      // (2) Read the marker, once per partition: the slices of a unit ask in parallel.
       committedUpTo: (topic, partition) => {
-        const tp = `${topic}:${partition}`;
+        const tp = topicPartition(topic, partition);
         const marker = known.get(tp);
         if (marker !== undefined) return Promise.resolve(marker);
-        // The slices of a unit ask in parallel: one read per partition.
         let read = reads.get(tp);
         if (!read) {
           read = this.readMarker(transactionalId, topic, partition, abortHanging).then((m) => {
@@ -123,17 +177,23 @@ export class KafkaSinkHost {
         }
         return read;
       },
+      // (4) Write and advance the marker in one commit.
       commit: async (messages, positions) => {
+        let open: ProducerTransaction | null = null;
         try {
-          const marker = {
+          open = txn ?? (await producer.begin());
+          txn = null;
+          await open.send(messages);
+          await open.sendOffsets({
             group: transactionalId,
             positions: positions.map((p) => ({ topic: p.topic, partition: p.partition, nextOffset: String(p.nextOffset) })),
-          };
-          await producer.commitTransaction(messages, marker);
+          });
+          await open.commit();
         } catch (err) {
+          await open?.abort().catch(() => undefined);
           return fail(err);
         }
-        for (const p of positions) known.set(`${p.topic}:${p.partition}`, p.nextOffset);
+        for (const p of positions) known.set(topicPartition(p.topic, p.partition), p.nextOffset);
         this.logger.debug({ transactionalId, positions }, "progress marker committed");
       },
     };
@@ -169,12 +229,15 @@ export class KafkaSinkHost {
 
   /**
    * Aborts what a hanging transaction of this id left open, on every partition of the outputs and on
-   * the marker; returns the producer to go on with. The partitions may have seen a higher producer
-   * epoch than the coordinator now hands out (it lost the transaction): they refuse ours as old, so
-   * fresh producers bump the epoch until it is past theirs.
+   * the marker: a transaction that touches each (one empty record per partition, the marker's
+   * offsets) and is aborted ends this producer id's open records there too. Returns the producer to
+   * go on with. The partitions may have seen a higher producer epoch than the coordinator now hands
+   * out (it lost the transaction): they refuse ours as old, so fresh producers bump the epoch until
+   * it is past theirs.
    */
   private async abortHanging(
     producer: TransactionalProducer,
+    txn: ProducerTransaction,
     transactionalId: string,
     outputTopics: string[],
     topic: string,
@@ -184,6 +247,10 @@ export class KafkaSinkHost {
     const partitions = (
       await Promise.all(outputTopics.map(async (t) => (await admin.partitionOffsets(t)).map((p) => ({ topic: t, partition: p.partition }))))
     ).flat();
+    const touches = partitions.map((p) => ({
+      topic: p.topic,
+      message: { partition: p.partition, key: null, value: null, headers: { "sage-abort": "hanging transaction" } },
+    }));
     const marker = { group: transactionalId, positions: [{ topic, partition, nextOffset: "0" }] };
     for (let bumps = 0; ; bumps++) {
       if (bumps % 20 === 0) {
@@ -193,14 +260,14 @@ export class KafkaSinkHost {
         );
       }
       try {
-        await producer.abortHanging(partitions, marker);
+        await touchAndAbort(txn, touches, marker);
         if (bumps > 0) this.logger.warn({ transactionalId, bumps }, "hanging transaction aborted");
         return producer;
       } catch (err) {
-        if (bumps >= MAX_EPOCH_BUMPS || !/old epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/.test((err as Error).message)) throw err;
+        if (bumps >= MAX_EPOCH_BUMPS || !(err instanceof TransactionError && err.fenced)) throw err;
         await producer.close();
         producer = this.newProducer(transactionalId);
-        await producer.init();
+        txn = await producer.begin();
       }
     }
   }
@@ -213,4 +280,20 @@ export class KafkaSinkHost {
     this.admin = null;
     if (admin) await admin.then((a) => a.close()).catch(() => undefined);
   }
+}
+
+/** Sends `touches` and the marker's offsets in `txn`, then aborts it (it is aborted on a failed send too). */
+async function touchAndAbort(
+  txn: ProducerTransaction,
+  touches: Array<{ topic: string; message: OutgoingMessage }>,
+  marker: { group: string; positions: Array<{ topic: string; partition: number; nextOffset: string }> },
+): Promise<void> {
+  try {
+    await txn.send(touches);
+    await txn.sendOffsets(marker);
+  } catch (err) {
+    await txn.abort().catch(() => undefined);
+    throw err;
+  }
+  await txn.abort();
 }

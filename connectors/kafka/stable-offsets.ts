@@ -10,6 +10,7 @@
  * over a plain socket, one request at a time.
  */
 import { connect, type Socket } from "node:net";
+import { BrokerUnavailableError } from "../../core/errors.js";
 
 /** The answer while a transaction that commits the offsets is open. */
 export const UNSTABLE_OFFSET_COMMIT = 88;
@@ -150,7 +151,7 @@ class Connection {
       for (const w of this.waiting.splice(0)) w.reject(err);
     };
     socket.on("error", fail);
-    socket.on("close", () => fail(new Error("connection closed")));
+    socket.on("close", () => fail(new BrokerUnavailableError(`connection to a Kafka broker closed`)));
   }
 
   static open(address: string, clientId: string, timeoutMs: number): Promise<Connection> {
@@ -159,7 +160,7 @@ class Connection {
     const port = Number(address.slice(i + 1));
     return new Promise((resolve, reject) => {
       const socket = connect({ host, port });
-      const timer = setTimeout(() => socket.destroy(new Error(`connect to ${address} timed out after ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => socket.destroy(new BrokerUnavailableError(`connect to ${address} timed out after ${timeoutMs} ms`)), timeoutMs);
       socket.once("connect", () => {
         clearTimeout(timer);
         socket.setNoDelay(true);
@@ -183,7 +184,7 @@ class Connection {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const err = new Error(`Kafka request ${apiKey} v${version} got no answer in ${timeoutMs} ms`);
+        const err = new BrokerUnavailableError(`Kafka request ${apiKey} v${version} got no answer in ${timeoutMs} ms`);
         this.socket.destroy(err);
         reject(err);
       }, timeoutMs);

@@ -38,11 +38,10 @@ test("sage dev --kafka starts a broker that takes transactions beside the dev se
     await admin.ensureTopic("dev.check", 1);
     await admin.close();
     const producer = kafka.transactionalProducer("dev-check");
-    await producer.init();
-    await producer.commitTransaction([{ topic: "dev.check", message: { key: "k", value: "v" } }], {
-      group: "dev-check",
-      positions: [{ topic: "dev.check", partition: 0, nextOffset: "1" }],
-    });
+    const txn = await producer.begin();
+    await txn.send([{ topic: "dev.check", message: { key: "k", value: "v" } }]);
+    await txn.sendOffsets({ group: "dev-check", positions: [{ topic: "dev.check", partition: 0, nextOffset: "1" }] });
+    await txn.commit();
     await producer.close();
     assert.deepEqual(
       (await kafka.readAll("dev.check")).map((m) => m.value?.toString()),

@@ -34,20 +34,29 @@ test("sink under repeated broker kill -9, with overlapping attempts in one and t
       const p = base.transactionalProducer(id);
       return {
         transactionalId: p.transactionalId,
-        init: () => p.init(),
         close: () => p.close(),
-        abortHanging: (partitions, marker) => p.abortHanging(partitions, marker),
-        async commitTransaction(messages, marker) {
-          if (armed !== null) {
-            setTimeout(() => {
-              broker.kill();
-              kills++;
-            }, armed);
-            armed = null;
-          }
-          const started = performance.now();
-          await p.commitTransaction(messages, marker);
-          durations.push(performance.now() - started);
+        async begin() {
+          const txn = await p.begin();
+          let started: number | null = null;
+          return {
+            async send(messages) {
+              if (started === null && armed !== null) {
+                setTimeout(() => {
+                  broker.kill();
+                  kills++;
+                }, armed);
+                armed = null;
+              }
+              started ??= performance.now();
+              await txn.send(messages);
+            },
+            sendOffsets: (marker) => txn.sendOffsets(marker),
+            async commit() {
+              await txn.commit();
+              if (started !== null) durations.push(performance.now() - started);
+            },
+            abort: () => txn.abort(),
+          };
         },
       };
     },
