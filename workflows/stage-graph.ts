@@ -67,18 +67,23 @@ export class StageGraph {
     addCounts(this.totals.counts, out.counts);
     this.totals.deadLetters = deadLetterTotal(this.totals.counts);
     await Promise.all(
-      sentBatches(out).map(([key, records]) => {
+      sentBatches(out).flatMap(([key, records]) => {
         const edge = this.edgeByKey.get(`${stage.id}>${key}`);
         if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
         // Counted per loop: a record's trips around one loop do not use up the bound of another.
         const rounds = edge.feedback ? { ...unit.rounds, [edge.toOperator]: (unit.rounds?.[edge.toOperator] ?? 0) + 1 } : unit.rounds;
-        return this.run(this.stageById.get(edge.toStage)!, {
-          shard: `${unit.shard}.${key}`,
-          ...records,
-          ...(edge.id !== undefined ? { edge: key } : {}),
-          ...(rounds ? { rounds } : {}),
-          ...(unit.stream ? { stream: unit.stream } : {}),
-        });
+        const target = this.stageById.get(edge.toStage)!;
+        // A broadcast edge gives the batch to every parallel instance of its target, each under its own shard.
+        const shards = edge.broadcast ? Array.from({ length: target.parallelism }, (_, i) => `${unit.shard}.${key}@${i}`) : [`${unit.shard}.${key}`];
+        return shards.map((shard) =>
+          this.run(target, {
+            shard,
+            ...records,
+            ...(edge.id !== undefined ? { edge: key } : {}),
+            ...(rounds ? { rounds } : {}),
+            ...(unit.stream ? { stream: unit.stream } : {}),
+          }),
+        );
       }),
     );
     return true;

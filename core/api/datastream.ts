@@ -161,7 +161,11 @@ export class DataStream<T> {
     return new DataStream<T>(this.builder, id);
   }
 
-  /** Marks a stream whose every record goes to every downstream branch (fan-out made explicit in the plan). */
+  /**
+   * Every parallel instance of each operator reading the returned stream gets every record, as in
+   * Flink: a reader of parallelism 3 sees each record three times (a reader of parallelism 1, once).
+   * To give each record once to several operators, let them all read one stream (fan-out).
+   */
   broadcast(options: OperatorOptions = {}): DataStream<T> {
     const id = this.builder.add({ kind: "broadcast", inputs: [{ from: this.operatorId, tag: this.tag }], fn: undefined, options });
     return new DataStream<T>(this.builder, id);

@@ -37,6 +37,8 @@ export interface StageEdge {
   toInput?: number;
   /** A feedback back edge: records arrive one round later. */
   feedback?: boolean;
+  /** Leaves a `broadcast` operator: every parallel instance of the target stage gets every record. */
+  broadcast?: boolean;
 }
 
 /** Key of an edge (plans before graphs had one edge per target stage, keyed by its id). */
@@ -89,6 +91,8 @@ function cutReason(
   if (stages.size > 1) return `"${node.name}" joins inputs from different stages`;
   for (const upstream of upstreams) {
     if (!STATELESS_KINDS.has(upstream.kind)) return `"${upstream.name}" is stateful (${upstream.kind})`;
+    if (upstream.kind === "broadcast" && par(node) > 1)
+      return `"${node.name}" reads the broadcast "${upstream.name}": each of its ${par(node)} instances gets every record`;
     if (par(node) !== par(upstream)) return `parallelism changes from ${par(upstream)} ("${upstream.name}") to ${par(node)} ("${node.name}")`;
   }
   return null;
@@ -122,6 +126,7 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
       toOperator: to.id,
       ...(toInput > 0 ? { toInput } : {}),
       ...(input.feedback ? { feedback: true } : {}),
+      ...(from.kind === "broadcast" ? { broadcast: true } : {}),
     });
   };
   const upstreamOf = (input: NodeInput, node: LogicalNode): LogicalNode => {

@@ -3,7 +3,8 @@
  * and without `otherwise`, connected streams (a class co-map whose open/close are counted, a
  * co-flat-map), and feedback loops that converge or hit their bound. Each shape runs fused and, where
  * it changes the plan, unfused or with a parallelism cut; the output must be the reference computed
- * here in plain TypeScript, each (batch, edge) delivered once, each branch in order.
+ * here in plain TypeScript, each (batch, edge) delivered once (on a broadcast edge, once to each
+ * instance of the reader), each branch in order.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -60,25 +61,65 @@ function ins(counts: StageCounts, ...ops: string[]): Record<string, number | und
   return Object.fromEntries(ops.map((op) => [op, counts[op]?.in]));
 }
 
+/**
+ * Asserts that `got` holds `want` exactly `copies` times, each copy in input order: the k-th
+ * occurrences of the (distinct) records, in output order, are `want` in order, for every k.
+ */
+function assertCopiesInOrder(got: readonly unknown[], want: readonly unknown[], copies: number, what: string): void {
+  const seen = new Map<string, number>();
+  const byCopy: string[][] = Array.from({ length: copies }, () => []);
+  for (const value of got) {
+    const key = JSON.stringify(value);
+    const k = seen.get(key) ?? 0;
+    seen.set(key, k + 1);
+    assert.ok(k < copies, `${what}: ${key} arrived more than ${copies} times`);
+    byCopy[k]!.push(key);
+  }
+  const wanted = want.map((v) => JSON.stringify(v));
+  byCopy.forEach((keys, k) => assert.deepEqual(keys, wanted, `${what}: copy ${k + 1} of ${copies}`));
+}
+
 for (const { shape, overrides } of VARIANTS) {
-  test(`broadcast: every record reaches both downstream sinks once (${shape.variant})`, async () => {
+  test(`broadcast: each parallel instance of every reader gets every record (${shape.variant})`, async () => {
     const config = testConfig(`graphs-broadcast-${shape.variant}`, overrides);
     const all = join(config.dir, "all.jsonl");
     const tenfold = join(config.dir, "tenfold.jsonl");
     const { job, result } = await runJob(broadcastPipeline(shape), config, { all, tenfold });
-    // One path per sink: each sink's output is in input order, whatever the plan.
-    assert.deepEqual(
+    // `all` runs at the job's parallelism, `tens -> tenfold` at the shape's: one copy per instance.
+    const allCopies = config.execution.parallelism;
+    const tensCopies = shape.downstreamParallelism ?? allCopies;
+    assert.ok(allCopies > 1, "the job's parallelism must be above 1 for a broadcast to be seen");
+    // Shards are published in name order, one per instance and batch: each copy keeps the input order.
+    assertCopiesInOrder(
       readJsonl(all),
       NUMBERS.map((n) => ({ n, sq: n * n })),
+      allCopies,
+      "all",
     );
-    assert.deepEqual(
+    assertCopiesInOrder(
       readJsonl(tenfold),
       NUMBERS.map((n) => ({ n, tens: n * n * 10 })),
+      tensCopies,
+      "tenfold",
     );
-    assert.deepEqual(ins(result.counts, "square", "fan", "all", "tens", "tenfold"), { square: N, fan: N, all: N, tens: N, tenfold: N });
+    assert.deepEqual(ins(result.counts, "square", "fan", "all", "tens", "tenfold"), {
+      square: N,
+      fan: N,
+      all: N * allCopies,
+      tens: N * tensCopies,
+      tenfold: N * tensCopies,
+    });
     assert.equal(result.deadLetters, 0);
     const fanStage = job.plan!.stages.find((s) => s.operators.includes("fan"))!;
-    assert.equal(fanStage.operators.includes("tens"), shape.variant === "fused", `stages: ${job.plan!.stages.map((s) => s.name).join(" | ")}`);
+    assert.ok(!fanStage.operators.includes("all") && !fanStage.operators.includes("tens"), `stages: ${job.plan!.stages.map((s) => s.name).join(" | ")}`);
+    const fromFan = job.plan!.edges.filter((e) => e.fromOperator === "fan");
+    assert.deepEqual(
+      fromFan.map((e) => [e.toOperator, e.broadcast]),
+      [
+        ["all", true],
+        ["tens", true],
+      ],
+    );
   });
 }
 

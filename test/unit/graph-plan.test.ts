@@ -164,6 +164,64 @@ test("a loop body that fuses with its feedback node sends its records around thr
   );
 });
 
+/** nums -> square -> fan (broadcast) -> { all (sink), tens -> tenfold (sink) }; `tens` at parallelism `readers` when given. */
+const fanned = (parallelism: number, fusion: boolean, readers?: number) =>
+  definePipeline("fanned", (env) => {
+    const fan = env
+      .fromCollection([1, 2, 3], { name: "nums" })
+      .map((n) => n * n, { name: "square" })
+      .broadcast({ name: "fan" });
+    fan.sink(FileSink.jsonl("/tmp/all"), { name: "all" });
+    fan.map((n) => n * 10, { name: "tens", ...(readers ? { parallelism: readers } : {}) }).sink(FileSink.jsonl("/tmp/tenfold"), { name: "tenfold" });
+  }).compile({ parallelism, fusion });
+
+/** Each edge as from -> to operator, with its broadcast mark. */
+const marks = (plan: PhysicalPlan) => plan.edges.map((e) => [`${e.fromOperator}->${e.toOperator}`, e.broadcast ?? false]);
+
+test("a broadcast is cut from its readers of parallelism above 1, and only the edges leaving it are marked", () => {
+  const { plan } = fanned(2, true);
+  assert.deepEqual(stageNames(plan), ["nums+square+fan", "all", "tens+tenfold"]);
+  assert.deepEqual(
+    plan.cuts.map((c) => [c.from, c.to, c.reason]),
+    [
+      ["fan", "all", '"all" reads the broadcast "fan": each of its 2 instances gets every record'],
+      ["fan", "tens", '"tens" reads the broadcast "fan": each of its 2 instances gets every record'],
+    ],
+  );
+  assert.deepEqual(marks(plan), [
+    ["fan->all", true],
+    ["fan->tens", true],
+  ]);
+  assert.deepEqual(
+    plan.stages.map((s) => s.parallelism),
+    [2, 2, 2],
+  );
+});
+
+test("a broadcast read at parallelism 1 fuses like a forward stream: one instance gets every record once", () => {
+  const { plan } = fanned(1, true);
+  assert.deepEqual(stageNames(plan), ["nums+square+fan+all+tens+tenfold"]);
+  assert.deepEqual(plan.edges, []);
+});
+
+test("unfused or across a parallelism change, the edges after a broadcast's readers are plain forward edges", () => {
+  assert.deepEqual(marks(fanned(2, false).plan), [
+    ["nums->square", false],
+    ["square->fan", false],
+    ["fan->all", true],
+    ["fan->tens", true],
+    ["tens->tenfold", false],
+  ]);
+  const { plan } = fanned(1, true, 3);
+  assert.deepEqual(stageNames(plan), ["nums+square+fan+all", "tens", "tenfold"]);
+  assert.deepEqual(marks(plan), [
+    ["fan->tens", true],
+    ["tens->tenfold", false],
+  ]);
+  assert.equal(plan.cuts[0]!.reason, '"tens" reads the broadcast "fan": each of its 3 instances gets every record');
+  assert.notEqual(plan.hash, fanned(1, true).plan.hash);
+});
+
 test("route definition errors: a label twice, no branch at all", () => {
   const withBranches = (labels: string[]) =>
     definePipeline("bad-route", (env) =>
