@@ -1,8 +1,10 @@
 /**
  * A routed job survives a worker killed with SIGKILL: fusion off (every branch batch crosses
  * workflow history), small splits, CPU work per record; a `sage worker` process is killed while its
- * `work` activity is held at line 2400 (the fixture's gate), a second one finishes the job. The output must be byte-identical to
- * an uninterrupted run and equal to a reference computed here: each record once, in its branch.
+ * `work` activity is held at line 2400 (the fixture's gate, opened only once that process is gone),
+ * and a second one finishes the job. Nothing here depends on timing: the held activity must run
+ * again on the second worker, and the output must be byte-identical to an uninterrupted run and
+ * equal to a reference computed here: each record once, in its branch.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -87,7 +89,11 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
     // the other splits go on meanwhile (stages run ahead of one another), so wait for a fifth of them.
     await until("work to reach the gate", async () => (existsSync(`${gate}.reached`) ? true : undefined), 120_000);
     const before = await progressUntil(job, "a fifth of the splits", (p) => p.splitsDone >= p.splitsTotal / 5);
-    workers[0]!.child.kill("SIGKILL");
+    const killed = workers[0]!.child;
+    const gone = new Promise((done) => killed.once("exit", done));
+    killed.kill("SIGKILL");
+    // The gate opens only once the process holding it is gone: it cannot finish the held activity.
+    await gone;
     writeFileSync(`${gate}.open`, "");
     assert.ok(before.splitsTotal >= 30, `expected dozens of splits, got ${before.splitsTotal}`);
     assert.ok(before.splitsDone < before.splitsTotal, `the job finished before the kill (${before.splitsDone}/${before.splitsTotal})`);
@@ -98,6 +104,10 @@ test("a worker killed with SIGKILL mid-way through a routed, unfused job: output
     assert.equal(result.phase, "done");
     assert.equal(result.splitsDone, result.splitsTotal);
     assert.equal(result.deadLetters, 0);
+    // Each process that reached the gate line appended its pid: first the killed one, then the second worker.
+    const reached = readFileSync(`${gate}.reached`, "utf8").trimEnd().split("\n");
+    assert.equal(reached[0], String(killed.pid), `the gate was first reached by ${reached[0]}, not by the killed worker ${killed.pid}`);
+    assert.ok(reached.includes(String(workers[1]!.child.pid)), `the held work did not run again on the second worker: ${reached.join(", ")}`);
     const attempts = await stageAttempts(client, job);
     assert.ok(
       attempts.some((a) => a > 1),
