@@ -179,6 +179,7 @@ function missing(a: string, b: string): string[] {
   return a.split("\n").filter((l) => !have.has(l));
 }
 
+/** Writes the report, or with `--check` compares it with the committed one. */
 function main(): void {
   const list = entries();
   const prog = program(list.map((e) => e.file));
@@ -194,8 +195,9 @@ function main(): void {
   if (committed === report) return;
   const removed = missing(committed, report).map((l) => `- ${l}`);
   const added = missing(report, committed).map((l) => `+ ${l}`);
+  const changes = removed.length + added.length > 0 ? [...removed, ...added] : ["(the same lines, in another order)"];
   console.error(
-    [`api-report: ${relative(ROOT, REPORT)} differs from the code's public API:`, ...removed, ...added].join("\n") +
+    [`api-report: ${relative(ROOT, REPORT)} differs from the code's public API:`, ...changes].join("\n") +
       "\nIf the change is meant, run `npx tsx scripts/api-report.ts` and commit the report with it.",
   );
   process.exitCode = 1;
