@@ -3,7 +3,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { SageConfig } from "../core/config/schema.js";
-import { ServerUnavailableError } from "../core/errors.js";
+import { ServerUnavailableError, UsageError } from "../core/errors.js";
+import { SA_JOB_ID, SA_PIPELINE } from "../core/plan/job.js";
 import { loadConfig } from "../client/config-loader.js";
 import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev/temporal-server.js";
 import { createLogger } from "../client/logger.js";
@@ -54,11 +55,22 @@ export function uiBase(config: SageConfig): string | null {
   return `http://127.0.0.1:${config.temporal["ui-port"]}`;
 }
 
-/** Web UI link of one workflow run. */
-export function uiLink(config: SageConfig, workflowId: string, runId?: string): string | null {
+/**
+ * What a Web UI link shows: one run (the run id is required: the UI reads a missing one as the run
+ * id "history" and answers 400), or the list of a pipeline's or a job's workflows (a visibility
+ * query on the search attributes every job carries; a streaming job's partition workflows continue
+ * as new, so a link to one run of theirs goes stale).
+ */
+export type UiTarget = { workflowId: string; runId: string } | { pipeline: string } | { jobId: string };
+
+/** Web UI link of one workflow run, or of a pipeline's or a job's workflow list (null when the UI address is unknown). */
+export function uiLink(config: SageConfig, target: UiTarget): string | null {
   const base = uiBase(config);
   if (!base) return null;
-  return `${base}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows/${encodeURIComponent(workflowId)}${runId ? `/${runId}` : ""}/history`;
+  const workflows = `${base}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows`;
+  if ("runId" in target) return `${workflows}/${encodeURIComponent(target.workflowId)}/${encodeURIComponent(target.runId)}/history`;
+  const query = "pipeline" in target ? `${SA_PIPELINE}="${target.pipeline}"` : `${SA_JOB_ID}="${target.jobId}"`;
+  return `${workflows}?query=${encodeURIComponent(query)}`;
 }
 
 /**
@@ -90,7 +102,7 @@ export function parseParams(values: string[] = []): Record<string, string> {
   const out: Record<string, string> = {};
   for (const v of values) {
     const i = v.indexOf("=");
-    if (i <= 0) throw new Error(`--param "${v}" must look like name=value`);
+    if (i <= 0) throw new UsageError(`--param "${v}" must look like name=value`);
     out[v.slice(0, i)] = v.slice(i + 1);
   }
   return out;

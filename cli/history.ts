@@ -8,6 +8,7 @@ import { SageClient, failureMessage } from "../client/sage-client.js";
 import { createSageWorker } from "../worker/sage-worker.js";
 import { cliLogger, configFrom, uiLink, type GlobalFlags } from "./common.js";
 import { follow } from "./progress.js";
+import { UsageError } from "../core/errors.js";
 
 interface ReplayFlags extends GlobalFlags {
   failed?: boolean;
@@ -26,7 +27,7 @@ export async function replayCommand(workflowId: string | undefined, flags: Repla
   if (flags.file) {
     verdicts = [await replayFile(flags.file, workflows)];
   } else {
-    if (!workflowId && !flags.failed) throw new Error("give a workflow id, --failed, or --file <history.json>");
+    if (!workflowId && !flags.failed) throw new UsageError("give a workflow id, --failed, or --file <history.json>");
     const client = await SageClient.connect({ config });
     try {
       verdicts = flags.failed
@@ -63,12 +64,13 @@ export async function rerunCommand(workflowId: string, flags: RerunFlags): Promi
     if (flags.recorded) {
       const { job, from } = await rerunRecorded(client, workflowId, pipeline ? { pipeline } : {});
       process.stderr.write(`re-running ${workflowId} as ${job.workflowId} with the model answers recorded by ${from} (no model calls)\n`);
+      const link = uiLink(config, { workflowId: job.workflowId, runId: job.runId ?? (await job.describe()).runId });
       try {
         const result = await follow(job, job.result(), logger);
         process.stdout.write(
           flags.json
             ? `${JSON.stringify({ ...result, workflowId: job.workflowId, recordedFrom: from })}\n`
-            : `${job.workflowId}: ${result.phase}, dead letters ${result.deadLetters}, model answers from the record of ${from}\nWeb UI: ${uiLink(config, job.workflowId, job.runId) ?? "-"}\n`,
+            : `${job.workflowId}: ${result.phase}, dead letters ${result.deadLetters}, model answers from the record of ${from}\nWeb UI: ${link ?? "-"}\n`,
         );
       } catch (err) {
         process.stderr.write(`sage: ${failureMessage(err)}\n`);
@@ -84,7 +86,7 @@ export async function rerunCommand(workflowId: string, flags: RerunFlags): Promi
       process.stdout.write(
         flags.json
           ? `${JSON.stringify({ ...result, runId, reusedSplits: reused })}\n`
-          : `${workflowId}: ${result.phase}, ${result.splitsTotal} splits (${reused} reused), dead letters ${result.deadLetters}\nWeb UI: ${uiLink(config, workflowId, runId) ?? "-"}\n`,
+          : `${workflowId}: ${result.phase}, ${result.splitsTotal} splits (${reused} reused), dead letters ${result.deadLetters}\nWeb UI: ${uiLink(config, { workflowId, runId }) ?? "-"}\n`,
       );
     } catch (err) {
       process.stderr.write(`sage: ${failureMessage(err)}\n`);

@@ -15,6 +15,6 @@ export async function indexCommand(docs: string, flags: IndexFlags): Promise<voi
   await ensureServer(config, (m) => process.stderr.write(`${m}\n`));
   const index = flags.index ?? resolve(config["data-dir"], "index", "docs");
   const r = await indexDocuments({ docs, index, config, logger, ...(flags.jobId ? { jobId: flags.jobId } : {}) });
-  const link = uiLink(config, r.workflowId);
+  const link = uiLink(config, { workflowId: r.workflowId, runId: r.runId });
   process.stdout.write(`indexed ${r.chunks} chunk(s) of ${r.documents} document(s) into ${r.index} (LanceDB)\n${link ? `Web UI: ${link}\n` : ""}`);
 }

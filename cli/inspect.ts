@@ -71,7 +71,7 @@ export async function statusCommand(jobId: string | undefined, flags: StatusFlag
       closeTime: desc.closeTime,
       detail,
       llm,
-      webUi: uiLink(config, job.workflowId, desc.runId),
+      webUi: uiLink(config, { workflowId: job.workflowId, runId: desc.runId }),
     };
     process.stdout.write(flags.json ? `${JSON.stringify(out)}\n` : `${formatStatus(out)}\n`);
   } finally {

@@ -108,11 +108,15 @@ program
   .option("--models-dir <dir>", "where the model files are (default .tools/models)")
   .action(modelsServeCommand);
 
+/** Codes of errors in what the user gave (flags, configuration, pipeline, parameters, job id): exit code 2, as for a usage error. */
+const USER_INPUT_CODES: readonly string[] = ["CONFIG", "PIPELINE_DEFINITION", "USAGE", "MISSING_PARAMETER", "JOB_EXISTS"];
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  const e = err as Error;
-  process.stderr.write(`sage: ${e instanceof SageError ? `${e.message}` : e.message}\n`);
+  const e = err instanceof Error ? err : new Error(String(err));
+  // A TypeError or the like is a bug, not the user's doing: its name says so.
+  process.stderr.write(`sage: ${e instanceof SageError || e.name === "Error" ? e.message : `${e.name}: ${e.message}`}\n`);
   if (process.env.SAGE_DEBUG) process.stderr.write(`${e.stack}\n`);
-  process.exitCode = e instanceof SageError && (e.code === "CONFIG" || e.code === "PIPELINE_DEFINITION") ? 2 : 1;
+  process.exitCode = e instanceof SageError && USER_INPUT_CODES.includes(e.code) ? 2 : 1;
 }

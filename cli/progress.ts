@@ -10,7 +10,7 @@ function recordsIn(p: JobProgress): number {
   return first ? first.in : 0;
 }
 
-/** Polls `job.progress()` until `done` settles; returns the last progress seen. */
+/** Shows `job.progress()` (polled) until `done` settles; returns what `done` settles with (the job's result, or its failure). */
 export async function follow<T>(job: SageJob, done: Promise<T>, logger: Logger, tty = process.stderr.isTTY === true): Promise<T> {
   let last: JobProgress | null = null;
   const bar = tty

@@ -7,6 +7,7 @@ import { follow } from "./progress.js";
 import { renderSummary } from "./summary.js";
 import { runStreaming } from "./stream.js";
 import { isStreaming } from "../core/plan/stream.js";
+import { checkParameters } from "../core/plan/parameters.js";
 import { watchPauses } from "./pauses.js";
 
 interface RunFlags extends GlobalFlags {
@@ -17,13 +18,17 @@ interface RunFlags extends GlobalFlags {
   json?: boolean;
 }
 
-/** Runs a pipeline to completion and prints its summary; exit code 1 when the job fails. */
+/**
+ * Runs a pipeline to completion and prints its summary; exit code 1 when the job fails, 2 when it is
+ * refused before it starts (a missing parameter, a job id that was already run).
+ */
 export async function runCommand(modulePath: string, flags: RunFlags): Promise<void> {
   const config = configFrom(flags);
   const logger = cliLogger(config, "cli");
   const params = parseParams(flags.param);
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
   const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }); // definition errors before anything starts
+  checkParameters(plan, params); // submit checks too; here it comes before a server or a worker is started
   const say = (m: string) => process.stderr.write(`${m}\n`);
   await ensureServer(config, say);
   if (isStreaming(plan)) return runStreaming(pipeline, config, flags, logger);
@@ -38,15 +43,15 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   const started = Date.now();
   try {
     const job = await client.submit(pipeline, { ...(flags.jobId ? { jobId: flags.jobId } : {}), params });
-    const runId = job.runId;
-    const link = uiLink(config, job.workflowId, runId);
-    say(`submitted ${job.workflowId}${link ? `\nWeb UI: ${link}` : ""}`);
+    const link = uiLink(config, { workflowId: job.workflowId, runId: job.runId });
+    const list = uiLink(config, { pipeline: pipeline.name });
+    say(`submitted ${job.workflowId}${link ? `\nWeb UI: ${link}\njobs of ${pipeline.name} in the Web UI: ${list}` : ""}`);
     try {
       const result = await follow(job, job.result(), logger);
       const wall = Date.now() - started;
       process.stdout.write(
         flags.json
-          ? `${JSON.stringify({ ...result, workflowId: job.workflowId, runId, wallMs: wall, webUi: link })}\n`
+          ? `${JSON.stringify({ ...result, workflowId: job.workflowId, runId: job.runId, wallMs: wall, webUi: link })}\n`
           : `${renderSummary(result, job.plan, job.workflowId, wall, link)}\n`,
       );
     } catch (err) {

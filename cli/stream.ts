@@ -12,6 +12,7 @@ import { loadPipeline } from "./module-loader.js";
 import { startMetricsServer } from "../worker/metrics.js";
 import { cliLogger, configFrom, parseParams, uiLink, type GlobalFlags } from "./common.js";
 import { watchPauses } from "./pauses.js";
+import { BrokerUnavailableError, UsageError } from "../core/errors.js";
 
 /** Flags of `sage shim` and of `sage run` for a streaming pipeline. */
 export interface StreamFlags extends GlobalFlags {
@@ -39,7 +40,10 @@ async function prepare(pipeline: Pipeline, config: SageConfig, flags: StreamFlag
     params: parseParams(flags.param),
   });
   const admin = await kafka.admin().catch((err: unknown) => {
-    throw new Error(`no Kafka broker answers at ${config.kafka.brokers} (${(err as Error).message}); start one with \`sage dev --kafka\` or set kafka.brokers`);
+    throw new BrokerUnavailableError(
+      `no Kafka broker answers at ${config.kafka.brokers} (${(err as Error).message}); start one with \`sage dev --kafka\` or set kafka.brokers`,
+      { cause: err },
+    );
   });
   try {
     await admin.ensureTopic(deadLetterTopicOf(config, pipeline.name), 1);
@@ -78,7 +82,7 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
   const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
   const source = kafkaSourceOf(plan);
-  if (!source) throw new Error(`pipeline "${pipeline.name}" has no Kafka source; run bounded pipelines with \`sage run\``);
+  if (!source) throw new UsageError(`pipeline "${pipeline.name}" has no Kafka source; run bounded pipelines with \`sage run\``);
   // A restarted shim must find the same job: the default job id is the consumer group.
   const { client, job, shim } = await prepare(pipeline, config, flags, source.groupId, logger);
   watchPauses(logger);
@@ -123,7 +127,7 @@ export async function runStreaming(pipeline: Pipeline, config: SageConfig, flags
   process.once("SIGTERM", interrupt);
   try {
     await shim.start();
-    const link = uiLink(config, job.workflowIds[0]!);
+    const link = uiLink(config, { jobId: job.jobId });
     say(`streaming job ${job.jobId}: ${job.workflowIds.length} partition workflow(s) ${job.workflowIds.join(", ")}${link ? `\nWeb UI: ${link}` : ""}`);
     say(`stop it with \`sage stop ${job.jobId}\` or Ctrl-C`);
     await report(job, shim, shim.done, logger);

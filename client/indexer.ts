@@ -19,6 +19,8 @@ export interface IndexReport {
   documents: number;
   job: JobResult;
   workflowId: string;
+  /** The indexing job's run (for its Web UI link). */
+  runId: string;
 }
 
 /** True when `index` holds a LanceDB chunks table. */
@@ -49,7 +51,7 @@ export async function indexDocuments(options: { docs: string; index: string; con
         return { id: c.id, source: c.source, text: c.text, vector: c.embedding } satisfies ChunkRow;
       });
     const chunks = await writeIndex(index, rows);
-    return { index, chunks, documents: new Set(rows.map((r) => r.source)).size, job: result, workflowId: job.workflowId };
+    return { index, chunks, documents: new Set(rows.map((r) => r.source)).size, job: result, workflowId: job.workflowId, runId: job.runId };
   } finally {
     await client.close();
     await worker.shutdown();

@@ -7,12 +7,14 @@
  * console.log(await job.result());
  * ```
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from "@temporalio/client";
+import { ActivityFailure, Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from "@temporalio/client";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
-import { ServerUnavailableError } from "../core/errors.js";
-import { PIPELINE_WORKFLOW, PROGRESS_QUERY, workflowIdOf, type JobInput, type JobProgress, type JobResult, type JobRuntimeOptions } from "../core/plan/job.js";
+import { JobExistsError, ServerUnavailableError, UsageError } from "../core/errors.js";
+import { PIPELINE_WORKFLOW, parseWorkflowId, workflowIdOf, type JobInput, type JobProgress, type JobResult, type JobRuntimeOptions } from "../core/plan/job.js";
+import { progressQuery } from "../workflows/contract.js";
 import { isStreaming } from "../core/plan/stream.js";
+import { checkParameters } from "../core/plan/parameters.js";
 import type { PhysicalPlan } from "../core/plan/physical.js";
 import { loadConfig } from "./config-loader.js";
 import { connectionOptions } from "./connection.js";
@@ -46,15 +48,30 @@ export function newJobId(): string {
   return `${t}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-/** Text of a failure chain, outermost first, for CLI output. */
+/** The errors of a failure chain, outermost first. */
+function causes(err: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let cur = err; cur instanceof Error && chain.length < 10; cur = (cur as { cause?: unknown }).cause) chain.push(cur);
+  return chain;
+}
+
+/**
+ * A failure's root cause, said once: where it happened (the activity, whose error names the operator
+ * and carries the hint) and its message. The chain around it (workflow failed, activity task failed,
+ * the error's own cause) repeats the same words, so it is left out.
+ */
 export function failureMessage(err: unknown): string {
-  const parts: string[] = [];
-  let cur: unknown = err;
-  while (cur instanceof Error && parts.length < 6) {
-    if (!parts.includes(cur.message)) parts.push(cur.message);
-    cur = (cur as { cause?: unknown }).cause;
+  if (err instanceof JobFailedError) return err.message; // said once already, when it was made
+  const chain = causes(err);
+  const activity = chain.find((e): e is ActivityFailure => e instanceof ActivityFailure);
+  if (activity?.cause) return `${activity.activityType ?? "an activity"} failed: ${activity.cause.message}`;
+  // No activity failed (a workflow error, a termination, a timeout): each message once, wrappers left out.
+  const said: string[] = [];
+  for (const e of chain) {
+    if (e instanceof JobFailedError || (e instanceof WorkflowFailedError && e.cause)) continue;
+    if (e.message && !said.some((m) => m.includes(e.message))) said.push(e.message);
   }
-  return parts.join(": ");
+  return said.join(": ") || String(err);
 }
 
 /** A submitted job. */
@@ -86,7 +103,7 @@ export class SageJob {
 
   /** Live progress (splits, counts per operator, dead letters), via the workflow's query. */
   async progress(): Promise<JobProgress> {
-    return this.handle.query<JobProgress>(PROGRESS_QUERY);
+    return this.handle.query(progressQuery);
   }
 
   /** Temporal's description of the run (status, times, memo with the plan). */
@@ -100,7 +117,10 @@ export class SageJob {
   }
 }
 
-/** A job that ended in failure; `message` holds the cause chain. */
+/** A job this client started: the id of the run it started is known. */
+export type StartedJob = SageJob & { readonly runId: string };
+
+/** A job that ended in failure; `message` holds its root cause. */
 export class JobFailedError extends Error {
   readonly code = "JOB_FAILED";
   constructor(
@@ -180,44 +200,64 @@ export class SageClient {
     };
   }
 
-  /** Compiles `pipeline`, starts it as a job and returns its handle. */
-  async submit(pipeline: Pipeline, options: SubmitOptions = {}): Promise<SageJob> {
+  /**
+   * Compiles `pipeline`, checks that every job parameter it needs is given, starts it as a job and
+   * returns its handle. A job id is run once: a second submit under the same id throws
+   * `JobExistsError` describing the earlier run (`sage rerun` runs a failed job again).
+   */
+  async submit(pipeline: Pipeline, options: SubmitOptions = {}): Promise<StartedJob> {
     const exec = this.config.execution;
     const compiled = pipeline.compile({ parallelism: options.parallelism ?? exec.parallelism, fusion: exec.fusion });
     if (isStreaming(compiled.plan)) {
-      throw new Error(
+      throw new UsageError(
         `pipeline "${pipeline.name}" reads Kafka: it runs as a streaming job, started by the shim (\`sage run\` or \`sage shim\`), not by submit()`,
       );
     }
+    const params = options.params ?? {};
+    checkParameters(compiled.plan, params);
     const jobId = options.jobId ?? newJobId();
-    const input: JobInput = {
-      jobId,
-      plan: compiled.plan,
-      params: options.params ?? {},
-      runtime: this.runtimeOptions(),
-      ...(options.resume ? { resume: options.resume } : {}),
-    };
+    const input: JobInput = { jobId, plan: compiled.plan, params, runtime: this.runtimeOptions(), ...(options.resume ? { resume: options.resume } : {}) };
     const workflowId = workflowIdOf(pipeline.name, jobId);
     try {
       const handle = await this.temporal.workflow.start(PIPELINE_WORKFLOW, {
         workflowId,
         taskQueue: taskQueueOf(pipeline.name, this.config),
         args: [input],
+        // Closed runs too: a second start would otherwise run the job id again.
+        workflowIdReusePolicy: "REJECT_DUPLICATE",
         ...this.startDecorations(
           pipeline.name,
           jobId,
           compiled.plan,
-          input.params,
+          params,
           `sage pipeline ${pipeline.name}, job ${jobId}, plan ${compiled.plan.hash.slice(0, 12)}`,
         ),
       });
-      return new SageJob(handle, pipeline.name, jobId, compiled.plan, handle.firstExecutionRunId);
+      return new SageJob(handle, pipeline.name, jobId, compiled.plan, handle.firstExecutionRunId) as StartedJob;
     } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new Error(`job "${jobId}" of pipeline "${pipeline.name}" is already running (workflow ${workflowId}); pick another --job-id`);
-      }
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw await this.jobExists(workflowId, params);
       throw err;
     }
+  }
+
+  /** The error for a submit under a job id that already names a job: the earlier run, its status and parameters, what to do. */
+  private async jobExists(workflowId: string, params: Record<string, string>): Promise<JobExistsError> {
+    const earlier = await this.temporal.workflow.getHandle(workflowId).describe();
+    const status = earlier.status.name;
+    const before = (earlier.memo?.params ?? {}) as Record<string, string>;
+    const show = (p: Record<string, string>, keys: string[]) => keys.map((k) => `${k}=${p[k] ?? "(not given)"}`).join(" ") || "none";
+    const changed = [...new Set([...Object.keys(before), ...Object.keys(params)])].filter((k) => before[k] !== params[k]).sort();
+    const next = ["FAILED", "TERMINATED", "TIMED_OUT"].includes(status)
+      ? `run it again, reusing its completed splits, with \`sage rerun ${workflowId}\`; or pick a new job id (--job-id)`
+      : `see it with \`sage status ${workflowId}\`; or pick a new job id (--job-id)`;
+    const lines = [
+      `job ${workflowId} already exists; a job id is run once, so this request was not started`,
+      `  earlier run:   ${earlier.runId}, ${status}, started ${earlier.startTime.toISOString()}`,
+      `  its params:    ${show(before, Object.keys(before).sort())}`,
+      `  this request:  ${changed.length === 0 ? "the same parameters" : `differs in ${show(params, changed)}`}`,
+      `  next:          ${next}`,
+    ];
+    return new JobExistsError(workflowId, earlier.runId, status, before, lines.join("\n"));
   }
 
   /** A handle on an existing job by workflow id, or by job id (looked up by search attribute). */
@@ -228,11 +268,12 @@ export class SageClient {
       for await (const w of this.temporal.workflow.list({ query: `${SEARCH_ATTRIBUTES.jobId.name} = "${idOrWorkflowId.replace(/"/g, "")}"` })) {
         if (!found.includes(w.workflowId)) found.push(w.workflowId);
       }
-      if (found.length === 0) throw new Error(`no job with id "${idOrWorkflowId}" (give the workflow id sage/<pipeline>/<jobId>, or check \`sage status\`)`);
-      if (found.length > 1) throw new Error(`job id "${idOrWorkflowId}" is ambiguous: ${found.join(", ")}; give the workflow id`);
+      if (found.length === 0)
+        throw new UsageError(`no job with id "${idOrWorkflowId}" (give the workflow id sage/<pipeline>/<jobId>, or check \`sage status\`)`);
+      if (found.length > 1) throw new UsageError(`job id "${idOrWorkflowId}" is ambiguous: ${found.join(", ")}; give the workflow id`);
       workflowId = found[0]!;
     }
-    const [, pipeline = "", jobId = ""] = workflowId.split("/");
+    const { pipeline = "", jobId = "" } = parseWorkflowId(workflowId) ?? {};
     return new SageJob(this.temporal.workflow.getHandle(workflowId), pipeline, jobId, null);
   }
 

@@ -9,7 +9,10 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from "node:path";
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from "@temporalio/client";
 import { RetryState } from "@temporalio/common";
-import { JobFailedError, SageClient } from "../../client/sage-client.js";
+import { JobFailedError, SageClient, SageJob, newJobId } from "../../client/sage-client.js";
+import { taskQueueOf } from "../../client/task-queue.js";
+import { MissingParameterError } from "../../core/errors.js";
+import { PIPELINE_WORKFLOW, workflowIdOf, type JobInput, type JobResult } from "../../core/plan/job.js";
 import type { SageConfig } from "../../core/config/schema.js";
 import type { Pipeline } from "../../core/api/pipeline.js";
 import { REPO, cliEnv, runJob, sageCli, startWorker, testConfig } from "../support/harness.js";
@@ -24,9 +27,29 @@ interface Failure {
   retryState: RetryState | undefined;
 }
 
-/** Runs a job that must fail and returns how it failed. */
-async function failingJob(pipeline: Pipeline, config: SageConfig, params: Record<string, string>): Promise<Failure> {
-  const err = await runJob(pipeline, config, params).then(
+/** Starts `pipeline` as another Temporal client could, past `submit`'s parameter check, and waits for its result. */
+async function runUnchecked(pipeline: Pipeline, config: SageConfig, params: Record<string, string>): Promise<JobResult> {
+  const worker = await startWorker(pipeline, config);
+  const client = await SageClient.connect({ config });
+  try {
+    const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
+    const jobId = newJobId();
+    const input: JobInput = { jobId, plan, params, runtime: client.runtimeOptions() };
+    const handle = await client.temporal.workflow.start(PIPELINE_WORKFLOW, {
+      workflowId: workflowIdOf(pipeline.name, jobId),
+      taskQueue: taskQueueOf(pipeline.name, config),
+      args: [input],
+    });
+    return await new SageJob(handle, pipeline.name, jobId, plan).result();
+  } finally {
+    await client.close();
+    await worker.stop();
+  }
+}
+
+/** Runs a job that must fail and returns how it failed (`unchecked`: started past submit's parameter check). */
+async function failingJob(pipeline: Pipeline, config: SageConfig, params: Record<string, string>, unchecked = false): Promise<Failure> {
+  const err = await (unchecked ? runUnchecked(pipeline, config, params) : runJob(pipeline, config, params)).then(
     () => assert.fail("the job succeeded"),
     (e: unknown) => e,
   );
@@ -75,17 +98,36 @@ test("an input path that is a directory fails the job at once", { timeout: 60_00
   assertFailedAtOnce(f, "SOURCE", "sage:splits", `source "lines": input "${input}" is not a regular file`);
 });
 
-test("a missing job parameter fails the job at once, naming the parameter and who needs it", { timeout: 60_000 }, async () => {
-  const config = testConfig("bad-missing-param");
-  const input = inputFile(config.dir);
-  const noInput = await failingJob(copyPipeline, config, { output: join(config.dir, "out.jsonl") });
-  assertFailedAtOnce(noInput, "SOURCE", "sage:splits", 'source "lines" needs job parameter "input", which was not given (pass --param input=...)');
-  const noOutput = await failingJob(copyPipeline, config, { input });
-  assertFailedAtOnce(noOutput, "SINK", "sage:splits", 'sink "out" needs job parameter "output", which was not given (pass --param output=...)');
-  // Checked before any record is read, not at the commit after all the work.
-  const noDeadLetters = await failingJob(deadLetterSinkPipeline, config, { output: join(config.dir, "out.jsonl") });
-  assertFailedAtOnce(noDeadLetters, "SINK", "sage:splits", 'dead-letter sink needs job parameter "dead", which was not given (pass --param dead=...)');
-});
+test(
+  "a missing job parameter: submit refuses the job, and a job started past that check fails at once; both name the parameter and who needs it",
+  { timeout: 60_000 },
+  async () => {
+    const config = testConfig("bad-missing-param");
+    const input = inputFile(config.dir);
+    const client = await SageClient.connect({ config });
+    try {
+      await assert.rejects(client.submit(deadLetterSinkPipeline, { jobId: "unstarted", params: {} }), (err: unknown) => {
+        assert.ok(err instanceof MissingParameterError, String(err));
+        assert.equal(err.code, "MISSING_PARAMETER");
+        assert.match(err.message, /needs job parameters "output" \(needed by sink "out"\), "dead" \(needed by dead-letter sink\)/);
+        assert.match(err.message, /pass --param output=\.\.\. --param dead=\.\.\./);
+        return true;
+      });
+      // Refused before anything started.
+      await assert.rejects(client.temporal.workflow.getHandle(workflowIdOf(deadLetterSinkPipeline.name, "unstarted")).describe(), /not found/);
+    } finally {
+      await client.close();
+    }
+    // The worker checks too, for a job some other client started.
+    const noInput = await failingJob(copyPipeline, config, { output: join(config.dir, "out.jsonl") }, true);
+    assertFailedAtOnce(noInput, "SOURCE", "sage:splits", 'source "lines" needs job parameter "input", which was not given (pass --param input=...)');
+    const noOutput = await failingJob(copyPipeline, config, { input }, true);
+    assertFailedAtOnce(noOutput, "SINK", "sage:splits", 'sink "out" needs job parameter "output", which was not given (pass --param output=...)');
+    // Checked before any record is read, not at the commit after all the work.
+    const noDeadLetters = await failingJob(deadLetterSinkPipeline, config, { output: join(config.dir, "out.jsonl") }, true);
+    assertFailedAtOnce(noDeadLetters, "SINK", "sage:splits", 'dead-letter sink needs job parameter "dead", which was not given (pass --param dead=...)');
+  },
+);
 
 test("an output path that is a directory fails the commit at once and publishes nothing", { timeout: 60_000 }, async () => {
   const config = testConfig("bad-output-dir");
