@@ -8,7 +8,7 @@ import { ModelUnavailableError, SageError } from "../core/errors.js";
 import { ABORT_ACTIVITY, COMMIT_ACTIVITY, SPLITS_ACTIVITY, stageActivityType, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { abortJob, commitJob, listSplits, type ControlInput } from "./job-control.js";
 import type { OperatorRegistry } from "./registry.js";
-import { runStage } from "./stage-runner.js";
+import { runStage } from "./stage/run-stage.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */

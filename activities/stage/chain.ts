@@ -1,0 +1,84 @@
+/**
+ * The operator chain of a stage (after Flink's `OperatorChain`): wires the stage's operators into
+ * pushes, each operator's outputs to the operators that read them and to the edges that leave the
+ * stage, and returns the stage's ways in (its source, or each incoming edge).
+ */
+import type { LogicalNode } from "../../core/plan/logical.js";
+import { edgeKey } from "../../core/plan/physical.js";
+import type { DeadLetters } from "./dead-letters.js";
+import type { EdgeOutputs } from "./edge-outputs.js";
+import type { RecordInvoker } from "./invoker.js";
+import { operatorPushes, type OperatorWiring } from "./operators.js";
+import { output, type Push, type Target } from "./push.js";
+import type { Sinks } from "./sinks.js";
+import type { StageUnit } from "./unit.js";
+
+/** The way into a source stage in the map `wire` returns; an incoming edge's is its edge key. */
+export const SOURCE_ENTRY = "";
+
+/** The wired operators of one stage run. */
+export class OperatorChain implements OperatorWiring {
+  /** What reads each operator output, by `operator#tag`. */
+  private readonly targets = new Map<string, Target[]>();
+  /** Flushes of the `mapBatch` operators' buffers, by operator id. */
+  private readonly flushes = new Map<string, () => Promise<void>>();
+
+  constructor(
+    readonly unit: StageUnit,
+    readonly invoker: RecordInvoker,
+    readonly deadLetters: DeadLetters,
+    readonly sinks: Sinks,
+    private readonly edges: EdgeOutputs,
+  ) {}
+
+  /**
+   * Wires the stage: edges leaving the stage first, then operators from last to first, so that each
+   * operator's readers exist when its outputs are made. Returns the entry of each way into the stage,
+   * counting each record into the operator it enters.
+   */
+  async wire(): Promise<Map<string, Push>> {
+    const { stage, compiled } = this.unit;
+    for (const edge of compiled.plan.edges.filter((e) => e.fromStage === stage.id)) {
+      this.read(edge.fromOperator, edge.tag, { push: this.edges.push(edge), counts: null });
+    }
+    const pushes = new Map<string, Push[]>();
+    for (const id of [...stage.operators].reverse()) {
+      const node = this.unit.node(id);
+      const own = await operatorPushes(this, node);
+      pushes.set(id, own);
+      const counts = this.unit.countsOf(id);
+      node.inputs.forEach((input, index) => {
+        if (!input.feedback && stage.operators.includes(input.from)) this.read(input.from, input.tag, { push: own[index] ?? own[0]!, counts });
+      });
+    }
+    const entries = new Map<string, Push>();
+    const entry = (operator: string, push: Push): Push => output(null, [{ push, counts: this.unit.countsOf(operator) }]);
+    if (stage.source) entries.set(SOURCE_ENTRY, entry(stage.operators[0]!, pushes.get(stage.operators[0]!)![0]!));
+    for (const edge of compiled.plan.edges.filter((e) => e.toStage === stage.id)) {
+      const own = pushes.get(edge.toOperator)!;
+      entries.set(edgeKey(edge), entry(edge.toOperator, own[edge.toInput ?? 0] ?? own[0]!));
+    }
+    return entries;
+  }
+
+  output(node: LogicalNode, tag: string | null): Push {
+    return output(this.unit.countsOf(node.id), this.targets.get(`${node.id}#${tag ?? ""}`) ?? []);
+  }
+
+  onInputEnd(node: LogicalNode, flush: () => Promise<void>): void {
+    this.flushes.set(node.id, flush);
+  }
+
+  /** Runs the `mapBatch` buffers out, upstream operators first (their output fills the next buffer). */
+  async flushBatches(): Promise<void> {
+    for (const id of this.unit.stage.operators) await this.flushes.get(id)?.();
+  }
+
+  /** Adds `target` to the readers of `operator`'s output `tag`. */
+  private read(operator: string, tag: string | null, target: Target): void {
+    const key = `${operator}#${tag ?? ""}`;
+    const list = this.targets.get(key) ?? [];
+    list.push(target);
+    this.targets.set(key, list);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Records that fail for good: one dead letter each (operator, error, attempts and the record), to
+ * the unit's dead-letter shard file (bounded jobs; published at commit) or to the dead-letter topic
+ * in the unit's transaction (streaming jobs).
+ */
+import { join } from "node:path";
+import { rm } from "node:fs/promises";
+import { SageError } from "../../core/errors.js";
+import type { LogicalNode } from "../../core/plan/logical.js";
+import { ShardWriter, shardFileName } from "../../connectors/file/staging.js";
+import type { StreamCommit } from "./stream-commit.js";
+import type { StageUnit } from "./unit.js";
+
+/** Longest error text a dead letter's Kafka header carries. */
+const MAX_ERROR_HEADER = 2000;
+
+/** A JSON copy of `value`, or its string form when JSON cannot hold it. */
+function safeJson(value: unknown): unknown {
+  try {
+    return JSON.parse(JSON.stringify(value) ?? "null") as unknown;
+  } catch {
+    return String(value);
+  }
+}
+
+/** The dead letters of one stage run. */
+export class DeadLetters {
+  private readonly path: string;
+  private readonly file: ShardWriter;
+  private written = 0;
+
+  constructor(
+    private readonly unit: StageUnit,
+    /** Streaming: the unit's Kafka transaction, where dead letters go instead of the file. */
+    private readonly stream: StreamCommit | null,
+  ) {
+    this.path = join(unit.staging, "_dead-letters", shardFileName(unit.input.shard));
+    this.file = new ShardWriter(this.path);
+  }
+
+  /** Writes one dead letter: operator, error, attempts and the record itself. */
+  async write(node: LogicalNode, record: unknown, err: unknown, attempts: number): Promise<void> {
+    const { input, logger } = this.unit;
+    this.unit.countsOf(node.id).dead++;
+    this.written++;
+    // A thrown non-Error is shown as an Error with its string form.
+    const name = err instanceof Error ? err.name : "Error";
+    const message = err instanceof Error ? err.message : String(err);
+    const entry = {
+      pipeline: input.pipeline,
+      jobId: input.jobId,
+      operator: node.id,
+      operatorName: node.name,
+      shard: input.shard,
+      attempts,
+      error: { name, message, ...(err instanceof SageError ? { code: err.code } : {}) },
+      record: safeJson(record),
+    };
+    logger.warn({ operator: node.id, attempts, error: message }, "record sent to dead letters");
+    if (this.stream) {
+      const source = this.stream.sourcePosition();
+      this.stream.write(this.stream.stream.deadLetterTopic, {
+        key: this.stream.sourceKey(),
+        value: record instanceof Buffer ? record : JSON.stringify(entry.record),
+        headers: {
+          "sage-pipeline": input.pipeline,
+          "sage-job": input.jobId,
+          "sage-operator": node.id,
+          "sage-attempts": String(attempts),
+          "sage-error": `${name}: ${message}`.slice(0, MAX_ERROR_HEADER),
+          ...(source ? { "sage-source": source } : {}),
+        },
+      });
+      return;
+    }
+    await this.file.writeLine(JSON.stringify(entry));
+  }
+
+  /** Closes the shard file (bounded jobs that wrote any). */
+  async finish(): Promise<void> {
+    if (!this.stream && this.written > 0) await this.file.finish();
+  }
+
+  /** Drops what this attempt wrote. */
+  async discard(): Promise<void> {
+    await this.file.discard();
+  }
+
+  /** Removes what an earlier attempt of this shard left in the dead letters. */
+  async clearEarlierAttempt(): Promise<void> {
+    await rm(this.path, { force: true });
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * What a stage reads (after Flink's `StreamTask` input): a file split, a slice of a collection, a
+ * user `SourceFunction`'s split, the Kafka records of a streaming unit, or an edge batch from an
+ * upstream stage. Each driver hands records to the stage's entry, which counts them in; a source
+ * record that cannot be decoded is counted in and dead-lettered.
+ */
+import type { SourceFunction } from "../../core/api/functions.js";
+import { NonRetryableError, SourceError } from "../../core/errors.js";
+import type { LogicalNode } from "../../core/plan/logical.js";
+import { readEdgeBatch } from "../../connectors/file/edge-batches.js";
+import { readFileSplit, type FileSplit } from "../../connectors/file/source.js";
+import { decodeBatch } from "../../connectors/kafka/batch-codec.js";
+import { decodeSourceRecord, rawValue } from "../../connectors/kafka/records.js";
+import type { DeadLetters } from "./dead-letters.js";
+import { pushAll, type Push } from "./push.js";
+import type { StreamCommit } from "./stream-commit.js";
+import type { StageUnit } from "./unit.js";
+
+/** Reads a stage's input into the chain through `entry`. */
+interface SourceDriver {
+  unit: StageUnit;
+  node: LogicalNode;
+  entry: Push;
+  /** A source record that cannot be read: counted in, and dead-lettered. */
+  reject: (raw: unknown, err: unknown) => Promise<void>;
+}
+
+/** Reads the batch that came on the stage's incoming edge `input.edge` into its entry. */
+export async function driveEdgeBatch(unit: StageUnit, entries: Map<string, Push>): Promise<void> {
+  const { input, stage } = unit;
+  const entry = input.edge === undefined ? undefined : entries.get(input.edge);
+  if (!entry) throw new NonRetryableError(`stage ${stage.id} has no incoming edge "${String(input.edge)}"`);
+  const records = input.batchRef ? await readEdgeBatch(unit.staging, input.batchRef) : (input.batch ?? []);
+  await pushAll(records, entry);
+}
+
+/** Reads the source stage's split (bounded jobs) or slices (streaming jobs) into `entry`. */
+export async function driveSource(unit: StageUnit, entry: Push, deadLetters: DeadLetters, stream: StreamCommit | null, records: Uint8Array[]): Promise<void> {
+  const node = unit.node(unit.stage.operators[0]!);
+  const counts = unit.countsOf(node.id);
+  const driver: SourceDriver = {
+    unit,
+    node,
+    entry,
+    reject: (raw, err) => {
+      counts.in++;
+      return deadLetters.write(node, raw, err, 1);
+    },
+  };
+  if (stream) return driveStream(driver, stream, records);
+  const spec = node.source!;
+  if (spec.kind === "file") return driveFileSplit(driver, spec.format);
+  if (spec.kind === "collection") return driveCollection(driver);
+  return driveFunction(driver);
+}
+
+async function driveFileSplit({ unit, entry, reject }: SourceDriver, format: "lines" | "jsonl"): Promise<void> {
+  const split = unit.input.split!.descriptor as unknown as FileSplit;
+  for await (const chunk of readFileSplit(split, format)) {
+    for (const rec of chunk) {
+      const p = rec.ok ? entry(rec.value) : reject(rec.raw, new NonRetryableError(rec.reason));
+      if (p) await p;
+    }
+    unit.host.heartbeat();
+  }
+}
+
+async function driveCollection({ unit, node, entry }: SourceDriver): Promise<void> {
+  const items = (await unit.host.registry.function<unknown[]>(unit.compiled, node)) ?? [];
+  const [from, to] = unit.input.split!.descriptor as [number, number];
+  for (let i = from; i < to; i++) {
+    const p = entry(items[i]);
+    if (p) await p;
+    unit.tick();
+  }
+}
+
+async function driveFunction({ unit, node, entry }: SourceDriver): Promise<void> {
+  const source = await unit.host.registry.function<SourceFunction<unknown>>(unit.compiled, node);
+  const records: unknown = source.read(unit.input.split!.descriptor, unit.sourceContext(node));
+  if (typeof records !== "object" || records === null || !(Symbol.iterator in records || Symbol.asyncIterator in records)) {
+    throw new SourceError(
+      `source "${node.name}": read() must return an iterable or async iterable of records, got ${records === null ? "null" : typeof records}`,
+    );
+  }
+  for await (const v of records as AsyncIterable<unknown> | Iterable<unknown>) {
+    const p = entry(v);
+    if (p) await p;
+    unit.tick();
+  }
+}
+
+/** Streaming: decodes each slice and pushes every record not accepted before into the chain. */
+async function driveStream({ unit, node, entry, reject }: SourceDriver, stream: StreamCommit, records: Uint8Array[]): Promise<void> {
+  const spec = node.source!;
+  const { slices } = stream.stream;
+  if (spec.kind !== "kafka" || records.length !== slices.length) {
+    throw new NonRetryableError(
+      `stage ${unit.stage.id} got ${records.length} record payload(s) for ${slices.length} stream slice(s), or does not start with a Kafka source`,
+    );
+  }
+  for (const [i, slice] of slices.entries()) {
+    stream.currentSlice = i;
+    for (const rec of decodeBatch(records[i]!)) {
+      if (rec.offset < slice.skipBelow) continue;
+      stream.current = rec;
+      let value: unknown;
+      try {
+        value = decodeSourceRecord(spec, slice.topic, slice.partition, rec);
+      } catch (err) {
+        await reject(rawValue(rec), err);
+        continue;
+      }
+      const p = entry(value);
+      if (p) await p;
+      unit.tick();
+    }
+  }
+  stream.current = null;
+  stream.currentSlice = -1;
+}

@@ -1,0 +1,60 @@
+/**
+ * The Kafka side of a streaming stage run: what the unit writes to Kafka (sink outputs and dead
+ * letters), each message tagged with the source slice it came from, committed once at the end of
+ * the unit by the sink protocol (`connectors/kafka/sink.ts`), which skips what an earlier attempt
+ * already committed.
+ */
+import type { StreamUnit } from "../../core/plan/job.js";
+import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
+import type { OutgoingMessage } from "../../connectors/kafka/client.js";
+import { positionOf } from "../../connectors/kafka/records.js";
+import { commitUnit, type SinkSession, type UnitMessage } from "../../connectors/kafka/sink.js";
+import type { StageUnit } from "./unit.js";
+
+/** The messages one streaming unit writes, and the source record now travelling through the chain. */
+export class StreamCommit {
+  private readonly messages: UnitMessage[] = [];
+  /** The source record in the chain (its key, headers and timestamp pass through); null outside a source stage ... */
+  current: BatchRecord | null = null;
+  /** ... and the index of its slice (-1 outside a source stage, and after the slices ran out). */
+  currentSlice = -1;
+
+  constructor(
+    private readonly unit: StageUnit,
+    readonly stream: StreamUnit,
+  ) {}
+
+  /** Topics this streaming stage can write: its Kafka sinks' and the dead-letter topic. */
+  outputTopics(): string[] {
+    const topics = new Set<string>();
+    for (const id of this.unit.stage.operators) {
+      const sink = this.unit.node(id).sink;
+      if (sink?.kind === "kafka") topics.add(sink.topic);
+    }
+    topics.add(this.stream.deadLetterTopic);
+    return [...topics];
+  }
+
+  /** The key of the source record in flight, as bytes or text (null when there is none). */
+  sourceKey(): string | Buffer | null {
+    const source = this.current;
+    if (source?.key === undefined || source.key === null) return null;
+    return source.keyBase64 ? Buffer.from(source.key, "base64") : source.key;
+  }
+
+  /** Where the source record in flight came from (`topic[partition]@offset`), if any. */
+  sourcePosition(): string | null {
+    const slice = this.stream.slices[this.currentSlice];
+    return this.current && slice ? positionOf(slice.topic, slice.partition, this.current.offset) : null;
+  }
+
+  /** Adds a message to the unit's transaction. */
+  write(topic: string, message: OutgoingMessage): void {
+    this.messages.push({ slice: this.currentSlice, topic, message });
+  }
+
+  /** Commits the unit's messages with the markers, skipping what an earlier attempt committed. */
+  commit(session: SinkSession): Promise<void> {
+    return commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger);
+  }
+}

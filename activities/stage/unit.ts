@@ -1,0 +1,82 @@
+/**
+ * One execution of one stage on one unit of work (a split or a batch): what every part of the
+ * runner shares, from the plan and the host to the per-operator counts and the heartbeat tick.
+ */
+import type { Logger } from "pino";
+import type { CompiledPipeline } from "../../core/api/pipeline.js";
+import type { RecordContext, SourceContext } from "../../core/api/context.js";
+import { InternalError } from "../../core/errors.js";
+import type { OperatorCounts, StageCounts, StageInput } from "../../core/plan/job.js";
+import type { LogicalNode } from "../../core/plan/logical.js";
+import type { Stage } from "../../core/plan/physical.js";
+import { jobStagingDir } from "../../connectors/file/staging.js";
+import type { KafkaSinkHost } from "../../connectors/kafka/sink.js";
+import type { OperatorRegistry } from "../registry.js";
+
+/** What the stage runner needs from its host activity. */
+export interface StageHost {
+  registry: OperatorRegistry;
+  dataDir: string;
+  logger: Logger;
+  /** Records liveness with the server; throws when the activity was cancelled. */
+  heartbeat(details?: unknown): void;
+  /** True once the server asked to cancel this activity (checked per record: cheap). */
+  cancelled?(): boolean;
+  /** Kafka producers of this worker (streaming jobs only). */
+  kafka?(): KafkaSinkHost;
+}
+
+/** Records between heartbeats of a chain that never awaits. */
+const HEARTBEAT_EVERY = 1000;
+
+/** The shared state of one stage run. */
+export class StageUnit {
+  /** Records in, out and dead per operator of the stage. */
+  readonly counts: StageCounts = {};
+  /** The job's staging directory (sink shards, dead-letter shards, edge files). */
+  readonly staging: string;
+  private readonly nodes: Map<string, LogicalNode>;
+  private sinceHeartbeat = 0;
+
+  constructor(
+    readonly input: StageInput,
+    readonly compiled: CompiledPipeline,
+    readonly stage: Stage,
+    readonly host: StageHost,
+    readonly logger: Logger,
+  ) {
+    this.nodes = new Map(compiled.plan.nodes.map((n) => [n.id, n] as const));
+    this.staging = jobStagingDir(host.dataDir, input.pipeline, input.jobId);
+    for (const op of stage.operators) this.counts[op] = { in: 0, out: 0, dead: 0 };
+  }
+
+  /** The plan's operator `id`. */
+  node(id: string): LogicalNode {
+    const n = this.nodes.get(id);
+    if (!n) throw new InternalError(`plan ${this.compiled.plan.hash.slice(0, 12)} has no operator "${id}"`);
+    return n;
+  }
+
+  /** The counts of operator `id` of this stage. */
+  countsOf(id: string): OperatorCounts {
+    return this.counts[id]!;
+  }
+
+  /** What a user function sees with a record, on its `attempt`-th try. */
+  recordContext(node: LogicalNode, attempt: number): RecordContext {
+    return { operatorId: node.id, jobId: this.input.jobId, params: this.input.params, attempt, logger: this.logger };
+  }
+
+  /** What a user source sees when it reads its split. */
+  sourceContext(node: LogicalNode): SourceContext {
+    return { params: this.input.params, parallelism: node.parallelism ?? this.compiled.plan.parallelism, logger: this.logger };
+  }
+
+  /** Called per record: heartbeats every `HEARTBEAT_EVERY` records, and at once when cancelled. */
+  tick(): void {
+    if (++this.sinceHeartbeat >= HEARTBEAT_EVERY || this.host.cancelled?.()) {
+      this.sinceHeartbeat = 0;
+      this.host.heartbeat();
+    }
+  }
+}
