@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { OperatorRegistry } from "../activities/registry.js";
-import { runStage } from "../activities/stage-runner.js";
+import { runStage } from "../activities/stage/run-stage.js";
 import type { StageInput } from "../core/plan/job.js";
 import { plainLoop } from "./bounded/baselines.js";
 import { ensureEvents } from "./bounded/events.js";
@@ -50,7 +50,17 @@ try {
         params: { input, output: join(dir, "out.jsonl") },
         shard: `${stage.id}-${String(i).padStart(6, "0")}`,
         split: { stage: stage.id, index: i, descriptor: { path: input, start, end: Math.min(size, start + SPLIT) } },
-        runtime: { activityTimeoutMs: 60_000, heartbeatTimeoutMs: 10_000, maxBatchBytes: 512 * 1024, splitBytes: SPLIT, deadLetterPath: null },
+        runtime: {
+          activityTimeoutMs: 60_000,
+          heartbeatTimeoutMs: 10_000,
+          maxBatchBytes: 512 * 1024,
+          splitBytes: SPLIT,
+          splitPrefetch: 1,
+          localActivities: false,
+          eventsPerRun: 2000,
+          historyBytesPerRun: 2 * 1024 * 1024,
+          deadLetterPath: null,
+        },
       };
       await runStage(input_, { registry, dataDir: dir, logger, heartbeat: () => {}, cancelled: () => false }, logger);
     }
