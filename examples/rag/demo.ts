@@ -63,7 +63,8 @@ try {
   }
   if (result.deadLetters > 0) console.log(`${result.deadLetters} question(s) went to the dead letters: ${result.deadLetterPath}`);
   console.log(`\n${answers.length} answers -> ${result.outputs["response-sink"]}`);
-  console.log(`Web UI: ${uiLink(runConfig, job.workflowId) ?? "-"}`);
+  console.log(`Web UI: ${uiLink(runConfig, { workflowId: job.workflowId, runId: job.runId }) ?? "-"}`);
+  console.log(`jobs of ${pipeline.name} in the Web UI: ${uiLink(runConfig, { pipeline: pipeline.name }) ?? "-"}`);
 } finally {
   await client.close();
   await worker.shutdown();
