@@ -5,9 +5,10 @@
 import { WorkflowFailedError, WorkflowNotFoundError, type WorkflowHandle } from "@temporalio/client";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
-import { PROGRESS_QUERY, type StageCounts } from "../core/plan/job.js";
-import { STOP_SIGNAL, STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamProgress } from "../core/plan/stream.js";
-import { addCounts } from "../core/plan/job.js";
+import { addCounts, parseWorkflowId, type StageCounts } from "../core/plan/job.js";
+import { STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamProgress } from "../core/plan/stream.js";
+import { stopSignal, streamProgressQuery } from "../workflows/contract.js";
+import type { streamWorkflow } from "../workflows/stream.js";
 import { deadLetterTopicOf } from "../connectors/kafka/index.js";
 import { SEARCH_ATTRIBUTES } from "../client/search-attributes.js";
 import { failureMessage, JobFailedError, newJobId, type SageClient } from "../client/sage-client.js";
@@ -63,29 +64,30 @@ export class StreamJobHandle {
   static async find(client: SageClient, name: string): Promise<StreamJobHandle[]> {
     const clean = name.replace(/"/g, "");
     const query = `WorkflowType = "${STREAM_WORKFLOW}" AND ExecutionStatus = "Running" AND (${SEARCH_ATTRIBUTES.pipeline.name} = "${clean}" OR ${SEARCH_ATTRIBUTES.jobId.name} = "${clean}")`;
-    const byJob = new Map<string, Set<string>>();
+    const byJob = new Map<string, { pipeline: string; jobId: string; highest: number }>();
     for await (const w of client.temporal.workflow.list({ query })) {
-      const m = /^sage\/([^/]+)\/([^/]+)\/p\d+$/.exec(w.workflowId);
-      if (!m) continue;
-      const key = `${m[1]}/${m[2]}`;
-      if (!byJob.has(key)) byJob.set(key, new Set());
-      byJob.get(key)!.add(w.workflowId);
+      const id = parseWorkflowId(w.workflowId);
+      if (id?.partition === undefined) continue;
+      const key = `${id.pipeline}/${id.jobId}`;
+      const job = byJob.get(key) ?? { pipeline: id.pipeline, jobId: id.jobId, highest: 0 };
+      job.highest = Math.max(job.highest, id.partition);
+      byJob.set(key, job);
     }
-    return [...byJob].map(([key, ids]) => {
-      const [pipeline = "", jobId = ""] = key.split("/");
-      // Partition workflows that never got a batch have not started: include every index up to the highest seen.
-      const highest = Math.max(...[...ids].map((id) => Number(/p(\d+)$/.exec(id)![1])));
-      return new StreamJobHandle(
-        client,
-        pipeline,
-        jobId,
-        Array.from({ length: highest + 1 }, (_, i) => partitionWorkflowId(pipeline, jobId, i)),
-      );
-    });
+    // Partition workflows that never got a batch have not started: include every index up to the highest seen.
+    return [...byJob.values()].map(
+      ({ pipeline, jobId, highest }) =>
+        new StreamJobHandle(
+          client,
+          pipeline,
+          jobId,
+          Array.from({ length: highest + 1 }, (_, i) => partitionWorkflowId(pipeline, jobId, i)),
+        ),
+    );
   }
 
-  handle(index: number): WorkflowHandle {
-    return this.client.temporal.workflow.getHandle(this.workflowIds[index]!);
+  /** The handle of partition workflow `index` (its latest run). */
+  handle(index: number): WorkflowHandle<typeof streamWorkflow> {
+    return this.client.temporal.workflow.getHandle<typeof streamWorkflow>(this.workflowIds[index]!);
   }
 
   /** Progress of each partition workflow (null where it has not started). */
@@ -93,7 +95,7 @@ export class StreamJobHandle {
     const each = await Promise.all(
       this.workflowIds.map((_, i) =>
         this.handle(i)
-          .query<StreamProgress>(PROGRESS_QUERY)
+          .query(streamProgressQuery)
           .catch((err: unknown) => {
             if (err instanceof WorkflowNotFoundError) return null;
             throw err;
@@ -108,7 +110,7 @@ export class StreamJobHandle {
     await Promise.all(
       this.workflowIds.map((_, i) =>
         this.handle(i)
-          .signal(STOP_SIGNAL)
+          .signal(stopSignal)
           .catch((err: unknown) => {
             if (!(err instanceof WorkflowNotFoundError)) throw err;
           }),
@@ -121,7 +123,7 @@ export class StreamJobHandle {
     const each = await Promise.all(
       this.workflowIds.map(async (id, i) => {
         try {
-          return (await this.handle(i).result()) as StreamProgress;
+          return await this.handle(i).result();
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) return null;
           if (err instanceof WorkflowFailedError) throw new JobFailedError(id, failureMessage(err.cause ?? err), err);

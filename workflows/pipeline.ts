@@ -2,38 +2,24 @@
  * The pipeline workflow: a deterministic interpreter of a physical plan. It never runs user code;
  * it moves split descriptors and batches between stage activities, counts, and commits the sinks.
  */
-import {
-  ActivityCancellationType,
-  ActivityFailure,
-  ApplicationFailure,
-  CancellationScope,
-  isCancellation,
-  continueAsNew,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-  defineQuery,
-  type ActivityOptions,
-} from "@temporalio/workflow";
+import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, continueAsNew, setHandler, workflowInfo } from "@temporalio/workflow";
 import {
   ABORT_ACTIVITY,
   COMMIT_ACTIVITY,
-  PROGRESS_QUERY,
   SPLITS_ACTIVITY,
   addCounts,
   deadLetterTotal,
   inRanges,
+  jobContextOf,
   toRanges,
   type JobInput,
   type JobProgress,
   type JobResult,
   type SplitRef,
-  type SplitsByStage,
 } from "../core/plan/job.js";
-import { StageGraph, type ActivityFn } from "./stage-graph.js";
-
-/** The `progress` query: splits done, counts per operator, dead letters. */
-export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
+import { BOUNDED_RETRY, activityOptions, controlActivities } from "./activity-stubs.js";
+import { progressQuery } from "./contract.js";
+import { StageGraph, type ActivityCaller } from "./stage-graph.js";
 
 /** Runs one bounded job to completion. */
 export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
@@ -52,23 +38,9 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
   };
   setHandler(progressQuery, () => progress);
 
-  const base: ActivityOptions = {
-    startToCloseTimeout: runtime.activityTimeoutMs,
-    heartbeatTimeout: runtime.heartbeatTimeoutMs,
-    // On cancellation an activity's promise settles only once the activity has stopped (see the abort below).
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: "1s", backoffCoefficient: 2, maximumInterval: "30s", maximumAttempts: 20 },
-  };
-  const control = proxyActivities<Record<string, ActivityFn>>({ ...base, summary: "sage control" });
-  const common = {
-    jobId: input.jobId,
-    pipeline: plan.pipeline,
-    planHash: plan.hash,
-    parallelism: plan.parallelism,
-    fusion: plan.fusion,
-    params: input.params,
-    runtime,
-  };
+  const options = activityOptions(runtime, BOUNDED_RETRY);
+  const control = controlActivities(options);
+  const context = jobContextOf(input);
 
   /** Set when history grows large: no new splits start; in-flight ones finish; the job continues as new. */
   let draining = false;
@@ -81,22 +53,28 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
 
   /** Activities scheduled and not yet settled: a cancelled job waits for them before it removes its staging. */
   const inflight = new Set<Promise<unknown>>();
-  const call = async <T>(fn: ActivityFn, ...args: unknown[]): Promise<T> => {
+  const call: ActivityCaller = async (activity, ...args) => {
     progress.activities++;
-    const running = fn(...args);
+    const running = activity(...args);
     inflight.add(running);
     try {
-      return (await running) as T;
+      return await running;
     } finally {
       inflight.delete(running);
     }
   };
 
-  // Jobs started before split prefetch existed have none in their input, and replay so.
-  const graph = new StageGraph(plan, base, common, progress, call, runtime.splitPrefetch ?? 0);
+  const graph = new StageGraph({
+    plan,
+    context,
+    totals: progress,
+    call,
+    stages: { activity: options },
+    sourcePrefetch: runtime.splitPrefetch,
+  });
 
   try {
-    const splits = await call<SplitsByStage>(control[SPLITS_ACTIVITY]!, common);
+    const splits = await call(control[SPLITS_ACTIVITY], context);
     const todo: SplitRef[] = [];
     const resume = input.resume;
     if (resume?.counts) addCounts(progress.counts, resume.counts);
@@ -117,7 +95,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     await Promise.all(
       todo.map(async (ref) => {
         const unit = { shard: `${ref.stage}-${String(ref.index).padStart(6, "0")}`, split: ref };
-        if (await graph.run(graph.stageById.get(ref.stage)!, unit, () => !(draining ||= workflowInfo().continueAsNewSuggested))) {
+        if (await graph.run(graph.stage(ref.stage), unit, () => !(draining ||= workflowInfo().continueAsNewSuggested))) {
           progress.splitsDone++;
           markDone(ref.stage, ref.index);
         }
@@ -134,9 +112,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
 
     progress.phase = "committing";
     // Once publishing starts it finishes: a cancel that arrives now is too late (nothing half-published).
-    const committed = await CancellationScope.nonCancellable(() =>
-      call<{ outputs: Record<string, string>; deadLetterPath: string | null }>(control[COMMIT_ACTIVITY]!, { ...common, deadLetters: progress.deadLetters }),
-    );
+    const committed = await CancellationScope.nonCancellable(() => call(control[COMMIT_ACTIVITY], { ...context, deadLetters: progress.deadLetters }));
     progress.phase = "done";
     return { ...progress, ...committed, startedAt, finishedAt: new Date().toISOString() };
   } catch (err) {
@@ -145,7 +121,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
       await CancellationScope.nonCancellable(async () => {
         // A stage still running would stage its shard after the abort removed the folder.
         await Promise.allSettled([...inflight]);
-        await call(control[ABORT_ACTIVITY]!, common);
+        await call(control[ABORT_ACTIVITY], context);
       });
       throw err;
     }

@@ -3,13 +3,15 @@
  * stream batch or a batch of records on an edge), then the downstream stages on what it emitted.
  * Shared by the bounded and the streaming workflow; deterministic, and it never runs user code.
  */
-import { ApplicationFailure, proxyActivities, proxyLocalActivities, type ActivityOptions, type LocalActivityOptions } from "@temporalio/workflow";
-import { addCounts, deadLetterTotal, sentBatches, stageActivityType, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
-import { edgeKey, type PhysicalPlan, type Stage } from "../core/plan/physical.js";
+import { ApplicationFailure } from "@temporalio/workflow";
+import { addCounts, deadLetterTotal, sentBatches, type JobContext, type StageCounts, type StageInput } from "../core/plan/job.js";
+import { edgeKey, type PhysicalPlan, type Stage, type StageEdge } from "../core/plan/physical.js";
+import { stageActivity, type StageActivityOptions } from "./activity-stubs.js";
+import type { StageActivity } from "./contract.js";
 import { Gate } from "./gate.js";
 
-/** An activity stub as the workflow calls it. */
-export type ActivityFn = (...args: unknown[]) => Promise<unknown>;
+/** Calls an activity stub; the workflow counts and tracks its calls there. */
+export type ActivityCaller = <A extends unknown[], R>(activity: (...args: A) => Promise<R>, ...args: A) => Promise<R>;
 
 /** The per-unit part of a stage activity's input. */
 export type StageUnit = Pick<StageInput, "shard" | "split" | "batch" | "batchRef" | "edge" | "rounds" | "stream">;
@@ -20,36 +22,48 @@ export interface StageTotals {
   deadLetters: number;
 }
 
+/** What a stage graph runs, and how. */
+export interface StageGraphOptions {
+  plan: PhysicalPlan;
+  /** The job part of every stage activity's input. */
+  context: JobContext;
+  /** Counts and dead letters, updated as stages finish. */
+  totals: StageTotals;
+  call: ActivityCaller;
+  /** How the stages run: as activities, or as local activities (streaming batches). */
+  stages: StageActivityOptions;
+  /** Units a source stage keeps queued per parallel slot beyond the running one (bounded splits; 0 keeps `parallelism` in flight). */
+  sourcePrefetch?: number;
+}
+
 /** Runs stage activities along the edges of a plan. */
 export class StageGraph {
-  private readonly activity = new Map<string, ActivityFn>();
+  private readonly activity = new Map<string, StageActivity>();
   private readonly gates = new Map<string, Gate>();
   readonly stageById: Map<string, Stage>;
-  private readonly edgeByKey: Map<string, PhysicalPlan["edges"][number]>;
+  private readonly edgeByKey: Map<string, StageEdge>;
+  private readonly context: JobContext;
+  private readonly totals: StageTotals;
+  private readonly call: ActivityCaller;
 
-  constructor(
-    plan: PhysicalPlan,
-    base: ActivityOptions,
-    private readonly common: Omit<StageInput, "stage" | "shard">,
-    private readonly totals: StageTotals,
-    /** Calls an activity (the workflow counts and tracks in-flight calls there). */
-    private readonly call: <T>(fn: ActivityFn, ...args: unknown[]) => Promise<T>,
-    /** Units a source stage keeps queued per parallel slot beyond the running one (bounded splits; 0 keeps `parallelism` in flight). */
-    sourcePrefetch = 0,
-    /** Given: stages run as local activities with these options (streaming batches); else as activities with `base`. */
-    local?: LocalActivityOptions,
-  ) {
+  constructor(options: StageGraphOptions) {
+    const { plan, sourcePrefetch = 0 } = options;
+    this.context = options.context;
+    this.totals = options.totals;
+    this.call = options.call;
     for (const stage of plan.stages) {
-      const type = stageActivityType(stage.name);
-      const summary = `${stage.operators.length} fused operator(s): ${stage.name}`;
-      const proxy = local
-        ? proxyLocalActivities<Record<string, ActivityFn>>({ ...local, summary })
-        : proxyActivities<Record<string, ActivityFn>>({ ...base, summary });
-      this.activity.set(stage.id, proxy[type]!);
+      this.activity.set(stage.id, stageActivity(stage, options.stages));
       this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
     }
     this.stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
     this.edgeByKey = new Map(plan.edges.map((e) => [`${e.fromStage}>${edgeKey(e)}`, e] as const));
+  }
+
+  /** The stage `id` of the plan; a failure that fails the job when the plan has none (a worker of another plan answered). */
+  stage(id: string): Stage {
+    const stage = this.stageById.get(id);
+    if (!stage) throw ApplicationFailure.nonRetryable(`the plan has no stage "${id}"`, "PLAN_MISMATCH");
+    return stage;
   }
 
   /**
@@ -60,8 +74,8 @@ export class StageGraph {
   async run(stage: Stage, unit: StageUnit, mayStart: () => boolean = () => true, records: Uint8Array[] = []): Promise<boolean> {
     const out = await this.gates.get(stage.id)!.run(async () => {
       if (!mayStart()) return null;
-      const input = { ...this.common, stage: stage.id, ...unit };
-      return this.call<StageOutput>(this.activity.get(stage.id)!, input, ...records);
+      const input: StageInput = { ...this.context, stage: stage.id, ...unit };
+      return this.call(this.activity.get(stage.id)!, input, ...records);
     });
     if (!out) return false;
     addCounts(this.totals.counts, out.counts);
@@ -72,14 +86,14 @@ export class StageGraph {
         if (!edge) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown edge "${key}"`, "PLAN_MISMATCH");
         // Counted per loop: a record's trips around one loop do not use up the bound of another.
         const rounds = edge.feedback ? { ...unit.rounds, [edge.toOperator]: (unit.rounds?.[edge.toOperator] ?? 0) + 1 } : unit.rounds;
-        const target = this.stageById.get(edge.toStage)!;
+        const target = this.stage(edge.toStage);
         // A broadcast edge gives the batch to every parallel instance of its target, each under its own shard.
         const shards = edge.broadcast ? Array.from({ length: target.parallelism }, (_, i) => `${unit.shard}.${key}@${i}`) : [`${unit.shard}.${key}`];
         return shards.map((shard) =>
           this.run(target, {
             shard,
             ...records,
-            ...(edge.id !== undefined ? { edge: key } : {}),
+            edge: key,
             ...(rounds ? { rounds } : {}),
             ...(unit.stream ? { stream: unit.stream } : {}),
           }),

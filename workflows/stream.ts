@@ -5,43 +5,12 @@
  * batch through the stage graph in arrival order, and continues as new with its offset table and
  * pending batches when history grows. It never runs user code.
  */
-import {
-  ActivityCancellationType,
-  allHandlersFinished,
-  condition,
-  continueAsNew,
-  defineQuery,
-  defineSignal,
-  setHandler,
-  workflowInfo,
-  type ActivityOptions,
-} from "@temporalio/workflow";
-import { PROGRESS_QUERY, deadLetterTotal } from "../core/plan/job.js";
-import {
-  BATCH_SIGNAL,
-  HOLD_SIGNAL,
-  STOP_SIGNAL,
-  topicPartition,
-  type AcceptedBatch,
-  type StreamBatch,
-  type StreamJobInput,
-  type StreamProgress,
-  type StreamState,
-} from "../core/plan/stream.js";
-import { StageGraph, type ActivityFn } from "./stage-graph.js";
-
-/**
- * Micro-batches: their descriptions, then each one's records as one binary payload, in order. The
- * shim sends what queued for this workflow since its last signal in one; a single description (not
- * an array) is the form of earlier versions, still accepted.
- */
-export const batchSignal = defineSignal<[Omit<StreamBatch, "records"> | Array<Omit<StreamBatch, "records">>, ...Uint8Array[]]>(BATCH_SIGNAL);
-/** Finish the accepted batches, then stop. */
-export const stopSignal = defineSignal(STOP_SIGNAL);
-/** A shim holds its batches until this run (by id) has continued as new. */
-export const holdSignal = defineSignal<[string]>(HOLD_SIGNAL);
-/** Offsets, pending batches and counts of this partition workflow. */
-export const streamProgressQuery = defineQuery<StreamProgress>(PROGRESS_QUERY);
+import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from "@temporalio/workflow";
+import { deadLetterTotal, jobContextOf } from "../core/plan/job.js";
+import { topicPartition, type AcceptedBatch, type BatchDescription, type StreamJobInput, type StreamProgress, type StreamState } from "../core/plan/stream.js";
+import { STREAMING_RETRY, activityOptions, localActivityOptions } from "./activity-stubs.js";
+import { batchSignal, holdSignal, stopSignal, streamProgressQuery } from "./contract.js";
+import { StageGraph, type ActivityCaller } from "./stage-graph.js";
 
 /** Most batches run by one activity, and most encoded bytes they may carry (well below the payload and gRPC limits). */
 const MERGE_BATCHES = 16;
@@ -83,18 +52,16 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   const totals = { counts: state.counts, deadLetters: deadLetterTotal(state.counts) };
   let phase: StreamProgress["phase"] = state.stopping ? "stopping" : "running";
 
-  const budget = runtime.eventsPerRun;
-  const byteBudget = runtime.historyBytesPerRun;
-  /** This run has used its budget of events or history bytes (jobs that have one): it asks the shims to hold, then checkpoints. */
+  /** This run has used its budget of events or history bytes: it asks the shims to hold, then checkpoints. */
   const wantsCheckpoint = (): boolean => used(1);
   /** The run has used `times` its budget of events or of history bytes. */
   const used = (times: number): boolean =>
-    (budget !== undefined && workflowInfo().historyLength >= times * budget) || (byteBudget !== undefined && workflowInfo().historySize >= times * byteBudget);
+    workflowInfo().historyLength >= times * runtime.eventsPerRun || workflowInfo().historySize >= times * runtime.historyBytesPerRun;
   /** A shim said it holds its batches for this run. */
   let held = false;
   /**
    * Checkpoint now: the server suggests it; or the run used its budget and a shim holds (or no shim
-   * answered by twice the budget: it then closes as runs without a budget do, racing signals).
+   * answered by twice the budget: it then closes anyway, racing signals).
    */
   const mustCheckpoint = (): boolean => workflowInfo().continueAsNewSuggested || (wantsCheckpoint() && (held || used(2)));
 
@@ -118,7 +85,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     deadLetters: totals.deadLetters,
   });
   setHandler(streamProgressQuery, progress);
-  const accept = (batch: Omit<StreamBatch, "records">, records: Uint8Array): void => {
+  const accept = (batch: BatchDescription, records: Uint8Array): void => {
     const tp = topicPartition(batch.topic, batch.partition);
     const next = state.next[tp];
     // Offsets have gaps (transaction markers, compaction): compare with >=, never ==.
@@ -132,9 +99,10 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     pending.push({ batch: { ...batch, skipBelow: next ?? batch.from, seq: state.batches }, records });
   };
   setHandler(batchSignal, (batches, ...records) => {
-    const list = Array.isArray(batches) ? batches : [batches];
-    if (list.length !== records.length) throw new Error(`batch signal with ${list.length} descriptions and ${records.length} record payloads`);
-    list.forEach((batch, i) => accept(batch, records[i]!));
+    // Only a caller's bug sends this: fail the job rather than guess which records belong to which batch.
+    if (batches.length !== records.length)
+      throw ApplicationFailure.nonRetryable(`batch signal with ${batches.length} descriptions and ${records.length} record payloads`, "BAD_SIGNAL");
+    batches.forEach((batch, i) => accept(batch, records[i]!));
   });
   setHandler(holdSignal, (runId) => {
     if (runId === workflowInfo().runId) held = true;
@@ -144,33 +112,20 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     phase = "stopping";
   });
 
-  const base: ActivityOptions = {
-    startToCloseTimeout: runtime.activityTimeoutMs,
-    heartbeatTimeout: runtime.heartbeatTimeoutMs,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    // A streaming job outlives broker and worker outages: retry until the cause is gone (job-fatal errors are non-retryable).
-    retry: { initialInterval: "500ms", backoffCoefficient: 2, maximumInterval: "10s" },
-  };
-  const call = async <T>(fn: ActivityFn, ...args: unknown[]): Promise<T> => {
+  const call: ActivityCaller = async (activity, ...args) => {
     state.activities++;
-    return (await fn(...args)) as T;
+    return activity(...args);
   };
-  const common = {
-    jobId: input.jobId,
-    pipeline: plan.pipeline,
-    planHash: plan.hash,
-    parallelism: plan.parallelism,
-    fusion: plan.fusion,
-    params: input.params,
-    runtime,
-  };
-  // Local: the stage runs inside the workflow task that scheduled it (no heartbeats; the workflow task timeout covers a dead worker).
-  const local = runtime.localActivities
-    ? { startToCloseTimeout: runtime.activityTimeoutMs, retry: base.retry, cancellationType: base.cancellationType }
-    : undefined;
-  const graph = new StageGraph(plan, base, common, totals, call, 0, local);
+  const graph = new StageGraph({
+    plan,
+    context: jobContextOf(input),
+    totals,
+    call,
+    // Local: the stage runs inside the workflow task that scheduled it (no activity task per batch).
+    stages: runtime.localActivities ? { local: localActivityOptions(runtime, STREAMING_RETRY) } : { activity: activityOptions(runtime, STREAMING_RETRY) },
+  });
   const source = plan.stages.find((s) => s.source);
-  if (!source) throw new Error(`plan ${plan.hash} has no source stage`);
+  if (!source) throw ApplicationFailure.nonRetryable(`plan ${plan.hash} has no source stage`, "PLAN_MISMATCH");
 
   const pendingBytes = (): number => pending.reduce((n, p) => n + p.records.byteLength, 0);
 

@@ -25,6 +25,21 @@ export function workflowIdOf(pipeline: string, jobId: string): string {
   return `sage/${pipeline}/${jobId}`;
 }
 
+/** What a workflow id names: a bounded job, or (with `partition`) a partition workflow of a streaming job. */
+export interface WorkflowIdParts {
+  pipeline: string;
+  jobId: string;
+  /** Index of the partition workflow (`sage/<pipeline>/<job>/p<index>`). */
+  partition?: number;
+}
+
+/** Reads a workflow id made by `workflowIdOf` or `partitionWorkflowId`; null for any other id. */
+export function parseWorkflowId(workflowId: string): WorkflowIdParts | null {
+  const m = /^sage\/([^/]+)\/([^/]+)(?:\/p(\d+))?$/.exec(workflowId);
+  if (!m) return null;
+  return { pipeline: m[1]!, jobId: m[2]!, ...(m[3] !== undefined ? { partition: Number(m[3]) } : {}) };
+}
+
 /** Activity type of a stage (the Web UI shows it): `stage:split+pair+no-short`. */
 export function stageActivityType(stageName: string): string {
   return `stage:${stageName}`;
@@ -40,27 +55,22 @@ export interface JobRuntimeOptions {
   splitBytes: number;
   /**
    * Splits a source stage keeps scheduled per parallel slot beyond the running one, so a worker that
-   * finishes a split finds the next one queued instead of waiting a workflow-task round trip. Absent
-   * in jobs started before it existed (they keep `parallelism` splits in flight, and replay so).
+   * finishes a split finds the next one queued instead of waiting a workflow-task round trip.
    */
-  splitPrefetch?: number;
-  /**
-   * Streaming stages run as local activities (`kafka.local-activities`). Absent in jobs started
-   * before it existed: they run regular activities, and replay so.
-   */
-  localActivities?: boolean;
+  splitPrefetch: number;
+  /** Streaming stages run as local activities (`kafka.local-activities`). */
+  localActivities: boolean;
   /**
    * A streaming partition workflow asks to checkpoint once its run has this many history events
    * (`kafka.events-per-run`), even before the server suggests it: it continues as new when a shim
-   * says it holds its batches (hold signal), or by itself at twice the budget. Absent in jobs
-   * started before it existed: they wait for the server, and replay so.
+   * says it holds its batches (hold signal), or by itself at twice the budget.
    */
-  eventsPerRun?: number;
+  eventsPerRun: number;
   /**
    * The same by history bytes (`kafka.history-bytes-per-run`): below the server's own suggestion
-   * (4 MiB by default), which closes the run without a hold. Absent in jobs started before it existed.
+   * (4 MiB by default), which closes the run without a hold.
    */
-  historyBytesPerRun?: number;
+  historyBytesPerRun: number;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
 }
@@ -122,15 +132,34 @@ export interface SplitRef {
   descriptor: SplitDescriptor;
 }
 
-/** What a stage activity receives: a split (source stages) or a batch of records (other stages). */
-export interface StageInput {
+/** Which job an activity works for and how it runs: what every activity of a job receives. */
+export interface JobContext {
   jobId: string;
   pipeline: string;
   planHash: string;
   parallelism: number;
   fusion: boolean;
-  stage: string;
   params: Record<string, string>;
+  runtime: JobRuntimeOptions;
+}
+
+/** The context of a job from what its workflow was started with. */
+export function jobContextOf(input: Pick<JobInput, "jobId" | "plan" | "params" | "runtime">): JobContext {
+  const { plan } = input;
+  return {
+    jobId: input.jobId,
+    pipeline: plan.pipeline,
+    planHash: plan.hash,
+    parallelism: plan.parallelism,
+    fusion: plan.fusion,
+    params: input.params,
+    runtime: input.runtime,
+  };
+}
+
+/** What a stage activity receives: a split (source stages) or a batch of records (other stages). */
+export interface StageInput extends JobContext {
+  stage: string;
   /** Stable key of this unit of work (split index path); names sink shards and dead-letter shards. */
   shard: string;
   split?: SplitRef;
@@ -140,17 +169,16 @@ export interface StageInput {
   batch?: unknown[];
   /** ... or a reference to them outside history (bounded jobs) ... */
   batchRef?: EdgeBatchRef;
-  /** ... on this edge (its key); absent in plans from before graphs, whose stages had one way in. */
+  /** ... on this edge (its key). */
   edge?: string;
   /** How many times the records went around each feedback loop, by feedback operator id (absent = never). */
   rounds?: Record<string, number>;
-  runtime: JobRuntimeOptions;
 }
 
 /** What a stage activity returns. Records appear only for edges that leave the stage. */
 export interface StageOutput {
   counts: StageCounts;
-  /** Records per outgoing stage edge, keyed by edge key (`edgeKey`) (streaming jobs, and bounded jobs recorded before edge files). */
+  /** Records per outgoing stage edge, keyed by edge key (`edgeKey`) (streaming jobs). */
   outputs: Record<string, unknown[]>;
   /** Bounded jobs: per outgoing edge, a reference to the records written to the job's staging directory. */
   refs?: Record<string, EdgeBatchRef>;
@@ -158,7 +186,7 @@ export interface StageOutput {
 
 /**
  * The edges a stage activity sent records on, each with the records as the next stage receives
- * them: inline (streaming jobs; bounded histories recorded before edge files) or by reference.
+ * them: inline (streaming jobs) or by reference (bounded jobs).
  */
 export function sentBatches(out: StageOutput): Array<[edge: string, records: { batch: unknown[] } | { batchRef: EdgeBatchRef }]> {
   return [
@@ -194,11 +222,15 @@ export interface JobProgress {
   deadLetters: number;
 }
 
-/** The result of a finished job. */
-export interface JobResult extends JobProgress {
+/** What `sage:commit` returns: where the job's outputs and dead letters were published. */
+export interface JobCommit {
   /** Published files per sink id. */
   outputs: Record<string, string>;
   deadLetterPath: string | null;
+}
+
+/** The result of a finished job. */
+export interface JobResult extends JobProgress, JobCommit {
   startedAt: string;
   finishedAt: string;
 }

@@ -26,7 +26,7 @@ export interface Stage {
 /** A record path between two stages: records cross workflow history here. */
 export interface StageEdge {
   /** Key of the edge in a stage's outputs and in shard keys: the target stage id, `~n` appended for its n-th other way in. */
-  id?: string;
+  id: string;
   fromStage: string;
   fromOperator: string;
   /** Output tag of `fromOperator` (null = main output). */
@@ -41,9 +41,9 @@ export interface StageEdge {
   broadcast?: boolean;
 }
 
-/** Key of an edge (plans before graphs had one edge per target stage, keyed by its id). */
+/** Key of an edge in a stage's outputs and in shard keys. */
 export function edgeKey(edge: StageEdge): string {
-  return edge.id ?? edge.toStage;
+  return edge.id;
 }
 
 /** Why two neighbouring operators were not fused. */

@@ -20,7 +20,7 @@ export const STOP_SIGNAL = "sage:stop";
  * Signal from a shim that saw `checkpoint` in a run's progress: it holds its batches for that run
  * (argument: the run id) until the run has continued as new. The run then checkpoints with no
  * signal racing its close (a signal landing meanwhile makes the server refuse the close, and the
- * worker replays the whole run: about a second per thousand events on this machine).
+ * worker replays the whole run).
  */
 export const HOLD_SIGNAL = "sage:hold";
 
@@ -54,6 +54,9 @@ export interface StreamBatch {
   /** When the shim cut the batch (ms since the epoch), for end-to-end latency. */
   cutAt: number;
 }
+
+/** A micro-batch as the batch signal describes it: everything but its records, which follow as binary arguments. */
+export type BatchDescription = Omit<StreamBatch, "records">;
 
 /** A batch the workflow accepted, with the offset below which its records were already accepted earlier. */
 export interface AcceptedBatch extends Omit<StreamBatch, "records"> {

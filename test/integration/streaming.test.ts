@@ -12,8 +12,8 @@ import { KafkaShim, shimOptionsOf } from "../../streaming/shim.js";
 import { StreamJob } from "../../streaming/stream-job.js";
 import { taskQueueOf } from "../../client/task-queue.js";
 import { encodeBatch } from "../../connectors/kafka/batch-codec.js";
-import { PROGRESS_QUERY } from "../../core/plan/job.js";
-import { BATCH_SIGNAL, STREAM_WORKFLOW, type StreamProgress } from "../../core/plan/stream.js";
+import { STREAM_WORKFLOW } from "../../core/plan/stream.js";
+import { batchSignal, streamProgressQuery } from "../../workflows/contract.js";
 import { createLogger } from "../../client/logger.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import { startWorker, until } from "../support/harness.js";
@@ -201,15 +201,15 @@ test("with a checkpoint budget and no shim to hold its batches, a run closes by 
         workflowId: job.workflowIds[0]!,
         taskQueue: taskQueueOf(pipeline.name, config),
         args: [job.inputs[0]!],
-        signal: BATCH_SIGNAL,
+        signal: batchSignal,
         signalArgs: [
-          { topic: t.input, partition: 0, from: b * SIZE, to: b * SIZE + SIZE - 1, count: SIZE, bytes: 0, cutAt: Date.now() },
+          [{ topic: t.input, partition: 0, from: b * SIZE, to: b * SIZE + SIZE - 1, count: SIZE, bytes: 0, cutAt: Date.now() }],
           encodeBatch(messages),
         ],
       });
       // One batch at a time: each costs its own workflow task.
       await until(`batch ${b} through`, async () => ((await job.progress()).counts["out"]?.out ?? 0) >= (b + 1) * SIZE || undefined);
-      const p = await job.handle(0).query<StreamProgress>(PROGRESS_QUERY);
+      const p = await job.handle(0).query(streamProgressQuery);
       sawCheckpoint ||= p.checkpoint === true;
     }
     await job.stop();
