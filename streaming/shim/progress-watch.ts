@@ -1,0 +1,118 @@
+/**
+ * Progress watching: every second the shim queries each partition workflow's progress, to keep its
+ * sender's pending estimate fresh, to start checkpoint holds, and to notice a stopped workflow (a
+ * `sage stop`), which stops the job.
+ */
+import { WorkflowNotFoundError } from "@temporalio/client";
+import type { Logger } from "pino";
+import type { StreamProgress } from "../../core/plan/stream.js";
+import { streamProgressQuery } from "../../workflows/contract.js";
+import { shimMetrics } from "../../worker/metrics.js";
+import type { StreamJob } from "../stream-job.js";
+import type { ShimStats } from "./options.js";
+import type { WorkflowSender } from "./sender.js";
+
+/** How often the workflows are watched. */
+const WATCH_EVERY_MS = 1_000;
+
+/** What the watch needs from its shim. */
+export interface WatchHost {
+  readonly job: StreamJob;
+  readonly senders: readonly WorkflowSender[];
+  readonly stats: ShimStats;
+  readonly logger: Logger;
+  /** True once the shim stops. */
+  stopping(): boolean;
+  /** A partition workflow stops or has ended: the job is stopping. */
+  workflowEnded(): void;
+}
+
+/** Queries the partition workflows of a job, each at most one query at a time. */
+export class ProgressWatch {
+  private timer: NodeJS.Timeout | null = null;
+  private watching: Promise<void> | null = null;
+  /** The progress query under way per workflow (see `refresh`). */
+  private readonly querying = new Map<WorkflowSender, Promise<void>>();
+
+  constructor(private readonly host: WatchHost) {}
+
+  /** Watches every `WATCH_EVERY_MS`, one round at a time. */
+  start(): void {
+    this.timer = setInterval(() => {
+      this.watching ??= this.watch().finally(() => (this.watching = null));
+    }, WATCH_EVERY_MS);
+  }
+
+  /** Stops watching; returns once the last round is over, so no call outlives the client. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.watching?.catch(() => undefined);
+  }
+
+  /**
+   * Queries one workflow's pending batches and phase; a caller that comes while a query is under way
+   * waits for that one. The server buffers one query per workflow while a workflow task runs (its
+   * default `history.MaxBufferedQueryCount` is 1), and with local activities one nearly always
+   * runs: a second query at once is refused (RESOURCE_EXHAUSTED) and the client retries it with
+   * backoff, long enough for the pending estimate to go stale and stall every partition of the shim.
+   */
+  refresh(sender: WorkflowSender): Promise<void> {
+    let running = this.querying.get(sender);
+    if (!running) {
+      running = this.query(sender).finally(() => this.querying.delete(sender));
+      this.querying.set(sender, running);
+    }
+    return running;
+  }
+
+  private async query(sender: WorkflowSender): Promise<void> {
+    const { job, stats, logger } = this.host;
+    const sentBefore = sender.sent;
+    const asked = Date.now();
+    let p: StreamProgress;
+    try {
+      p = await job.handle(sender.index).query(streamProgressQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return;
+      logger.debug({ err: (err as Error).message, workflow: sender.index, ms: Date.now() - asked }, "progress query failed");
+      return;
+    }
+    const ms = Date.now() - asked;
+    if (ms > 500) logger.debug({ workflow: sender.index, ms, runId: p.runId }, "slow progress query");
+    sender.progress = p;
+    sender.pending = p.pending + (sender.sent - sentBefore);
+    sender.hold.onProgress(p);
+    shimMetrics.pending(job.pipeline.name, sender.workflowId, p.pending);
+    stats.maxPendingSeen = Math.max(stats.maxPendingSeen, p.pending);
+    if (p.phase !== "running" && !sender.closing) {
+      sender.closing = true;
+      logger.info({ workflowId: sender.workflowId, phase: p.phase }, "partition workflow is stopping");
+      this.host.workflowEnded();
+    }
+  }
+
+  /** One round: every workflow at once, so a slow answer from one does not leave the others' estimates stale. */
+  private async watch(): Promise<void> {
+    await Promise.all(this.host.senders.map((sender) => this.watchOne(sender)));
+  }
+
+  private async watchOne(sender: WorkflowSender): Promise<void> {
+    if (this.host.stopping()) return;
+    if (!sender.started && !sender.closing) {
+      // A workflow started by another shim (or stopped before this one fed it) is seen here too.
+      const status = await this.host.job
+        .handle(sender.index)
+        .describe()
+        .then((d) => d.status.name)
+        .catch(() => null);
+      if (status === null) return;
+      sender.started = true;
+      if (status !== "RUNNING") {
+        sender.closing = true;
+        this.host.workflowEnded();
+        return;
+      }
+    }
+    if (sender.started && !sender.closing) await this.refresh(sender);
+  }
+}
