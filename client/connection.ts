@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import type { TLSConfig } from "@temporalio/client";
 import type { SageConfig } from "../core/config/schema.js";
+import { ConfigError } from "../core/errors.js";
 
 /** Options accepted by both `Connection.connect` and `NativeConnection.connect`. */
 export interface ConnectionSettings {
@@ -15,7 +16,7 @@ function file(path: string | undefined, key: string): Buffer | undefined {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new Error(`config temporal.tls.${key} = "${path}": cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError(`config temporal.tls.${key} = "${path}": cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
 }
 

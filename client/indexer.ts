@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { SageConfig } from "../core/config/schema.js";
+import { VectorIndexError } from "../core/errors.js";
 import type { JobResult } from "../core/plan/job.js";
 import { indexPipeline } from "../connectors/vector/index-pipeline.js";
 import { CHUNKS_TABLE, writeIndex, type ChunkRow } from "../connectors/vector/lance-index.js";
@@ -41,7 +42,7 @@ export async function indexDocuments(options: { docs: string; index: string; con
     const job = await client.submit(indexPipeline, { params: { docs, out }, ...(options.jobId ? { jobId: options.jobId } : {}) });
     const result = await job.result();
     if (result.deadLetters > 0)
-      throw new Error(`indexing ${docs}: ${result.deadLetters} chunk(s) failed (see ${result.deadLetterPath}); the index was not written`);
+      throw new VectorIndexError(`indexing ${docs}: ${result.deadLetters} chunk(s) failed (see ${result.deadLetterPath}); the index was not written`);
     const published = result.outputs.chunks!;
     const rows = readFileSync(published, "utf8")
       .split("\n")

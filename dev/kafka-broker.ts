@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { BrokerUnavailableError } from "../core/errors.js";
 
 const SCRIPT = resolve(dirname(fileURLToPath(import.meta.url)), "../scripts/kafka.sh");
 
@@ -41,7 +42,9 @@ function run(command: string, options: BrokerOptions): string {
     },
     encoding: "utf8",
   });
-  if (res.status !== 0) throw new Error(`scripts/kafka.sh ${command} failed (exit ${res.status}): ${(res.stderr || res.stdout).trim()}`);
+  if (res.status !== 0) {
+    throw new BrokerUnavailableError(`scripts/kafka.sh ${command} failed (exit ${res.status}): ${(res.stderr || res.stdout).trim()}`, { retriable: false });
+  }
   return res.stdout.trim();
 }
 

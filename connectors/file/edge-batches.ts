@@ -9,6 +9,7 @@ import { gunzip, gzip } from "node:zlib";
 import { promisify } from "node:util";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { SourceError } from "../../core/errors.js";
 import type { EdgeBatchRef } from "../../core/plan/job.js";
 import { shardFileName } from "./staging.js";
 
@@ -33,12 +34,17 @@ export async function readEdgeBatch(stagingDir: string, ref: EdgeBatchRef): Prom
   try {
     data = await readFile(join(stagingDir, ref.file));
   } catch (err) {
-    throw new Error(`edge batch ${ref.file} (${ref.count} records) is missing from ${stagingDir}: the data dir must be shared by every worker of the job`, {
-      cause: err,
-    });
+    throw new SourceError(
+      `edge batch ${ref.file} (${ref.count} records) is missing from ${stagingDir}: the data dir must be shared by every worker of the job`,
+      {
+        cause: err,
+        retriable: true,
+      },
+    );
   }
   const text = (await gunzipAsync(data)).toString("utf8");
   const records = text.length === 0 ? [] : text.split("\n").map((line) => JSON.parse(line) as unknown);
-  if (records.length !== ref.count) throw new Error(`edge batch ${ref.file} holds ${records.length} records, its reference says ${ref.count}`);
+  if (records.length !== ref.count)
+    throw new SourceError(`edge batch ${ref.file} holds ${records.length} records, its reference says ${ref.count}`, { retriable: true });
   return records;
 }

@@ -46,13 +46,13 @@ export function listDocuments(root: string): string[] {
 export class DocumentsSource implements SourceFunction<DocumentRecord> {
   splits(ctx: SourceContext): SplitDescriptor[] {
     const root = resolve(ctx.params.docs ?? "");
-    let files: string[];
+    let files: string[] | null = null;
     try {
-      if (!ctx.params.docs || !statSync(root).isDirectory()) throw new Error("not a folder");
-      files = listDocuments(root);
+      if (ctx.params.docs && statSync(root).isDirectory()) files = listDocuments(root);
     } catch {
-      throw new SourceError(`index: docs folder "${ctx.params.docs ?? ""}" does not exist or is not a folder`);
+      files = null;
     }
+    if (!files) throw new SourceError(`index: docs folder "${ctx.params.docs ?? ""}" does not exist or is not a folder`);
     if (files.length === 0) throw new SourceError(`index: no ${DOC_EXTENSIONS.join("/")} files under ${root}`);
     return files.map((f) => ({ root, file: f }));
   }

@@ -5,6 +5,7 @@
  * prebuilt Linux binary on npm.
  */
 import type { Hit, VectorIndex } from "../../core/api/llm.js";
+import { VectorIndexError } from "../../core/errors.js";
 
 /** LanceDB's native module, loaded on first use (workers without retrieval never load it). */
 const lance = () => import("@lancedb/lancedb");
@@ -22,7 +23,7 @@ export interface ChunkRow {
 
 /** Writes (replaces) the index at `path` with `rows`. */
 export async function writeIndex(path: string, rows: readonly ChunkRow[]): Promise<number> {
-  if (rows.length === 0) throw new Error(`no chunks to write into the vector index at ${path}`);
+  if (rows.length === 0) throw new VectorIndexError(`no chunks to write into the vector index at ${path}`);
   const db = await (await lance()).connect(path);
   try {
     const table = await db.createTable(
@@ -44,7 +45,7 @@ export async function openLanceIndex(path: string): Promise<VectorIndex & { size
   const names = await db.tableNames();
   if (!names.includes(CHUNKS_TABLE)) {
     db.close();
-    throw new Error(`no vector index at ${path} (table "${CHUNKS_TABLE}" missing): build it with \`sage index <docs-folder> --index ${path}\``);
+    throw new VectorIndexError(`no vector index at ${path} (table "${CHUNKS_TABLE}" missing): build it with \`sage index <docs-folder> --index ${path}\``);
   }
   const table = await db.openTable(CHUNKS_TABLE);
   return {
