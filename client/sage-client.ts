@@ -32,7 +32,7 @@ export interface ConnectOptions {
 
 /** Options of `SageClient.submit`. */
 export interface SubmitOptions {
-  /** Job id (default: a timestamp); the workflow id is `sage/<pipeline>/<jobId>`. */
+  /** Job id (default: a timestamp); the workflow id is `sage/<pipeline>/<jobId>`. An id already used is refused (`JobExistsError`). */
   jobId?: string;
   /** Job parameters read by `env.param(name)`. */
   params?: Record<string, string>;
