@@ -94,6 +94,8 @@ export {
   type ModelClient,
   type ModelCall,
   type ChatCall,
+  type Decoding,
+  type GenerateOptions,
   type VectorIndex,
 } from "./core/api/llm.js";
 export { SentenceEmbeddingFunction } from "./connectors/llm/sentence-embedding-function.js";

@@ -1,13 +1,16 @@
 /**
  * SmolLM2-135M-Instruct (GGUF) run by node-llama-cpp's prebuilt CPU binary: one thread (faster than
  * two on a busy 2-core machine), a few context sequences reused across requests (`clearHistory`),
- * JSON output constrained by a grammar built from a JSON schema.
+ * the model's own chat template, stop sequences and repeat penalties, JSON output constrained by a
+ * grammar built from a JSON schema.
  */
 import {
   getLlama,
+  JinjaTemplateChatWrapper,
   LlamaChat,
   LlamaLogLevel,
   type ChatHistoryItem,
+  type ChatWrapper,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -27,6 +30,14 @@ export interface ChatRequest {
   maxTokens: number;
   temperature: number;
   seed?: number;
+  /** Generation ends before the first of these texts (which is not part of the answer). */
+  stop?: readonly string[];
+  /** Multiplies down the odds of tokens among the last ones generated (llama.cpp's `repeat_penalty`; 1 = off). */
+  repeatPenalty?: number;
+  /** Lowers a token's logit by this much per earlier occurrence in the answer (OpenAI's `frequency_penalty`). */
+  frequencyPenalty?: number;
+  /** Lowers a token's logit by this much once it occurred in the answer (OpenAI's `presence_penalty`). */
+  presencePenalty?: number;
   /** Constrain output: any JSON object, or JSON matching a schema. */
   json?: { kind: "object" } | { kind: "schema"; schema: object };
   /** Called with each piece of text as it is generated (streaming). */
@@ -41,6 +52,16 @@ export interface ChatResult {
   completionTokens: number;
 }
 
+/**
+ * The chat template the GGUF file carries, rendered as written. node-llama-cpp would otherwise pick
+ * its generic ChatML wrapper, which puts a BOS token first: for SmolLM2 BOS is `<|im_start|>`, so
+ * every prompt began with it twice, a format the model never saw in training.
+ */
+function modelTemplate(model: LlamaModel): ChatWrapper | undefined {
+  const template = model.fileInfo.metadata.tokenizer?.chat_template;
+  return typeof template === "string" ? new JinjaTemplateChatWrapper({ template, tokenizer: model.tokenizer }) : undefined;
+}
+
 /** A loaded chat model with a small pool of reusable context sequences. */
 export class LocalChatModel {
   private readonly free: LlamaContextSequence[];
@@ -51,6 +72,7 @@ export class LocalChatModel {
     private readonly llama: Llama,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
+    private readonly chatWrapper: ChatWrapper | undefined,
     sequences: number,
   ) {
     this.free = Array.from({ length: sequences }, () => context.getSequence());
@@ -62,7 +84,7 @@ export class LocalChatModel {
     const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, logLevel: LlamaLogLevel.error });
     const model = await llama.loadModel({ modelPath: ggufPath });
     const context = await model.createContext({ threads: 1, sequences, contextSize: (options.contextSize ?? 2048) * sequences });
-    return new LocalChatModel(llama, model, context, sequences);
+    return new LocalChatModel(llama, model, context, modelTemplate(model), sequences);
   }
 
   /** Number of tokens of a text. */
@@ -104,7 +126,7 @@ export class LocalChatModel {
     const sequence = await this.acquire();
     try {
       await sequence.clearHistory();
-      const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+      const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false, ...(this.chatWrapper ? { chatWrapper: this.chatWrapper } : {}) });
       try {
         const res = await chat.generateResponse(history, {
           maxTokens: req.maxTokens,
@@ -112,6 +134,12 @@ export class LocalChatModel {
           ...(req.seed !== undefined ? { seed: req.seed } : {}),
           ...(grammar ? { grammar } : {}),
           ...(req.onText ? { onTextChunk: req.onText } : {}),
+          ...(req.stop && req.stop.length > 0 ? { customStopTriggers: req.stop } : {}),
+          repeatPenalty: {
+            ...(req.repeatPenalty !== undefined ? { penalty: req.repeatPenalty } : {}),
+            ...(req.frequencyPenalty !== undefined ? { frequencyPenalty: req.frequencyPenalty } : {}),
+            ...(req.presencePenalty !== undefined ? { presencePenalty: req.presencePenalty } : {}),
+          },
         });
         const promptText = req.messages.map((m) => m.content).join("\n");
         return {

@@ -1,7 +1,8 @@
 /**
  * The local OpenAI-compatible model server (`sage models serve`): chat completions (plain and
- * streamed; `response_format` json_object and json_schema), embeddings (float and base64), the
- * model list and a health check, over the two small local models. Usage counts in every answer.
+ * streamed; `response_format` json_object and json_schema; `stop`, `frequency_penalty`,
+ * `presence_penalty` and llama.cpp's `repeat_penalty`), embeddings (float and base64), the model
+ * list and a health check, over the two small local models. Usage counts in every answer.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -70,8 +71,33 @@ export function parseChatBody(body: Record<string, unknown>): Omit<ChatRequest, 
     temperature: temperature as number,
     ...(typeof body.seed === "number" ? { seed: body.seed } : {}),
     ...(json ? { json } : {}),
+    ...parseDecoding(body),
     stream: body.stream === true,
   };
+}
+
+const inRange = (v: unknown, low: number, high: number): v is number => typeof v === "number" && v >= low && v <= high;
+
+/** `stop` and the penalties of a chat request body, as OpenAI (and llama.cpp's server, for `repeat_penalty`) define them. */
+function parseDecoding(body: Record<string, unknown>): Pick<ChatRequest, "stop" | "repeatPenalty" | "frequencyPenalty" | "presencePenalty"> {
+  const stop = typeof body.stop === "string" ? [body.stop] : (body.stop ?? undefined);
+  field(
+    stop === undefined || (Array.isArray(stop) && stop.length <= 4 && stop.every((s) => typeof s === "string" && s !== "")),
+    null,
+    "stop must be a non-empty string or an array of at most 4 of them",
+    "stop",
+  );
+  const out: ReturnType<typeof parseDecoding> = stop ? { stop: stop as string[] } : {};
+  for (const [param, key, low, high] of [
+    ["frequency_penalty", "frequencyPenalty", -2, 2],
+    ["presence_penalty", "presencePenalty", -2, 2],
+    ["repeat_penalty", "repeatPenalty", 0, 2],
+  ] as const) {
+    const value = body[param] ?? undefined;
+    field(value === undefined || inRange(value, low, high), null, `${param} must be a number in [${low}, ${high}]`, param);
+    if (value !== undefined) out[key] = value as number;
+  }
+  return out;
 }
 
 /** Starts the server over the models installed in `modelsDir`. */

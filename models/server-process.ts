@@ -6,6 +6,7 @@
 import { spawn } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ModelUnavailableError } from "../core/errors.js";
 import type { ServerStats } from "./openai-server.js";
 
 const SAGE_BIN = resolve(dirname(fileURLToPath(import.meta.url)), "..", "bin", "sage.js");
@@ -32,7 +33,7 @@ export async function startModelServerProcess(): Promise<ModelServerProcess> {
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("exit", (code) => reject(new Error(`sage models serve exited (${code}) before it was ready:\n${output}`)));
+    child.once("exit", (code) => reject(new ModelUnavailableError(`sage models serve exited (${code}) before it was ready:\n${output}`, null)));
   });
   return {
     url,

@@ -93,6 +93,11 @@ export class EndpointModelClient implements ModelClient {
       messages: request.messages,
       max_tokens: request.maxTokens,
       temperature: request.temperature,
+      // Only the fields a call sets: an unset one would change the request's cache key.
+      ...(request.stop !== undefined ? { stop: request.stop } : {}),
+      ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
+      ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
+      ...(request.repeatPenalty !== undefined ? { repeat_penalty: request.repeatPenalty } : {}),
       ...(request.schema
         ? { response_format: { type: "json_schema" as const, json_schema: { name: "answer", schema: request.schema as Record<string, unknown> } } }
         : {}),

@@ -5,6 +5,7 @@
  * `stream.mapBatch(new SentenceEmbeddingFunction(text))`. (`stream.embed` calls an endpoint instead.)
  */
 import type { FunctionContext, RecordContext } from "../../core/api/context.js";
+import { InternalError } from "../../core/errors.js";
 import type { Embedded } from "../../core/api/llm.js";
 import type { SentenceEmbeddingModel } from "../../models/embedding-model.js";
 
@@ -28,7 +29,7 @@ export class SentenceEmbeddingFunction<T> {
   }
 
   async mapBatch(values: T[], _ctx: RecordContext): Promise<Array<Embedded<T>>> {
-    if (!this.model) throw new Error("SentenceEmbeddingFunction used before open()");
+    if (!this.model) throw new InternalError("SentenceEmbeddingFunction used before open()");
     const { vectors } = await this.model.embed(values.map((v) => this.text(v)));
     return values.map((v, i) => ({ ...v, embedding: Array.from(vectors[i]!) }));
   }

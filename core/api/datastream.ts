@@ -28,6 +28,7 @@ import {
   type ChatMessage,
   type Embedded,
   type Generated,
+  type GenerateOptions,
   type Labelled,
   type Prompted,
   type Retrieved,
@@ -95,12 +96,14 @@ export class DataStream<T> {
     return this.map(new PromptFunction<T>(user, system), rest);
   }
 
-  /** Adds the chat model's `answer` to each record (and `json`, parsed, when a JSON schema is given). */
-  generate<J = unknown>(
-    options: OperatorOptions & { maxTokens?: number; temperature?: number; schema?: object; model?: string } = {},
-  ): DataStream<Generated<T, J>> {
-    const { maxTokens, temperature, schema, model, ...rest } = options;
-    const fn = new GenerateFunction<T & { messages: ChatMessage[] }>(maxTokens ?? 128, temperature ?? 0, schema, model);
+  /**
+   * Adds the chat model's `answer` to each record (and `json`, parsed, when a JSON schema is given).
+   * Decoding: `maxTokens` (default 128), `temperature` (0), `stop`, the penalties.
+   */
+  generate<J = unknown>(options: OperatorOptions & Partial<GenerateOptions> = {}): DataStream<Generated<T, J>> {
+    const { maxTokens, temperature, stop, frequencyPenalty, presencePenalty, repeatPenalty, schema, model, ...rest } = options;
+    const decoding = { stop, frequencyPenalty, presencePenalty, repeatPenalty, schema, model };
+    const fn = new GenerateFunction<T & { messages: ChatMessage[] }>({ maxTokens: maxTokens ?? 128, temperature: temperature ?? 0, ...decoding });
     return this.map(fn as never, rest);
   }
 

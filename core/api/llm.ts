@@ -5,7 +5,7 @@
  * OpenAI-compatible endpoint with a response cache, retries, a rate limiter and usage accounting)
  * lives in `connectors/llm`; this file only declares what operators need from it.
  */
-import { NonRetryableError, PipelineDefinitionError } from "../errors.js";
+import { InternalError, NonRetryableError, PipelineDefinitionError } from "../errors.js";
 import type { FunctionContext, RecordContext } from "./context.js";
 import type { MaybePromise } from "./functions.js";
 import { resolvePlanString, toPlanString, type PlanString, type StringOrParam } from "./params.js";
@@ -24,16 +24,35 @@ export interface ModelCall {
   params: Readonly<Record<string, string>>;
 }
 
+/** How the chat model picks tokens and when it stops: the OpenAI request fields of the same names. */
+export interface Decoding {
+  /** Token cap of the answer (`max_tokens`). */
+  maxTokens: number;
+  temperature: number;
+  /** The answer ends before the first of these texts (`stop`, at most 4). */
+  stop?: string[];
+  /** Lowers a token's odds per earlier occurrence in the answer (`frequency_penalty`, -2..2). */
+  frequencyPenalty?: number;
+  /** Lowers a token's odds once it occurred in the answer (`presence_penalty`, -2..2). */
+  presencePenalty?: number;
+  /**
+   * llama.cpp's multiplicative `repeat_penalty` (1 = off), which the local server takes too. Not an
+   * OpenAI field: set it only for endpoints that accept it.
+   */
+  repeatPenalty?: number;
+}
+
 /** A chat request as operators make it. */
-export interface ChatCall {
+export interface ChatCall extends Decoding {
   /** Model name; default: `llm.models.<operator>` in config, else `llm.chat-model`. */
   model?: string;
   messages: ChatMessage[];
-  maxTokens: number;
-  temperature: number;
   /** JSON schema the answer must match (the endpoint's `response_format: json_schema`). */
   schema?: object;
 }
+
+/** What `generate` asks the model for: decoding, and optionally a JSON schema and a model name. */
+export type GenerateOptions = Decoding & { schema?: object; model?: string };
 
 /** What the worker's model client offers operators. */
 export interface ModelClient {
@@ -91,7 +110,7 @@ abstract class LlmFunction {
     this.services = null;
   }
   protected get models(): ModelClient {
-    if (!this.services) throw new Error("LLM operator used before open()");
+    if (!this.services) throw new InternalError("LLM operator used before open()");
     return this.services.models;
   }
 }
@@ -175,27 +194,13 @@ export type Generated<T, J = unknown> = T & { answer: string; json?: J };
 
 /** `generate`: one chat completion per record from its `messages`. */
 export class GenerateFunction<T extends { messages: ChatMessage[] }> extends LlmFunction {
-  constructor(
-    readonly maxTokens: number,
-    readonly temperature: number,
-    readonly schema?: object,
-    readonly model?: string,
-  ) {
+  constructor(readonly options: GenerateOptions) {
     super();
   }
   async map(value: T, ctx: RecordContext): Promise<Generated<T>> {
     if (!Array.isArray(value.messages)) throw new NonRetryableError(`generate "${ctx.operatorId}": the record has no messages (put .prompt(...) before it)`);
-    const answer = await this.models.chat(
-      {
-        messages: value.messages,
-        maxTokens: this.maxTokens,
-        temperature: this.temperature,
-        ...(this.schema ? { schema: this.schema } : {}),
-        ...(this.model ? { model: this.model } : {}),
-      },
-      callOf(ctx, this.pipeline),
-    );
-    if (!this.schema) return { ...value, answer };
+    const answer = await this.models.chat({ ...this.options, messages: value.messages }, callOf(ctx, this.pipeline));
+    if (!this.options.schema) return { ...value, answer };
     try {
       return { ...value, answer, json: JSON.parse(answer) as unknown };
     } catch {

@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { createLogger, createSageWorker, indexDocuments, indexExists, loadConfig, readUsage, SageClient, uiLink } from "sage-temporal/client";
 import { LOCAL_BASE_URL, startModelServer, type ModelServer } from "sage-temporal/models";
 import { ensureTemporalServer } from "sage-temporal/testing";
+import { ModelUnavailableError } from "sage-temporal";
 import { readFileSync } from "node:fs";
 import pipeline, { type RagAnswer } from "./pipeline.js";
 
@@ -28,7 +29,7 @@ const up = await fetch(new URL("/health", baseUrl))
   .catch(() => false);
 if (!up) {
   const url = new URL(baseUrl);
-  if (!["127.0.0.1", "localhost"].includes(url.hostname)) throw new Error(`no model endpoint answers at ${baseUrl}`);
+  if (!["127.0.0.1", "localhost"].includes(url.hostname)) throw new ModelUnavailableError(`no model endpoint answers at ${baseUrl}`, null);
   models = await startModelServer({ port: Number(url.port || 80) });
   say(`local model server at ${models.url}/v1`);
 }
@@ -58,8 +59,10 @@ try {
   }
   const usage = await readUsage(resolve(config["data-dir"]), "rag", job.jobId);
   if (usage) {
-    for (const [op, u] of Object.entries(usage.operators))
-      console.log(`${op}: ${u.requests} request(s), ${u.cached} from cache, ${u.inputs} input(s), ${u.promptTokens + u.completionTokens} tokens`);
+    for (const [op, u] of Object.entries(usage.operators)) {
+      const tokens = u.completionTokens > 0 ? `${u.promptTokens} prompt + ${u.completionTokens} completion tokens` : `${u.promptTokens} tokens`;
+      console.log(`${op}: ${u.requests} request(s), ${u.cached} from cache, ${u.inputs} input(s), ${tokens}`);
+    }
   }
   if (result.deadLetters > 0) console.log(`${result.deadLetters} question(s) went to the dead letters: ${result.deadLetterPath}`);
   console.log(`\n${answers.length} answers -> ${result.outputs["response-sink"]}`);

@@ -13,6 +13,7 @@ import { startModelServerProcess, type ModelServerProcess } from "../../models/s
 import { freePort } from "../../dev/temporal-server.js";
 import { REPO, cliEnv, readJsonl, runJob, sageCli, testConfig, until } from "../../test/support/harness.js";
 import pipeline, { type RagAnswer } from "./pipeline.js";
+import { PROMPT_SOURCES } from "./prompt.js";
 
 const CORPUS = join(REPO, "examples", "rag", "corpus");
 const QUESTIONS = join(REPO, "examples", "rag", "questions.jsonl");
@@ -22,6 +23,14 @@ const labelled = readJsonl<{ id: number; question: string; expect: string }>(QUE
 let models: ModelServerProcess;
 before(async () => (models = await startModelServerProcess()));
 after(async () => models.stop());
+
+/** An answer's shape (never its wording): one line of one or two sentences, none of them twice. */
+function assertShortAnswer(answer: string, what: string): void {
+  assert.ok(!answer.includes("\n"), `${what}: one line: ${JSON.stringify(answer)}`);
+  const sentences = answer.split(/(?<=[.!?])\s+/);
+  assert.ok(sentences.length <= 2, `${what}: at most two sentences: ${JSON.stringify(answer)}`);
+  assert.equal(new Set(sentences).size, sentences.length, `${what}: a sentence repeated: ${JSON.stringify(answer)}`);
+}
 
 const ragConfig = (label: string) => testConfig(label, { "llm.base-url": `${models.url}/v1` });
 
@@ -48,6 +57,9 @@ test("sage index + the RAG pipeline: the known source comes first for every labe
     assert.equal(a.hits.length, 3);
     assert.equal(typeof a.answer, "string");
     assert.ok(a.answer.length > 0, `question ${a.id} got an answer`);
+    assertShortAnswer(a.answer, `question ${a.id}`);
+    assert.equal(a.sources[0], a.hits[0]!.source);
+    assert.ok(a.sources.length <= PROMPT_SOURCES);
   }
   assert.equal(result.counts["response-sink"]?.out, labelled.length);
 
@@ -113,9 +125,10 @@ test("the README's demo command starts what it needs, indexes, answers with sour
       new RegExp(`started Temporal dev server .* on ${env.SAGE_TEMPORAL_ADDRESS}, Web UI http://127\\.0\\.0\\.1:${env.SAGE_TEMPORAL_UI_PORT}`),
     );
     assert.match(r.stderr, /indexed \d+ chunks of 8 documents/);
-    for (const q of labelled) assert.match(r.stdout, new RegExp(`Q${q.id}: .*\\nA: `));
-    assert.match(r.stdout, /sources: \S+\.md \(/);
+    // Each answer is printed on one line, between its question and its sources.
+    for (const q of labelled) assert.match(r.stdout, new RegExp(`Q${q.id}: .*\\nA: [^\\n]+\\n   sources: \\S+\\.md \\(`));
     assert.match(r.stdout, /embedding-generator: 1 request\(s\), 0 from cache, 8 input\(s\)/);
+    assert.match(r.stdout, /llm-generator: 8 request\(s\), 0 from cache, 8 input\(s\), \d+ prompt \+ \d+ completion tokens/);
     const workflowId = /^submitted (sage\/rag\/\S+)$/m.exec(r.stderr)?.[1];
     assert.ok(workflowId, r.stderr);
 

@@ -2,7 +2,8 @@
  * The SAGE Core RAG pipeline, for real on local models:
  * query-parser -> embedding-generator -> vector-retriever -> context-enhancer -> llm-generator
  * -> response-formatter -> response-sink. Every operator is stateless, so the whole chain fuses into
- * one stage: one activity per split of questions, one embedding request per micro-batch.
+ * one stage: one activity per split of questions, one embedding request per micro-batch. How the
+ * model is asked, and how much of its answer is kept, is in `prompt.ts`.
  */
 import {
   definePipeline,
@@ -17,6 +18,7 @@ import {
   type Retrieved,
   type StringOrParam,
 } from "sage-temporal";
+import { ANSWER_DECODING, firstSentences, PROMPT_SOURCES, sourcesPrompt } from "./prompt.js";
 
 /** A question from the input file (JSON Lines). */
 export interface Question {
@@ -34,7 +36,7 @@ export interface RagAnswer {
   id: number;
   question: string;
   answer: string;
-  /** Documents the answer was grounded on, best first. */
+  /** Documents the answer was grounded on (those in the prompt), best first. */
   sources: string[];
   hits: Array<{ id: string; source: string; score: number }>;
 }
@@ -48,26 +50,21 @@ export class QueryParser extends MapFunction<Question, ParsedQuery> {
   }
 }
 
-/** Puts the retrieved passages, numbered and with their sources, in front of the question. */
+/** Puts the best retrieved passages, numbered and with their sources, beside the question (`prompt.ts`). */
 export class ContextEnhancer extends MapFunction<Retrieved<ParsedQuery & { embedding: number[] }>, ParsedQuery & { hits: Hit[]; messages: ChatMessage[] }> {
   map(r: Retrieved<ParsedQuery & { embedding: number[] }>) {
-    const context = r.hits.map((h, i) => `[${i + 1}] (${h.source}) ${h.text}`).join("\n\n");
-    const messages: ChatMessage[] = [
-      { role: "system", content: "Answer the question in one or two sentences, using only the context." },
-      { role: "user", content: `Context:\n${context}\n\nQuestion: ${r.query}` },
-    ];
-    return { id: r.id, question: r.question, query: r.query, hits: r.hits, messages };
+    return { id: r.id, question: r.question, query: r.query, hits: r.hits, messages: sourcesPrompt(r.query, r.hits) };
   }
 }
 
-/** Keeps the answer, its sources and the retrieval scores; drops the prompt. */
+/** Keeps one or two sentences of the answer, its sources and the retrieval scores; drops the prompt. */
 export class ResponseFormatter extends MapFunction<Generated<ParsedQuery & { hits: Hit[]; messages: ChatMessage[] }>, RagAnswer> {
   map(r: Generated<ParsedQuery & { hits: Hit[]; messages: ChatMessage[] }>): RagAnswer {
     return {
       id: r.id,
       question: r.question,
-      answer: r.answer.trim(),
-      sources: [...new Set(r.hits.map((h) => h.source))],
+      answer: firstSentences(r.answer),
+      sources: [...new Set(r.hits.slice(0, PROMPT_SOURCES).map((h) => h.source))],
       hits: r.hits.map((h) => ({ id: h.id, source: h.source, score: Math.round(h.score * 1000) / 1000 })),
     };
   }
@@ -80,7 +77,7 @@ export function ragChain(questions: DataStream<Question>, index: StringOrParam):
     .embed({ text: (q) => q.query, name: "embedding-generator" })
     .retrieve({ index, k: 3, name: "vector-retriever" })
     .map(new ContextEnhancer(), { name: "context-enhancer" })
-    .generate({ maxTokens: 48, name: "llm-generator" })
+    .generate({ ...ANSWER_DECODING, name: "llm-generator" })
     .map(new ResponseFormatter(), { name: "response-formatter" });
 }
 

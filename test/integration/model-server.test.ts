@@ -1,11 +1,19 @@
 /**
  * The local model server over the real small models, driven by the `openai` client exactly as a
- * pipeline would: chat (plain, streamed, JSON schema), embeddings (float and base64), model list,
- * health, usage in every answer, and 400s that name the bad field. Never asserts a model's wording.
+ * pipeline would: chat (plain, streamed, JSON schema, stop and penalties, also through the
+ * pipeline's model client), embeddings (float and base64), model list, health, usage in every
+ * answer, and 400s that name the bad field. Never asserts a model's wording.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
+import pino from "pino";
+import { loadConfig } from "../../client/config-loader.js";
+import { EndpointModelClient } from "../../connectors/llm/model-endpoint.js";
+import { NonRetryableError } from "../../core/errors.js";
 import { startModelServer, type ModelServer } from "../../models/openai-server.js";
 import { LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL } from "../../models/paths.js";
 
@@ -76,6 +84,33 @@ test("json_schema output is valid JSON matching the schema; json_object is JSON"
   // The grammar forces JSON; only a cut at max_tokens can leave it unfinished.
   assert.match(text, /^\s*\{/);
   if (o.choices[0]!.finish_reason === "stop") assert.equal(typeof JSON.parse(text), "object");
+});
+
+test("stop ends an answer before the stop text; the penalties are taken; through the pipeline's model client too", async () => {
+  const messages = [{ role: "user" as const, content: "Name three fruits, one per line." }];
+  const free = await client.chat.completions.create({ model: LOCAL_CHAT_MODEL, messages, max_tokens: 24, temperature: 0 });
+  const stopped = await client.chat.completions.create({ model: LOCAL_CHAT_MODEL, messages, max_tokens: 24, temperature: 0, stop: ["\n"] });
+  const text = stopped.choices[0]!.message.content!;
+  assert.ok(!text.includes("\n"), JSON.stringify(text));
+  assert.equal(stopped.choices[0]!.finish_reason, "stop");
+  // Greedy decoding: up to the stop, the stopped answer is the free one.
+  assert.ok(free.choices[0]!.message.content!.startsWith(text), JSON.stringify({ free: free.choices[0]!.message.content, text }));
+  assert.ok(stopped.usage!.completion_tokens < free.usage!.completion_tokens || free.choices[0]!.finish_reason === "stop");
+
+  const config = loadConfig({ env: {}, overrides: { "llm.base-url": `${server.url}/v1`, "llm.cache": false, "llm.max-tries": 1 } });
+  const models = new EndpointModelClient(config.llm, mkdtempSync(join(tmpdir(), "sage-models-")), pino({ level: "silent" }));
+  const call = { operatorId: "generate", pipeline: "t", jobId: "j", params: {} };
+  const decoding = { maxTokens: 24, temperature: 0, stop: ["\n"], repeatPenalty: 1.2, frequencyPenalty: 0.2, presencePenalty: 0.2 };
+  const answer = await models.chat({ ...decoding, messages }, call);
+  assert.ok(answer.length > 0 && !answer.includes("\n"), JSON.stringify(answer));
+  // Each field reaches the server under its wire name: an out-of-range one comes back as a 400 naming it.
+  for (const [bad, name] of [
+    [{ repeatPenalty: 5 }, "repeat_penalty"],
+    [{ frequencyPenalty: 3 }, "frequency_penalty"],
+    [{ presencePenalty: -3 }, "presence_penalty"],
+  ] as const) {
+    await assert.rejects(models.chat({ ...decoding, ...bad, messages }, call), (e: unknown) => e instanceof NonRetryableError && e.message.includes(name));
+  }
 });
 
 test("embeddings: 384-d unit vectors, base64 (the client's default) equals float, meaning is kept", async () => {

@@ -1,7 +1,12 @@
-/** Pure parts of the LLM layer: templates, chunking, request keys, Retry-After, the rate limiter. */
+/**
+ * Pure parts of the LLM layer: templates, chunking, request keys, Retry-After, the rate limiter,
+ * generate's decoding options and how the local server reads them from a request.
+ */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fillTemplate } from "../../core/api/llm.js";
+import { fillTemplate, GenerateFunction, LLM_SERVICES, type ChatCall, type LlmServices } from "../../core/api/llm.js";
+import { HttpError } from "../../models/http.js";
+import { parseChatBody } from "../../models/openai-server.js";
 import { NonRetryableError } from "../../core/errors.js";
 import { chunkDocument } from "../../connectors/vector/docs-source.js";
 import { requestKey } from "../../connectors/llm/response-cache.js";
@@ -55,4 +60,48 @@ test("the rate limiter makes a call wait when its model's token budget is spent,
   await limiter.acquire("chat", 5);
   assert.equal(limiter.waited.calls, 1, "the spent model waited for its bucket to refill");
   assert.ok(limiter.waited.ms > 0);
+});
+
+test("generate sends its decoding options with each record's messages", async () => {
+  const calls: ChatCall[] = [];
+  const services: LlmServices = {
+    models: { embed: async () => [], chat: async (request) => (calls.push(request), "an answer") },
+    openIndex: async () => ({ search: async () => [] }),
+  };
+  const fn = new GenerateFunction({ maxTokens: 40, temperature: 0, stop: ["\n"], repeatPenalty: 1.2, frequencyPenalty: 0.2, presencePenalty: 0.1 });
+  const logger = { debug() {}, info() {}, warn() {}, error() {} };
+  await fn.open({
+    operatorId: "g",
+    operatorName: "g",
+    pipeline: "p",
+    parallelism: 1,
+    logger,
+    services: { get: <T>(k: string) => (k === LLM_SERVICES ? (services as T) : undefined) },
+  });
+  const messages = [{ role: "user" as const, content: "hi" }];
+  const out = await fn.map({ messages }, { operatorId: "g", jobId: "j", params: {}, attempt: 1, logger });
+  assert.equal(out.answer, "an answer");
+  assert.deepEqual(calls, [{ maxTokens: 40, temperature: 0, stop: ["\n"], repeatPenalty: 1.2, frequencyPenalty: 0.2, presencePenalty: 0.1, messages }]);
+});
+
+test("the local server reads stop and the penalties as OpenAI (and llama.cpp) name them, and answers 400 naming a bad one", () => {
+  const messages = [{ role: "user", content: "hi" }];
+  const r = parseChatBody({ messages, stop: "\n", frequency_penalty: 0.5, presence_penalty: -0.5, repeat_penalty: 1.2, max_tokens: 9 });
+  assert.deepEqual([r.stop, r.frequencyPenalty, r.presencePenalty, r.repeatPenalty, r.maxTokens], [["\n"], 0.5, -0.5, 1.2, 9]);
+  const plain = parseChatBody({ messages, stop: null });
+  assert.deepEqual([plain.stop, plain.frequencyPenalty, plain.presencePenalty, plain.repeatPenalty], [undefined, undefined, undefined, undefined]);
+  for (const [field, value] of [
+    ["stop", ["a", "b", "c", "d", "e"]],
+    ["stop", [""]],
+    ["stop", 3],
+    ["frequency_penalty", 2.5],
+    ["presence_penalty", "high"],
+    ["repeat_penalty", -1],
+  ] as const) {
+    assert.throws(
+      () => parseChatBody({ messages, [field]: value }),
+      (e: unknown) => e instanceof HttpError && e.status === 400 && e.param === field,
+      `${field}: ${JSON.stringify(value)}`,
+    );
+  }
 });
