@@ -108,9 +108,6 @@ program
   .option("--models-dir <dir>", "where the model files are (default .tools/models)")
   .action(modelsServeCommand);
 
-/** Codes of errors in what the user gave (flags, configuration, pipeline, parameters, job id): exit code 2, as for a usage error. */
-const USER_INPUT_CODES: readonly string[] = ["CONFIG", "PIPELINE_DEFINITION", "USAGE", "MISSING_PARAMETER", "JOB_EXISTS"];
-
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
@@ -118,5 +115,6 @@ try {
   // A TypeError or the like is a bug, not the user's doing: its name says so.
   process.stderr.write(`sage: ${e instanceof SageError || e.name === "Error" ? e.message : `${e.name}: ${e.message}`}\n`);
   if (process.env.SAGE_DEBUG) process.stderr.write(`${e.stack}\n`);
-  process.exitCode = e instanceof SageError && USER_INPUT_CODES.includes(e.code) ? 2 : 1;
+  // An error in what the user gave (flags, configuration, pipeline, parameters, job id) exits 2, as a usage error does.
+  process.exitCode = e instanceof SageError && e.input ? 2 : 1;
 }

@@ -18,6 +18,8 @@ export interface SageErrorOptions {
   retriable?: boolean;
   /** What the error fails (default `record`). */
   scope?: ErrorScope;
+  /** Whether the caller's input is wrong: flags, configuration, pipeline, parameters, job id (default false). */
+  input?: boolean;
   /** The error this one wraps. */
   cause?: unknown;
 }
@@ -30,6 +32,8 @@ export class SageError extends Error {
   readonly retriable: boolean;
   /** What the error fails: the record in hand (dead letters) or the job's stage attempt. */
   readonly scope: ErrorScope;
+  /** Whether the caller's input is wrong (the CLI exits 2, as for a usage error): fixing it helps, retrying does not. */
+  readonly input: boolean;
 
   constructor(code: string, message: string, options: SageErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -37,6 +41,7 @@ export class SageError extends Error {
     this.code = code;
     this.retriable = options.retriable ?? false;
     this.scope = options.scope ?? "record";
+    this.input = options.input ?? false;
   }
 }
 
@@ -66,14 +71,14 @@ export class NonRetryableError extends SageError {
 /** A pipeline definition is wrong (duplicate names, bad parallelism, a dangling stream, a bad tag, ...). */
 export class PipelineDefinitionError extends SageError {
   constructor(message: string) {
-    super("PIPELINE_DEFINITION", message);
+    super("PIPELINE_DEFINITION", message, { input: true });
   }
 }
 
 /** Configuration failed validation; the message names the key, the value and what was expected. */
 export class ConfigError extends SageError {
   constructor(message: string) {
-    super("CONFIG", message);
+    super("CONFIG", message, { input: true });
   }
 }
 
@@ -158,7 +163,7 @@ export class MissingParameterError extends SageError {
     readonly parameter: string,
     message: string,
   ) {
-    super("MISSING_PARAMETER", message, { scope: "job" });
+    super("MISSING_PARAMETER", message, { scope: "job", input: true });
   }
 }
 
@@ -196,7 +201,7 @@ export class InternalError extends SageError {
  */
 export class UsageError extends SageError {
   constructor(message: string) {
-    super("USAGE", message);
+    super("USAGE", message, { input: true });
   }
 }
 
@@ -215,6 +220,17 @@ export class JobExistsError extends SageError {
     readonly params: Readonly<Record<string, string>>,
     message: string,
   ) {
-    super("JOB_EXISTS", message);
+    super("JOB_EXISTS", message, { input: true });
+  }
+}
+
+/** A local model's files are not installed (`bash scripts/install-models.sh` installs them). */
+export class ModelNotInstalledError extends SageError {
+  constructor(
+    /** The missing file. */
+    readonly path: string,
+    message: string,
+  ) {
+    super("MODEL_NOT_INSTALLED", message, { scope: "job" });
   }
 }

@@ -9,6 +9,7 @@ import { RECORDED_FROM_PARAM } from "../connectors/llm/model-endpoint.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import { PIPELINE_WORKFLOW, workflowIdOf, type JobInput } from "../core/plan/job.js";
 import { SageJob, type SageClient } from "../client/sage-client.js";
+import { UsageError } from "../core/errors.js";
 
 /** The recorded re-run that was started. */
 export interface RecordedRerun {
@@ -21,19 +22,19 @@ export interface RecordedRerun {
 export async function rerunRecorded(client: SageClient, workflowId: string, options: { pipeline?: Pipeline; jobId?: string } = {}): Promise<RecordedRerun> {
   const handle = client.temporal.workflow.getHandle(workflowId);
   const desc = await handle.describe();
-  if (desc.status.name === "RUNNING") throw new Error(`job ${workflowId} is still RUNNING; a recorded re-run needs a finished or failed job`);
+  if (desc.status.name === "RUNNING") throw new UsageError(`job ${workflowId} is still RUNNING; a recorded re-run needs a finished or failed job`);
   const history = await handle.fetchHistory();
   const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
   const payload = started?.input?.payloads?.[0];
   const input = payload ? defaultPayloadConverter.fromPayload<JobInput>(payload) : undefined;
-  if (!input || !started?.taskQueue?.name) throw new Error(`cannot read the start input of ${workflowId}`);
+  if (!input || !started?.taskQueue?.name) throw new UsageError(`cannot read the start input of ${workflowId}: is it a Sage job?`);
   // A recorded re-run of a recorded re-run still reads the first job's record.
   const from = input.params[RECORDED_FROM_PARAM] ?? `${input.plan.pipeline}/${input.jobId}`;
   const jobId = options.jobId ?? `${input.jobId}.recorded-${Date.now().toString(36)}`;
   const params = { ...input.params, [RECORDED_FROM_PARAM]: from };
   if (options.pipeline) {
     if (options.pipeline.name !== input.plan.pipeline) {
-      throw new Error(`job ${workflowId} ran pipeline "${input.plan.pipeline}", but the module's pipeline is "${options.pipeline.name}"`);
+      throw new UsageError(`job ${workflowId} ran pipeline "${input.plan.pipeline}", but the module's pipeline is "${options.pipeline.name}"`);
     }
     return { job: await client.submit(options.pipeline, { jobId, params, parallelism: input.plan.parallelism }), from };
   }

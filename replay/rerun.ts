@@ -12,6 +12,7 @@ import type { Client } from "@temporalio/client";
 import { defaultPayloadConverter } from "@temporalio/common";
 import proto from "@temporalio/proto";
 import { PIPELINE_WORKFLOW, addCounts, sentBatches, type JobInput, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
+import { UsageError } from "../core/errors.js";
 
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 const EventType = proto.temporal.api.enums.v1.EventType;
@@ -66,13 +67,15 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
   const desc = await handle.describe();
   const status = desc.status.name;
   if (!["FAILED", "TERMINATED", "TIMED_OUT"].includes(status)) {
-    throw new Error(`job ${workflowId} is ${status}; only FAILED, TERMINATED or TIMED_OUT jobs can be re-run (a cancelled job's staged output was removed)`);
+    throw new UsageError(
+      `job ${workflowId} is ${status}; only FAILED, TERMINATED or TIMED_OUT jobs can be re-run (a cancelled job's staged output was removed)`,
+    );
   }
   const history = await handle.fetchHistory();
   const events = history.events ?? [];
   const started = events[0]?.workflowExecutionStartedEventAttributes;
   const input = decode<JobInput>(started?.input);
-  if (!input || !started?.taskQueue?.name) throw new Error(`cannot read the start input of ${workflowId}`);
+  if (!input || !started?.taskQueue?.name) throw new UsageError(`cannot read the start input of ${workflowId}: is it a Sage job?`);
   const completed = completedSplits(events);
   for (const [stage, splits] of Object.entries(input.resume?.completed ?? {})) {
     for (const [index, counts] of Object.entries(splits)) (completed[stage] ??= {})[Number(index)] ??= counts;
