@@ -45,7 +45,9 @@ for (const fusion of [true, false]) {
     calls.clear();
     const config = testConfig("retries", { "execution.fusion": fusion });
     const output = join(config.dir, "out.jsonl");
-    const { job, result } = await runJob(retriesPipeline, config, { output }, "r1");
+    // A job id runs once per server: one id per variant.
+    const jobId = `r1-${fusion ? "fused" : "unfused"}`;
+    const { job, result } = await runJob(retriesPipeline, config, { output }, jobId);
     assert.equal(job.plan?.stages.length, fusion ? 1 : 6);
 
     const nums = Array.from({ length: 60 }, (_, i) => i);
@@ -71,12 +73,12 @@ for (const fusion of [true, false]) {
     assert.deepEqual(result.counts.out, { in: kept.length, out: kept.length, dead: 0 });
     assert.deepEqual(result.counts.picky, { in: kept.length, out: kept.length - refusedBySink.length, dead: refusedBySink.length });
 
-    const path = join(config["data-dir"], "dead-letters", "retries", "r1.jsonl");
+    const path = join(config["data-dir"], "dead-letters", "retries", `${jobId}.jsonl`);
     assert.equal(result.deadLetterPath, path);
     const letters = readJsonl<DeadLetter>(path).sort(byOperatorThenRecord);
     for (const l of letters) {
       assert.equal(l.pipeline, "retries");
-      assert.equal(l.jobId, "r1");
+      assert.equal(l.jobId, jobId);
       assert.equal(l.operatorName, l.operator);
       // Unfused, a dead letter's shard names the path of its batch through the stages.
       assert.match(l.shard, fusion ? /^s0-\d{6}$/ : /^s0-\d{6}(\.s\d)+$/);
