@@ -9,7 +9,7 @@ import type { DeadLetters } from "./dead-letters.js";
 import type { EdgeOutputs } from "./edge-outputs.js";
 import type { RecordInvoker } from "./invoker.js";
 import { operatorPushes, type OperatorWiring } from "./operators.js";
-import { output, type Push, type Target } from "./push.js";
+import { outputOf, type Push, type Target } from "./push.js";
 import type { Sinks } from "./sinks.js";
 import type { StageUnit } from "./unit.js";
 
@@ -52,7 +52,7 @@ export class OperatorChain implements OperatorWiring {
       });
     }
     const entries = new Map<string, Push>();
-    const entry = (operator: string, push: Push): Push => output(null, [{ push, counts: this.unit.countsOf(operator) }]);
+    const entry = (operator: string, push: Push): Push => outputOf(null, [{ push, counts: this.unit.countsOf(operator) }]);
     if (stage.source) entries.set(SOURCE_ENTRY, entry(stage.operators[0]!, pushes.get(stage.operators[0]!)![0]!));
     for (const edge of compiled.plan.edges.filter((e) => e.toStage === stage.id)) {
       const own = pushes.get(edge.toOperator)!;
@@ -62,7 +62,7 @@ export class OperatorChain implements OperatorWiring {
   }
 
   output(node: LogicalNode, tag: string | null): Push {
-    return output(this.unit.countsOf(node.id), this.targets.get(`${node.id}#${tag ?? ""}`) ?? []);
+    return outputOf(this.unit.countsOf(node.id), this.targets.get(`${node.id}#${tag ?? ""}`) ?? []);
   }
 
   onInputEnd(node: LogicalNode, flush: () => Promise<void>): void {

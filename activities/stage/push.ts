@@ -36,7 +36,7 @@ function fanOut(targets: readonly Target[], value: unknown, from: number): void 
  * The output of an operator (`from`; null for the entry of a stage) to `targets`: counts each record
  * out of `from` and into each target. Built once per edge; the common one-target case is one call.
  */
-export function output(from: OperatorCounts | null, targets: readonly Target[]): Push {
+export function outputOf(from: OperatorCounts | null, targets: readonly Target[]): Push {
   if (targets.length === 1) {
     const { push, counts } = targets[0]!;
     if (from && counts) {
