@@ -1,7 +1,8 @@
 /**
  * `npm test`: starts one real Temporal dev server and one real Kafka broker for the whole run (fresh
  * data, headless, free ports), runs every test file with Node's test runner against them, stops them.
- * `npm test -- test/unit` runs only the files under the given paths.
+ * `npm test -- test/unit` runs only the files under the given paths; files under test/unit and
+ * test/workflows (the fast tiers) run without them.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
@@ -27,7 +28,9 @@ function testFiles(paths: string[]): string[] {
 const args = process.argv.slice(2);
 const files = testFiles(args.filter((a) => !a.startsWith("--")));
 const testArgs = args.filter((a) => a.startsWith("--"));
-const needsServer = files.some((f) => !f.startsWith(join("test", "unit")));
+// Unit tests need no server; workflow tests start their own time-skipping test server.
+const SERVERLESS = [join("test", "unit"), join("test", "workflows")];
+const needsServer = files.some((f) => !SERVERLESS.some((dir) => f.startsWith(dir)));
 const dir = mkdtempSync(join(tmpdir(), "sage-test-"));
 const server = needsServer
   ? await startScratchServer(dir, {
