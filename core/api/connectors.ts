@@ -3,6 +3,7 @@
  * worker. A descriptor carries its element type for the fluent API.
  */
 import { toPlanString, type PlanString, type StringOrParam } from "./params.js";
+import { isTopicName } from "../names.js";
 
 /** Plan form of a bounded source. */
 export type SourceSpec =
@@ -125,7 +126,7 @@ export const KafkaSource = {
 
 function kafkaSourceSpec(topics: string | string[], options: KafkaSourceOptions, withMetadata: boolean): KafkaSourceSpec {
   const list = Array.isArray(topics) ? topics : [topics];
-  if (list.length === 0 || list.some((t) => typeof t !== "string" || !/^[A-Za-z0-9._-]{1,249}$/.test(t))) {
+  if (list.length === 0 || list.some((t) => !isTopicName(t))) {
     throw new TypeError(`KafkaSource: topic names must be 1-249 characters of [A-Za-z0-9._-], got ${JSON.stringify(topics)}`);
   }
   return {
@@ -150,7 +151,7 @@ export interface KafkaSinkOptions<T> {
 export const KafkaSink = {
   /** Writes each record to `topic`; readers with `read_committed` see every record exactly once. */
   topic<T = unknown>(topic: string, options: KafkaSinkOptions<T> = {}): SinkDescriptor<T> {
-    if (typeof topic !== "string" || !/^[A-Za-z0-9._-]{1,249}$/.test(topic)) {
+    if (!isTopicName(topic)) {
       throw new TypeError(`KafkaSink: topic name must be 1-249 characters of [A-Za-z0-9._-], got ${JSON.stringify(topic)}`);
     }
     if (options.key !== undefined && typeof options.key !== "function") throw new TypeError(`KafkaSink "${topic}": key must be a function`);

@@ -3,6 +3,7 @@
  * Restate's `context.ts` / `context_impl.ts` split): this file reads like the spec.
  */
 import { PipelineDefinitionError } from "../errors.js";
+import { NAME_CHARS, isName } from "../names.js";
 
 /** A minimal structured logger (pino-compatible) handed to user functions. */
 export interface FunctionLogger {
@@ -52,8 +53,8 @@ export class OutputTag<T> {
   /** Phantom field that carries the element type; never set. */
   declare readonly __type?: T;
   constructor(readonly id: string) {
-    if (!/^[A-Za-z0-9_.-]+$/.test(id)) {
-      throw new PipelineDefinitionError(`OutputTag id "${id}" must match [A-Za-z0-9_.-]+`);
+    if (!isName(id)) {
+      throw new PipelineDefinitionError(`OutputTag id "${id}" must match ${NAME_CHARS}`);
     }
   }
 }

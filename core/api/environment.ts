@@ -9,6 +9,7 @@ import type { SinkDescriptor, SourceDescriptor } from "./connectors.js";
 import { DataStream, FeedbackStream } from "./datastream.js";
 import type { SourceFunction } from "./functions.js";
 import { ParamRef } from "./params.js";
+import { NAME_CHARS, isName } from "../names.js";
 
 function isSourceDescriptor(value: unknown): value is SourceDescriptor<unknown> {
   return typeof value === "object" && value !== null && "spec" in value;
@@ -26,7 +27,7 @@ export class StreamExecutionEnvironment {
 
   /** A job parameter given at submit time (`--param name=value`); the plan holds only the reference. */
   param(name: string, options: { default?: string } = {}): ParamRef {
-    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new PipelineDefinitionError(`parameter name "${name}" must match [A-Za-z0-9_.-]+`);
+    if (!isName(name)) throw new PipelineDefinitionError(`parameter name "${name}" must match ${NAME_CHARS}`);
     return new ParamRef(name, options.default);
   }
 

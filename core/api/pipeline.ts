@@ -5,6 +5,7 @@ import type { LogicalGraph } from "../plan/logical.js";
 import { checkStreamingGraph } from "../plan/stream.js";
 import { optimize, type CompileOptions, type PhysicalPlan } from "../plan/physical.js";
 import { StreamExecutionEnvironment } from "./environment.js";
+import { NAME_CHARS, isName } from "../names.js";
 
 /** A pipeline compiled for one set of options: the plan plus the user functions by operator id. */
 export interface CompiledPipeline {
@@ -27,8 +28,8 @@ export const DEFAULT_COMPILE_OPTIONS: CompileOptions = { parallelism: 1, fusion:
 
 /** Declares a pipeline; `build` receives the environment and declares sources, operators and sinks. */
 export function definePipeline(name: string, build: (env: StreamExecutionEnvironment) => unknown): Pipeline {
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) {
-    throw new PipelineDefinitionError(`pipeline name "${name}" must match [A-Za-z0-9_.-]+ (it becomes part of workflow ids)`);
+  if (!isName(name)) {
+    throw new PipelineDefinitionError(`pipeline name "${name}" must match ${NAME_CHARS} (it becomes part of workflow ids)`);
   }
   return {
     kind: "sage.pipeline",

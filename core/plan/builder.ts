@@ -6,6 +6,7 @@ import { PipelineDefinitionError } from "../errors.js";
 import type { SinkSpec, SourceSpec } from "../api/connectors.js";
 import { canonicalJson, sha256Hex } from "./hash.js";
 import { DEFAULT_RETRY, type LogicalGraph, type LogicalNode, type NodeInput, type OperatorKind, type RetryPolicy } from "./logical.js";
+import { OPERATOR_NAME_CHARS, isOperatorName } from "../names.js";
 
 /** Options every operator takes. */
 export interface OperatorOptions {
@@ -33,8 +34,6 @@ export interface NodeDraft {
   feedback?: LogicalNode["feedback"];
   batchSize?: number;
 }
-
-const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
 
 function positiveInt(value: number | undefined, what: string): number | null {
   if (value === undefined) return null;
@@ -95,9 +94,9 @@ export class GraphBuilder {
       ["name", name],
       ["uid", id],
     ] as const) {
-      if (!ID_PATTERN.test(value)) {
+      if (!isOperatorName(value)) {
         throw new PipelineDefinitionError(
-          `pipeline "${this.pipeline}": operator ${label} "${value}" (operator #${index}, ${draft.kind}) must match ${ID_PATTERN.source}`,
+          `pipeline "${this.pipeline}": operator ${label} "${value}" (operator #${index}, ${draft.kind}) must match ${OPERATOR_NAME_CHARS}`,
         );
       }
     }
