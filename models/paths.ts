@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ModelNotInstalledError } from "../core/errors.js";
 
 /** Root of the installed models (`.tools/models` in the repository). */
 export const MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", ".tools", "models");
@@ -26,7 +27,7 @@ export function localModelFiles(dir = MODELS_DIR): LocalModelFiles {
     tokenizerJson: join(dir, "all-minilm-l6-v2-q", "tokenizer.json"),
   };
   for (const path of Object.values(files)) {
-    if (!existsSync(path)) throw new Error(`local model file ${path} is missing: run \`bash scripts/install-models.sh\``);
+    if (!existsSync(path)) throw new ModelNotInstalledError(path, `local model file ${path} is missing: run \`bash scripts/install-models.sh\``);
   }
   return files;
 }

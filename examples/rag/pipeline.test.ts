@@ -13,7 +13,7 @@ import { startModelServerProcess, type ModelServerProcess } from "../../models/s
 import { freePort } from "../../dev/temporal-server.js";
 import { REPO, cliEnv, readJsonl, runJob, sageCli, testConfig, until } from "../../test/support/harness.js";
 import pipeline, { type RagAnswer } from "./pipeline.js";
-import { PROMPT_SOURCES } from "./prompt.js";
+import { PROMPT_SOURCES, sentencesOf } from "./prompt.js";
 
 const CORPUS = join(REPO, "examples", "rag", "corpus");
 const QUESTIONS = join(REPO, "examples", "rag", "questions.jsonl");
@@ -27,7 +27,7 @@ after(async () => models.stop());
 /** An answer's shape (never its wording): one line of one or two sentences, none of them twice. */
 function assertShortAnswer(answer: string, what: string): void {
   assert.ok(!answer.includes("\n"), `${what}: one line: ${JSON.stringify(answer)}`);
-  const sentences = answer.split(/(?<=[.!?])\s+/);
+  const sentences = sentencesOf(answer);
   assert.ok(sentences.length <= 2, `${what}: at most two sentences: ${JSON.stringify(answer)}`);
   assert.equal(new Set(sentences).size, sentences.length, `${what}: a sentence repeated: ${JSON.stringify(answer)}`);
 }

@@ -62,18 +62,24 @@ export function sourcesPrompt(question: string, hits: readonly Hit[]): ChatMessa
 
 const COMPLETE = /[.!?]["')\]`*]*$/;
 
+/** A text cut into sentences (a sentence ends in . ! or ?, maybe closed by a quote, bracket or backtick). */
+export function sentencesOf(text: string): string[] {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat === "" ? [] : flat.split(/(?<=[.!?]["')\]`*]*)\s+/);
+}
+
 /**
  * The first `max` complete sentences of a model's answer, on one line, none twice. A sentence cut by
  * the token cap, or a lead-in ending in ":" whose list the stop cut off, is dropped; an answer with
  * no complete sentence is kept as the model wrote it, with "…" where it was cut.
  */
 export function firstSentences(text: string, max = 2): string {
-  const flat = text.replace(/\s+/g, " ").trim();
   const kept: string[] = [];
-  for (const sentence of flat.split(/(?<=[.!?]["')\]`*]*)\s+/)) {
+  for (const sentence of sentencesOf(text)) {
     if (!COMPLETE.test(sentence) || kept.length === max) break;
     if (!kept.includes(sentence)) kept.push(sentence);
   }
   if (kept.length > 0) return kept.join(" ");
+  const flat = text.replace(/\s+/g, " ").trim();
   return flat === "" ? flat : `${flat.replace(/[\s,;:]+$/, "")}…`;
 }

@@ -7,7 +7,7 @@ import { OutputTag } from "../../core/api/context.js";
 import { PipelineDefinitionError } from "../../core/errors.js";
 import { edgeKey, type PhysicalPlan } from "../../core/plan/physical.js";
 import { renderDot, renderMermaid, renderText } from "../../core/plan/render.js";
-import agentRouter from "../../examples/agent-router/pipeline.js";
+import agentRouter from "../../examples/agent-router/keyword-pipeline.js";
 
 const definitionError = (pattern: RegExp) => (err: unknown) => err instanceof PipelineDefinitionError && pattern.test(err.message);
 
