@@ -4,8 +4,8 @@
  * `npm test -- test/unit` runs only the files under the given paths; files under test/unit and
  * test/workflows (the fast tiers) run without them.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, statSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
@@ -31,6 +31,11 @@ const testArgs = args.filter((a) => a.startsWith("--"));
 // Unit tests need no server; workflow tests start their own time-skipping test server.
 const SERVERLESS = [join("test", "unit"), join("test", "workflows")];
 const needsServer = files.some((f) => !SERVERLESS.some((dir) => f.startsWith(dir)));
+// The workflow tier's test server is installed on first use, as the broker's jars are.
+if (files.some((f) => f.startsWith(join("test", "workflows"))) && !existsSync(join(".tools", "temporal-test-server", "test-server"))) {
+  const install = spawnSync("bash", ["scripts/install-test-server.sh"], { stdio: "inherit" });
+  if (install.status !== 0) process.exit(install.status ?? 1);
+}
 const dir = mkdtempSync(join(tmpdir(), "sage-test-"));
 const server = needsServer
   ? await startScratchServer(dir, {
