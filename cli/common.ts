@@ -8,6 +8,8 @@ import { SA_JOB_ID, SA_PIPELINE } from "../core/plan/job.js";
 import { loadConfig } from "../client/config-loader.js";
 import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev/temporal-server.js";
 import { createLogger } from "../client/logger.js";
+import type { Pipeline } from "../core/api/pipeline.js";
+import { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
 
 /** Flags every command accepts. */
 export interface GlobalFlags {
@@ -111,4 +113,25 @@ export function parseParams(values: string[] = []): Record<string, string> {
 /** Collects a repeatable option into an array (commander helper). */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** A worker running inside a CLI process (`sage run`), and how to stop it. */
+export interface InProcessWorker {
+  worker: SageWorker;
+  /** Shuts the worker down and waits for its run to end. */
+  stop(): Promise<void>;
+}
+
+/** Starts a worker for `pipeline` in this process; a failure of its run is logged, not thrown. */
+export async function startInProcessWorker(pipeline: Pipeline, config: SageConfig, logger: Logger): Promise<InProcessWorker> {
+  const worker = await createSageWorker({ pipeline, config, logger });
+  const running = worker.run();
+  running.catch((err: unknown) => logger.error({ err }, "worker failed"));
+  return {
+    worker,
+    stop: async () => {
+      await worker.shutdown();
+      await running.catch(() => undefined);
+    },
+  };
 }

@@ -1,8 +1,8 @@
 /** `sage run` and `sage worker`. */
 import { loadPipeline } from "./module-loader.js";
 import { SageClient, failureMessage } from "../client/sage-client.js";
-import { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
-import { cliLogger, configFrom, ensureServer, parseParams, uiLink, type GlobalFlags } from "./common.js";
+import { createSageWorker } from "../worker/sage-worker.js";
+import { cliLogger, configFrom, ensureServer, parseParams, startInProcessWorker, uiLink, type GlobalFlags } from "./common.js";
 import { follow } from "./progress.js";
 import { renderSummary } from "./summary.js";
 import { runStreaming } from "./stream.js";
@@ -32,13 +32,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   const say = (m: string) => process.stderr.write(`${m}\n`);
   await ensureServer(config, say);
   if (isStreaming(plan)) return runStreaming(pipeline, config, flags, logger);
-  let worker: SageWorker | null = null;
-  let running: Promise<void> | null = null;
-  if (flags.worker !== false) {
-    worker = await createSageWorker({ pipeline, config, logger });
-    running = worker.run();
-    running.catch((err: unknown) => logger.error({ err }, "worker failed"));
-  }
+  const worker = flags.worker !== false ? await startInProcessWorker(pipeline, config, logger) : null;
   const client = await SageClient.connect({ config });
   const started = Date.now();
   try {
@@ -60,10 +54,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
     }
   } finally {
     await client.close();
-    if (worker) {
-      await worker.shutdown();
-      await running?.catch(() => undefined);
-    }
+    await worker?.stop();
   }
 }
 

@@ -7,10 +7,9 @@ import { deadLetterTopicOf, kafkaClientOf } from "../connectors/kafka/index.js";
 import { KafkaShim, shimOptionsOf } from "../streaming/shim.js";
 import { SageClient } from "../client/sage-client.js";
 import { StreamJob, StreamJobHandle, type StreamJobProgress } from "../streaming/stream-job.js";
-import { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
 import { loadPipeline } from "./module-loader.js";
 import { startMetricsServer } from "../worker/metrics.js";
-import { cliLogger, configFrom, parseParams, uiLink, type GlobalFlags } from "./common.js";
+import { cliLogger, configFrom, parseParams, startInProcessWorker, uiLink, type GlobalFlags } from "./common.js";
 import { watchPauses } from "./pauses.js";
 import { BrokerUnavailableError, UsageError } from "../core/errors.js";
 
@@ -106,13 +105,7 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
 /** `sage run` of a streaming pipeline: worker and shim in this process until the job is stopped (Ctrl-C or `sage stop`). */
 export async function runStreaming(pipeline: Pipeline, config: SageConfig, flags: StreamFlags, logger: Logger): Promise<void> {
   const say = (m: string) => process.stderr.write(`${m}\n`);
-  let worker: SageWorker | null = null;
-  let running: Promise<void> | null = null;
-  if (flags.worker !== false) {
-    worker = await createSageWorker({ pipeline, config, logger });
-    running = worker.run();
-    running.catch((err: unknown) => logger.error({ err }, "worker failed"));
-  }
+  const worker = flags.worker !== false ? await startInProcessWorker(pipeline, config, logger) : null;
   const { client, job, shim } = await prepare(pipeline, config, flags, undefined, logger);
   watchPauses(logger);
   const started = Date.now();
@@ -143,10 +136,7 @@ export async function runStreaming(pipeline: Pipeline, config: SageConfig, flags
     process.removeListener("SIGTERM", interrupt);
     await shim.stop();
     await client.close();
-    if (worker) {
-      await worker.shutdown();
-      await running?.catch(() => undefined);
-    }
+    await worker?.stop();
   }
 }
 
