@@ -2,6 +2,9 @@
 // and workflows/, no floating promises, type-only imports where only types cross.
 import tseslint from "typescript-eslint";
 
+// The folders whose code runs on Node, outside workflows: neither core/ nor workflows/ may import them.
+const NODE_SIDE = ["**/activities/**", "**/client/**", "**/cli/**", "**/dev/**", "**/streaming/**", "**/replay/**", "**/worker/**", "**/connectors/**"];
+
 const NODE_BUILTINS = [
   "node:*",
   "fs",
@@ -54,18 +57,7 @@ export default tseslint.config(
           patterns: [
             { group: NODE_BUILTINS, message: "core/ is pure: it is imported by workflows, which may not touch Node." },
             {
-              group: [
-                "**/activities/**",
-                "**/client/**",
-                "**/cli/**",
-                "**/dev/**",
-                "**/streaming/**",
-                "**/replay/**",
-                "**/worker/**",
-                "**/connectors/**",
-                "**/workflows/**",
-                "@temporalio/*",
-              ],
+              group: [...NODE_SIDE, "**/workflows/**", "@temporalio/*"],
               message: "core/ depends on nothing but itself.",
             },
           ],
@@ -82,19 +74,7 @@ export default tseslint.config(
           patterns: [
             { group: NODE_BUILTINS, message: "workflows must be deterministic: no Node built-ins." },
             {
-              group: [
-                "**/activities/**",
-                "**/client/**",
-                "**/cli/**",
-                "**/dev/**",
-                "**/streaming/**",
-                "**/replay/**",
-                "**/worker/**",
-                "**/connectors/**",
-                "@temporalio/activity",
-                "@temporalio/worker",
-                "@temporalio/client",
-              ],
+              group: [...NODE_SIDE, "@temporalio/activity", "@temporalio/worker", "@temporalio/client"],
               message: "workflows import only core/ and @temporalio/workflow; user code runs in activities.",
             },
           ],
