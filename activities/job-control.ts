@@ -14,6 +14,7 @@ import { fileSplits } from "../connectors/file/source.js";
 import { jobStagingDir, publishShards } from "../connectors/file/staging.js";
 import { encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
+import { jobFileName } from "../core/names.js";
 
 /** What the control activities receive (a stage input without a unit of work). */
 export type ControlInput = Omit<StageInput, "stage" | "shard" | "split" | "batch"> & { deadLetters?: number };
@@ -31,7 +32,7 @@ export interface CommitResult {
 export function deadLetterTarget(input: ControlInput, dataDir: string, planSpec: { kind: string; path?: unknown } | null): string {
   if (planSpec && planSpec.kind === "file") return resolve(resolvePlanString(planSpec.path as string, input.params, "dead-letter sink"));
   if (input.runtime.deadLetterPath) return resolve(input.runtime.deadLetterPath.replace("{pipeline}", input.pipeline).replace("{jobId}", input.jobId));
-  return resolve(join(dataDir, "dead-letters", input.pipeline, `${input.jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}.jsonl`));
+  return resolve(join(dataDir, "dead-letters", input.pipeline, `${jobFileName(input.jobId)}.jsonl`));
 }
 
 /** The splits a user source listed, or a SourceError (a bug in `splits()`: retrying cannot help). */
@@ -98,7 +99,7 @@ export async function commitJob(input: ControlInput, registry: OperatorRegistry,
   const earlier = await readFile(marker, "utf8").catch(() => null);
   if (earlier) return JSON.parse(earlier) as CommitResult;
   const result: CommitResult = { outputs: {}, deadLetterPath: null };
-  const suffix = `sage-${input.jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}`;
+  const suffix = `sage-${jobFileName(input.jobId)}`;
   try {
     for (const node of plan.nodes) {
       if (node.sink?.kind !== "file") continue;

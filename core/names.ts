@@ -30,3 +30,8 @@ export function isOperatorName(value: string): boolean {
 export function isTopicName(value: unknown): value is string {
   return typeof value === "string" && value.length <= TOPIC_MAX && NAME.test(value);
 }
+
+/** `jobId` as a file name: every character outside the name rule becomes `_` (job ids are free text). */
+export function jobFileName(jobId: string): string {
+  return jobId.replace(/[^A-Za-z0-9_.-]/g, "_");
+}

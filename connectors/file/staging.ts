@@ -9,10 +9,11 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, readdir, rename, rm, writeFile, readFile, open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { once } from "node:events";
+import { jobFileName } from "../../core/names.js";
 
 /** Directory holding the staged shards of one job. */
 export function jobStagingDir(dataDir: string, pipeline: string, jobId: string): string {
-  return join(dataDir, "staging", pipeline, jobId.replace(/[^A-Za-z0-9_.-]/g, "_"));
+  return join(dataDir, "staging", pipeline, jobFileName(jobId));
 }
 
 /** Longest shard key used as a file name as it is (a name may have 255 bytes; keys grow per stage hop and loop round). */

@@ -8,6 +8,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { canonicalJson } from "../../core/plan/hash.js";
+import { jobFileName } from "../../core/names.js";
 
 /** A cached answer: the request, the response body the endpoint gave, when. */
 export interface CachedResponse {
@@ -58,7 +59,7 @@ export class ResponseCache {
   }
 
   private recordPath(pipeline: string, jobId: string): string {
-    return join(this.recordsDir, pipeline, `${jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}.keys`);
+    return join(this.recordsDir, pipeline, `${jobFileName(jobId)}.keys`);
   }
 
   /** Notes that job `jobId` used the answer of `key`. */

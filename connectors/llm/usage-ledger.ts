@@ -5,6 +5,7 @@
  */
 import { appendFile, mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { jobFileName } from "../../core/names.js";
 
 /** One model call as the ledger keeps it. */
 export interface UsageLine {
@@ -34,7 +35,7 @@ export interface UsageTotals {
 
 /** Where a job's usage lines are. */
 export function usagePath(dataDir: string, pipeline: string, jobId: string): string {
-  return join(dataDir, "llm", "usage", pipeline, `${jobId.replace(/[^A-Za-z0-9_.-]/g, "_")}.jsonl`);
+  return join(dataDir, "llm", "usage", pipeline, `${jobFileName(jobId)}.jsonl`);
 }
 
 /** Appends one call to its job's ledger. */
