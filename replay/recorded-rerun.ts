@@ -4,12 +4,12 @@
  * original never made fails the job with an error naming it. With a pipeline module (`--module`),
  * today's version of the pipeline runs, so a change can be debugged without paying the model again.
  */
-import { defaultPayloadConverter } from "@temporalio/common";
 import { RECORDED_FROM_PARAM } from "../connectors/llm/model-endpoint.js";
 import type { Pipeline } from "../core/api/pipeline.js";
 import { PIPELINE_WORKFLOW, workflowIdOf, type JobInput } from "../core/plan/job.js";
 import { SageJob, type SageClient } from "../client/sage-client.js";
 import { UsageError } from "../core/errors.js";
+import { startOf } from "./rerun.js";
 
 /** The recorded re-run that was started. */
 export interface RecordedRerun {
@@ -24,10 +24,7 @@ export async function rerunRecorded(client: SageClient, workflowId: string, opti
   const desc = await handle.describe();
   if (desc.status.name === "RUNNING") throw new UsageError(`job ${workflowId} is still RUNNING; a recorded re-run needs a finished or failed job`);
   const history = await handle.fetchHistory();
-  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
-  const payload = started?.input?.payloads?.[0];
-  const input = payload ? defaultPayloadConverter.fromPayload<JobInput>(payload) : undefined;
-  if (!input || !started?.taskQueue?.name) throw new UsageError(`cannot read the start input of ${workflowId}: is it a Sage job?`);
+  const { input, taskQueue } = startOf(history.events ?? [], workflowId);
   // A recorded re-run of a recorded re-run still reads the first job's record.
   const from = input.params[RECORDED_FROM_PARAM] ?? `${input.plan.pipeline}/${input.jobId}`;
   const jobId = options.jobId ?? `${input.jobId}.recorded-${Date.now().toString(36)}`;
@@ -42,7 +39,7 @@ export async function rerunRecorded(client: SageClient, workflowId: string, opti
   const id = workflowIdOf(input.plan.pipeline, jobId);
   const h = await client.temporal.workflow.start(PIPELINE_WORKFLOW, {
     workflowId: id,
-    taskQueue: started.taskQueue.name,
+    taskQueue,
     args: [next],
     memo: { plan: input.plan, planHash: input.plan.hash, params, recordedFrom: from },
     staticSummary: `sage pipeline ${input.plan.pipeline}, job ${jobId}, recorded re-run of ${from}`,

@@ -61,6 +61,15 @@ export function completedSplits(events: HistoryEvent[]): Record<string, Record<n
   return completed;
 }
 
+/** A job's start input and task queue, from its run's first history event. */
+export function startOf(events: HistoryEvent[], workflowId: string): { input: JobInput; taskQueue: string } {
+  const started = events[0]?.workflowExecutionStartedEventAttributes;
+  const input = decode<JobInput>(started?.input);
+  const taskQueue = started?.taskQueue?.name;
+  if (!input || !taskQueue) throw new UsageError(`cannot read the start input of ${workflowId}: is it a Sage job?`);
+  return { input, taskQueue };
+}
+
 /** Starts a new run of `workflowId` that skips what the latest run completed; returns the new run id. */
 export async function rerunJob(client: Client, workflowId: string): Promise<{ runId: string; reused: number; fromRunId: string }> {
   const handle = client.workflow.getHandle(workflowId);
@@ -73,9 +82,7 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
   }
   const history = await handle.fetchHistory();
   const events = history.events ?? [];
-  const started = events[0]?.workflowExecutionStartedEventAttributes;
-  const input = decode<JobInput>(started?.input);
-  if (!input || !started?.taskQueue?.name) throw new UsageError(`cannot read the start input of ${workflowId}: is it a Sage job?`);
+  const { input, taskQueue } = startOf(events, workflowId);
   const completed = completedSplits(events);
   for (const [stage, splits] of Object.entries(input.resume?.completed ?? {})) {
     for (const [index, counts] of Object.entries(splits)) (completed[stage] ??= {})[Number(index)] ??= counts;
@@ -86,7 +93,7 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
   const next: JobInput = { ...input, resume: { ...input.resume, fromRunId: desc.runId, completed } };
   const started2 = await client.workflow.start(PIPELINE_WORKFLOW, {
     workflowId,
-    taskQueue: started.taskQueue.name,
+    taskQueue,
     args: [next],
     memo: desc.memo ?? {},
     ...(desc.typedSearchAttributes ? { typedSearchAttributes: desc.typedSearchAttributes } : {}),
