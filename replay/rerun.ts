@@ -82,8 +82,12 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
   }
   const history = await handle.fetchHistory();
   const events = history.events ?? [];
-  const { input, taskQueue } = startOf(events, workflowId);
-  const completed = completedSplits(events);
+  const { input: started, taskQueue } = startOf(events, workflowId);
+  // What upstream splits wrote for keyed stages is collected per run, not read back from history:
+  // a job with keyed stages runs again whole (its staged files are rewritten with the same content).
+  const keyed = started.plan.stages.some((s) => s.keyed);
+  const input: JobInput = keyed ? { jobId: started.jobId, plan: started.plan, params: started.params, runtime: started.runtime } : started;
+  const completed = keyed ? {} : completedSplits(events);
   for (const [stage, splits] of Object.entries(input.resume?.completed ?? {})) {
     for (const [index, counts] of Object.entries(splits)) (completed[stage] ??= {})[Number(index)] ??= counts;
   }

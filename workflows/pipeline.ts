@@ -20,6 +20,7 @@ import {
 import { BOUNDED_RETRY, activityOptions, controlActivities } from "./activity-stubs.js";
 import { progressQuery } from "./contract.js";
 import { StageGraph, type ActivityCaller } from "./stage-graph.js";
+import { KeyedBarrier } from "./keyed-barrier.js";
 
 /** Runs one bounded job to completion. */
 export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
@@ -64,6 +65,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     }
   };
 
+  const barrier = new KeyedBarrier(input.resume?.keyed);
   const graph = new StageGraph({
     plan,
     context,
@@ -71,6 +73,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     call,
     stages: { activity: options },
     sourcePrefetch: runtime.splitPrefetch,
+    onKeyed: (edge, shard, output) => barrier.add(edge, shard, output),
   });
 
   try {
@@ -106,8 +109,12 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
       const done = Object.fromEntries([...doneSplits].map(([stage, indices]) => [stage, toRanges(indices)]));
       await continueAsNew<typeof pipelineWorkflow>({
         ...input,
-        resume: { fromRunId: workflowInfo().runId, completed: {}, done, counts: progress.counts, activities: progress.activities },
+        resume: { fromRunId: workflowInfo().runId, completed: {}, done, counts: progress.counts, activities: progress.activities, keyed: barrier.inputs },
       });
+    }
+    // Keyed stages, in plan (topological) order: each once all of its input is in; what they emit on runs at once.
+    for (const stage of plan.stages.filter((s) => s.keyed)) {
+      await Promise.all(barrier.units(stage.id, stage.parallelism).map((keyed) => graph.run(stage, { shard: `${stage.id}@${keyed.instance}`, keyed })));
     }
 
     progress.phase = "committing";

@@ -4,7 +4,7 @@
  * Shared by the bounded and the streaming workflow; deterministic, and it never runs user code.
  */
 import { ApplicationFailure } from "@temporalio/workflow";
-import { addCounts, deadLetterTotal, sentBatches, type JobContext, type StageCounts, type StageInput } from "../core/plan/job.js";
+import { addCounts, deadLetterTotal, sentBatches, type JobContext, type KeyedEdgeOutput, type StageCounts, type StageInput } from "../core/plan/job.js";
 import { edgeKey, type PhysicalPlan, type Stage, type StageEdge } from "../core/plan/physical.js";
 import { stageActivity, type StageActivityOptions } from "./activity-stubs.js";
 import type { StageActivity } from "./contract.js";
@@ -14,7 +14,7 @@ import { Gate } from "./gate.js";
 export type ActivityCaller = <A extends unknown[], R>(activity: (...args: A) => Promise<R>, ...args: A) => Promise<R>;
 
 /** The per-unit part of a stage activity's input. */
-export type StageUnit = Pick<StageInput, "shard" | "split" | "batch" | "batchRef" | "edge" | "rounds" | "stream">;
+export type StageUnit = Pick<StageInput, "shard" | "split" | "batch" | "batchRef" | "edge" | "rounds" | "stream" | "keyed">;
 
 /** What the graph runner updates as stages finish. */
 export interface StageTotals {
@@ -34,6 +34,8 @@ export interface StageGraphOptions {
   stages: StageActivityOptions;
   /** Units a source stage keeps queued per parallel slot beyond the running one (bounded splits; 0 keeps `parallelism` in flight). */
   sourcePrefetch?: number;
+  /** Bounded jobs: takes what a unit wrote on a keyed edge (the keyed stage runs once all of its input is in). */
+  onKeyed?: (edge: StageEdge, shard: string, output: KeyedEdgeOutput) => void;
 }
 
 /** Runs stage activities along the edges of a plan. */
@@ -45,12 +47,14 @@ export class StageGraph {
   private readonly context: JobContext;
   private readonly totals: StageTotals;
   private readonly call: ActivityCaller;
+  private readonly onKeyed: StageGraphOptions["onKeyed"];
 
   constructor(options: StageGraphOptions) {
     const { plan, sourcePrefetch = 0 } = options;
     this.context = options.context;
     this.totals = options.totals;
     this.call = options.call;
+    this.onKeyed = options.onKeyed;
     for (const stage of plan.stages) {
       this.activity.set(stage.id, stageActivity(stage, options.stages));
       this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
@@ -80,6 +84,11 @@ export class StageGraph {
     if (!out) return false;
     addCounts(this.totals.counts, out.counts);
     this.totals.deadLetters = deadLetterTotal(this.totals.counts);
+    for (const [key, keyed] of Object.entries(out.keyed ?? {})) {
+      const edge = this.edgeByKey.get(`${stage.id}>${key}`);
+      if (!edge?.keyed || !this.onKeyed) throw ApplicationFailure.nonRetryable(`stage ${stage.id} emitted on unknown keyed edge "${key}"`, "PLAN_MISMATCH");
+      this.onKeyed(edge, unit.shard, keyed);
+    }
     await Promise.all(
       sentBatches(out).flatMap(([key, records]) => {
         const edge = this.edgeByKey.get(`${stage.id}>${key}`);

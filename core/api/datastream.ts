@@ -37,6 +37,7 @@ import type { StringOrParam } from "./params.js";
 import type { RecordContext } from "./context.js";
 import { PipelineDefinitionError } from "../errors.js";
 import { OTHERWISE_TAG } from "../plan/logical.js";
+import type { WatermarkStrategy } from "./time.js";
 
 /** The end of a stream: returned by `sink`, carries the sink's id. */
 export interface SinkHandle {
@@ -198,6 +199,21 @@ export class DataStream<T> {
     if (otherwise) outs.push(otherwise(new DataStream<T>(this.builder, router, OTHERWISE_TAG)));
     const [first, ...rest] = outs;
     return first!.unionNamed({ name: `${this.builder.nameOf(router)}-union` }, ...rest);
+  }
+
+  /**
+   * Gives each record its event time and the stream its watermarks (SAGE Core
+   * `WatermarkStrategy.for_bounded_out_of_orderness`). Put it in the source's stage, before keyBy.
+   */
+  assignTimestampsAndWatermarks(strategy: WatermarkStrategy<T>, options: OperatorOptions = {}): DataStream<T> {
+    const id = this.builder.add({
+      kind: "timestamps",
+      inputs: [{ from: this.operatorId, tag: this.tag }],
+      fn: strategy.assigner,
+      options,
+      watermark: strategy.spec,
+    });
+    return new DataStream<T>(this.builder, id);
   }
 
   /** Joins this stream with `other` under one function with a method per input (SAGE Core Connected Streams). */

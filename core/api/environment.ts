@@ -7,6 +7,7 @@ import type { GraphBuilder, OperatorOptions } from "../plan/builder.js";
 import { canonicalJson, sha256Hex } from "../plan/hash.js";
 import type { SinkDescriptor, SourceDescriptor } from "./connectors.js";
 import { DataStream, FeedbackStream } from "./datastream.js";
+import "./keyed.js";
 import type { SourceFunction } from "./functions.js";
 import { ParamRef } from "./params.js";
 import { NAME_CHARS, isName } from "../names.js";

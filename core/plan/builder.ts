@@ -5,7 +5,8 @@
 import { PipelineDefinitionError } from "../errors.js";
 import type { SinkSpec, SourceSpec } from "../api/connectors.js";
 import { canonicalJson, sha256Hex } from "./hash.js";
-import { DEFAULT_RETRY, type LogicalGraph, type LogicalNode, type NodeInput, type OperatorKind, type RetryPolicy } from "./logical.js";
+import { DEFAULT_KEY_GROUPS, DEFAULT_RETRY, type LogicalGraph, type LogicalNode, type NodeInput, type OperatorKind, type RetryPolicy } from "./logical.js";
+import { resolveEventTime } from "./event-time.js";
 import { OPERATOR_NAME_CHARS, isOperatorName } from "../names.js";
 
 /** Options every operator takes. */
@@ -33,6 +34,10 @@ export interface NodeDraft {
   route?: LogicalNode["route"];
   feedback?: LogicalNode["feedback"];
   batchSize?: number;
+  watermark?: LogicalNode["watermark"];
+  keyed?: LogicalNode["keyed"];
+  /** Further user functions of the operator by role (a window's result function): registered as `<id>#<role>`, part of its hash. */
+  extraFns?: Record<string, unknown>;
 }
 
 function positiveInt(value: number | undefined, what: string): number | null {
@@ -82,12 +87,19 @@ export class GraphBuilder {
   private readonly consumed = new Set<string>();
   parallelism: number | null = null;
   deadLetter: SinkSpec | null = null;
+  /** Key groups of keyed operators (`env.setMaxParallelism`). */
+  keyGroups = DEFAULT_KEY_GROUPS;
 
   constructor(readonly pipeline: string) {}
 
   /** Adds a node and returns its id. */
   add(draft: NodeDraft): string {
     const index = this.nodes.length;
+    if (draft.kind === "keyed" && draft.options.name === undefined && draft.options.uid === undefined) {
+      throw new PipelineDefinitionError(
+        `pipeline "${this.pipeline}": stateful operator #${index} (${draft.keyed?.op ?? "keyed"}) needs a uid or a name: its state is matched by it`,
+      );
+    }
     const name = draft.options.name ?? `${draft.kind}-${index}`;
     const id = draft.options.uid ?? name;
     for (const [label, value] of [
@@ -106,7 +118,9 @@ export class GraphBuilder {
       );
     }
     this.names.add(name);
-    const { form, hash } = hashFunction(draft.fn);
+    const { form, hash: mainHash } = hashFunction(draft.fn);
+    const extras = Object.entries(draft.extraFns ?? {}).filter(([, f]) => f !== undefined);
+    const hash = extras.length === 0 ? mainHash : sha256Hex([mainHash, ...extras.map(([role, f]) => `${role}=${hashFunction(f).hash}`)].join("\n"));
     const node: LogicalNode = {
       id,
       name,
@@ -122,6 +136,8 @@ export class GraphBuilder {
       ...(draft.route ? { route: draft.route } : {}),
       ...(draft.feedback ? { feedback: draft.feedback } : {}),
       ...(draft.batchSize !== undefined ? { batchSize: draft.batchSize } : {}),
+      ...(draft.watermark ? { watermark: draft.watermark } : {}),
+      ...(draft.keyed ? { keyed: draft.keyed } : {}),
     };
     if (node.batchSize !== undefined && (!Number.isInteger(node.batchSize) || node.batchSize < 1)) {
       throw new PipelineDefinitionError(`operator "${name}": batchSize must be an integer >= 1, got ${String(node.batchSize)}`);
@@ -132,6 +148,7 @@ export class GraphBuilder {
     for (const input of draft.inputs) this.consumed.add(`${input.from}#${input.tag ?? ""}`);
     this.nodes.push(node);
     if (draft.fn !== undefined && draft.fn !== null) this.functions.set(id, draft.fn);
+    for (const [role, f] of extras) this.functions.set(`${id}#${role}`, f);
     return id;
   }
 
@@ -171,8 +188,16 @@ export class GraphBuilder {
         throw new PipelineDefinitionError(`pipeline "${this.pipeline}": the output of operator "${node.name}" goes nowhere; end the stream with .sink(...)`);
       }
     }
+    const keyed = this.nodes.some((n) => n.kind === "keyed");
+    if (keyed) resolveEventTime(this.pipeline, this.nodes);
     return {
-      graph: { pipeline: this.pipeline, parallelism: this.parallelism, nodes: this.nodes, deadLetter: this.deadLetter },
+      graph: {
+        pipeline: this.pipeline,
+        parallelism: this.parallelism,
+        nodes: this.nodes,
+        deadLetter: this.deadLetter,
+        ...(keyed ? { keyGroups: this.keyGroups } : {}),
+      },
       functions: this.functions,
     };
   }

@@ -96,6 +96,8 @@ export interface JobResume {
   counts?: StageCounts;
   /** Activities run by earlier runs. */
   activities?: number;
+  /** What keyed stages received from the splits in `done`, by keyed stage id (edge-file references). */
+  keyed?: Record<string, { batches: Record<number, KeyedBatch[]>; maxTimestamps: Record<string, number | null> }>;
 }
 
 /** Inclusive ranges covering a set of indices: [0,1,2,5] -> [[0,2],[5,5]]. */
@@ -173,6 +175,35 @@ export interface StageInput extends JobContext {
   edge?: string;
   /** How many times the records went around each feedback loop, by feedback operator id (absent = never). */
   rounds?: Record<string, number>;
+  /** A keyed stage of a bounded job: everything its key-group range received, once every upstream unit is done. */
+  keyed?: KeyedUnit;
+}
+
+/** Records on a keyed edge written by one upstream unit for one key-group range. */
+export interface KeyedBatch {
+  edge: string;
+  /** The upstream unit's shard: shards sort in source order (split index). */
+  shard: string;
+  ref: EdgeBatchRef;
+}
+
+/** What one instance (key-group range) of a keyed stage of a bounded job reads. */
+export interface KeyedUnit {
+  /** The operator instance: it serves the key groups `keyGroupRange(instance, parallelism, keyGroups)`. */
+  instance: number;
+  batches: KeyedBatch[];
+  /**
+   * The largest event time each upstream unit wrote on a keyed edge, by shard (null: none). With the
+   * largest timestamp before a record within its own unit (carried by the record), it gives the
+   * watermark a single reader of the whole input would have had before that record.
+   */
+  maxTimestamps: Record<string, number | null>;
+}
+
+/** What a bounded job's unit wrote on one keyed edge: a batch per target instance, and its largest event time. */
+export interface KeyedEdgeOutput {
+  refs: Record<number, EdgeBatchRef>;
+  maxTimestamp: number | null;
 }
 
 /** What a stage activity returns. Records appear only for edges that leave the stage. */
@@ -182,6 +213,10 @@ export interface StageOutput {
   outputs: Record<string, unknown[]>;
   /** Bounded jobs: per outgoing edge, a reference to the records written to the job's staging directory. */
   refs?: Record<string, EdgeBatchRef>;
+  /** Bounded jobs: per outgoing keyed edge, the records by target instance (collected until every upstream unit is done). */
+  keyed?: Record<string, KeyedEdgeOutput>;
+  /** Keyed stages: records too late for their windows, dropped (no late-data tag) or sent to the tag, by operator id. */
+  late?: Record<string, { dropped: number; side: number }>;
 }
 
 /**

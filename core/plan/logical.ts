@@ -1,9 +1,26 @@
 /** The logical graph: one node per user operator, exactly as declared. */
 import type { SinkSpec, SourceSpec } from "../api/connectors.js";
+import type { WatermarkSpec } from "../api/time.js";
+import type { WindowSpec } from "../api/windows.js";
 
 /** Kinds of operators in a logical graph. */
 export type OperatorKind =
-  "source" | "map" | "mapBatch" | "flatMap" | "filter" | "process" | "sink" | "route" | "union" | "broadcast" | "coMap" | "coFlatMap" | "feedback";
+  | "source"
+  | "map"
+  | "mapBatch"
+  | "flatMap"
+  | "filter"
+  | "process"
+  | "sink"
+  | "route"
+  | "union"
+  | "broadcast"
+  | "coMap"
+  | "coFlatMap"
+  | "feedback"
+  | "timestamps"
+  | "keyBy"
+  | "keyed";
 
 /** Operators that keep no state between records and so may fuse with their neighbours. */
 export const STATELESS_KINDS: ReadonlySet<OperatorKind> = new Set([
@@ -20,7 +37,29 @@ export const STATELESS_KINDS: ReadonlySet<OperatorKind> = new Set([
   "coMap",
   "coFlatMap",
   "feedback",
+  "timestamps",
+  "keyBy",
 ]);
+
+/** What a keyed operator (`kind: "keyed"`) does with the records of each key. */
+export type KeyedSpec =
+  | { op: "reduce" | "aggregate" | "process" }
+  | {
+      op: "window";
+      window: WindowSpec;
+      /** The function applied to each window: incremental (reduce, aggregate) or over all its records. */
+      apply: "reduce" | "aggregate" | "process";
+      allowedLatenessMs: number;
+      /** Output tag of records too late for every window they belong to (null: they are dropped, and counted). */
+      lateTag: string | null;
+      /** A result function turns (key, window, result) into the output (`aggregate(agg, fn)`). */
+      withResultFn: boolean;
+    }
+  | { op: "windowJoin"; window: WindowSpec }
+  | { op: "intervalJoin"; lowerMs: number; upperMs: number };
+
+/** Default number of key groups: the most parallel instances a keyed operator can ever have. */
+export const DEFAULT_KEY_GROUPS = 128;
 
 /** Output tag of a router for records whose label no branch claims (when `otherwise` is given). */
 export const OTHERWISE_TAG = "__otherwise";
@@ -74,6 +113,15 @@ export interface LogicalNode {
   feedback?: { maxRounds: number };
   /** `mapBatch` nodes: the most records per call (a stage's batch is cut into calls of at most this many). */
   batchSize?: number;
+  /** `timestamps` nodes: the watermark strategy (the function, if any, is the timestamp assigner). */
+  watermark?: WatermarkSpec;
+  /** `keyed` nodes: what they do per key. */
+  keyed?: KeyedSpec;
+  /**
+   * `keyed` nodes: the watermark strategy of each input (found upstream of its keyBy when the
+   * graph is finished; null when the input has no event time).
+   */
+  eventTime?: Array<WatermarkSpec | null>;
 }
 
 /** The whole logical graph of a pipeline. */
@@ -84,4 +132,6 @@ export interface LogicalGraph {
   nodes: LogicalNode[];
   /** Where dead letters go (null = the default JSONL file under the data dir). */
   deadLetter: SinkSpec | null;
+  /** Key groups of keyed operators (set only when the graph has keyed operators). */
+  keyGroups?: number;
 }

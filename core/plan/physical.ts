@@ -21,6 +21,8 @@ export interface Stage {
   parallelism: number;
   /** True when the stage starts with a source (it runs once per split). */
   source: boolean;
+  /** True when the stage starts with a keyed (stateful) operator: it runs per key-group range (bounded) or per repartition partition (streaming). */
+  keyed?: boolean;
 }
 
 /** A record path between two stages: records cross workflow history here. */
@@ -39,6 +41,8 @@ export interface StageEdge {
   feedback?: boolean;
   /** Leaves a `broadcast` operator: every parallel instance of the target stage gets every record. */
   broadcast?: boolean;
+  /** Leaves a `keyBy`: a repartition by key group (edge files per key-group range, or a Kafka repartition topic). */
+  keyed?: boolean;
 }
 
 /** Key of an edge in a stage's outputs and in shard keys. */
@@ -64,6 +68,8 @@ export interface PhysicalPlan {
   edges: StageEdge[];
   cuts: ChainCut[];
   deadLetter: SinkSpec | null;
+  /** Key groups of the keyed operators (only when there are some). */
+  keyGroups?: number;
   /** sha256 of everything above. */
   hash: string;
 }
@@ -84,13 +90,19 @@ function cutReason(
   par: (n: LogicalNode) => number,
   fusion: boolean,
 ): string | null {
-  if (!fusion) return "fusion disabled (execution.fusion: false)";
+  if (node.kind === "keyed") {
+    const keyBys = upstreams.map((u) => `"${u.name}"`).join(" and ");
+    return `keyBy ${keyBys}: records are repartitioned by key group into stateful "${node.name}"`;
+  }
+  // A keyBy is part of what feeds it, even unfused: the key, the timestamp and the watermark are taken there.
+  if (!fusion && node.kind !== "keyBy") return "fusion disabled (execution.fusion: false)";
   if (node.kind === "feedback") return `"${node.name}" closes a feedback loop (its records cross workflow history once per round)`;
   if (!STATELESS_KINDS.has(node.kind)) return `"${node.name}" is stateful (${node.kind})`;
   const stages = new Set(upstreams.map((u) => stageOf(u.id)?.id));
   if (stages.size > 1) return `"${node.name}" joins inputs from different stages`;
   for (const upstream of upstreams) {
-    if (!STATELESS_KINDS.has(upstream.kind)) return `"${upstream.name}" is stateful (${upstream.kind})`;
+    // A stateless chain after a keyed operator fuses with it; nothing reads a keyBy but a keyed operator.
+    if (!STATELESS_KINDS.has(upstream.kind) && upstream.kind !== "keyed") return `"${upstream.name}" is stateful (${upstream.kind})`;
     if (upstream.kind === "broadcast" && par(node) > 1)
       return `"${node.name}" reads the broadcast "${upstream.name}": each of its ${par(node)} instances gets every record`;
     if (par(node) !== par(upstream)) return `parallelism changes from ${par(upstream)} ("${upstream.name}") to ${par(node)} ("${node.name}")`;
@@ -127,6 +139,7 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
       ...(toInput > 0 ? { toInput } : {}),
       ...(input.feedback ? { feedback: true } : {}),
       ...(from.kind === "broadcast" ? { broadcast: true } : {}),
+      ...(from.kind === "keyBy" ? { keyed: true } : {}),
     });
   };
   const upstreamOf = (input: NodeInput, node: LogicalNode): LogicalNode => {
@@ -146,7 +159,14 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
       stageOf.set(node.id, stage);
       continue;
     }
-    const stage: Stage = { id: `s${stages.length}`, name: node.name, operators: [node.id], parallelism: par(node), source: node.kind === "source" };
+    const stage: Stage = {
+      id: `s${stages.length}`,
+      name: node.name,
+      operators: [node.id],
+      parallelism: par(node),
+      source: node.kind === "source",
+      ...(node.kind === "keyed" ? { keyed: true } : {}),
+    };
     stages.push(stage);
     stageOf.set(node.id, stage);
     node.inputs.forEach((input, index) => {
@@ -171,6 +191,7 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
     edges,
     cuts,
     deadLetter: graph.deadLetter,
+    ...(graph.keyGroups !== undefined ? { keyGroups: graph.keyGroups } : {}),
   };
   return { ...body, hash: sha256Hex(canonicalJson(body)) };
 }

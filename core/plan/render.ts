@@ -1,4 +1,5 @@
 /** Renders a physical plan for people: text, Mermaid and Graphviz DOT. */
+import type { WindowSpec } from "../api/windows.js";
 import type { LogicalNode } from "./logical.js";
 import { shortHash, type PhysicalPlan } from "./physical.js";
 
@@ -11,8 +12,33 @@ function label(n: LogicalNode): string {
         ? `route: ${n.route.labels.join(" | ")}${n.route.otherwise ? " | otherwise" : ""}`
         : n.feedback
           ? `feedback, at most ${n.feedback.maxRounds} rounds`
-          : n.kind;
+          : n.keyed
+            ? `${keyedLabel(n)}, holds state (uid ${n.id})`
+            : n.watermark
+              ? `timestamps, watermark bound ${n.watermark.outOfOrdernessMs} ms`
+              : n.kind;
   return `${n.name} (${detail}${n.parallelism ? `, p=${n.parallelism}` : ""})`;
+}
+
+function windowLabel(w: WindowSpec): string {
+  switch (w.kind) {
+    case "tumbling":
+      return `tumbling ${w.sizeMs} ms, ${w.time} time`;
+    case "sliding":
+      return `sliding ${w.sizeMs} ms every ${w.slideMs} ms, ${w.time} time`;
+    case "session":
+      return `session gap ${w.gapMs} ms, ${w.time} time`;
+    case "count":
+      return `count ${w.size}${w.slide !== w.size ? ` every ${w.slide}` : ""}`;
+  }
+}
+
+function keyedLabel(n: LogicalNode): string {
+  const k = n.keyed!;
+  if (k.op === "window") return `window ${windowLabel(k.window)} -> ${k.apply}${k.allowedLatenessMs > 0 ? `, lateness ${k.allowedLatenessMs} ms` : ""}`;
+  if (k.op === "windowJoin") return `window join, ${windowLabel(k.window)}`;
+  if (k.op === "intervalJoin") return `interval join [${k.lowerMs}, ${k.upperMs}] ms`;
+  return `keyed ${k.op}`;
 }
 
 function edgesOf(plan: PhysicalPlan): Array<{ from: string; to: string; tag: string | null; feedback: boolean }> {
@@ -39,7 +65,11 @@ export function renderText(plan: PhysicalPlan): string {
   }
   lines.push("", `physical plan: ${plan.stages.length} stage(s)`);
   for (const s of plan.stages) {
-    const unit = s.source ? "one activity per source split" : "one activity per batch";
+    const unit = s.source
+      ? "one activity per source split"
+      : s.keyed
+        ? "stateful: one activity per key-group range once its input is in (bounded), per repartition partition (streaming)"
+        : "one activity per batch";
     lines.push(`  ${s.id} stage:${s.name}  [${s.operators.length} operator(s), parallelism ${s.parallelism}, ${unit}]`);
   }
   const crossing = plan.edges.length;
@@ -49,8 +79,14 @@ export function renderText(plan: PhysicalPlan): string {
       ? "records never cross workflow history (only split descriptors and counts do)"
       : `${crossing} edge(s) carry records through workflow history:`,
   );
-  for (const e of plan.edges)
-    lines.push(`  ${e.fromStage} -> ${e.toStage}${e.tag ? ` [${e.tag === "__otherwise" ? "otherwise" : e.tag}]` : ""}${e.feedback ? " (feedback)" : ""}`);
+  for (const e of plan.edges) {
+    const how = e.feedback
+      ? " (feedback)"
+      : e.keyed
+        ? ` (repartition by key: ${plan.keyGroups ?? 0} key groups; edge files by key-group range, or a Kafka repartition topic)`
+        : "";
+    lines.push(`  ${e.fromStage} -> ${e.toStage}${e.tag ? ` [${e.tag === "__otherwise" ? "otherwise" : e.tag}]` : ""}${how}`);
+  }
   if (plan.cuts.length > 0) {
     lines.push("", "chains cut:");
     for (const c of plan.cuts) lines.push(`  ${c.from} -/-> ${c.to}: ${c.reason}`);
