@@ -1,0 +1,49 @@
+/**
+ * Rolling reduce and aggregate of a keyed stream (Flink's `KeyedStream.reduce`): one running value
+ * per key under `STATE.rolling`; every record updates it and emits it (reduce: the running value;
+ * aggregate: `getResult` of the accumulator) with the record's event time, in arrival order.
+ */
+import type { StateBackend } from "./backend.js";
+import type { KeyedElement, KeyedOperator, KeyedOutput } from "./keyed-operator.js";
+import { STATE } from "./state-names.js";
+import type { Aggregate, Reduce } from "./user-functions.js";
+
+/** A rolling reduce (`step` = the reduce) or aggregate (`step` = add, `result` = getResult). */
+export class RollingOperator implements KeyedOperator {
+  readonly lateDropped = 0;
+  readonly lateSide = 0;
+
+  private constructor(
+    private readonly backend: StateBackend,
+    private readonly step: (acc: unknown, value: unknown) => unknown,
+    private readonly result: ((acc: unknown) => unknown) | undefined,
+  ) {}
+
+  /** `reduce(running, value)` per record; the first record of a key is its running value. */
+  static reduce(backend: StateBackend, reduce: Reduce): RollingOperator {
+    return new RollingOperator(backend, (acc, value) => (acc === undefined ? value : reduce(acc, value)), undefined);
+  }
+
+  /** `add(value, accumulator)` per record (a new accumulator for a key's first), emitting `getResult`. */
+  static aggregate(backend: StateBackend, agg: Aggregate): RollingOperator {
+    return new RollingOperator(
+      backend,
+      (acc, value) => agg.add(value, acc === undefined ? agg.createAccumulator() : acc),
+      (acc) => agg.getResult(acc),
+    );
+  }
+
+  element(el: KeyedElement, _ctx: unknown, out: KeyedOutput): void {
+    const acc = this.step(this.backend.get(el.keyGroup, el.key, STATE.rolling, ""), el.value);
+    this.backend.put(el.keyGroup, el.key, STATE.rolling, "", acc);
+    out.emit(this.result ? this.result(acc) : acc, el.timestamp);
+  }
+
+  advanceWatermark(): void {}
+
+  advanceProcessingTime(): void {}
+
+  nextProcessingTimer(): null {
+    return null;
+  }
+}
