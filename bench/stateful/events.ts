@@ -3,6 +3,7 @@
  * partition each service lives on, and the producer that writes them, plus one flush event per
  * partition, into a Kafka topic. The same events feed Sage, Kafka Streams, Flink and the reference.
  */
+import { Kafka, logLevel, type ConfigResourceTypes } from "kafkajs";
 import type { KafkaClient, OutgoingMessage } from "../../connectors/kafka/client.js";
 
 /** One input event; on the topic it is this JSON, with key = service and record timestamp = ts. */
@@ -104,6 +105,33 @@ export function maxLatenessMs(events: readonly StatefulEvent[], partitions: numb
   return worst;
 }
 
+/**
+ * Topic settings for records whose timestamps are event time: no time-based retention, and no
+ * time-based segment rolling. The events' epoch lies months before the machine's clock, and with
+ * the broker's defaults (7 days) the broker deletes the input while an engine still reads it (seen:
+ * Kafka Streams silently skipped the first 60 s of event time when its log start moved).
+ */
+export const EVENT_TIME_TOPIC_CONFIG: ReadonlyArray<{ name: string; value: string }> = [
+  { name: "retention.ms", value: "-1" },
+  { name: "segment.ms", value: String(100 * 365 * 86_400_000) },
+];
+
+/** kafkajs's `ConfigResourceTypes.TOPIC` (the CommonJS package does not export the enum to ES modules). */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
+/** Creates `topic` with `partitions` and `EVENT_TIME_TOPIC_CONFIG`, or sets that config on the existing topic. */
+export async function ensureEventTimeTopic(brokers: readonly string[], topic: string, partitions: number): Promise<void> {
+  const admin = new Kafka({ clientId: "stateful-bench-admin", brokers: [...brokers], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const configEntries = [...EVENT_TIME_TOPIC_CONFIG];
+    const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }], waitForLeaders: true });
+    if (!created) await admin.alterConfigs({ validateOnly: false, resources: [{ type: TOPIC_RESOURCE, name: topic, configEntries }] });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** The Kafka record of an event: key = service, timestamp = ts, the partition given explicitly. */
 export function eventMessage(e: StatefulEvent, partition: number): OutgoingMessage {
   return {
@@ -115,7 +143,7 @@ export function eventMessage(e: StatefulEvent, partition: number): OutgoingMessa
 }
 
 /**
- * Creates `topic` with `partitions` and writes `events` in order, each to `partitionOf` its service,
+ * Creates `topic` with `partitions` (`ensureEventTimeTopic`) and writes `events` in order, each to `partitionOf` its service,
  * then one flush event per partition. Returns the records written and how long it took.
  */
 export async function produceEvents(
@@ -125,12 +153,7 @@ export async function produceEvents(
   partitions: number,
 ): Promise<{ records: number; ms: number }> {
   const started = performance.now();
-  const admin = await kafka.admin();
-  try {
-    await admin.ensureTopic(topic, partitions);
-  } finally {
-    await admin.close();
-  }
+  await ensureEventTimeTopic(kafka.brokers, topic, partitions);
   const producer = await kafka.producer();
   try {
     for (let i = 0; i < events.length; i += 20_000) {

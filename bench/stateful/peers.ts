@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
+import { ensureEventTimeTopic } from "./events.js";
 import { parseResult, type SlidingResult, type TumblingResult, type WindowResults } from "./results.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -27,7 +28,7 @@ export interface PeerRunOptions {
   brokers: string;
   /** The input topic, already produced (`produceEvents`); the peer reads it from the beginning. */
   input: string;
-  /** Output topics; created with `partitions` if missing (Flink needs them before the job). */
+  /** Output topics; created with `partitions` if missing (Flink needs them before the job), with `EVENT_TIME_TOPIC_CONFIG`. */
   outputs: { tumbling: string; sliding: string };
   /** Kafka Streams application id / Flink group id and transactional-id prefix: fresh per run. */
   appId: string;
@@ -60,6 +61,11 @@ export interface PeerRun {
   wallMs: number;
   /** From the JVM's start to its first input record (JVM, topology or MiniCluster and job start). */
   startupMs: number;
+  /**
+   * CPU time (user + system) the JVM spent from its first input record to the last window: on a
+   * shared machine a steadier figure than records/s, which counts time other processes held the cores.
+   */
+  jobCpuMs: number;
   /** Peak resident memory of the JVM (VmHWM), MB. */
   rssPeakMb: number;
   results: WindowResults;
@@ -89,12 +95,7 @@ export async function runPeer(peer: PeerName, o: PeerRunOptions): Promise<PeerRu
   const log = o.log ?? (() => {});
   const workDir = o.workDir ?? mkdtempSync(join(tmpdir(), `sage-stateful-${peer}-`));
   const kafka = createKafkajsClient({ brokers: [o.brokers], clientId: `stateful-${peer}` });
-  const admin = await kafka.admin();
-  try {
-    for (const topic of [o.outputs.tumbling, o.outputs.sliding]) await admin.ensureTopic(topic, o.partitions ?? 4);
-  } finally {
-    await admin.close();
-  }
+  for (const topic of [o.outputs.tumbling, o.outputs.sliding]) await ensureEventTimeTopic([o.brokers], topic, o.partitions ?? 4);
   const reader = await readWindows(kafka, o);
   const logFile = join(workDir, `${peer}.log`);
   const jvm = startJvm(peer, o, workDir, logFile);
@@ -109,8 +110,9 @@ export async function runPeer(peer: PeerName, o: PeerRunOptions): Promise<PeerRu
       ),
     ]);
     const rssPeakMb = peakRssMb(jvm.pid);
+    const cpuAtEnd = cpuMs(jvm.pid);
     await new Promise((r) => setTimeout(r, o.settleMs ?? 2_000));
-    const firstInputAt = jvm.firstInputAt();
+    const { at: firstInputAt, cpuMs: cpuAtFirstInput } = jvm.firstInput() ?? { at: null, cpuMs: 0 };
     if (firstInputAt === null) throw new Error(`${peer} did not report its first input record; see ${logFile}`);
     const jobMs = lastAt - firstInputAt;
     log(`${peer}: ${reader.progress()}`);
@@ -121,6 +123,7 @@ export async function runPeer(peer: PeerName, o: PeerRunOptions): Promise<PeerRu
       jobMs,
       wallMs: lastAt - jvm.startedAt,
       startupMs: firstInputAt - jvm.startedAt,
+      jobCpuMs: cpuAtEnd - cpuAtFirstInput,
       rssPeakMb,
       results: reader.results(),
       logFile,
@@ -151,18 +154,19 @@ function startJvm(peer: PeerName, o: PeerRunOptions, workDir: string, logFile: s
   const child = spawn("java", args, { stdio: ["ignore", "pipe", "pipe"] });
   const out = createWriteStream(logFile);
   child.stderr.pipe(out);
-  let firstInputAt: number | null = null;
+  let firstInput: { at: number; cpuMs: number } | null = null;
   createInterface({ input: child.stdout }).on("line", (line) => {
     out.write(`${line}\n`);
     const m = /^FIRST_INPUT (\d+)$/.exec(line);
-    if (m && firstInputAt === null) firstInputAt = Number(m[1]);
+    if (m && firstInput === null) firstInput = { at: Number(m[1]), cpuMs: cpuMs(child.pid!) };
   });
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   return {
     pid: child.pid!,
     startedAt,
     exited,
-    firstInputAt: () => firstInputAt,
+    /** When the JVM read its first input record (its clock), and its CPU time then. */
+    firstInput: (): { at: number; cpuMs: number } | null => firstInput,
     async stop(): Promise<void> {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
@@ -180,6 +184,20 @@ function peakRssMb(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/** CPU time (user + system) of a live process so far, ms, from /proc (0 where there is none). */
+function cpuMs(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
   } catch {
     return 0;
   }

@@ -5,7 +5,7 @@
  *   npx tsx bench/stateful/peers/verify.ts [--events 1000000] [--services 10000] [--seed 16] [--peers kafka-streams,flink] [--runs 1]
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../../dev/temporal-server.js";
 import { startBroker } from "../../../dev/kafka-broker.js";
@@ -40,6 +40,12 @@ async function main(): Promise<boolean> {
     for (let run = 1; run <= RUNS; run++) {
       for (const peer of PEERS) {
         const tag = `${peer}.${run}`;
+        // Other work on the machine shows in records/s; the load average says how much there was.
+        console.log(
+          `${peer} run ${run}: load average before ${loadavg()
+            .map((l) => l.toFixed(1))
+            .join(" ")}`,
+        );
         const r = await runPeer(peer, {
           brokers: broker.address,
           input: "stateful.in",
@@ -54,7 +60,7 @@ async function main(): Promise<boolean> {
         const sliding = compareResults(reference.sliding, r.results.sliding);
         ok &&= tumbling.equal && sliding.equal;
         console.log(
-          `${peer} run ${run}: ${Math.round(r.recordsPerSecond).toLocaleString("en-US")} records/s (job ${(r.jobMs / 1000).toFixed(2)} s, start-up ${(r.startupMs / 1000).toFixed(2)} s, wall ${(r.wallMs / 1000).toFixed(2)} s), RSS peak ${Math.round(r.rssPeakMb)} MB`,
+          `${peer} run ${run}: ${Math.round(r.recordsPerSecond).toLocaleString("en-US")} records/s (job ${(r.jobMs / 1000).toFixed(2)} s, start-up ${(r.startupMs / 1000).toFixed(2)} s, wall ${(r.wallMs / 1000).toFixed(2)} s), JVM CPU ${(r.jobCpuMs / 1000).toFixed(1)} s (${Math.round(r.inputRecords / (r.jobCpuMs / 1000)).toLocaleString("en-US")} records per CPU second), RSS peak ${Math.round(r.rssPeakMb)} MB`,
         );
         console.log(`  tumbling: ${tumbling.summary}\n  sliding: ${sliding.summary}`);
       }
