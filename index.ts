@@ -79,6 +79,39 @@ export {
   type WorkerServices,
   type FunctionLogger,
 } from "./core/api/context.js";
+export { Duration, WatermarkStrategy, type DurationLike, type TimestampAssigner, type WatermarkSpec } from "./core/api/time.js";
+export {
+  TumblingWindow,
+  SlidingWindow,
+  SessionWindow,
+  CountWindow,
+  type WindowAssigner,
+  type WindowSpec,
+  type TimeWindowSpec,
+  type TimeWindow,
+  type TimeDomain,
+} from "./core/api/windows.js";
+export type { KeyedStream, WindowedStream, JoinedStreams, JoinWindow, IntervalJoin, KeySelector } from "./core/api/keyed.js";
+export type {
+  AggregateFunction,
+  ReduceFn,
+  ReduceFunctionLike,
+  KeyedProcessFunction,
+  KeyedContext,
+  OnTimerContext,
+  KeyedStateStore,
+  ValueState,
+  ListState,
+  MapState,
+  StateOptions,
+  TimerService,
+  WindowContext,
+  ProcessWindowFn,
+  WindowResultFn,
+  JoinFn,
+  IntervalJoinFn,
+  IntervalJoinContext,
+} from "./core/api/state.js";
 export type { OperatorOptions } from "./core/plan/builder.js";
 export type { RetryPolicy } from "./core/plan/logical.js";
 export {

@@ -10,6 +10,7 @@ import { abortJob, commitJob, listSplits, type ControlInput } from "./job-contro
 import type { OperatorRegistry } from "./registry.js";
 import { runStage } from "./stage/run-stage.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
+import { KeyedStateHost } from "./stage/keyed-state.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
 const SERVED_PARALLELISM = 16;
@@ -53,6 +54,9 @@ export function createActivities(options: {
   observe?: (stage: string, counts: StageOutput["counts"], seconds: number) => void;
 }) {
   const { registry, dataDir, logger } = options;
+  const kafka = options.kafka;
+  let keyedState: KeyedStateHost | null = null;
+  const keyedStateHost = kafka ? (): KeyedStateHost => (keyedState ??= new KeyedStateHost(kafka, logger.child({ component: "keyed-state" }))) : undefined;
   const activities: Record<string, (input: never) => Promise<unknown>> = {
     [SPLITS_ACTIVITY]: (input: ControlInput) => asFailure(() => listSplits(input, registry, activityLogger(logger, input))),
     [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),
@@ -84,6 +88,7 @@ export function createActivities(options: {
           heartbeat,
           cancelled: () => cancelled,
           ...(options.kafka ? { kafka: options.kafka } : {}),
+          ...(keyedStateHost ? { keyedState: keyedStateHost } : {}),
         };
         out = await runStage(input, host, log, records);
       } finally {

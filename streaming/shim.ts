@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { KafkaSourceSpec } from "../core/api/connectors.js";
-import { kafkaSourceOf, workflowIndexOf } from "../core/plan/stream.js";
+import { kafkaSourceOf, keyedTopicsOf, workflowIndexOf } from "../core/plan/stream.js";
 import type { BatchControl, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
 import { taskQueueOf } from "../client/task-queue.js";
 import { totalProgress, type StreamJob, type StreamJobProgress } from "./stream-job.js";
@@ -34,7 +34,7 @@ export class KafkaShim {
   readonly done: Promise<void> = new Promise((r) => (this.finished = r));
 
   constructor(
-    job: StreamJob,
+    private readonly job: StreamJob,
     private readonly kafka: KafkaClient,
     private readonly options: ShimOptions,
     private readonly logger: Logger,
@@ -60,9 +60,32 @@ export class KafkaShim {
 
   /** Joins the consumer group and starts delivering; returns once consuming has begun. */
   async start(): Promise<void> {
+    await this.ensureKeyedTopics();
     await this.startConsumer();
     this.watch.start();
     this.commits.start();
+  }
+
+  /** The repartition topics of the job's keyed operators: read like its sources, always from their beginning. */
+  private repartitionTopics(): string[] {
+    const input = this.job.inputs[0]!;
+    return keyedTopicsOf(input.plan, input.jobId).map((t) => t.repartition);
+  }
+
+  /** Creates the repartition topics and the compacted changelog topics of the job's keyed operators. */
+  private async ensureKeyedTopics(): Promise<void> {
+    const input = this.job.inputs[0]!;
+    const topics = keyedTopicsOf(input.plan, input.jobId);
+    if (topics.length === 0) return;
+    const admin = await this.kafka.admin();
+    try {
+      for (const t of topics) {
+        await admin.ensureTopic(t.repartition, t.partitions);
+        await admin.ensureTopic(t.changelog, t.partitions, { "cleanup.policy": "compact" });
+      }
+    } finally {
+      await admin.close();
+    }
   }
 
   private async startConsumer(): Promise<void> {
@@ -70,6 +93,7 @@ export class KafkaShim {
     const consumer = this.kafka.consumer({
       groupId: this.source.groupId,
       topics: this.source.topics,
+      earliestTopics: this.repartitionTopics(),
       fromBeginning: this.source.startFrom === "earliest",
       maxWaitMs: o.bufferTimeoutMs,
       minBytes: Math.min(o.maxBatchBytes, o.fetchBytes),

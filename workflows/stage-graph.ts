@@ -4,7 +4,16 @@
  * Shared by the bounded and the streaming workflow; deterministic, and it never runs user code.
  */
 import { ApplicationFailure } from "@temporalio/workflow";
-import { addCounts, deadLetterTotal, sentBatches, type JobContext, type KeyedEdgeOutput, type StageCounts, type StageInput } from "../core/plan/job.js";
+import {
+  addCounts,
+  deadLetterTotal,
+  sentBatches,
+  type JobContext,
+  type KeyedEdgeOutput,
+  type StageCounts,
+  type StageInput,
+  type StageOutput,
+} from "../core/plan/job.js";
 import { edgeKey, type PhysicalPlan, type Stage, type StageEdge } from "../core/plan/physical.js";
 import { stageActivity, type StageActivityOptions } from "./activity-stubs.js";
 import type { StageActivity } from "./contract.js";
@@ -36,6 +45,8 @@ export interface StageGraphOptions {
   sourcePrefetch?: number;
   /** Bounded jobs: takes what a unit wrote on a keyed edge (the keyed stage runs once all of its input is in). */
   onKeyed?: (edge: StageEdge, shard: string, output: KeyedEdgeOutput) => void;
+  /** Sees every stage activity's output (streaming: event time and state restores). */
+  onOutput?: (stage: Stage, output: StageOutput) => void;
 }
 
 /** Runs stage activities along the edges of a plan. */
@@ -48,6 +59,7 @@ export class StageGraph {
   private readonly totals: StageTotals;
   private readonly call: ActivityCaller;
   private readonly onKeyed: StageGraphOptions["onKeyed"];
+  private readonly onOutput: StageGraphOptions["onOutput"];
 
   constructor(options: StageGraphOptions) {
     const { plan, sourcePrefetch = 0 } = options;
@@ -55,6 +67,7 @@ export class StageGraph {
     this.totals = options.totals;
     this.call = options.call;
     this.onKeyed = options.onKeyed;
+    this.onOutput = options.onOutput;
     for (const stage of plan.stages) {
       this.activity.set(stage.id, stageActivity(stage, options.stages));
       this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
@@ -82,6 +95,7 @@ export class StageGraph {
       return this.call(this.activity.get(stage.id)!, input, ...records);
     });
     if (!out) return false;
+    this.onOutput?.(stage, out);
     addCounts(this.totals.counts, out.counts);
     this.totals.deadLetters = deadLetterTotal(this.totals.counts);
     for (const [key, keyed] of Object.entries(out.keyed ?? {})) {

@@ -7,7 +7,15 @@
  */
 import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from "@temporalio/workflow";
 import { deadLetterTotal, jobContextOf } from "../core/plan/job.js";
-import { topicPartition, type AcceptedBatch, type BatchDescription, type StreamJobInput, type StreamProgress, type StreamState } from "../core/plan/stream.js";
+import {
+  entryTopicsOf,
+  topicPartition,
+  type AcceptedBatch,
+  type BatchDescription,
+  type StreamJobInput,
+  type StreamProgress,
+  type StreamState,
+} from "../core/plan/stream.js";
 import { STREAMING_RETRY, activityOptions, localActivityOptions } from "./activity-stubs.js";
 import { batchSignal, holdSignal, stopSignal, streamProgressQuery } from "./contract.js";
 import { StageGraph, type ActivityCaller } from "./stage-graph.js";
@@ -23,11 +31,16 @@ const MERGE_BYTES = 1024 * 1024;
  */
 const CARRY_BYTES = 1024 * 1024;
 
-/** The head of the queue: as many batches as fit in one activity call. */
-function mergeable<T extends { records: Uint8Array }>(pending: T[]): T[] {
+/** The head of the queue: as many batches for the same stage (`stageOf`) as fit in one activity call. */
+function mergeable<T extends { records: Uint8Array; batch: { topic: string } }>(pending: T[], stageOf: (topic: string) => string | undefined): T[] {
   let bytes = 0;
   let n = 0;
-  while (n < pending.length && n < MERGE_BATCHES && (n === 0 || bytes + pending[n]!.records.byteLength <= MERGE_BYTES))
+  const stage = pending[0] ? stageOf(pending[0].batch.topic) : undefined;
+  while (
+    n < pending.length &&
+    n < MERGE_BATCHES &&
+    (n === 0 || (bytes + pending[n]!.records.byteLength <= MERGE_BYTES && stageOf(pending[n]!.batch.topic) === stage))
+  )
     bytes += pending[n++]!.records.byteLength;
   return pending.slice(0, n);
 }
@@ -83,6 +96,8 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     processed: state.processed,
     counts: totals.counts,
     deadLetters: totals.deadLetters,
+    ...(state.eventTime ? { eventTime: state.eventTime } : {}),
+    ...(state.restores ? { restores: state.restores } : {}),
   });
   setHandler(streamProgressQuery, progress);
   const accept = (batch: BatchDescription, records: Uint8Array): void => {
@@ -123,9 +138,15 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     call,
     // Local: the stage runs inside the workflow task that scheduled it (no activity task per batch).
     stages: runtime.localActivities ? { local: localActivityOptions(runtime, STREAMING_RETRY) } : { activity: activityOptions(runtime, STREAMING_RETRY) },
+    onOutput: (stage, out) => {
+      if (out.eventTime) (state.eventTime ??= {})[stage.id] = out.eventTime;
+      if (out.restored) state.restores = (state.restores ?? 0) + 1;
+    },
   });
-  const source = plan.stages.find((s) => s.source);
-  if (!source) throw ApplicationFailure.nonRetryable(`plan ${plan.hash} has no source stage`, "PLAN_MISMATCH");
+  // Which stage a batch enters by: source topics the source stage, a repartition topic its keyed stage.
+  const entryTopics = entryTopicsOf(plan, input.jobId);
+  const stageOfTopic = (topic: string): string | undefined => entryTopics.get(topic);
+  if (!plan.stages.some((s) => s.source)) throw ApplicationFailure.nonRetryable(`plan ${plan.hash} has no source stage`, "PLAN_MISMATCH");
 
   const pendingBytes = (): number => pending.reduce((n, p) => n + p.records.byteLength, 0);
 
@@ -144,17 +165,20 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     if (held && pendingBytes() <= CARRY_BYTES) return checkpoint();
     if (pending.length > 0) {
       // Batches that queued up while the last one ran go together: one activity, one transaction.
-      const take = mergeable(pending);
+      const take = mergeable(pending, stageOfTopic);
+      const entry = graph.stage(stageOfTopic(take[0]!.batch.topic) ?? `(no stage reads topic ${take[0]!.batch.topic})`);
+      const eventTime = state.eventTime?.[entry.id];
       const unit = {
         shard: `p${input.index}`,
         stream: {
           slices: take.map(({ batch: b }) => ({ topic: b.topic, partition: b.partition, from: b.from, to: b.to, skipBelow: b.skipBelow, seq: b.seq })),
           workflowIndex: input.index,
           deadLetterTopic: input.stream.deadLetterTopic,
+          ...(eventTime ? { eventTime } : {}),
         },
       };
       await graph.run(
-        source,
+        entry,
         unit,
         undefined,
         take.map((p) => p.records),

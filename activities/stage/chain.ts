@@ -12,6 +12,8 @@ import { operatorPushes, type OperatorWiring } from "./operators.js";
 import { outputOf, type Push, type Target } from "./push.js";
 import type { Sinks } from "./sinks.js";
 import type { StageUnit } from "./unit.js";
+import { KeyedRun } from "./keyed.js";
+import { createKeyedOperator } from "../state/create.js";
 
 /** The way into a source stage in the map `wire` returns; an incoming edge's is its edge key. */
 export const SOURCE_ENTRY = "";
@@ -22,6 +24,8 @@ export class OperatorChain implements OperatorWiring {
   private readonly targets = new Map<string, Target[]>();
   /** Flushes of the `mapBatch` operators' buffers, by operator id. */
   private readonly flushes = new Map<string, () => Promise<void>>();
+  /** The stage's keyed operator, when it starts with one. */
+  keyed: KeyedRun | null = null;
 
   constructor(
     readonly unit: StageUnit,
@@ -67,6 +71,14 @@ export class OperatorChain implements OperatorWiring {
 
   onInputEnd(node: LogicalNode, flush: () => Promise<void>): void {
     this.flushes.set(node.id, flush);
+  }
+
+  async keyedRun(node: LogicalNode, fn: unknown): Promise<KeyedRun> {
+    const backend = await this.unit.openState(node);
+    const result = this.unit.compiled.functions.get(`${node.id}#result`);
+    const operator = createKeyedOperator(node, { main: fn, ...(result !== undefined ? { result } : {}) }, backend, Date.now);
+    this.keyed = new KeyedRun(this, node, operator, backend);
+    return this.keyed;
   }
 
   /** Runs the `mapBatch` buffers out, upstream operators first (their output fills the next buffer). */

@@ -11,6 +11,8 @@ import type { Call, RecordInvoker, Then } from "./invoker.js";
 import { pushAll, type Push } from "./push.js";
 import type { Sinks } from "./sinks.js";
 import type { StageUnit } from "./unit.js";
+import { keyByPush, timestampsPush, type KeyedRun } from "./keyed.js";
+import type { TimestampAssigner } from "../../core/api/time.js";
 
 /** What an operator's push is built from; the operator chain provides it. */
 export interface OperatorWiring {
@@ -22,6 +24,8 @@ export interface OperatorWiring {
   output(node: LogicalNode, tag: string | null): Push;
   /** Registers the flush of a `mapBatch` operator's buffer, run when the stage's input ends. */
   onInputEnd(node: LogicalNode, flush: () => Promise<void>): void;
+  /** The keyed operator `node` over this unit's key groups, its state opened. */
+  keyedRun(node: LogicalNode, fn: unknown): Promise<KeyedRun>;
 }
 
 /** The user's function as `(value, ctx) => result`, whether given as a lambda or as an object with `name`. */
@@ -81,6 +85,14 @@ export async function operatorPushes(w: OperatorWiring, node: LogicalNode): Prom
       return [processPush(w, node, method<ProcessContext<unknown>>(fn, "process"), invoked)];
     case "sink":
       return [w.sinks.push(node, fn, ctx)];
+    case "timestamps":
+      return [timestampsPush(w, node, fn as TimestampAssigner<unknown> | undefined)];
+    case "keyBy":
+      return [keyByPush(w, node, fn as (v: unknown) => unknown)];
+    case "keyed": {
+      const run = await w.keyedRun(node, fn);
+      return node.inputs.map((_, side) => run.push(side));
+    }
   }
 }
 

@@ -7,17 +7,56 @@
 import type { Logger } from "pino";
 import { NonRetryableError, SinkError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
-import { transactionalIdOf } from "../../connectors/kafka/sink.js";
+import { transactionalIdOf, type SinkSession } from "../../connectors/kafka/sink.js";
+import { changelogTopicOf } from "../../core/plan/stream.js";
 import { OperatorChain, SOURCE_ENTRY } from "./chain.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EdgeOutputs } from "./edge-outputs.js";
 import { RecordInvoker } from "./invoker.js";
 import { Sinks } from "./sinks.js";
-import { driveEdgeBatch, driveSource } from "./sources.js";
+import { driveEdgeBatch, driveKeyedStream, driveKeyedUnit, driveSource } from "./sources.js";
 import { StreamCommit } from "./stream-commit.js";
 import { StageUnit, type StageHost } from "./unit.js";
 
 export type { StageHost } from "./unit.js";
+
+/** The late records of the stage's keyed operator, if it has one and saw any. */
+function lateOf(chain: OperatorChain): Pick<StageOutput, "late"> {
+  const op = chain.keyed?.operator;
+  if (!op || op.lateDropped + op.lateSide === 0) return {};
+  return { late: { [chain.keyed!.node.id]: { dropped: op.lateDropped, side: op.lateSide } } };
+}
+
+/**
+ * Streaming keyed stage: the worker's copy of its partition's state, current at the progress
+ * marker the session reads (rebuilt from the changelog when it is not), and what the unit needs to
+ * commit the state's changes with its outputs.
+ */
+async function openKeyedState(unit: StageUnit, session: SinkSession) {
+  const { input, stage, compiled, host } = unit;
+  const slices = input.stream!.slices;
+  const partition = slices[0]!.partition;
+  if (slices.some((s) => s.partition !== partition)) {
+    throw new NonRetryableError(`keyed stage ${stage.name} got slices of several repartition partitions; a keyed operator's parallelism must equal the job's`);
+  }
+  if (!host.keyedState) throw new SinkError(`stage ${stage.name} keeps keyed state but this worker has no Kafka connection`);
+  const state = host.keyedState();
+  const uid = stage.operators[0]!;
+  const changelog = changelogTopicOf(compiled.plan.pipeline, input.jobId, uid);
+  const marker = await session.committedUpTo(slices[0]!.topic, partition);
+  const opened = await state.open(changelog, partition, marker);
+  unit.stateBackend = opened.backend;
+  const sources = compiled.plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : []));
+  return {
+    host: state,
+    changelog,
+    partition,
+    backend: opened.backend,
+    restored: opened.restored,
+    origins: await state.originsOf(sources),
+    nextMarker: Math.max(...slices.map((s) => s.to + 1)),
+  };
+}
 
 /** Runs one stage activity. `records` are a streaming unit's encoded slices, one per slice. */
 export async function runStage(input: StageInput, host: StageHost, logger: Logger, records: Uint8Array[] = []): Promise<StageOutput> {
@@ -29,12 +68,16 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   const deadLetters = new DeadLetters(unit, stream);
   const invoker = new RecordInvoker(unit, deadLetters);
   const sinks = new Sinks(unit, invoker, stream);
-  const edges = new EdgeOutputs(unit, deadLetters);
+  const edges = new EdgeOutputs(unit, deadLetters, stream);
   const chain = new OperatorChain(unit, invoker, deadLetters, sinks, edges);
+  /** Streaming keyed stages: the event time per origin after the unit. */
+  let eventTime: Record<string, number> | undefined;
   /** Reads the unit's input through the chain, then runs the batch buffers and the sinks out. */
-  const run = async (): Promise<void> => {
+  const run = async (origins: readonly string[] = []): Promise<void> => {
     const entries = await chain.wire();
     if (stage.source) await driveSource(unit, entries.get(SOURCE_ENTRY)!, deadLetters, stream, records);
+    else if (stream && chain.keyed) eventTime = await driveKeyedStream(unit, chain.keyed, entries, stream, records, origins);
+    else if (input.keyed && chain.keyed) await driveKeyedUnit(unit, chain.keyed, entries);
     else await driveEdgeBatch(unit, entries);
     await chain.flushBatches();
     await sinks.finish();
@@ -44,17 +87,41 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
     if (!host.kafka) throw new SinkError(`stage ${stage.name} runs a streaming job but this worker has no Kafka connection`);
     // The whole unit holds its transactional id: fenced first, then run, then committed once.
     const id = transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard);
+    let restored: StageOutput["restored"];
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
-      await run();
-      await stream.commit(session);
+      if (!stage.keyed) {
+        await run();
+        eventTime = edges.finishRepartitions();
+        await stream.commit(session);
+        return;
+      }
+      const state = await openKeyedState(unit, session);
+      restored = state.restored;
+      try {
+        await run(state.origins);
+        for (const change of state.backend.takeChanges()) stream.write(state.changelog, { key: change.key, value: change.value, partition: state.partition });
+        const outcome = await stream.commit(session);
+        if (outcome === "skipped") state.host.drop(state.changelog, state.partition);
+        else if (outcome === "committed") state.host.committed(state.changelog, state.partition, state.nextMarker);
+      } catch (err) {
+        state.host.drop(state.changelog, state.partition);
+        throw err;
+      }
     });
-    return { counts: unit.counts, outputs: edges.inline };
+    return { counts: unit.counts, outputs: edges.inline, ...(eventTime ? { eventTime } : {}), ...(restored ? { restored } : {}), ...lateOf(chain) };
   }
   await deadLetters.clearEarlierAttempt();
   try {
     await run();
     const refs = await edges.send();
-    return { counts: unit.counts, outputs: edges.inline, ...(Object.keys(refs).length > 0 ? { refs } : {}) };
+    const keyed = await edges.sendKeyed();
+    return {
+      counts: unit.counts,
+      outputs: edges.inline,
+      ...(Object.keys(refs).length > 0 ? { refs } : {}),
+      ...(Object.keys(keyed).length > 0 ? { keyed } : {}),
+      ...lateOf(chain),
+    };
   } catch (err) {
     await sinks.discard();
     await deadLetters.discard();

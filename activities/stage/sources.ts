@@ -10,11 +10,14 @@ import type { LogicalNode } from "../../core/plan/logical.js";
 import { readEdgeBatch } from "../../connectors/file/edge-batches.js";
 import { readFileSplit, type FileSplit } from "../../connectors/file/source.js";
 import { decodeBatch } from "../../connectors/kafka/batch-codec.js";
-import { decodeSourceRecord, rawValue } from "../../connectors/kafka/records.js";
+import { CONTROL_HEADER, decodeSourceRecord, rawValue } from "../../connectors/kafka/records.js";
 import type { DeadLetters } from "./dead-letters.js";
 import { pushAll, type Push } from "./push.js";
 import type { StreamCommit } from "./stream-commit.js";
 import type { StageUnit } from "./unit.js";
+import type { KeyedRun } from "./keyed.js";
+import type { KeyedRecord } from "../../core/plan/key-groups.js";
+import { edgeKey } from "../../core/plan/physical.js";
 
 /** Reads a stage's input into the chain through `entry`. */
 interface SourceDriver {
@@ -104,6 +107,7 @@ async function driveStream({ unit, node, entry, reject }: SourceDriver, stream: 
     for (const rec of decodeBatch(records[i]!)) {
       if (rec.offset < slice.skipBelow) continue;
       stream.current = rec;
+      unit.eventTime = Number(rec.timestamp);
       let value: unknown;
       try {
         value = decodeSourceRecord(spec, slice.topic, slice.partition, rec);
@@ -118,4 +122,98 @@ async function driveStream({ unit, node, entry, reject }: SourceDriver, stream: 
   }
   stream.current = null;
   stream.currentSlice = -1;
+}
+
+/**
+ * A keyed stage of a bounded job: reads every batch its key-group range received, in source order
+ * (by upstream shard), advancing the watermark before each record to the one a single reader of
+ * the whole input would have had there: the largest event time of the earlier units and of the
+ * record's own unit before it, minus the bound, minus 1. With inputs from several sources there is
+ * no single order, so the watermark stays back until the input ends (no record is late). At the
+ * end the watermark and the processing clock go to +Infinity: every window fires.
+ */
+export async function driveKeyedUnit(unit: StageUnit, run: KeyedRun, entries: Map<string, Push>): Promise<void> {
+  const { batches, maxTimestamps } = unit.input.keyed!;
+  const shards = Object.keys(maxTimestamps).sort();
+  const before = new Map<string, number>();
+  let max = -Infinity;
+  for (const shard of shards) {
+    before.set(shard, max);
+    max = Math.max(max, maxTimestamps[shard] ?? -Infinity);
+  }
+  const sources = new Set(shards.map((s) => s.split("-")[0]));
+  const edges = new Map(unit.compiled.plan.edges.map((e) => [edgeKey(e), e] as const));
+  const ordered = [...batches].sort((a, b) => (a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : a.edge < b.edge ? -1 : a.edge > b.edge ? 1 : 0));
+  for (const batch of ordered) {
+    const entry = entries.get(batch.edge);
+    const edge = edges.get(batch.edge);
+    if (!entry || !edge) throw new NonRetryableError(`stage ${unit.stage.id} has no incoming edge "${batch.edge}"`);
+    const spec = sources.size === 1 ? (run.node.eventTime?.[edge.toInput ?? 0] ?? null) : null;
+    const earlier = before.get(batch.shard) ?? -Infinity;
+    for (const rec of (await readEdgeBatch(unit.staging, batch.ref)) as KeyedRecord[]) {
+      if (spec && rec.t !== undefined) {
+        const p = run.advanceWatermark(Math.max(earlier, rec.w ?? -Infinity) - spec.outOfOrdernessMs - 1);
+        if (p) await p;
+      }
+      const p = entry(rec);
+      if (p) await p;
+    }
+    unit.host.heartbeat();
+  }
+  await run.advanceWatermark(Infinity);
+  await run.advanceProcessingTime(Infinity);
+}
+
+/**
+ * A keyed stage of a streaming job: reads its repartition slices. Data records advance their
+ * origin's event time to the largest before them (`w`), watermark records to what the upstream
+ * unit saw; before each record the watermark moves to the minimum over every source partition
+ * (`origins`), minus the bound, minus 1. Returns the event time per origin after the unit.
+ */
+export async function driveKeyedStream(
+  unit: StageUnit,
+  run: KeyedRun,
+  entries: Map<string, Push>,
+  stream: StreamCommit,
+  records: Uint8Array[],
+  origins: readonly string[],
+): Promise<Record<string, number>> {
+  const eventTime: Record<string, number> = { ...stream.stream.eventTime };
+  const bounds = (run.node.eventTime ?? []).filter((s) => s !== null);
+  const bound = bounds.length === 0 ? null : Math.max(...bounds.map((s) => s.outOfOrdernessMs));
+  const watermark = (): number => Math.min(...origins.map((o) => eventTime[o] ?? -Infinity)) - (bound ?? 0) - 1;
+  const bySide = new Map(unit.compiled.plan.edges.filter((e) => e.toStage === unit.stage.id).map((e) => [e.toInput ?? 0, entries.get(edgeKey(e))!] as const));
+  const raise = (origin: string, t: number): void => {
+    if (!(eventTime[origin]! >= t)) eventTime[origin] = t;
+  };
+  const { slices } = stream.stream;
+  if (records.length !== slices.length)
+    throw new NonRetryableError(`stage ${unit.stage.id} got ${records.length} record payload(s) for ${slices.length} slice(s)`);
+  if (bound !== null) await run.advanceWatermark(watermark());
+  for (const [i, slice] of slices.entries()) {
+    stream.currentSlice = i;
+    for (const rec of decodeBatch(records[i]!)) {
+      if (rec.offset < slice.skipBelow) continue;
+      stream.current = rec;
+      if (rec.headers[CONTROL_HEADER] !== undefined) {
+        const { watermarks } = JSON.parse(rec.value ?? "{}") as { watermarks?: Record<string, number> };
+        for (const [origin, t] of Object.entries(watermarks ?? {})) raise(origin, t);
+      } else {
+        const env = JSON.parse(rec.value ?? "null") as KeyedRecord & { o?: string; s?: number };
+        if (env.o !== undefined && env.w !== undefined) raise(env.o, env.w);
+        if (bound !== null) {
+          const p = run.advanceWatermark(watermark());
+          if (p) await p;
+        }
+        unit.eventTime = env.t;
+        const p = bySide.get(env.s ?? 0)!(env);
+        if (p) await p;
+      }
+      unit.tick();
+    }
+  }
+  if (bound !== null) await run.advanceWatermark(watermark());
+  stream.current = null;
+  stream.currentSlice = -1;
+  return eventTime;
 }

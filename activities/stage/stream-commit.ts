@@ -8,8 +8,9 @@ import type { StreamUnit } from "../../core/plan/job.js";
 import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
-import { commitUnit, type SinkSession, type UnitMessage } from "../../connectors/kafka/sink.js";
+import { commitUnit, type SinkSession, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
 import type { StageUnit } from "./unit.js";
+import { changelogTopicOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
 export class StreamCommit {
@@ -32,6 +33,10 @@ export class StreamCommit {
       if (sink?.kind === "kafka") topics.add(sink.topic);
     }
     topics.add(this.stream.deadLetterTopic);
+    const { plan } = this.unit.compiled;
+    for (const edge of plan.edges)
+      if (edge.keyed && edge.fromStage === this.unit.stage.id) topics.add(repartitionTopicOf(plan.pipeline, this.unit.input.jobId, edge.toOperator));
+    if (this.unit.stage.keyed) topics.add(changelogTopicOf(plan.pipeline, this.unit.input.jobId, this.unit.stage.operators[0]!));
     return [...topics];
   }
 
@@ -40,6 +45,12 @@ export class StreamCommit {
     const source = this.current;
     if (source?.key === undefined || source.key === null) return null;
     return source.keyBase64 ? Buffer.from(source.key, "base64") : source.key;
+  }
+
+  /** The origin (`topic:partition`) of the source record in flight, or null outside a source stage. */
+  sourceOrigin(): string | null {
+    const slice = this.stream.slices[this.currentSlice];
+    return this.current && slice ? topicPartition(slice.topic, slice.partition) : null;
   }
 
   /** Where the source record in flight came from (`topic[partition]@offset`), if any. */
@@ -54,7 +65,7 @@ export class StreamCommit {
   }
 
   /** Commits the unit's messages with the markers, skipping what an earlier attempt committed. */
-  commit(session: SinkSession): Promise<void> {
+  commit(session: SinkSession): Promise<UnitCommit> {
     return commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger);
   }
 }

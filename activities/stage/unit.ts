@@ -11,7 +11,9 @@ import type { LogicalNode } from "../../core/plan/logical.js";
 import type { Stage } from "../../core/plan/physical.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import type { KafkaSinkHost } from "../../connectors/kafka/sink.js";
+import type { KeyedStateHost } from "./keyed-state.js";
 import type { OperatorRegistry } from "../registry.js";
+import { InMemoryStateBackend, type StateBackend } from "../state/backend.js";
 
 /** What the stage runner needs from its host activity. */
 export interface StageHost {
@@ -24,6 +26,8 @@ export interface StageHost {
   cancelled?(): boolean;
   /** Kafka producers of this worker (streaming jobs only). */
   kafka?(): KafkaSinkHost;
+  /** The keyed state this worker serves (streaming jobs only). */
+  keyedState?(): KeyedStateHost;
 }
 
 /** Records between heartbeats of a chain that never awaits. */
@@ -37,6 +41,11 @@ export class StageUnit {
   readonly staging: string;
   private readonly nodes: Map<string, LogicalNode>;
   private sinceHeartbeat = 0;
+  /**
+   * The event time of the record travelling through the chain (set by a timestamp assigner, a Kafka
+   * source record or a keyed operator's output); read where a keyBy sends the record on.
+   */
+  eventTime: number | undefined = undefined;
 
   constructor(
     readonly input: StageInput,
@@ -71,6 +80,17 @@ export class StageUnit {
   sourceContext(node: LogicalNode): SourceContext {
     return { params: this.input.params, parallelism: node.parallelism ?? this.compiled.plan.parallelism, logger: this.logger };
   }
+
+  /**
+   * The state of keyed operator `node` for this unit: the partition's state the runner opened
+   * (streaming), or a fresh backend for a bounded job's key-group range (its whole input is in this unit).
+   */
+  async openState(_node: LogicalNode): Promise<StateBackend> {
+    return (this.stateBackend ??= new InMemoryStateBackend());
+  }
+
+  /** Streaming: the worker's copy of the partition's state, opened by the runner inside the unit's session. */
+  stateBackend: StateBackend | null = null;
 
   /** Called per record: heartbeats every `HEARTBEAT_EVERY` records, and at once when cancelled. */
   tick(): void {

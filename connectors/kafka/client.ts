@@ -58,6 +58,8 @@ export interface ConsumerOptions {
   sessionTimeoutMs: number;
   /** Read only committed records of transactional producers (default true). */
   readCommitted?: boolean;
+  /** Further topics read from their beginning when the group has no offset there, whatever `fromBeginning` says (repartition topics). */
+  earliestTopics?: string[];
 }
 
 /** A consumer in a group; offsets are committed only by `commit`, never automatically. */
@@ -125,8 +127,8 @@ export interface PartitionOffsets {
 
 /** Topic administration and offset lookups. */
 export interface KafkaAdmin {
-  /** Creates the topic unless it exists (true when it was created). */
-  ensureTopic(topic: string, partitions: number): Promise<boolean>;
+  /** Creates the topic unless it exists (true when it was created), with topic `configs` (`cleanup.policy`, ...). */
+  ensureTopic(topic: string, partitions: number, configs?: Record<string, string>): Promise<boolean>;
   deleteTopics(topics: string[]): Promise<void>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
   /**

@@ -62,13 +62,23 @@ function sizeOf(m: OutgoingMessage): number {
 
 /** Groups messages by topic in chunks of at most `SEND_CHUNK_BYTES`, keeping their order. */
 function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): Array<{ topic: string; messages: OutgoingMessage[] }> {
-  const out: Array<{ topic: string; messages: OutgoingMessage[]; bytes: number }> = [];
+  // By topic first: a unit that alternates topics (a keyBy into several repartition topics) must not
+  // become one request per message. Order within each topic, hence within each partition, is kept.
+  const byTopic = new Map<string, OutgoingMessage[]>();
   for (const { topic, message } of messages) {
-    const size = sizeOf(message);
-    let last = out[out.length - 1];
-    if (!last || last.topic !== topic || last.bytes + size > SEND_CHUNK_BYTES) out.push((last = { topic, messages: [], bytes: 0 }));
-    last.messages.push(message);
-    last.bytes += size;
+    const list = byTopic.get(topic);
+    if (list) list.push(message);
+    else byTopic.set(topic, [message]);
+  }
+  const out: Array<{ topic: string; messages: OutgoingMessage[]; bytes: number }> = [];
+  for (const [topic, list] of byTopic) {
+    let last: { topic: string; messages: OutgoingMessage[]; bytes: number } | undefined;
+    for (const message of list) {
+      const size = sizeOf(message);
+      if (!last || last.bytes + size > SEND_CHUNK_BYTES) out.push((last = { topic, messages: [], bytes: 0 }));
+      last.messages.push(message);
+      last.bytes += size;
+    }
   }
   return out;
 }
@@ -224,6 +234,8 @@ class KafkajsGroupConsumer implements GroupConsumer {
   async start(handler: (batch: PartitionBatch, control: BatchControl) => Promise<void>): Promise<void> {
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: this.options.topics, fromBeginning: this.options.fromBeginning });
+    const earliest = this.options.earliestTopics ?? [];
+    if (earliest.length > 0) await this.consumer.subscribe({ topics: earliest, fromBeginning: true });
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -306,12 +318,13 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
       const a = kafka.admin();
       await a.connect();
       return {
-        async ensureTopic(topic, partitions) {
+        async ensureTopic(topic, partitions, configs = {}) {
           // A loaded broker may answer UNKNOWN_TOPIC_OR_PARTITION while the new topic's leaders settle: retry what is retriable.
           for (let attempt = 1; ; attempt++) {
             try {
               if ((await a.listTopics()).includes(topic)) return false;
-              return await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+              const configEntries = Object.entries(configs).map(([name, value]) => ({ name, value }));
+              return await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }], waitForLeaders: true });
             } catch (err) {
               if (attempt >= 8 || !(err as { retriable?: boolean }).retriable) throw err;
               await new Promise((r) => setTimeout(r, 250 * attempt));

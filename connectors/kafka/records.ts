@@ -66,3 +66,6 @@ export function encodeSinkValue(spec: KafkaSinkSpec, value: unknown, sinkName: s
       throw new NonRetryableError(`sink "${sinkName}" (format "bytes") needs a Uint8Array or a base64 string, got ${typeof value}`);
   }
 }
+
+/** Header of a control record on a repartition topic (a watermark), never a data record. */
+export const CONTROL_HEADER = "sage-control";

@@ -64,8 +64,9 @@ export interface UnitMessage {
  * Skip or write: commits what a unit produced, with the markers, in one transaction, leaving out
  * what an earlier attempt already committed. `bySlice` (a source stage) decides per slice; after a
  * stage boundary, where outputs no longer map to slices, the unit is written whole or not at all.
+ * "skipped" when every slice was committed before (nothing of this attempt counts).
  */
-export async function commitUnit(session: SinkSession, slices: UnitSlice[], produced: UnitMessage[], bySlice: boolean, logger: Logger): Promise<void> {
+export async function commitUnit(session: SinkSession, slices: UnitSlice[], produced: UnitMessage[], bySlice: boolean, logger: Logger): Promise<UnitCommit> {
   const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
   const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
   logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
@@ -74,7 +75,8 @@ export async function commitUnit(session: SinkSession, slices: UnitSlice[], prod
   const open = slices.filter((_, i) => !skip(bySlice ? i : -1));
   if (messages.length < produced.length)
     logger.info({ skipped: produced.length - messages.length }, "records an earlier attempt already committed: not written again");
-  if (messages.length === 0 || open.length === 0) return;
+  if (open.length === 0) return "skipped";
+  if (messages.length === 0) return "empty";
   const positions = new Map<string, SourcePosition>();
   for (const s of open) {
     const key = topicPartition(s.topic, s.partition);
@@ -84,7 +86,11 @@ export async function commitUnit(session: SinkSession, slices: UnitSlice[], prod
   const started = Date.now();
   await session.commit(messages, [...positions.values()]);
   logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
+  return "committed";
 }
+
+/** How a unit's commit ended: written with its markers, nothing to write (markers unchanged), or skipped (an earlier attempt committed it). */
+export type UnitCommit = "committed" | "empty" | "skipped";
 
 /** Transactional id (and marker group) of one shard of one stage of a job. */
 export function transactionalIdOf(pipeline: string, jobId: string, stage: string, shard: string): string {

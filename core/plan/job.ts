@@ -215,6 +215,10 @@ export interface StageOutput {
   refs?: Record<string, EdgeBatchRef>;
   /** Bounded jobs: per outgoing keyed edge, the records by target instance (collected until every upstream unit is done). */
   keyed?: Record<string, KeyedEdgeOutput>;
+  /** Streaming: the stage's largest event time per origin after this unit (it comes back in the next unit). */
+  eventTime?: Record<string, number>;
+  /** Streaming keyed stages: the state was rebuilt from the changelog for this unit (entries read, ms). */
+  restored?: { entries: number; ms: number };
   /** Keyed stages: records too late for their windows, dropped (no late-data tag) or sent to the tag, by operator id. */
   late?: Record<string, { dropped: number; side: number }>;
 }
@@ -306,4 +310,6 @@ export interface StreamUnit {
   workflowIndex: number;
   /** Where records that cannot be processed go, with the reason in headers. */
   deadLetterTopic: string;
+  /** Largest event time seen so far per origin (source `topic:partition`) by this stage (absent: none yet). */
+  eventTime?: Record<string, number>;
 }

@@ -34,6 +34,41 @@ export function workflowIndexOf(partition: number, workflows: number): number {
   return partition % workflows;
 }
 
+/** The Kafka repartition topic of keyed operator `uid` of a streaming job (its partitions: the operator's instances). */
+export function repartitionTopicOf(pipeline: string, jobId: string, uid: string): string {
+  return `sage.${pipeline}.${jobId}.${uid}.repartition`;
+}
+
+/** The compacted changelog topic of keyed operator `uid` of a streaming job (partition i: instance i's key groups). */
+export function changelogTopicOf(pipeline: string, jobId: string, uid: string): string {
+  return `sage.${pipeline}.${jobId}.${uid}.changelog`;
+}
+
+/** The topic each stage of a streaming job reads: its source topics, or its keyed operator's repartition topic. */
+export function entryTopicsOf(plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">, jobId: string): Map<string, string> {
+  const byTopic = new Map<string, string>();
+  for (const stage of plan.stages) {
+    const first = plan.nodes.find((n) => n.id === stage.operators[0]);
+    if (stage.source && first?.source?.kind === "kafka") for (const t of first.source.topics) byTopic.set(t, stage.id);
+    if (stage.keyed && first) byTopic.set(repartitionTopicOf(plan.pipeline, jobId, first.id), stage.id);
+  }
+  return byTopic;
+}
+
+/** The repartition and changelog topics of a streaming job's keyed operators, with their partition counts. */
+export function keyedTopicsOf(
+  plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">,
+  jobId: string,
+): Array<{ repartition: string; changelog: string; partitions: number }> {
+  return plan.stages
+    .filter((s) => s.keyed)
+    .map((s) => ({
+      repartition: repartitionTopicOf(plan.pipeline, jobId, s.operators[0]!),
+      changelog: changelogTopicOf(plan.pipeline, jobId, s.operators[0]!),
+      partitions: s.parallelism,
+    }));
+}
+
 /** `topic:partition`, the key of offset tables. */
 export function topicPartition(topic: string, partition: number): string {
   return `${topic}:${partition}`;
@@ -88,6 +123,10 @@ export interface StreamState {
   /** Runs of this workflow so far (continue-as-new increments it). */
   runs: number;
   stopping: boolean;
+  /** Largest event time seen per origin (source `topic:partition`), by stage: what its watermarks are made of. */
+  eventTime?: Record<string, Record<string, number>>;
+  /** Keyed stages: the last restore of their state from the changelog, by stage. */
+  restores?: number;
 }
 
 /** What a partition workflow is started with. */
@@ -125,6 +164,10 @@ export interface StreamProgress {
   processed: Record<string, number>;
   counts: StageCounts;
   deadLetters: number;
+  /** Largest event time per origin, by stage (the watermark is their minimum, minus the bound). */
+  eventTime?: Record<string, Record<string, number>>;
+  /** Times a keyed stage of this workflow rebuilt its state from the changelog. */
+  restores?: number;
 }
 
 /** The Kafka source of a plan, or null for a bounded plan. */

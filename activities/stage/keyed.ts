@@ -1,0 +1,156 @@
+/**
+ * The event-time and keyed operators of a stage run: a timestamp assigner sets each record's event
+ * time; a keyBy wraps the record with its encoded key and key group for the keyed edge; a keyed
+ * operator runs the keyed-state engine over its key-group range, one record at a time, with the
+ * state changes and emissions of a record kept only when the record succeeds.
+ */
+import type { RecordContext } from "../../core/api/context.js";
+import type { TimestampAssigner } from "../../core/api/time.js";
+import { NonRetryableError } from "../../core/errors.js";
+import { encodeKey, keyGroupOf, KeyEncodingError, type KeyedRecord } from "../../core/plan/key-groups.js";
+import { DEFAULT_KEY_GROUPS, type LogicalNode } from "../../core/plan/logical.js";
+import type { KeyedOperator, KeyedOutput } from "../state/keyed-operator.js";
+import type { StateBackend } from "../state/backend.js";
+import type { Call, Then } from "./invoker.js";
+import type { OperatorWiring } from "./operators.js";
+import { pushAll, type Push } from "./push.js";
+
+/** An emission of a keyed operator, held until its record succeeds: [tag (null: main), value, event time]. */
+type Emission = [string | null, unknown, number | undefined];
+
+/** A timestamp assigner: sets the record's event time, or fails the record when it is not a finite number. */
+export function timestampsPush(w: OperatorWiring, node: LogicalNode, assigner: TimestampAssigner<unknown> | undefined): Push {
+  const emit = w.output(node, null);
+  const unit = w.unit;
+  const ctx = unit.recordContext(node, 1);
+  const call: Call = (v) => {
+    const ts = assigner ? assigner(v, unit.eventTime) : unit.eventTime;
+    if (typeof ts !== "number" || !Number.isFinite(ts)) {
+      throw new NonRetryableError(
+        `timestamp assigner "${node.name}" returned ${typeof ts === "number" ? String(ts) : typeof ts}; an event time must be a finite number of ms since the epoch`,
+      );
+    }
+    return ts;
+  };
+  const then: Then = (ts, v) => {
+    unit.eventTime = ts as number;
+    return emit(v);
+  };
+  return (v) => w.invoker.invoke(node, ctx, v, call, then);
+}
+
+/** A keyBy: the record leaves wrapped with its encoded key, key group and event time. */
+export function keyByPush(w: OperatorWiring, node: LogicalNode, keyFn: (v: unknown) => unknown): Push {
+  const emit = w.output(node, null);
+  const unit = w.unit;
+  const keyGroups = unit.compiled.plan.keyGroups ?? DEFAULT_KEY_GROUPS;
+  const ctx = unit.recordContext(node, 1);
+  const call: Call = (v) => {
+    try {
+      return encodeKey(keyFn(v));
+    } catch (err) {
+      if (err instanceof KeyEncodingError) throw new NonRetryableError(`keyBy "${node.name}": ${err.message}`);
+      throw err;
+    }
+  };
+  const then: Then = (k, v) => {
+    const key = k as string;
+    const record: KeyedRecord = { k: key, g: keyGroupOf(key, keyGroups), v, ...(unit.eventTime !== undefined ? { t: unit.eventTime } : {}) };
+    return emit(record);
+  };
+  return (v) => w.invoker.invoke(node, ctx, v, call, then);
+}
+
+/** A keyed operator of one stage run: its pushes (one per input) and its clocks. */
+export class KeyedRun {
+  private watermark = -Infinity;
+  private processingTime = -Infinity;
+  private readonly emits = new Map<string | null, Push>();
+  private readonly ctx: RecordContext;
+
+  constructor(
+    private readonly w: OperatorWiring,
+    readonly node: LogicalNode,
+    readonly operator: KeyedOperator,
+    readonly backend: StateBackend,
+  ) {
+    this.ctx = w.unit.recordContext(node, 1);
+  }
+
+  /** The watermark the operator has reached. */
+  currentWatermark(): number {
+    return this.watermark;
+  }
+
+  /** The push of input `side`: a keyed record into the operator, its emissions on once it succeeded. */
+  push(side: number): Push {
+    const { operator, backend } = this;
+    const call: Call = (rec, ctx) => {
+      const r = rec as KeyedRecord;
+      return this.inRecord(ctx, (out) => operator.element({ key: r.k, keyGroup: r.g, value: r.v, timestamp: r.t, side }, ctx, out));
+    };
+    void backend;
+    return (rec) => this.w.invoker.invoke(this.node, this.ctx, rec, call, this.forward);
+  }
+
+  /** Advances event time to `watermark` (no-op unless it moves forward), firing what is due. */
+  advanceWatermark(watermark: number): void | Promise<void> {
+    if (watermark <= this.watermark) return;
+    this.watermark = watermark;
+    return this.clock({ watermark }, (ctx, out) => this.operator.advanceWatermark(watermark, ctx, out));
+  }
+
+  /** Advances processing time to `now`, firing what is due. */
+  advanceProcessingTime(now: number): void | Promise<void> {
+    if (now <= this.processingTime) return;
+    this.processingTime = now;
+    return this.clock({ processingTime: now }, (ctx, out) => this.operator.advanceProcessingTime(now, ctx, out));
+  }
+
+  /** Fires timers as one record: a failing window or timer function dead-letters `what` with the reason, and the unit goes on. */
+  private clock(what: object, fire: (ctx: RecordContext, out: KeyedOutput) => unknown): void | Promise<void> {
+    const call: Call = (_v, ctx) => this.inRecord(ctx, (out) => fire(ctx, out));
+    return this.w.invoker.invoke(this.node, this.ctx, what, call, this.forward);
+  }
+
+  /** Runs `work` as one record of the state backend: its changes and emissions kept only if it succeeds. */
+  private inRecord(_ctx: RecordContext, work: (out: KeyedOutput) => unknown): Emission[] | Promise<Emission[]> {
+    const buffered: Emission[] = [];
+    const out: KeyedOutput = {
+      emit: (value, timestamp) => void buffered.push([null, value, timestamp]),
+      side: (tag, value) => void buffered.push([tag, value, undefined]),
+    };
+    this.backend.beginRecord();
+    let done: unknown;
+    try {
+      done = work(out);
+    } catch (err) {
+      this.backend.abortRecord();
+      throw err;
+    }
+    if (done instanceof Promise) {
+      return done.then(
+        () => {
+          this.backend.commitRecord();
+          return buffered;
+        },
+        (err: unknown) => {
+          this.backend.abortRecord();
+          throw err;
+        },
+      );
+    }
+    this.backend.commitRecord();
+    return buffered;
+  }
+
+  /** Sends a succeeded record's emissions on, each with its event time. */
+  private readonly forward: Then = (emissions) =>
+    pushAll(emissions as Emission[], (e) => {
+      const [tag, value, ts] = e as Emission;
+      this.w.unit.eventTime = ts;
+      let push = this.emits.get(tag);
+      if (!push) this.emits.set(tag, (push = this.w.output(this.node, tag)));
+      return push(value);
+    });
+}
