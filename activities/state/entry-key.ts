@@ -2,7 +2,8 @@
  * The key of a state entry, which is also the changelog's message key: `GGGGG|name|namespace|key`
  * (key group zero-padded to five digits, so entries sort and filter by key group; the encoded key
  * last, so it may hold any character). Names never contain `|` (`userStateName` escapes it) and
- * namespaces are the engine's own (`start,end` of a window, `ts:namespace` of a timer, or empty).
+ * namespaces are the engine's own (a window's start, a session's `start,end`, `ts:namespace` of a
+ * timer, a join side, or empty).
  */
 
 /** Most key groups an entry key can name (five digits). */

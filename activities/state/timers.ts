@@ -6,14 +6,12 @@
  * is gone, and `compact` drops them when they pile up.
  */
 
-/** One timer: its time, its key (group and encoded key), its namespace, and its state entry. */
+/** One timer: its time, its key (group and encoded key), and the namespace it fires for. */
 export interface TimerItem {
   readonly ts: number;
   readonly keyGroup: number;
   readonly key: string;
   readonly namespace: string;
-  /** The entry key the timer is stored under. */
-  readonly entry: string;
 }
 
 function before(a: TimerItem, b: TimerItem): boolean {
@@ -23,8 +21,8 @@ function before(a: TimerItem, b: TimerItem): boolean {
 }
 
 /** A min-heap of timers ordered by (ts, key, namespace). */
-export class TimerIndex {
-  private heap: TimerItem[] = [];
+export class TimerIndex<T extends TimerItem> {
+  private heap: T[] = [];
 
   /** Items in the heap, stale ones included. */
   get length(): number {
@@ -32,7 +30,7 @@ export class TimerIndex {
   }
 
   /** Adds a timer. */
-  push(item: TimerItem): void {
+  push(item: T): void {
     const h = this.heap;
     let i = h.length;
     h.push(item);
@@ -46,12 +44,12 @@ export class TimerIndex {
   }
 
   /** The earliest timer, without removing it. */
-  peek(): TimerItem | undefined {
+  peek(): T | undefined {
     return this.heap[0];
   }
 
   /** Removes and returns the earliest timer. */
-  pop(): TimerItem | undefined {
+  pop(): T | undefined {
     const h = this.heap;
     const top = h[0];
     const last = h.pop();
@@ -59,10 +57,10 @@ export class TimerIndex {
     return top;
   }
 
-  /** Keeps one item per live entry (`live` says which are), dropping deleted and duplicate ones. */
-  compact(live: (entry: string) => boolean): void {
-    const seen = new Set<string>();
-    const kept = this.heap.filter((t) => live(t.entry) && !seen.has(t.entry) && seen.add(t.entry));
+  /** Keeps the items `live` accepts, one per `identity`: deleted and duplicate timers go. */
+  compact(live: (item: T) => boolean, identity: (item: T) => unknown): void {
+    const seen = new Set<unknown>();
+    const kept = this.heap.filter((t) => live(t) && !seen.has(identity(t)) && seen.add(identity(t)));
     this.heap = kept;
     for (let i = (kept.length >> 1) - 1; i >= 0; i--) this.siftDown(kept[i]!, i);
   }
@@ -72,7 +70,7 @@ export class TimerIndex {
     this.heap = [];
   }
 
-  private siftDown(item: TimerItem, from: number): void {
+  private siftDown(item: T, from: number): void {
     const h = this.heap;
     const n = h.length;
     let i = from;

@@ -15,8 +15,8 @@
  *   (their states merge: reduce by the reduce, aggregate by `merge`, process lists concatenated in
  *   start order). A record is late when its window merges with no live session and is late itself.
  *
- * Each (key, window) holds its contents under `STATE.window` (namespace `start,end`; a session's
- * namespace is that of the first window it grew from) and a timer at `end - 1` (and one at the
+ * Each (key, window) holds its contents under `STATE.window` (namespace: the window's start; a
+ * session's: `start,end` of the first window it grew from) and a timer at `end - 1` (and one at the
  * cleanup time when there is allowed lateness): they are entries, so they go to the changelog.
  */
 import type { RecordContext } from "../../core/api/context.js";
@@ -28,7 +28,7 @@ import type { KeyedElement, KeyedOperator, KeyedOutput } from "./keyed-operator.
 import { andThen, forEachInOrder, isPromiseLike } from "./maybe-async.js";
 import { STATE } from "./state-names.js";
 import type { FireTarget, WindowContents } from "./window-contents.js";
-import { addToSessions, lastSlidingStart, parseWindowNamespace, tumblingStart, windowNamespace, type Session } from "./windows.js";
+import { addToSessions, lastSlidingStart, tumblingStart, type Session } from "./windows.js";
 
 /** How a time-window operator is configured. */
 export interface TimeWindowConfig {
@@ -116,7 +116,8 @@ export class TimeWindowOperator implements KeyedOperator {
 
   /** Adds a record to a tumbling or sliding window, sets its timers if it is new, fires it if it is already due. */
   private addToWindow(el: KeyedElement, start: number, end: number, ctx: RecordContext, out: KeyedOutput): MaybePromise<void> {
-    const ns = windowNamespace(start, end);
+    // A tumbling or sliding window is named by its start alone: its size is fixed.
+    const ns = String(start);
     if (this.contents.add(el.keyGroup, el.key, ns, el.value, el.side)) this.setTimers(el.keyGroup, el.key, ns, end);
     if (this.domain === "event" && end - 1 <= this.watermark) return this.fire(el.keyGroup, el.key, ns, start, end, ctx, out);
   }
@@ -151,7 +152,10 @@ export class TimeWindowOperator implements KeyedOperator {
     if (this.config.spec.kind === "session") {
       const s = this.sessionsOf(kg, key).find((x) => x[2] === ns);
       window = s && { start: s[0], end: s[1] };
-    } else window = parseWindowNamespace(ns);
+    } else {
+      const start = Number(ns);
+      window = { start, end: start + this.config.spec.sizeMs };
+    }
     if (window === undefined) return;
     const { start, end } = window;
     const fired = t.ts === end - 1 ? this.fire(kg, key, ns, start, end, ctx, out) : undefined;

@@ -33,15 +33,9 @@ export function slidingWindows(ts: number, size: number, slide: number, offset: 
   return out;
 }
 
-/** The state namespace of a window: `start,end`. */
+/** The state namespace of a session window: `start,end` (tumbling and sliding windows use their start alone). */
 export function windowNamespace(start: number, end: number): string {
   return `${start},${end}`;
-}
-
-/** The window a namespace names. */
-export function parseWindowNamespace(ns: string): TimeWindow {
-  const comma = ns.indexOf(",");
-  return { start: Number(ns.slice(0, comma)), end: Number(ns.slice(comma + 1)) };
 }
 
 /** A live session of a key: its bounds and the namespace its state lives in (kept across merges). */
