@@ -32,7 +32,13 @@ export interface KeyedFunctions {
   result?: unknown;
 }
 
-/** The keyed operator of `node`, keeping its state in `backend`; `clock` is the processing-time clock (ms). */
+/**
+ * The keyed operator of `node`, keeping its state in `backend` (one backend per operator instance:
+ * entry keys do not name the operator); `clock` is the processing-time clock (ms), read for
+ * processing-time windows and timers and for state TTL. The operator keeps only the watermark and
+ * its late counters in memory: after `backend.discardUnit()` or a `restore`, make a new operator
+ * and advance it from the checkpoint's watermark. The runner calls `open`/`close` of the functions.
+ */
 export function createKeyedOperator(node: LogicalNode, fns: KeyedFunctions, backend: StateBackend, clock: () => number): KeyedOperator {
   const keyed = node.keyed;
   const op = node.id;

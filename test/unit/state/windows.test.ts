@@ -198,3 +198,34 @@ test("an async window process function: firings stay in order", async () => {
     ref.firings.map((f) => f.elements.length),
   );
 });
+
+test("processing-time sessions merge by the clock and fire when it passes their end", async () => {
+  let now = 0;
+  const spec: WindowSpec = { kind: "session", gapMs: 30, time: "processing" };
+  const node = keyedNode({ op: "window", window: spec, apply: "process", allowedLatenessMs: 0, lateTag: null, withResultFn: false });
+  const backend = new InMemoryStateBackend();
+  const main = (key: string, elements: string[], ctx: WindowContext<unknown>) => ctx.emit({ key, window: ctx.window, elements });
+  const op = createKeyedOperator(node, { main }, backend, () => now);
+  const emitted: Array<{ value: unknown; timestamp: number | undefined }> = [];
+  const out = { emit: (value: unknown, timestamp?: number) => emitted.push({ value, timestamp }), side: () => assert.fail("no side output") };
+  const { RECORD_CONTEXT } = await import("./harness.js");
+  for (const [at, value] of [
+    [0, "a"],
+    [10, "b"],
+    [100, "c"],
+    [45, "late by the clock? never: it is its own time"],
+  ] as const) {
+    now = at;
+    await op.element({ key: '"k"', keyGroup: 3, value, timestamp: undefined, side: 0 }, RECORD_CONTEXT, out);
+  }
+  // The record at clock 45 started [45, 75), which touches neither [0, 40) nor [100, 130).
+  await op.advanceProcessingTime(80, RECORD_CONTEXT, out);
+  assert.deepEqual(emitted, [
+    { value: { key: "k", window: { start: 0, end: 40 }, elements: ["a", "b"] }, timestamp: 39 },
+    { value: { key: "k", window: { start: 45, end: 75 }, elements: ["late by the clock? never: it is its own time"] }, timestamp: 74 },
+  ]);
+  assert.equal(op.nextProcessingTimer(), 129);
+  await op.advanceProcessingTime(129, RECORD_CONTEXT, out);
+  assert.equal(emitted.length, 3);
+  assert.deepEqual(backend.size(), { entries: 0, bytes: 0, timers: 0 });
+});
