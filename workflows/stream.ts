@@ -141,6 +141,11 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     onOutput: (stage, out) => {
       if (out.eventTime) (state.eventTime ??= {})[stage.id] = out.eventTime;
       if (out.restored) state.restores = (state.restores ?? 0) + 1;
+      if (out.nextTimer !== undefined) {
+        const timers = (state.timers ??= {});
+        if (out.nextTimer === null) delete timers[stage.id];
+        else timers[stage.id] = out.nextTimer;
+      }
     },
   });
   // Which stage a batch enters by: source topics the source stage, a repartition topic its keyed stage.
@@ -159,8 +164,34 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     );
   };
 
+  /** The keyed stage whose processing-time timer is due first, and when. */
+  const nextTimer = (): [stage: string, at: number] | null => {
+    let first: [string, number] | null = null;
+    for (const [stage, at] of Object.entries(state.timers ?? {})) if (!first || at < first[1]) first = [stage, at];
+    return first;
+  };
+  /** Fires a keyed stage's due processing-time timers: a unit with no records, at the time the durable timer fired. */
+  const fireTimers = async (stageId: string): Promise<void> => {
+    const unit = {
+      shard: `p${input.index}`,
+      stream: {
+        slices: [],
+        workflowIndex: input.index,
+        deadLetterTopic: input.stream.deadLetterTopic,
+        timerPartition: input.index,
+        processingTime: Date.now(),
+      },
+    };
+    await graph.run(graph.stage(stageId), unit);
+  };
+
   for (;;) {
-    await condition(() => pending.length > 0 || state.stopping || mustCheckpoint());
+    const timer = nextTimer();
+    const woken = () => pending.length > 0 || state.stopping || mustCheckpoint();
+    // Processing-time timers of keyed stages sleep on a durable workflow timer: they fire at their time after any crash.
+    if (timer) await condition(woken, Math.max(1, timer[1] - Date.now()));
+    else await condition(woken);
+    if (timer && Date.now() >= timer[1] && !held) await fireTimers(timer[0]);
     // A shim holds its batches for this run: close it now, before another batch (it waits meanwhile).
     if (held && pendingBytes() <= CARRY_BYTES) return checkpoint();
     if (pending.length > 0) {

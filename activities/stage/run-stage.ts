@@ -35,7 +35,8 @@ function lateOf(chain: OperatorChain): Pick<StageOutput, "late"> {
 async function openKeyedState(unit: StageUnit, session: SinkSession) {
   const { input, stage, compiled, host } = unit;
   const slices = input.stream!.slices;
-  const partition = slices[0]!.partition;
+  const partition = slices[0]?.partition ?? input.stream!.timerPartition;
+  if (partition === undefined) throw new NonRetryableError(`keyed stage ${stage.name} got a unit with neither slices nor a timer partition`);
   if (slices.some((s) => s.partition !== partition)) {
     throw new NonRetryableError(`keyed stage ${stage.name} got slices of several repartition partitions; a keyed operator's parallelism must equal the job's`);
   }
@@ -43,8 +44,9 @@ async function openKeyedState(unit: StageUnit, session: SinkSession) {
   const state = host.keyedState();
   const uid = stage.operators[0]!;
   const changelog = changelogTopicOf(compiled.plan.pipeline, input.jobId, uid);
-  const marker = await session.committedUpTo(slices[0]!.topic, partition);
-  const opened = await state.open(changelog, partition, marker);
+  // The state's sequence marker (committed units so far) says whether the local copy is current.
+  const seq = await session.committedUpTo(changelog, partition);
+  const opened = await state.open(changelog, partition, seq);
   unit.stateBackend = opened.backend;
   const sources = compiled.plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : []));
   return {
@@ -54,7 +56,7 @@ async function openKeyedState(unit: StageUnit, session: SinkSession) {
     backend: opened.backend,
     restored: opened.restored,
     origins: await state.originsOf(sources),
-    nextMarker: Math.max(...slices.map((s) => s.to + 1)),
+    seq: Math.max(seq, 0),
   };
 }
 
@@ -88,6 +90,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
     // The whole unit holds its transactional id: fenced first, then run, then committed once.
     const id = transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard);
     let restored: StageOutput["restored"];
+    let nextTimer: number | null | undefined;
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
       if (!stage.keyed) {
         await run();
@@ -99,16 +102,26 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
       restored = state.restored;
       try {
         await run(state.origins);
+        nextTimer = chain.keyed?.operator.nextProcessingTimer() ?? null;
         for (const change of state.backend.takeChanges()) stream.write(state.changelog, { key: change.key, value: change.value, partition: state.partition });
-        const outcome = await stream.commit(session);
+        // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
+        const seq = { topic: state.changelog, partition: state.partition, nextOffset: state.seq + 1 };
+        const outcome = await stream.commit(session, [seq]);
         if (outcome === "skipped") state.host.drop(state.changelog, state.partition);
-        else if (outcome === "committed") state.host.committed(state.changelog, state.partition, state.nextMarker);
+        else if (outcome === "committed") state.host.committed(state.changelog, state.partition, seq.nextOffset);
       } catch (err) {
         state.host.drop(state.changelog, state.partition);
         throw err;
       }
     });
-    return { counts: unit.counts, outputs: edges.inline, ...(eventTime ? { eventTime } : {}), ...(restored ? { restored } : {}), ...lateOf(chain) };
+    return {
+      counts: unit.counts,
+      outputs: edges.inline,
+      ...(eventTime ? { eventTime } : {}),
+      ...(restored ? { restored } : {}),
+      ...(nextTimer !== undefined ? { nextTimer } : {}),
+      ...lateOf(chain),
+    };
   }
   await deadLetters.clearEarlierAttempt();
   try {

@@ -215,5 +215,7 @@ export async function driveKeyedStream(
   if (bound !== null) await run.advanceWatermark(watermark());
   stream.current = null;
   stream.currentSlice = -1;
+  // Processing-time timers due by now fire here; a timer unit fires them at the time its workflow timer fired.
+  await run.advanceProcessingTime(stream.stream.processingTime ?? Date.now());
   return eventTime;
 }

@@ -8,7 +8,7 @@ import type { StreamUnit } from "../../core/plan/job.js";
 import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
-import { commitUnit, type SinkSession, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
+import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
 import type { StageUnit } from "./unit.js";
 import { changelogTopicOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 
@@ -65,7 +65,7 @@ export class StreamCommit {
   }
 
   /** Commits the unit's messages with the markers, skipping what an earlier attempt committed. */
-  commit(session: SinkSession): Promise<UnitCommit> {
-    return commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger);
+  commit(session: SinkSession, extra: SourcePosition[] = []): Promise<UnitCommit> {
+    return commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra);
   }
 }

@@ -66,7 +66,21 @@ export interface UnitMessage {
  * stage boundary, where outputs no longer map to slices, the unit is written whole or not at all.
  * "skipped" when every slice was committed before (nothing of this attempt counts).
  */
-export async function commitUnit(session: SinkSession, slices: UnitSlice[], produced: UnitMessage[], bySlice: boolean, logger: Logger): Promise<UnitCommit> {
+export async function commitUnit(
+  session: SinkSession,
+  slices: UnitSlice[],
+  produced: UnitMessage[],
+  bySlice: boolean,
+  logger: Logger,
+  /** Further markers to advance in the same transaction (a keyed stage's state sequence). */
+  extra: SourcePosition[] = [],
+): Promise<UnitCommit> {
+  if (slices.length === 0) {
+    // A unit with no source records (processing-time timers): its effects are its own dedupe, through the state it changes.
+    if (produced.length === 0) return "empty";
+    await session.commit(produced, extra);
+    return "committed";
+  }
   const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
   const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
   logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
@@ -84,7 +98,7 @@ export async function commitUnit(session: SinkSession, slices: UnitSlice[], prod
     positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
   }
   const started = Date.now();
-  await session.commit(messages, [...positions.values()]);
+  await session.commit(messages, [...positions.values(), ...extra]);
   logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
   return "committed";
 }

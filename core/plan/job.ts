@@ -217,6 +217,8 @@ export interface StageOutput {
   keyed?: Record<string, KeyedEdgeOutput>;
   /** Streaming: the stage's largest event time per origin after this unit (it comes back in the next unit). */
   eventTime?: Record<string, number>;
+  /** Streaming keyed stages: the earliest processing-time timer after this unit (the workflow sleeps until it; null: none). */
+  nextTimer?: number | null;
   /** Streaming keyed stages: the state was rebuilt from the changelog for this unit (entries read, ms). */
   restored?: { entries: number; ms: number };
   /** Keyed stages: records too late for their windows, dropped (no late-data tag) or sent to the tag, by operator id. */
@@ -312,4 +314,8 @@ export interface StreamUnit {
   deadLetterTopic: string;
   /** Largest event time seen so far per origin (source `topic:partition`) by this stage (absent: none yet). */
   eventTime?: Record<string, number>;
+  /** A keyed stage's timer unit (no slices): the partition whose processing-time timers are due ... */
+  timerPartition?: number;
+  /** ... and the time they fire at (the workflow's clock when its durable timer fired). */
+  processingTime?: number;
 }

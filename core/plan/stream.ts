@@ -125,8 +125,10 @@ export interface StreamState {
   stopping: boolean;
   /** Largest event time seen per origin (source `topic:partition`), by stage: what its watermarks are made of. */
   eventTime?: Record<string, Record<string, number>>;
-  /** Keyed stages: the last restore of their state from the changelog, by stage. */
+  /** Times a keyed stage of this workflow rebuilt its state from the changelog. */
   restores?: number;
+  /** The earliest processing-time timer of each keyed stage, by stage (a durable workflow timer waits for it). */
+  timers?: Record<string, number>;
 }
 
 /** What a partition workflow is started with. */
