@@ -229,3 +229,23 @@ test("processing-time sessions merge by the clock and fire when it passes their 
   assert.equal(emitted.length, 3);
   assert.deepEqual(backend.size(), { entries: 0, bytes: 0, timers: 0 });
 });
+
+test("synchronous functions keep the path synchronous: no promise per record or per firing", async () => {
+  const { RECORD_CONTEXT, collect } = await import("./harness.js");
+  for (const [name, spec] of SPECS) {
+    const node = keyedNode({ op: "window", window: spec, apply: "process", allowedLatenessMs: 50, lateTag: null, withResultFn: false });
+    const backend = new InMemoryStateBackend();
+    const op = createKeyedOperator(node, { main: (_k: unknown, els: unknown[], ctx: WindowContext<unknown>) => void ctx.emit(els.length) }, backend, () => 0);
+    const emitted: unknown[] = [];
+    for (const [i, r] of EVENTS.slice(0, 300).entries()) {
+      assert.equal(op.advanceWatermark(WATERMARKS[i]!, RECORD_CONTEXT, collect(emitted as never[])), undefined, name);
+      assert.equal(
+        op.element({ key: r.key, keyGroup: 1, value: r.value, timestamp: r.timestamp, side: 0 }, RECORD_CONTEXT, collect(emitted as never[])),
+        undefined,
+        name,
+      );
+    }
+    assert.equal(op.advanceWatermark(Infinity, RECORD_CONTEXT, collect(emitted as never[])), undefined, name);
+    assert.ok(emitted.length > 10, name);
+  }
+});
