@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { kafkaClientOf, loadConfig } from "sage-temporal/client";
-import type { MetricEvent } from "./statistics.js";
+import { produceMetrics } from "./metrics-topic.js";
 import { generateTraffic, type InjectedAnomaly, type Traffic, type TrafficOptions } from "./traffic.js";
 
 const { values: flags } = parseArgs({
@@ -38,28 +38,6 @@ function trafficOptions(): Partial<TrafficOptions> {
   );
 }
 
-/** Produces the events to `topic` in arrival order: key = service, record timestamp = event time. */
-async function produce(topic: string, events: MetricEvent[], partitions: number): Promise<void> {
-  const kafka = kafkaClientOf(loadConfig());
-  const admin = await kafka.admin();
-  try {
-    await admin.ensureTopic(topic, partitions);
-  } finally {
-    await admin.close();
-  }
-  const producer = await kafka.producer();
-  try {
-    for (let i = 0; i < events.length; i += 10_000) {
-      await producer.send(
-        topic,
-        events.slice(i, i + 10_000).map((e) => ({ key: e.service, value: JSON.stringify(e), timestamp: String(e.ts) })),
-      );
-    }
-  } finally {
-    await producer.close();
-  }
-}
-
 /** One line per anomaly, in UTC. */
 function describe(traffic: Traffic, where: string): string {
   const iso = (ms: number) => new Date(ms).toISOString().slice(0, 19);
@@ -75,7 +53,7 @@ if (flags.out !== undefined) {
   mkdirSync(dirname(flags.out), { recursive: true });
   writeFileSync(flags.out, traffic.events.map((e) => JSON.stringify(e)).join("\n") + "\n");
 } else {
-  await produce(flags.kafka!, traffic.events, Number(flags.partitions));
+  await produceMetrics(kafkaClientOf(loadConfig()), flags.kafka!, traffic.events, Number(flags.partitions));
 }
 const anomaliesOut = flags["anomalies-out"] ?? (flags.out !== undefined ? flags.out.replace(/(\.jsonl)?$/, ".anomalies.json") : undefined);
 if (anomaliesOut !== undefined) {

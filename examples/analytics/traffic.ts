@@ -54,7 +54,7 @@ export const DEFAULT_TRAFFIC: TrafficOptions = {
   anomalyMinutes: 3,
   anomalyFactor: 8,
   maxDisorderMs: 4_000,
-  lateFraction: 0.002,
+  lateFraction: 0.0005,
 };
 
 /** The generated stream, in arrival order, and what was injected into it. */
