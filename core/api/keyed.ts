@@ -104,11 +104,6 @@ export class WindowedStream<T, K> {
   }
 
   private add<O>(apply: "reduce" | "aggregate" | "process", fn: unknown, resultFn: unknown, options: OperatorOptions): ProcessedStream<O> {
-    if (this.assigner.spec.kind === "session" && apply === "aggregate" && typeof (fn as { merge?: unknown }).merge !== "function") {
-      throw new PipelineDefinitionError(
-        `window aggregate "${options.uid ?? options.name ?? "?"}": session windows merge, so the AggregateFunction needs merge()`,
-      );
-    }
     const keyed: KeyedSpec = {
       op: "window",
       window: this.assigner.spec,
@@ -125,6 +120,10 @@ export class WindowedStream<T, K> {
       keyed,
       ...(resultFn !== undefined ? { extraFns: { result: resultFn } } : {}),
     });
+    // Checked once the builder has refused an operator without a uid or name, so the message can name it.
+    if (this.assigner.spec.kind === "session" && apply === "aggregate" && typeof (fn as { merge?: unknown }).merge !== "function") {
+      throw new PipelineDefinitionError(`window aggregate "${options.name ?? options.uid}": session windows merge, so the AggregateFunction needs merge()`);
+    }
     return new ProcessedStream<O>(this.builder, id);
   }
 
@@ -198,18 +197,15 @@ export class IntervalJoin<A, B, K> {
 
   /** Right records with `left.ts + lower <= right.ts <= left.ts + upper` pair with the left one. */
   between(lower: number, upper: number): { process: <O>(fn: IntervalJoinFn<A, B, O>, options?: OperatorOptions) => DataStream<O> } {
-    for (const [what, v] of [
-      ["lower", lower],
-      ["upper", upper],
-    ] as const) {
-      if (!Number.isInteger(v)) throw new PipelineDefinitionError(`intervalJoin.between: the ${what} bound must be a whole number of ms, got ${String(v)}`);
-    }
-    if (lower > upper) throw new PipelineDefinitionError(`intervalJoin.between: the lower bound (${lower}) is above the upper bound (${upper})`);
     return {
       process: <O>(fn: IntervalJoinFn<A, B, O>, options: OperatorOptions = {}): DataStream<O> => {
         void ({} as K);
         const inputs = [this.leftKeyBy, this.rightKeyBy].map((from) => ({ from, tag: null }));
         const id = this.builder.add({ kind: "keyed", inputs, fn, options, keyed: { op: "intervalJoin", lowerMs: lower, upperMs: upper } });
+        // Checked once the operator has a name (the builder refuses one without a uid or name) for the message.
+        const what = `interval join "${options.name ?? options.uid}": between(${String(lower)}, ${String(upper)})`;
+        if (!Number.isInteger(lower) || !Number.isInteger(upper)) throw new PipelineDefinitionError(`${what}: the bounds must be whole numbers of ms`);
+        if (lower > upper) throw new PipelineDefinitionError(`${what}: the lower bound is above the upper bound`);
         return new DataStream<O>(this.builder, id);
       },
     };
