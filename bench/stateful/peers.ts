@@ -38,6 +38,11 @@ export interface PeerRunOptions {
   inputRecords: number;
   /** Partitions of output topics it creates (default 4). */
   partitions?: number;
+  /**
+   * How often each peer commits its output (default 1000 ms): Flink's checkpoint interval, and Kafka
+   * Streams' commit.interval.ms (whose exactly_once_v2 default is 100 ms), so both commit alike.
+   */
+  commitIntervalMs?: number;
   /** JVM heap (default 1024 MB). */
   heapMb?: number;
   /** Give up after this long (default 15 min). */
@@ -149,6 +154,7 @@ function startJvm(peer: PeerName, o: PeerRunOptions, workDir: string, logFile: s
     o.outputs.sliding,
     o.appId,
     join(workDir, "state"),
+    String(o.commitIntervalMs ?? 1000),
   ];
   const startedAt = Date.now();
   const child = spawn("java", args, { stdio: ["ignore", "pipe", "pipe"] });

@@ -2,7 +2,7 @@
  * Checks the stateful bench's Java peers on their own: starts a broker on free ports, produces the
  * events once, then runs each peer (one at a time) and compares its windows with the reference.
  *
- *   npx tsx bench/stateful/peers/verify.ts [--events 1000000] [--services 10000] [--seed 16] [--peers kafka-streams,flink] [--runs 1]
+ *   npx tsx bench/stateful/peers/verify.ts [--events 1000000] [--services 10000] [--seed 16] [--peers kafka-streams,flink] [--runs 1] [--commit-ms 1000]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -23,6 +23,7 @@ const SERVICES = Number(arg("services", "10000"));
 const SEED = Number(arg("seed", "16"));
 const PEERS = arg("peers", "kafka-streams,flink").split(",") as PeerName[];
 const RUNS = Number(arg("runs", "1"));
+const COMMIT_MS = Number(arg("commit-ms", "1000"));
 const PARTITIONS = 4;
 
 async function main(): Promise<boolean> {
@@ -53,6 +54,7 @@ async function main(): Promise<boolean> {
           appId: `stateful-${peer}-${run}-${Date.now()}`,
           expected: { tumbling: reference.tumbling.length, sliding: reference.sliding.length },
           inputRecords: EVENTS,
+          commitIntervalMs: COMMIT_MS,
           workDir: mkdtempSync(join(dir, `${peer}-`)),
           log: (line) => console.log(line),
         });

@@ -32,7 +32,9 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.producer.ProducerRecord;
 
 /**
- * Usage: StatefulFlink BROKERS INPUT TUMBLING_TOPIC SLIDING_TOPIC APP_ID CHECKPOINT_DIR
+ * Usage: StatefulFlink BROKERS INPUT TUMBLING_TOPIC SLIDING_TOPIC APP_ID CHECKPOINT_DIR [CHECKPOINT_INTERVAL_MS]
+ *
+ * <p>CHECKPOINT_INTERVAL_MS defaults to 1000; the sink commits its transactions at each checkpoint.
  *
  * <p>Prints "FIRST_INPUT <epoch ms>" when the first input record is read (the MiniCluster runs in
  * this JVM, so one flag serves every subtask), so the runner can time the job without its start-up.
@@ -44,8 +46,8 @@ public final class StatefulFlink {
   private StatefulFlink() {}
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 6) {
-      System.err.println("usage: StatefulFlink BROKERS INPUT TUMBLING_TOPIC SLIDING_TOPIC APP_ID CHECKPOINT_DIR");
+    if (args.length != 6 && args.length != 7) {
+      System.err.println("usage: StatefulFlink BROKERS INPUT TUMBLING_TOPIC SLIDING_TOPIC APP_ID CHECKPOINT_DIR [CHECKPOINT_INTERVAL_MS]");
       System.exit(2);
     }
     String brokers = args[0];
@@ -56,7 +58,7 @@ public final class StatefulFlink {
     conf.set(CheckpointingOptions.CHECKPOINTS_DIRECTORY, "file://" + args[5]);
     conf.set(RestOptions.BIND_PORT, "0");
     StreamExecutionEnvironment env = StreamExecutionEnvironment.createLocalEnvironment(2, conf);
-    env.enableCheckpointing(1000, CheckpointingMode.EXACTLY_ONCE);
+    env.enableCheckpointing(args.length == 7 ? Long.parseLong(args[6]) : 1000, CheckpointingMode.EXACTLY_ONCE);
 
     KafkaSource<Event> source = KafkaSource.<Event>builder()
         .setBootstrapServers(brokers)
