@@ -255,7 +255,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     uiUrl,
     pid: child.pid ?? null,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);

@@ -80,7 +80,8 @@ export class KafkaShim {
     const admin = await this.kafka.admin();
     try {
       for (const t of topics) {
-        await admin.ensureTopic(t.repartition, t.partitions);
+        // Records carry their event time as the Kafka timestamp: time-based retention would delete old event time unread.
+        await admin.ensureTopic(t.repartition, t.partitions, { "retention.ms": "-1" });
         await admin.ensureTopic(t.changelog, t.partitions, { "cleanup.policy": "compact" });
       }
     } finally {

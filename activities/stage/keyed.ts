@@ -11,15 +11,23 @@ import { encodeKey, keyGroupOf, KeyEncodingError, type KeyedRecord } from "../..
 import { DEFAULT_KEY_GROUPS, type LogicalNode } from "../../core/plan/logical.js";
 import type { KeyedOperator, KeyedOutput } from "../state/keyed-operator.js";
 import type { StateBackend } from "../state/backend.js";
-import type { Call, Then } from "./invoker.js";
-import type { OperatorWiring } from "./operators.js";
+import type { Call, RecordInvoker, Then } from "./invoker.js";
 import { pushAll, type Push } from "./push.js";
+import type { StageUnit } from "./unit.js";
+
+/** What the keyed operators need from the operator chain (a part of `OperatorWiring`). */
+export interface KeyedWiring {
+  readonly unit: StageUnit;
+  readonly invoker: RecordInvoker;
+  /** The output of `node` to what reads its `tag` (null: the main output). */
+  output(node: LogicalNode, tag: string | null): Push;
+}
 
 /** An emission of a keyed operator, held until its record succeeds: [tag (null: main), value, event time]. */
 type Emission = [string | null, unknown, number | undefined];
 
 /** A timestamp assigner: sets the record's event time, or fails the record when it is not a finite number. */
-export function timestampsPush(w: OperatorWiring, node: LogicalNode, assigner: TimestampAssigner<unknown> | undefined): Push {
+export function timestampsPush(w: KeyedWiring, node: LogicalNode, assigner: TimestampAssigner<unknown> | undefined): Push {
   const emit = w.output(node, null);
   const unit = w.unit;
   const ctx = unit.recordContext(node, 1);
@@ -40,7 +48,7 @@ export function timestampsPush(w: OperatorWiring, node: LogicalNode, assigner: T
 }
 
 /** A keyBy: the record leaves wrapped with its encoded key, key group and event time. */
-export function keyByPush(w: OperatorWiring, node: LogicalNode, keyFn: (v: unknown) => unknown): Push {
+export function keyByPush(w: KeyedWiring, node: LogicalNode, keyFn: (v: unknown) => unknown): Push {
   const emit = w.output(node, null);
   const unit = w.unit;
   const keyGroups = unit.compiled.plan.keyGroups ?? DEFAULT_KEY_GROUPS;
@@ -69,7 +77,7 @@ export class KeyedRun {
   private readonly ctx: RecordContext;
 
   constructor(
-    private readonly w: OperatorWiring,
+    private readonly w: KeyedWiring,
     readonly node: LogicalNode,
     readonly operator: KeyedOperator,
     readonly backend: StateBackend,

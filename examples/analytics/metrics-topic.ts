@@ -6,7 +6,7 @@ import type { MetricEvent } from "./statistics.js";
 export async function ensureTopics(kafka: KafkaClient, topics: readonly string[], partitions: number): Promise<void> {
   const admin = await kafka.admin();
   try {
-    for (const topic of topics) await admin.ensureTopic(topic, partitions);
+    for (const topic of topics) await admin.ensureTopic(topic, partitions, { "retention.ms": "-1" });
   } finally {
     await admin.close();
   }

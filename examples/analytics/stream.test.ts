@@ -39,8 +39,8 @@ test("sage run examples/analytics/stream-pipeline.ts: windows and alerts from a 
   const kafka = testKafka();
   const admin = await kafka.admin();
   try {
-    await admin.ensureTopic(topics.stats, 1);
-    await admin.ensureTopic(topics.alerts, 1);
+    await admin.ensureTopic(topics.stats, 1, { "retention.ms": "-1" });
+    await admin.ensureTopic(topics.alerts, 1, { "retention.ms": "-1" });
   } finally {
     await admin.close();
   }

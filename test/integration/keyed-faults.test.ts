@@ -10,9 +10,12 @@ import { join } from "node:path";
 import { SageClient } from "../../client/sage-client.js";
 import timerPipeline, { type Fired } from "../fixtures/keyed-timer-pipeline.js";
 import keyedPipeline, { BRANCHES } from "../fixtures/keyed-pipeline.js";
-import { keyedInput, keyedReference, normalized } from "../support/keyed-reference.js";
-import { REPO, startWorkerProcess, until, type WorkerProcess } from "../support/harness.js";
-import { startShim, streamCliEnv, streamConfig, testKafka } from "../support/kafka.js";
+import { keyedInput, keyedReference, normalized, readBranches } from "../support/keyed-reference.js";
+import { REPO, startWorker, startWorkerProcess, until, type WorkerProcess } from "../support/harness.js";
+import { startShim, startShimProcess, streamCliEnv, streamConfig, testBroker, testKafka } from "../support/kafka.js";
+import { startDevServer, startScratchServer, type DevServer } from "../../dev/temporal-server.js";
+import { StreamJobHandle } from "../../streaming/stream-job.js";
+import { partitionWorkflowId } from "../../core/plan/stream.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 
 const TIMER_FIXTURE = join(REPO, "test", "fixtures", "keyed-timer-pipeline.ts");
@@ -21,7 +24,8 @@ const KEYED_FIXTURE = join(REPO, "test", "fixtures", "keyed-pipeline.ts");
 async function createTopics(kafka: KafkaClient, topics: Record<string, number>): Promise<void> {
   const admin = await kafka.admin();
   try {
-    for (const [topic, partitions] of Object.entries(topics)) await admin.ensureTopic(topic, partitions);
+    // The test's event time is in the past: no time-based retention may delete it.
+    for (const [topic, partitions] of Object.entries(topics)) await admin.ensureTopic(topic, partitions, { "retention.ms": "-1" });
   } finally {
     await admin.close();
   }
@@ -124,14 +128,9 @@ test("kill -9 of the worker mid-window: read_committed window results identical 
     first = null;
     await produce(800, input.length);
     second = await startWorkerProcess(KEYED_FIXTURE, config, client, cli);
-    await until(
-      "every record through the rolling reduce",
-      async () => {
-        const p = await job.progress();
-        return (p.counts["out-rolling"]?.out ?? 0) >= input.length && (p.counts["out-process"]?.out ?? 0) >= expected.process!.length ? p : undefined;
-      },
-      240_000,
-    );
+    await readBranches((b) => readJson(kafka, `${t.out}.${b}`), expected, until);
+    // A little longer: a window emitted twice would show up now.
+    await new Promise((r) => setTimeout(r, 2_000));
     for (const b of BRANCHES) {
       const got = normalized(await readJson(kafka, `${t.out}.${b}`));
       assert.deepEqual(got, expected[b], `branch ${b}: ${got.length} rows read_committed, reference ${expected[b]!.length}`);
@@ -146,5 +145,113 @@ test("kill -9 of the worker mid-window: read_committed window results identical 
     await first?.stop();
     await second?.stop();
     await client.close();
+  }
+});
+
+test("kill -9 of the shim, then of the broker, then of the dev server (restarted on its database): windows identical to the reference", async (tc) => {
+  const step = (what: string): void => tc.diagnostic(`${new Date().toISOString()} ${what}`);
+  const input = keyedInput(1_500, 31);
+  const expected = keyedReference(input);
+  const tag = `kall-${process.pid}-${Date.now()}`;
+  const t = { input: `${tag}.in`, out: `${tag}.out`, dlq: `${tag}.dlq` };
+  const kafka = testKafka();
+  await createTopics(kafka, { [t.input]: 1, [t.dlq]: 1, ...Object.fromEntries(BRANCHES.map((b) => [`${t.out}.${b}`, 1])) });
+  const env = { KEYED_IN: t.input, KEYED_OUT: t.out };
+  Object.assign(process.env, env);
+  const base = streamConfig("keyed-all", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 50 });
+  const server = await startScratchServer(base.dir);
+  const config = { ...base, temporal: { ...base.temporal, address: server.address } };
+  const worker = await startWorker(keyedPipeline, config);
+  let client = await SageClient.connect({ config });
+  const handleOf = (c: SageClient) =>
+    new StreamJobHandle(
+      c,
+      "keyedtest",
+      tag,
+      [0, 1].map((i) => partitionWorkflowId("keyedtest", tag, i)),
+    );
+  let job = handleOf(client);
+  let shim = startShimProcess(config, { env }, tag, KEYED_FIXTURE);
+  let restarted: DevServer | null = null;
+  const broker = testBroker();
+  const produce = async (from: number, to: number): Promise<void> => {
+    const producer = await kafka.producer();
+    await producer.send(
+      t.input,
+      input.slice(from, to).map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts) })),
+    );
+    await producer.close();
+  };
+  /** The job's progress, or null while the server is down (a query to a killed server may never answer: bounded by a timer). */
+  const progress = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((r) => (timer = setTimeout(() => r(null), 10_000)));
+    try {
+      return await Promise.race([job.progress().catch(() => null), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  /** Records through the rolling reduce, or undefined while the server is down. */
+  const through = async (n: number): Promise<true | undefined> => ((await progress())?.counts["rolling"]?.in ?? 0) >= n || undefined;
+  try {
+    await produce(0, 400);
+    await until("a first part through", () => through(150), 120_000);
+    step("kill -9 shim");
+    await shim.kill();
+    shim = startShimProcess(config, { env }, tag, KEYED_FIXTURE);
+    await produce(400, 800);
+    await until("a second part through", () => through(550), 120_000);
+    step("kill -9 broker");
+    broker.kill();
+    await new Promise((r) => setTimeout(r, 3_000));
+    broker.restart();
+    step("broker restarted");
+    await produce(800, 1_150);
+    step("third part produced");
+    await until("a third part through", () => through(900), 180_000);
+    step("kill -9 dev server");
+    process.kill(server.pid!, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 2_000));
+    restarted = await startDevServer({
+      address: server.address,
+      uiPort: 0,
+      headless: true,
+      dbFile: join(base.dir, "temporal.db"),
+      logFile: join(base.dir, "temporal.log"),
+      startTimeoutMs: 120_000,
+    });
+    step("dev server restarted");
+    // A connection to the killed server is not trusted again: a fresh client, as a user's next command would have.
+    await client.close().catch(() => undefined);
+    client = await SageClient.connect({ config });
+    job = handleOf(client);
+    await produce(1_150, input.length);
+    step("last part produced");
+    await until("every record through", () => through(input.length), 240_000);
+    await readBranches((b) => readJson(kafka, `${t.out}.${b}`), expected, until);
+    // A little longer: a window emitted twice would show up now.
+    await new Promise((r) => setTimeout(r, 2_000));
+    for (const b of BRANCHES) {
+      const got = normalized(await readJson(kafka, `${t.out}.${b}`));
+      assert.deepEqual(got, expected[b], `branch ${b}: ${got.length} rows read_committed, reference ${expected[b]!.length}`);
+    }
+  } catch (err) {
+    tc.diagnostic(`failed: ${(err as Error).stack ?? String(err)}`);
+    tc.diagnostic(`shim output:\n${shim.log().slice(-3000)}`);
+    const p = await progress();
+    for (const w of p?.workflows ?? []) tc.diagnostic(JSON.stringify({ ...w, counts: undefined, plan: undefined }));
+    throw err;
+  } finally {
+    step("cleanup");
+    broker.restart();
+    await shim.kill();
+    step("shim gone");
+    await client.close();
+    step("client closed");
+    await worker.stop();
+    step("worker stopped");
+    await restarted?.stop();
+    await server.stop().catch(() => undefined);
   }
 });

@@ -152,7 +152,7 @@ test("streaming: the same joins over two Kafka topics give the same pairs, each 
   const kafka = testKafka();
   const admin = await kafka.admin();
   try {
-    for (const topic of [t.left, t.right, t.dlq, ...JOIN_BRANCHES.map((b) => `${t.out}.${b}`)]) await admin.ensureTopic(topic, 1);
+    for (const topic of [t.left, t.right, t.dlq, ...JOIN_BRANCHES.map((b) => `${t.out}.${b}`)]) await admin.ensureTopic(topic, 1, { "retention.ms": "-1" });
   } finally {
     await admin.close();
   }

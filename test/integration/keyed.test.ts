@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pipeline, { BRANCHES, type Ev } from "../fixtures/keyed-pipeline.js";
-import { keyedInput, keyedReference, normalized } from "../support/keyed-reference.js";
+import { keyedInput, keyedReference, normalized, readBranches } from "../support/keyed-reference.js";
 import { readJsonl, runJob, testConfig, until } from "../support/harness.js";
 import { runStreaming, streamConfig, testKafka } from "../support/kafka.js";
 
@@ -64,9 +64,11 @@ test("streaming: the same pipeline through repartition and changelog topics give
   const admin = await kafka.admin();
   try {
     // One source partition: the watermark before each record is then exactly the reference's.
-    await admin.ensureTopic(t.input, 1);
+    // The test's event time is in the past: no time-based retention may delete it.
+    const keep = { "retention.ms": "-1" };
+    await admin.ensureTopic(t.input, 1, keep);
     await admin.ensureTopic(t.dlq, 1);
-    for (const b of BRANCHES) await admin.ensureTopic(`${t.out}.${b}`, 1);
+    for (const b of BRANCHES) await admin.ensureTopic(`${t.out}.${b}`, 1, keep);
   } finally {
     await admin.close();
   }

@@ -199,9 +199,9 @@ export interface ShimProcess {
   kill(): Promise<void>;
 }
 
-/** Starts `sage shim <fixture> --job-id <jobId>` as a child process. */
-export function startShimProcess(config: SageConfig, topics: { env: Record<string, string> }, jobId: string): ShimProcess {
-  const child = sageCliBackground(["shim", STREAM_FIXTURE, "--job-id", jobId], { env: streamCliEnv(config, topics) });
+/** Starts `sage shim <fixture> --job-id <jobId>` as a child process (the streaming test fixture unless told). */
+export function startShimProcess(config: SageConfig, topics: { env: Record<string, string> }, jobId: string, fixture = STREAM_FIXTURE): ShimProcess {
+  const child = sageCliBackground(["shim", fixture, "--job-id", jobId], { env: streamCliEnv(config, topics) });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (output += d.toString()));

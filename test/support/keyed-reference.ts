@@ -129,3 +129,33 @@ export function normalized(rows: readonly unknown[]): string[] {
     .map((r) => JSON.stringify(r))
     .sort();
 }
+
+/** Reads every branch's topic (read_committed) until each has at least the reference's rows; then the rows. */
+export async function readBranches(
+  read: (branch: string) => Promise<unknown[]>,
+  expected: Record<string, string[]>,
+  until: <T>(what: string, probe: () => Promise<T | undefined>, guardMs?: number) => Promise<T>,
+): Promise<Record<string, unknown[]>> {
+  let short = "";
+  try {
+    return await until(
+      "every branch's windows committed",
+      async () => {
+        const rows: Record<string, unknown[]> = {};
+        for (const [branch, want] of Object.entries(expected)) {
+          rows[branch] = await read(branch);
+          const got = normalized(rows[branch]);
+          if (got.length < want.length) {
+            const missing = want.filter((r) => !got.includes(r));
+            short = `branch ${branch}: ${got.length} of ${want.length} rows; missing e.g. ${missing.slice(0, 3).join(" ")}`;
+            return undefined;
+          }
+        }
+        return rows;
+      },
+      240_000,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (${short})`);
+  }
+}
