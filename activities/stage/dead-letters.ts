@@ -3,6 +3,7 @@
  * the unit's dead-letter shard file (bounded jobs; published at commit) or to the dead-letter topic
  * in the unit's transaction (streaming jobs).
  */
+import type { KeyedRecord } from "../../core/plan/key-groups.js";
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
 import { SageError } from "../../core/errors.js";
@@ -23,6 +24,13 @@ function safeJson(value: unknown): unknown {
   }
 }
 
+/** True for a record as a keyed edge carries it (`KeyedRecord`). */
+function isKeyedRecord(value: unknown): value is KeyedRecord {
+  return (
+    typeof value === "object" && value !== null && typeof (value as KeyedRecord).k === "string" && typeof (value as KeyedRecord).g === "number" && "v" in value
+  );
+}
+
 /** The dead letters of one stage run. */
 export class DeadLetters {
   private readonly path: string;
@@ -39,8 +47,11 @@ export class DeadLetters {
   }
 
   /** Writes one dead letter: operator, error, attempts and the record itself. */
-  async write(node: LogicalNode, record: unknown, err: unknown, attempts: number): Promise<void> {
+  async write(node: LogicalNode, dead: unknown, err: unknown, attempts: number): Promise<void> {
     const { input, logger } = this.unit;
+    // A keyed operator's input travels wrapped with its key: the dead letter is the user's record, with the key beside it.
+    const keyed = node.kind === "keyed" && isKeyedRecord(dead);
+    const record = keyed ? dead.v : dead;
     this.unit.countsOf(node.id).dead++;
     this.written++;
     // A thrown non-Error is shown as an Error with its string form.
@@ -55,6 +66,7 @@ export class DeadLetters {
       attempts,
       error: { name, message, ...(err instanceof SageError ? { code: err.code } : {}) },
       record: safeJson(record),
+      ...(keyed ? { key: dead.k } : {}),
     };
     logger.warn({ operator: node.id, attempts, error: message }, "record sent to dead letters");
     if (this.stream) {
@@ -69,6 +81,7 @@ export class DeadLetters {
           "sage-attempts": String(attempts),
           "sage-error": `${name}: ${message}`.slice(0, MAX_ERROR_HEADER),
           ...(source ? { "sage-source": source } : {}),
+          ...(keyed ? { "sage-key": dead.k } : {}),
         },
       });
       return;
