@@ -22,6 +22,7 @@ import { loadConfig } from "../client/config-loader.js";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
 import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
+import type { KafkaClient } from "../connectors/kafka/client.js";
 import { createLogger } from "../client/logger.js";
 import { JobFailedError, SageClient } from "../client/sage-client.js";
 import { KafkaShim, shimOptionsOf } from "../streaming/shim.js";
@@ -32,9 +33,13 @@ import deadLetter from "../test/fixtures/replay-dead-letter.js";
 import fails from "../test/fixtures/replay-fails.js";
 import routed from "../test/fixtures/routed.js";
 import streamPipeline from "../test/fixtures/stream-pipeline.js";
+import keyedPipeline, { type KeyedEv } from "../test/fixtures/replay-keyed-pipeline.js";
+import { missingKeyedPieces, readKeyedRun } from "../test/replay/keyed-history.js";
 
 /** Where the histories go. */
 const HISTORIES_DIR = resolve("test/replay/histories");
+/** Where the keyed streaming job's history goes (`test/replay/keyed-replay.test.ts` replays it). */
+const KEYED_DIR = resolve("test/replay/keyed-histories");
 /** A history file larger than this is too big to be test data. */
 const MAX_BYTES = 200 * 1024;
 
@@ -90,8 +95,8 @@ function recordingConfig(name: string, address: string, work: string, overrides:
 }
 
 /** Writes one run's history as test data; returns the file. */
-function writeHistory(name: string, history: temporal.api.history.v1.IHistory): string {
-  const file = join(HISTORIES_DIR, `${name}.json`);
+function writeHistory(name: string, history: temporal.api.history.v1.IHistory, dir = HISTORIES_DIR): string {
+  const file = join(dir, `${name}.json`);
   writeFileSync(file, `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 1)}\n`);
   const size = statSync(file).size;
   if (size > MAX_BYTES) throw new Error(`${file} is ${size} bytes, over ${MAX_BYTES}: make the job "${name}" smaller`);
@@ -214,17 +219,109 @@ async function recordStream(address: string, dir: string): Promise<void> {
   }
 }
 
+/** Name of the keyed streaming recording: it writes `test/replay/keyed-histories/<name>.json`. */
+const KEYED = "stream-keyed";
+/** The keyed job's input: rounds of records over a few keys, each round followed by the quiet second in which every key's processing-time timer fires. */
+const KEYED_ROUNDS = 12;
+const KEYED_ROUND_RECORDS = 6;
+const KEYED_KEYS = 3;
+/** Event time between consecutive records: a round spans about one 2 s window, so windows close as rounds go by. */
+const KEYED_STEP_MS = 300;
+/** History events after which a run of the keyed job checkpoints: a few rounds per run. */
+const KEYED_EVENTS_PER_RUN = 120;
+/** The keyed job's topics. */
+const KEYED_TOPICS = { input: "record.keyed.in", out: "record.keyed.out", dlq: "record.keyed.dlq" };
+
+/** Waits until `done` answers true; fails after a minute, saying what did not happen. */
+async function waitFor(what: string, done: () => Promise<boolean>): Promise<void> {
+  for (let waited = 0; !(await done()); waited += 100) {
+    if (waited > 60_000) throw new Error(`${what} did not happen within a minute`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Produces the keyed job's rounds: after each, waits until both keyed stages took every record so
+ * far and each key's processing-time timer fired (the job was quiet meanwhile, so a durable
+ * workflow timer woke the partition workflow for a timer unit).
+ */
+async function produceKeyedRounds(kafka: KafkaClient, job: StreamJob): Promise<void> {
+  const producer = await kafka.producer();
+  const t0 = Date.now();
+  let id = 0;
+  const count = async (op: string, side: "in" | "out"): Promise<number> => (await job.progress()).counts[op]?.[side] ?? 0;
+  try {
+    for (let r = 1; r <= KEYED_ROUNDS; r++) {
+      const batch = Array.from({ length: KEYED_ROUND_RECORDS }, (): { key: string; value: string } => {
+        const e: KeyedEv = { id, k: `k${id % KEYED_KEYS}`, ts: t0 + id++ * KEYED_STEP_MS };
+        return { key: e.k, value: JSON.stringify(e) };
+      });
+      await producer.send(KEYED_TOPICS.input, batch);
+      await waitFor(`the keyed stages taking ${id} records`, async () => (await count("window", "in")) >= id && (await count("remind", "in")) >= id);
+      await waitFor(`round ${r}'s timers firing`, async () => (await count("out-remind", "in")) >= r * KEYED_KEYS);
+    }
+  } finally {
+    await producer.close();
+  }
+}
+
+/**
+ * Runs the keyed streaming job (`test/fixtures/replay-keyed-pipeline.ts`) as one partition
+ * workflow with a small event budget and writes one of its runs: the first that started from a
+ * checkpoint, took source and repartition batches, ran a timer unit and continued as new.
+ */
+async function recordKeyed(address: string, dir: string): Promise<void> {
+  const work = join(dir, KEYED);
+  const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(work, "kafka") }, (m) => process.stderr.write(`${m}\n`));
+  // The fixture reads its topics from the environment when it compiles.
+  Object.assign(process.env, { REPLAY_KEYED_IN: KEYED_TOPICS.input, REPLAY_KEYED_OUT: KEYED_TOPICS.out });
+  const config = recordingConfig(KEYED, address, work, {
+    "execution.parallelism": 1,
+    "kafka.brokers": broker.address,
+    "kafka.dead-letter-topic": KEYED_TOPICS.dlq,
+    "kafka.events-per-run": KEYED_EVENTS_PER_RUN,
+  });
+  const logger = createLogger(config.log.level);
+  const kafka = createKafkajsClient({ brokers: [broker.address], clientId: "sage-record-keyed" });
+  const worker = await createSageWorker({ pipeline: keyedPipeline, config, logger });
+  const running = worker.run();
+  const client = await SageClient.connect({ config });
+  const job = StreamJob.create(client, keyedPipeline, { jobId: KEYED });
+  const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger);
+  try {
+    const admin = await kafka.admin();
+    for (const topic of [KEYED_TOPICS.input, `${KEYED_TOPICS.out}.window`, `${KEYED_TOPICS.out}.remind`, KEYED_TOPICS.dlq]) await admin.ensureTopic(topic, 1);
+    await admin.close();
+    await shim.start();
+    await produceKeyedRounds(kafka, job);
+    await job.stop();
+    await shim.done;
+    const runs = (await runHistories(client.temporal, job.workflowIds[0]!)).map((h) => ({ history: h, missing: missingKeyedPieces(readKeyedRun(h)) }));
+    const chosen = runs.find((r) => r.missing.length === 0);
+    if (!chosen) throw new Error(`none of ${runs.length} run(s) holds every keyed piece (the first lacks ${runs[0]?.missing.join("; ")}): run it again`);
+    mkdirSync(KEYED_DIR, { recursive: true });
+    writeHistory(KEYED, chosen.history, KEYED_DIR);
+  } finally {
+    await shim.stop();
+    await client.close();
+    await worker.shutdown();
+    await running;
+    broker.stop();
+  }
+}
+
 const dir = mkdtempSync(join(tmpdir(), "sage-record-"));
 const server = await startScratchServer(dir, { log: (m) => process.stderr.write(`${m}\n`) });
 let code = 0;
 try {
   mkdirSync(HISTORIES_DIR, { recursive: true });
   const only = process.argv.slice(2);
-  const known = [...RECORDINGS.map((r) => r.name), STREAM];
+  const known = [...RECORDINGS.map((r) => r.name), STREAM, KEYED];
   const unknown = only.filter((name) => !known.includes(name));
   if (unknown.length > 0) throw new Error(`no recording named ${unknown.join(", ")} (known: ${known.join(", ")})`);
   for (const r of RECORDINGS.filter((r) => only.length === 0 || only.includes(r.name))) await record(r, server.address, dir);
   if (only.length === 0 || only.includes(STREAM)) await recordStream(server.address, dir);
+  if (only.length === 0 || only.includes(KEYED)) await recordKeyed(server.address, dir);
 } catch (err) {
   process.stderr.write(`record-histories: ${(err as Error).stack ?? String(err)}\n`);
   code = 1;
