@@ -2,7 +2,8 @@
  * Records the workflow histories that `test/replay/replay.test.ts` replays against today's workflow
  * code: starts its own dev server (fresh database, free ports), runs a few representative jobs with
  * in-process workers and writes each run's history to test/replay/histories/<name>.json. The
- * streaming recording also starts its own Kafka broker (`bash scripts/kafka.sh install` first).
+ * streaming recordings also start their own Kafka broker (`bash scripts/kafka.sh install` first);
+ * the keyed one (`stream-keyed`) goes to test/replay/keyed-histories/ (`keyed-replay.test.ts`).
  *
  * Run `npx tsx scripts/record-histories.ts` after an intentional change of the workflow's
  * command sequence, and commit the new files together with the change. Names as arguments
