@@ -186,7 +186,7 @@ function startJvm(peer: PeerName, o: PeerRunOptions, workDir: string, logFile: s
 }
 
 /** Peak resident set size of a live process, from /proc (0 where there is none). */
-function peakRssMb(pid: number): number {
+export function peakRssMb(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) / 1024 : 0;
@@ -210,7 +210,7 @@ function cpuMs(pid: number): number {
 }
 
 /** Reads both output topics (read_committed) from the beginning; `complete` resolves with Date.now() once both reach their expected count. */
-async function readWindows(kafka: KafkaClient, o: PeerRunOptions) {
+export async function readWindows(kafka: KafkaClient, o: PeerRunOptions) {
   const tumbling: TumblingResult[] = [];
   const sliding: SlidingResult[] = [];
   let done!: (at: number) => void;
