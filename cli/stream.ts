@@ -27,6 +27,18 @@ export interface StreamFlags extends GlobalFlags {
 export function renderStreamProgress(p: StreamJobProgress): string {
   const lines = [`batches ${p.batches}, records ${p.records}, pending ${p.pending}, duplicates dropped ${p.duplicatesDropped}, dead letters ${p.deadLetters}`];
   for (const [op, c] of Object.entries(p.counts)) lines.push(`  ${op}: in ${c.in}, out ${c.out}, dead ${c.dead}`);
+  for (const w of p.workflows) {
+    if (!w) continue;
+    const cp = w.lastCheckpoint;
+    lines.push(
+      `  p${w.index}: run ${w.runs}, ` +
+        (cp ? `last checkpoint ${cp.at} (run ${cp.run}: ${cp.historyEvents} events, ${cp.historyBytes} history bytes, ${cp.ms} ms)` : "no checkpoint yet") +
+        (w.restores ? `, state restored ${w.restores} time(s)` : ""),
+    );
+    for (const [uid, wm] of Object.entries(w.watermarks ?? {})) lines.push(`    watermark ${uid}: ${new Date(wm).toISOString()}`);
+    for (const [uid, size] of Object.entries(w.state ?? {}))
+      lines.push(`    state ${uid}: ${size.entries} entries, ${size.bytes} bytes, ${size.timers} timers`);
+  }
   return lines.join("\n");
 }
 

@@ -180,6 +180,7 @@ export class SageClient {
       localActivities: this.config.kafka["local-activities"],
       eventsPerRun: this.config.kafka["events-per-run"],
       historyBytesPerRun: this.config.kafka["history-bytes-per-run"],
+      checkpointIntervalMs: this.config.state["checkpoint-interval"],
       deadLetterPath: this.config["dead-letter"].path ?? null,
     };
   }

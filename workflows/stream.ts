@@ -45,6 +45,25 @@ function mergeable<T extends { records: Uint8Array; batch: { topic: string } }>(
   return pending.slice(0, n);
 }
 
+/**
+ * The watermark of each keyed operator this workflow has run, by uid: the least largest event time
+ * over the source partitions its stage has heard of, minus the bound, minus 1.
+ */
+function watermarksOf(plan: StreamJobInput["plan"], eventTime: Record<string, Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const stage of plan.stages) {
+    const seen = eventTime[stage.id];
+    const node = stage.keyed ? plan.nodes.find((n) => n.id === stage.operators[0]) : undefined;
+    if (!seen || !node) continue;
+    const bound = Math.max(0, ...(node.eventTime ?? []).map((s) => s?.outOfOrdernessMs ?? 0));
+    const times = Object.entries(seen)
+      .filter(([origin]) => !origin.startsWith("@"))
+      .map(([, t]) => t);
+    if (times.length > 0) out[node.id] = Math.min(...times) - bound - 1;
+  }
+  return out;
+}
+
 /** Runs one partition workflow until stopped; returns its final progress. */
 export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: Uint8Array[]): Promise<StreamProgress> {
   const { plan, runtime } = input;
@@ -65,8 +84,13 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   const totals = { counts: state.counts, deadLetters: deadLetterTotal(state.counts) };
   let phase: StreamProgress["phase"] = state.stopping ? "stopping" : "running";
 
-  /** This run has used its budget of events or history bytes: it asks the shims to hold, then checkpoints. */
-  const wantsCheckpoint = (): boolean => used(1);
+  const runStartedAt = Date.now();
+  const batchesAtStart = state.batches;
+  /** When this run first wanted to checkpoint (the checkpoint's duration runs from there to the close). */
+  let wantedAt: number | null = null;
+  /** This run has used its budget of events or history bytes, or its checkpoint interval: it asks the shims to hold, then checkpoints. */
+  const wantsCheckpoint = (): boolean =>
+    used(1) || (!!runtime.checkpointIntervalMs && state.batches > batchesAtStart && Date.now() - runStartedAt >= runtime.checkpointIntervalMs);
   /** The run has used `times` its budget of events or of history bytes. */
   const used = (times: number): boolean =>
     workflowInfo().historyLength >= times * runtime.eventsPerRun || workflowInfo().historySize >= times * runtime.historyBytesPerRun;
@@ -98,6 +122,9 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     deadLetters: totals.deadLetters,
     ...(state.eventTime ? { eventTime: state.eventTime } : {}),
     ...(state.restores ? { restores: state.restores } : {}),
+    ...(state.lastCheckpoint ? { lastCheckpoint: state.lastCheckpoint } : {}),
+    ...(state.stateSize ? { state: state.stateSize } : {}),
+    ...(state.eventTime ? { watermarks: watermarksOf(plan, state.eventTime) } : {}),
   });
   setHandler(streamProgressQuery, progress);
   const accept = (batch: BatchDescription, records: Uint8Array): void => {
@@ -141,6 +168,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     onOutput: (stage, out) => {
       if (out.eventTime) (state.eventTime ??= {})[stage.id] = out.eventTime;
       if (out.restored) state.restores = (state.restores ?? 0) + 1;
+      if (out.stateSize) (state.stateSize ??= {})[plan.stages.find((x) => x.id === stage.id)!.operators[0]!] = out.stateSize;
       if (out.nextTimer !== undefined) {
         const timers = (state.timers ??= {});
         if (out.nextTimer === null) delete timers[stage.id];
@@ -158,6 +186,15 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   /** Continues as new with the offset table, the counts and the batches not yet run. */
   const checkpoint = async (): Promise<never> => {
     await condition(allHandlersFinished);
+    const info = workflowInfo();
+    state.lastCheckpoint = {
+      at: new Date().toISOString(),
+      run: state.runs,
+      historyEvents: info.historyLength,
+      historyBytes: info.historySize,
+      carriedBatches: pending.length,
+      ms: Date.now() - (wantedAt ?? Date.now()),
+    };
     return continueAsNew<typeof streamWorkflow>(
       { ...input, state: { ...state, counts: totals.counts, pending: pending.map((p) => p.batch) } },
       ...pending.map((p) => p.records),
@@ -180,6 +217,8 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
         deadLetterTopic: input.stream.deadLetterTopic,
         timerPartition: input.index,
         processingTime: Date.now(),
+        // The stage's event time so far comes back unchanged (a timer unit reads no watermark records).
+        ...(state.eventTime?.[stageId] ? { eventTime: state.eventTime[stageId] } : {}),
       },
     };
     await graph.run(graph.stage(stageId), unit);
@@ -191,6 +230,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     // Processing-time timers of keyed stages sleep on a durable workflow timer: they fire at their time after any crash.
     if (timer) await condition(woken, Math.max(1, timer[1] - Date.now()));
     else await condition(woken);
+    if (wantsCheckpoint()) wantedAt ??= Date.now();
     if (timer && Date.now() >= timer[1] && !held) await fireTimers(timer[0]);
     // A shim holds its batches for this run: close it now, before another batch (it waits meanwhile).
     if (held && pendingBytes() <= CARRY_BYTES) return checkpoint();

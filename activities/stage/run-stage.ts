@@ -91,6 +91,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
     const id = transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard);
     let restored: StageOutput["restored"];
     let nextTimer: number | null | undefined;
+    let stateSize: StageOutput["stateSize"];
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
       if (!stage.keyed) {
         await run();
@@ -103,6 +104,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
       try {
         await run(state.origins);
         nextTimer = chain.keyed?.operator.nextProcessingTimer() ?? null;
+        stateSize = state.backend.size();
         for (const change of state.backend.takeChanges()) stream.write(state.changelog, { key: change.key, value: change.value, partition: state.partition });
         // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
         const seq = { topic: state.changelog, partition: state.partition, nextOffset: state.seq + 1 };
@@ -120,6 +122,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
       ...(eventTime ? { eventTime } : {}),
       ...(restored ? { restored } : {}),
       ...(nextTimer !== undefined ? { nextTimer } : {}),
+      ...(stateSize ? { stateSize } : {}),
       ...lateOf(chain),
     };
   }

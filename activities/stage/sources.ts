@@ -168,7 +168,8 @@ export async function driveKeyedUnit(unit: StageUnit, run: KeyedRun, entries: Ma
  * A keyed stage of a streaming job: reads its repartition slices. Data records advance their
  * origin's event time to the largest before them (`w`), watermark records to what the upstream
  * unit saw; before each record the watermark moves to the minimum over every source partition
- * (`origins`), minus the bound, minus 1. Returns the event time per origin after the unit.
+ * (`origins`), minus the bound, minus 1; with `withIdleness`, origins whose event time stood still
+ * for that long are left out. Returns the event time per origin (and `@origin`: when it last moved) after the unit.
  */
 export async function driveKeyedStream(
   unit: StageUnit,
@@ -181,10 +182,20 @@ export async function driveKeyedStream(
   const eventTime: Record<string, number> = { ...stream.stream.eventTime };
   const bounds = (run.node.eventTime ?? []).filter((s) => s !== null);
   const bound = bounds.length === 0 ? null : Math.max(...bounds.map((s) => s.outOfOrdernessMs));
-  const watermark = (): number => Math.min(...origins.map((o) => eventTime[o] ?? -Infinity)) - (bound ?? 0) - 1;
+  // withIdleness: an origin whose event time has not moved for that long (by the time upstream reported it) holds nothing back.
+  const idleness = Math.min(...(run.node.eventTime ?? []).map((s) => s?.idlenessMs ?? Infinity));
+  const now = stream.stream.processingTime ?? Date.now();
+  const active = (o: string): boolean => idleness === Infinity || now - (eventTime[`@${o}`] ?? -Infinity) <= idleness;
+  const watermark = (): number => {
+    const live = origins.filter(active);
+    return live.length === 0 ? -Infinity : Math.min(...live.map((o) => eventTime[o] ?? -Infinity)) - (bound ?? 0) - 1;
+  };
   const bySide = new Map(unit.compiled.plan.edges.filter((e) => e.toStage === unit.stage.id).map((e) => [e.toInput ?? 0, entries.get(edgeKey(e))!] as const));
-  const raise = (origin: string, t: number): void => {
-    if (!(eventTime[origin]! >= t)) eventTime[origin] = t;
+  /** Raises an origin's event time; `at`: when upstream saw it (a watermark record's timestamp), for idleness. */
+  const raise = (origin: string, t: number, at?: number): void => {
+    if (eventTime[origin]! >= t) return;
+    eventTime[origin] = t;
+    if (at !== undefined) eventTime[`@${origin}`] = at;
   };
   const { slices } = stream.stream;
   if (records.length !== slices.length)
@@ -197,7 +208,7 @@ export async function driveKeyedStream(
       stream.current = rec;
       if (rec.headers[CONTROL_HEADER] !== undefined) {
         const { watermarks } = JSON.parse(rec.value ?? "{}") as { watermarks?: Record<string, number> };
-        for (const [origin, t] of Object.entries(watermarks ?? {})) raise(origin, t);
+        for (const [origin, t] of Object.entries(watermarks ?? {})) raise(origin, t, Number(rec.timestamp));
       } else {
         const env = JSON.parse(rec.value ?? "null") as KeyedRecord & { o?: string; s?: number };
         if (env.o !== undefined && env.w !== undefined) raise(env.o, env.w);

@@ -2,7 +2,7 @@
  * Configuration after the SAGE Core tuning YAML (`execution.parallelism`, `execution.buffer-timeout`,
  * ...) plus the Temporal connection. Validated once at the edge; the rest of the program gets a
  * typed `SageConfig` and never re-checks. Only keys something reads are accepted: the SAGE Core
- * YAML's `execution.mode` and `state.checkpoint-interval` come back when something uses them.
+ * YAML's `execution.mode` comes back when something uses it.
  */
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
@@ -47,6 +47,17 @@ export const configSchema = z
         /** Splits a source stage keeps queued per parallel slot beyond those running (hides the round trip to the next split). */
         "split-prefetch": z.coerce.number().int().min(0).default(1),
         "max-batch-bytes": bytes.default(512 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    state: z
+      .object({
+        /**
+         * A streaming partition workflow checkpoints (continues as new, carrying its offsets,
+         * watermarks, timers and state positions, never the state) at least this often, besides
+         * the history budgets (`kafka.events-per-run`); 0: only by the budgets.
+         */
+        "checkpoint-interval": duration.default(0),
       })
       .strict()
       .prefault({}),
@@ -210,6 +221,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "execution.split-bytes",
   "execution.split-prefetch",
   "execution.max-batch-bytes",
+  "state.checkpoint-interval",
   "temporal.address",
   "temporal.namespace",
   "temporal.task-queue",

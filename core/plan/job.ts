@@ -71,6 +71,8 @@ export interface JobRuntimeOptions {
    * (4 MiB by default), which closes the run without a hold.
    */
   historyBytesPerRun: number;
+  /** A streaming partition workflow checkpoints at least this often (`state.checkpoint-interval`; 0 or absent: only by the budgets). */
+  checkpointIntervalMs?: number;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
 }
@@ -219,6 +221,8 @@ export interface StageOutput {
   eventTime?: Record<string, number>;
   /** Streaming keyed stages: the earliest processing-time timer after this unit (the workflow sleeps until it; null: none). */
   nextTimer?: number | null;
+  /** Streaming keyed stages: the partition's state after this unit. */
+  stateSize?: { entries: number; bytes: number; timers: number };
   /** Streaming keyed stages: the state was rebuilt from the changelog for this unit (entries read, ms). */
   restored?: { entries: number; ms: number };
   /** Keyed stages: records too late for their windows, dropped (no late-data tag) or sent to the tag, by operator id. */

@@ -129,6 +129,23 @@ export interface StreamState {
   restores?: number;
   /** The earliest processing-time timer of each keyed stage, by stage (a durable workflow timer waits for it). */
   timers?: Record<string, number>;
+  /** The last checkpoint (continue-as-new) of this workflow. */
+  lastCheckpoint?: CheckpointInfo;
+  /** Keyed state per operator after its stage's last unit in this workflow. */
+  stateSize?: Record<string, { entries: number; bytes: number; timers: number }>;
+}
+
+/** What a partition workflow's last checkpoint was: when, how large its run's history, and how long from wanting it to closing. */
+export interface CheckpointInfo {
+  at: string;
+  /** The run it closed (1, 2, ...). */
+  run: number;
+  historyEvents: number;
+  historyBytes: number;
+  /** Batches accepted but not run, carried into the next run. */
+  carriedBatches: number;
+  /** From the run first asking for it (shims hold) to the close, ms. */
+  ms: number;
 }
 
 /** What a partition workflow is started with. */
@@ -170,6 +187,12 @@ export interface StreamProgress {
   eventTime?: Record<string, Record<string, number>>;
   /** Times a keyed stage of this workflow rebuilt its state from the changelog. */
   restores?: number;
+  /** The last checkpoint of this workflow. */
+  lastCheckpoint?: CheckpointInfo;
+  /** Keyed state per operator after its stage's last unit in this workflow (entries, bytes, timers). */
+  state?: Record<string, { entries: number; bytes: number; timers: number }>;
+  /** The watermark of each keyed operator, by uid (ms since the epoch). */
+  watermarks?: Record<string, number>;
 }
 
 /** The Kafka source of a plan, or null for a bounded plan. */

@@ -12,6 +12,7 @@ import pipeline, { BRANCHES, type Ev } from "../fixtures/keyed-pipeline.js";
 import { keyedInput, keyedReference, normalized, readBranches } from "../support/keyed-reference.js";
 import { readJsonl, runJob, testConfig, until } from "../support/harness.js";
 import { runStreaming, streamConfig, testKafka } from "../support/kafka.js";
+import { renderStreamProgress } from "../../cli/stream.js";
 
 const N = 1_500;
 
@@ -85,6 +86,8 @@ test("streaming: the same pipeline through repartition and changelog topics give
   const config = streamConfig("keyed-stream", t.dlq, {
     "execution.parallelism": 2,
     "kafka.max-batch-records": 200,
+    // Checkpoints during the run: the offsets, watermarks and timers carry across continue-as-new, the state does not.
+    "state.checkpoint-interval": "1s",
     "log.level": process.env.KEYED_LOG ?? "warn",
   });
   const run = await runStreaming(pipeline, config, tag);
@@ -99,6 +102,13 @@ test("streaming: the same pipeline through repartition and changelog topics give
     assertBranches(actual, expected);
     const p = await run.job.progress();
     assert.equal(p.deadLetters, 0);
+    const checkpointed = p.workflows.filter((w) => w && w.runs > 1 && w.lastCheckpoint);
+    assert.ok(
+      checkpointed.length > 0,
+      `a partition workflow checkpointed (state.checkpoint-interval) during the run: ${JSON.stringify(p.workflows.map((w) => w && { runs: w.runs, cp: w.lastCheckpoint, checkpoint: w.checkpoint, batches: w.batches }))}`,
+    );
+    const status = renderStreamProgress(p);
+    for (const w of ["last checkpoint", "watermark tumbling:", "state tumbling:"]) assert.ok(status.includes(w), `sage status shows "${w}":\n${status}`);
   } finally {
     await run.close();
   }

@@ -22,6 +22,11 @@ test("defaults follow the SAGE Core YAML and the Temporal dev server", () => {
   assert.equal(c["data-dir"], ".sage");
 });
 
+test("state.checkpoint-interval is read as a duration (0: only the history budgets checkpoint)", () => {
+  assert.equal(parseConfig({}).state["checkpoint-interval"], 0);
+  assert.equal(parseConfig({ state: { "checkpoint-interval": "30s" } }).state["checkpoint-interval"], 30_000);
+});
+
 test("durations and sizes take units", () => {
   const c = parseConfig({ execution: { "buffer-timeout": "2s", "split-bytes": "1mb", "max-batch-bytes": "256kb" }, temporal: { "activity-timeout": "5m" } });
   assert.equal(c.execution["buffer-timeout"], 2000);
@@ -32,7 +37,7 @@ test("durations and sizes take units", () => {
 
 test("the SAGE Core keys nothing reads yet are refused, not silently accepted", () => {
   assert.throws(() => parseConfig({ execution: { mode: "BATCH" } }), /unknown config key "execution\.mode"/);
-  assert.throws(() => parseConfig({ state: { "checkpoint-interval": "30s" } }), /unknown config key "state"/);
+  assert.throws(() => parseConfig({ state: { backend: "rocksdb" } }), /unknown config key "state\.backend"/);
 });
 
 test("an unknown key and a bad value are both reported, with key, value and origin", () => {
