@@ -188,7 +188,9 @@ export async function driveKeyedStream(
   const active = (o: string): boolean => idleness === Infinity || now - (eventTime[`@${o}`] ?? -Infinity) <= idleness;
   const watermark = (): number => {
     const live = origins.filter(active);
-    return live.length === 0 ? -Infinity : Math.min(...live.map((o) => eventTime[o] ?? -Infinity)) - (bound ?? 0) - 1;
+    // All idle: the largest known event time (as Flink's watermark valve does when every input is idle).
+    const at = live.length > 0 ? Math.min(...live.map((o) => eventTime[o] ?? -Infinity)) : Math.max(...origins.map((o) => eventTime[o] ?? -Infinity));
+    return at - (bound ?? 0) - 1;
   };
   const bySide = new Map(unit.compiled.plan.edges.filter((e) => e.toStage === unit.stage.id).map((e) => [e.toInput ?? 0, entries.get(edgeKey(e))!] as const));
   /** Raises an origin's event time; `at`: when upstream saw it (a watermark record's timestamp), for idleness. */

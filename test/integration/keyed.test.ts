@@ -48,7 +48,7 @@ test("bounded: every window, the late output, the rolling reduce and the keyed p
   mkdirSync(out, { recursive: true });
   const file = join(config.dir, "events.jsonl");
   writeFileSync(file, input.map((e) => JSON.stringify(e)).join("\n") + "\n");
-  useEnv({ KEYED_IN: undefined, KEYED_OUT: out });
+  useEnv({ KEYED_IN: undefined, KEYED_OUT: out, KEYED_IDLE_MS: undefined });
   const { result } = await runJob(pipeline, config, { input: file });
   assert.equal(result.phase, "done");
   assert.ok(result.splitsTotal >= 4, `the input was read as ${result.splitsTotal} splits`);
@@ -56,7 +56,16 @@ test("bounded: every window, the late output, the rolling reduce and the keyed p
   assert.equal(result.counts["rolling"]!.out, N + 1);
 });
 
-test("streaming: the same pipeline through repartition and changelog topics gives the same results, exactly once", async () => {
+test("streaming: the same pipeline through repartition and changelog topics gives the same results, exactly once", () => streamingAgainstReference(1, 0));
+
+test("streaming withIdleness: a source partition that never gets a record does not hold the windows back", () => streamingAgainstReference(2, 500));
+
+/**
+ * The keyed pipeline as a streaming job over `partitions` source partitions, every record in
+ * partition 0 (so the watermark before each is exactly the reference's, once the others count as
+ * idle after `idleMs`; without idleness an empty partition would hold every window back).
+ */
+async function streamingAgainstReference(partitions: number, idleMs: number): Promise<void> {
   const input = keyedInput(N);
   const expected = keyedReference(input);
   const tag = `keyed-${process.pid}-${Date.now()}`;
@@ -64,10 +73,9 @@ test("streaming: the same pipeline through repartition and changelog topics give
   const kafka = testKafka();
   const admin = await kafka.admin();
   try {
-    // One source partition: the watermark before each record is then exactly the reference's.
     // The test's event time is in the past: no time-based retention may delete it.
     const keep = { "retention.ms": "-1" };
-    await admin.ensureTopic(t.input, 1, keep);
+    await admin.ensureTopic(t.input, partitions, keep);
     await admin.ensureTopic(t.dlq, 1);
     for (const b of BRANCHES) await admin.ensureTopic(`${t.out}.${b}`, 1, keep);
   } finally {
@@ -77,12 +85,12 @@ test("streaming: the same pipeline through repartition and changelog topics give
   try {
     await producer.send(
       t.input,
-      input.map((e: Ev) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts) })),
+      input.map((e: Ev) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: 0 })),
     );
   } finally {
     await producer.close();
   }
-  useEnv({ KEYED_IN: t.input, KEYED_OUT: t.out });
+  useEnv({ KEYED_IN: t.input, KEYED_OUT: t.out, KEYED_IDLE_MS: idleMs > 0 ? String(idleMs) : undefined });
   const config = streamConfig("keyed-stream", t.dlq, {
     "execution.parallelism": 2,
     "kafka.max-batch-records": 200,
@@ -112,4 +120,4 @@ test("streaming: the same pipeline through repartition and changelog topics give
   } finally {
     await run.close();
   }
-});
+}
