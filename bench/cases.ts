@@ -20,5 +20,11 @@ export const CASES: readonly BenchCase[] = [
     smokeArgs: ["--smoke"],
     inDefaultRun: true,
   }),
+  scriptCase({
+    name: "stateful",
+    file: "bench/stateful.ts",
+    summary: "keyed windows, 1M events, 10k keys, Kafka -> Kafka exactly once vs Kafka Streams and Flink; restore; bounded",
+    inDefaultRun: true,
+  }),
   scriptCase({ name: "soak", file: "bench/soak.ts", summary: "20 minutes of the Kafka job at a steady rate: worker and shim RSS flat", inDefaultRun: false }),
 ];

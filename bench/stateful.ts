@@ -7,7 +7,7 @@
  * function. It starts its own dev server and broker.
  *
  *   npx tsx bench/stateful.ts [--events 1000000] [--services 10000] [--seed 16] [--parallelism 2]
- *     [--engines sage,kafka-streams,flink] [--parts streaming,restore,bounded] [--smoke]
+ *     [--engines sage,kafka-streams,flink] [--parts streaming,restore,bounded] [--workers 1] [--smoke]
  */
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { once } from "node:events";
@@ -34,6 +34,8 @@ const SEED = Number(arg("seed", "16"));
 const PARALLELISM = Number(arg("parallelism", "2"));
 const ENGINES = arg("engines", "sage,kafka-streams,flink").split(",");
 const PARTS = arg("parts", "streaming,restore,bounded").split(",");
+/** `sage worker` processes of the streaming run: each runs its activities on one event loop (one core). */
+const WORKERS = Number(arg("workers", "1"));
 const PARTITIONS = 4;
 const INPUT = "stateful.in";
 
@@ -79,20 +81,28 @@ async function runEngine(engine: string, cluster: SageClusterOptions, reference:
   );
   try {
     if (engine === "sage") {
-      const r = await runSageStreaming({ ...cluster, input: INPUT, outputs, jobId: `stateful-${Date.now()}`, expected, inputRecords: EVENTS });
+      const r = await runSageStreaming({
+        ...cluster,
+        input: INPUT,
+        outputs,
+        jobId: `stateful-${Date.now()}`,
+        expected,
+        inputRecords: EVENTS,
+        workers: WORKERS,
+      });
       const verdicts = check(engine, reference, r.results);
       console.log(
         `  sage: history ${fmt(r.history.bytes)} B in ${r.history.runs} runs (${fmt(r.history.events)} events); checkpoints ${r.checkpoint.count}, ` +
           `last stage activity -> next run's first p50 ${fmt(r.checkpoint.p50Ms)} ms, max ${fmt(r.checkpoint.maxMs)} ms (hold -> close p50 ${fmt(r.checkpoint.holdToCloseP50Ms)} ms); ` +
           `changelog ${fmt(r.changelog.bytes)} B on disk in ${fmt(r.changelog.offsets)} offsets; repartition ${fmt(r.repartition.bytes)} B in ${fmt(r.repartition.offsets)} offsets; ` +
-          `CPU worker+shim ${fmt(r.cpuMs.sage / 1000, 1)} s, dev server ${fmt(r.cpuMs.server / 1000, 1)} s; RSS worker ${fmt(r.rssPeakMb.worker)} MB, shim ${fmt(r.rssPeakMb.shim)} MB; dead letters ${r.final.deadLetters}`,
+          `CPU workers+shim ${fmt(r.cpuMs.sage / 1000, 1)} s, dev server ${fmt(r.cpuMs.server / 1000, 1)} s; RSS ${WORKERS} worker(s) ${fmt(r.rssPeakMb.workers)} MB, shim ${fmt(r.rssPeakMb.shim)} MB; dead letters ${r.final.deadLetters}`,
       );
       results.sage = { ...r, results: undefined };
       return {
-        engine: "Sage (worker + shim)",
+        engine: `Sage (${WORKERS} worker${WORKERS > 1 ? "s" : ""} + shim)`,
         ...r,
         cpuMs: r.cpuMs.sage,
-        rssPeakMb: r.rssPeakMb.worker + r.rssPeakMb.shim,
+        rssPeakMb: r.rssPeakMb.workers + r.rssPeakMb.shim,
         ...verdicts,
         historyBytesPerRecord: r.history.bytes / EVENTS,
         changelogBytesPerRecord: r.changelog.bytes / EVENTS,

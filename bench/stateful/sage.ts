@@ -55,6 +55,8 @@ export interface SageStreamingOptions extends SageClusterOptions {
   inputRecords: number;
   /** Partitions of the output topics (default 4). */
   partitions?: number;
+  /** `sage worker` processes (default 1): one process runs its activities on one event loop, so one core. */
+  workers?: number;
   /** Give up after this long (default 15 min). */
   timeoutMs?: number;
   /** After the last expected window, how long to keep reading to catch duplicates (default 2 s; not timed). */
@@ -74,14 +76,14 @@ export interface SageStreamingRun {
   recordsPerSecond: number;
   /** From the first input batch the shim signalled (its cut time) to the read of the last expected window (read_committed). */
   jobMs: number;
-  /** From the worker process's start to the last expected window. */
+  /** From the worker processes' start to the last expected window. */
   wallMs: number;
-  /** From the worker process's start to the first input batch (workflow code bundled, shim in its group). */
+  /** From the worker processes' start to the first input batch (workflow code bundled, shim in its group). */
   startupMs: number;
-  /** CPU of the worker and the shim from the shim's start to the last window (and the dev server's, apart). */
+  /** CPU of the workers and the shim from the shim's start to the last window (and the dev server's, apart). */
   cpuMs: { sage: number; server: number };
-  /** Peak resident memory, MB. */
-  rssPeakMb: { worker: number; shim: number };
+  /** Peak resident memory, MB (the workers' summed). */
+  rssPeakMb: { workers: number; shim: number };
   results: WindowResults;
   /** Workflow history over every run of every partition workflow. */
   history: { runs: number; events: number; bytes: number };
@@ -90,7 +92,7 @@ export interface SageStreamingRun {
   changelog: TopicBytes;
   repartition: TopicBytes;
   final: StreamJobProgress;
-  logs: { worker: string; shim: string };
+  logs: { workers: string[]; shim: string };
 }
 
 /** A `sage` child process with its log in a file. */
@@ -104,9 +106,18 @@ interface SageProcess {
   stop(): Promise<void>;
 }
 
+/** `SAGE_BENCH_PROFILE_DIR=<dir>`: the processes write V8 CPU profiles there (`node --cpu-prof`), as in `bench/sage-job.ts`. */
+function profileArgs(): string[] {
+  const dir = process.env.SAGE_BENCH_PROFILE_DIR;
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
+}
+
 function startSage(args: string[], env: Record<string, string>, logFile: string): SageProcess {
   const startedAt = Date.now();
-  const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [...profileArgs(), resolve("bin/sage.js"), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   child.stderr.pipe(createWriteStream(logFile));
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   return {
@@ -185,17 +196,19 @@ export async function runSageStreaming(o: SageStreamingOptions): Promise<SageStr
   for (const topic of [o.outputs.tumbling, o.outputs.sliding]) await ensureTopic(o.brokers, topic, o.partitions ?? 4);
   const kafka = createKafkajsClient({ brokers: [o.brokers], clientId: "stateful-sage" });
   const client = await connect(env);
-  const worker = startSage(["worker", PIPELINE_FILE], env, join(o.dir, `${o.jobId}.worker.log`));
+  const workers = Array.from({ length: o.workers ?? 1 }, (_, i) => startSage(["worker", PIPELINE_FILE], env, join(o.dir, `${o.jobId}.worker-${i + 1}.log`)));
+  const startedAt = Math.min(...workers.map((w) => w.startedAt));
   let shim: SageProcess | null = null;
   try {
-    await waitForPollers(client, taskQueue, 1);
+    await waitForPollers(client, taskQueue, workers.length);
     const reader = await readWindows(kafka, { ...o, brokers: o.brokers, appId: `stateful-sage-${o.jobId}` });
     shim = startSage(["shim", PIPELINE_FILE, "--job-id", o.jobId], env, join(o.dir, `${o.jobId}.shim.log`));
-    log(`sage: worker pid ${worker.pid}, shim pid ${shim.pid}, logs in ${o.dir}`);
-    const cpu0 = { sage: cpuSeconds([worker.pid, shim.pid]) ?? 0, server: cpuSeconds([o.server.pid]) ?? 0 };
-    const lastAt = await Promise.race([reader.complete, guard("sage", [worker, shim], o.timeoutMs ?? 900_000, reader.progress)]);
-    const rssPeakMb = { worker: peakRssMb(worker.pid), shim: peakRssMb(shim.pid) };
-    const cpu1 = { sage: cpuSeconds([worker.pid, shim.pid]) ?? 0, server: cpuSeconds([o.server.pid]) ?? 0 };
+    const pids = [...workers.map((w) => w.pid), shim.pid];
+    log(`sage: worker pid(s) ${workers.map((w) => w.pid).join(", ")}, shim pid ${shim.pid}, logs in ${o.dir}`);
+    const cpu0 = { sage: cpuSeconds(pids) ?? 0, server: cpuSeconds([o.server.pid]) ?? 0 };
+    const lastAt = await Promise.race([reader.complete, guard("sage", [...workers, shim], o.timeoutMs ?? 900_000, reader.progress)]);
+    const rssPeakMb = { workers: workers.reduce((mb, w) => mb + peakRssMb(w.pid), 0), shim: peakRssMb(shim.pid) };
+    const cpu1 = { sage: cpuSeconds(pids) ?? 0, server: cpuSeconds([o.server.pid]) ?? 0 };
     await new Promise((r) => setTimeout(r, o.settleMs ?? 2_000));
     log(`sage: ${reader.progress()}`);
     const results = reader.results();
@@ -213,8 +226,8 @@ export async function runSageStreaming(o: SageStreamingOptions): Promise<SageStr
       inputRecords: o.inputRecords,
       recordsPerSecond: o.inputRecords / (jobMs / 1000),
       jobMs,
-      wallMs: lastAt - worker.startedAt,
-      startupMs: firstInputAt - worker.startedAt,
+      wallMs: lastAt - startedAt,
+      startupMs: firstInputAt - startedAt,
       cpuMs: { sage: (cpu1.sage - cpu0.sage) * 1000, server: (cpu1.server - cpu0.server) * 1000 },
       rssPeakMb,
       results,
@@ -230,11 +243,11 @@ export async function runSageStreaming(o: SageStreamingOptions): Promise<SageStr
         KEYED_UIDS.map((uid) => repartitionTopicOf(pipeline.name, o.jobId, uid)),
       ),
       final,
-      logs: { worker: worker.logFile, shim: shim.logFile },
+      logs: { workers: workers.map((w) => w.logFile), shim: shim.logFile },
     };
   } finally {
     await shim?.stop();
-    await worker.stop();
+    for (const w of workers) await w.stop();
     await client.close();
   }
 }
