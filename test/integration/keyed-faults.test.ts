@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { SageClient } from "../../client/sage-client.js";
 import timerPipeline, { type Fired } from "../fixtures/keyed-timer-pipeline.js";
 import keyedPipeline, { BRANCHES } from "../fixtures/keyed-pipeline.js";
-import { keyedInput, keyedReference, normalized, readBranches } from "../support/keyed-reference.js";
+import { assertBranches, keyedInput, keyedReference, readBranches } from "../support/keyed-reference.js";
 import { REPO, startWorker, startWorkerProcess, until, type WorkerProcess } from "../support/harness.js";
 import { startShim, startShimProcess, streamCliEnv, streamConfig, testBroker, testKafka } from "../support/kafka.js";
 import { startDevServer, startScratchServer, type DevServer } from "../../dev/temporal-server.js";
@@ -95,29 +95,50 @@ test("a processing-time timer set before a kill -9 of its worker fires once, at 
   }
 });
 
-test("kill -9 of the worker mid-window: read_committed window results identical to the reference, none twice, none missing", async () => {
-  const input = keyedInput(1_500, 23);
+/**
+ * A streaming run of the keyed test pipeline over `input` in one source partition: its topics, the
+ * config, a producer of input ranges, and the check that every branch equals the reference read
+ * committed (waiting for each, then a little longer: a window emitted twice would show).
+ */
+async function windowedJob(label: string, seed: number) {
+  const input = keyedInput(1_500, seed);
   const expected = keyedReference(input);
-  const tag = `kwin-${process.pid}-${Date.now()}`;
+  const tag = `${label}-${process.pid}-${Date.now()}`;
   const t = { input: `${tag}.in`, out: `${tag}.out`, dlq: `${tag}.dlq` };
   const kafka = testKafka();
   await createTopics(kafka, { [t.input]: 1, [t.dlq]: 1, ...Object.fromEntries(BRANCHES.map((b) => [`${t.out}.${b}`, 1])) });
   const env = { KEYED_IN: t.input, KEYED_OUT: t.out };
   Object.assign(process.env, env);
-  const config = streamConfig("keyed-kill", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 50 });
+  const config = streamConfig(label, t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 50 });
+  return {
+    input,
+    tag,
+    env,
+    config,
+    produce: async (from: number, to: number): Promise<void> => {
+      const producer = await kafka.producer();
+      await producer.send(
+        t.input,
+        input.slice(from, to).map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts) })),
+      );
+      await producer.close();
+    },
+    check: async (): Promise<void> => {
+      const read = (b: string): Promise<unknown[]> => readJson(kafka, `${t.out}.${b}`);
+      await readBranches(read, expected, until);
+      await new Promise((r) => setTimeout(r, 2_000));
+      assertBranches(Object.fromEntries(await Promise.all(BRANCHES.map(async (b) => [b, await read(b)] as const))), expected, BRANCHES);
+    },
+  };
+}
+
+test("kill -9 of the worker mid-window: read_committed window results identical to the reference, none twice, none missing", async () => {
+  const { input, tag, env, config, produce, check } = await windowedJob("kwin", 23);
   const client = await SageClient.connect({ config });
   const cli = streamCliEnv(config, { env });
   let first: WorkerProcess | null = await startWorkerProcess(KEYED_FIXTURE, config, client, cli);
   let second: WorkerProcess | null = null;
   const { job, shim } = await startShim(client, keyedPipeline, config, tag);
-  const produce = async (from: number, to: number): Promise<void> => {
-    const producer = await kafka.producer();
-    await producer.send(
-      t.input,
-      input.slice(from, to).map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts) })),
-    );
-    await producer.close();
-  };
   try {
     await produce(0, 800);
     await until("part of the input through the rolling reduce", async () => {
@@ -128,13 +149,7 @@ test("kill -9 of the worker mid-window: read_committed window results identical 
     first = null;
     await produce(800, input.length);
     second = await startWorkerProcess(KEYED_FIXTURE, config, client, cli);
-    await readBranches((b) => readJson(kafka, `${t.out}.${b}`), expected, until);
-    // A little longer: a window emitted twice would show up now.
-    await new Promise((r) => setTimeout(r, 2_000));
-    for (const b of BRANCHES) {
-      const got = normalized(await readJson(kafka, `${t.out}.${b}`));
-      assert.deepEqual(got, expected[b], `branch ${b}: ${got.length} rows read_committed, reference ${expected[b]!.length}`);
-    }
+    await check();
     const p = await job.progress();
     assert.ok(
       p.workflows.some((w) => (w?.restores ?? 0) > 0),
@@ -150,15 +165,7 @@ test("kill -9 of the worker mid-window: read_committed window results identical 
 
 test("kill -9 of the shim, then of the broker, then of the dev server (restarted on its database): windows identical to the reference", async (tc) => {
   const step = (what: string): void => tc.diagnostic(`${new Date().toISOString()} ${what}`);
-  const input = keyedInput(1_500, 31);
-  const expected = keyedReference(input);
-  const tag = `kall-${process.pid}-${Date.now()}`;
-  const t = { input: `${tag}.in`, out: `${tag}.out`, dlq: `${tag}.dlq` };
-  const kafka = testKafka();
-  await createTopics(kafka, { [t.input]: 1, [t.dlq]: 1, ...Object.fromEntries(BRANCHES.map((b) => [`${t.out}.${b}`, 1])) });
-  const env = { KEYED_IN: t.input, KEYED_OUT: t.out };
-  Object.assign(process.env, env);
-  const base = streamConfig("keyed-all", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 50 });
+  const { input, tag, env, config: base, produce, check } = await windowedJob("kall", 31);
   const server = await startScratchServer(base.dir);
   const config = { ...base, temporal: { ...base.temporal, address: server.address } };
   const worker = await startWorker(keyedPipeline, config);
@@ -174,14 +181,6 @@ test("kill -9 of the shim, then of the broker, then of the dev server (restarted
   let shim = startShimProcess(config, { env }, tag, KEYED_FIXTURE);
   let restarted: DevServer | null = null;
   const broker = testBroker();
-  const produce = async (from: number, to: number): Promise<void> => {
-    const producer = await kafka.producer();
-    await producer.send(
-      t.input,
-      input.slice(from, to).map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts) })),
-    );
-    await producer.close();
-  };
   /** The job's progress, or null while the server is down (a query to a killed server may never answer: bounded by a timer). */
   const progress = async () => {
     let timer: NodeJS.Timeout | undefined;
@@ -229,13 +228,7 @@ test("kill -9 of the shim, then of the broker, then of the dev server (restarted
     await produce(1_150, input.length);
     step("last part produced");
     await until("every record through", () => through(input.length), 240_000);
-    await readBranches((b) => readJson(kafka, `${t.out}.${b}`), expected, until);
-    // A little longer: a window emitted twice would show up now.
-    await new Promise((r) => setTimeout(r, 2_000));
-    for (const b of BRANCHES) {
-      const got = normalized(await readJson(kafka, `${t.out}.${b}`));
-      assert.deepEqual(got, expected[b], `branch ${b}: ${got.length} rows read_committed, reference ${expected[b]!.length}`);
-    }
+    await check();
   } catch (err) {
     tc.diagnostic(`failed: ${(err as Error).stack ?? String(err)}`);
     tc.diagnostic(`shim output:\n${shim.log().slice(-3000)}`);

@@ -23,12 +23,13 @@ import pipeline, {
   type WindowPair,
 } from "../fixtures/keyed-joins-pipeline.js";
 import { readJsonl, runJob, testConfig, until } from "../support/harness.js";
+import { assertBranches, FLUSH_KEY, normalized } from "../support/keyed-reference.js";
 import { runStreaming, streamConfig, testKafka } from "../support/kafka.js";
 
 /** Records per side (before the hand-made ones at the bounds). */
 const N = 300;
 /** The key of each side's last record, an hour on: its watermark fires every window (streaming). */
-const FLUSH_KEY = "zz";
+
 const T0 = Date.UTC(2026, 0, 1);
 
 /** `n` records of `side` over keys a-f (plus `only`, a key the other side never has), ~400 ms apart, 1 in 7 up to 1.5 s out of order. */
@@ -81,14 +82,6 @@ function joinReference(left: readonly JoinEv[], right: readonly JoinEv[]): Recor
   return { joined: normalized(joined), interval: normalized(interval) };
 }
 
-/** Rows as sorted JSON strings, the flush key left out. */
-function normalized(rows: readonly unknown[]): string[] {
-  return rows
-    .filter((r) => (r as { k?: string }).k !== FLUSH_KEY)
-    .map((r) => JSON.stringify(r))
-    .sort();
-}
-
 /** The input is what the tests claim: out of order within the bound, keys on one side only, pairs on the bounds. */
 function checkInput(left: readonly JoinEv[], right: readonly JoinEv[], expected: Record<string, string[]>): void {
   for (const side of [left, right]) {
@@ -112,21 +105,6 @@ function checkInput(left: readonly JoinEv[], right: readonly JoinEv[], expected:
   assert.ok(expected.interval!.length > N / 2, `interval pairs: ${expected.interval!.length}`);
 }
 
-/** Each sink's rows against the reference, with a readable message on a difference. */
-function assertBranches(actual: Record<string, unknown[]>, expected: Record<string, string[]>): void {
-  for (const branch of JOIN_BRANCHES) {
-    const got = normalized(actual[branch] ?? []);
-    const want = expected[branch]!;
-    const missing = want.filter((r) => !got.includes(r));
-    const extra = got.filter((r) => !want.includes(r));
-    assert.deepEqual(
-      got,
-      want,
-      `${branch}: ${got.length} rows, reference ${want.length}; missing ${missing.slice(0, 3).join(" ")}; extra ${extra.slice(0, 3).join(" ")}`,
-    );
-  }
-}
-
 test("bounded: a window join and an interval join of two file sources equal the reference, over parallel splits", async () => {
   const { left, right } = joinInput();
   const expected = joinReference(left, right);
@@ -140,7 +118,7 @@ test("bounded: a window join and an interval join of two file sources equal the 
   const { result } = await runJob(pipeline, config, { ...files, ...out });
   assert.equal(result.phase, "done");
   assert.ok(result.splitsTotal >= 6, `the inputs were read as ${result.splitsTotal} splits`);
-  assertBranches({ joined: readJsonl(out.joined), interval: readJsonl(out.interval) }, expected);
+  assertBranches({ joined: readJsonl(out.joined), interval: readJsonl(out.interval) }, expected, JOIN_BRANCHES);
   assert.equal(result.deadLetters, 0);
 });
 
@@ -189,7 +167,7 @@ test("streaming: the same joins over two Kafka topics give the same pairs, each 
     for (const b of JOIN_BRANCHES) {
       actual[b] = (await kafka.readAll(`${t.out}.${b}`, { idleTimeoutMs: 1_500 })).map((m) => JSON.parse(m.value!.toString("utf8")) as unknown);
     }
-    assertBranches(actual, expected);
+    assertBranches(actual, expected, JOIN_BRANCHES);
     assert.equal((await run.job.progress()).deadLetters, 0);
   } finally {
     delete process.env.JOINS_IN;

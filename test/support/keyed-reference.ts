@@ -3,6 +3,7 @@
  * once, in order, with the watermark before each record taken as the largest earlier timestamp
  * minus the bound minus 1, and each branch computed the obvious way. Also the test input.
  */
+import assert from "node:assert/strict";
 import { BOUND_MS, LATENESS_MS, type Ev } from "../fixtures/keyed-pipeline.js";
 
 /** The key of the last record, whose timestamp an hour on fires every window of the others. */
@@ -157,5 +158,20 @@ export async function readBranches(
     );
   } catch (err) {
     throw new Error(`${(err as Error).message} (${short})`);
+  }
+}
+
+/** Each branch's rows (flush key left out, sorted) against the reference's, naming what is missing or extra. */
+export function assertBranches(actual: Record<string, unknown[]>, expected: Record<string, string[]>, branches: readonly string[]): void {
+  for (const branch of branches) {
+    const got = normalized(actual[branch] ?? []);
+    const want = expected[branch]!;
+    const missing = want.filter((r) => !got.includes(r));
+    const extra = got.filter((r) => !want.includes(r));
+    assert.deepEqual(
+      got,
+      want,
+      `branch ${branch}: ${got.length} rows, reference ${want.length}; missing ${missing.slice(0, 3).join(" ")}; extra ${extra.slice(0, 3).join(" ")}`,
+    );
   }
 }
