@@ -2,7 +2,7 @@
 import { PipelineDefinitionError } from "../errors.js";
 import { GraphBuilder } from "../plan/builder.js";
 import type { LogicalGraph } from "../plan/logical.js";
-import { checkStreamingGraph } from "../plan/stream.js";
+import { checkStreamingGraph, checkStreamingPlan } from "../plan/stream.js";
 import { optimize, type CompileOptions, type PhysicalPlan } from "../plan/physical.js";
 import { StreamExecutionEnvironment } from "./environment.js";
 import { NAME_CHARS, isName } from "../names.js";
@@ -40,6 +40,7 @@ export function definePipeline(name: string, build: (env: StreamExecutionEnviron
       const { graph, functions } = builder.finish();
       checkStreamingGraph(graph);
       const plan = optimize(graph, { ...DEFAULT_COMPILE_OPTIONS, ...options });
+      checkStreamingPlan(plan);
       return { graph, plan, functions };
     },
   };

@@ -238,3 +238,19 @@ export function checkStreamingGraph(graph: LogicalGraph): void {
     }
   }
 }
+
+/**
+ * Checks what a streaming plan's keyed stages need: each keyed operator runs with the job's
+ * parallelism (partition i of its repartition topic is read by partition workflow i).
+ */
+export function checkStreamingPlan(plan: PhysicalPlan): void {
+  if (!isStreaming(plan)) return;
+  for (const stage of plan.stages) {
+    if (stage.keyed && stage.parallelism !== plan.parallelism) {
+      throw new PipelineDefinitionError(
+        `pipeline "${plan.pipeline}": keyed operator "${stage.operators[0]}" has parallelism ${stage.parallelism} but the streaming job ${plan.parallelism}; ` +
+          `in a streaming job a keyed operator runs with the job's parallelism (leave its parallelism unset)`,
+      );
+    }
+  }
+}

@@ -517,3 +517,26 @@ test("renderText shows keyBy edges as repartitions and which operators hold stat
   );
   assert.match(sessions, /sessions \(window session gap 5000 ms, event time -> reduce, lateness 1000 ms, holds state \(uid sessions\)\)/);
 });
+
+test("a streaming job refuses a keyed operator whose parallelism differs from the job's, naming it", () => {
+  const p = definePipeline("kp-stream-par", (env) =>
+    env
+      .fromSource(KafkaSource.topic<{ k: string }>("in"), { name: "in" })
+      .keyBy((e) => e.k)
+      .reduce((a) => a, { name: "r", parallelism: 3 })
+      .sink(KafkaSink.topic("out"), { name: "out" }),
+  );
+  assert.throws(() => p.compile({ parallelism: 2 }), /keyed operator "r" has parallelism 3 but the streaming job 2/);
+  assert.equal(
+    definePipeline("kp-stream-par-ok", (env) =>
+      env
+        .fromSource(KafkaSource.topic<{ k: string }>("in"), { name: "in" })
+        .keyBy((e) => e.k)
+        .reduce((a) => a, { name: "r" })
+        .sink(KafkaSink.topic("out"), { name: "out" }),
+    )
+      .compile({ parallelism: 2 })
+      .plan.stages.find((s) => s.keyed)!.parallelism,
+    2,
+  );
+});
