@@ -17,9 +17,6 @@ interface LocalState {
   position: number;
 }
 
-/** How long the changelog may stay silent before a restore counts it read to the end. */
-const RESTORE_IDLE_MS = 1_000;
-
 /** Keyed state of the streaming units of one worker process. */
 export class KeyedStateHost {
   private readonly local = new Map<string, LocalState>();
@@ -45,7 +42,7 @@ export class KeyedStateHost {
       return { backend };
     }
     const started = Date.now();
-    const messages = (await this.kafka().client.readAll(changelog, { idleTimeoutMs: RESTORE_IDLE_MS })).filter((m) => m.partition === partition);
+    const messages = await this.kafka().client.readToEnd(changelog, [partition]);
     const entries: ChangelogEntry[] = messages
       .filter((m) => m.key !== null)
       .map((m) => ({ key: m.key!.toString("utf8"), value: m.value === null ? null : m.value.toString("utf8") }));
@@ -60,11 +57,6 @@ export class KeyedStateHost {
   committed(changelog: string, partition: number, position: number): void {
     const held = this.local.get(`${changelog}#${partition}`);
     if (held) held.position = position;
-  }
-
-  /** The unit's changes were applied but not committed: the copy is no longer trusted. */
-  drop(changelog: string, partition: number): void {
-    this.local.delete(`${changelog}#${partition}`);
   }
 
   /** Every source partition of `topics` as `topic:partition` (the origins a watermark waits for), cached. */

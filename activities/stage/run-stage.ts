@@ -105,14 +105,21 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
         await run(state.origins);
         nextTimer = chain.keyed?.operator.nextProcessingTimer() ?? null;
         stateSize = state.backend.size();
-        for (const change of state.backend.takeChanges()) stream.write(state.changelog, { key: change.key, value: change.value, partition: state.partition });
+        // The changes go to the changelog in the unit's transaction; they are applied to the local copy only once it committed.
+        for (const change of state.backend.unitChanges()) stream.write(state.changelog, { key: change.key, value: change.value, partition: state.partition });
         // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
         const seq = { topic: state.changelog, partition: state.partition, nextOffset: state.seq + 1 };
         const outcome = await stream.commit(session, [seq]);
-        if (outcome === "skipped") state.host.drop(state.changelog, state.partition);
-        else if (outcome === "committed") state.host.committed(state.changelog, state.partition, seq.nextOffset);
+        if (outcome === "skipped") {
+          // An earlier attempt committed this unit: the copy (current at the marker) already holds its changes.
+          state.backend.discardUnit();
+        } else {
+          state.backend.takeChanges();
+          if (outcome === "committed") state.host.committed(state.changelog, state.partition, seq.nextOffset);
+        }
       } catch (err) {
-        state.host.drop(state.changelog, state.partition);
+        // Not committed (or in doubt: then the marker moved, and the next unit rebuilds the copy).
+        state.backend.discardUnit();
         throw err;
       }
     });

@@ -86,6 +86,8 @@ export interface StateBackend {
   abortRecord(): void;
   /** The unit's changes become committed; returns them (last value per entry, null when deleted) for the changelog. */
   takeChanges(): ChangelogEntry[];
+  /** The unit's changes so far, as `takeChanges` would return them, left pending (`takeChanges` or `discardUnit` follows). */
+  unitChanges(): ChangelogEntry[];
   /** Undoes the unit's changes (and an open record's): the transaction that would have made them durable failed. */
   discardUnit(): void;
   /** Applies changelog entries to committed state (last wins, null deletes) and rebuilds the timer index. */
@@ -214,6 +216,13 @@ export class InMemoryStateBackend implements StateBackend {
       this.settle(slot);
     }
     this.dirty.length = 0;
+    return changes;
+  }
+
+  unitChanges(): ChangelogEntry[] {
+    if (this.inRecord) throw new Error("unitChanges: a record is still open");
+    const changes: ChangelogEntry[] = [];
+    for (const slot of this.dirty) if (slot.value !== slot.before) changes.push({ key: entryOf(slot), value: slot.value ?? null });
     return changes;
   }
 

@@ -155,6 +155,11 @@ export interface KafkaClient {
   transactionalProducer(transactionalId: string): TransactionalProducer;
   producer(): Promise<PlainProducer>;
   admin(): Promise<KafkaAdmin>;
+  /**
+   * Reads `partitions` of `topic` (default: all) from the beginning to the end offsets they had when
+   * called, read_committed, knowing for sure it reached them (restoring keyed state from a changelog).
+   */
+  readToEnd(topic: string, partitions?: readonly number[]): Promise<Array<ConsumedMessage & { partition: number }>>;
   /** Reads every partition of `topic` from the beginning up to its current end (tests, tools). */
   readAll(topic: string, options?: ReadAllOptions): Promise<Array<ConsumedMessage & { partition: number }>>;
 }

@@ -348,6 +348,64 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
         close: () => a.disconnect(),
       };
     },
+    async readToEnd(topic: string, partitions?: readonly number[]) {
+      const admin = kafka.admin();
+      await admin.connect();
+      let ends: Array<{ partition: number; low: string; high: string }>;
+      try {
+        ends = await admin.fetchTopicOffsets(topic);
+      } finally {
+        await admin.disconnect();
+      }
+      const wanted = (p: number): boolean => !partitions || partitions.includes(p);
+      // The end of each partition as of now; its last offset is often a transaction marker, which no batch hands to eachBatch.
+      const targets = new Map(ends.filter((o) => wanted(o.partition) && Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)] as const));
+      const out: Array<ConsumedMessage & { partition: number }> = [];
+      if (targets.size === 0) return out;
+      const consumer = kafka.consumer({ groupId: `sage-read-${randomUUID()}`, maxWaitTimeInMs: 200 });
+      let finished!: () => void;
+      const reachedAll = new Promise<void>((r) => (finished = r));
+      // Batch events come for marker-only batches too: they tell how far each partition was read.
+      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+        const target = payload.topic === topic ? targets.get(payload.partition) : undefined;
+        if (target === undefined || Number(payload.lastOffset) + 1 < target) return;
+        targets.delete(payload.partition);
+        if (targets.size === 0) finished();
+      });
+      await consumer.connect();
+      let guard: NodeJS.Timeout | undefined;
+      try {
+        await consumer.subscribe({ topics: [topic], fromBeginning: true });
+        await consumer.run({
+          eachBatch: async ({ batch }) => {
+            if (!wanted(batch.partition)) return;
+            for (const m of batch.messages) {
+              out.push({
+                partition: batch.partition,
+                offset: m.offset,
+                key: m.key ?? null,
+                value: m.value ?? null,
+                headers: headersOf(m.headers),
+                timestamp: m.timestamp,
+              });
+            }
+          },
+        });
+        await Promise.race([
+          reachedAll,
+          new Promise<never>((_, reject) => {
+            guard = setTimeout(
+              () => reject(new Error(`reading ${topic} to its end: partitions ${[...targets.keys()].join(", ")} not read to their end within 120 s`)),
+              120_000,
+            );
+          }),
+        ]);
+      } finally {
+        clearTimeout(guard);
+        await consumer.disconnect();
+      }
+      return out;
+    },
     async readAll(topic: string, o: ReadAllOptions = {}) {
       const consumer = kafka.consumer({ groupId: `sage-read-${randomUUID()}`, readUncommitted: o.readCommitted === false, maxWaitTimeInMs: 200 });
       const out: Array<ConsumedMessage & { partition: number }> = [];

@@ -194,3 +194,28 @@ test("size counts entries, timers and bytes of keys and values", () => {
   b.pollTimer("processing", 5);
   assert.deepEqual(b.size(), { entries: 0, timers: 0, bytes: 0 });
 });
+
+test("unitChanges lists the unit's changes and leaves them pending: takeChanges applies them, discardUnit undoes them", () => {
+  const b = new InMemoryStateBackend();
+  b.beginRecord();
+  b.put(3, '"k"', "count", "", 1);
+  b.commitRecord();
+  b.takeChanges();
+  b.beginRecord();
+  b.put(3, '"k"', "count", "", 2);
+  b.commitRecord();
+  const pending = b.unitChanges();
+  assert.equal(pending.length, 1);
+  assert.equal(pending[0]!.value, "2");
+  assert.deepEqual(b.unitChanges(), pending, "listing twice gives the same");
+  b.discardUnit();
+  assert.equal(b.get(3, '"k"', "count", ""), 1, "discarded: the committed value is back");
+  assert.deepEqual(b.unitChanges(), []);
+  b.beginRecord();
+  b.put(3, '"k"', "count", "", 5);
+  b.commitRecord();
+  const listed = b.unitChanges();
+  assert.deepEqual(b.takeChanges(), listed, "takeChanges returns what was listed");
+  assert.equal(b.get(3, '"k"', "count", ""), 5);
+  assert.deepEqual(b.unitChanges(), [], "nothing pending after takeChanges");
+});
