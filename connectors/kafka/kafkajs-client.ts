@@ -27,6 +27,12 @@ import { TransactionError, UnstableOffsetsError } from "./client.js";
 
 /** Bytes per produce call inside a transaction: well below the broker's 1 MiB default message size. */
 const SEND_CHUNK_BYTES = 512 * 1024;
+/**
+ * Most messages per send: kafkajs groups a send's messages by partition copying the partition's
+ * array once per message, quadratic in the messages of one call (7.4 s of a 62 s profile with ~10k
+ * small changelog records per call).
+ */
+const SEND_CHUNK_MESSAGES = 1_000;
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.ERROR]: "error",
@@ -60,7 +66,7 @@ function sizeOf(m: OutgoingMessage): number {
   return n;
 }
 
-/** Groups messages by topic in chunks of at most `SEND_CHUNK_BYTES`, keeping their order. */
+/** Groups messages by topic in chunks of at most `SEND_CHUNK_BYTES` and `SEND_CHUNK_MESSAGES`, keeping their order. */
 function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): Array<{ topic: string; messages: OutgoingMessage[] }> {
   // By topic first: a unit that alternates topics (a keyBy into several repartition topics) must not
   // become one request per message. Order within each topic, hence within each partition, is kept.
@@ -75,7 +81,7 @@ function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): A
     let last: { topic: string; messages: OutgoingMessage[]; bytes: number } | undefined;
     for (const message of list) {
       const size = sizeOf(message);
-      if (!last || last.bytes + size > SEND_CHUNK_BYTES) out.push((last = { topic, messages: [], bytes: 0 }));
+      if (!last || last.bytes + size > SEND_CHUNK_BYTES || last.messages.length >= SEND_CHUNK_MESSAGES) out.push((last = { topic, messages: [], bytes: 0 }));
       last.messages.push(message);
       last.bytes += size;
     }
