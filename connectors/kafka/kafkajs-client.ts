@@ -5,7 +5,7 @@
  * short session timeouts (kafkajs has no static membership), and crashes surfaced, not swallowed.
  */
 import { randomUUID } from "node:crypto";
-import { Kafka, logLevel, Partitioners, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders } from "kafkajs";
+import { Kafka, logLevel, Partitioners, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders, type KafkaMessage } from "kafkajs";
 import type { Logger } from "pino";
 import { KafkaProtocolError, UNSTABLE_OFFSET_COMMIT, fetchStableOffsets } from "./stable-offsets.js";
 import type {
@@ -48,6 +48,11 @@ function headersOf(h: IHeaders | undefined): Record<string, string> {
     out[k] = Array.isArray(v) ? v.map(String).join(",") : Buffer.isBuffer(v) ? v.toString("utf8") : String(v);
   }
   return out;
+}
+
+/** A kafkajs message as our interface's `ConsumedMessage`. */
+function consumedOf(m: KafkaMessage): ConsumedMessage {
+  return { offset: m.offset, key: m.key ?? null, value: m.value ?? null, headers: headersOf(m.headers), timestamp: m.timestamp };
 }
 
 function toKafkajs(m: OutgoingMessage) {
@@ -249,13 +254,7 @@ class KafkajsGroupConsumer implements GroupConsumer {
       eachBatch: async (payload) => {
         const { batch } = payload;
         if (batch.messages.length === 0) return;
-        const messages: ConsumedMessage[] = batch.messages.map((m) => ({
-          offset: m.offset,
-          key: m.key ?? null,
-          value: m.value ?? null,
-          headers: headersOf(m.headers),
-          timestamp: m.timestamp,
-        }));
+        const messages: ConsumedMessage[] = batch.messages.map(consumedOf);
         await handler(
           { topic: batch.topic, partition: batch.partition, messages },
           {
@@ -386,14 +385,7 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
           eachBatch: async ({ batch }) => {
             if (!wanted(batch.partition)) return;
             for (const m of batch.messages) {
-              out.push({
-                partition: batch.partition,
-                offset: m.offset,
-                key: m.key ?? null,
-                value: m.value ?? null,
-                headers: headersOf(m.headers),
-                timestamp: m.timestamp,
-              });
+              out.push({ ...consumedOf(m), partition: batch.partition });
             }
           },
         });
@@ -422,14 +414,7 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
         await consumer.run({
           eachBatch: async ({ batch }) => {
             for (const m of batch.messages) {
-              out.push({
-                partition: batch.partition,
-                offset: m.offset,
-                key: m.key ?? null,
-                value: m.value ?? null,
-                headers: headersOf(m.headers),
-                timestamp: m.timestamp,
-              });
+              out.push({ ...consumedOf(m), partition: batch.partition });
             }
             last = Date.now();
           },
