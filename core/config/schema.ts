@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
+import { refuseKeyMaterial } from "./key-material.js";
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
@@ -176,6 +177,41 @@ export const configSchema = z
       .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
       .strict()
       .prefault({}),
+    security: z
+      .object({
+        /**
+         * Payload encryption (AES-256-GCM) of everything the client and the workers write to history,
+         * on when a key source is named. Key bytes never sit here (`refuseKeyMaterial`).
+         */
+        encryption: z
+          .object({
+            /** File of keys, one `key-id=<base64 of 32 bytes>` per line; the first is the active one unless `active-key` says. */
+            "keys-file": z.string().min(1).optional(),
+            /** Name of an environment variable holding the keys the same way (entries separated by commas or newlines). */
+            "keys-env": z
+              .string()
+              .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected the name of an environment variable")
+              .optional(),
+            /** Id of the key new payloads are encrypted with; the others only decrypt (rotation). */
+            "active-key": z.string().min(1).optional(),
+          })
+          .strict()
+          .prefault({}),
+        /** `sage codec-server`: the Web UI's remote codec endpoint. */
+        "codec-server": z
+          .object({
+            port: port.default(8888),
+            host: z.string().min(1).default("127.0.0.1"),
+            /** Comma-separated origins allowed by CORS (default: the Web UI's address). */
+            "cors-origins": z.string().optional(),
+            /** File holding the bearer token requests must carry (none: no token asked). */
+            "token-file": z.string().min(1).optional(),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -196,6 +232,7 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
  * was expected, e.g. `execution.parallelism = "abc" (from sage.config.yaml): expected number`.
  */
 export function parseConfig(raw: unknown, origins: ConfigOrigins = new Map()): SageConfig {
+  refuseKeyMaterial(raw, origins);
   const result = configSchema.safeParse(raw ?? {});
   if (result.success) return result.data;
   const lines = result.error.issues.flatMap((issue) => {
@@ -261,6 +298,13 @@ export const CONFIG_KEYS: readonly string[] = [
   "data-dir",
   "dead-letter.path",
   "log.level",
+  "security.encryption.keys-file",
+  "security.encryption.keys-env",
+  "security.encryption.active-key",
+  "security.codec-server.port",
+  "security.codec-server.host",
+  "security.codec-server.cors-origins",
+  "security.codec-server.token-file",
 ];
 
 /** The environment variable of a config key: `temporal.task-queue` -> `SAGE_TEMPORAL_TASK_QUEUE`. */
