@@ -3,7 +3,17 @@
 import tseslint from "typescript-eslint";
 
 // The folders whose code runs on Node, outside workflows: neither core/ nor workflows/ may import them.
-const NODE_SIDE = ["**/activities/**", "**/client/**", "**/cli/**", "**/dev/**", "**/streaming/**", "**/replay/**", "**/worker/**", "**/connectors/**"];
+const NODE_SIDE = [
+  "**/activities/**",
+  "**/client/**",
+  "**/cli/**",
+  "**/dev/**",
+  "**/streaming/**",
+  "**/replay/**",
+  "**/worker/**",
+  "**/connectors/**",
+  "**/security/**",
+];
 
 const NODE_BUILTINS = [
   "node:*",

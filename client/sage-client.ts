@@ -20,6 +20,7 @@ import { loadConfig } from "./config-loader.js";
 import { connectionOptions } from "./connection.js";
 import { SEARCH_ATTRIBUTES, ensureSearchAttributes } from "./search-attributes.js";
 import { taskQueueOf } from "./task-queue.js";
+import { dataConverterOf } from "../security/data-converter.js";
 
 /** Options of `SageClient.connect`. */
 export interface ConnectOptions {
@@ -149,6 +150,7 @@ export class SageClient {
       ...base,
       temporal: { ...base.temporal, ...(options.address ? { address: options.address } : {}), ...(options.namespace ? { namespace: options.namespace } : {}) },
     };
+    const dataConverter = dataConverterOf(config); // keys checked before anything connects
     let connection: Connection;
     try {
       connection = await Connection.connect({
@@ -165,7 +167,7 @@ export class SageClient {
       );
     }
     const sa = await ensureSearchAttributes(connection, config.temporal.namespace).catch(() => false);
-    return new SageClient(connection, new Client({ connection, namespace: config.temporal.namespace }), config, sa);
+    return new SageClient(connection, new Client({ connection, namespace: config.temporal.namespace, dataConverter }), config, sa);
   }
 
   /** Activity timeouts and budgets of jobs this client starts, from its configuration. */

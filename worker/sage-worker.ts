@@ -17,6 +17,7 @@ import { observeStage, startMetricsServer, type MetricsServer } from "./metrics.
 import { installSdkRuntime } from "./sdk-runtime.js";
 import { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { kafkaClientOf } from "../connectors/kafka/index.js";
+import { dataConverterOf } from "../security/data-converter.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
@@ -43,6 +44,7 @@ export interface SageWorker {
 /** Creates a worker for `pipeline` against the configured Temporal server. */
 export async function createSageWorker(options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string }): Promise<SageWorker> {
   const { pipeline, config, logger } = options;
+  const dataConverter = dataConverterOf(config); // keys checked before anything starts
   installSdkRuntime(logger);
   const dataDir = resolve(config["data-dir"]);
   let kafka: KafkaSinkHost | null = null;
@@ -64,6 +66,7 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities,
+    dataConverter,
     identity: options.identity ?? `sage-worker@${process.pid}`,
     maxConcurrentActivityTaskExecutions: config.worker["max-concurrent-activities"],
     maxConcurrentActivityTaskPolls: Math.max(2, Math.min(10, config.worker["max-concurrent-activities"])),

@@ -1,0 +1,20 @@
+/**
+ * The data converter every client and worker of a configuration uses: Temporal's default, plus the
+ * encryption codec when `security.encryption` names keys. Record batches are gzip'd by the shim
+ * before they become payloads, so encryption already runs on compressed bytes; a compressing codec
+ * added later must come before this one in `payloadCodecs` (codecs encode in order), since
+ * ciphertext does not compress.
+ */
+import type { DataConverter } from "@temporalio/common";
+import type { SageConfig } from "../core/config/schema.js";
+import { AesGcmCodec } from "./aes-gcm-codec.js";
+import { loadKeyRing } from "./key-ring.js";
+
+/**
+ * The data converter of `config`. Keys are read and checked here, so a client or worker whose keys
+ * cannot be used fails before it connects or starts anything (`EncryptionKeyError`).
+ */
+export function dataConverterOf(config: SageConfig, env: NodeJS.ProcessEnv = process.env): DataConverter {
+  const ring = loadKeyRing(config.security.encryption, env);
+  return ring ? { payloadCodecs: [new AesGcmCodec(ring)] } : {};
+}
