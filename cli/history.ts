@@ -9,6 +9,7 @@ import { createSageWorker } from "../worker/sage-worker.js";
 import { cliLogger, configFrom, uiLink, type GlobalFlags } from "./common.js";
 import { follow } from "./progress.js";
 import { UsageError } from "../core/errors.js";
+import { dataConverterOf } from "../security/data-converter.js";
 
 interface ReplayFlags extends GlobalFlags {
   failed?: boolean;
@@ -25,7 +26,7 @@ export async function replayCommand(workflowId: string | undefined, flags: Repla
   installReplayRuntime();
   let verdicts: ReplayVerdict[];
   if (flags.file) {
-    verdicts = [await replayFile(flags.file, workflows)];
+    verdicts = [await replayFile(flags.file, workflows, dataConverterOf(config))];
   } else {
     if (!workflowId && !flags.failed) throw new UsageError("give a workflow id, --failed, or --file <history.json>");
     const client = await SageClient.connect({ config });

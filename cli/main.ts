@@ -7,6 +7,7 @@ import { shimCommand } from "./stream.js";
 import { replayCommand, rerunCommand } from "./history.js";
 import { collect } from "./common.js";
 import { modelsServeCommand } from "./models.js";
+import { codecServerCommand } from "./codec-server.js";
 import { indexCommand } from "./index-docs.js";
 import { SageError } from "../core/errors.js";
 
@@ -97,6 +98,14 @@ withGlobals(program.command("index <docs-folder>"))
   .option("--index <dir>", "index folder (default <data-dir>/index/docs)")
   .option("--job-id <id>", "job id (default: a timestamp)")
   .action(indexCommand);
+
+withGlobals(program.command("codec-server"))
+  .description("serve the payload encryption codec (POST /encode, /decode) to the Temporal Web UI and CLI until interrupted")
+  .option("--port <port>", "port (security.codec-server.port, default 8888; 0 = any free port)")
+  .option("--host <host>", "address to listen on (security.codec-server.host, default 127.0.0.1)")
+  .option("--token-file <file>", "require Authorization: Bearer <the token in this file> (security.codec-server.token-file)")
+  .option("--cors-origin <origin>", "browser origin allowed to call it (repeatable; default the Web UI's address)", collect, [])
+  .action(codecServerCommand);
 
 program
   .command("models")

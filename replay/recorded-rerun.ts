@@ -10,6 +10,7 @@ import { PIPELINE_WORKFLOW, workflowIdOf, type JobInput } from "../core/plan/job
 import { SageJob, type SageClient } from "../client/sage-client.js";
 import { UsageError } from "../core/errors.js";
 import { startOf } from "./rerun.js";
+import { withDecodedPayloads } from "./history-payloads.js";
 
 /** The recorded re-run that was started. */
 export interface RecordedRerun {
@@ -24,7 +25,8 @@ export async function rerunRecorded(client: SageClient, workflowId: string, opti
   const desc = await handle.describe();
   if (desc.status.name === "RUNNING") throw new UsageError(`job ${workflowId} is still RUNNING; a recorded re-run needs a finished or failed job`);
   const history = await handle.fetchHistory();
-  const { input, taskQueue } = startOf(history.events ?? [], workflowId);
+  const events = await withDecodedPayloads(history.events ?? [], client.temporal.options.loadedDataConverter.payloadCodecs);
+  const { input, taskQueue } = startOf(events, workflowId);
   // A recorded re-run of a recorded re-run still reads the first job's record.
   const from = input.params[RECORDED_FROM_PARAM] ?? `${input.plan.pipeline}/${input.jobId}`;
   const jobId = options.jobId ?? `${input.jobId}.recorded-${Date.now().toString(36)}`;

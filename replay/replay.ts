@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { bundleWorkflowCode, DefaultLogger, Worker, type ReplayWorkerOptions } from "@temporalio/worker";
 import { historyFromJSON } from "@temporalio/common/lib/proto-utils.js";
 import type { Client } from "@temporalio/client";
+import type { DataConverter } from "@temporalio/common";
 import { PIPELINE_WORKFLOW } from "../core/plan/job.js";
 import { STREAM_WORKFLOW } from "../core/plan/stream.js";
 import { workflowBundle, workflowsPath as defaultWorkflowsPath } from "../worker/sage-worker.js";
@@ -31,12 +32,13 @@ export function installReplayRuntime(): void {
   installSdkRuntime(createLogger("warn"));
 }
 
-async function replayOptions(workflowsPath?: string): Promise<ReplayWorkerOptions> {
+/** The replayer's options: the workflow bundle, and the data converter the history was written with (its codec decrypts). */
+async function replayOptions(workflowsPath: string | undefined, dataConverter: DataConverter): Promise<ReplayWorkerOptions> {
   const bundle =
     workflowsPath && workflowsPath !== defaultWorkflowsPath
       ? await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger("WARN") })
       : await workflowBundle();
-  return { workflowBundle: bundle, replayName: "sage-replay" };
+  return { workflowBundle: bundle, replayName: "sage-replay", dataConverter };
 }
 
 function verdict(workflowId: string, runId: string, error: unknown): ReplayVerdict {
@@ -46,13 +48,13 @@ function verdict(workflowId: string, runId: string, error: unknown): ReplayVerdi
   return { workflowId, runId, deterministic: false, error: `${e.name}: ${e.message}${detail}` };
 }
 
-/** Replays one workflow execution (latest run unless `runId`). */
+/** Replays one workflow execution (latest run unless `runId`), decoding its payloads with the client's data converter. */
 export async function replayExecution(client: Client, workflowId: string, runId?: string, workflowsPath?: string): Promise<ReplayVerdict> {
   const handle = client.workflow.getHandle(workflowId, runId);
   const history = await handle.fetchHistory();
   const firstRunId = runId ?? (await handle.describe()).runId;
   try {
-    await Worker.runReplayHistory(await replayOptions(workflowsPath), history, workflowId);
+    await Worker.runReplayHistory(await replayOptions(workflowsPath, client.options.dataConverter), history, workflowId);
     return verdict(workflowId, firstRunId, null);
   } catch (err) {
     return verdict(workflowId, firstRunId, err);
@@ -66,16 +68,20 @@ export async function replayFailed(client: Client, pipeline?: string, workflowsP
     : `(WorkflowType = "${PIPELINE_WORKFLOW}" OR WorkflowType = "${STREAM_WORKFLOW}")`;
   const histories = client.workflow.list({ query: `${filter} AND ExecutionStatus = "Failed"` }).intoHistories();
   const out: ReplayVerdict[] = [];
-  for await (const r of Worker.runReplayHistories(await replayOptions(workflowsPath), histories)) out.push(verdict(r.workflowId, r.runId, r.error));
+  for await (const r of Worker.runReplayHistories(await replayOptions(workflowsPath, client.options.dataConverter), histories))
+    out.push(verdict(r.workflowId, r.runId, r.error));
   return out;
 }
 
-/** Replays a history file (`temporal workflow show --output json`, or Web UI download). */
-export async function replayFile(path: string, workflowsPath?: string): Promise<ReplayVerdict> {
+/**
+ * Replays a history file (`temporal workflow show --output json`, or Web UI download); an encrypted
+ * history needs the `dataConverter` of the configuration that wrote it (`dataConverterOf`).
+ */
+export async function replayFile(path: string, workflowsPath?: string, dataConverter: DataConverter = {}): Promise<ReplayVerdict> {
   const history = historyFromJSON(JSON.parse(await readFile(path, "utf8")));
   const workflowId = `file:${path}`;
   try {
-    await Worker.runReplayHistory(await replayOptions(workflowsPath), history, workflowId);
+    await Worker.runReplayHistory(await replayOptions(workflowsPath, dataConverter), history, workflowId);
     return verdict(workflowId, "", null);
   } catch (err) {
     return verdict(workflowId, "", err);

@@ -13,6 +13,7 @@ import { defaultPayloadConverter } from "@temporalio/common";
 import proto from "@temporalio/proto";
 import { PIPELINE_WORKFLOW, addCounts, sentBatches, type JobInput, type StageCounts, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { UsageError } from "../core/errors.js";
+import { withDecodedPayloads } from "./history-payloads.js";
 
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 const EventType = proto.temporal.api.enums.v1.EventType;
@@ -81,7 +82,7 @@ export async function rerunJob(client: Client, workflowId: string): Promise<{ ru
     );
   }
   const history = await handle.fetchHistory();
-  const events = history.events ?? [];
+  const events = await withDecodedPayloads(history.events ?? [], client.options.loadedDataConverter.payloadCodecs);
   const { input: started, taskQueue } = startOf(events, workflowId);
   // What upstream splits wrote for keyed stages is collected per run, not read back from history:
   // a job with keyed stages runs again whole (its staged files are rewritten with the same content).
