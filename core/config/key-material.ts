@@ -13,7 +13,7 @@ const KEY_TEXT = [/^[A-Za-z0-9+/]{43}=?$/, /^[A-Za-z0-9_-]{43}$/, /^[0-9a-fA-F]{
 
 /**
  * True for a value of `name` that is a key rather than what the setting names (a path may look like
- * base64: it starts with / . or ~). An unknown name is key material when it is called so (`key`,
+ * base64, but it starts with / . or ~ and does not end in base64's padding). An unknown name is key material when it is called so (`key`,
  * `keys`, `secret`, ...) or its value looks like a key; other unknown names are left to the schema's
  * "unknown config key" error, which does not repeat the value either.
  */
@@ -21,7 +21,7 @@ function holdsKey(name: string, value: unknown): boolean {
   const text = typeof value === "string" ? value.trim() : typeof value === "object" && value !== null ? JSON.stringify(value) : "";
   const keyLike = KEY_TEXT.some((re) => re.test(text));
   if (!ENCRYPTION_SETTINGS.includes(name)) return /^(keys?|secrets?|key-?material|(aes|encryption|data)-?keys?)$/i.test(name) || keyLike;
-  if (name === "keys-file" && /^[/.~]/.test(text)) return false;
+  if (name === "keys-file" && /^[/.~]/.test(text) && !text.endsWith("=")) return false;
   return keyLike;
 }
 
