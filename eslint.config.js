@@ -13,6 +13,7 @@ const NODE_SIDE = [
   "**/worker/**",
   "**/connectors/**",
   "**/security/**",
+  "**/monitoring/**",
 ];
 
 const NODE_BUILTINS = [

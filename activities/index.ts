@@ -11,6 +11,7 @@ import type { OperatorRegistry } from "./registry.js";
 import { runStage } from "./stage/run-stage.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { KeyedStateHost } from "./stage/keyed-state.js";
+import { stageDone, stageFailed, stageStarted } from "../monitoring/stage-metrics.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
 const SERVED_PARALLELISM = 16;
@@ -50,8 +51,6 @@ export function createActivities(options: {
   configParallelism: number;
   /** Kafka producers for streaming sinks (created on first use). */
   kafka?: () => KafkaSinkHost;
-  /** Called after each stage activity with its counts and wall time (metrics). */
-  observe?: (stage: string, counts: StageOutput["counts"], seconds: number) => void;
 }) {
   const { registry, dataDir, logger } = options;
   const kafka = options.kafka;
@@ -67,6 +66,7 @@ export function createActivities(options: {
       const log = activityLogger(logger, input, { stage: input.stage, shard: input.shard });
       const started = Date.now();
       const ctx = Context.current();
+      stageStarted(input, ctx.info.attempt, records, input.batchRef?.bytes);
       // The runner asks per record; a flag set by the abort event is cheaper than the signal's getter.
       let cancelled = ctx.cancellationSignal.aborted;
       ctx.cancellationSignal.addEventListener("abort", () => (cancelled = true), { once: true });
@@ -91,12 +91,15 @@ export function createActivities(options: {
           ...(keyedStateHost ? { keyedState: keyedStateHost } : {}),
         };
         out = await runStage(input, host, log, records);
+      } catch (err) {
+        stageFailed(input, err);
+        throw err;
       } finally {
         clearInterval(timer);
       }
       const ms = Date.now() - started;
       log.debug({ ms }, "stage done");
-      options.observe?.(input.stage, out.counts, ms / 1000);
+      stageDone(input, out.counts, ms / 1000);
       return out;
     });
   for (const name of servedStageNames(registry, options.configParallelism)) activities[stageActivityType(name)] = stage;

@@ -21,6 +21,8 @@ export interface GlobalFlags {
   logLevel?: string;
   parallelism?: string;
   fusion?: boolean;
+  /** `--metrics-port` of the commands that run a worker or a shim. */
+  metricsPort?: string;
 }
 
 /** Configuration from file, environment and these flags. */
@@ -35,6 +37,7 @@ export function configFrom(flags: GlobalFlags): SageConfig {
       "log.level": flags.logLevel,
       "execution.parallelism": flags.parallelism,
       "execution.fusion": flags.fusion === false ? false : undefined,
+      "monitoring.port": flags.metricsPort,
     },
   });
 }

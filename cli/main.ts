@@ -9,6 +9,7 @@ import { collect } from "./common.js";
 import { modelsServeCommand } from "./models.js";
 import { codecServerCommand } from "./codec-server.js";
 import { indexCommand } from "./index-docs.js";
+import { alertsExportCommand, dashboardExportCommand } from "./monitoring.js";
 import { SageError } from "../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
@@ -40,13 +41,14 @@ withGlobals(program.command("run <module>"))
   .option("--no-fusion", "turn operator fusion off")
   .option("--no-worker", "do not start a worker in this process")
   .option("--json", "print the result as JSON")
+  .option("--metrics-port <port>", "port of its Prometheus /metrics (monitoring.port, default 9091)")
   .action(runCommand);
 
 withGlobals(program.command("worker <module>"))
   .description("serve a pipeline's workflows and activities on its task queue until interrupted")
   .option("--pipeline <name>", "which pipeline, if the module exports several")
   .option("--parallelism <n>", "job parallelism the worker compiles for (execution.parallelism)")
-  .option("--metrics-port <port>", "serve Prometheus metrics on this port")
+  .option("--metrics-port <port>", "port of its Prometheus /metrics (monitoring.port, default 9091)")
   .action(workerCommand);
 
 withGlobals(program.command("status [jobId]"))
@@ -66,7 +68,7 @@ withGlobals(program.command("shim <module>"))
   .option("--pipeline <name>", "which pipeline, if the module exports several")
   .option("--parallelism <n>", "partition workflows (execution.parallelism)")
   .option("--no-fusion", "turn operator fusion off")
-  .option("--metrics-port <port>", "serve Prometheus metrics (records and batches delivered, backpressure waits, pending batches) on this port")
+  .option("--metrics-port <port>", "port of its Prometheus /metrics (monitoring.port, default 9091)")
   .action(shimCommand);
 
 withGlobals(program.command("dev"))
@@ -106,6 +108,18 @@ withGlobals(program.command("codec-server"))
   .option("--token-file <file>", "require Authorization: Bearer <the token in this file> (security.codec-server.token-file)")
   .option("--cors-origin <origin>", "browser origin allowed to call it (repeatable; default the Web UI's address)", collect, [])
   .action(codecServerCommand);
+
+const alerts = program.command("alerts").description("Prometheus alert rules over Sage's metrics");
+withGlobals(alerts.command("export"))
+  .description("write the alert rules (throughput, p99 latency, dead letters, consumer lag, checkpoint failures, LLM spend; thresholds: monitoring.alerts.*)")
+  .option("--out <file>", "write to this file (default: stdout)")
+  .action(alertsExportCommand);
+
+const dashboards = program.command("dashboard").description("a Grafana dashboard over Sage's metrics");
+withGlobals(dashboards.command("export"))
+  .description("write the dashboard JSON (import it in Grafana; pick the Prometheus data source)")
+  .option("--out <file>", "write to this file (default: stdout)")
+  .action(dashboardExportCommand);
 
 program
   .command("models")

@@ -60,13 +60,11 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
 
 interface WorkerFlags extends GlobalFlags {
   pipeline?: string;
-  metricsPort?: string;
 }
 
 /** Serves a pipeline until SIGINT/SIGTERM. */
 export async function workerCommand(modulePath: string, flags: WorkerFlags): Promise<void> {
   const config = configFrom(flags);
-  if (flags.metricsPort) config.worker["metrics-port"] = Number(flags.metricsPort);
   const logger = cliLogger(config, "worker");
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
   const worker = await createSageWorker({ pipeline, config, logger });

@@ -8,7 +8,6 @@ import { KafkaShim, shimOptionsOf } from "../streaming/shim.js";
 import { SageClient } from "../client/sage-client.js";
 import { StreamJob, StreamJobHandle, type StreamJobProgress } from "../streaming/stream-job.js";
 import { loadPipeline } from "./module-loader.js";
-import { startMetricsServer } from "../worker/metrics.js";
 import { cliLogger, configFrom, parseParams, startInProcessWorker, uiLink, type GlobalFlags } from "./common.js";
 import { watchPauses } from "./pauses.js";
 import { BrokerUnavailableError, UsageError } from "../core/errors.js";
@@ -20,7 +19,6 @@ export interface StreamFlags extends GlobalFlags {
   pipeline?: string;
   worker?: boolean;
   json?: boolean;
-  metricsPort?: string;
 }
 
 /** One line per operator: in, out, dead. */
@@ -97,7 +95,6 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
   // A restarted shim must find the same job: the default job id is the consumer group.
   const { client, job, shim } = await prepare(pipeline, config, flags, source.groupId, logger);
   watchPauses(logger);
-  const metrics = flags.metricsPort ? await startMetricsServer(Number(flags.metricsPort), logger) : null;
   const interrupt = () => {
     logger.info("interrupted: the shim stops (the job keeps its accepted batches; `sage stop` stops the job)");
     void shim.stop();
@@ -110,7 +107,6 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
     await report(job, shim, shim.done, logger);
   } finally {
     await client.close();
-    await metrics?.close();
   }
 }
 

@@ -5,7 +5,22 @@
 import { readdirSync, readFileSync, statSync, existsSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
-const ROOTS = ["index.ts", "core", "workflows", "activities", "worker", "client", "cli", "dev", "streaming", "replay", "connectors", "bench", "scripts"];
+const ROOTS = [
+  "index.ts",
+  "core",
+  "workflows",
+  "activities",
+  "worker",
+  "client",
+  "cli",
+  "dev",
+  "streaming",
+  "replay",
+  "connectors",
+  "monitoring",
+  "bench",
+  "scripts",
+];
 const IMPORT = /(?:import|export)\s[^'"]*?from\s+["'](\.{1,2}\/[^"']+)["']|import\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g;
 
 function files(path: string): string[] {

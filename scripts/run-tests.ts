@@ -62,6 +62,9 @@ const code = await new Promise<number>((done) => {
           ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir }
           : {}),
         SAGE_TEST_DIR: dir,
+        // No /metrics endpoints by default: tests run many workers and shims at once on one machine
+        // (monitoring.port would clash); the metrics test turns them on with ports of its own.
+        SAGE_MONITORING_ENABLED: "false",
         SAGE_REPO: resolve("."),
       },
     },

@@ -16,6 +16,8 @@ import { cutBatches } from "./shim/batching.js";
 import { OffsetCommits } from "./shim/offset-commits.js";
 import { newShimStats, type ShimOptions, type ShimStats } from "./shim/options.js";
 import { ProgressWatch } from "./shim/progress-watch.js";
+import { LagWatch } from "./shim/lag-watch.js";
+import { serveMetrics, type MetricsEndpoint } from "../monitoring/server.js";
 import { WorkflowSender, type SenderHost } from "./shim/sender.js";
 
 export { shimOptionsOf, type ShimOptions, type ShimStats } from "./shim/options.js";
@@ -28,6 +30,8 @@ export class KafkaShim {
   private readonly watch: ProgressWatch;
   private readonly commits: OffsetCommits;
   private consumer: GroupConsumer | null = null;
+  private readonly lag: LagWatch;
+  private metrics: MetricsEndpoint | null = null;
   private stopping = false;
   private finished!: () => void;
   /** Resolves when the shim has stopped (by `stop()`, or because the job was stopped). */
@@ -56,14 +60,25 @@ export class KafkaShim {
     this.senders = job.inputs.map((_, index) => new WorkflowSender(host, index));
     this.watch = new ProgressWatch({ ...host, senders: this.senders });
     this.commits = new OffsetCommits(() => this.consumer, logger);
+    const ref = { pipeline: job.pipeline.name, jobId: job.jobId };
+    this.lag = new LagWatch(
+      ref,
+      kafka,
+      () => [...source.topics, ...this.repartitionTopics()],
+      () => this.senders.map((s) => s.progress),
+      logger,
+    );
   }
 
   /** Joins the consumer group and starts delivering; returns once consuming has begun. */
   async start(): Promise<void> {
+    // Metrics first: a port in use stops the shim before it joins the group.
+    this.metrics = await serveMetrics(this.job.client.config.monitoring, this.logger);
     await this.ensureKeyedTopics();
     await this.startConsumer();
     this.watch.start();
     this.commits.start();
+    this.lag.start();
   }
 
   /** The repartition topics of the job's keyed operators: read like its sources, always from their beginning. */
@@ -158,10 +173,12 @@ export class KafkaShim {
       this.stopping = true;
       this.commits.stop();
       await this.watch.stop();
+      await this.lag.stop();
       // A signal under way finishes; then the last delivered offsets are committed.
       await Promise.all(this.senders.map((s) => s.settled()));
       await this.commits.flush();
       await this.consumer?.stop().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "consumer stop failed"));
+      await this.metrics?.close();
       this.logger.info({ ...this.stats }, "shim stopped");
       this.finished();
     }

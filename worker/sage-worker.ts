@@ -13,8 +13,9 @@ import { OperatorRegistry } from "../activities/registry.js";
 import { createLlmServices, workerServices } from "../connectors/llm/services.js";
 import { connectionOptions } from "../client/connection.js";
 import { taskQueueOf } from "../client/task-queue.js";
-import { observeStage, startMetricsServer, type MetricsServer } from "./metrics.js";
-import { installSdkRuntime } from "./sdk-runtime.js";
+import { serveMetrics, type MetricsEndpoint } from "../monitoring/server.js";
+import { sdkMetricsAddress } from "../monitoring/sdk-exporter.js";
+import { installSdkRuntime, sdkRuntimeInstalled } from "./sdk-runtime.js";
 import { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { kafkaClientOf } from "../connectors/kafka/index.js";
 import { dataConverterOf } from "../security/data-converter.js";
@@ -43,9 +44,26 @@ export interface SageWorker {
 
 /** Creates a worker for `pipeline` against the configured Temporal server. */
 export async function createSageWorker(options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string }): Promise<SageWorker> {
+  const dataConverter = dataConverterOf(options.config); // keys checked before anything starts
+  // Then metrics: a port in use stops the worker before it polls anything.
+  const metrics = await serveMetrics(options.config.monitoring, options.logger);
+  try {
+    if (!sdkRuntimeInstalled()) {
+      installSdkRuntime(options.logger, metrics ? await sdkMetricsAddress(options.config.monitoring, metrics.port, options.logger) : null);
+    }
+    return await createWorker(options, dataConverter, metrics);
+  } catch (err) {
+    await metrics?.close();
+    throw err;
+  }
+}
+
+async function createWorker(
+  options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string },
+  dataConverter: ReturnType<typeof dataConverterOf>,
+  metrics: MetricsEndpoint | null,
+): Promise<SageWorker> {
   const { pipeline, config, logger } = options;
-  const dataConverter = dataConverterOf(config); // keys checked before anything starts
-  installSdkRuntime(logger);
   const dataDir = resolve(config["data-dir"]);
   let kafka: KafkaSinkHost | null = null;
   const llm = createLlmServices(config, dataDir, logger);
@@ -56,7 +74,6 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
     logger,
     kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
-    observe: (stage, counts, seconds) => observeStage(pipeline.name, stage, counts, seconds),
   });
   const connection = await NativeConnection.connect(connectionOptions(config));
   const taskQueue = taskQueueOf(pipeline.name, config);
@@ -74,8 +91,6 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
     // After a worker dies, its sticky workflow tasks move to the normal queue after this (default 10 s).
     stickyQueueScheduleToStartTimeout: "3s",
   });
-  let metrics: MetricsServer | null = null;
-  if (config.worker["metrics-port"] > 0) metrics = await startMetricsServer(config.worker["metrics-port"], logger);
   let running: Promise<void> | null = null;
   const run = async (): Promise<void> => {
     logger.info({ taskQueue, pipeline: pipeline.name, namespace: config.temporal.namespace }, "worker started");

@@ -18,8 +18,16 @@ function reportedBySage(entry: LogEntry): boolean {
   return entry.message === "Activity failed" && error?.nonRetryable === true;
 }
 
-/** Installs the SDK runtime with logs routed to `logger` (first call wins; later calls are no-ops). */
-export function installSdkRuntime(logger: Logger): void {
+/** True once the runtime is installed (by `installSdkRuntime`: the first call wins). */
+export function sdkRuntimeInstalled(): boolean {
+  return installed;
+}
+
+/**
+ * Installs the SDK runtime with logs routed to `logger` and, given `metricsAddress` (`host:port`),
+ * its Prometheus exporter there (first call wins; later calls are no-ops).
+ */
+export function installSdkRuntime(logger: Logger, metricsAddress?: string | null): void {
   if (installed) return;
   installed = true;
   const sdkLog = logger.child({ component: "temporal-sdk" });
@@ -29,6 +37,9 @@ export function installSdkRuntime(logger: Logger): void {
       const fn = reportedBySage(entry) ? sdkLog.debug : level === "error" ? sdkLog.error : level === "warn" ? sdkLog.warn : sdkLog.info;
       fn.call(sdkLog, { ...entry.meta }, entry.message);
     }),
-    telemetryOptions: { logging: { forward: {}, filter: { core: "WARN", other: "ERROR" } } },
+    telemetryOptions: {
+      logging: { forward: {}, filter: { core: "WARN", other: "ERROR" } },
+      ...(metricsAddress ? { metrics: { prometheus: { bindAddress: metricsAddress } } } : {}),
+    },
   });
 }

@@ -9,6 +9,7 @@ import type { LogicalNode, RetryPolicy } from "../../core/plan/logical.js";
 import type { DeadLetters } from "./dead-letters.js";
 import { pushAll, type Push } from "./push.js";
 import type { StageUnit } from "./unit.js";
+import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
 
 /** One call of a user function on one record (or on a batch, for `mapBatch`). */
 export type Call = (value: unknown, ctx: RecordContext) => unknown;
@@ -113,7 +114,9 @@ export class RecordInvoker {
     for (;;) {
       if (tries > 0) {
         if (failsJob(error)) throw error;
-        if (!isRetriable(error) || tries >= node.retry.maxAttempts) return { ok: false, error, attempts: tries };
+        const giveUp = !isRetriable(error) || tries >= node.retry.maxAttempts;
+        operatorTryFailed(this.unit.input, node.id, !giveUp);
+        if (giveUp) return { ok: false, error, attempts: tries };
         await new Promise((r) => setTimeout(r, backoffMs(node.retry, tries)));
         this.unit.host.heartbeat();
       }

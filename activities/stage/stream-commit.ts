@@ -10,6 +10,7 @@ import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
 import type { StageUnit } from "./unit.js";
+import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
@@ -64,8 +65,10 @@ export class StreamCommit {
     this.messages.push({ slice: this.currentSlice, topic, message });
   }
 
-  /** Commits the unit's messages with the markers, skipping what an earlier attempt committed. */
-  commit(session: SinkSession, extra: SourcePosition[] = []): Promise<UnitCommit> {
-    return commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra);
+  /** Commits the unit's messages with the markers, skipping what an earlier attempt committed; metrics count what was committed. */
+  async commit(session: SinkSession, extra: SourcePosition[] = []): Promise<UnitCommit> {
+    const outcome = await commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra);
+    if (outcome === "committed") unitCommitted(this.unit.input, this.messages, this.stream.deadLetterTopic);
+    return outcome;
   }
 }

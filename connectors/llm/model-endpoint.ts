@@ -18,6 +18,7 @@ import type { SageConfig } from "../../core/config/schema.js";
 import { ModelRateLimiter } from "./rate-limiter.js";
 import { requestKey, ResponseCache, type CachedResponse } from "./response-cache.js";
 import { appendUsage } from "./usage-ledger.js";
+import { modelAnswered } from "../../monitoring/llm-metrics.js";
 
 /** Default endpoint: the local `sage models serve`. */
 export const LOCAL_BASE_URL = "http://127.0.0.1:8089/v1";
@@ -154,7 +155,7 @@ export class EndpointModelClient implements ModelClient {
     await this.cache.record(call.pipeline, call.jobId, key);
     const price = this.config.prices[body.model];
     const cost = answer.cached || !price ? 0 : (answer.usage.promptTokens * price.input + answer.usage.completionTokens * price.output) / 1e6;
-    await appendUsage(this.dataDir, call.pipeline, call.jobId, {
+    const usage = {
       operator: call.operatorId,
       model: body.model,
       kind,
@@ -163,7 +164,9 @@ export class EndpointModelClient implements ModelClient {
       completionTokens: answer.usage.completionTokens,
       cached: answer.cached,
       cost,
-    });
+    };
+    await appendUsage(this.dataDir, call.pipeline, call.jobId, usage);
+    modelAnswered({ ...usage, pipeline: call.pipeline, jobId: call.jobId });
     return answer;
   }
 

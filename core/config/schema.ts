@@ -36,6 +36,16 @@ const positiveInt = z.coerce.number().int().positive();
 const port = z.coerce.number().int().min(0).max(65535);
 const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
 
+/** A number for an alert threshold, e.g. `1000`: text that is not a number is an error naming its key. */
+function threshold(what: string) {
+  return z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const n = typeof value === "number" ? value : value.trim() === "" ? NaN : Number(value);
+    if (Number.isFinite(n) && n >= 0) return n;
+    ctx.addIssue({ code: "custom", message: `expected a number of ${what} (0 or more), such as 1000` });
+    return z.NEVER;
+  });
+}
+
 /** The schema of `sage.config.yaml` (all keys optional; defaults applied). */
 export const configSchema = z
   .object({
@@ -91,7 +101,6 @@ export const configSchema = z
         // Two: one activity's I/O overlaps another's CPU. More lets one worker take every split in
         // flight while a second one idles (bench/bounded with 2 workers showed it).
         "max-concurrent-activities": positiveInt.default(2),
-        "metrics-port": port.default(0),
       })
       .strict()
       .prefault({}),
@@ -175,6 +184,44 @@ export const configSchema = z
     "dead-letter": z.object({ path: z.string().optional() }).strict().prefault({}),
     log: z
       .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
+      .strict()
+      .prefault({}),
+    monitoring: z
+      .object({
+        /** Every worker and shim serves Prometheus `/metrics` (and the SDK's exporter); false: neither. */
+        enabled: bool.default(true),
+        /** Address the endpoints listen on (0.0.0.0 for a Prometheus on another machine). */
+        host: z.string().min(1).default("127.0.0.1"),
+        /** Port of `/metrics` (the SAGE Core design's 9091); 0: any free port, logged. */
+        port: port.default(9091),
+        /** The port is taken (a second worker or shim on the machine): `fail` with a message naming it, or take the `next` free one (logged). */
+        "port-in-use": z.enum(["fail", "next"]).default("fail"),
+        /** The Temporal SDK's own worker metrics on a port of their own (workers only). */
+        "sdk-metrics": bool.default(true),
+        /** Port of the SDK's exporter (default: the `/metrics` port + 1000, so 10091). */
+        "sdk-port": port.optional(),
+        /** Thresholds of `sage alerts export` (and the dashboard's lines). */
+        alerts: z
+          .object({
+            /** WARNING: a job reads fewer records per second than this for `throughput-for`. */
+            "min-throughput": threshold("records per second").default(1000),
+            "throughput-for": duration.default(5 * 60_000),
+            /** CRITICAL: the p99 of end-to-end latency is over this for `latency-for`. */
+            "max-latency-p99": duration.default(500),
+            "latency-for": duration.default(2 * 60_000),
+            /** WARNING: more dead letters than this in 5 minutes (per operator). */
+            "max-dead-letters": threshold("dead letters in 5 minutes").default(0),
+            /** WARNING: a job's consumer lag (records not yet processed, over its partitions) is over this for `consumer-lag-for`. */
+            "max-consumer-lag": threshold("records").default(100_000),
+            "consumer-lag-for": duration.default(5 * 60_000),
+            /** CRITICAL: more failed checkpoints than this in 15 minutes. */
+            "max-checkpoint-failures": threshold("checkpoint failures in 15 minutes").default(0),
+            /** WARNING: estimated LLM spend over this many USD per hour (over the last hour). */
+            "max-llm-cost-per-hour": threshold("USD per hour").default(10),
+          })
+          .strict()
+          .prefault({}),
+      })
       .strict()
       .prefault({}),
     security: z
@@ -274,7 +321,6 @@ export const CONFIG_KEYS: readonly string[] = [
   "temporal.activity-timeout",
   "temporal.heartbeat-timeout",
   "worker.max-concurrent-activities",
-  "worker.metrics-port",
   "kafka.brokers",
   "kafka.client-id",
   "kafka.max-batch-records",
@@ -298,6 +344,21 @@ export const CONFIG_KEYS: readonly string[] = [
   "data-dir",
   "dead-letter.path",
   "log.level",
+  "monitoring.enabled",
+  "monitoring.host",
+  "monitoring.port",
+  "monitoring.port-in-use",
+  "monitoring.sdk-metrics",
+  "monitoring.sdk-port",
+  "monitoring.alerts.min-throughput",
+  "monitoring.alerts.throughput-for",
+  "monitoring.alerts.max-latency-p99",
+  "monitoring.alerts.latency-for",
+  "monitoring.alerts.max-dead-letters",
+  "monitoring.alerts.max-consumer-lag",
+  "monitoring.alerts.consumer-lag-for",
+  "monitoring.alerts.max-checkpoint-failures",
+  "monitoring.alerts.max-llm-cost-per-hour",
   "security.encryption.keys-file",
   "security.encryption.keys-env",
   "security.encryption.active-key",

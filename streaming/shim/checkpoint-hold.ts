@@ -10,6 +10,7 @@ import type { StreamProgress } from "../../core/plan/stream.js";
 import { holdSignal } from "../../workflows/contract.js";
 import type { StreamJob } from "../stream-job.js";
 import type { ShimStats } from "./options.js";
+import { shimMetrics } from "../../monitoring/shim-metrics.js";
 
 /** Longest hold for a checkpoint; after it batches flow again (the run then closes on its own, racing them). */
 const HOLD_MAX_MS = 5_000;
@@ -62,8 +63,10 @@ export class CheckpointHold {
           (err: unknown) => (err instanceof WorkflowContinuedAsNewError ? true : Date.now() < deadline),
         );
       if (closed) this.stats.holds++;
+      else shimMetrics.checkpointFailed({ pipeline: this.job.pipeline.name, jobId: this.job.jobId });
       this.logger.debug({ workflow: this.index, runId, ms: Date.now() - started, closed }, "checkpoint hold over");
     } catch (err) {
+      shimMetrics.checkpointFailed({ pipeline: this.job.pipeline.name, jobId: this.job.jobId });
       this.logger.debug({ err: (err as Error).message, workflow: this.index, runId }, "checkpoint hold failed; batches flow again");
     } finally {
       this.held = null;

@@ -7,7 +7,7 @@ import { WorkflowNotFoundError } from "@temporalio/client";
 import type { Logger } from "pino";
 import type { StreamProgress } from "../../core/plan/stream.js";
 import { streamProgressQuery } from "../../workflows/contract.js";
-import { shimMetrics } from "../../worker/metrics.js";
+import { shimMetrics } from "../../monitoring/shim-metrics.js";
 import type { StreamJob } from "../stream-job.js";
 import type { ShimStats } from "./options.js";
 import type { WorkflowSender } from "./sender.js";
@@ -82,7 +82,7 @@ export class ProgressWatch {
     sender.progress = p;
     sender.pending = p.pending + (sender.sent - sentBefore);
     sender.hold.onProgress(p);
-    shimMetrics.pending(job.pipeline.name, sender.workflowId, p.pending);
+    shimMetrics.progress({ pipeline: job.pipeline.name, jobId: job.jobId }, sender.workflowId, p);
     stats.maxPendingSeen = Math.max(stats.maxPendingSeen, p.pending);
     if (p.phase !== "running" && !sender.closing) {
       sender.closing = true;

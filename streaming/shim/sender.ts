@@ -10,7 +10,7 @@ import { WorkflowExecutionAlreadyStartedError } from "@temporalio/client";
 import type { Logger } from "pino";
 import { STREAM_WORKFLOW, type BatchDescription, type StreamProgress } from "../../core/plan/stream.js";
 import { batchSignal } from "../../workflows/contract.js";
-import { shimMetrics } from "../../worker/metrics.js";
+import { shimMetrics } from "../../monitoring/shim-metrics.js";
 import type { StreamJob } from "../stream-job.js";
 import type { Outgoing } from "./batching.js";
 import { CheckpointHold } from "./checkpoint-hold.js";
@@ -175,7 +175,7 @@ export class WorkflowSender {
       } else if (this.started && this.pending >= this.host.options.maxUnacked) {
         if (!waited) {
           this.host.stats.backpressureWaits++;
-          shimMetrics.waited(this.host.job.pipeline.name);
+          shimMetrics.waited({ pipeline: this.host.job.pipeline.name, jobId: this.host.job.jobId });
         }
         waited = true;
         await sleep(Math.max(20, Math.min(200, this.host.options.bufferTimeoutMs)));
@@ -220,7 +220,7 @@ export class WorkflowSender {
           stats.batches++;
           stats.records += b.meta.count;
           stats.bytes += b.meta.bytes;
-          shimMetrics.delivered(job.pipeline.name, b.meta.topic, b.meta.count, (Date.now() - cutAt) / 1000);
+          shimMetrics.delivered({ pipeline: job.pipeline.name, jobId: job.jobId }, b.meta.topic, b.meta.count, b.meta.bytes, (Date.now() - cutAt) / 1000);
         }
         return true;
       } catch (err) {

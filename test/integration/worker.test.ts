@@ -48,7 +48,7 @@ test("a worker refuses a job whose plan hash it cannot serve, naming both hashes
 
 test("the worker's /metrics endpoint counts records per operator", async () => {
   const port = await freePort();
-  const config = testConfig("metrics", { "worker.metrics-port": port });
+  const config = testConfig("metrics", { "monitoring.enabled": true, "monitoring.port": port, "monitoring.sdk-metrics": false });
   const output = join(config.dir, "out.jsonl");
   const worker = await startWorker(served, config);
   const client = await SageClient.connect({ config });
@@ -56,9 +56,10 @@ test("the worker's /metrics endpoint counts records per operator", async () => {
     const job = await client.submit(served, { params: { output } });
     await job.result();
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    assert.match(text, /sage_operator_records_in_total\{pipeline="versioned",operator="double"\} 3/);
-    assert.match(text, /sage_operator_records_out_total\{pipeline="versioned",operator="out"\} 3/);
-    assert.match(text, /sage_stage_duration_seconds_count\{pipeline="versioned",stage="s0"\} \d+/);
+    const labels = (rest: string) => `\\{pipeline="versioned",job="${job.jobId.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}",${rest}\\}`;
+    assert.match(text, new RegExp(`sage_operator_records_in_total${labels('operator="double"')} 3`));
+    assert.match(text, new RegExp(`sage_operator_records_out_total${labels('operator="out"')} 3`));
+    assert.match(text, new RegExp(`sage_stage_duration_seconds_count${labels('stage="s0"')} \\d+`));
   } finally {
     await client.close();
     await worker.stop();

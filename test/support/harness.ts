@@ -44,6 +44,8 @@ export function testConfig(label: string, overrides: Record<string, unknown> = {
       "temporal.heartbeat-timeout": "5s",
       "data-dir": join(dir, "data"),
       "log.level": process.env.SAGE_TEST_LOG ?? "warn",
+      // In-process workers and shims serve no /metrics unless a test asks (see scripts/run-tests.ts).
+      "monitoring.enabled": false,
       ...overrides,
     },
   });
