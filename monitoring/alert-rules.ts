@@ -46,13 +46,13 @@ export function promDuration(ms: number): string {
  */
 export const QUERIES = {
   /** Records per second a streaming job reads (what its shim delivers). */
-  throughput: (sel = "") => `sum by (pipeline, job) (rate(${METRICS.shimRecords}${sel}[1m]))`,
+  throughput: (sel = "") => `sum by (pipeline, job_id) (rate(${METRICS.shimRecords}${sel}[1m]))`,
   /** p99 of the end-to-end latency, in seconds. */
-  latencyP99: (sel = "") => `histogram_quantile(0.99, sum by (pipeline, job, le) (rate(${METRICS.endToEnd}_bucket${sel}[1m])))`,
-  deadLetters5m: (sel = "") => `sum by (pipeline, job, operator) (increase(${METRICS.deadLetters}${sel}[5m]))`,
-  consumerLag: (sel = "") => `sum by (pipeline, job) (${METRICS.consumerLag}${sel})`,
-  checkpointFailures15m: (sel = "") => `sum by (pipeline, job) (increase(${METRICS.checkpointFailures}${sel}[15m]))`,
-  llmCostPerHour: (sel = "") => `sum by (pipeline, job) (increase(${METRICS.llmCost}${sel}[1h]))`,
+  latencyP99: (sel = "") => `histogram_quantile(0.99, sum by (pipeline, job_id, le) (rate(${METRICS.endToEnd}_bucket${sel}[1m])))`,
+  deadLetters5m: (sel = "") => `sum by (pipeline, job_id, operator) (increase(${METRICS.deadLetters}${sel}[5m]))`,
+  consumerLag: (sel = "") => `sum by (pipeline, job_id) (${METRICS.consumerLag}${sel})`,
+  checkpointFailures15m: (sel = "") => `sum by (pipeline, job_id) (increase(${METRICS.checkpointFailures}${sel}[15m]))`,
+  llmCostPerHour: (sel = "") => `sum by (pipeline, job_id) (increase(${METRICS.llmCost}${sel}[1h]))`,
 } as const;
 
 /** The rules for these thresholds. */
@@ -64,7 +64,7 @@ export function alertRules(t: AlertThresholds): RulesFile {
       for: promDuration(t["throughput-for"]),
       labels: { severity: "warning" },
       annotations: {
-        summary: "Streaming job {{ $labels.pipeline }}/{{ $labels.job }} reads {{ $value | humanize }} records/s",
+        summary: "Streaming job {{ $labels.pipeline }}/{{ $labels.job_id }} reads {{ $value | humanize }} records/s",
         description: `Under ${t["min-throughput"]} records/s for ${promDuration(t["throughput-for"])} (monitoring.alerts.min-throughput): raise the parallelism or look for a slow operator.`,
       },
     },
@@ -74,7 +74,7 @@ export function alertRules(t: AlertThresholds): RulesFile {
       for: promDuration(t["latency-for"]),
       labels: { severity: "critical" },
       annotations: {
-        summary: "p99 end-to-end latency of {{ $labels.pipeline }}/{{ $labels.job }} is {{ $value | humanizeDuration }}",
+        summary: "p99 end-to-end latency of {{ $labels.pipeline }}/{{ $labels.job_id }} is {{ $value | humanizeDuration }}",
         description: `Over ${promDuration(t["max-latency-p99"])} for ${promDuration(t["latency-for"])} (monitoring.alerts.max-latency-p99): look at batch latency per stage and at backpressure.`,
       },
     },
@@ -84,7 +84,7 @@ export function alertRules(t: AlertThresholds): RulesFile {
       labels: { severity: "warning" },
       annotations: {
         summary:
-          "Operator {{ $labels.operator }} of {{ $labels.pipeline }}/{{ $labels.job }} sent {{ $value | humanize }} records to the dead letters in 5 minutes",
+          "Operator {{ $labels.operator }} of {{ $labels.pipeline }}/{{ $labels.job_id }} sent {{ $value | humanize }} records to the dead letters in 5 minutes",
         description: `More than ${t["max-dead-letters"]} in 5 minutes (monitoring.alerts.max-dead-letters): \`sage dlq list\` shows them by operator and error.`,
       },
     },
@@ -94,7 +94,7 @@ export function alertRules(t: AlertThresholds): RulesFile {
       for: promDuration(t["consumer-lag-for"]),
       labels: { severity: "warning" },
       annotations: {
-        summary: "{{ $labels.pipeline }}/{{ $labels.job }} is {{ $value | humanize }} records behind its topics",
+        summary: "{{ $labels.pipeline }}/{{ $labels.job_id }} is {{ $value | humanize }} records behind its topics",
         description: `Over ${t["max-consumer-lag"]} records for ${promDuration(t["consumer-lag-for"])} (monitoring.alerts.max-consumer-lag): the job does not keep up with its input.`,
       },
     },
@@ -103,7 +103,7 @@ export function alertRules(t: AlertThresholds): RulesFile {
       expr: `${QUERIES.checkpointFailures15m()} > ${t["max-checkpoint-failures"]}`,
       labels: { severity: "critical" },
       annotations: {
-        summary: "{{ $value | humanize }} checkpoints of {{ $labels.pipeline }}/{{ $labels.job }} failed in 15 minutes",
+        summary: "{{ $value | humanize }} checkpoints of {{ $labels.pipeline }}/{{ $labels.job_id }} failed in 15 minutes",
         description: `More than ${t["max-checkpoint-failures"]} in 15 minutes (monitoring.alerts.max-checkpoint-failures): a partition workflow's run did not close while the shim held its batches.`,
       },
     },
@@ -112,7 +112,7 @@ export function alertRules(t: AlertThresholds): RulesFile {
       expr: `${QUERIES.llmCostPerHour()} > ${t["max-llm-cost-per-hour"]}`,
       labels: { severity: "warning" },
       annotations: {
-        summary: "{{ $labels.pipeline }}/{{ $labels.job }} spent an estimated {{ $value | humanize }} USD on models in the last hour",
+        summary: "{{ $labels.pipeline }}/{{ $labels.job_id }} spent an estimated {{ $value | humanize }} USD on models in the last hour",
         description: `Over ${t["max-llm-cost-per-hour"]} USD per hour (monitoring.alerts.max-llm-cost-per-hour), estimated from llm.prices.`,
       },
     },

@@ -16,7 +16,7 @@ interface PanelSpec {
 }
 
 /** The dashboard's filter: the pipelines and jobs picked in its variables. */
-const SEL = `{pipeline=~"$pipeline", job=~"$job"}`;
+const SEL = `{pipeline=~"$pipeline", job_id=~"$job"}`;
 
 function panels(t: AlertThresholds): Array<{ row: string; panels: PanelSpec[] }> {
   const rate = (name: string, by: string) => `sum by (${by}) (rate(${name}${SEL}[1m]))`;
@@ -27,7 +27,7 @@ function panels(t: AlertThresholds): Array<{ row: string; panels: PanelSpec[] }>
         {
           title: "Records read per second",
           unit: "rps",
-          queries: [{ expr: QUERIES.throughput(SEL), legend: "{{pipeline}}/{{job}}" }],
+          queries: [{ expr: QUERIES.throughput(SEL), legend: "{{pipeline}}/{{job_id}}" }],
           threshold: t["min-throughput"],
         },
         {
@@ -56,8 +56,11 @@ function panels(t: AlertThresholds): Array<{ row: string; panels: PanelSpec[] }>
           title: "End-to-end latency",
           unit: "s",
           queries: [
-            { expr: QUERIES.latencyP99(SEL), legend: "p99 {{pipeline}}/{{job}}" },
-            { expr: `histogram_quantile(0.5, sum by (pipeline, job, le) (rate(${METRICS.endToEnd}_bucket${SEL}[1m])))`, legend: "p50 {{pipeline}}/{{job}}" },
+            { expr: QUERIES.latencyP99(SEL), legend: "p99 {{pipeline}}/{{job_id}}" },
+            {
+              expr: `histogram_quantile(0.5, sum by (pipeline, job_id, le) (rate(${METRICS.endToEnd}_bucket${SEL}[1m])))`,
+              legend: "p50 {{pipeline}}/{{job_id}}",
+            },
           ],
           threshold: t["max-latency-p99"] / 1000,
         },
@@ -109,8 +112,8 @@ function panels(t: AlertThresholds): Array<{ row: string; panels: PanelSpec[] }>
           unit: "short",
           queries: [
             { expr: `sum by (workflow) (${METRICS.shimPending}${SEL})`, legend: "pending {{workflow}}" },
-            { expr: rate(METRICS.shimWaits, "job"), legend: "waits/s" },
-            { expr: rate(METRICS.shimBatches, "job"), legend: "batches delivered/s" },
+            { expr: rate(METRICS.shimWaits, "job_id"), legend: "waits/s" },
+            { expr: rate(METRICS.shimBatches, "job_id"), legend: "batches delivered/s" },
           ],
         },
       ],
@@ -122,7 +125,7 @@ function panels(t: AlertThresholds): Array<{ row: string; panels: PanelSpec[] }>
           title: "Checkpoints",
           unit: "short",
           queries: [
-            { expr: `sum by (job) (increase(${METRICS.checkpoints}${SEL}[5m]))`, legend: "in 5 min" },
+            { expr: `sum by (job_id) (increase(${METRICS.checkpoints}${SEL}[5m]))`, legend: "in 5 min" },
             { expr: QUERIES.checkpointFailures15m(SEL), legend: "failed in 15 min" },
           ],
           threshold: t["max-checkpoint-failures"],
@@ -265,7 +268,7 @@ export function dashboard(t: AlertThresholds) {
       list: [
         { name: "datasource", type: "datasource", query: "prometheus", current: {}, hide: 0 },
         labelVariable("pipeline", `label_values(${METRICS.recordsIn}, pipeline)`),
-        labelVariable("job", `label_values(${METRICS.recordsIn}{pipeline=~"$pipeline"}, job)`),
+        labelVariable("job", `label_values(${METRICS.recordsIn}{pipeline=~"$pipeline"}, job_id)`),
       ],
     },
     panels: out,

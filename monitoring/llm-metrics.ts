@@ -4,7 +4,7 @@ import { METRICS } from "./names.js";
 import { metricsRegistry } from "./registry.js";
 
 const registers = [metricsRegistry];
-const labelNames = ["pipeline", "job", "operator", "model"] as const;
+const labelNames = ["pipeline", "job_id", "operator", "model"] as const;
 
 const requests = new Counter({
   name: METRICS.llmRequests,
@@ -32,7 +32,7 @@ export interface ModelAnswer {
 
 /** Counts one answered model call. */
 export function modelAnswered(a: ModelAnswer): void {
-  const labels = { pipeline: a.pipeline, job: a.jobId, operator: a.operator, model: a.model };
+  const labels = { pipeline: a.pipeline, job_id: a.jobId, operator: a.operator, model: a.model };
   requests.inc({ ...labels, kind: a.kind });
   if (a.cached) {
     cacheHits.inc(labels);

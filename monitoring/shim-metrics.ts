@@ -15,9 +15,9 @@ export interface JobRef {
 }
 
 const registers = [metricsRegistry];
-const topicLabels = ["pipeline", "job", "topic"] as const;
-const workflowLabels = ["pipeline", "job", "workflow"] as const;
-const operatorLabels = ["pipeline", "job", "operator", "workflow"] as const;
+const topicLabels = ["pipeline", "job_id", "topic"] as const;
+const workflowLabels = ["pipeline", "job_id", "workflow"] as const;
+const operatorLabels = ["pipeline", "job_id", "operator", "workflow"] as const;
 
 const records = new Counter({ name: METRICS.shimRecords, help: "Records the shim delivered to partition workflows", labelNames: topicLabels, registers });
 const bytes = new Counter({ name: METRICS.shimBytes, help: "Key and value bytes of the records the shim delivered", labelNames: topicLabels, registers });
@@ -25,13 +25,13 @@ const batches = new Counter({ name: METRICS.shimBatches, help: "Micro-batches th
 const waits = new Counter({
   name: METRICS.shimWaits,
   help: "Times the shim waited because a partition workflow had max-unacked-batches pending",
-  labelNames: ["pipeline", "job"],
+  labelNames: ["pipeline", "job_id"],
   registers,
 });
 const signalSeconds = new Histogram({
   name: METRICS.shimSignal,
   help: "Time from cutting a micro-batch to the signal being accepted by the server",
-  labelNames: ["pipeline", "job"],
+  labelNames: ["pipeline", "job_id"],
   buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
   registers,
 });
@@ -44,20 +44,20 @@ const pending = new Gauge({
 const consumerLag = new Gauge({
   name: METRICS.consumerLag,
   help: "Records of a source partition not yet processed by the job (the partition's end offset minus the job's processed offset)",
-  labelNames: ["pipeline", "job", "topic", "partition"],
+  labelNames: ["pipeline", "job_id", "topic", "partition"],
   registers,
 });
 const watermarkLag = new Gauge({ name: METRICS.watermarkLag, help: "Now minus a keyed operator's watermark", labelNames: operatorLabels, registers });
 const checkpoints = new Counter({
   name: METRICS.checkpoints,
   help: "Checkpoints (continue-as-new) of partition workflows",
-  labelNames: ["pipeline", "job"],
+  labelNames: ["pipeline", "job_id"],
   registers,
 });
 const checkpointSeconds = new Histogram({
   name: METRICS.checkpointDuration,
   help: "From a partition workflow's run wanting to checkpoint to its close",
-  labelNames: ["pipeline", "job"],
+  labelNames: ["pipeline", "job_id"],
   buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   registers,
 });
@@ -70,7 +70,7 @@ const checkpointBytes = new Gauge({
 const checkpointFailures = new Counter({
   name: METRICS.checkpointFailures,
   help: "Checkpoint holds that did not see the run close in time, or failed (the run then closes racing batches)",
-  labelNames: ["pipeline", "job"],
+  labelNames: ["pipeline", "job_id"],
   registers,
 });
 const stateBytes = new Gauge({
@@ -94,27 +94,27 @@ const seenCheckpoints = new Map<string, string>();
 export const shimMetrics = {
   /** A micro-batch's signal returned: the workflow holds it. */
   delivered(job: JobRef, topic: string, count: number, size: number, seconds: number): void {
-    const labels = { pipeline: job.pipeline, job: job.jobId, topic };
+    const labels = { pipeline: job.pipeline, job_id: job.jobId, topic };
     records.inc(labels, count);
     bytes.inc(labels, size);
     batches.inc(labels);
-    signalSeconds.observe({ pipeline: job.pipeline, job: job.jobId }, seconds);
+    signalSeconds.observe({ pipeline: job.pipeline, job_id: job.jobId }, seconds);
   },
   /** A sender waited for room (backpressure). */
   waited(job: JobRef): void {
-    waits.inc({ pipeline: job.pipeline, job: job.jobId });
+    waits.inc({ pipeline: job.pipeline, job_id: job.jobId });
   },
   /** A checkpoint hold ended without seeing the run close, or failed. */
   checkpointFailed(job: JobRef): void {
-    checkpointFailures.inc({ pipeline: job.pipeline, job: job.jobId });
+    checkpointFailures.inc({ pipeline: job.pipeline, job_id: job.jobId });
   },
   /** Consumer lag of one source partition. */
   lag(job: JobRef, topic: string, partition: number, records: number): void {
-    consumerLag.set({ pipeline: job.pipeline, job: job.jobId, topic, partition: String(partition) }, Math.max(0, records));
+    consumerLag.set({ pipeline: job.pipeline, job_id: job.jobId, topic, partition: String(partition) }, Math.max(0, records));
   },
   /** What a partition workflow's progress answer says: pending batches, watermarks, its last checkpoint, keyed state. */
   progress(job: JobRef, workflow: string, p: StreamProgress, now = Date.now()): void {
-    const base = { pipeline: job.pipeline, job: job.jobId };
+    const base = { pipeline: job.pipeline, job_id: job.jobId };
     pending.set({ ...base, workflow }, p.pending);
     for (const [operator, wm] of Object.entries(p.watermarks ?? {})) watermarkLag.set({ ...base, operator, workflow }, Math.max(0, now - wm) / 1000);
     for (const [operator, s] of Object.entries(p.state ?? {})) {

@@ -17,8 +17,8 @@ export interface StageRef {
 }
 
 const registers = [metricsRegistry];
-const operatorLabels = ["pipeline", "job", "operator"] as const;
-const stageLabels = ["pipeline", "job", "stage"] as const;
+const operatorLabels = ["pipeline", "job_id", "operator"] as const;
+const stageLabels = ["pipeline", "job_id", "stage"] as const;
 
 const recordsIn = new Counter({ name: METRICS.recordsIn, help: "Records into an operator", labelNames: operatorLabels, registers });
 const recordsOut = new Counter({ name: METRICS.recordsOut, help: "Records out of an operator", labelNames: operatorLabels, registers });
@@ -76,7 +76,7 @@ const endToEnd = new BulkHistogram(
 
 /** Counts one stage activity attempt as it starts: its input bytes, and a retry when it is not the first. */
 export function stageStarted(ref: StageRef, attempt: number, records: readonly Uint8Array[], edgeBytes = 0): void {
-  const labels = { pipeline: ref.pipeline, job: ref.jobId, stage: ref.stage };
+  const labels = { pipeline: ref.pipeline, job_id: ref.jobId, stage: ref.stage };
   let bytes = edgeBytes;
   for (const r of records) bytes += r.byteLength;
   if (bytes > 0) bytesIn.inc(labels, bytes);
@@ -85,9 +85,9 @@ export function stageStarted(ref: StageRef, attempt: number, records: readonly U
 
 /** Records a stage activity that completed: its counts per operator and its wall time. */
 export function stageDone(ref: StageRef, counts: StageCounts, seconds: number): void {
-  stageSeconds.observe({ pipeline: ref.pipeline, job: ref.jobId, stage: ref.stage }, seconds);
+  stageSeconds.observe({ pipeline: ref.pipeline, job_id: ref.jobId, stage: ref.stage }, seconds);
   for (const [operator, c] of Object.entries(counts)) {
-    const labels = { pipeline: ref.pipeline, job: ref.jobId, operator };
+    const labels = { pipeline: ref.pipeline, job_id: ref.jobId, operator };
     recordsIn.inc(labels, c.in);
     recordsOut.inc(labels, c.out);
     if (c.dead > 0) deadLetters.inc(labels, c.dead);
@@ -97,12 +97,12 @@ export function stageDone(ref: StageRef, counts: StageCounts, seconds: number): 
 /** Counts a stage activity attempt that failed, by its error code (the class name for errors not ours). */
 export function stageFailed(ref: StageRef, err: unknown): void {
   const code = err instanceof SageError ? err.code : err instanceof Error ? err.name : "Error";
-  stageErrors.inc({ pipeline: ref.pipeline, job: ref.jobId, stage: ref.stage, code });
+  stageErrors.inc({ pipeline: ref.pipeline, job_id: ref.jobId, stage: ref.stage, code });
 }
 
 /** Counts a failed try of operator `operator`'s user function; `retried`: another try follows. */
 export function operatorTryFailed(ref: { pipeline: string; jobId: string }, operator: string, retried: boolean): void {
-  const labels = { pipeline: ref.pipeline, job: ref.jobId, operator };
+  const labels = { pipeline: ref.pipeline, job_id: ref.jobId, operator };
   operatorErrors.inc(labels);
   if (retried) operatorRetries.inc(labels);
 }
@@ -123,7 +123,7 @@ function sizeOf(v: string | Buffer | null): number {
  * carries its source record's timestamp, the end-to-end latency.
  */
 export function unitCommitted(ref: StageRef, messages: readonly CommittedMessage[], deadLetterTopic: string, committedAt = Date.now()): void {
-  const labels = { pipeline: ref.pipeline, job: ref.jobId, stage: ref.stage };
+  const labels = { pipeline: ref.pipeline, job_id: ref.jobId, stage: ref.stage };
   const internal = `sage.${ref.pipeline}.${ref.jobId}.`;
   const bytes = new Map<string, number>();
   const latencies: number[] = [];

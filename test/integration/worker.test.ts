@@ -56,7 +56,7 @@ test("the worker's /metrics endpoint counts records per operator", async () => {
     const job = await client.submit(served, { params: { output } });
     await job.result();
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const labels = (rest: string) => `\\{pipeline="versioned",job="${job.jobId.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}",${rest}\\}`;
+    const labels = (rest: string) => `\\{pipeline="versioned",job_id="${job.jobId.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}",${rest}\\}`;
     assert.match(text, new RegExp(`sage_operator_records_in_total${labels('operator="double"')} 3`));
     assert.match(text, new RegExp(`sage_operator_records_out_total${labels('operator="out"')} 3`));
     assert.match(text, new RegExp(`sage_stage_duration_seconds_count${labels('stage="s0"')} \\d+`));

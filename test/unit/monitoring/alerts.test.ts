@@ -20,11 +20,11 @@ function rule(file: RulesFile, name: string) {
 test("the design's two rules: throughput under 1000 records/s for 5m is a warning, p99 over 500 ms for 2m is critical", () => {
   const rules = alertRules(defaults);
   const throughput = rule(rules, "SageThroughputLow");
-  assert.equal(throughput.expr, "sum by (pipeline, job) (rate(sage_shim_records_total[1m])) < 1000");
+  assert.equal(throughput.expr, "sum by (pipeline, job_id) (rate(sage_shim_records_total[1m])) < 1000");
   assert.equal(throughput.for, "5m");
   assert.equal(throughput.labels.severity, "warning");
   const latency = rule(rules, "SageLatencyP99High");
-  assert.equal(latency.expr, "histogram_quantile(0.99, sum by (pipeline, job, le) (rate(sage_end_to_end_latency_seconds_bucket[1m]))) > 0.5");
+  assert.equal(latency.expr, "histogram_quantile(0.99, sum by (pipeline, job_id, le) (rate(sage_end_to_end_latency_seconds_bucket[1m]))) > 0.5");
   assert.equal(latency.for, "2m");
   assert.equal(latency.labels.severity, "critical");
   assert.deepEqual(
@@ -44,7 +44,7 @@ test("thresholds come from monitoring.alerts.* in the config, file or environmen
   assert.equal(rule(rules, "SageLatencyP99High").for, "1m");
   assert.match(rule(rules, "SageLlmSpendHigh").expr, /increase\(sage_llm_cost_usd_total\[1h\]\)\) > 2\.5$/);
   const fromEnv = loadConfig({ env: { SAGE_MONITORING_ALERTS_MAX_CONSUMER_LAG: "5000" } }).monitoring.alerts;
-  assert.match(rule(alertRules(fromEnv), "SageConsumerLagHigh").expr, /sum by \(pipeline, job\) \(sage_consumer_lag_records\) > 5000$/);
+  assert.match(rule(alertRules(fromEnv), "SageConsumerLagHigh").expr, /sum by \(pipeline, job_id\) \(sage_consumer_lag_records\) > 5000$/);
 });
 
 test("the YAML export parses back to the same rules", () => {
@@ -114,7 +114,7 @@ test("the dashboard draws the alert thresholds on their panels and filters by pi
   const panel = d.panels.find((p) => p.title === "Records read per second");
   assert.ok(panel && "targets" in panel && panel.fieldConfig.defaults.thresholds);
   assert.equal(panel.fieldConfig.defaults.thresholds.steps[1]!.value, 321);
-  assert.equal(panel.targets[0]!.expr, 'sum by (pipeline, job) (rate(sage_shim_records_total{pipeline=~"$pipeline", job=~"$job"}[1m]))');
+  assert.equal(panel.targets[0]!.expr, 'sum by (pipeline, job_id) (rate(sage_shim_records_total{pipeline=~"$pipeline", job_id=~"$job"}[1m]))');
   assert.deepEqual(
     d.templating.list.map((v) => v.name),
     ["datasource", "pipeline", "job"],
