@@ -10,8 +10,10 @@ import type { SourceFunction } from "../core/api/functions.js";
 import { resolvePlanString } from "../core/api/params.js";
 import { SinkError, SourceError } from "../core/errors.js";
 import type { SplitRef, SplitsByStage, StageInput } from "../core/plan/job.js";
+import type { RedriveRuntime } from "../core/plan/redrive.js";
 import { fileSplits } from "../connectors/file/source.js";
 import { jobStagingDir, publishShards } from "../connectors/file/staging.js";
+import { appendShards } from "../connectors/file/append.js";
 import { encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 import { jobFileName } from "../core/names.js";
@@ -30,6 +32,8 @@ export interface CommitResult {
 
 /** Where a job's dead letters go: the plan's dead-letter sink, the configured path, or the data dir. */
 export function deadLetterTarget(input: ControlInput, dataDir: string, planSpec: { kind: string; path?: unknown } | null): string {
+  // A redrive job's records that fail again go beside its input, never over the job's own dead letters.
+  if (input.runtime.redrive) return resolve(input.runtime.redrive.deadLetters);
   if (planSpec && planSpec.kind === "file") return resolve(resolvePlanString(planSpec.path as string, input.params, "dead-letter sink"));
   if (input.runtime.deadLetterPath) return resolve(input.runtime.deadLetterPath.replace("{pipeline}", input.pipeline).replace("{jobId}", input.jobId));
   return resolve(join(dataDir, "dead-letters", input.pipeline, `${jobFileName(input.jobId)}.jsonl`));
@@ -62,6 +66,7 @@ export async function listSplits(input: ControlInput, registry: OperatorRegistry
       throw new SinkError((err as Error).message);
     }
   }
+  if (input.runtime.redrive) return redriveSplits(plan, input.runtime.redrive, input.runtime.splitBytes);
   const out: SplitsByStage = {};
   for (const stage of plan.stages.filter((s) => s.source)) {
     const node = plan.nodes.find((n) => n.id === stage.operators[0])!;
@@ -91,6 +96,17 @@ export async function listSplits(input: ControlInput, registry: OperatorRegistry
   return out;
 }
 
+/** A bounded redrive job's splits: its input file, for each source stage a re-driven record enters by; none for the others. */
+async function redriveSplits(plan: { stages: Array<{ id: string; source: boolean }> }, redrive: RedriveRuntime, splitBytes: number): Promise<SplitsByStage> {
+  const out: SplitsByStage = {};
+  const splits = await fileSplits("redrive input", redrive.input, splitBytes);
+  for (const stage of plan.stages.filter((s) => s.source)) {
+    const reads = redrive.stages.includes(stage.id) ? splits : [];
+    out[stage.id] = reads.map((d, index): SplitRef => ({ stage: stage.id, index, descriptor: d as unknown as SplitRef["descriptor"] }));
+  }
+  return out;
+}
+
 /** Publishes every file sink and the dead letters; safe to retry. */
 export async function commitJob(input: ControlInput, registry: OperatorRegistry, dataDir: string): Promise<CommitResult> {
   const { plan } = registry.resolve(input);
@@ -104,7 +120,8 @@ export async function commitJob(input: ControlInput, registry: OperatorRegistry,
     for (const node of plan.nodes) {
       if (node.sink?.kind !== "file") continue;
       const target = resolve(resolvePlanString(node.sink.path, input.params, `sink "${node.name}"`));
-      await publishShards(join(staging, node.id), target, suffix);
+      // A redrive job adds its output to what the job published.
+      await (input.runtime.redrive ? appendShards : publishShards)(join(staging, node.id), target, suffix);
       result.outputs[node.id] = target;
     }
     if ((input.deadLetters ?? 0) > 0) {

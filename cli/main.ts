@@ -10,6 +10,8 @@ import { modelsServeCommand } from "./models.js";
 import { codecServerCommand } from "./codec-server.js";
 import { indexCommand } from "./index-docs.js";
 import { alertsExportCommand, dashboardExportCommand } from "./monitoring.js";
+import { dlqListCommand, dlqShowCommand } from "./dlq.js";
+import { dlqRedriveCommand } from "./dlq-redrive.js";
 import { SageError } from "../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
@@ -120,6 +122,34 @@ withGlobals(dashboards.command("export"))
   .description("write the dashboard JSON (import it in Grafana; pick the Prometheus data source)")
   .option("--out <file>", "write to this file (default: stdout)")
   .action(dashboardExportCommand);
+
+const dlq = program.command("dlq").description("a job's dead letters: list them, show them, re-drive them exactly once");
+withGlobals(dlq.command("list <job>"))
+  .description("the job's outstanding dead letters grouped by operator and error (a bounded job's file, or a streaming job's topic read_committed)")
+  .option("--operator <id>", "only this operator's")
+  .option("--error <text>", "only those whose error contains this text")
+  .option("--all", "also those a redrive already took")
+  .option("--json", "print JSON")
+  .action(dlqListCommand);
+withGlobals(dlq.command("show <job>"))
+  .description("the dead letters one by one: reason, operator, source position, tries and history, the record")
+  .option("--operator <id>", "only this operator's")
+  .option("--error <text>", "only those whose error contains this text")
+  .option("--limit <n>", "show at most this many (default 20)")
+  .option("--all", "also those a redrive already took")
+  .option("--json", "print JSON")
+  .action(dlqShowCommand);
+withGlobals(dlq.command("redrive <job>"))
+  .description("send the selected dead letters back through the job (or a fixed version of its module), each into the operator it failed in, exactly once")
+  .option("--operator <id>", "only this operator's")
+  .option("--error <text>", "only those whose error contains this text")
+  .option("--module <module>", "the pipeline module to re-drive through: bounded, served by a worker in this process; streaming, the running job of its plan")
+  .option(
+    "--redrive-id <id>",
+    "name of this redrive (default: from the job, the filter and the plan or job re-driven through; the same id resumes, never repeats)",
+  )
+  .option("--json", "print JSON")
+  .action(dlqRedriveCommand);
 
 program
   .command("models")

@@ -11,6 +11,7 @@ import type { KafkaSourceSpec } from "../core/api/connectors.js";
 import { kafkaSourceOf, keyedTopicsOf, workflowIndexOf } from "../core/plan/stream.js";
 import type { BatchControl, GroupConsumer, KafkaClient, PartitionBatch } from "../connectors/kafka/client.js";
 import { taskQueueOf } from "../client/task-queue.js";
+import { redriveTopicOf } from "../core/plan/redrive.js";
 import { totalProgress, type StreamJob, type StreamJobProgress } from "./stream-job.js";
 import { cutBatches } from "./shim/batching.js";
 import { OffsetCommits } from "./shim/offset-commits.js";
@@ -75,6 +76,7 @@ export class KafkaShim {
     // Metrics first: a port in use stops the shim before it joins the group.
     this.metrics = await serveMetrics(this.job.client.config.monitoring, this.logger);
     await this.ensureKeyedTopics();
+    await this.ensureRedriveTopic();
     await this.startConsumer();
     this.watch.start();
     this.commits.start();
@@ -85,6 +87,22 @@ export class KafkaShim {
   private repartitionTopics(): string[] {
     const input = this.job.inputs[0]!;
     return keyedTopicsOf(input.plan, input.jobId).map((t) => t.repartition);
+  }
+
+  /** The job's redrive topic: re-driven dead letters (`sage dlq redrive`), read like a source from its beginning. */
+  private redriveTopic(): string {
+    const input = this.job.inputs[0]!;
+    return redriveTopicOf(input.plan.pipeline, input.jobId);
+  }
+
+  /** Creates the redrive topic (one partition; no time retention: a record waits for the job however long it is down). */
+  private async ensureRedriveTopic(): Promise<void> {
+    const admin = await this.kafka.admin();
+    try {
+      await admin.ensureTopic(this.redriveTopic(), 1, { "retention.ms": "-1" });
+    } finally {
+      await admin.close();
+    }
   }
 
   /** Creates the repartition topics and the compacted changelog topics of the job's keyed operators. */
@@ -109,7 +127,7 @@ export class KafkaShim {
     const consumer = this.kafka.consumer({
       groupId: this.source.groupId,
       topics: this.source.topics,
-      earliestTopics: this.repartitionTopics(),
+      earliestTopics: [...this.repartitionTopics(), this.redriveTopic()],
       fromBeginning: this.source.startFrom === "earliest",
       maxWaitMs: o.bufferTimeoutMs,
       minBytes: Math.min(o.maxBatchBytes, o.fetchBytes),

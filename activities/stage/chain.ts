@@ -5,6 +5,7 @@
  */
 import type { LogicalNode } from "../../core/plan/logical.js";
 import { edgeKey } from "../../core/plan/physical.js";
+import { operatorEntryKey } from "../../core/plan/redrive.js";
 import type { DeadLetters } from "./dead-letters.js";
 import type { EdgeOutputs } from "./edge-outputs.js";
 import type { RecordInvoker } from "./invoker.js";
@@ -38,12 +39,16 @@ export class OperatorChain implements OperatorWiring {
   /**
    * Wires the stage: edges leaving the stage first, then operators from last to first, so that each
    * operator's readers exist when its outputs are made. Returns the entry of each way into the stage,
-   * counting each record into the operator it enters.
+   * counting each record into the operator it enters, and the way in to each operator (`operatorEntryKey`).
    */
   async wire(): Promise<Map<string, Push>> {
     const { stage, compiled } = this.unit;
+    /** The push of the first edge from this stage into each operator of another stage (the way a re-driven record takes there). */
+    const leaving = new Map<string, Push>();
     for (const edge of compiled.plan.edges.filter((e) => e.fromStage === stage.id)) {
-      this.read(edge.fromOperator, edge.tag, { push: this.edges.push(edge), counts: null });
+      const push = this.edges.push(edge);
+      this.read(edge.fromOperator, edge.tag, { push, counts: null });
+      if (!edge.feedback && !leaving.has(edge.toOperator)) leaving.set(edge.toOperator, push);
     }
     const pushes = new Map<string, Push[]>();
     for (const id of [...stage.operators].reverse()) {
@@ -62,6 +67,12 @@ export class OperatorChain implements OperatorWiring {
       const own = pushes.get(edge.toOperator)!;
       entries.set(edgeKey(edge), entry(edge.toOperator, own[edge.toInput ?? 0] ?? own[0]!));
     }
+    // A re-driven dead letter enters at the operator it failed in: by the operator's own way in, or by the edge that leads to it.
+    for (const id of stage.operators) {
+      const own = pushes.get(id)?.[0];
+      if (own) entries.set(operatorEntryKey(id), entry(id, own));
+    }
+    for (const [to, push] of leaving) if (!entries.has(operatorEntryKey(to))) entries.set(operatorEntryKey(to), push);
     return entries;
   }
 

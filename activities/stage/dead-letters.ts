@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { rm } from "node:fs/promises";
 import { SageError } from "../../core/errors.js";
 import type { LogicalNode } from "../../core/plan/logical.js";
+import { REDRIVE_HEADERS, type Lineage } from "../../core/plan/redrive.js";
 import { ShardWriter, shardFileName } from "../../connectors/file/staging.js";
 import type { StreamCommit } from "./stream-commit.js";
 import type { StageUnit } from "./unit.js";
@@ -36,6 +37,8 @@ export class DeadLetters {
   private readonly path: string;
   private readonly file: ShardWriter;
   private written = 0;
+  /** The lineage of the re-driven record in flight (null: not a re-driven record): a new failure adds to its history. */
+  lineage: Lineage | null = null;
 
   constructor(
     private readonly unit: StageUnit,
@@ -46,7 +49,7 @@ export class DeadLetters {
     this.file = new ShardWriter(this.path);
   }
 
-  /** Writes one dead letter: operator, error, attempts and the record itself. */
+  /** Writes one dead letter: operator, error, attempts, the record itself and, for a re-driven record, its earlier failures. */
   async write(node: LogicalNode, dead: unknown, err: unknown, attempts: number): Promise<void> {
     const { input, logger } = this.unit;
     // A keyed operator's input travels wrapped with its key: the dead letter is the user's record, with the key beside it.
@@ -67,10 +70,16 @@ export class DeadLetters {
       error: { name, message, ...(err instanceof SageError ? { code: err.code } : {}) },
       record: safeJson(record),
       ...(keyed ? { key: dead.k } : {}),
+      at: new Date().toISOString(),
+      ...(this.unit.eventTime !== undefined ? { timestamp: this.unit.eventTime } : {}),
+      ...(this.lineage
+        ? { redrive: this.lineage.redrive, history: this.lineage.history, ...(this.lineage.origin ? { origin: this.lineage.origin } : {}) }
+        : {}),
     };
     logger.warn({ operator: node.id, attempts, error: message }, "record sent to dead letters");
     if (this.stream) {
-      const source = this.stream.sourcePosition();
+      const source = this.lineage?.origin ?? this.stream.sourcePosition();
+      const timestamp = this.stream.current?.timestamp;
       this.stream.write(this.stream.stream.deadLetterTopic, {
         key: this.stream.sourceKey(),
         value: record instanceof Buffer ? record : JSON.stringify(entry.record),
@@ -82,6 +91,8 @@ export class DeadLetters {
           "sage-error": `${name}: ${message}`.slice(0, MAX_ERROR_HEADER),
           ...(source ? { "sage-source": source } : {}),
           ...(keyed ? { "sage-key": dead.k } : {}),
+          ...(timestamp !== undefined ? { [REDRIVE_HEADERS.timestamp]: timestamp } : {}),
+          ...(this.lineage ? { [REDRIVE_HEADERS.redrive]: this.lineage.redrive, [REDRIVE_HEADERS.history]: JSON.stringify(this.lineage.history) } : {}),
         },
       });
       return;

@@ -9,7 +9,7 @@ import { NonRetryableError, SinkError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { transactionalIdOf, type SinkSession } from "../../connectors/kafka/sink.js";
 import { changelogTopicOf } from "../../core/plan/stream.js";
-import { OperatorChain, SOURCE_ENTRY } from "./chain.js";
+import { OperatorChain } from "./chain.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EdgeOutputs } from "./edge-outputs.js";
 import { RecordInvoker } from "./invoker.js";
@@ -77,7 +77,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   /** Reads the unit's input through the chain, then runs the batch buffers and the sinks out. */
   const run = async (origins: readonly string[] = []): Promise<void> => {
     const entries = await chain.wire();
-    if (stage.source) await driveSource(unit, entries.get(SOURCE_ENTRY)!, deadLetters, stream, records);
+    if (stage.source) await driveSource(unit, entries, deadLetters, stream, records);
     else if (stream && chain.keyed) eventTime = await driveKeyedStream(unit, chain.keyed, entries, stream, records, origins);
     else if (input.keyed && chain.keyed) await driveKeyedUnit(unit, chain.keyed, entries);
     else await driveEdgeBatch(unit, entries);

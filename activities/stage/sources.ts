@@ -15,6 +15,10 @@ import type { DeadLetters } from "./dead-letters.js";
 import { pushAll, type Push } from "./push.js";
 import type { StreamCommit } from "./stream-commit.js";
 import type { StageUnit } from "./unit.js";
+import { SOURCE_ENTRY } from "./chain.js";
+import { driveRedriveSlice, driveRedriveSplit } from "./redrive-input.js";
+import { redriveTopicOf } from "../../core/plan/redrive.js";
+import type { StreamSlice } from "../../core/plan/job.js";
 import type { KeyedRun } from "./keyed.js";
 import type { KeyedRecord } from "../../core/plan/key-groups.js";
 import { edgeKey } from "../../core/plan/physical.js";
@@ -24,6 +28,8 @@ interface SourceDriver {
   unit: StageUnit;
   node: LogicalNode;
   entry: Push;
+  /** Streaming: reads one slice of the job's redrive topic (re-driven dead letters). */
+  redriveSlice: (slice: StreamSlice, records: Uint8Array) => Promise<void>;
   /** A source record that cannot be read: counted in, and dead-lettered. */
   reject: (raw: unknown, err: unknown) => Promise<void>;
 }
@@ -37,14 +43,22 @@ export async function driveEdgeBatch(unit: StageUnit, entries: Map<string, Push>
   await pushAll(records, entry);
 }
 
-/** Reads the source stage's split (bounded jobs) or slices (streaming jobs) into `entry`. */
-export async function driveSource(unit: StageUnit, entry: Push, deadLetters: DeadLetters, stream: StreamCommit | null, records: Uint8Array[]): Promise<void> {
+/** Reads the source stage's split (bounded jobs), slices (streaming jobs) or redrive input into its entries. */
+export async function driveSource(
+  unit: StageUnit,
+  entries: Map<string, Push>,
+  deadLetters: DeadLetters,
+  stream: StreamCommit | null,
+  records: Uint8Array[],
+): Promise<void> {
   const node = unit.node(unit.stage.operators[0]!);
   const counts = unit.countsOf(node.id);
+  if (unit.input.runtime.redrive) return driveRedriveSplit(unit, entries, deadLetters);
   const driver: SourceDriver = {
     unit,
     node,
-    entry,
+    entry: entries.get(SOURCE_ENTRY)!,
+    redriveSlice: (slice, recs) => driveRedriveSlice(unit, entries, deadLetters, stream!, slice, recs),
     reject: (raw, err) => {
       counts.in++;
       return deadLetters.write(node, raw, err, 1);
@@ -94,9 +108,10 @@ async function driveFunction({ unit, node, entry }: SourceDriver): Promise<void>
 }
 
 /** Streaming: decodes each slice and pushes every record not accepted before into the chain. */
-async function driveStream({ unit, node, entry, reject }: SourceDriver, stream: StreamCommit, records: Uint8Array[]): Promise<void> {
+async function driveStream({ unit, node, entry, reject, redriveSlice }: SourceDriver, stream: StreamCommit, records: Uint8Array[]): Promise<void> {
   const spec = node.source!;
   const { slices } = stream.stream;
+  const redriveTopic = redriveTopicOf(unit.compiled.plan.pipeline, unit.input.jobId);
   if (spec.kind !== "kafka" || records.length !== slices.length) {
     throw new NonRetryableError(
       `stage ${unit.stage.id} got ${records.length} record payload(s) for ${slices.length} stream slice(s), or does not start with a Kafka source`,
@@ -104,6 +119,10 @@ async function driveStream({ unit, node, entry, reject }: SourceDriver, stream: 
   }
   for (const [i, slice] of slices.entries()) {
     stream.currentSlice = i;
+    if (slice.topic === redriveTopic) {
+      await redriveSlice(slice, records[i]!);
+      continue;
+    }
     for (const rec of decodeBatch(records[i]!)) {
       if (rec.offset < slice.skipBelow) continue;
       stream.current = rec;

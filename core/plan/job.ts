@@ -4,6 +4,7 @@
  */
 import type { SplitDescriptor } from "../api/functions.js";
 import type { PhysicalPlan } from "./physical.js";
+import type { RedriveRuntime } from "./redrive.js";
 
 /** Workflow type name of the pipeline interpreter. */
 export const PIPELINE_WORKFLOW = "pipelineWorkflow";
@@ -75,6 +76,8 @@ export interface JobRuntimeOptions {
   checkpointIntervalMs?: number;
   /** Dead-letter file path (resolved by the worker when empty). */
   deadLetterPath: string | null;
+  /** A bounded redrive job: its sources read the redrive's input file instead (`sage dlq redrive`). */
+  redrive?: RedriveRuntime;
 }
 
 /** What a job workflow is started with. */

@@ -8,6 +8,7 @@ import type { JobRuntimeOptions, StageCounts } from "./job.js";
 
 export type { StreamSlice, StreamUnit } from "./job.js";
 import type { LogicalGraph } from "./logical.js";
+import { redriveTopicOf } from "./redrive.js";
 import type { PhysicalPlan } from "./physical.js";
 
 /** Workflow type of a partition workflow of a streaming job. */
@@ -44,12 +45,13 @@ export function changelogTopicOf(pipeline: string, jobId: string, uid: string): 
   return `sage.${pipeline}.${jobId}.${uid}.changelog`;
 }
 
-/** The topic each stage of a streaming job reads: its source topics, or its keyed operator's repartition topic. */
+/** The topic each stage of a streaming job reads: its source topics and the job's redrive topic, or its keyed operator's repartition topic. */
 export function entryTopicsOf(plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">, jobId: string): Map<string, string> {
   const byTopic = new Map<string, string>();
   for (const stage of plan.stages) {
     const first = plan.nodes.find((n) => n.id === stage.operators[0]);
-    if (stage.source && first?.source?.kind === "kafka") for (const t of first.source.topics) byTopic.set(t, stage.id);
+    if (stage.source && first?.source?.kind === "kafka")
+      for (const t of [...first.source.topics, redriveTopicOf(plan.pipeline, jobId)]) byTopic.set(t, stage.id);
     if (stage.keyed && first) byTopic.set(repartitionTopicOf(plan.pipeline, jobId, first.id), stage.id);
   }
   return byTopic;
