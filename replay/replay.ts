@@ -13,6 +13,7 @@ import { workflowBundle, workflowsPath as defaultWorkflowsPath } from "../worker
 import { installSdkRuntime } from "../worker/sdk-runtime.js";
 import { createLogger } from "../client/logger.js";
 import { SEARCH_ATTRIBUTES } from "../client/search-attributes.js";
+import { checkDecodable } from "./history-payloads.js";
 
 /** The verdict for one run. */
 export interface ReplayVerdict {
@@ -48,11 +49,15 @@ function verdict(workflowId: string, runId: string, error: unknown): ReplayVerdi
   return { workflowId, runId, deterministic: false, error: `${e.name}: ${e.message}${detail}` };
 }
 
-/** Replays one workflow execution (latest run unless `runId`), decoding its payloads with the client's data converter. */
+/**
+ * Replays one workflow execution (latest run unless `runId`), decoding its payloads with the client's
+ * data converter; a payload it cannot decrypt throws `PayloadDecryptionError` (no verdict).
+ */
 export async function replayExecution(client: Client, workflowId: string, runId?: string, workflowsPath?: string): Promise<ReplayVerdict> {
   const handle = client.workflow.getHandle(workflowId, runId);
   const history = await handle.fetchHistory();
   const firstRunId = runId ?? (await handle.describe()).runId;
+  await checkDecodable(history, client.options.loadedDataConverter.payloadCodecs);
   try {
     await Worker.runReplayHistory(await replayOptions(workflowsPath, client.options.dataConverter), history, workflowId);
     return verdict(workflowId, firstRunId, null);
@@ -80,6 +85,7 @@ export async function replayFailed(client: Client, pipeline?: string, workflowsP
 export async function replayFile(path: string, workflowsPath?: string, dataConverter: DataConverter = {}): Promise<ReplayVerdict> {
   const history = historyFromJSON(JSON.parse(await readFile(path, "utf8")));
   const workflowId = `file:${path}`;
+  await checkDecodable(history, dataConverter.payloadCodecs ?? []);
   try {
     await Worker.runReplayHistory(await replayOptions(workflowsPath, dataConverter), history, workflowId);
     return verdict(workflowId, "", null);
