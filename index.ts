@@ -91,7 +91,7 @@ export {
   type TimeWindow,
   type TimeDomain,
 } from "./core/api/windows.js";
-export type { KeyedStream, WindowedStream, JoinedStreams, JoinWindow, IntervalJoin, KeySelector } from "./core/api/keyed.js";
+export type { KeyedStream, WindowedStream, JoinedStreams, JoinWindow, IntervalJoin, KeySelector, KeyByOptions } from "./core/api/keyed.js";
 export type {
   AggregateFunction,
   ReduceFn,

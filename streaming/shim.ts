@@ -86,7 +86,7 @@ export class KafkaShim {
   /** The repartition topics of the job's keyed operators: read like its sources, always from their beginning. */
   private repartitionTopics(): string[] {
     const input = this.job.inputs[0]!;
-    return keyedTopicsOf(input.plan, input.jobId).map((t) => t.repartition);
+    return keyedTopicsOf(input.plan, input.jobId).flatMap((t) => (t.repartition === null ? [] : [t.repartition]));
   }
 
   /** The job's redrive topic: re-driven dead letters (`sage dlq redrive`), read like a source from its beginning. */
@@ -114,7 +114,7 @@ export class KafkaShim {
     try {
       for (const t of topics) {
         // Records carry their event time as the Kafka timestamp: time-based retention would delete old event time unread.
-        await admin.ensureTopic(t.repartition, t.partitions, { "retention.ms": "-1" });
+        if (t.repartition !== null) await admin.ensureTopic(t.repartition, t.partitions, { "retention.ms": "-1" });
         await admin.ensureTopic(t.changelog, t.partitions, { "cleanup.policy": "compact" });
       }
     } finally {

@@ -9,6 +9,7 @@ import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, setH
 import { deadLetterTotal, jobContextOf } from "../core/plan/job.js";
 import {
   entryTopicsOf,
+  keyedOperatorsOf,
   topicPartition,
   type AcceptedBatch,
   type BatchDescription,
@@ -53,13 +54,17 @@ function watermarksOf(plan: StreamJobInput["plan"], eventTime: Record<string, Re
   const out: Record<string, number> = {};
   for (const stage of plan.stages) {
     const seen = eventTime[stage.id];
-    const node = stage.keyed ? plan.nodes.find((n) => n.id === stage.operators[0]) : undefined;
-    if (!seen || !node) continue;
-    const bound = Math.max(0, ...(node.eventTime ?? []).map((s) => s?.outOfOrdernessMs ?? 0));
+    if (!seen) continue;
+    // Origins only: `@origin` is when one last moved, `edge|origin` what a repartition sent on.
     const times = Object.entries(seen)
-      .filter(([origin]) => !origin.startsWith("@"))
+      .filter(([origin]) => !origin.startsWith("@") && !origin.includes("|"))
       .map(([, t]) => t);
-    if (times.length > 0) out[node.id] = Math.min(...times) - bound - 1;
+    if (times.length === 0) continue;
+    for (const uid of keyedOperatorsOf(stage)) {
+      const node = plan.nodes.find((n) => n.id === uid);
+      const bound = Math.max(0, ...(node?.eventTime ?? []).map((s) => s?.outOfOrdernessMs ?? 0));
+      out[uid] = Math.min(...times) - bound - 1;
+    }
   }
   return out;
 }
@@ -168,7 +173,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     onOutput: (stage, out) => {
       if (out.eventTime) (state.eventTime ??= {})[stage.id] = out.eventTime;
       if (out.restored) state.restores = (state.restores ?? 0) + 1;
-      if (out.stateSize) (state.stateSize ??= {})[plan.stages.find((x) => x.id === stage.id)!.operators[0]!] = out.stateSize;
+      if (out.states) Object.assign((state.stateSize ??= {}), out.states);
       if (out.nextTimer !== undefined) {
         const timers = (state.timers ??= {});
         if (out.nextTimer === null) delete timers[stage.id];

@@ -25,8 +25,8 @@ export class OperatorChain implements OperatorWiring {
   private readonly targets = new Map<string, Target[]>();
   /** Flushes of the `mapBatch` operators' buffers, by operator id. */
   private readonly flushes = new Map<string, () => Promise<void>>();
-  /** The stage's keyed operator, when it starts with one. */
-  keyed: KeyedRun | null = null;
+  /** The runs of the stage's keyed operators, by operator id. */
+  readonly keyedRuns = new Map<string, KeyedRun>();
 
   constructor(
     readonly unit: StageUnit,
@@ -88,8 +88,15 @@ export class OperatorChain implements OperatorWiring {
     const backend = await this.unit.openState(node);
     const result = this.unit.compiled.functions.get(`${node.id}#result`);
     const operator = createKeyedOperator(node, { main: fn, ...(result !== undefined ? { result } : {}) }, backend, Date.now);
-    this.keyed = new KeyedRun(this, node, operator, backend);
-    return this.keyed;
+    const run = new KeyedRun(this, node, operator, backend);
+    this.keyedRuns.set(node.id, run);
+    return run;
+  }
+
+  /** The keyed operator a keyed stage starts with (it reads the repartition), or null. */
+  get keyed(): KeyedRun | null {
+    const { stage } = this.unit;
+    return stage.keyed ? (this.keyedRuns.get(stage.operators[0]!) ?? null) : null;
   }
 
   /** Runs the `mapBatch` buffers out, upstream operators first (their output fills the next buffer). */

@@ -41,6 +41,8 @@ export class EdgeOutputs {
   ) {
     for (const [flat, t] of Object.entries(unit.input.stream?.eventTime ?? {})) {
       const at = flat.indexOf("|");
+      // The stage's own origins (keyed operators' watermarks) have no edge.
+      if (at < 0) continue;
       (this.eventTime[flat.slice(0, at)] ??= {})[flat.slice(at + 1)] = t;
     }
   }

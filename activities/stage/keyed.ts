@@ -42,6 +42,7 @@ export function timestampsPush(w: KeyedWiring, node: LogicalNode, assigner: Time
   };
   const then: Then = (ts, v) => {
     unit.eventTime = ts as number;
+    unit.assignedTime = ts as number;
     return emit(v);
   };
   return (v) => w.invoker.invoke(node, ctx, v, call, then);
@@ -53,13 +54,20 @@ export function keyByPush(w: KeyedWiring, node: LogicalNode, keyFn: (v: unknown)
   const unit = w.unit;
   const keyGroups = unit.compiled.plan.keyGroups ?? DEFAULT_KEY_GROUPS;
   const ctx = unit.recordContext(node, 1);
+  // Source-partitioned and read in this stage: the key must be the record's Kafka key, or its state would sit in the wrong partition.
+  const local = node.sourcePartitioned && (unit.stage.keyedLocal ?? []).some((id) => unit.node(id).inputs.some((i) => i.from === node.id));
   const call: Call = (v) => {
+    let key: unknown;
+    let encoded: string;
     try {
-      return encodeKey(keyFn(v));
+      key = keyFn(v);
+      encoded = encodeKey(key);
     } catch (err) {
       if (err instanceof KeyEncodingError) throw new NonRetryableError(`keyBy "${node.name}": ${err.message}`);
       throw err;
     }
+    if (local) checkSourceKey(node, unit, typeof key === "string" ? key : encoded);
+    return encoded;
   };
   const then: Then = (k, v) => {
     const key = k as string;
@@ -67,6 +75,17 @@ export function keyByPush(w: KeyedWiring, node: LogicalNode, keyFn: (v: unknown)
     return emit(record);
   };
   return (v) => w.invoker.invoke(node, ctx, v, call, then);
+}
+
+/** Fails the record (to the dead letters) when its Kafka key is not `expected`, the key a source-partitioned keyBy gave it. */
+function checkSourceKey(node: LogicalNode, unit: StageUnit, expected: string): void {
+  const raw = unit.stream?.sourceKey() ?? null;
+  const actual = raw === null ? null : typeof raw === "string" ? raw : raw.toString("utf8");
+  if (actual === expected) return;
+  throw new NonRetryableError(
+    `keyBy "${node.name}" is source-partitioned, but the record's key ${JSON.stringify(expected)} is not its Kafka key ` +
+      `(${actual === null ? "it has none" : JSON.stringify(actual)}): its state would live in another partition's workflow`,
+  );
 }
 
 /** A keyed operator of one stage run: its pushes (one per input) and its clocks. */

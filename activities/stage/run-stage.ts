@@ -7,8 +7,10 @@
 import type { Logger } from "pino";
 import { NonRetryableError, SinkError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
-import { transactionalIdOf, type SinkSession } from "../../connectors/kafka/sink.js";
-import { changelogTopicOf } from "../../core/plan/stream.js";
+import { transactionalIdOf, type SinkSession, type SourcePosition } from "../../connectors/kafka/sink.js";
+import { changelogTopicOf, keyedOperatorsOf, workflowIndexOf } from "../../core/plan/stream.js";
+import type { StateBackend } from "../state/backend.js";
+import { WatermarkValve } from "./watermarks.js";
 import { OperatorChain } from "./chain.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EdgeOutputs } from "./edge-outputs.js";
@@ -20,44 +22,61 @@ import { StageUnit, type StageHost } from "./unit.js";
 
 export type { StageHost } from "./unit.js";
 
-/** The late records of the stage's keyed operator, if it has one and saw any. */
+/** The late records of the stage's keyed operators that saw any, by operator id. */
 function lateOf(chain: OperatorChain): Pick<StageOutput, "late"> {
-  const op = chain.keyed?.operator;
-  if (!op || op.lateDropped + op.lateSide === 0) return {};
-  return { late: { [chain.keyed!.node.id]: { dropped: op.lateDropped, side: op.lateSide } } };
+  const late: NonNullable<StageOutput["late"]> = {};
+  for (const [id, { operator: op }] of chain.keyedRuns) if (op.lateDropped + op.lateSide > 0) late[id] = { dropped: op.lateDropped, side: op.lateSide };
+  return Object.keys(late).length > 0 ? { late } : {};
+}
+
+/** One keyed operator's state in a streaming unit: its changelog partition and the marker it is current at. */
+interface KeyedOperatorState {
+  uid: string;
+  changelog: string;
+  backend: StateBackend;
+  /** Committed units of this partition so far (the changelog's state-sequence marker). */
+  seq: number;
 }
 
 /**
- * Streaming keyed stage: the worker's copy of its partition's state, current at the progress
- * marker the session reads (rebuilt from the changelog when it is not), and what the unit needs to
- * commit the state's changes with its outputs.
+ * Streaming stage with keyed operators: the worker's copy of each one's state in this unit's
+ * partition (the repartition partition of a keyed stage; the partition workflow's index behind a
+ * source-partitioned keyBy), current at the progress marker the session reads (rebuilt from the
+ * changelog when it is not), and the source partitions whose event times make its watermark.
  */
 async function openKeyedState(unit: StageUnit, session: SinkSession) {
   const { input, stage, compiled, host } = unit;
-  const slices = input.stream!.slices;
-  const partition = slices[0]?.partition ?? input.stream!.timerPartition;
+  const stream = input.stream!;
+  const slices = stream.slices;
+  const partition = stage.keyed ? (slices[0]?.partition ?? stream.timerPartition) : stream.workflowIndex;
   if (partition === undefined) throw new NonRetryableError(`keyed stage ${stage.name} got a unit with neither slices nor a timer partition`);
-  if (slices.some((s) => s.partition !== partition)) {
+  if (stage.keyed && slices.some((s) => s.partition !== partition)) {
     throw new NonRetryableError(`keyed stage ${stage.name} got slices of several repartition partitions; a keyed operator's parallelism must equal the job's`);
   }
   if (!host.keyedState) throw new SinkError(`stage ${stage.name} keeps keyed state but this worker has no Kafka connection`);
   const state = host.keyedState();
-  const uid = stage.operators[0]!;
-  const changelog = changelogTopicOf(compiled.plan.pipeline, input.jobId, uid);
-  // The state's sequence marker (committed units so far) says whether the local copy is current.
-  const seq = await session.committedUpTo(changelog, partition);
-  const opened = await state.open(changelog, partition, seq);
-  unit.stateBackend = opened.backend;
+  const operators: KeyedOperatorState[] = [];
+  let restored: { entries: number; ms: number } | undefined;
+  for (const uid of keyedOperatorsOf(stage)) {
+    const changelog = changelogTopicOf(compiled.plan.pipeline, input.jobId, uid);
+    // The state's sequence marker (committed units so far) says whether the local copy is current.
+    const seq = await session.committedUpTo(changelog, partition);
+    const opened = await state.open(changelog, partition, seq);
+    unit.stateBackends.set(uid, opened.backend);
+    operators.push({ uid, changelog, backend: opened.backend, seq: Math.max(seq, 0) });
+    if (opened.restored) restored = { entries: (restored?.entries ?? 0) + opened.restored.entries, ms: (restored?.ms ?? 0) + opened.restored.ms };
+  }
   const sources = compiled.plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : []));
-  return {
-    host: state,
-    changelog,
-    partition,
-    backend: opened.backend,
-    restored: opened.restored,
-    origins: await state.originsOf(sources),
-    seq: Math.max(seq, 0),
-  };
+  const all = await state.originsOf(sources);
+  // Behind a source-partitioned keyBy, only this workflow's source partitions feed the state.
+  const origins = stage.keyed ? all : all.filter((o) => workflowIndexOf(Number(o.slice(o.lastIndexOf(":") + 1)), compiled.plan.parallelism) === partition);
+  return { host: state, partition, operators, restored, origins };
+}
+
+/** The earliest of processing-time timers (null: none). */
+function earliest(timers: Array<number | null>): number | null {
+  const set = timers.filter((t) => t !== null);
+  return set.length === 0 ? null : Math.min(...set);
 }
 
 /** Runs one stage activity. `records` are a streaming unit's encoded slices, one per slice. */
@@ -77,8 +96,23 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   /** Reads the unit's input through the chain, then runs the batch buffers and the sinks out. */
   const run = async (origins: readonly string[] = []): Promise<void> => {
     const entries = await chain.wire();
-    if (stage.source) await driveSource(unit, entries, deadLetters, stream, records);
-    else if (stream && chain.keyed) eventTime = await driveKeyedStream(unit, chain.keyed, entries, stream, records, origins);
+    if (stage.source) {
+      const runs = [...chain.keyedRuns.values()];
+      const local =
+        stream && runs.length > 0
+          ? {
+              runs,
+              valve: new WatermarkValve(
+                stream.stream.eventTime,
+                origins,
+                WatermarkValve.specsOf(runs.map((r) => r.node)),
+                stream.stream.processingTime ?? Date.now(),
+              ),
+            }
+          : null;
+      await driveSource(unit, entries, deadLetters, stream, records, local);
+      if (local) eventTime = local.valve.eventTime;
+    } else if (stream && chain.keyed) eventTime = await driveKeyedStream(unit, chain.keyed, entries, stream, records, origins);
     else if (input.keyed && chain.keyed) await driveKeyedUnit(unit, chain.keyed, entries);
     else await driveEdgeBatch(unit, entries);
     await chain.flushBatches();
@@ -87,13 +121,14 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   };
   if (stream) {
     if (!host.kafka) throw new SinkError(`stage ${stage.name} runs a streaming job but this worker has no Kafka connection`);
+    unit.stream = stream;
     // The whole unit holds its transactional id: fenced first, then run, then committed once.
     const id = transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard);
     let restored: StageOutput["restored"];
     let nextTimer: number | null | undefined;
-    let stateSize: StageOutput["stateSize"];
+    let states: StageOutput["states"];
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
-      if (!stage.keyed) {
+      if (keyedOperatorsOf(stage).length === 0) {
         await run();
         eventTime = edges.finishRepartitions();
         await stream.commit(session);
@@ -103,23 +138,31 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
       restored = state.restored;
       try {
         await run(state.origins);
-        nextTimer = chain.keyed?.operator.nextProcessingTimer() ?? null;
-        stateSize = state.backend.size();
-        // The changes go to the changelog in the unit's transaction; they are applied to the local copy only once it committed.
-        for (const change of state.backend.unitChanges()) stream.write(state.changelog, { key: change.key, value: change.value, partition: state.partition });
-        // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
-        const seq = { topic: state.changelog, partition: state.partition, nextOffset: state.seq + 1 };
-        const outcome = await stream.commit(session, [seq]);
-        if (outcome === "skipped") {
-          // An earlier attempt committed this unit: the copy (current at the marker) already holds its changes.
-          state.backend.discardUnit();
-        } else {
-          state.backend.takeChanges();
-          if (outcome === "committed") state.host.committed(state.changelog, state.partition, seq.nextOffset);
+        const repartitioned = edges.finishRepartitions();
+        if (repartitioned) eventTime = { ...eventTime, ...repartitioned };
+        nextTimer = earliest([...chain.keyedRuns.values()].map((r) => r.operator.nextProcessingTimer()));
+        states = {};
+        const markers: SourcePosition[] = [];
+        for (const op of state.operators) {
+          states[op.uid] = op.backend.size();
+          // The changes go to the changelog in the unit's transaction; they are applied to the local copy only once it committed.
+          for (const change of op.backend.unitChanges()) stream.write(op.changelog, { key: change.key, value: change.value, partition: state.partition });
+          // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
+          markers.push({ topic: op.changelog, partition: state.partition, nextOffset: op.seq + 1 });
+        }
+        const outcome = await stream.commit(session, markers);
+        for (const op of state.operators) {
+          if (outcome === "skipped") {
+            // An earlier attempt committed this unit: the copy (current at the marker) already holds its changes.
+            op.backend.discardUnit();
+            continue;
+          }
+          op.backend.takeChanges();
+          if (outcome === "committed") state.host.committed(op.changelog, state.partition, op.seq + 1);
         }
       } catch (err) {
         // Not committed (or in doubt: then the marker moved, and the next unit rebuilds the copy).
-        state.backend.discardUnit();
+        for (const op of state.operators) op.backend.discardUnit();
         throw err;
       }
     });
@@ -129,7 +172,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
       ...(eventTime ? { eventTime } : {}),
       ...(restored ? { restored } : {}),
       ...(nextTimer !== undefined ? { nextTimer } : {}),
-      ...(stateSize ? { stateSize } : {}),
+      ...(states ? { states } : {}),
       ...lateOf(chain),
     };
   }

@@ -22,6 +22,8 @@ import type { StreamSlice } from "../../core/plan/job.js";
 import type { KeyedRun } from "./keyed.js";
 import type { KeyedRecord } from "../../core/plan/key-groups.js";
 import { edgeKey } from "../../core/plan/physical.js";
+import { topicPartition } from "../../core/plan/stream.js";
+import { WatermarkValve } from "./watermarks.js";
 
 /** Reads a stage's input into the chain through `entry`. */
 interface SourceDriver {
@@ -43,6 +45,15 @@ export async function driveEdgeBatch(unit: StageUnit, entries: Map<string, Push>
   await pushAll(records, entry);
 }
 
+/**
+ * A Kafka source stage's keyed operators behind a source-partitioned keyBy: before each record,
+ * their watermark moves to what the records before it make of this workflow's source partitions.
+ */
+export interface LocalKeyed {
+  runs: KeyedRun[];
+  valve: WatermarkValve;
+}
+
 /** Reads the source stage's split (bounded jobs), slices (streaming jobs) or redrive input into its entries. */
 export async function driveSource(
   unit: StageUnit,
@@ -50,6 +61,7 @@ export async function driveSource(
   deadLetters: DeadLetters,
   stream: StreamCommit | null,
   records: Uint8Array[],
+  local: LocalKeyed | null = null,
 ): Promise<void> {
   const node = unit.node(unit.stage.operators[0]!);
   const counts = unit.countsOf(node.id);
@@ -64,7 +76,7 @@ export async function driveSource(
       return deadLetters.write(node, raw, err, 1);
     },
   };
-  if (stream) return driveStream(driver, stream, records);
+  if (stream) return driveStream(driver, stream, records, local);
   const spec = node.source!;
   if (spec.kind === "file") return driveFileSplit(driver, spec.format);
   if (spec.kind === "collection") return driveCollection(driver);
@@ -108,7 +120,12 @@ async function driveFunction({ unit, node, entry }: SourceDriver): Promise<void>
 }
 
 /** Streaming: decodes each slice and pushes every record not accepted before into the chain. */
-async function driveStream({ unit, node, entry, reject, redriveSlice }: SourceDriver, stream: StreamCommit, records: Uint8Array[]): Promise<void> {
+async function driveStream(
+  { unit, node, entry, reject, redriveSlice }: SourceDriver,
+  stream: StreamCommit,
+  records: Uint8Array[],
+  local: LocalKeyed | null,
+): Promise<void> {
   const spec = node.source!;
   const { slices } = stream.stream;
   const redriveTopic = redriveTopicOf(unit.compiled.plan.pipeline, unit.input.jobId);
@@ -117,12 +134,16 @@ async function driveStream({ unit, node, entry, reject, redriveSlice }: SourceDr
       `stage ${unit.stage.id} got ${records.length} record payload(s) for ${slices.length} stream slice(s), or does not start with a Kafka source`,
     );
   }
+  const now = stream.stream.processingTime ?? Date.now();
+  const watermarked = local !== null && local.valve.bound !== null;
+  if (watermarked) await advanceAll(local.runs, local.valve.watermark());
   for (const [i, slice] of slices.entries()) {
     stream.currentSlice = i;
     if (slice.topic === redriveTopic) {
       await redriveSlice(slice, records[i]!);
       continue;
     }
+    const origin = topicPartition(slice.topic, slice.partition);
     for (const rec of decodeBatch(records[i]!)) {
       if (rec.offset < slice.skipBelow) continue;
       stream.current = rec;
@@ -134,13 +155,36 @@ async function driveStream({ unit, node, entry, reject, redriveSlice }: SourceDr
         await reject(rawValue(rec), err);
         continue;
       }
+      if (watermarked) {
+        const p = advanceAll(local.runs, local.valve.watermark());
+        if (p) await p;
+      }
+      unit.assignedTime = undefined;
       const p = entry(value);
       if (p) await p;
+      if (local && unit.assignedTime !== undefined) local.valve.raise(origin, unit.assignedTime, now);
       unit.tick();
     }
   }
   stream.current = null;
   stream.currentSlice = -1;
+  if (!local) return;
+  if (watermarked) await advanceAll(local.runs, local.valve.watermark());
+  await advanceAll(local.runs, now, true);
+}
+
+/** Advances every run's watermark (or processing time) to `to`. */
+function advanceAll(runs: readonly KeyedRun[], to: number, processingTime = false): void | Promise<void> {
+  let pending: Promise<void> | undefined;
+  for (const run of runs) {
+    const p = pending ? pending.then(() => advance(run, to, processingTime)) : advance(run, to, processingTime);
+    if (p) pending = p;
+  }
+  return pending;
+}
+
+function advance(run: KeyedRun, to: number, processingTime: boolean): void | Promise<void> {
+  return processingTime ? run.advanceProcessingTime(to) : run.advanceWatermark(to);
 }
 
 /**
@@ -198,43 +242,27 @@ export async function driveKeyedStream(
   records: Uint8Array[],
   origins: readonly string[],
 ): Promise<Record<string, number>> {
-  const eventTime: Record<string, number> = { ...stream.stream.eventTime };
-  const bounds = (run.node.eventTime ?? []).filter((s) => s !== null);
-  const bound = bounds.length === 0 ? null : Math.max(...bounds.map((s) => s.outOfOrdernessMs));
-  // withIdleness: an origin whose event time has not moved for that long (by the time upstream reported it) holds nothing back.
-  const idleness = Math.min(...(run.node.eventTime ?? []).map((s) => s?.idlenessMs ?? Infinity));
-  const now = stream.stream.processingTime ?? Date.now();
-  const active = (o: string): boolean => idleness === Infinity || now - (eventTime[`@${o}`] ?? -Infinity) <= idleness;
-  const watermark = (): number => {
-    const live = origins.filter(active);
-    // All idle: the largest known event time (as Flink's watermark valve does when every input is idle).
-    const at = live.length > 0 ? Math.min(...live.map((o) => eventTime[o] ?? -Infinity)) : Math.max(...origins.map((o) => eventTime[o] ?? -Infinity));
-    return at - (bound ?? 0) - 1;
-  };
+  const valve = new WatermarkValve(stream.stream.eventTime, origins, run.node.eventTime ?? [], stream.stream.processingTime ?? Date.now());
+  const watermarked = valve.bound !== null;
   const bySide = new Map(unit.compiled.plan.edges.filter((e) => e.toStage === unit.stage.id).map((e) => [e.toInput ?? 0, entries.get(edgeKey(e))!] as const));
-  /** Raises an origin's event time; `at`: when upstream saw it (a watermark record's timestamp), for idleness. */
-  const raise = (origin: string, t: number, at?: number): void => {
-    if (eventTime[origin]! >= t) return;
-    eventTime[origin] = t;
-    if (at !== undefined) eventTime[`@${origin}`] = at;
-  };
   const { slices } = stream.stream;
   if (records.length !== slices.length)
     throw new NonRetryableError(`stage ${unit.stage.id} got ${records.length} record payload(s) for ${slices.length} slice(s)`);
-  if (bound !== null) await run.advanceWatermark(watermark());
+  if (watermarked) await run.advanceWatermark(valve.watermark());
   for (const [i, slice] of slices.entries()) {
     stream.currentSlice = i;
     for (const rec of decodeBatch(records[i]!)) {
       if (rec.offset < slice.skipBelow) continue;
       stream.current = rec;
       if (rec.headers[CONTROL_HEADER] !== undefined) {
+        // A watermark record: what upstream saw of each origin, stamped with when it saw it (for idleness).
         const { watermarks } = JSON.parse(rec.value ?? "{}") as { watermarks?: Record<string, number> };
-        for (const [origin, t] of Object.entries(watermarks ?? {})) raise(origin, t, Number(rec.timestamp));
+        for (const [origin, t] of Object.entries(watermarks ?? {})) valve.raise(origin, t, Number(rec.timestamp));
       } else {
         const env = JSON.parse(rec.value ?? "null") as KeyedRecord & { o?: string; s?: number };
-        if (env.o !== undefined && env.w !== undefined) raise(env.o, env.w);
-        if (bound !== null) {
-          const p = run.advanceWatermark(watermark());
+        if (env.o !== undefined && env.w !== undefined) valve.raise(env.o, env.w);
+        if (watermarked) {
+          const p = run.advanceWatermark(valve.watermark());
           if (p) await p;
         }
         unit.eventTime = env.t;
@@ -244,10 +272,10 @@ export async function driveKeyedStream(
       unit.tick();
     }
   }
-  if (bound !== null) await run.advanceWatermark(watermark());
+  if (watermarked) await run.advanceWatermark(valve.watermark());
   stream.current = null;
   stream.currentSlice = -1;
   // Processing-time timers due by now fire here; a timer unit fires them at the time its workflow timer fired.
   await run.advanceProcessingTime(stream.stream.processingTime ?? Date.now());
-  return eventTime;
+  return valve.eventTime;
 }

@@ -11,7 +11,7 @@ import { positionOf } from "../../connectors/kafka/records.js";
 import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
 import type { StageUnit } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
-import { changelogTopicOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
+import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
 export class StreamCommit {
@@ -37,7 +37,7 @@ export class StreamCommit {
     const { plan } = this.unit.compiled;
     for (const edge of plan.edges)
       if (edge.keyed && edge.fromStage === this.unit.stage.id) topics.add(repartitionTopicOf(plan.pipeline, this.unit.input.jobId, edge.toOperator));
-    if (this.unit.stage.keyed) topics.add(changelogTopicOf(plan.pipeline, this.unit.input.jobId, this.unit.stage.operators[0]!));
+    for (const uid of keyedOperatorsOf(this.unit.stage)) topics.add(changelogTopicOf(plan.pipeline, this.unit.input.jobId, uid));
     return [...topics];
   }
 

@@ -12,6 +12,7 @@ import type { Stage } from "../../core/plan/physical.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import type { KafkaSinkHost } from "../../connectors/kafka/sink.js";
 import type { KeyedStateHost } from "./keyed-state.js";
+import type { StreamCommit } from "./stream-commit.js";
 import type { OperatorRegistry } from "../registry.js";
 import { InMemoryStateBackend, type StateBackend } from "../state/backend.js";
 
@@ -46,6 +47,10 @@ export class StageUnit {
    * source record or a keyed operator's output); read where a keyBy sends the record on.
    */
   eventTime: number | undefined = undefined;
+  /** The event time a timestamp assigner gave the record in flight (a source stage's keyed operators advance its origin by it). */
+  assignedTime: number | undefined = undefined;
+  /** Streaming: the unit's Kafka side (the source record in flight, the transaction's messages). */
+  stream: StreamCommit | null = null;
 
   constructor(
     readonly input: StageInput,
@@ -85,12 +90,14 @@ export class StageUnit {
    * The state of keyed operator `node` for this unit: the partition's state the runner opened
    * (streaming), or a fresh backend for a bounded job's key-group range (its whole input is in this unit).
    */
-  async openState(_node: LogicalNode): Promise<StateBackend> {
-    return (this.stateBackend ??= new InMemoryStateBackend());
+  async openState(node: LogicalNode): Promise<StateBackend> {
+    let backend = this.stateBackends.get(node.id);
+    if (!backend) this.stateBackends.set(node.id, (backend = new InMemoryStateBackend()));
+    return backend;
   }
 
-  /** Streaming: the worker's copy of the partition's state, opened by the runner inside the unit's session. */
-  stateBackend: StateBackend | null = null;
+  /** Streaming: the worker's copy of each keyed operator's state (by uid), opened by the runner inside the unit's session. */
+  readonly stateBackends = new Map<string, StateBackend>();
 
   /** Called per record: heartbeats every `HEARTBEAT_EVERY` records, and at once when cancelled. */
   tick(): void {

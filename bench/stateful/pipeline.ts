@@ -55,7 +55,8 @@ export default definePipeline("statefulbench", (env) => {
         name: "event-time",
       },
     )
-    .keyBy((e) => e.service, { name: "by-service" });
+    // The input topic is keyed by service (as Kafka Streams' groupByKey needs): no repartition.
+    .keyBy((e) => e.service, { name: "by-service", sourcePartitioned: true });
   const tumbling = byService
     .window(TumblingWindow.of(TUMBLING_MS))
     .aggregate(countEvents, (service, w, count): TumblingResult => ({ service, start: w.start, end: w.end, count }), { name: "tumbling" });

@@ -295,10 +295,13 @@ function historySummary(histories: History[][]): Pick<SageStreamingRun, "history
 }
 
 /** Bytes of `topics`' log segments on the broker's disk, and the offsets they use. */
-async function topicBytes(kafka: KafkaClient, brokerDataDir: string, topics: string[]): Promise<TopicBytes> {
+async function topicBytes(kafka: KafkaClient, brokerDataDir: string, named: string[]): Promise<TopicBytes> {
   const logs = join(brokerDataDir, "logs");
+  const dirs = readdirSync(logs);
+  // Only the topics the job made: behind a source-partitioned keyBy there are no repartition topics.
+  const topics = named.filter((t) => dirs.some((dir) => dir.startsWith(`${t}-`)));
   let bytes = 0;
-  for (const dir of readdirSync(logs)) {
+  for (const dir of dirs) {
     if (!topics.some((t) => dir.startsWith(`${t}-`) && /^\d+$/.test(dir.slice(t.length + 1)))) continue;
     for (const f of readdirSync(join(logs, dir))) if (f.endsWith(".log")) bytes += statSync(join(logs, dir, f)).size;
   }

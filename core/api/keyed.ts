@@ -15,7 +15,7 @@ import { PipelineDefinitionError } from "../errors.js";
 declare module "./datastream.js" {
   interface DataStream<T> {
     /** Partitions the stream by `key` (SAGE Core `key_by`): what reads it is stateful per key. */
-    keyBy<K>(key: KeySelector<T, K>, options?: OperatorOptions): KeyedStream<T, K>;
+    keyBy<K>(key: KeySelector<T, K>, options?: KeyByOptions): KeyedStream<T, K>;
     /** A window join with `other`: `a.join(b).where(ka).equalTo(kb).window(TumblingWindow.of(...)).apply(fn)`. */
     join<B>(other: DataStream<B>): JoinedStreams<T, B>;
   }
@@ -26,15 +26,28 @@ function partsOf(stream: DataStream<unknown>): { builder: GraphBuilder; operator
   return { builder: (stream as unknown as { builder: GraphBuilder }).builder, operatorId: stream.operatorId, tag: stream.tag };
 }
 
-DataStream.prototype.keyBy = function keyBy<T, K>(this: DataStream<T>, key: KeySelector<T, K>, options: OperatorOptions = {}): KeyedStream<T, K> {
+DataStream.prototype.keyBy = function keyBy<T, K>(this: DataStream<T>, key: KeySelector<T, K>, options: KeyByOptions = {}): KeyedStream<T, K> {
   const { builder, operatorId, tag } = partsOf(this as DataStream<unknown>);
-  const id = builder.add({ kind: "keyBy", inputs: [{ from: operatorId, tag }], fn: key, options });
+  const { sourcePartitioned, ...rest } = options;
+  const id = builder.add({ kind: "keyBy", inputs: [{ from: operatorId, tag }], fn: key, options: rest, ...(sourcePartitioned ? { sourcePartitioned } : {}) });
   return new KeyedStream<T, K>(builder, id);
 };
 
 DataStream.prototype.join = function join<T, B>(this: DataStream<T>, other: DataStream<B>): JoinedStreams<T, B> {
   return new JoinedStreams<T, B>(partsOf(this as DataStream<unknown>).builder, this, other);
 };
+
+/** Options of `keyBy`. */
+export interface KeyByOptions extends OperatorOptions {
+  /**
+   * The records already arrive partitioned by this key, as Kafka Streams' `groupByKey` assumes:
+   * each record's Kafka message key equals the key (a string key as it is, any other as its JSON).
+   * Where the keyBy runs in a Kafka source's stage, its keyed operators then run in that stage on
+   * the source partitions' records, with no repartition topic; a record whose Kafka key differs goes
+   * to the dead letters. Elsewhere (a bounded source, an unfused chain) records are repartitioned as usual.
+   */
+  sourcePartitioned?: boolean;
+}
 
 /** Extracts the key of a record; the key must have a stable JSON encoding (no undefined, functions or NaN). */
 export type KeySelector<T, K> = (value: T) => K;

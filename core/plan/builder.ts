@@ -36,6 +36,8 @@ export interface NodeDraft {
   batchSize?: number;
   watermark?: LogicalNode["watermark"];
   keyed?: LogicalNode["keyed"];
+  /** `keyBy` nodes: the records already arrive partitioned by the key (`KeyByOptions.sourcePartitioned`). */
+  sourcePartitioned?: boolean;
   /** Further user functions of the operator by role (a window's result function): registered as `<id>#<role>`, part of its hash. */
   extraFns?: Record<string, unknown>;
 }
@@ -138,6 +140,7 @@ export class GraphBuilder {
       ...(draft.batchSize !== undefined ? { batchSize: draft.batchSize } : {}),
       ...(draft.watermark ? { watermark: draft.watermark } : {}),
       ...(draft.keyed ? { keyed: draft.keyed } : {}),
+      ...(draft.sourcePartitioned ? { sourcePartitioned: true } : {}),
     };
     if (node.batchSize !== undefined && (!Number.isInteger(node.batchSize) || node.batchSize < 1)) {
       throw new PipelineDefinitionError(`operator "${name}": batchSize must be an integer >= 1, got ${String(node.batchSize)}`);

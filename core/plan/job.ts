@@ -224,8 +224,8 @@ export interface StageOutput {
   eventTime?: Record<string, number>;
   /** Streaming keyed stages: the earliest processing-time timer after this unit (the workflow sleeps until it; null: none). */
   nextTimer?: number | null;
-  /** Streaming keyed stages: the partition's state after this unit. */
-  stateSize?: { entries: number; bytes: number; timers: number };
+  /** Streaming stages with keyed operators: each one's state (by uid) in this partition after the unit. */
+  states?: Record<string, { entries: number; bytes: number; timers: number }>;
   /** Streaming keyed stages: the state was rebuilt from the changelog for this unit (entries read, ms). */
   restored?: { entries: number; ms: number };
   /** Keyed stages: records too late for their windows, dropped (no late-data tag) or sent to the tag, by operator id. */

@@ -115,6 +115,11 @@ export interface LogicalNode {
   batchSize?: number;
   /** `timestamps` nodes: the watermark strategy (the function, if any, is the timestamp assigner). */
   watermark?: WatermarkSpec;
+  /**
+   * `keyBy` nodes: the user says the records already arrive partitioned by this key (each one's
+   * Kafka key equals it), so a keyed operator reading it in a Kafka source's stage needs no repartition.
+   */
+  sourcePartitioned?: boolean;
   /** `keyed` nodes: what they do per key. */
   keyed?: KeyedSpec;
   /**

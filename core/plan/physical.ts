@@ -23,6 +23,11 @@ export interface Stage {
   source: boolean;
   /** True when the stage starts with a keyed (stateful) operator: it runs per key-group range (bounded) or per repartition partition (streaming). */
   keyed?: boolean;
+  /**
+   * Keyed operators fused into this Kafka source stage behind a source-partitioned keyBy: they keep
+   * state per partition workflow, on the records of its source partitions, with no repartition.
+   */
+  keyedLocal?: string[];
 }
 
 /** A record path between two stages: records cross workflow history here. */
@@ -89,10 +94,13 @@ function cutReason(
   stageOf: (id: string) => Stage | undefined,
   par: (n: LogicalNode) => number,
   fusion: boolean,
+  kafkaStages: ReadonlySet<Stage>,
 ): string | null {
   if (node.kind === "keyed") {
+    const local = sourcePartitionedCut(node, upstreams, stageOf, par, kafkaStages);
+    if (local === null) return null;
     const keyBys = upstreams.map((u) => `"${u.name}"`).join(" and ");
-    return `keyBy ${keyBys}: records are repartitioned by key group into stateful "${node.name}"`;
+    return `keyBy ${keyBys}: records are repartitioned by key group into stateful "${node.name}"${local}`;
   }
   // A keyBy is part of what feeds it, even unfused: the key, the timestamp and the watermark are taken there.
   if (!fusion && node.kind !== "keyBy") return "fusion disabled (execution.fusion: false)";
@@ -110,6 +118,31 @@ function cutReason(
   return null;
 }
 
+/**
+ * A keyed operator behind source-partitioned keyBys fuses into their stage when that stage reads a
+ * Kafka source (its records already sit in the partition of their key): null then; otherwise why
+ * not, to append to the repartition's reason ("" when no keyBy asked for it).
+ */
+function sourcePartitionedCut(
+  node: LogicalNode,
+  upstreams: LogicalNode[],
+  stageOf: (id: string) => Stage | undefined,
+  par: (n: LogicalNode) => number,
+  kafkaStages: ReadonlySet<Stage>,
+): string | null {
+  if (!upstreams.some((u) => u.sourcePartitioned)) return "";
+  const unused = (why: string): string => `; sourcePartitioned is not used: ${why}`;
+  const other = upstreams.find((u) => !u.sourcePartitioned);
+  if (other) return unused(`keyBy "${other.name}" is not source-partitioned`);
+  const stages = new Set(upstreams.map((u) => stageOf(u.id)));
+  const stage = stageOf(upstreams[0]!.id);
+  if (stages.size > 1 || !stage) return unused(`the keyBys run in different stages`);
+  if (!kafkaStages.has(stage))
+    return unused(`keyBy "${upstreams[0]!.name}" does not run in a Kafka source's stage (a bounded source's records are not partitioned by key)`);
+  if (par(node) !== stage.parallelism) return unused(`"${node.name}" has parallelism ${par(node)}, the source's stage ${stage.parallelism}`);
+  return null;
+}
+
 /** Fuses a logical graph into stages and hashes the result. */
 export function optimize(graph: LogicalGraph, options: CompileOptions): PhysicalPlan {
   const jobParallelism = graph.parallelism ?? options.parallelism;
@@ -122,6 +155,7 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
   const stages: Stage[] = [];
   const edges: StageEdge[] = [];
   const cuts: ChainCut[] = [];
+  const kafkaStages = new Set<Stage>();
 
   const addEdge = (from: LogicalNode, input: NodeInput, toInput: number, to: LogicalNode, reason: string): void => {
     cuts.push({ from: from.name, to: to.name, reason });
@@ -151,11 +185,13 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
   for (const node of graph.nodes) {
     const forward = node.inputs.filter((i) => !i.feedback);
     const upstreams = forward.map((i) => upstreamOf(i, node));
-    const reason = upstreams.length === 0 && node.kind !== "feedback" ? "source" : cutReason(node, upstreams, (id) => stageOf.get(id), par, options.fusion);
+    const reason =
+      upstreams.length === 0 && node.kind !== "feedback" ? "source" : cutReason(node, upstreams, (id) => stageOf.get(id), par, options.fusion, kafkaStages);
     if (upstreams.length > 0 && reason === null) {
       const stage = stageOf.get(upstreams[0]!.id)!;
       stage.operators.push(node.id);
       stage.name += `+${node.name}`;
+      if (node.kind === "keyed") (stage.keyedLocal ??= []).push(node.id);
       stageOf.set(node.id, stage);
       continue;
     }
@@ -167,6 +203,7 @@ export function optimize(graph: LogicalGraph, options: CompileOptions): Physical
       source: node.kind === "source",
       ...(node.kind === "keyed" ? { keyed: true } : {}),
     };
+    if (node.source?.kind === "kafka") kafkaStages.add(stage);
     stages.push(stage);
     stageOf.set(node.id, stage);
     node.inputs.forEach((input, index) => {

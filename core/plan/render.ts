@@ -71,6 +71,10 @@ export function renderText(plan: PhysicalPlan): string {
         ? "stateful: one activity per key-group range once its input is in (bounded), per repartition partition (streaming)"
         : "one activity per batch";
     lines.push(`  ${s.id} stage:${s.name}  [${s.operators.length} operator(s), parallelism ${s.parallelism}, ${unit}]`);
+    if (s.keyedLocal) {
+      const held = s.keyedLocal.map((id) => `"${byId.get(id)?.name ?? id}"`).join(", ");
+      lines.push(`     no repartition: the keyBy is source-partitioned; ${held} hold state per partition workflow, over its source partitions`);
+    }
   }
   const crossing = plan.edges.length;
   lines.push(

@@ -9,7 +9,7 @@ import type { JobRuntimeOptions, StageCounts } from "./job.js";
 export type { StreamSlice, StreamUnit } from "./job.js";
 import type { LogicalGraph } from "./logical.js";
 import { redriveTopicOf } from "./redrive.js";
-import type { PhysicalPlan } from "./physical.js";
+import type { PhysicalPlan, Stage } from "./physical.js";
 
 /** Workflow type of a partition workflow of a streaming job. */
 export const STREAM_WORKFLOW = "streamWorkflow";
@@ -57,18 +57,27 @@ export function entryTopicsOf(plan: Pick<PhysicalPlan, "stages" | "nodes" | "pip
   return byTopic;
 }
 
-/** The repartition and changelog topics of a streaming job's keyed operators, with their partition counts. */
+/** The keyed operators a stage runs: the one it starts with, or those fused behind a source-partitioned keyBy. */
+export function keyedOperatorsOf(stage: Pick<Stage, "operators" | "keyed" | "keyedLocal">): string[] {
+  return stage.keyed ? [stage.operators[0]!] : (stage.keyedLocal ?? []);
+}
+
+/**
+ * The changelog topic of each keyed operator of a streaming job, and its repartition topic (null
+ * behind a source-partitioned keyBy), with their partition count (the operator's instances).
+ */
 export function keyedTopicsOf(
   plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">,
   jobId: string,
-): Array<{ repartition: string; changelog: string; partitions: number }> {
-  return plan.stages
-    .filter((s) => s.keyed)
-    .map((s) => ({
-      repartition: repartitionTopicOf(plan.pipeline, jobId, s.operators[0]!),
-      changelog: changelogTopicOf(plan.pipeline, jobId, s.operators[0]!),
+): Array<{ uid: string; repartition: string | null; changelog: string; partitions: number }> {
+  return plan.stages.flatMap((s) =>
+    keyedOperatorsOf(s).map((uid) => ({
+      uid,
+      repartition: s.keyed ? repartitionTopicOf(plan.pipeline, jobId, uid) : null,
+      changelog: changelogTopicOf(plan.pipeline, jobId, uid),
       partitions: s.parallelism,
-    }));
+    })),
+  );
 }
 
 /** `topic:partition`, the key of offset tables. */
@@ -248,9 +257,10 @@ export function checkStreamingGraph(graph: LogicalGraph): void {
 export function checkStreamingPlan(plan: PhysicalPlan): void {
   if (!isStreaming(plan)) return;
   for (const stage of plan.stages) {
-    if (stage.keyed && stage.parallelism !== plan.parallelism) {
+    const keyed = keyedOperatorsOf(stage);
+    if (keyed.length > 0 && stage.parallelism !== plan.parallelism) {
       throw new PipelineDefinitionError(
-        `pipeline "${plan.pipeline}": keyed operator "${stage.operators[0]}" has parallelism ${stage.parallelism} but the streaming job ${plan.parallelism}; ` +
+        `pipeline "${plan.pipeline}": keyed operator "${keyed[0]}" has parallelism ${stage.parallelism} but the streaming job ${plan.parallelism}; ` +
           `in a streaming job a keyed operator runs with the job's parallelism (leave its parallelism unset)`,
       );
     }

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pipeline, { BRANCHES, type Ev } from "../fixtures/keyed-pipeline.js";
-import { assertBranches, keyedInput, keyedReference, readBranches } from "../support/keyed-reference.js";
+import { assertBranches, FLUSH_KEY, keyedInput, keyedReference, readBranches } from "../support/keyed-reference.js";
+import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { readJsonl, runJob, testConfig, until } from "../support/harness.js";
 import { runStreaming, streamConfig, testKafka } from "../support/kafka.js";
 import { renderStreamProgress } from "../../cli/stream.js";
@@ -45,6 +46,49 @@ test("streaming: the same pipeline through repartition and changelog topics give
 
 test("streaming withIdleness: a source partition that never gets a record does not hold the windows back", () => streamingAgainstReference(2, 500));
 
+test("streaming, source-partitioned keyBy: no repartition, a watermark per partition workflow, each partition equals the reference; a record whose Kafka key is not its key is dead-lettered", async () => {
+  // Keys a, c, e in partition 0 and b, d in partition 1 (their Kafka key is `k`), each partition flushed by its own last record.
+  const partitionOf = (k: string): number => ("bd".includes(k) ? 1 : 0);
+  const input = keyedInput(N);
+  const byPartition: Ev[][] = [[], []];
+  for (const e of input) if (e.k !== FLUSH_KEY) byPartition[partitionOf(e.k)]!.push(e);
+  const flush = input[input.length - 1]!;
+  byPartition.forEach((events, p) => events.push({ ...flush, id: flush.id + p }));
+  // The reference of each partition alone (its watermark is its own), put together.
+  const expected: Record<string, string[]> = {};
+  for (const events of byPartition) for (const [b, rows] of Object.entries(keyedReference(events))) (expected[b] ??= []).push(...rows);
+  for (const rows of Object.values(expected)) rows.sort();
+  // A record keyed "a" but sent with Kafka key "x", at an event time already reached (the watermark does not move).
+  const stray = { ...byPartition[0]![100]!, id: N + 10, ts: Math.min(...byPartition[0]!.slice(0, 101).map((e) => e.ts)) };
+  const sent = byPartition.flatMap((events, p) =>
+    events.flatMap((e, i) => [
+      { key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: p },
+      ...(p === 0 && i === 100 ? [{ key: "x", value: JSON.stringify(stray), timestamp: String(stray.ts), partition: 0 }] : []),
+    ]),
+  );
+  useEnv({ KEYED_SOURCE_PARTITIONED: "1" });
+  try {
+    const plan = pipelineWith({ KEYED_IN: "in" }).compile({ parallelism: 2, fusion: true }).plan;
+    assert.deepEqual(plan.edges, [], "every operator runs in the source's stage");
+    await streamingRun({
+      partitions: 2,
+      sent,
+      expected,
+      idleMs: 0,
+      deadLetters: 1,
+      deadLetterReason: new RegExp(`keyBy "by-k" is source-partitioned, but the record's key "${stray.k}" is not its Kafka key \\("x"\\)`),
+    });
+  } finally {
+    useEnv({ KEYED_SOURCE_PARTITIONED: undefined });
+  }
+});
+
+/** The fixture pipeline compiled with `env` in place. */
+function pipelineWith(env: Record<string, string | undefined>): typeof pipeline {
+  useEnv(env);
+  return pipeline;
+}
+
 /**
  * The keyed pipeline as a streaming job over `partitions` source partitions, every record in
  * partition 0 (so the watermark before each is exactly the reference's, once the others count as
@@ -52,7 +96,20 @@ test("streaming withIdleness: a source partition that never gets a record does n
  */
 async function streamingAgainstReference(partitions: number, idleMs: number): Promise<void> {
   const input = keyedInput(N);
-  const expected = keyedReference(input);
+  const sent = input.map((e: Ev) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: 0 }));
+  await streamingRun({ partitions, sent, expected: keyedReference(input), idleMs, deadLetters: 0 });
+}
+
+/** Sends `sent` to a fresh input topic of `partitions`, runs the keyed pipeline as a streaming job, and checks every branch against `expected`. */
+async function streamingRun(o: {
+  partitions: number;
+  sent: OutgoingMessage[];
+  expected: Record<string, string[]>;
+  idleMs: number;
+  deadLetters: number;
+  deadLetterReason?: RegExp;
+}): Promise<void> {
+  const { partitions, expected, idleMs } = o;
   const tag = `keyed-${process.pid}-${Date.now()}`;
   const t = { input: `${tag}.in`, out: `${tag}.out`, dlq: `${tag}.dlq` };
   const kafka = testKafka();
@@ -68,10 +125,7 @@ async function streamingAgainstReference(partitions: number, idleMs: number): Pr
   }
   const producer = await kafka.producer();
   try {
-    await producer.send(
-      t.input,
-      input.map((e: Ev) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: 0 })),
-    );
+    await producer.send(t.input, o.sent);
   } finally {
     await producer.close();
   }
@@ -94,7 +148,11 @@ async function streamingAgainstReference(partitions: number, idleMs: number): Pr
     for (const b of BRANCHES) actual[b] = await read(b);
     assertBranches(actual, expected, BRANCHES);
     const p = await run.job.progress();
-    assert.equal(p.deadLetters, 0);
+    assert.equal(p.deadLetters, o.deadLetters);
+    if (o.deadLetterReason) {
+      const dead = await kafka.readAll(t.dlq, { idleTimeoutMs: 1_500 });
+      assert.match(dead.map((m) => String(m.headers["sage-error"])).join("\n"), o.deadLetterReason);
+    }
     const checkpointed = p.workflows.filter((w) => w && w.runs > 1 && w.lastCheckpoint);
     assert.ok(
       checkpointed.length > 0,

@@ -12,6 +12,7 @@ import { PipelineDefinitionError } from "../../core/errors.js";
 import { DEFAULT_KEY_GROUPS } from "../../core/plan/logical.js";
 import type { PhysicalPlan } from "../../core/plan/physical.js";
 import { renderText } from "../../core/plan/render.js";
+import { entryTopicsOf, keyedTopicsOf } from "../../core/plan/stream.js";
 import wordcount from "../../examples/wordcount/pipeline.js";
 
 interface Ev {
@@ -539,4 +540,69 @@ test("a streaming job refuses a keyed operator whose parallelism differs from th
       .plan.stages.find((s) => s.keyed)!.parallelism,
     2,
   );
+});
+
+/** A Kafka job whose keyBy is source-partitioned (or not), two windows on it, each to its own topic. */
+function sourceKeyed(sourcePartitioned: boolean, options: { fusion?: boolean; parallelism?: number } = {}): PhysicalPlan {
+  return definePipeline("source-keyed", (env) => {
+    const keyed = env
+      .fromSource(KafkaSource.topic<Ev>("events"), { name: "in" })
+      .assignTimestampsAndWatermarks(
+        WatermarkStrategy.forBoundedOutOfOrderness<Ev>(1_000).withTimestampAssigner((e) => e.ts),
+        { name: "timestamps" },
+      )
+      .keyBy((e) => e.k, { name: "by-k", sourcePartitioned });
+    keyed
+      .window(TumblingWindow.of(10_000))
+      .aggregate(counter(false), { name: "counts", ...(options.parallelism ? { parallelism: options.parallelism } : {}) })
+      .sink(KafkaSink.topic("counts"), { name: "counts-out" });
+    keyed.window(SlidingWindow.of(30_000, 10_000)).aggregate(counter(false), { name: "sliding" }).sink(KafkaSink.topic("sliding"), { name: "sliding-out" });
+  }).compile({ parallelism: 2, fusion: options.fusion ?? true }).plan;
+}
+
+test("a source-partitioned keyBy in a Kafka source's stage: its keyed operators fuse into that stage, with changelogs and no repartition", () => {
+  const plan = sourceKeyed(true);
+  assert.deepEqual(
+    plan.stages.map((s) => [s.name, s.source, s.keyed, s.keyedLocal]),
+    [["in+timestamps+by-k+counts+counts-out+sliding+sliding-out", true, undefined, ["counts", "sliding"]]],
+  );
+  assert.deepEqual(plan.edges, []);
+  assert.equal(plan.nodes.find((n) => n.id === "by-k")!.sourcePartitioned, true);
+  assert.deepEqual(keyedTopicsOf(plan, "j1"), [
+    { uid: "counts", repartition: null, changelog: "sage.source-keyed.j1.counts.changelog", partitions: 2 },
+    { uid: "sliding", repartition: null, changelog: "sage.source-keyed.j1.sliding.changelog", partitions: 2 },
+  ]);
+  assert.deepEqual(entryTopicsOf(plan, "j1"), new Map([["events", "s0"]]));
+  assert.match(renderText(plan), /no repartition: the keyBy is source-partitioned; "counts", "sliding" hold state per partition workflow/);
+  // Without the flag the same job repartitions, once per keyed operator, and its plan hash differs.
+  const repartitioned = sourceKeyed(false);
+  assert.deepEqual(
+    keyedTopicsOf(repartitioned, "j1").map((t) => t.repartition),
+    ["sage.source-keyed.j1.counts.repartition", "sage.source-keyed.j1.sliding.repartition"],
+  );
+  assert.notEqual(plan.hash, repartitioned.hash);
+});
+
+test("sourcePartitioned is not used where records are not partitioned by key: a file source, an unfused chain; the cut says why", () => {
+  const bounded = definePipeline("bounded-keyed", (env) => {
+    env
+      .fromSource(FileSource.jsonl<Ev>("/tmp/in.jsonl"), { name: "in" })
+      .assignTimestampsAndWatermarks(
+        WatermarkStrategy.forMonotonousTimestamps<Ev>().withTimestampAssigner((e) => e.ts),
+        { name: "timestamps" },
+      )
+      .keyBy((e) => e.k, { name: "by-k", sourcePartitioned: true })
+      .reduce((a, b) => ({ ...b, v: a.v + b.v }), { name: "sums" })
+      .sink(FileSink.jsonl("/tmp/out.jsonl"), { name: "out" });
+  }).compile({ parallelism: 2, fusion: true }).plan;
+  assert.equal(bounded.stages.filter((s) => s.keyed).length, 1);
+  assert.match(bounded.cuts[0]!.reason, /sourcePartitioned is not used: keyBy "by-k" does not run in a Kafka source's stage/);
+  // Another parallelism is not fused (and a streaming job refuses it anyway).
+  assert.throws(() => sourceKeyed(true, { parallelism: 3 }), /keyed operator "counts" has parallelism 3 but the streaming job 2/);
+  const unfused = sourceKeyed(true, { fusion: false });
+  assert.equal(
+    unfused.stages.some((s) => s.keyedLocal),
+    false,
+  );
+  assert.match(unfused.cuts.find((c) => c.to === "counts")!.reason, /does not run in a Kafka source's stage/);
 });
