@@ -13,6 +13,9 @@ import { CASES } from "./cases.js";
 import { barChart } from "./chart.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 
+// Cases start several workers and shims on one machine: no /metrics endpoints unless asked (monitoring.port would clash).
+process.env.SAGE_MONITORING_ENABLED ??= "false";
+
 const SHARED_NOTE = "figures are wall-clock on this machine; compare the ratios of rows measured in the same run";
 
 function parseArgs(argv: string[]): { names: string[]; size: BenchSize; records: number | undefined; list: boolean } {

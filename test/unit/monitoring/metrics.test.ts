@@ -1,10 +1,10 @@
-/** Unit tests of the metrics plumbing: the bulk histogram, what a committed unit records, and the ports (in use: one clear error, or the next one). */
+/** Unit tests of the metrics: the bulk histogram, what stages, shims and model calls record, and the ports (in use: one clear error, or the next one). */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
 import { pino } from "pino";
-import { ConfigError } from "../../../core/errors.js";
+import { ConfigError, NonRetryableError } from "../../../core/errors.js";
 import { parseConfig } from "../../../core/config/schema.js";
 import { BulkHistogram } from "../../../monitoring/bulk-histogram.js";
 import { listenOn } from "../../../monitoring/ports.js";
@@ -12,6 +12,13 @@ import { metricsRegistry } from "../../../monitoring/registry.js";
 import { serveMetrics } from "../../../monitoring/server.js";
 import { sdkMetricsAddress } from "../../../monitoring/sdk-exporter.js";
 import { unitCommitted } from "../../../monitoring/stage-metrics.js";
+import { shimMetrics } from "../../../monitoring/shim-metrics.js";
+import { modelAnswered } from "../../../monitoring/llm-metrics.js";
+import type { StreamProgress } from "../../../core/plan/stream.js";
+import { definePipeline } from "../../../core/api/pipeline.js";
+import { FileSink } from "../../../core/api/connectors.js";
+import type { RecordContext } from "../../../core/api/context.js";
+import { MemoryHost } from "../stage/memory-host.js";
 
 const quiet = pino({ level: "silent" });
 
@@ -112,4 +119,66 @@ test("the SDK exporter's port: the /metrics port + 1000 by default, monitoring.s
 test("listenOn: a host that is not this machine's is a config error naming monitoring.host", async () => {
   const server = createServer();
   await assert.rejects(listenOn(server, "192.0.2.1", 0, "fail", "monitoring.port"), /monitoring\.host: 192\.0\.2\.1 is not an address of this machine/);
+});
+
+test("failed tries of a user function count as errors, and those tried again as retries, per operator", async () => {
+  const pipeline = definePipeline("unit-metric-retries", (env) =>
+    env
+      .fromCollection([1, 2, 3], { name: "numbers" })
+      .map(
+        (n: number, ctx: RecordContext) => {
+          if (n === 2 && ctx.attempt < 3) throw new Error("2 fails twice");
+          if (n === 3) throw new NonRetryableError("3 never passes");
+          return n;
+        },
+        { name: "flaky", retry: { maxAttempts: 3, initialIntervalMs: 1, maxIntervalMs: 2 } },
+      )
+      .sink(FileSink.jsonl(env.param("output")), { name: "out" }),
+  );
+  const host = new MemoryHost(pipeline);
+  try {
+    await host.run("metric-retries", { output: host.path("out.jsonl") });
+  } finally {
+    await host.close();
+  }
+  const text = await metricsRegistry.metrics();
+  const labels = 'pipeline="unit-metric-retries",job_id="metric-retries",operator="flaky"';
+  // 2 fails twice, both tried again; 3 fails once and goes to the dead letters.
+  assert.match(text, new RegExp(`sage_operator_errors_total\\{${labels}\\} 3\\n`));
+  assert.match(text, new RegExp(`sage_operator_retries_total\\{${labels}\\} 2\\n`));
+});
+
+test("what the shim learns from a partition workflow's progress: pending, watermark lag, state, each checkpoint once", async () => {
+  const job = { pipeline: "unitshim", jobId: "j9" };
+  const now = 1_700_000_100_000;
+  const progress = {
+    pending: 3,
+    watermarks: { window: now - 4_000 },
+    state: { window: { entries: 10, bytes: 2048, timers: 2 } },
+    lastCheckpoint: { at: "2026-01-01T00:00:00.000Z", run: 4, historyEvents: 2000, historyBytes: 65536, carriedBatches: 1, ms: 1500 },
+  } as unknown as StreamProgress;
+  shimMetrics.progress(job, "w0", progress, now);
+  shimMetrics.progress(job, "w0", progress, now);
+  const text = await metricsRegistry.metrics();
+  const base = 'pipeline="unitshim",job_id="j9"';
+  assert.match(text, new RegExp(`sage_shim_pending_batches\\{${base},workflow="w0"\\} 3\\n`));
+  assert.match(text, new RegExp(`sage_watermark_lag_seconds\\{${base},operator="window",workflow="w0"\\} 4\\n`));
+  assert.match(text, new RegExp(`sage_state_bytes\\{${base},operator="window",workflow="w0"\\} 2048\\n`));
+  assert.match(text, new RegExp(`sage_state_timers\\{${base},operator="window",workflow="w0"\\} 2\\n`));
+  assert.match(text, new RegExp(`sage_checkpoints_total\\{${base}\\} 1\\n`));
+  assert.match(text, new RegExp(`sage_checkpoint_duration_seconds_sum\\{${base}\\} 1.5\\n`));
+  assert.match(text, new RegExp(`sage_checkpoint_history_bytes\\{${base},workflow="w0"\\} 65536\\n`));
+});
+
+test("model calls: requests per model, cache hits without tokens or cost, tokens and estimated cost otherwise", async () => {
+  const call = { pipeline: "unitllm", jobId: "j3", operator: "ask", model: "m1", kind: "chat" as const };
+  modelAnswered({ ...call, cached: false, promptTokens: 100, completionTokens: 20, cost: 0.25 });
+  modelAnswered({ ...call, cached: true, promptTokens: 100, completionTokens: 20, cost: 0 });
+  const text = await metricsRegistry.metrics();
+  const labels = 'pipeline="unitllm",job_id="j3",operator="ask",model="m1"';
+  assert.match(text, new RegExp(`sage_llm_requests_total\\{${labels},kind="chat"\\} 2\\n`));
+  assert.match(text, new RegExp(`sage_llm_cache_hits_total\\{${labels}\\} 1\\n`));
+  assert.match(text, new RegExp(`sage_llm_tokens_in_total\\{${labels}\\} 100\\n`));
+  assert.match(text, new RegExp(`sage_llm_tokens_out_total\\{${labels}\\} 20\\n`));
+  assert.match(text, new RegExp(`sage_llm_cost_usd_total\\{${labels}\\} 0.25\\n`));
 });
