@@ -6,7 +6,8 @@
  */
 import type { RecordContext } from "../../core/api/context.js";
 import type { TimestampAssigner } from "../../core/api/time.js";
-import { NonRetryableError } from "../../core/errors.js";
+import { InternalError, NonRetryableError } from "../../core/errors.js";
+import type { TimeDomain } from "../../core/api/windows.js";
 import { encodeKey, keyGroupOf, KeyEncodingError, type KeyedRecord } from "../../core/plan/key-groups.js";
 import { DEFAULT_KEY_GROUPS, type LogicalNode } from "../../core/plan/logical.js";
 import type { KeyedOperator, KeyedOutput } from "../state/keyed-operator.js";
@@ -22,6 +23,12 @@ export interface KeyedWiring {
   /** The output of `node` to what reads its `tag` (null: the main output). */
   output(node: LogicalNode, tag: string | null): Push;
 }
+
+/** The output of a clock advance with no timer due: nothing may be emitted there. */
+const refuse = (): never => {
+  throw new InternalError("a keyed operator emitted while its clock advanced with no timer due");
+};
+const NO_OUTPUT: KeyedOutput = { emit: refuse, side: refuse };
 
 /** An emission of a keyed operator, held until its record succeeds: [tag (null: main), value, event time]. */
 type Emission = [string | null, unknown, number | undefined];
@@ -124,6 +131,8 @@ export class KeyedRun {
   advanceWatermark(watermark: number): void | Promise<void> {
     if (watermark <= this.watermark) return;
     this.watermark = watermark;
+    // Most records move the watermark without a timer falling due: the operator only notes it, with no record around it.
+    if (!this.due("event", watermark)) return void this.operator.advanceWatermark(watermark, this.ctx, NO_OUTPUT);
     return this.clock({ watermark }, (ctx, out) => this.operator.advanceWatermark(watermark, ctx, out));
   }
 
@@ -131,7 +140,14 @@ export class KeyedRun {
   advanceProcessingTime(now: number): void | Promise<void> {
     if (now <= this.processingTime) return;
     this.processingTime = now;
+    if (!this.due("processing", now)) return void this.operator.advanceProcessingTime(now, this.ctx, NO_OUTPUT);
     return this.clock({ processingTime: now }, (ctx, out) => this.operator.advanceProcessingTime(now, ctx, out));
+  }
+
+  /** True when a timer of `domain` is due at `time` (windows are timers too). */
+  private due(domain: TimeDomain, time: number): boolean {
+    const next = this.backend.nextTimer(domain);
+    return next !== null && next <= time;
   }
 
   /** Fires timers as one record: a failing window or timer function dead-letters `what` with the reason, and the unit goes on. */
