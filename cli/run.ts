@@ -9,6 +9,7 @@ import { runStreaming } from "./stream.js";
 import { isStreaming } from "../core/plan/stream.js";
 import { checkParameters } from "../core/plan/parameters.js";
 import { watchPauses } from "./pauses.js";
+import { dataConverterOf } from "../security/data-converter.js";
 
 interface RunFlags extends GlobalFlags {
   jobId?: string;
@@ -29,6 +30,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
   const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }); // definition errors before anything starts
   checkParameters(plan, params); // submit checks too; here it comes before a server or a worker is started
+  dataConverterOf(config); // the encryption keys too: a key that cannot be loaded stops the run before anything starts
   const say = (m: string) => process.stderr.write(`${m}\n`);
   await ensureServer(config, say);
   if (isStreaming(plan)) return runStreaming(pipeline, config, flags, logger);
