@@ -12,7 +12,6 @@ import type { Stage } from "../../core/plan/physical.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import type { KafkaSinkHost } from "../../connectors/kafka/sink.js";
 import type { KeyedStateHost } from "./keyed-state.js";
-import type { StreamCommit } from "./stream-commit.js";
 import type { OperatorRegistry } from "../registry.js";
 import { InMemoryStateBackend, type StateBackend } from "../state/backend.js";
 
@@ -49,8 +48,8 @@ export class StageUnit {
   eventTime: number | undefined = undefined;
   /** The event time a timestamp assigner gave the record in flight (a source stage's keyed operators advance its origin by it). */
   assignedTime: number | undefined = undefined;
-  /** Streaming: the unit's Kafka side (the source record in flight, the transaction's messages). */
-  stream: StreamCommit | null = null;
+  /** Streaming: the unit's Kafka side (`StreamCommit`), for the key of the source record in flight. */
+  stream: { sourceKey(): string | Buffer | null } | null = null;
 
   constructor(
     readonly input: StageInput,
