@@ -572,7 +572,7 @@ test("a source-partitioned keyBy in a Kafka source's stage: its keyed operators 
     { uid: "counts", repartition: null, changelog: "sage.source-keyed.j1.counts.changelog", partitions: 2 },
     { uid: "sliding", repartition: null, changelog: "sage.source-keyed.j1.sliding.changelog", partitions: 2 },
   ]);
-  assert.deepEqual(entryTopicsOf(plan, "j1"), new Map([["events", "s0"]]));
+  assert.equal(entryTopicsOf(plan, "j1").get("events"), "s0");
   assert.match(renderText(plan), /no repartition: the keyBy is source-partitioned; "counts", "sliding" hold state per partition workflow/);
   // Without the flag the same job repartitions, once per keyed operator, and its plan hash differs.
   const repartitioned = sourceKeyed(false);
