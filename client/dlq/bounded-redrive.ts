@@ -40,7 +40,7 @@ export interface BoundedRedriveStart {
 }
 
 /** The envelope of a letter: where it enters the plan, and its history with this failure added. */
-function envelopeOf(letter: DeadLetter, stage: string, redrive: string): RedriveEnvelope {
+export function envelopeOf(letter: DeadLetter, stage: string, redrive: string): RedriveEnvelope {
   return {
     id: letter.id,
     stage,
@@ -141,6 +141,8 @@ export async function startBoundedRedrive(o: BoundedRedriveOptions): Promise<Bou
       redrive: { redrive: o.redrive, input: join(dir, "input.jsonl"), stages, deadLetters: join(dir, "dead-letters.jsonl") },
     },
   };
+  const summary = `sage redrive ${o.redrive} of job ${o.job.jobId}: ${record.letters.length} dead letter(s)`;
+  const decorations = o.client.startDecorations(o.job.pipeline, jobId, o.target.plan, o.job.params, summary);
   try {
     const handle = await o.client.temporal.workflow.start(PIPELINE_WORKFLOW, {
       workflowId: record.workflowId,
@@ -148,13 +150,9 @@ export async function startBoundedRedrive(o: BoundedRedriveOptions): Promise<Bou
       args: [input],
       // Run once, like a job id; a redrive whose job failed published nothing and may run again.
       workflowIdReusePolicy: "ALLOW_DUPLICATE_FAILED_ONLY",
-      ...o.client.startDecorations(
-        o.job.pipeline,
-        jobId,
-        o.target.plan,
-        o.job.params,
-        `sage redrive ${o.redrive} of job ${o.job.jobId}: ${record.letters.length} dead letter(s)`,
-      ),
+      ...decorations,
+      // Marks it as a redrive: its dead letters are the job's, listed and re-driven with the job.
+      memo: { ...decorations.memo, redriveOf: o.job.jobId, redrive: o.redrive },
     });
     return { record, handle, started: true, refused: found.refused };
   } catch (err) {

@@ -58,6 +58,12 @@ async function described(client: SageClient, workflowId: string) {
   const d = await client.temporal.workflow.getHandle(workflowId).describe();
   const plan = d.memo?.plan as PhysicalPlan | undefined;
   if (!plan) throw new UsageError(`${workflowId} has no plan in its memo: it was not started by Sage`);
+  const redriveOf = typeof d.memo?.redriveOf === "string" ? d.memo.redriveOf : null;
+  if (redriveOf) {
+    throw new UsageError(
+      `${workflowId} is redrive ${String(d.memo?.redrive)} of job ${redriveOf}: its dead letters are that job's; list and re-drive them with \`sage dlq ... ${redriveOf}\``,
+    );
+  }
   return { plan, params: (d.memo?.params ?? {}) as Record<string, string>, taskQueue: d.taskQueue, status: d.status.name };
 }
 

@@ -15,7 +15,9 @@ import { createTopics, runStreaming, streamCliEnv, streamConfig, streamTopics, t
 import { SageClient } from "../../client/sage-client.js";
 import { redriveIdOf, type LetterGroup } from "../../client/dlq/selection.js";
 import { redriveStream } from "../../client/dlq/stream-redrive.js";
-import type { DeadLetter } from "../../client/dlq/letters.js";
+import { totalAttempts, type DeadLetter } from "../../client/dlq/letters.js";
+import { findJob } from "../../client/dlq/job-ref.js";
+import { lettersOfJob } from "../../client/dlq/job-letters.js";
 import { TransactionError } from "../../connectors/kafka/client.js";
 import type { BoundedRedriveRecord } from "../../client/dlq/file-letters.js";
 import bounded, { type Order } from "../fixtures/dlq-pipeline.js";
@@ -112,24 +114,35 @@ test("bounded: list by group; redrive through a fixed module, killed mid-way and
   );
   assert.ok(out.every((r) => r.total === r.id * 2));
 
-  const shown = cliJson<ShowJson>(["dlq", "show", "orders-1", "--all", "--json"], env);
-  assert.equal(shown.total, 8, "7 letters of the job, 1 of the redrive");
-  assert.deepEqual(
-    shown.letters.filter((l) => l.redrivenBy === null).map((l) => l.operator),
-    ["lines", "check"],
-    "outstanding: the source's letter, and the one that failed again",
-  );
-  assert.equal(shown.letters.filter((l) => l.redrivenBy === record.redrive).length, 6);
-  const hopeless = shown.letters.find((l) => l.redrivenBy === null && l.operator === "check")!;
-  assert.deepEqual(hopeless.record, { id: 38, kind: "hopeless", qty: 2, price: 38 });
-  assert.equal(hopeless.job, `orders-1.${record.redrive}`);
-  assert.equal(hopeless.origin, "orders-1");
-  assert.equal(hopeless.redrive, record.redrive);
-  assert.deepEqual(
-    hopeless.history.map((f) => [f.job, f.operator, f.error, f.attempts]),
-    [["orders-1", "check", "NonRetryableError: hopeless order 38", 1]],
-  );
-  assert.equal(hopeless.totalAttempts, 2);
+  // What `sage dlq show --all` reads (the CLI's own output is tested on the streaming job).
+  const reader = await SageClient.connect({ config });
+  try {
+    const { states } = await lettersOfJob(
+      { client: reader, config, kafka: () => assert.fail("a bounded job reads no topic") },
+      await findJob(reader, "orders-1"),
+    );
+    assert.equal(states.length, 8, "7 letters of the job, 1 of the redrive");
+    assert.deepEqual(
+      states.filter((l) => l.redrivenBy === null).map((l) => l.letter.operator),
+      ["lines", "check"],
+      "outstanding: the source's letter, and the one that failed again",
+    );
+    assert.equal(states.filter((l) => l.redrivenBy === record.redrive).length, 6);
+    const hopeless = states.find((l) => l.redrivenBy === null && l.letter.operator === "check")!.letter;
+    assert.deepEqual(hopeless.record, { id: 38, kind: "hopeless", qty: 2, price: 38 });
+    assert.equal(hopeless.job, `orders-1.${record.redrive}`);
+    assert.equal(hopeless.origin, "orders-1");
+    assert.equal(hopeless.redrive, record.redrive);
+    assert.deepEqual(
+      hopeless.history.map((f) => [f.job, f.operator, f.error, f.attempts]),
+      [["orders-1", "check", "NonRetryableError: hopeless order 38", 1]],
+    );
+    assert.equal(totalAttempts(hopeless), 2);
+    // The redrive's own job is not a job to re-drive from: its letters are the job's.
+    await assert.rejects(findJob(reader, `orders-1.${record.redrive}`), new RegExp(`is redrive ${record.redrive} of job orders-1`));
+  } finally {
+    await reader.close();
+  }
 });
 
 test("streaming: redrive after an outage sends each dead letter into the job once, across a redrive fenced mid-transaction; what fails again comes back with its history", async () => {

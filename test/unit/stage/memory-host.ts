@@ -67,8 +67,12 @@ export class MemoryHost implements StageHost {
     return join(this.dataDir, name);
   }
 
-  /** Runs the job with `params` to its commit. */
-  async run(jobId: string, params: Record<string, string>, options: { parallelism?: number; fusion?: boolean } = {}): Promise<MemoryJob> {
+  /** Runs the job with `params` to its commit (`runtime`: options over the test defaults, e.g. a redrive). */
+  async run(
+    jobId: string,
+    params: Record<string, string>,
+    options: { parallelism?: number; fusion?: boolean; runtime?: Partial<JobRuntimeOptions> } = {},
+  ): Promise<MemoryJob> {
     const compiled = this.registry.compile(options.parallelism ?? 1, options.fusion ?? true);
     const { plan } = compiled;
     const control: ControlInput = {
@@ -78,7 +82,7 @@ export class MemoryHost implements StageHost {
       parallelism: plan.parallelism,
       fusion: plan.fusion,
       params,
-      runtime: RUNTIME,
+      runtime: { ...RUNTIME, ...options.runtime },
     };
     const job: MemoryJob = { counts: {}, calls: [], commit: { outputs: {}, deadLetterPath: null }, heartbeats: 0 };
     const run = async (stage: string, unit: Partial<StageInput> & { shard: string }): Promise<void> => {
