@@ -93,7 +93,7 @@ export async function driveRedriveSplit(unit: StageUnit, entries: Map<string, Pu
 }
 
 /** The lineage a re-driven Kafka record carries in its headers. */
-export function lineageOf(rec: BatchRecord, where: string): Lineage {
+function lineageOf(rec: BatchRecord, where: string): Lineage {
   const h = rec.headers;
   let history: Failure[] = [];
   try {
