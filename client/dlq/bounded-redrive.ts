@@ -81,7 +81,7 @@ async function recordOf(o: BoundedRedriveOptions, dir: string): Promise<{ record
   const refused: BoundedRedriveStart["refused"] = [];
   for (const l of letters) {
     if (!matches(l, o.filter) || takenBy.has(l.id)) continue;
-    const entry = redriveEntryOf(o.target.plan, l.operator);
+    const entry = redriveEntryOf(o.target.plan, l.operator, l.key);
     if ("refused" in entry) refused.push({ id: l.id, reason: entry.refused });
     else envelopes.push(envelopeOf(l, entry.stage, o.redrive));
   }

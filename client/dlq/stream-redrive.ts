@@ -100,7 +100,7 @@ function selection(o: StreamRedriveOptions, letters: DeadLetter[], start: Extrac
     const at = positionOfId(l.id);
     if (!at || at.offset >= (start.upTo[String(at.partition)] ?? 0)) continue;
     if (!matches(l, o.filter) || takenBy.has(l.id)) continue;
-    const entry = redriveEntryOf(o.plan, l.operator);
+    const entry = redriveEntryOf(o.plan, l.operator, l.key);
     if ("refused" in entry) refused.push({ id: l.id, reason: entry.refused });
     else send.push(l);
   }

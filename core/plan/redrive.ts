@@ -101,9 +101,15 @@ export interface RedriveEntry {
  * stage when that stage reads a source, else a source stage with an edge straight into it. A record
  * of an operator with several inputs cannot: its dead letter does not say which input it came on.
  */
-export function redriveEntryOf(plan: Pick<PhysicalPlan, "nodes" | "stages" | "edges">, operator: string): RedriveEntry | { refused: string } {
+export function redriveEntryOf(
+  plan: Pick<PhysicalPlan, "nodes" | "stages" | "edges">,
+  operator: string,
+  /** The dead letter's key: a keyed operator's letter without one is a window or timer that failed to fire, not a record. */
+  key: string | null = null,
+): RedriveEntry | { refused: string } {
   const node = plan.nodes.find((n) => n.id === operator);
   if (!node) return { refused: `the plan has no operator "${operator}"` };
+  if (node.kind === "keyed" && key === null) return { refused: `a window or timer of "${operator}" failed to fire: what it dead-lettered is not a record` };
   if (node.kind === "sink" && node.inputs.length === 0) return { refused: `"${operator}" reads nothing` };
   const inputs = node.inputs.filter((i) => !i.feedback);
   if (inputs.length > 1 && node.kind !== "union")

@@ -173,3 +173,17 @@ test("a re-driven record enters at its operator's stage when that stage reads a 
   // "after-wide" runs at the job's parallelism, in a stage after "wide"'s: two edges from the source.
   assert.match((redriveEntryOf(plan, "after-wide") as { refused: string }).refused, /more than one stage boundary/);
 });
+
+test("a keyed operator's letter enters by the keyed edge with its key; one without a key (a window or timer that failed) cannot", () => {
+  const pipeline = definePipeline("redrive-keyed", (env) =>
+    env
+      .fromSource(FileSource.jsonl<{ k: string; n: number }>(env.param("input")), { name: "lines" })
+      .keyBy((r) => r.k, { name: "by-k" })
+      .reduce((a, b) => ({ k: a.k, n: a.n + b.n }), { name: "sum" })
+      .sink(FileSink.jsonl(env.param("output")), { name: "out" }),
+  );
+  const { plan } = pipeline.compile({ parallelism: 2 });
+  const entry = redriveEntryOf(plan, "sum", '"a"');
+  assert.ok("stage" in entry && entry.edge?.keyed === true && entry.stage === plan.stages.find((s) => s.source)!.id, JSON.stringify(entry));
+  assert.match((redriveEntryOf(plan, "sum", null) as { refused: string }).refused, /window or timer of "sum" failed to fire/);
+});

@@ -70,7 +70,7 @@ test("a redrive job re-runs each dead letter from the operator it failed in, app
 
     const { plan } = fixed.registry.compile(1, true);
     const envelopes = letters.map((l) => {
-      const entry = redriveEntryOf(plan, l.operator);
+      const entry = redriveEntryOf(plan, l.operator, l.key);
       assert.ok("stage" in entry, JSON.stringify(entry));
       return envelopeOf(l, entry.stage, "r-unit");
     });
