@@ -147,6 +147,8 @@ function jobEnv(o: SageClusterOptions, taskQueue: string, topics: { input: strin
     SAGE_EXECUTION_PARALLELISM: String(o.parallelism),
     // Info: the worker then logs each restore from the changelog (and little else).
     SAGE_LOG_LEVEL: "info",
+    // The worker and the shim would both take the default /metrics port.
+    SAGE_MONITORING_ENABLED: "false",
     STATEFUL_IN: topics.input,
     STATEFUL_TUMBLING: topics.tumbling,
     STATEFUL_SLIDING: topics.sliding,
