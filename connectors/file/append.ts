@@ -6,6 +6,7 @@
  */
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { writeFully } from "./staging.js";
 
 /** The target's size recorded before the first attempt (or now, on the first). */
 async function baseSize(record: string, target: string): Promise<number> {
@@ -25,7 +26,7 @@ async function copyPrefix(path: string, bytes: number, out: FileHandle): Promise
     for (let at = 0; at < bytes;) {
       const { bytesRead } = await src.read(chunk, 0, Math.min(chunk.length, bytes - at), at);
       if (bytesRead === 0) throw new Error(`${path} is shorter than the ${bytes} bytes it had before this append`);
-      await out.write(chunk.subarray(0, bytesRead));
+      await writeFully(out, chunk.subarray(0, bytesRead));
       at += bytesRead;
     }
   } finally {
@@ -40,18 +41,18 @@ export async function appendShards(dir: string, target: string, tmpSuffix: strin
   await mkdir(dirname(dir), { recursive: true });
   const base = await baseSize(`${dir}.append-base`, target);
   const tmp = `${target}.${tmpSuffix}.tmp`;
-  const out = await open(tmp, "w");
   try {
-    if (base > 0) await copyPrefix(target, base, out);
-    for (const name of names) {
-      const data = await readFile(join(dir, name));
-      if (data.length > 0) await out.write(data);
+    const out = await open(tmp, "w");
+    try {
+      if (base > 0) await copyPrefix(target, base, out);
+      for (const name of names) {
+        const data = await readFile(join(dir, name));
+        if (data.length > 0) await writeFully(out, data);
+      }
+      await out.sync();
+    } finally {
+      await out.close();
     }
-    await out.sync();
-  } finally {
-    await out.close();
-  }
-  try {
     await rename(tmp, target);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, writeFile, readFile, open } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, writeFile, readFile, open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { once } from "node:events";
 import { jobFileName } from "../../core/names.js";
@@ -80,25 +80,39 @@ export class ShardWriter {
   }
 }
 
-/** Concatenates the finished shards in `dir` (sorted by name) into `target`, atomically. Returns the line count. */
+/**
+ * Writes all of `data` at the file's position. One `write` may write less than asked (a disk that
+ * fills up mid-write) and say so only in its count; the next call then fails with ENOSPC. A single
+ * unchecked `write` of a commit's last shard would publish a truncated file as committed
+ * (`bench/chaos.ts`, fault disk-full, found it).
+ */
+export async function writeFully(out: FileHandle, data: Uint8Array): Promise<void> {
+  for (let at = 0; at < data.length;) {
+    const { bytesWritten } = await out.write(data, at, data.length - at);
+    at += bytesWritten;
+  }
+}
+
+/** Concatenates the finished shards in `dir` (sorted by name) into `target`, atomically. */
 export async function publishShards(dir: string, target: string, tmpSuffix: string): Promise<void> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(".jsonl")).sort();
   await mkdir(dirname(target), { recursive: true });
   const tmp = `${target}.${tmpSuffix}.tmp`;
-  const out = await open(tmp, "w");
   try {
-    for (const name of names) {
-      const data = await readFile(join(dir, name));
-      if (data.length > 0) await out.write(data);
+    const out = await open(tmp, "w");
+    try {
+      for (const name of names) {
+        const data = await readFile(join(dir, name));
+        if (data.length > 0) await writeFully(out, data);
+      }
+      await out.sync();
+    } finally {
+      await out.close();
     }
-    await out.sync();
-  } finally {
-    await out.close();
-  }
-  try {
     await rename(tmp, target);
   } catch (err) {
-    // A failed publish leaves nothing beside the target (e.g. when the target is a directory).
+    // A failed publish leaves nothing beside the target (a target that is a directory, a full disk:
+    // the partial file would keep the space the retry needs).
     await rm(tmp, { force: true });
     throw err;
   }
