@@ -384,13 +384,17 @@ export async function measureRestore(o: SageClusterOptions & { keys: number; see
     const fresh = startSage(["worker", PIPELINE_FILE], env, join(o.dir, `${jobId}.worker-2.log`));
     procs[0] = fresh;
     await produce(triggers);
-    const expected = KEYED_UIDS.length * o.parallelism;
+    // Each partition workflow's first unit on the fresh worker rebuilds both keyed operators (they share its stage).
     const counted = (p: StreamJobProgress) => p.workflows.reduce((n, w) => n + (w?.restores ?? 0), 0);
-    const done = await untilProgress(job, "restore: fresh worker restored", [fresh, procs[1]!], (p) => counted(p) >= expected);
+    const done = await untilProgress(job, "restore: fresh worker restored", [fresh, procs[1]!], (p) => counted(p) >= o.parallelism);
     const restores = readFileSync(fresh.logFile, "utf8")
       .split("\n")
       .filter((l) => l.includes("keyed state rebuilt from the changelog"))
       .map((l) => JSON.parse(l) as SageRestore["restores"][number]);
+    if (restores.length < KEYED_UIDS.length * o.parallelism)
+      throw new Error(
+        `restore: the fresh worker logged ${restores.length} rebuilds, not one per keyed operator and partition (${KEYED_UIDS.length * o.parallelism})`,
+      );
     const changelog = await topicBytes(
       kafka,
       o.brokerDataDir,
