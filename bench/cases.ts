@@ -26,5 +26,12 @@ export const CASES: readonly BenchCase[] = [
     summary: "keyed windows, 1M events, 10k keys, Kafka -> Kafka exactly once vs Kafka Streams and Flink; restore; bounded",
     inDefaultRun: true,
   }),
+  scriptCase({
+    name: "chaos",
+    file: "bench/chaos.ts",
+    summary: "faults under running jobs (dev server kill -9, broker pause, clock skew, disk full): lost, duplicated, stall",
+    smokeArgs: ["--smoke"],
+    inDefaultRun: false,
+  }),
   scriptCase({ name: "soak", file: "bench/soak.ts", summary: "20 minutes of the Kafka job at a steady rate: worker and shim RSS flat", inDefaultRun: false }),
 ];

@@ -1,0 +1,120 @@
+/**
+ * The servers a chaos run breaks: one Temporal dev server (which a fault may kill and start again
+ * on its database file) and one Kafka broker, both on free loopback ports in a scratch directory,
+ * and `sage` child processes (workers, shims) that log to files there.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createWriteStream, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { freePort, startDevServer, startScratchServer, type DevServer } from "../../dev/temporal-server.js";
+import { startBroker, type Broker } from "../../dev/kafka-broker.js";
+import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
+import type { KafkaClient } from "../../connectors/kafka/client.js";
+import { loadConfig } from "../../client/config-loader.js";
+import { SageClient } from "../../client/sage-client.js";
+
+/** A `sage` child process and where its log goes. */
+export interface SageChild {
+  readonly child: ChildProcess;
+  readonly log: string;
+  readonly label: string;
+}
+
+/** What every fault run shares. */
+export class ChaosEnv {
+  private broker: Broker | null = null;
+  private kafkaClient: KafkaClient | null = null;
+  private children = 0;
+
+  private constructor(
+    readonly dir: string,
+    private current: DevServer,
+    readonly log: (message: string) => void,
+  ) {}
+
+  /** Starts the dev server (the broker starts on first use: the disk fault needs none). */
+  static async start(dir: string, log: (message: string) => void): Promise<ChaosEnv> {
+    return new ChaosEnv(dir, await startScratchServer(dir), log);
+  }
+
+  /** The dev server now (a new one after a restart). */
+  get server(): DevServer {
+    return this.current;
+  }
+
+  /** The run's broker, started on first use. */
+  async kafka(): Promise<{ broker: Broker; client: KafkaClient }> {
+    if (!this.broker) {
+      this.log("starting the Kafka broker");
+      this.broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(this.dir, "kafka") });
+      this.kafkaClient = createKafkajsClient({ brokers: [this.broker.address], clientId: "chaos" });
+    }
+    return { broker: this.broker, client: this.kafkaClient! };
+  }
+
+  /** Starts a dev server again on the same address and database file (after a kill -9). */
+  async restartServer(): Promise<void> {
+    this.current = await startDevServer({
+      address: this.current.address,
+      uiPort: 0,
+      headless: true,
+      dbFile: join(this.dir, "temporal.db"),
+      logFile: join(this.dir, "temporal.log"),
+      startTimeoutMs: 120_000,
+    });
+  }
+
+  /** A client of the current dev server (connect anew after a restart). */
+  async client(): Promise<SageClient> {
+    return SageClient.connect({ config: loadConfig({ env: {}, overrides: { "temporal.address": this.current.address } }) });
+  }
+
+  /** Starts `sage <args>` with `env` on top of this process's; its stderr goes to a log file in the run's directory. */
+  sage(label: string, args: string[], env: Record<string, string>): SageChild {
+    const log = join(this.dir, `${++this.children}-${label}.log`);
+    const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr?.pipe(createWriteStream(log));
+    return { child, log, label };
+  }
+
+  /** The last lines of a child's log (for a failure message). */
+  tail(c: SageChild, lines = 15): string {
+    try {
+      return readFileSync(c.log, "utf8").trim().split("\n").slice(-lines).join("\n");
+    } catch {
+      return "";
+    }
+  }
+
+  /** Stops every node this run started. */
+  async stop(): Promise<void> {
+    this.broker?.stop();
+    await this.current.stop();
+  }
+}
+
+/** Sends `signal` to a child and waits until it exited (SIGKILL after `graceMs`). */
+export async function stopChild(c: SageChild, signal: NodeJS.Signals = "SIGTERM", graceMs = 30_000): Promise<void> {
+  const { child } = c;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` every `everyMs` until it returns a value; throws `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s`);
+    await sleep(everyMs);
+  }
+}
