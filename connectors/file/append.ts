@@ -4,9 +4,9 @@
  * and every attempt writes that prefix plus the shards to a temporary file renamed over the target,
  * so a commit retried after its rename writes the same bytes again instead of appending twice.
  */
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { writeFully } from "./staging.js";
+import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { dirname } from "node:path";
+import { publishShards, writeFully } from "./staging.js";
 
 /** The target's size recorded before the first attempt (or now, on the first). */
 async function baseSize(record: string, target: string): Promise<number> {
@@ -36,26 +36,8 @@ async function copyPrefix(path: string, bytes: number, out: FileHandle): Promise
 
 /** Appends the finished shards in `dir` (sorted by name) to `target`, atomically and once across retries. */
 export async function appendShards(dir: string, target: string, tmpSuffix: string): Promise<void> {
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(".jsonl")).sort();
   await mkdir(dirname(target), { recursive: true });
   await mkdir(dirname(dir), { recursive: true });
   const base = await baseSize(`${dir}.append-base`, target);
-  const tmp = `${target}.${tmpSuffix}.tmp`;
-  try {
-    const out = await open(tmp, "w");
-    try {
-      if (base > 0) await copyPrefix(target, base, out);
-      for (const name of names) {
-        const data = await readFile(join(dir, name));
-        if (data.length > 0) await writeFully(out, data);
-      }
-      await out.sync();
-    } finally {
-      await out.close();
-    }
-    await rename(tmp, target);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await publishShards(dir, target, tmpSuffix, base > 0 ? (out) => copyPrefix(target, base, out) : undefined);
 }

@@ -93,14 +93,18 @@ export async function writeFully(out: FileHandle, data: Uint8Array): Promise<voi
   }
 }
 
-/** Concatenates the finished shards in `dir` (sorted by name) into `target`, atomically. */
-export async function publishShards(dir: string, target: string, tmpSuffix: string): Promise<void> {
+/**
+ * Concatenates the finished shards in `dir` (sorted by name) into `target`, atomically, after what
+ * `prefix` writes first (an append keeps the target's earlier bytes that way).
+ */
+export async function publishShards(dir: string, target: string, tmpSuffix: string, prefix?: (out: FileHandle) => Promise<void>): Promise<void> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(".jsonl")).sort();
   await mkdir(dirname(target), { recursive: true });
   const tmp = `${target}.${tmpSuffix}.tmp`;
   try {
     const out = await open(tmp, "w");
     try {
+      if (prefix) await prefix(out);
       for (const name of names) {
         const data = await readFile(join(dir, name));
         if (data.length > 0) await writeFully(out, data);
