@@ -6,6 +6,7 @@ import type { SageConfig } from "../core/config/schema.js";
 import { ServerUnavailableError, UsageError } from "../core/errors.js";
 import { SA_JOB_ID, SA_PIPELINE } from "../core/plan/job.js";
 import { loadConfig } from "../client/config-loader.js";
+import { connectionOptions } from "../client/connection.js";
 import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev/temporal-server.js";
 import { createLogger } from "../client/logger.js";
 import type { Pipeline } from "../core/api/pipeline.js";
@@ -84,6 +85,8 @@ export function uiLink(config: SageConfig, target: UiTarget): string | null {
  */
 export async function ensureServer(config: SageConfig, say: (m: string) => void): Promise<DevServer | null> {
   const address = config.temporal.address;
+  // The dev server has no TLS, so a TLS config means a server run elsewhere; connecting says why it fails.
+  if (connectionOptions(config).tls) return null;
   if (await isServerUp(address)) return null;
   if (!isLocalAddress(address)) throw new ServerUnavailableError(`no Temporal server answers at ${address}, and it is not a local address, so none is started`);
   const files = devServerFiles(config);

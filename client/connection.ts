@@ -24,6 +24,11 @@ function file(path: string | undefined, key: string): Buffer | undefined {
 export function connectionOptions(config: SageConfig): ConnectionSettings {
   const t = config.temporal;
   const settings: ConnectionSettings = { address: t.address };
+  // One without the other used to be dropped silently, and the server then refused an anonymous client.
+  if (Boolean(t.tls.cert) !== Boolean(t.tls.key)) {
+    const [set, missing] = t.tls.cert ? ["cert", "key"] : ["key", "cert"];
+    throw new ConfigError(`config temporal.tls.${set} is set but temporal.tls.${missing} is not: a client certificate needs both files`);
+  }
   const cert = file(t.tls.cert, "cert");
   const key = file(t.tls.key, "key");
   const ca = file(t.tls.ca, "ca");

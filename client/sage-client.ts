@@ -10,7 +10,7 @@
 import { ActivityFailure, Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from "@temporalio/client";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
-import { JobExistsError, ServerUnavailableError, UsageError } from "../core/errors.js";
+import { JobExistsError, UsageError } from "../core/errors.js";
 import { PIPELINE_WORKFLOW, parseWorkflowId, workflowIdOf, type JobInput, type JobProgress, type JobResult, type JobRuntimeOptions } from "../core/plan/job.js";
 import { progressQuery } from "../workflows/contract.js";
 import { isStreaming } from "../core/plan/stream.js";
@@ -18,6 +18,7 @@ import { checkParameters } from "../core/plan/parameters.js";
 import type { PhysicalPlan } from "../core/plan/physical.js";
 import { loadConfig } from "./config-loader.js";
 import { connectionOptions } from "./connection.js";
+import { connectError } from "./connect-error.js";
 import { SEARCH_ATTRIBUTES, ensureSearchAttributes } from "./search-attributes.js";
 import { taskQueueOf } from "./task-queue.js";
 import { dataConverterOf } from "../security/data-converter.js";
@@ -151,20 +152,18 @@ export class SageClient {
       temporal: { ...base.temporal, ...(options.address ? { address: options.address } : {}), ...(options.namespace ? { namespace: options.namespace } : {}) },
     };
     const dataConverter = dataConverterOf(config); // keys checked before anything connects
+    const settings = connectionOptions(config); // a TLS file that cannot be read is a config error, not a server down
     let connection: Connection;
     try {
       connection = await Connection.connect({
-        ...connectionOptions(config),
+        ...settings,
         connectTimeout: 5_000,
         // The SDK's own 128 MB default is set under a key grpc-js ignores, leaving 4 MB: too small for a history page of an unfused job.
         channelArgs: { "grpc.max_receive_message_length": 128 * 1024 * 1024 },
       });
       await connection.workflowService.getSystemInfo({});
     } catch (err) {
-      throw new ServerUnavailableError(
-        `no Temporal server answers at ${config.temporal.address} (${(err as Error).message}); start one with \`sage dev\` or set temporal.address / SAGE_TEMPORAL_ADDRESS`,
-        { cause: err },
-      );
+      throw await connectError(settings, err);
     }
     const sa = await ensureSearchAttributes(connection, config.temporal.namespace).catch(() => false);
     return new SageClient(connection, new Client({ connection, namespace: config.temporal.namespace, dataConverter }), config, sa);

@@ -12,6 +12,7 @@ import { createActivities } from "../activities/index.js";
 import { OperatorRegistry } from "../activities/registry.js";
 import { createLlmServices, workerServices } from "../connectors/llm/services.js";
 import { connectionOptions } from "../client/connection.js";
+import { connectError } from "../client/connect-error.js";
 import { taskQueueOf } from "../client/task-queue.js";
 import { serveMetrics, type MetricsEndpoint } from "../monitoring/server.js";
 import { sdkMetricsAddress } from "../monitoring/sdk-exporter.js";
@@ -75,7 +76,10 @@ async function createWorker(
     kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
   });
-  const connection = await NativeConnection.connect(connectionOptions(config));
+  const settings = connectionOptions(config);
+  const connection = await NativeConnection.connect(settings).catch(async (err: unknown) => {
+    throw await connectError(settings, err);
+  });
   const taskQueue = taskQueueOf(pipeline.name, config);
   const worker = await Worker.create({
     connection,
