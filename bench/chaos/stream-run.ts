@@ -245,7 +245,7 @@ export async function runStreamFault(env: ChaosEnv, fault: StreamFault, options:
     for (const w of [...workers]) await run.retireWorker(w);
     await reader.stop().catch(() => undefined);
   }
-  const endAt = Math.max(...reader.arrivals, started);
+  const endAt = reader.arrivals.reduce((m, t) => Math.max(m, t), started);
   const counted = tally(await idsOf(env, topics.input), await idsOf(env, topics.output));
   if (problems.length > 0) for (const c of [shim]) problems.push(`${c.label} log: ${env.tail(c, 5)}`);
   return {
