@@ -10,7 +10,7 @@ import { StreamJob, StreamJobHandle, type StreamJobProgress } from "../streaming
 import { loadPipeline } from "./module-loader.js";
 import { cliLogger, configFrom, parseParams, startInProcessWorker, uiLink, type GlobalFlags } from "./common.js";
 import { watchPauses } from "./pauses.js";
-import { BrokerUnavailableError, UsageError } from "../core/errors.js";
+import { BrokerUnavailableError, SageError, UsageError } from "../core/errors.js";
 
 /** Flags of `sage shim` and of `sage run` for a streaming pipeline. */
 export interface StreamFlags extends GlobalFlags {
@@ -49,6 +49,8 @@ async function prepare(pipeline: Pipeline, config: SageConfig, flags: StreamFlag
     params: parseParams(flags.param),
   });
   const admin = await kafka.admin().catch((err: unknown) => {
+    // A refused password or certificate says so itself; anything else most likely means no broker.
+    if (err instanceof SageError && err.input) throw err;
     throw new BrokerUnavailableError(
       `no Kafka broker answers at ${config.kafka.brokers} (${(err as Error).message}); start one with \`sage dev --kafka\` or set kafka.brokers`,
       { cause: err },

@@ -190,3 +190,29 @@ export class TransactionError extends SageError {
     super("KAFKA_TRANSACTION", message, { ...options, retriable: true, scope: "job" });
   }
 }
+
+/** A broker refused the configured SASL credentials: fixing the config helps, retrying does not. */
+export class KafkaAuthenticationError extends SageError {
+  constructor(
+    /** As the broker names it, e.g. `SCRAM-SHA-512`. */
+    readonly mechanism: string,
+    readonly username: string,
+    readonly broker: string,
+    detail: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(
+      "KAFKA_AUTHENTICATION",
+      `Kafka broker ${broker} refused SASL ${mechanism} authentication of user "${username}": ${detail} ` +
+        `(check kafka.sasl.username and the password in kafka.sasl.password-env or kafka.sasl.password-file)`,
+      { ...options, retriable: false, input: true, scope: "job" },
+    );
+  }
+}
+
+/** A TLS connection to a broker failed on a certificate (untrusted, expired, refused) or on the protocol. */
+export class KafkaTlsError extends SageError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("KAFKA_TLS", message, { ...options, retriable: false, input: true, scope: "job" });
+  }
+}

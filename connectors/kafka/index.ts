@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { SageConfig } from "../../core/config/schema.js";
 import type { KafkaClient } from "./client.js";
 import { createKafkajsClient } from "./kafkajs-client.js";
+import { kafkaSecurityOf } from "./security.js";
 
 /** Bootstrap servers from `kafka.brokers` (comma-separated). */
 export function brokersOf(config: SageConfig): string[] {
@@ -12,9 +13,19 @@ export function brokersOf(config: SageConfig): string[] {
     .filter(Boolean);
 }
 
-/** A Kafka client for the configured cluster. */
+/**
+ * A Kafka client for the configured cluster, with its TLS and SASL (`kafka.ssl`, `kafka.sasl`) and
+ * replication factor. Reads the certificate and password files now: a missing or expired one
+ * throws a `ConfigError` naming it before anything connects.
+ */
 export function kafkaClientOf(config: SageConfig, logger?: Logger): KafkaClient {
-  return createKafkajsClient({ brokers: brokersOf(config), clientId: config.kafka["client-id"], ...(logger ? { logger } : {}) });
+  return createKafkajsClient({
+    brokers: brokersOf(config),
+    clientId: config.kafka["client-id"],
+    security: kafkaSecurityOf(config),
+    replicationFactor: config.kafka["replication-factor"],
+    ...(logger ? { logger } : {}),
+  });
 }
 
 /** The dead-letter topic of a streaming pipeline. */

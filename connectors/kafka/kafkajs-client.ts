@@ -1,11 +1,23 @@
 /**
  * The kafkajs implementation of our Kafka client interface, with the traps measured on these
  * machines handled here: small retry backoff (transactions otherwise sit in 300 ms waits), sends
- * cut into chunks below the broker's message size (one oversized send aborts the transaction),
+ * cut into chunks of one partition below the broker's message size (one oversized send aborts the
+ * transaction; one send across partition leaders is retried wrongly, see send-chunks.ts),
  * short session timeouts (kafkajs has no static membership), and crashes surfaced, not swallowed.
  */
 import { randomUUID } from "node:crypto";
-import { Kafka, logLevel, Partitioners, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders, type KafkaMessage } from "kafkajs";
+import {
+  Kafka,
+  logLevel,
+  Partitioners,
+  type Consumer,
+  type Producer,
+  type Transaction,
+  type LogEntry,
+  type IHeaders,
+  type KafkaConfig,
+  type KafkaMessage,
+} from "kafkajs";
 import type { Logger } from "pino";
 import { KafkaProtocolError, UNSTABLE_OFFSET_COMMIT, fetchStableOffsets } from "./stable-offsets.js";
 import type {
@@ -23,16 +35,10 @@ import type {
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
-import { TransactionError, UnstableOffsetsError } from "./client.js";
-
-/** Bytes per produce call inside a transaction: well below the broker's 1 MiB default message size. */
-const SEND_CHUNK_BYTES = 512 * 1024;
-/**
- * Most messages per send: kafkajs groups a send's messages by partition copying the partition's
- * array once per message, quadratic in the messages of one call (7.4 s of a 62 s profile with ~10k
- * small changelog records per call).
- */
-const SEND_CHUNK_MESSAGES = 1_000;
+import { KafkaAuthenticationError, TransactionError, UnstableOffsetsError } from "./client.js";
+import { isPlaintext, mechanismName, type KafkaSecurity } from "./security.js";
+import { checkSecurity } from "./wire.js";
+import { Partitioning, type SendChunk } from "./send-chunks.js";
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.ERROR]: "error",
@@ -65,33 +71,9 @@ function toKafkajs(m: OutgoingMessage) {
   };
 }
 
-function sizeOf(m: OutgoingMessage): number {
-  let n = 64 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
-  for (const [k, v] of Object.entries(m.headers ?? {})) n += k.length + v.length + 8;
-  return n;
-}
-
-/** Groups messages by topic in chunks of at most `SEND_CHUNK_BYTES` and `SEND_CHUNK_MESSAGES`, keeping their order. */
-function chunks(messages: Array<{ topic: string; message: OutgoingMessage }>): Array<{ topic: string; messages: OutgoingMessage[] }> {
-  // By topic first: a unit that alternates topics (a keyBy into several repartition topics) must not
-  // become one request per message. Order within each topic, hence within each partition, is kept.
-  const byTopic = new Map<string, OutgoingMessage[]>();
-  for (const { topic, message } of messages) {
-    const list = byTopic.get(topic);
-    if (list) list.push(message);
-    else byTopic.set(topic, [message]);
-  }
-  const out: Array<{ topic: string; messages: OutgoingMessage[]; bytes: number }> = [];
-  for (const [topic, list] of byTopic) {
-    let last: { topic: string; messages: OutgoingMessage[]; bytes: number } | undefined;
-    for (const message of list) {
-      const size = sizeOf(message);
-      if (!last || last.bytes + size > SEND_CHUNK_BYTES || last.messages.length >= SEND_CHUNK_MESSAGES) out.push((last = { topic, messages: [], bytes: 0 }));
-      last.messages.push(message);
-      last.bytes += size;
-    }
-  }
-  return out;
+/** A chunk's messages for kafkajs, each with the chunk's partition. */
+function kafkajsMessagesOf(chunk: SendChunk) {
+  return chunk.messages.map((m) => ({ ...toKafkajs(m), partition: chunk.partition }));
 }
 
 /**
@@ -104,6 +86,70 @@ function transactionError(what: string, err: unknown): TransactionError {
   return new TransactionError(text, /old epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/.test(text), { cause: err });
 }
 
+/** Options of `createKafkajsClient`. */
+export interface KafkajsClientOptions {
+  brokers: string[];
+  clientId?: string;
+  logger?: Logger;
+  /** TLS and SASL (`kafkaSecurityOf`); none: plaintext. */
+  security?: KafkaSecurity;
+  /** Replicas of the topics `ensureTopic` creates (default 1). */
+  replicationFactor?: number;
+}
+
+/** The one place the kafkajs client options are built: every consumer, producer and admin comes from them. */
+export function kafkajsConfigOf(options: KafkajsClientOptions): KafkaConfig {
+  const log = options.logger?.child({ component: "kafkajs" });
+  const { ssl, sasl } = options.security ?? {};
+  return {
+    clientId: options.clientId ?? "sage",
+    brokers: options.brokers,
+    connectionTimeout: 3_000,
+    retry: { initialRetryTime: 100, retries: 8 },
+    ...(ssl ? { ssl } : {}),
+    ...(sasl ? { sasl: { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as KafkaConfig["sasl"] } : {}),
+    logLevel: log ? logLevel.WARN : logLevel.NOTHING,
+    logCreator:
+      () =>
+      ({ level, log: entry }: LogEntry) => {
+        const { message, ...rest } = entry;
+        // Transactions give the guarantee here (a failed send aborts the transaction and the batch is retried whole).
+        if (message.startsWith("Limiting retries for the idempotent producer")) return;
+        log?.[LEVELS[level] ?? "info"](rest, message);
+      },
+  };
+}
+
+/**
+ * Runs a kafkajs connect, first checking the secured cluster's settings once (`checkSecurity`: a
+ * refused certificate is a clear error now, not half a minute of retries), and turns a refused
+ * SASL login into our `KafkaAuthenticationError`.
+ */
+function connector(options: KafkajsClientOptions): <T>(connect: () => Promise<T>) => Promise<T> {
+  const security = options.security ?? {};
+  let checked: Promise<void> | null = null;
+  return async (connect) => {
+    if (!isPlaintext(security)) {
+      checked ??= checkSecurity(options.brokers, options.clientId ?? "sage", security).catch((err: unknown) => {
+        checked = null;
+        throw err;
+      });
+      await checked;
+    }
+    try {
+      return await connect();
+    } catch (err) {
+      const e = err as { name?: string; message?: string };
+      if (security.sasl && e.name === "KafkaJSSASLAuthenticationError") {
+        throw new KafkaAuthenticationError(mechanismName(security.sasl.mechanism), security.sasl.username, options.brokers.join(","), e.message ?? "", {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  };
+}
+
 /** A kafkajs transaction behind our interface; `onEnd` tells the producer it may begin another. */
 class KafkajsTransaction implements ProducerTransaction {
   /** False until something was sent: kafkajs begins a transaction locally, so an unused one can be handed out again. */
@@ -112,13 +158,14 @@ class KafkajsTransaction implements ProducerTransaction {
   constructor(
     private readonly txn: Transaction,
     readonly transactionalId: string,
+    private readonly partitioning: Partitioning,
     private readonly onEnd: (t: KafkajsTransaction) => void,
   ) {}
 
   async send(messages: Array<{ topic: string; message: OutgoingMessage }>): Promise<void> {
     this.used = true;
     try {
-      for (const chunk of chunks(messages)) await this.txn.send({ topic: chunk.topic, messages: chunk.messages.map(toKafkajs) });
+      for (const chunk of await this.partitioning.chunks(messages)) await this.txn.send({ topic: chunk.topic, messages: kafkajsMessagesOf(chunk) });
     } catch (err) {
       throw transactionError("send", err);
     }
@@ -154,6 +201,9 @@ class KafkajsTransaction implements ProducerTransaction {
   }
 }
 
+/** Runs a kafkajs connect call (see `connector`). */
+type Connect = <T>(connect: () => Promise<T>) => Promise<T>;
+
 class KafkajsTransactionalProducer implements TransactionalProducer {
   private producer: Producer | null = null;
   private open: KafkajsTransaction | null = null;
@@ -163,6 +213,8 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
   constructor(
     private readonly kafka: Kafka,
     readonly transactionalId: string,
+    private readonly connect: Connect,
+    private readonly partitioning: Partitioning,
   ) {}
 
   async begin(): Promise<ProducerTransaction> {
@@ -171,7 +223,7 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
       // The first transaction() of a producer sends InitProducerId: the coordinator bumps the epoch,
       // which fences an older producer with this id and finishes its open transaction first.
       const txn = await (await this.connected()).transaction();
-      this.open = new KafkajsTransaction(txn, this.transactionalId, (t) => {
+      this.open = new KafkajsTransaction(txn, this.transactionalId, this.partitioning, (t) => {
         if (this.open === t) this.open = null;
       });
       return this.open;
@@ -191,7 +243,7 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
       retry: { initialRetryTime: 5, retries: 12 },
     });
     try {
-      await p.connect();
+      await this.connect(() => p.connect());
     } catch (err) {
       await p.disconnect().catch(() => undefined);
       throw err;
@@ -221,6 +273,7 @@ class KafkajsGroupConsumer implements GroupConsumer {
   constructor(
     kafka: Kafka,
     private readonly options: ConsumerOptions,
+    private readonly connect: Connect,
   ) {
     this.consumer = kafka.consumer({
       groupId: options.groupId,
@@ -243,7 +296,7 @@ class KafkajsGroupConsumer implements GroupConsumer {
   }
 
   async start(handler: (batch: PartitionBatch, control: BatchControl) => Promise<void>): Promise<void> {
-    await this.consumer.connect();
+    await this.connect(() => this.consumer.connect());
     await this.consumer.subscribe({ topics: this.options.topics, fromBeginning: this.options.fromBeginning });
     const earliest = this.options.earliestTopics ?? [];
     if (earliest.length > 0) await this.consumer.subscribe({ topics: earliest, fromBeginning: true });
@@ -285,35 +338,31 @@ class KafkajsGroupConsumer implements GroupConsumer {
 }
 
 /** Creates the kafkajs-backed client. */
-export function createKafkajsClient(options: { brokers: string[]; clientId?: string; logger?: Logger }): KafkaClient {
-  const log = options.logger?.child({ component: "kafkajs" });
+export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient {
   const clientId = options.clientId ?? "sage";
-  const kafka = new Kafka({
-    clientId,
-    brokers: options.brokers,
-    connectionTimeout: 3_000,
-    retry: { initialRetryTime: 100, retries: 8 },
-    logLevel: log ? logLevel.WARN : logLevel.NOTHING,
-    logCreator:
-      () =>
-      ({ level, log: entry }: LogEntry) => {
-        const { message, ...rest } = entry;
-        // Transactions give the guarantee here (a failed send aborts the transaction and the batch is retried whole).
-        if (message.startsWith("Limiting retries for the idempotent producer")) return;
-        log?.[LEVELS[level] ?? "info"](rest, message);
-      },
+  const kafka = new Kafka(kafkajsConfigOf(options));
+  const connect = connector(options);
+  const partitioning = new Partitioning(async (topic) => {
+    const admin = kafka.admin();
+    await connect(() => admin.connect());
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      return topics[0]!.partitions.length;
+    } finally {
+      await admin.disconnect();
+    }
   });
   return {
     brokers: options.brokers,
-    consumer: (o) => new KafkajsGroupConsumer(kafka, o),
-    transactionalProducer: (id) => new KafkajsTransactionalProducer(kafka, id),
+    consumer: (o) => new KafkajsGroupConsumer(kafka, o, connect),
+    transactionalProducer: (id) => new KafkajsTransactionalProducer(kafka, id, connect, partitioning),
     async producer(): Promise<PlainProducer> {
       const p = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner, retry: { initialRetryTime: 50, retries: 10 } });
-      await p.connect();
+      await connect(() => p.connect());
       return {
         async send(topic, messages) {
-          for (const chunk of chunks(messages.map((message) => ({ topic, message })))) {
-            await p.send({ topic, messages: chunk.messages.map(toKafkajs) });
+          for (const chunk of await partitioning.chunks(messages.map((message) => ({ topic, message })))) {
+            await p.send({ topic, messages: kafkajsMessagesOf(chunk) });
           }
         },
         close: () => p.disconnect(),
@@ -321,7 +370,7 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
     },
     async admin(): Promise<KafkaAdmin> {
       const a = kafka.admin();
-      await a.connect();
+      await connect(() => a.connect());
       return {
         async ensureTopic(topic, partitions, configs = {}) {
           // A loaded broker may answer UNKNOWN_TOPIC_OR_PARTITION while the new topic's leaders settle: retry what is retriable.
@@ -329,7 +378,10 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
             try {
               if ((await a.listTopics()).includes(topic)) return false;
               const configEntries = Object.entries(configs).map(([name, value]) => ({ name, value }));
-              return await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }], waitForLeaders: true });
+              return await a.createTopics({
+                topics: [{ topic, numPartitions: partitions, replicationFactor: options.replicationFactor ?? 1, configEntries }],
+                waitForLeaders: true,
+              });
             } catch (err) {
               if (attempt >= 8 || !(err as { retriable?: boolean }).retriable) throw err;
               await new Promise((r) => setTimeout(r, 250 * attempt));
@@ -343,7 +395,12 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
         },
         async committedOffsets(groupId, topic, partitions, waitMs) {
           try {
-            const stable = await fetchStableOffsets({ brokers: options.brokers, clientId, deadlineMs: waitMs }, groupId, topic, partitions);
+            const stable = await fetchStableOffsets(
+              { brokers: options.brokers, clientId, deadlineMs: waitMs, ...(options.security ? { security: options.security } : {}) },
+              groupId,
+              topic,
+              partitions,
+            );
             return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
           } catch (err) {
             if (err instanceof KafkaProtocolError && err.code === UNSTABLE_OFFSET_COMMIT) throw new UnstableOffsetsError(groupId, topic, err);
@@ -355,7 +412,7 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
     },
     async readToEnd(topic: string, partitions?: readonly number[]) {
       const admin = kafka.admin();
-      await admin.connect();
+      await connect(() => admin.connect());
       let ends: Array<{ partition: number; low: string; high: string }>;
       try {
         ends = await admin.fetchTopicOffsets(topic);
@@ -377,7 +434,7 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
         targets.delete(payload.partition);
         if (targets.size === 0) finished();
       });
-      await consumer.connect();
+      await connect(() => consumer.connect());
       let guard: NodeJS.Timeout | undefined;
       try {
         await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -408,7 +465,7 @@ export function createKafkajsClient(options: { brokers: string[]; clientId?: str
       const consumer = kafka.consumer({ groupId: `sage-read-${randomUUID()}`, readUncommitted: o.readCommitted === false, maxWaitTimeInMs: 200 });
       const out: Array<ConsumedMessage & { partition: number }> = [];
       let last = Date.now();
-      await consumer.connect();
+      await connect(() => consumer.connect());
       try {
         await consumer.subscribe({ topics: [topic], fromBeginning: true });
         await consumer.run({

@@ -152,6 +152,37 @@ export const configSchema = z
         "fetch-bytes": bytes.default(1024 * 1024),
         /** Dead-letter topic of streaming jobs (default `<pipeline>.dlq`). */
         "dead-letter-topic": z.string().optional(),
+        /** Replicas of every topic Sage creates (dead letters, repartition, changelog): 3 on a three-broker cluster. */
+        "replication-factor": positiveInt.default(1),
+        /** TLS to the brokers: `true` (system CAs), or PEM files (`ca`; `cert` and `key` for a client certificate). */
+        ssl: z
+          .preprocess(
+            (v) => (typeof v === "boolean" || v === "true" || v === "false" ? { enabled: v === true || v === "true" } : v),
+            z
+              .object({
+                enabled: bool.default(false),
+                ca: z.string().min(1).optional(),
+                cert: z.string().min(1).optional(),
+                key: z.string().min(1).optional(),
+                "server-name": z.string().min(1).optional(),
+              })
+              .strict(),
+          )
+          .prefault({}),
+        /**
+         * SASL authentication. The password is never read from the config file: from the
+         * environment variable named by `password-env` (default SAGE_KAFKA_SASL_PASSWORD) or the
+         * file `password-file`.
+         */
+        sasl: z
+          .object({
+            mechanism: z.enum(["plain", "scram-sha-256", "scram-sha-512"]).optional(),
+            username: z.string().min(1).optional(),
+            "password-env": z.string().min(1).optional(),
+            "password-file": z.string().min(1).optional(),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -331,6 +362,16 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.session-timeout",
   "kafka.fetch-bytes",
   "kafka.dead-letter-topic",
+  "kafka.replication-factor",
+  "kafka.ssl.enabled",
+  "kafka.ssl.ca",
+  "kafka.ssl.cert",
+  "kafka.ssl.key",
+  "kafka.ssl.server-name",
+  "kafka.sasl.mechanism",
+  "kafka.sasl.username",
+  "kafka.sasl.password-env",
+  "kafka.sasl.password-file",
   "llm.base-url",
   "llm.api-key",
   "llm.chat-model",
