@@ -1,9 +1,9 @@
 /** `sage dev`: the local Temporal dev server with its Web UI, in the foreground. */
 import { readFile, rm } from "node:fs/promises";
-import { ServerUnavailableError } from "../core/errors.js";
+import { ServerUnavailableError, UsageError } from "../core/errors.js";
 import { join, resolve } from "node:path";
 import { isLocalAddress, isServerUp, startDevServer } from "../dev/temporal-server.js";
-import { startBroker, stopBroker, type BrokerOptions } from "../dev/kafka-broker.js";
+import { startCluster, stopCluster, type ClusterOptions } from "../dev/kafka-broker.js";
 import { configFrom, devServerFiles, type GlobalFlags } from "./common.js";
 
 interface DevFlags extends GlobalFlags {
@@ -11,15 +11,31 @@ interface DevFlags extends GlobalFlags {
   uiPort?: string;
   stop?: boolean;
   kafka?: boolean;
+  brokers?: string;
 }
 
-/** Port of a `host:port` broker address (the first of kafka.brokers). */
-function brokerPort(brokers: string): number {
-  const first = brokers.split(",")[0]!.trim();
-  const port = Number(first.slice(first.lastIndexOf(":") + 1));
-  if (!isLocalAddress(first) || !Number.isInteger(port))
-    throw new ServerUnavailableError(`kafka.brokers = "${brokers}": sage dev --kafka starts a broker on a local address only`);
+/** Port of a local `host:port` broker address. */
+function brokerPort(brokers: string, address: string): number {
+  const port = Number(address.slice(address.lastIndexOf(":") + 1));
+  if (!isLocalAddress(address) || !Number.isInteger(port))
+    throw new ServerUnavailableError(`kafka.brokers = "${brokers}": sage dev --kafka starts brokers on local addresses only`);
   return port;
+}
+
+/**
+ * Ports of the `count` brokers `sage dev --kafka` starts: those kafka.brokers lists when it lists
+ * `count`, else the first one's and the next even ports (9092, 9094, 9096); each node's controller
+ * listens on its port + 1.
+ */
+export function devClusterOf(brokers: string, count: number, dataDir: string): ClusterOptions {
+  if (!Number.isInteger(count) || count < 1) throw new UsageError(`--brokers ${count}: expected a number of brokers, 1 or more`);
+  const listed = brokers
+    .split(",")
+    .map((b) => b.trim())
+    .filter(Boolean);
+  const first = brokerPort(brokers, listed[0] ?? "");
+  const ports = listed.length === count ? listed.map((b) => brokerPort(brokers, b)) : Array.from({ length: count }, (_, i) => first + 2 * i);
+  return { ports, controllerPorts: ports.map((p) => p + 1), dataDir };
 }
 
 /** Stops the dev server `sage run` left running in the background (its pid is in the data dir). */
@@ -42,11 +58,7 @@ async function stopBackgroundServer(pidFile: string, address: string): Promise<v
 /** Starts the server, prints where it is, and stops it on SIGINT/SIGTERM; `--stop` stops a background one. */
 export async function devCommand(flags: DevFlags): Promise<void> {
   const config = configFrom(flags);
-  const kafkaOptions = {
-    port: brokerPort(config.kafka.brokers),
-    controllerPort: brokerPort(config.kafka.brokers) + 1,
-    dataDir: join(resolve(config["data-dir"]), "kafka"),
-  };
+  const kafkaOptions = devClusterOf(config.kafka.brokers, Number(flags.brokers ?? 1), join(resolve(config["data-dir"]), "kafka"));
   if (flags.stop) {
     if (flags.kafka) stopDevBroker(kafkaOptions);
     return stopBackgroundServer(devServerFiles(config).pidFile, config.temporal.address);
@@ -66,19 +78,26 @@ export async function devCommand(flags: DevFlags): Promise<void> {
   });
   process.stdout.write(`Temporal dev server ready at ${address} (database ${files.dbFile})\n`);
   if (server.uiUrl) process.stdout.write(`Web UI: ${server.uiUrl}\n`);
-  const broker = flags.kafka ? startBroker(kafkaOptions, (m) => process.stderr.write(`${m}\n`)) : null;
-  if (broker) process.stdout.write(`Kafka broker ready at ${broker.address} (data ${broker.dataDir})\n`);
+  const cluster = flags.kafka ? startCluster(kafkaOptions, (m) => process.stderr.write(`${m}\n`)) : null;
+  if (cluster?.nodes.length === 1) process.stdout.write(`Kafka broker ready at ${cluster.brokers} (data ${kafkaOptions.dataDir})\n`);
+  else if (cluster) {
+    const rf = Math.min(3, cluster.nodes.length);
+    process.stdout.write(
+      `Kafka cluster of ${cluster.nodes.length} brokers ready at ${cluster.brokers} (data ${kafkaOptions.dataDir}): ` +
+        `run jobs with kafka.brokers=${cluster.brokers} and kafka.replication-factor=${rf}\n`,
+    );
+  }
   process.stdout.write("press Ctrl-C to stop\n");
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
-  broker?.stop();
+  cluster?.stop();
   await server.stop();
 }
 
-/** Stops the broker `sage dev --kafka` started (clean shutdown). */
-function stopDevBroker(options: BrokerOptions): void {
-  stopBroker(options, (m) => process.stdout.write(`${m}\n`));
+/** Stops the brokers `sage dev --kafka` started (clean shutdown). */
+function stopDevBroker(options: ClusterOptions): void {
+  stopCluster(options, (m) => process.stdout.write(`${m}\n`));
 }

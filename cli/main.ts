@@ -79,6 +79,10 @@ withGlobals(program.command("dev"))
   .option("--ui-port <port>", "Web UI port (temporal.ui-port)")
   .option("--stop", "stop the dev server that `sage run` started in the background (with --kafka: the broker too)")
   .option("--kafka", "also start a single-node Kafka broker (kafka.brokers, default 127.0.0.1:9092; jars fetched on first use)")
+  .option(
+    "--brokers <n>",
+    "with --kafka: a cluster of n KRaft brokers (3: replication factor 3, min.insync.replicas 2) on the ports of kafka.brokers, or 9092, 9094, ...",
+  )
   .action(devCommand);
 
 withGlobals(program.command("replay [workflowId]"))

@@ -13,4 +13,15 @@
  */
 export { ensureServer as ensureTemporalServer } from "../cli/common.js";
 export { startDevServer, startScratchServer, freePort, type DevServer, type DevServerOptions } from "../dev/temporal-server.js";
-export { startBroker, stopBroker, type Broker, type BrokerOptions } from "../dev/kafka-broker.js";
+export {
+  startBroker,
+  stopBroker,
+  startCluster,
+  stopCluster,
+  type Broker,
+  type BrokerOptions,
+  type BrokerSecurityOptions,
+  type BrokerTlsFiles,
+  type Cluster,
+  type ClusterOptions,
+} from "../dev/kafka-broker.js";
