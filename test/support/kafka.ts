@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { SageConfig } from "../../core/config/schema.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
+import { kafkaClientOf } from "../../connectors/kafka/index.js";
 import { startBroker, type Broker } from "../../dev/kafka-broker.js";
 import { StreamJob, type StreamJobProgress } from "../../streaming/stream-job.js";
 import { KafkaShim, shimOptionsOf } from "../../streaming/shim.js";
@@ -156,12 +157,7 @@ export function keysOutOfOrder(out: Array<{ key: string; seq: number }>): string
 /** An in-process shim for a job of `pipeline` on `config`. */
 export async function startShim(client: SageClient, pipeline: Pipeline, config: SageConfig, jobId: string) {
   const job = StreamJob.create(client, pipeline, { jobId });
-  const shim = new KafkaShim(
-    job,
-    createKafkajsClient({ brokers: [config.kafka.brokers], clientId: "sage-test-shim" }),
-    shimOptionsOf(config),
-    createLogger(config.log.level),
-  );
+  const shim = new KafkaShim(job, kafkaClientOf(config), shimOptionsOf(config), createLogger(config.log.level));
   await shim.start();
   return { job, shim };
 }
