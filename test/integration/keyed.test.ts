@@ -143,11 +143,16 @@ async function streamingRun(o: {
       (await kafka.readAll(`${t.out}.${branch}`, { idleTimeoutMs: 1_500 })).map((m) => JSON.parse(m.value!.toString("utf8")) as unknown);
     // Each keyed stage reads its own repartition topic at its own pace: wait for every branch, then a little longer (a window emitted twice would show).
     await readBranches(read, expected, until);
+    // state.checkpoint-interval: a partition workflow checkpoints once it has run a batch and 1 s has passed, even
+    // with no batch left (a small job may have run all of them first); the windows are read again after it.
+    const p = await until("a checkpoint (state.checkpoint-interval)", async () => {
+      const q = await run.job.progress();
+      return q.workflows.some((w) => w && w.runs > 1 && w.lastCheckpoint) ? q : undefined;
+    });
     await new Promise((r) => setTimeout(r, 2_000));
     const actual: Record<string, unknown[]> = {};
     for (const b of BRANCHES) actual[b] = await read(b);
     assertBranches(actual, expected, BRANCHES);
-    const p = await run.job.progress();
     assert.equal(p.deadLetters, o.deadLetters);
     if (o.deadLetterReason) {
       const dead = await kafka.readAll(t.dlq, { idleTimeoutMs: 1_500 });
