@@ -42,9 +42,14 @@ nodes() { if [ -n "${KAFKA_NODE:-}" ]; then echo "$KAFKA_NODE"; else seq 1 "$NOD
 pidfile() { echo "$(dir_of "$1")/broker.pid"; }
 
 install() {
-  if ! command -v openssl >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    # The TLS listener's client key is exported from keytool's PKCS12 store with openssl.
-    apt-get install -y -q openssl >/dev/null
+  # The TLS listener's client key is exported from keytool's PKCS12 store with openssl.
+  if ! command -v openssl >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y -q openssl >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q openssl >/dev/null; } ||
+        echo "warning: could not install openssl: TLS listeners will not start" >&2
+    else
+      echo "warning: openssl not found (apt-get install openssl): TLS listeners will not start" >&2
+    fi
   fi
   if [ "$(ls "$LIBS" 2>/dev/null | grep -c '\.jar$')" -ge 90 ]; then echo "kafka jars present: $LIBS"; return; fi
   mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$LIBS"
@@ -77,7 +82,8 @@ users() { echo "${KAFKA_SASL_USERS:-}" | tr ',' '\n' | grep -v '^$' || true; }
 
 # CA, broker and client certificates from keytool, once per data dir; PEM copies for Node clients.
 tls_material() {
-  [ -f "$TLS/client-expired.pem" ] && return
+  # store.pass is written last: without it, an earlier run stopped half-way and everything is made again.
+  [ -f "$TLS/store.pass" ] && return
   mkdir -p "$TLS"
   local pass
   pass="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
