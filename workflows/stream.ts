@@ -71,6 +71,8 @@ function watermarksOf(plan: StreamJobInput["plan"], eventTime: Record<string, Re
 
 /** Patch id of the timer before a checkpoint's close (histories recorded before it replay without it). */
 const CLOSE_AFTER_TIMER = "sage-close-after-timer";
+/** Patch id of the timer that wakes an idle run when its checkpoint interval has passed. */
+const IDLE_CHECKPOINT = "sage-idle-checkpoint";
 
 /** Runs one partition workflow until stopped; returns its final progress. */
 export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: Uint8Array[]): Promise<StreamProgress> {
@@ -215,6 +217,13 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     );
   };
 
+  /** Ms until this run's checkpoint interval has passed, when it has run a batch and the interval is what it waits for (else null). */
+  const intervalLeft = (): number | null => {
+    const interval = runtime.checkpointIntervalMs;
+    if (!interval || state.batches === batchesAtStart || wantsCheckpoint()) return null;
+    return patched(IDLE_CHECKPOINT) ? runStartedAt + interval - Date.now() : null;
+  };
+
   /** The keyed stage whose processing-time timer is due first, and when. */
   const nextTimer = (): [stage: string, at: number] | null => {
     let first: [string, number] | null = null;
@@ -242,7 +251,11 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     const timer = nextTimer();
     const woken = () => pending.length > 0 || state.stopping || mustCheckpoint();
     // Processing-time timers of keyed stages sleep on a durable workflow timer: they fire at their time after any crash.
-    if (timer) await condition(woken, Math.max(1, timer[1] - Date.now()));
+    // An idle run whose checkpoint interval is still running wakes when it ends too: workflow time stands still
+    // without a new event, so neither the loop nor the shim's progress query would see the interval pass.
+    const idle = intervalLeft();
+    const wait = Math.min(timer ? timer[1] - Date.now() : Infinity, idle ?? Infinity);
+    if (wait !== Infinity) await condition(woken, Math.max(1, wait));
     else await condition(woken);
     if (wantsCheckpoint()) wantedAt ??= Date.now();
     if (timer && Date.now() >= timer[1] && !held) await fireTimers(timer[0]);
