@@ -118,12 +118,11 @@ export class KeyedRun {
 
   /** The push of input `side`: a keyed record into the operator, its emissions on once it succeeded. */
   push(side: number): Push {
-    const { operator, backend } = this;
+    const { operator } = this;
     const call: Call = (rec, ctx) => {
       const r = rec as KeyedRecord;
       return this.inRecord(ctx, (out) => operator.element({ key: r.k, keyGroup: r.g, value: r.v, timestamp: r.t, side }, ctx, out));
     };
-    void backend;
     return (rec) => this.w.invoker.invoke(this.node, this.ctx, rec, call, this.forward);
   }
 
