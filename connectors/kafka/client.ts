@@ -156,10 +156,12 @@ export interface KafkaClient {
   producer(): Promise<PlainProducer>;
   admin(): Promise<KafkaAdmin>;
   /**
-   * Reads `partitions` of `topic` (default: all) from the beginning to the end offsets they had when
-   * called, read_committed, knowing for sure it reached them (restoring keyed state from a changelog).
+   * Reads `partitions` of `topic` (default: all) to the end offsets they had when called,
+   * read_committed, knowing for sure it reached them (restoring keyed state from a changelog); from
+   * the beginning, or from `from`'s offset for the partitions it names (a changelog's tail, what a
+   * consumer has not read yet).
    */
-  readToEnd(topic: string, partitions?: readonly number[]): Promise<Array<ConsumedMessage & { partition: number }>>;
+  readToEnd(topic: string, partitions?: readonly number[], from?: ReadonlyMap<number, number>): Promise<Array<ConsumedMessage & { partition: number }>>;
   /** Reads every partition of `topic` from the beginning up to its current end (tests, tools). */
   readAll(topic: string, options?: ReadAllOptions): Promise<Array<ConsumedMessage & { partition: number }>>;
 }

@@ -410,7 +410,7 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
         close: () => a.disconnect(),
       };
     },
-    async readToEnd(topic: string, partitions?: readonly number[]) {
+    async readToEnd(topic: string, partitions?: readonly number[], from?: ReadonlyMap<number, number>) {
       const admin = kafka.admin();
       await connect(() => admin.connect());
       let ends: Array<{ partition: number; low: string; high: string }>;
@@ -421,7 +421,9 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
       }
       const wanted = (p: number): boolean => !partitions || partitions.includes(p);
       // The end of each partition as of now; its last offset is often a transaction marker, which no batch hands to eachBatch.
-      const targets = new Map(ends.filter((o) => wanted(o.partition) && Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)] as const));
+      const start = (o: { partition: number; low: string }): number => Math.max(Number(o.low), from?.get(o.partition) ?? 0);
+      const targets = new Map(ends.filter((o) => wanted(o.partition) && Number(o.high) > start(o)).map((o) => [o.partition, Number(o.high)] as const));
+      const seeks = ends.filter((o) => targets.has(o.partition) && from?.has(o.partition)).map((o) => ({ partition: o.partition, offset: start(o) }));
       const out: Array<ConsumedMessage & { partition: number }> = [];
       if (targets.size === 0) return out;
       const consumer = kafka.consumer({ groupId: `sage-read-${randomUUID()}`, maxWaitTimeInMs: 200 });
@@ -441,11 +443,16 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
         await consumer.run({
           eachBatch: async ({ batch }) => {
             if (!wanted(batch.partition)) return;
+            const first = from?.get(batch.partition) ?? 0;
             for (const m of batch.messages) {
+              // A fetch made before the seek took hold starts earlier: its records before the start are not wanted.
+              if (Number(m.offset) < first) continue;
               out.push({ ...consumedOf(m), partition: batch.partition });
             }
           },
         });
+        // A tail read starts at its offsets (a fetch made before the seek took hold is filtered above).
+        for (const s of seeks) consumer.seek({ topic, partition: s.partition, offset: String(s.offset) });
         await Promise.race([
           reachedAll,
           new Promise<never>((_, reject) => {
