@@ -7,6 +7,8 @@ import { loadPipeline } from "./module-loader.js";
 import { SageClient } from "../client/sage-client.js";
 import { configFrom, uiLink, type GlobalFlags } from "./common.js";
 import { renderStreamProgress, stopStreaming, streamingStatus } from "./stream.js";
+import { savepointCommand, type SavepointFlags } from "./savepoint.js";
+import { UsageError } from "../core/errors.js";
 
 interface PlanFlags extends GlobalFlags {
   format: "text" | "mermaid" | "dot" | "json";
@@ -98,8 +100,10 @@ function formatStatus(s: { workflowId: string; status: string; detail: unknown; 
   return lines.join("\n");
 }
 
-/** Stops a streaming job cleanly (by pipeline or job id), or cancels a bounded job. */
-export async function stopCommand(jobId: string, flags: GlobalFlags): Promise<void> {
+/** Stops a streaming job cleanly (by pipeline or job id), or cancels a bounded job; `--savepoint` stops a streaming job under a savepoint. */
+export async function stopCommand(jobId: string, flags: SavepointFlags & { savepoint?: boolean }): Promise<void> {
+  if (flags.savepoint) return savepointCommand(jobId, { ...flags, stop: true });
+  if (flags.dir) throw new UsageError("--dir is where --savepoint writes; add --savepoint");
   const config = configFrom(flags);
   const client = await SageClient.connect({ config });
   try {

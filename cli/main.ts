@@ -1,4 +1,4 @@
-/** The `sage` command line: plan, run, worker, status, stop, dev, replay, rerun. */
+/** The `sage` command line: plan, run, worker, status, stop, savepoint, dev, replay, rerun, dlq, ... */
 import { Command, Option } from "commander";
 import { runCommand, workerCommand } from "./run.js";
 import { planCommand, statusCommand, stopCommand } from "./inspect.js";
@@ -12,6 +12,7 @@ import { indexCommand } from "./index-docs.js";
 import { alertsExportCommand, dashboardExportCommand } from "./monitoring.js";
 import { dlqListCommand, dlqShowCommand } from "./dlq.js";
 import { dlqRedriveCommand } from "./dlq-redrive.js";
+import { savepointCommand, savepointListCommand, savepointRemoveCommand, savepointShowCommand, type SavepointFlags } from "./savepoint.js";
 import { SageError } from "../core/errors.js";
 
 const program = new Command("sage").description("Sage on Temporal: typed dataflow pipelines run as durable Temporal workflows").showHelpAfterError();
@@ -44,6 +45,8 @@ withGlobals(program.command("run <module>"))
   .option("--no-worker", "do not start a worker in this process")
   .option("--json", "print the result as JSON")
   .option("--metrics-port <port>", "port of its Prometheus /metrics (monitoring.port, default 9091)")
+  .option("--from-savepoint <savepoint>", "streaming: start a new job from this savepoint (its id, or a path), at this parallelism")
+  .option("--allow-non-restored-state", "with --from-savepoint: drop the state of operators the pipeline no longer has")
   .action(runCommand);
 
 withGlobals(program.command("worker <module>"))
@@ -61,7 +64,35 @@ withGlobals(program.command("status [jobId]"))
 
 withGlobals(program.command("stop <jobId>"))
   .description("stop a streaming job cleanly (by job id or pipeline: last batches committed, shim drained), or cancel a bounded job")
+  .option("--savepoint", "take a savepoint and stop the job under it: nothing after the savepoint is committed")
+  .option("--dir <dir>", "with --savepoint: the savepoint directory (default <data-dir>/savepoints)")
+  .option("--json", "with --savepoint: print the savepoint as JSON")
   .action(stopCommand);
+
+// Its --dir and --json are the subcommands' too (the parent parses them wherever they stand): they read optsWithGlobals.
+const savepoint = withGlobals(program.command("savepoint"))
+  .description("savepoints of streaming jobs: `sage savepoint <job>` takes one while the job runs; list, show and rm manage them")
+  .argument("[job]", "the running streaming job (job id or pipeline) to take a savepoint of")
+  .option("--dir <dir>", "the savepoint directory (default <data-dir>/savepoints)")
+  .option("--json", "print JSON")
+  .action((job: string | undefined, flags: SavepointFlags) => {
+    if (!job) return savepoint.help({ error: true });
+    return savepointCommand(job, flags);
+  });
+withGlobals(savepoint.command("list"))
+  .description("the savepoints in the directory")
+  .option("--dir <dir>", "the savepoint directory (default <data-dir>/savepoints)")
+  .option("--json", "print JSON")
+  .action((_flags: SavepointFlags, cmd: Command) => savepointListCommand(cmd.optsWithGlobals()));
+withGlobals(savepoint.command("show <savepoint>"))
+  .description("a savepoint's manifest: job, plan, operators with their key groups and sizes, source offsets (by id, or a path)")
+  .option("--dir <dir>", "the savepoint directory (default <data-dir>/savepoints)")
+  .option("--json", "print the whole manifest")
+  .action((ref: string, _flags: SavepointFlags, cmd: Command) => savepointShowCommand(ref, cmd.optsWithGlobals()));
+withGlobals(savepoint.command("rm <savepoint>"))
+  .description("delete a savepoint (by id, or a path)")
+  .option("--dir <dir>", "the savepoint directory (default <data-dir>/savepoints)")
+  .action((ref: string, _flags: SavepointFlags, cmd: Command) => savepointRemoveCommand(ref, cmd.optsWithGlobals()));
 
 withGlobals(program.command("shim <module>"))
   .description("feed a streaming pipeline's job from Kafka (micro-batches as signals) until the job stops or this process is interrupted")
@@ -71,6 +102,8 @@ withGlobals(program.command("shim <module>"))
   .option("--parallelism <n>", "partition workflows (execution.parallelism)")
   .option("--no-fusion", "turn operator fusion off")
   .option("--metrics-port <port>", "port of its Prometheus /metrics (monitoring.port, default 9091)")
+  .option("--from-savepoint <savepoint>", "streaming: start a new job from this savepoint (its id, or a path), at this parallelism")
+  .option("--allow-non-restored-state", "with --from-savepoint: drop the state of operators the pipeline no longer has")
   .action(shimCommand);
 
 withGlobals(program.command("dev"))

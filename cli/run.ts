@@ -10,8 +10,10 @@ import { isStreaming } from "../core/plan/stream.js";
 import { checkParameters } from "../core/plan/parameters.js";
 import { watchPauses } from "./pauses.js";
 import { dataConverterOf } from "../security/data-converter.js";
+import { UsageError } from "../core/errors.js";
+import type { FromSavepointFlags } from "./savepoint.js";
 
-interface RunFlags extends GlobalFlags {
+interface RunFlags extends GlobalFlags, FromSavepointFlags {
   jobId?: string;
   param?: string[];
   pipeline?: string;
@@ -34,6 +36,8 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   const say = (m: string) => process.stderr.write(`${m}\n`);
   await ensureServer(config, say);
   if (isStreaming(plan)) return runStreaming(pipeline, config, flags, logger);
+  if (flags.fromSavepoint)
+    throw new UsageError(`pipeline "${pipeline.name}" is bounded: it needs no savepoint (a failed job resumes from its completed splits with \`sage rerun\`)`);
   const worker = flags.worker !== false ? await startInProcessWorker(pipeline, config, logger) : null;
   const client = await SageClient.connect({ config });
   const started = Date.now();

@@ -11,9 +11,10 @@ import { loadPipeline } from "./module-loader.js";
 import { cliLogger, configFrom, parseParams, startInProcessWorker, uiLink, type GlobalFlags } from "./common.js";
 import { watchPauses } from "./pauses.js";
 import { BrokerUnavailableError, SageError, UsageError } from "../core/errors.js";
+import { prepareFromSavepoint, type FromSavepointFlags } from "./savepoint.js";
 
 /** Flags of `sage shim` and of `sage run` for a streaming pipeline. */
-export interface StreamFlags extends GlobalFlags {
+export interface StreamFlags extends GlobalFlags, FromSavepointFlags {
   jobId?: string;
   param?: string[];
   pipeline?: string;
@@ -61,6 +62,7 @@ async function prepare(pipeline: Pipeline, config: SageConfig, flags: StreamFlag
   } finally {
     await admin.close();
   }
+  await prepareFromSavepoint(job, config, flags, logger);
   const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger.child({ component: "shim" }));
   return { client, job, shim };
 }
@@ -94,7 +96,9 @@ export async function shimCommand(modulePath: string, flags: StreamFlags): Promi
   const { plan } = pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
   const source = kafkaSourceOf(plan);
   if (!source) throw new UsageError(`pipeline "${pipeline.name}" has no Kafka source; run bounded pipelines with \`sage run\``);
-  // A restarted shim must find the same job: the default job id is the consumer group.
+  // A restarted shim must find the same job: the default job id is the consumer group (a job from a savepoint is new: its id is given).
+  if (flags.fromSavepoint && !flags.jobId)
+    throw new UsageError("a job started from a savepoint is a new job: give it a --job-id, which a restarted shim gives again");
   const { client, job, shim } = await prepare(pipeline, config, flags, source.groupId, logger);
   watchPauses(logger);
   const interrupt = () => {

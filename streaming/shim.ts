@@ -20,6 +20,8 @@ import { ProgressWatch } from "./shim/progress-watch.js";
 import { LagWatch } from "./shim/lag-watch.js";
 import { serveMetrics, type MetricsEndpoint } from "../monitoring/server.js";
 import { WorkflowSender, type SenderHost } from "./shim/sender.js";
+import { SavepointBarrierWatch } from "./shim/savepoint-barrier.js";
+import { ensureJobTopics } from "./job-topics.js";
 
 export { shimOptionsOf, type ShimOptions, type ShimStats } from "./shim/options.js";
 
@@ -32,6 +34,7 @@ export class KafkaShim {
   private readonly commits: OffsetCommits;
   private consumer: GroupConsumer | null = null;
   private readonly lag: LagWatch;
+  private readonly barrier: SavepointBarrierWatch;
   private metrics: MetricsEndpoint | null = null;
   private stopping = false;
   private finished!: () => void;
@@ -59,7 +62,9 @@ export class KafkaShim {
       workflowEnded: () => this.onJobStopping(),
     };
     this.senders = job.inputs.map((_, index) => new WorkflowSender(host, index));
-    this.watch = new ProgressWatch({ ...host, senders: this.senders });
+    const barrierTopics = new Set([...source.topics, this.redriveTopic()]);
+    this.barrier = new SavepointBarrierWatch(job, this.senders, (topic) => barrierTopics.has(topic), logger);
+    this.watch = new ProgressWatch({ ...host, senders: this.senders, watched: () => this.barrier.update() });
     this.commits = new OffsetCommits(() => this.consumer, logger);
     const ref = { pipeline: job.pipeline.name, jobId: job.jobId };
     this.lag = new LagWatch(
@@ -75,8 +80,8 @@ export class KafkaShim {
   async start(): Promise<void> {
     // Metrics first: a port in use stops the shim before it joins the group.
     this.metrics = await serveMetrics(this.job.client.config.monitoring, this.logger);
-    await this.ensureKeyedTopics();
-    await this.ensureRedriveTopic();
+    const input = this.job.inputs[0]!;
+    await ensureJobTopics(this.kafka, input.plan, input.jobId);
     await this.startConsumer();
     this.watch.start();
     this.commits.start();
@@ -93,33 +98,6 @@ export class KafkaShim {
   private redriveTopic(): string {
     const input = this.job.inputs[0]!;
     return redriveTopicOf(input.plan.pipeline, input.jobId);
-  }
-
-  /** Creates the redrive topic (one partition; no time retention: a record waits for the job however long it is down). */
-  private async ensureRedriveTopic(): Promise<void> {
-    const admin = await this.kafka.admin();
-    try {
-      await admin.ensureTopic(this.redriveTopic(), 1, { "retention.ms": "-1" });
-    } finally {
-      await admin.close();
-    }
-  }
-
-  /** Creates the repartition topics and the compacted changelog topics of the job's keyed operators. */
-  private async ensureKeyedTopics(): Promise<void> {
-    const input = this.job.inputs[0]!;
-    const topics = keyedTopicsOf(input.plan, input.jobId);
-    if (topics.length === 0) return;
-    const admin = await this.kafka.admin();
-    try {
-      for (const t of topics) {
-        // Records carry their event time as the Kafka timestamp: time-based retention would delete old event time unread.
-        if (t.repartition !== null) await admin.ensureTopic(t.repartition, t.partitions, { "retention.ms": "-1" });
-        await admin.ensureTopic(t.changelog, t.partitions, { "cleanup.policy": "compact" });
-      }
-    } finally {
-      await admin.close();
-    }
   }
 
   private async startConsumer(): Promise<void> {
@@ -148,6 +126,7 @@ export class KafkaShim {
     });
     this.consumer = consumer;
     for (const sender of this.senders) sender.forgetPauses();
+    this.barrier.forgetPauses();
     await consumer.start((batch, control) => this.onBatch(batch, control));
     this.logger.info({ groupId: this.source.groupId, topics: this.source.topics, workflows: this.senders.length }, "shim consuming");
   }
@@ -160,6 +139,10 @@ export class KafkaShim {
   private async onBatch(batch: PartitionBatch, control: BatchControl): Promise<void> {
     const sender = this.senders[workflowIndexOf(batch.partition, this.senders.length)]!;
     if (!sender.live() || !control.active()) return;
+    if (this.barrier.holds(batch.topic)) {
+      this.barrier.pause(control.pause());
+      return;
+    }
     if (sender.full()) {
       sender.pauseFetch(control.pause());
       this.stats.fetchPauses++;

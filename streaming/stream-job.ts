@@ -6,7 +6,7 @@ import { WorkflowFailedError, WorkflowNotFoundError, type WorkflowHandle } from 
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { addCounts, parseWorkflowId, type StageCounts } from "../core/plan/job.js";
-import { STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamProgress } from "../core/plan/stream.js";
+import { STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamProgress, type StreamState } from "../core/plan/stream.js";
 import { stopSignal, streamProgressQuery } from "../workflows/contract.js";
 import type { streamWorkflow } from "../workflows/stream.js";
 import { deadLetterTopicOf } from "../connectors/kafka/index.js";
@@ -150,6 +150,12 @@ export class StreamJob extends StreamJobHandle {
       jobId,
       inputs.map((_, i) => partitionWorkflowId(pipeline.name, jobId, i)),
     );
+  }
+
+  /** Sets the state each partition workflow starts with (a job started from a savepoint), before the shim starts it. */
+  startFrom(states: readonly StreamState[]): void {
+    if (states.length !== this.inputs.length) throw new Error(`startFrom: ${states.length} states for ${this.inputs.length} partition workflows`);
+    this.inputs.forEach((input, i) => (input.state = states[i]!));
   }
 
   /** Compiles the pipeline and prepares the job (nothing starts until the shim delivers a batch). */

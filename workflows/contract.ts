@@ -17,7 +17,18 @@ import {
   type StageInput,
   type StageOutput,
 } from "../core/plan/job.js";
-import { BATCH_SIGNAL, HOLD_SIGNAL, STOP_SIGNAL, type BatchDescription, type StreamProgress } from "../core/plan/stream.js";
+import {
+  BATCH_SIGNAL,
+  HOLD_SIGNAL,
+  SAVEPOINT_ACK_SIGNAL,
+  SAVEPOINT_BARRIER_SIGNAL,
+  SAVEPOINT_RELEASE_SIGNAL,
+  STOP_SIGNAL,
+  STREAM_INPUT_QUERY,
+  type BatchDescription,
+  type StreamJobInput,
+  type StreamProgress,
+} from "../core/plan/stream.js";
 
 /** The `progress` query of a bounded job: splits done, counts per operator, dead letters. */
 export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
@@ -36,6 +47,18 @@ export const stopSignal = defineSignal(STOP_SIGNAL);
 
 /** A shim holds its batches until this run (by id) has continued as new. */
 export const holdSignal = defineSignal<[runId: string]>(HOLD_SIGNAL);
+
+/** The input a partition workflow was started with, without its carried state (`state` is left out). */
+export const streamInputQuery = defineQuery<Omit<StreamJobInput, "state">>(STREAM_INPUT_QUERY);
+
+/** A savepoint's barrier (by id): the shim stops feeding source records; processing-time timers wait. */
+export const savepointBarrierSignal = defineSignal<[id: string]>(SAVEPOINT_BARRIER_SIGNAL);
+
+/** The shim has stopped feeding source records for the barrier (by id). */
+export const savepointAckSignal = defineSignal<[id: string]>(SAVEPOINT_ACK_SIGNAL);
+
+/** The savepoint (by id) is taken or abandoned: the barrier ends. */
+export const savepointReleaseSignal = defineSignal<[id: string]>(SAVEPOINT_RELEASE_SIGNAL);
 
 /** The control activities of a bounded job, by activity type. */
 export interface ControlActivities {

@@ -18,7 +18,16 @@ import {
   type StreamState,
 } from "../core/plan/stream.js";
 import { STREAMING_RETRY, activityOptions, localActivityOptions } from "./activity-stubs.js";
-import { batchSignal, holdSignal, stopSignal, streamProgressQuery } from "./contract.js";
+import {
+  batchSignal,
+  holdSignal,
+  savepointAckSignal,
+  savepointBarrierSignal,
+  savepointReleaseSignal,
+  stopSignal,
+  streamInputQuery,
+  streamProgressQuery,
+} from "./contract.js";
 import { StageGraph, type ActivityCaller } from "./stage-graph.js";
 
 /** Most batches run by one activity, and most encoded bytes they may carry (well below the payload and gRPC limits). */
@@ -135,8 +144,14 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     ...(state.lastCheckpoint ? { lastCheckpoint: state.lastCheckpoint } : {}),
     ...(state.stateSize ? { state: state.stateSize } : {}),
     ...(state.eventTime ? { watermarks: watermarksOf(plan, state.eventTime) } : {}),
+    ...(state.barrier ? { barrier: state.barrier } : {}),
+    ...(state.fromSavepoint ? { fromSavepoint: state.fromSavepoint } : {}),
   });
   setHandler(streamProgressQuery, progress);
+  setHandler(streamInputQuery, () => {
+    const { state: _carried, ...rest } = input;
+    return rest;
+  });
   const accept = (batch: BatchDescription, records: Uint8Array): void => {
     const tp = topicPartition(batch.topic, batch.partition);
     const next = state.next[tp];
@@ -162,6 +177,20 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   setHandler(stopSignal, () => {
     state.stopping = true;
     phase = "stopping";
+  });
+  /** Barrier signals seen: the loop wakes on each, to stop or resume waiting for processing-time timers. */
+  let barrierSignals = 0;
+  setHandler(savepointBarrierSignal, (id) => {
+    state.barrier = { id, acked: false };
+    barrierSignals++;
+  });
+  setHandler(savepointAckSignal, (id) => {
+    if (state.barrier?.id === id) state.barrier.acked = true;
+  });
+  setHandler(savepointReleaseSignal, (id) => {
+    if (state.barrier?.id !== id) return;
+    delete state.barrier;
+    barrierSignals++;
   });
 
   const call: ActivityCaller = async (activity, ...args) => {
@@ -248,8 +277,10 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   };
 
   for (;;) {
-    const timer = nextTimer();
-    const woken = () => pending.length > 0 || state.stopping || mustCheckpoint();
+    // A savepoint's barrier defers processing-time timers: what they would change must not move under it.
+    const timer = state.barrier ? null : nextTimer();
+    const barrierSeen = barrierSignals;
+    const woken = () => pending.length > 0 || state.stopping || mustCheckpoint() || barrierSignals !== barrierSeen;
     // Processing-time timers of keyed stages sleep on a durable workflow timer: they fire at their time after any crash.
     // An idle run whose checkpoint interval is still running wakes when it ends too: workflow time stands still
     // without a new event, so neither the loop nor the shim's progress query would see the interval pass.

@@ -137,6 +137,11 @@ export interface KafkaAdmin {
    * unstable after `waitMs` (default 30 s): throws `UnstableOffsetsError`.
    */
   committedOffsets(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, string>>;
+  /**
+   * Sets the committed offsets of a group with no member (a job started from a savepoint reads its
+   * sources from there); a `GroupActiveError` when the group has members.
+   */
+  setGroupOffsets(groupId: string, topic: string, offsets: ReadonlyArray<{ partition: number; offset: number }>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -178,6 +183,20 @@ export class UnstableOffsetsError extends SageError {
       retriable: true,
       scope: "job",
     });
+  }
+}
+
+/** A consumer group's offsets cannot be set while it has members (a job still reads with it). */
+export class GroupActiveError extends SageError {
+  constructor(
+    readonly groupId: string,
+    cause: unknown,
+  ) {
+    super(
+      "KAFKA_GROUP_ACTIVE",
+      `consumer group ${groupId} has active members, so its offsets cannot be set: stop the job (and its shim) that reads with it first`,
+      { cause, retriable: false, input: true, scope: "job" },
+    );
   }
 }
 

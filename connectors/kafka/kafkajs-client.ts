@@ -35,7 +35,7 @@ import type {
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
-import { KafkaAuthenticationError, TransactionError, UnstableOffsetsError } from "./client.js";
+import { GroupActiveError, KafkaAuthenticationError, TransactionError, UnstableOffsetsError } from "./client.js";
 import { isPlaintext, mechanismName, type KafkaSecurity } from "./security.js";
 import { checkSecurity } from "./wire.js";
 import { Partitioning, type SendChunk } from "./send-chunks.js";
@@ -404,6 +404,15 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
             return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
           } catch (err) {
             if (err instanceof KafkaProtocolError && err.code === UNSTABLE_OFFSET_COMMIT) throw new UnstableOffsetsError(groupId, topic, err);
+            throw err;
+          }
+        },
+        async setGroupOffsets(groupId, topic, offsets) {
+          try {
+            await a.setOffsets({ groupId, topic, partitions: offsets.map((o) => ({ partition: o.partition, offset: String(o.offset) })) });
+          } catch (err) {
+            // kafkajs refuses before asking the broker, naming the group's state.
+            if (/running|active|not empty/i.test((err as Error).message)) throw new GroupActiveError(groupId, err);
             throw err;
           }
         },

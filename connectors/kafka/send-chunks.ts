@@ -32,6 +32,15 @@ function sizeOf(m: OutgoingMessage): number {
 }
 
 /**
+ * The partition a keyed message goes to by the default partitioner (murmur2 of the key, as the Java
+ * client does), among `partitions`: where a producer that kept the defaults put a key's records.
+ */
+export function defaultPartitionOf(key: string | Buffer, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [], isr: [] }));
+  return Partitioners.DefaultPartitioner()({ topic: "", partitionMetadata, message: { key, value: null } });
+}
+
+/**
  * The partition of each message as kafkajs' default partitioner picks it (murmur2 of the key, as
  * the Java client; round robin without a key), from each topic's partition count, looked up once.
  */

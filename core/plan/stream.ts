@@ -24,6 +24,16 @@ export const STOP_SIGNAL = "sage:stop";
  * worker replays the whole run).
  */
 export const HOLD_SIGNAL = "sage:hold";
+/**
+ * Signals of a savepoint (argument: its id). The barrier asks the shim to stop feeding source
+ * records and the workflow to defer its processing-time timers until released; the shim
+ * acknowledges it once no source batch of its is queued or under way; the release ends it.
+ */
+export const SAVEPOINT_BARRIER_SIGNAL = "sage:savepoint-barrier";
+export const SAVEPOINT_ACK_SIGNAL = "sage:savepoint-ack";
+export const SAVEPOINT_RELEASE_SIGNAL = "sage:savepoint-release";
+/** Query of a partition workflow's input without its state: the job, its plan and parameters (what a savepoint records). */
+export const STREAM_INPUT_QUERY = "sage:input";
 
 /** Workflow id of partition workflow `index` of a streaming job: `sage/<pipeline>/<job>/p<index>`. */
 export function partitionWorkflowId(pipeline: string, jobId: string, index: number): string {
@@ -144,6 +154,16 @@ export interface StreamState {
   lastCheckpoint?: CheckpointInfo;
   /** Keyed state per operator after its stage's last unit in this workflow. */
   stateSize?: Record<string, { entries: number; bytes: number; timers: number }>;
+  /** A savepoint's barrier while it is on (the shim feeds no source records, processing-time timers wait). */
+  barrier?: SavepointBarrier;
+  /** The savepoint this job was started from. */
+  fromSavepoint?: string;
+}
+
+/** A savepoint's barrier in a partition workflow: its id, and whether the shim has stopped feeding source records. */
+export interface SavepointBarrier {
+  id: string;
+  acked: boolean;
 }
 
 /** What a partition workflow's last checkpoint was: when, how large its run's history, and how long from wanting it to closing. */
@@ -204,6 +224,10 @@ export interface StreamProgress {
   state?: Record<string, { entries: number; bytes: number; timers: number }>;
   /** The watermark of each keyed operator, by uid (ms since the epoch). */
   watermarks?: Record<string, number>;
+  /** A savepoint's barrier while it is on. */
+  barrier?: SavepointBarrier;
+  /** The savepoint this job was started from. */
+  fromSavepoint?: string;
 }
 
 /** The Kafka source of a plan, or null for a bounded plan. */

@@ -25,6 +25,8 @@ export interface WatchHost {
   stopping(): boolean;
   /** A partition workflow stops or has ended: the job is stopping. */
   workflowEnded(): void;
+  /** After each round of queries (the shim follows a savepoint's barrier). */
+  watched(): Promise<void>;
 }
 
 /** Queries the partition workflows of a job, each at most one query at a time. */
@@ -94,6 +96,8 @@ export class ProgressWatch {
   /** One round: every workflow at once, so a slow answer from one does not leave the others' estimates stale. */
   private async watch(): Promise<void> {
     await Promise.all(this.host.senders.map((sender) => this.watchOne(sender)));
+    if (!this.host.stopping())
+      await this.host.watched().catch((err: unknown) => this.host.logger.warn({ err: (err as Error).message }, "savepoint barrier step failed"));
   }
 
   private async watchOne(sender: WorkflowSender): Promise<void> {

@@ -60,6 +60,8 @@ export class WorkflowSender {
   private signalling = false;
   /** Resumes of the partitions paused because the queue was full. */
   private paused: Array<() => void> = [];
+  /** The batches of the signal under way. */
+  private inFlight: Outgoing[] = [];
 
   constructor(
     private readonly host: SenderHost,
@@ -88,6 +90,11 @@ export class WorkflowSender {
   /** Forgets the pauses: they belong to the consumer that made them, and a new one fetches every partition afresh. */
   forgetPauses(): void {
     this.paused = [];
+  }
+
+  /** True while a batch of a topic `of` accepts is queued or being signalled. */
+  holdsBatchesOf(of: (topic: string) => boolean): boolean {
+    return this.queue.some((b) => of(b.meta.topic)) || this.inFlight.some((b) => of(b.meta.topic));
   }
 
   /** Queues micro-batches (see `send`). */
@@ -131,11 +138,13 @@ export class WorkflowSender {
       const take = this.queue.slice(0, n);
       const t0 = Date.now();
       this.signalling = true;
+      this.inFlight = take;
       let delivered: boolean;
       try {
         delivered = await this.deliver(take);
       } finally {
         this.signalling = false;
+        this.inFlight = [];
       }
       if (!delivered) break;
       this.queue.splice(0, n);
