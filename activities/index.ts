@@ -10,7 +10,7 @@ import { abortJob, commitJob, listSplits, type ControlInput } from "./job-contro
 import type { OperatorRegistry } from "./registry.js";
 import { runStage } from "./stage/run-stage.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
-import { KeyedStateHost } from "./stage/keyed-state.js";
+import { KeyedStateHost, type KeyedStateOptions } from "./stage/keyed-state.js";
 import { stageDone, stageFailed, stageStarted } from "../monitoring/stage-metrics.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
@@ -51,11 +51,15 @@ export function createActivities(options: {
   configParallelism: number;
   /** Kafka producers for streaming sinks (created on first use). */
   kafka?: () => KafkaSinkHost;
+  /** How keyed streaming state is kept (default: in memory). */
+  state?: KeyedStateOptions;
 }) {
   const { registry, dataDir, logger } = options;
   const kafka = options.kafka;
   let keyedState: KeyedStateHost | null = null;
-  const keyedStateHost = kafka ? (): KeyedStateHost => (keyedState ??= new KeyedStateHost(kafka, logger.child({ component: "keyed-state" }))) : undefined;
+  const keyedStateHost = kafka
+    ? (): KeyedStateHost => (keyedState ??= new KeyedStateHost(kafka, logger.child({ component: "keyed-state" }), options.state))
+    : undefined;
   const activities: Record<string, (input: never) => Promise<unknown>> = {
     [SPLITS_ACTIVITY]: (input: ControlInput) => asFailure(() => listSplits(input, registry, activityLogger(logger, input))),
     [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),

@@ -75,6 +75,7 @@ async function createWorker(
     logger,
     kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
+    state: { backend: config.state.backend, dir: resolve(config.state.dir), localRecovery: config.state["local-recovery"] },
   });
   const settings = connectionOptions(config);
   const connection = await NativeConnection.connect(settings).catch(async (err: unknown) => {

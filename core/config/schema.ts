@@ -69,6 +69,12 @@ export const configSchema = z
          * the history budgets (`kafka.events-per-run`); 0: only by the budgets.
          */
         "checkpoint-interval": duration.default(0),
+        /** Where a worker keeps its copy of keyed streaming state: `memory` (a map) or `embedded` (an on-disk store, for state larger than memory). */
+        backend: z.enum(["memory", "embedded"]).default("memory"),
+        /** The embedded stores' directory (one store per changelog topic and partition); one per worker process. */
+        dir: z.string().min(1).default(".sage/state"),
+        /** An embedded store left on disk by an earlier worker process is reopened and caught up from the changelog's tail, not rebuilt. */
+        "local-recovery": bool.default(true),
       })
       .strict()
       .prefault({}),
@@ -337,6 +343,9 @@ export const CONFIG_KEYS: readonly string[] = [
   "execution.split-prefetch",
   "execution.max-batch-bytes",
   "state.checkpoint-interval",
+  "state.backend",
+  "state.dir",
+  "state.local-recovery",
   "temporal.address",
   "temporal.namespace",
   "temporal.task-queue",

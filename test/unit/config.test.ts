@@ -37,7 +37,15 @@ test("durations and sizes take units", () => {
 
 test("the SAGE Core keys nothing reads yet are refused, not silently accepted", () => {
   assert.throws(() => parseConfig({ execution: { mode: "BATCH" } }), /unknown config key "execution\.mode"/);
-  assert.throws(() => parseConfig({ state: { backend: "rocksdb" } }), /unknown config key "state\.backend"/);
+});
+
+test("state.backend is memory or embedded (memory by default); embedded stores sit in state.dir, with local recovery on by default", () => {
+  const c = parseConfig({});
+  assert.deepEqual([c.state.backend, c.state.dir, c.state["local-recovery"]], ["memory", ".sage/state", true]);
+  const e = parseConfig({ state: { backend: "embedded", dir: "/var/sage/state", "local-recovery": "false" } });
+  assert.deepEqual([e.state.backend, e.state.dir, e.state["local-recovery"]], ["embedded", "/var/sage/state", false]);
+  assert.throws(() => parseConfig({ state: { backend: "rocksdb" } }), /state\.backend = "rocksdb": .*"memory"\|"embedded"/);
+  assert.equal(envVarOf("state.local-recovery"), "SAGE_STATE_LOCAL_RECOVERY");
 });
 
 test("an unknown key and a bad value are both reported, with key, value and origin", () => {

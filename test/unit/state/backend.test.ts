@@ -1,15 +1,21 @@
-/** The in-memory state backend: JSON-only values, record and unit levels, the changelog, timers. */
+/** The state backends, in-memory and embedded, through the same tests: JSON-only values, record and unit levels, the changelog, timers. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { InMemoryStateBackend } from "../../../activities/state/backend.js";
+import type { StateBackend } from "../../../activities/state/backend.js";
+import { BACKENDS } from "./backends.js";
 import { entryKey, parseEntryKey } from "../../../activities/state/entry-key.js";
 import { StateValueError } from "../../../activities/state/errors.js";
 import { STATE, userStateName } from "../../../activities/state/state-names.js";
 
 const K = JSON.stringify("key");
 
-test("put and get: values come back as fresh copies; append builds an array without parsing", () => {
-  const b = new InMemoryStateBackend();
+/** A test run once per backend, with a maker of fresh, empty ones. */
+function backendTest(name: string, body: (make: () => StateBackend) => void): void {
+  for (const [kind, make] of BACKENDS) test(`${kind}: ${name}`, () => body(make));
+}
+
+backendTest("put and get: values come back as fresh copies; append builds an array without parsing", (make) => {
+  const b = make();
   const v = { a: [1, 2.5, "x", true, null], b: { c: -0.5 }, gone: undefined };
   b.put(3, K, "s", "", v);
   const got = b.get(3, K, "s", "") as typeof v;
@@ -22,8 +28,8 @@ test("put and get: values come back as fresh copies; append builds an array with
   assert.deepEqual(b.get(3, K, "l", ""), [{ n: 1 }, "two"]);
 });
 
-test("put refuses what JSON cannot carry, naming the state and what was wrong", () => {
-  const b = new InMemoryStateBackend();
+backendTest("put refuses what JSON cannot carry, naming the state and what was wrong", (make) => {
+  const b = make();
   class Point {
     x = 1;
   }
@@ -74,8 +80,8 @@ test("entry keys: key group first, zero-padded; any key and escaped user names p
   assert.equal(decodeURIComponent(userStateName("with|pipe")), "with|pipe");
 });
 
-test("abortRecord leaves no trace: values, deletions, timers set and fired", () => {
-  const b = new InMemoryStateBackend();
+backendTest("abortRecord leaves no trace: values, deletions, timers set and fired", (make) => {
+  const b = make();
   b.put(1, K, "v", "", 1);
   b.registerTimer("event", 1, K, "", 50);
   b.takeChanges();
@@ -98,8 +104,8 @@ test("abortRecord leaves no trace: values, deletions, timers set and fired", () 
   assert.deepEqual(b.takeChanges(), [{ key: entryKey(1, STATE.eventTimers, "50:", K), value: null }]);
 });
 
-test("takeChanges: last value per changed entry, null for deleted, nothing for changes undone within the unit", () => {
-  const b = new InMemoryStateBackend();
+backendTest("takeChanges: last value per changed entry, null for deleted, nothing for changes undone within the unit", (make) => {
+  const b = make();
   b.put(0, K, "a", "", 1);
   b.put(0, K, "gone", "", 1);
   b.takeChanges();
@@ -121,8 +127,8 @@ test("takeChanges: last value per changed entry, null for deleted, nothing for c
   assert.deepEqual(b.takeChanges(), []);
 });
 
-test("discardUnit undoes the unit and an open record; restore rebuilds state and timers from the changelog", () => {
-  const b = new InMemoryStateBackend();
+backendTest("discardUnit undoes the unit and an open record; restore rebuilds state and timers from the changelog", (make) => {
+  const b = make();
   const changelog = [];
   b.put(5, K, "a", "", { n: 1 });
   b.registerTimer("event", 5, K, "0,10", 9);
@@ -141,7 +147,7 @@ test("discardUnit undoes the unit and an open record; restore rebuilds state and
   b.put(7, K, "z", "ns", [1]);
   changelog.push(...b.takeChanges());
 
-  const fresh = new InMemoryStateBackend();
+  const fresh = make();
   fresh.restore(changelog);
   assert.deepEqual([...fresh.entriesInKeyGroups(0, 128)].sort(byKey), [...b.entriesInKeyGroups(0, 128)].sort(byKey));
   assert.deepEqual(fresh.size(), b.size());
@@ -157,8 +163,8 @@ function byKey(a: { key: string }, b: { key: string }): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
-test("timers: set once, fire by time then key then namespace, deleted ones never fire, stale heap items compacted", () => {
-  const b = new InMemoryStateBackend();
+backendTest("timers: set once, fire by time then key then namespace, deleted ones never fire, stale heap items compacted", (make) => {
+  const b = make();
   const keys = ["c", "a", "b"].map((k) => JSON.stringify(k));
   for (const key of keys) {
     for (const ts of [30, 10, 20, 10]) b.registerTimer("event", 0, key, "n", ts);
@@ -183,8 +189,8 @@ test("timers: set once, fire by time then key then namespace, deleted ones never
   assert.throws(() => b.registerTimer("event", 0, K, "", NaN), /finite time/);
 });
 
-test("size counts entries, timers and bytes of keys and values", () => {
-  const b = new InMemoryStateBackend();
+backendTest("size counts entries, timers and bytes of keys and values", (make) => {
+  const b = make();
   b.put(0, K, "a", "", "xy");
   b.registerTimer("processing", 0, K, "", 5);
   const entry = entryKey(0, "a", "", K);
@@ -195,8 +201,8 @@ test("size counts entries, timers and bytes of keys and values", () => {
   assert.deepEqual(b.size(), { entries: 0, timers: 0, bytes: 0 });
 });
 
-test("unitChanges lists the unit's changes and leaves them pending: takeChanges applies them, discardUnit undoes them", () => {
-  const b = new InMemoryStateBackend();
+backendTest("unitChanges lists the unit's changes and leaves them pending: takeChanges applies them, discardUnit undoes them", (make) => {
+  const b = make();
   b.beginRecord();
   b.put(3, '"k"', "count", "", 1);
   b.commitRecord();
