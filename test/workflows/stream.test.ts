@@ -1,7 +1,7 @@
 /**
  * Fast tests of the partition workflow's own logic on the time-skipping test server: its offset
  * table, its checkpoints (continue-as-new by events or by history bytes, with and without a shim's
- * hold), the batches it carries into the next run, and its retries. The stage activity is a test
+ * hold), the batches it carries into the next run, its retries, and a savepoint barrier deferring timers. The stage activity is a test
  * function that records what it was given; the real stage runs in the integration tests.
  */
 import { after, before, test } from "node:test";
@@ -12,7 +12,7 @@ import { KafkaSink, KafkaSource } from "../../core/api/connectors.js";
 import { definePipeline } from "../../core/api/pipeline.js";
 import { stageActivityType, type JobRuntimeOptions, type StageInput, type StageOutput, type StreamSlice } from "../../core/plan/job.js";
 import { STREAM_WORKFLOW, topicPartition, type StreamJobInput, type StreamProgress } from "../../core/plan/stream.js";
-import { batchSignal, holdSignal, streamProgressQuery } from "../../workflows/contract.js";
+import { batchSignal, holdSignal, savepointAckSignal, savepointBarrierSignal, savepointReleaseSignal, streamProgressQuery } from "../../workflows/contract.js";
 import type { streamWorkflow } from "../../workflows/stream.js";
 import { until } from "../support/harness.js";
 import { startTestServer, workflowBundle, type WorkflowTestServer } from "./environment.js";
@@ -256,5 +256,31 @@ test("a batch delivered twice is dropped, and one cut differently after a crash 
     );
     assert.equal(p.counts["same"]?.in, 15);
     assert.equal(p.records, 20);
+  });
+});
+
+test("a savepoint's barrier defers processing-time timers until it is released; the shim's acknowledgement shows in the progress", async () => {
+  const calls: StageCall[] = [];
+  const record = stageActivity(calls);
+  // A unit with records leaves a processing-time timer a minute ahead; a timer unit (no slices) leaves none.
+  const activity = async (input: StageInput, ...records: Uint8Array[]): Promise<StageOutput> => ({
+    ...(await record(input, ...records)),
+    nextTimer: input.stream!.slices.length > 0 ? Date.now() + 60_000 : null,
+  });
+  await withWorkflow({ activity }, async (w) => {
+    await w.send([[0, 9]]);
+    await w.until("the first batch", (p) => p.processed[TP] === 10);
+    await w.handle.signal(savepointBarrierSignal, "sp-1");
+    await w.until("the barrier", (p) => p.barrier?.id === "sp-1" && !p.barrier.acked);
+    await w.handle.signal(savepointAckSignal, "sp-other");
+    await w.handle.signal(savepointAckSignal, "sp-1");
+    await w.until("the acknowledgement", (p) => p.barrier?.acked === true);
+    await server.env.sleep(120_000);
+    assert.equal(calls.filter((c) => c.slices.length === 0).length, 0, "no timer fired under the barrier, past its time");
+    await w.handle.signal(savepointReleaseSignal, "sp-1");
+    await w.until("the release", (p) => p.barrier === undefined);
+    await server.env.sleep(1_000);
+    await until("the deferred timer's unit", async () => (calls.some((c) => c.slices.length === 0) ? true : undefined));
+    assert.equal(calls.filter((c) => c.slices.length === 0).length, 1);
   });
 });
