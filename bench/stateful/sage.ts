@@ -4,20 +4,19 @@
  * workflow history, changelog and checkpoints. Also: the restore of a cold worker from the
  * changelog, and the bounded variant over a JSON Lines file.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { defaultPayloadConverter } from "@temporalio/common";
 import proto from "@temporalio/proto";
 import type { DevServer } from "../../dev/temporal-server.js";
 import { loadConfig } from "../../client/config-loader.js";
 import { SageClient } from "../../client/sage-client.js";
-import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import { BATCH_SIGNAL, changelogTopicOf, partitionWorkflowId, repartitionTopicOf, type BatchDescription } from "../../core/plan/stream.js";
 import { StreamJobHandle, type StreamJobProgress } from "../../streaming/stream-job.js";
 import { waitForPollers } from "../cluster.js";
 import { cpuSeconds } from "../cpu.js";
+import { guard, startSage, topicBytes, untilProgress, type SageProcess, type TopicBytes } from "../sage-process.js";
 import { runSageJob, type SageJobRun } from "../sage-job.js";
 import { streamTimeline } from "../timeline.js";
 import { ensureEventTimeTopic, eventMessage, generateEvents, partitionOf, STATEFUL_EPOCH_MS, type StatefulEvent } from "./events.js";
@@ -63,13 +62,6 @@ export interface SageStreamingOptions extends SageClusterOptions {
   settleMs?: number;
 }
 
-/** Sizes of topics on the broker's disk. */
-export interface TopicBytes {
-  bytes: number;
-  /** Offsets used (records and transaction markers). */
-  offsets: number;
-}
-
 /** What the streaming run measured. */
 export interface SageStreamingRun {
   inputRecords: number;
@@ -93,47 +85,6 @@ export interface SageStreamingRun {
   repartition: TopicBytes;
   final: StreamJobProgress;
   logs: { workers: string[]; shim: string };
-}
-
-/** A `sage` child process with its log in a file. */
-interface SageProcess {
-  child: ChildProcess;
-  pid: number;
-  startedAt: number;
-  logFile: string;
-  exited: Promise<number | null>;
-  /** SIGTERM (the worker finishes what it runs), SIGKILL after 30 s. */
-  stop(): Promise<void>;
-}
-
-/** `SAGE_BENCH_PROFILE_DIR=<dir>`: the processes write V8 CPU profiles there (`node --cpu-prof`), as in `bench/sage-job.ts`. */
-function profileArgs(): string[] {
-  const dir = process.env.SAGE_BENCH_PROFILE_DIR;
-  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
-}
-
-function startSage(args: string[], env: Record<string, string>, logFile: string): SageProcess {
-  const startedAt = Date.now();
-  const child = spawn(process.execPath, [...profileArgs(), resolve("bin/sage.js"), ...args], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  child.stderr.pipe(createWriteStream(logFile));
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  return {
-    child,
-    pid: child.pid!,
-    startedAt,
-    logFile,
-    exited,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-      await exited;
-      clearTimeout(killer);
-    },
-  };
 }
 
 /** Environment of the job's `sage` processes: settings, and the topics the pipeline module reads when compiled. */
@@ -180,14 +131,6 @@ async function ensureTopic(brokers: string, topic: string, partitions: number): 
       await new Promise((r) => setTimeout(r, 1_000 * attempt));
     }
   }
-}
-
-/** Rejects when a process exits first, or after `ms`. */
-function guard(what: string, procs: SageProcess[], ms: number, detail: () => string): Promise<never> {
-  return Promise.race([
-    ...procs.map((p) => p.exited.then((code) => Promise.reject(new Error(`${what}: sage process ${p.pid} exited (${code}); ${detail()}; see ${p.logFile}`)))),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms; ${detail()}`)), ms).unref()),
-  ]);
 }
 
 /** Runs the Sage streaming job over `o.input` until every expected window was read (read_committed), then stops it and measures what it left. */
@@ -296,27 +239,6 @@ function historySummary(histories: History[][]): Pick<SageStreamingRun, "history
   };
 }
 
-/** Bytes of `topics`' log segments on the broker's disk, and the offsets they use. */
-async function topicBytes(kafka: KafkaClient, brokerDataDir: string, named: string[]): Promise<TopicBytes> {
-  const logs = join(brokerDataDir, "logs");
-  const dirs = readdirSync(logs);
-  // Only the topics the job made: behind a source-partitioned keyBy there are no repartition topics.
-  const topics = named.filter((t) => dirs.some((dir) => dir.startsWith(`${t}-`)));
-  let bytes = 0;
-  for (const dir of dirs) {
-    if (!topics.some((t) => dir.startsWith(`${t}-`) && /^\d+$/.test(dir.slice(t.length + 1)))) continue;
-    for (const f of readdirSync(join(logs, dir))) if (f.endsWith(".log")) bytes += statSync(join(logs, dir, f)).size;
-  }
-  const admin = await kafka.admin();
-  try {
-    let offsets = 0;
-    for (const t of topics) for (const p of await admin.partitionOffsets(t)) offsets += Number(p.high) - Number(p.low);
-    return { bytes, offsets };
-  } finally {
-    await admin.close();
-  }
-}
-
 /** What the restore measured. */
 export interface SageRestore {
   /** Keys with live state (every key's windows are open when the worker is replaced). */
@@ -327,19 +249,6 @@ export interface SageRestore {
   /** Restores the partition workflows counted (their progress). */
   counted: number;
   changelog: TopicBytes;
-}
-
-/** Waits until `ready` says yes about the job's progress (polled every 500 ms). */
-async function untilProgress(job: StreamJobHandle, what: string, procs: SageProcess[], ready: (p: StreamJobProgress) => boolean): Promise<StreamJobProgress> {
-  let last: StreamJobProgress | null = null;
-  const poll = async (): Promise<StreamJobProgress> => {
-    for (;;) {
-      last = await job.progress().catch(() => last);
-      if (last && ready(last)) return last;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  };
-  return Promise.race([poll(), guard(what, procs, 300_000, () => JSON.stringify(last?.counts ?? {}))]);
 }
 
 /**
