@@ -160,7 +160,12 @@ export class KafkaSinkHost {
     const known = this.knownMarkers.get(transactionalId) ?? new Map<string, number>();
     this.knownMarkers.set(transactionalId, known);
     const fail = async (err: unknown): Promise<never> => {
-      this.logger.warn({ transactionalId, err: (err as Error).message }, "kafka transaction failed; the producer is dropped and the markers are read again");
+      // `fenced`: a newer producer with this id (another worker that took the unit over) refused our late write.
+      const fenced = err instanceof TransactionError && err.fenced;
+      this.logger.warn(
+        { transactionalId, fenced, err: (err as Error).message },
+        "kafka transaction failed; the producer is dropped and the markers are read again",
+      );
       const held = this.producers.get(transactionalId);
       this.producers.delete(transactionalId);
       this.knownMarkers.delete(transactionalId);
