@@ -14,7 +14,7 @@
  */
 import { createRequire } from "node:module";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { entryKey } from "../activities/state/entry-key.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
@@ -305,13 +305,17 @@ async function measure(name: string, order: Uint32Array): Promise<Figures> {
 const fmt = (n: number | null | undefined): string => (n === null || n === undefined ? "-" : n.toLocaleString("en-US"));
 
 async function main(): Promise<void> {
-  console.log(`state stores: ${ENTRIES.toLocaleString("en-US")} entries, batches of ${BATCH}; ${machineLine()}`);
+  const load = (): string =>
+    loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ");
+  console.log(`state stores: ${ENTRIES.toLocaleString("en-US")} entries, batches of ${BATCH}; ${machineLine()}; load average ${load()}`);
   const order = shuffled(ENTRIES);
   const rows: Figures[] = [];
   for (const name of STORES) {
     const f = await measure(name, order);
     rows.push(f);
-    console.log(f.installed ? `  ${f.store}: done` : `  ${name}: not installed (pass --modules DIR)`);
+    console.log(f.installed ? `  ${f.store}: done (load average ${load()})` : `  ${name}: not installed (pass --modules DIR)`);
   }
   printTable(
     ["store", "batch put/s", "single put/s", "sync get/s", "async get/s", "scan/s", "reopen ms", "disk MB"],

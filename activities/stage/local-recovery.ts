@@ -112,7 +112,13 @@ export class LocalRecovery {
     try {
       store = EmbeddedStateBackend.open(dir);
     } catch (err) {
-      if (!(err instanceof StoreBusyError)) throw err;
+      if (!(err instanceof StoreBusyError)) {
+        // A store lmdb cannot open (damaged, or of an incompatible version) is only a cache of the changelog.
+        this.logger.warn({ dir, err }, "keyed state store cannot be opened: removing it (rebuilt from the changelog)");
+        DiskStore.remove(dir);
+        this.opened.add(dir);
+        return EmbeddedStateBackend.open(dir);
+      }
       const own = `${dir}.pid-${process.pid}`;
       this.logger.warn(
         { dir, holder: err.pid, own },

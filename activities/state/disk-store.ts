@@ -4,10 +4,13 @@
  * in-memory timer index) and the mark the data is current at, all written in one transaction.
  * lmdb was chosen by measurement (`bench/state-stores.ts`): synchronous reads from the memory map,
  * writes on its own thread. A directory belongs to one process at a time (a lock file with its pid);
- * a second live process gets `StoreBusyError`.
+ * a second live process gets `StoreBusyError`. lmdb maps its file into memory, so a file damaged
+ * from outside can crash the process instead of failing a call: a file shorter than lmdb's last page
+ * is refused (`StoreDamagedError`), and a process that died while opening a store leaves a mark
+ * that makes the next one discard the store's data (it is a cache of the changelog).
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { SageError } from "../../core/errors.js";
@@ -44,6 +47,13 @@ export class StoreBusyError extends SageError {
     readonly pid: number,
   ) {
     super("STATE_STORE_BUSY", `the state store ${dir} is held by process ${pid}`, { retriable: true, scope: "job" });
+  }
+}
+
+/** The store's data file is shorter than its own last page says: cut short from outside. */
+export class StoreDamagedError extends SageError {
+  constructor(readonly dir: string) {
+    super("STATE_STORE_DAMAGED", `the state store ${dir} is damaged (its data file is cut short)`, { retriable: true, scope: "job" });
   }
 }
 
@@ -86,6 +96,11 @@ export class DiskStore {
   private constructor(readonly dir: string) {
     this.lockFile = join(dir, "sage.lock");
     this.root = open<string, string>({ path: join(dir, "data"), encoding: "string", maxDbs: 4 });
+    const { pageSize, lastPageNumber } = this.root.getStats() as { pageSize: number; lastPageNumber: number };
+    if (statSync(join(dir, "data", "data.mdb")).size < (lastPageNumber + 1) * pageSize) {
+      void this.root.close();
+      throw new StoreDamagedError(dir);
+    }
     this.entries = this.root.openDB<string, string>({ name: "entries", encoding: "string" });
     this.timerDb = this.root.openDB<string, string>({ name: "timers", encoding: "string" });
     this.meta = this.root.openDB<string, string>({ name: "meta", encoding: "string" });
@@ -104,7 +119,16 @@ export class DiskStore {
       if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) throw new StoreBusyError(dir, holder);
       writeFileSync(lockFile, String(process.pid));
     }
-    return new DiskStore(dir);
+    // Opening is marked until it succeeded: a process that died in it leaves the mark behind.
+    const opening = join(dir, "sage.opening");
+    if (existsSync(opening)) {
+      const pid = Number(readFileSync(opening, "utf8").trim());
+      if (pid !== process.pid && !alive(pid)) rmSync(join(dir, "data"), { recursive: true, force: true });
+    }
+    writeFileSync(opening, String(process.pid));
+    const store = new DiskStore(dir);
+    unlinkSync(opening);
+    return store;
   }
 
   /** The mark of the committed data, or null (a new or wiped store, or one of another format). */

@@ -5,6 +5,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { statSync, truncateSync } from "node:fs";
+import { join } from "node:path";
 import { pino } from "pino";
 import type { ConsumedMessage, KafkaClient } from "../../../connectors/kafka/client.js";
 import type { KafkaSinkHost } from "../../../connectors/kafka/sink.js";
@@ -135,4 +137,22 @@ test("the memory backend still rebuilds from the changelog whenever its copy is 
   assert.equal(opened.restored?.entries, 1);
   assert.equal(opened.backend.get(1, K(1), "count", ""), 1);
   assert.equal(second.lines.at(-1)?.msg, "keyed state rebuilt from the changelog");
+});
+
+test("an embedded store whose data file was cut short is removed and rebuilt, not mapped", async () => {
+  const dir = tempStoreDir();
+  const options: KeyedStateOptions = { backend: "embedded", dir, localRecovery: true };
+  const changelog = new MemoryChangelog();
+  for (let i = 0; i < 20_000; i++) changelog.log.push({ key: "00001|count||" + K(i), value: String(i) });
+  const first = worker(changelog, options);
+  await first.host.open(CHANGELOG, 0, 1);
+  await first.host.close();
+  const file = join(dir, CHANGELOG, "0", "data", "data.mdb");
+  truncateSync(file, Math.floor(statSync(file).size / 3 / 4096) * 4096);
+  const second = worker(changelog, options);
+  const opened = await second.host.open(CHANGELOG, 0, 1);
+  assert.ok(second.lines.some((l) => l.msg.startsWith("keyed state store cannot be opened")));
+  assert.deepEqual({ recovery: second.lines.at(-1)?.recovery, reason: second.lines.at(-1)?.reason }, { recovery: "rebuilt", reason: "no store" });
+  assert.equal(opened.backend.get(1, K(19_999), "count", ""), 19_999);
+  await second.host.close();
 });

@@ -2,9 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { StoreBusyError } from "../../../activities/state/disk-store.js";
+import { StoreBusyError, StoreDamagedError } from "../../../activities/state/disk-store.js";
 import { EmbeddedStateBackend } from "../../../activities/state/embedded-backend.js";
 import { entryKey } from "../../../activities/state/entry-key.js";
 import type { ChangelogEntry } from "../../../activities/state/keyed-operator.js";
@@ -140,4 +140,23 @@ test("a store directory held by another live process is refused; a lock left by 
   writeFileSync(join(dir, "sage.lock"), String(dead));
   const b = openEmbedded(dir);
   assert.equal(b.stored, null);
+});
+
+test("a data file cut short is refused, not mapped; a store whose opening killed a process is discarded by the next one", async () => {
+  const dir = tempStoreDir();
+  const b = EmbeddedStateBackend.open(dir);
+  for (let i = 0; i < 20_000; i++) b.put(i % 128, JSON.stringify(i), "v", "", i);
+  b.takeChanges();
+  b.persist(1);
+  await b.close();
+  const file = join(dir, "data", "data.mdb");
+  truncateSync(file, Math.floor(statSync(file).size / 3 / 4096) * 4096);
+  assert.throws(() => EmbeddedStateBackend.open(dir), StoreDamagedError);
+  // As if a process had died opening it (lmdb crashes on a file like this one): the next open starts empty.
+  writeFileSync(file, "not an lmdb file ".repeat(1_000));
+  const dead = spawnSync(process.execPath, ["-e", ""]).pid;
+  writeFileSync(join(dir, "sage.opening"), String(dead));
+  const again = openEmbedded(dir);
+  assert.equal(again.stored, null);
+  assert.equal(again.empty, true);
 });
