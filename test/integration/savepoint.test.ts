@@ -32,7 +32,10 @@ function sage(args: string[], env: Record<string, string>): Promise<{ code: numb
   let stderr = "";
   child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  return new Promise((done) => child.once("exit", (code) => done({ code: code ?? 1, stdout, stderr })));
+  // "close": the process has exited and its output has been read to the end.
+  return new Promise((done) =>
+    child.once("close", (code, signal) => done({ code: code ?? 1, stdout, stderr: signal ? `${stderr}(killed by ${signal})` : stderr })),
+  );
 }
 
 /** Topics of one test: input (one partition: the reference's watermark is over one ordered input), outputs per branch, dead letters. */
@@ -50,14 +53,18 @@ async function topics(tag: string, kafka: KafkaClient, branches: readonly string
   return t;
 }
 
-/** Sends events to partition 0 of `topic`, in order. */
-async function send(kafka: KafkaClient, topic: string, events: readonly Ev[]): Promise<void> {
+/** Sends events to partition 0 of `topic`, in order, in `chunks` sends `gapMs` apart (a job fed a while crosses checkpoints). */
+async function send(kafka: KafkaClient, topic: string, events: readonly Ev[], chunks = 1, gapMs = 0): Promise<void> {
   const producer = await kafka.producer();
   try {
-    await producer.send(
-      topic,
-      events.map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: 0 })),
-    );
+    const size = Math.ceil(events.length / chunks);
+    for (let i = 0; i < events.length; i += size) {
+      if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
+      await producer.send(
+        topic,
+        events.slice(i, i + size).map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: 0 })),
+      );
+    }
   } finally {
     await producer.close();
   }
@@ -112,28 +119,29 @@ test("savepoint and stop after 3+ checkpoints, rescale 2 -> 3 -> 1, resume each 
   useEnv({ ...env, KEYED_IDLE_MS: undefined, KEYED_SOURCE_PARTITIONED: undefined, KEYED_V2: undefined });
   // Small batches and a small history budget: job A's runs checkpoint (continue as new) several times over its 500 records.
   const config = streamConfig("savepoint", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 20, "kafka.events-per-run": 60 });
-  const cli = streamCliEnv(config, { env });
+  // The shims are child processes: the checkpoint settings reach them by the environment.
+  const cli = { ...streamCliEnv(config, { env }), SAGE_KAFKA_EVENTS_PER_RUN: "60", SAGE_STATE_CHECKPOINT_INTERVAL: "1s" };
   const dir = join(config.dir, "savepoints");
   const input = keyedInput(N);
   const expected = keyedReference(input);
   const parts = [input.slice(0, 500), input.slice(500, 1000), input.slice(1000)];
   const worker = await startWorker(keyedPipeline, config);
   const client = await SageClient.connect({ config });
-  const shims: Array<ReturnType<typeof startShimProcess>> = [];
   const children: Array<ReturnType<typeof sageCliBackground>> = [];
   try {
     // Job A, 2 partition workflows: the first third.
-    shims.push(startShimProcess(config, { env }, `${tag}-a`, KEYED_FIXTURE));
-    await send(kafka, t.input, parts[0]!);
+    const a0 = sageCliBackground(["shim", KEYED_FIXTURE, "--job-id", `${tag}-a`], { env: cli });
+    children.push(a0);
+    // Fed in chunks, each once a checkpoint followed the last (a run checkpoints 1 s after its first batch).
+    const checkpoints = async (): Promise<number> =>
+      ((await (await StreamJobHandle.find(client, `${tag}-a`))[0]?.progress())?.workflows ?? []).reduce((n, w) => n + (w ? w.runs - 1 : 0), 0);
+    for (let i = 0; i < 500; i += 100) {
+      const before = i === 0 ? 0 : await checkpoints();
+      await send(kafka, t.input, parts[0]!.slice(i, i + 100));
+      await until(`a checkpoint after records ${i}..${i + 99}`, async () => ((await checkpoints()) > before ? true : undefined), 120_000);
+    }
     await processed(client, `${tag}-a`, 500);
-    const a = await until(
-      "three checkpoints of job A",
-      async () => {
-        const ws = (await (await StreamJobHandle.find(client, `${tag}-a`))[0]!.progress()).workflows;
-        return ws.some((w) => w && w.runs >= 4) ? ws : undefined;
-      },
-      60_000,
-    );
+    assert.ok((await checkpoints()) >= 3, "job A crossed 3 checkpoints");
     const stopA = await sage(["stop", `${tag}-a`, "--savepoint", "--dir", dir, "--json"], cli);
     assert.equal(stopA.code, 0, stopA.stderr);
     const sp1 = savepointOf(stopA.stdout);
@@ -142,11 +150,7 @@ test("savepoint and stop after 3+ checkpoints, rescale 2 -> 3 -> 1, resume each 
     assert.deepEqual(sp1.manifest.sources.offsets, { [`${t.input}:0`]: 500 }, "the source offset is the first third");
     assert.deepEqual(Object.keys(sp1.manifest.operators).sort(), ["count", "process", "rolling", "session", "sliding", "tumbling"]);
     assert.ok(sp1.manifest.operators["process"]!.timers > 0, "event-time timers travel in the savepoint");
-    assert.ok(
-      a.some((w) => w && w.runs >= 4),
-      `job A crossed 3 checkpoints: ${a.map((w) => w?.runs).join(",")}`,
-    );
-    await until("job A's shim to leave", async () => (shims[0]!.child.exitCode !== null ? true : undefined), 60_000);
+    await until("job A's shim to leave", async () => (a0.exitCode !== null ? true : undefined), 60_000);
     const atStop = (await kafka.readAll(`${t.out}.rolling`, { idleTimeoutMs: 1_500 })).length;
     assert.equal(atStop, 500, "the rolling reduce emitted one record per input record up to the savepoint, and nothing after it");
 
@@ -187,7 +191,6 @@ test("savepoint and stop after 3+ checkpoints, rescale 2 -> 3 -> 1, resume each 
     const show = await sage(["savepoint", "show", sp2.path], cli);
     assert.match(show.stdout, /operator tumbling \(window\/tumbling\/aggregate\): \d+ entries/);
   } finally {
-    for (const s of shims) await s.kill();
     for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
     await client.close();
     await worker.stop();
