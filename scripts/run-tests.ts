@@ -1,15 +1,17 @@
 /**
  * `npm test`: starts one real Temporal dev server and one real Kafka broker for the whole run (fresh
- * data, headless, free ports), runs every test file with Node's test runner against them, stops them.
- * `npm test -- test/unit` runs only the files under the given paths; files under test/unit and
- * test/workflows (the fast tiers) run without them.
+ * data, headless, free ports), runs every test file with Node's test runner against them, two files
+ * at a time, and alone a file that kills the broker or measures resources (`scripts/test-lanes.ts`;
+ * SAGE_TEST_LANES=1 runs them one after another), stops them. `npm test -- test/unit` runs only the
+ * files under the given paths; files under test/unit and test/workflows (the fast tiers) run without them.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
+import { runInLanes } from "./test-lanes.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;
@@ -47,29 +49,24 @@ const server = needsServer
 const broker = needsServer
   ? startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") }, (m) => process.stderr.write(`${m}\n`))
   : null;
-const code = await new Promise<number>((done) => {
+const code = await runInLanes(files, {
+  lanes: Number(process.env.SAGE_TEST_LANES ?? 2),
   // --test-force-exit: a file's process ends once its tests are done, even if a client leaked an idle
   // connection (the broker closes one only after 10 minutes: a leak once held the suite that long).
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "--test", "--test-force-exit", "--test-concurrency=1", "--test-reporter=spec", ...testArgs, ...files],
-    {
-      stdio: "inherit",
-      env: {
-        ...process.env,
-        ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}),
-        ...(broker
-          ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir }
-          : {}),
-        SAGE_TEST_DIR: dir,
-        // No /metrics endpoints by default: tests run many workers and shims at once on one machine
-        // (monitoring.port would clash); the metrics test turns them on with ports of its own.
-        SAGE_MONITORING_ENABLED: "false",
-        SAGE_REPO: resolve("."),
-      },
-    },
-  );
-  child.on("exit", (c, signal) => done(c ?? (signal ? 1 : 0)));
+  nodeArgs: ["--import", "tsx", "--test-force-exit", "--test-reporter=spec", ...testArgs],
+  env: {
+    ...process.env,
+    ...(server ? { SAGE_TEST_ADDRESS: server.address } : {}),
+    ...(broker
+      ? { SAGE_TEST_KAFKA: broker.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(broker.controllerPort), SAGE_TEST_KAFKA_DATA: broker.dataDir }
+      : {}),
+    SAGE_TEST_DIR: dir,
+    // No /metrics endpoints by default: tests run many workers and shims at once on one machine
+    // (monitoring.port would clash); the metrics test turns them on with ports of its own.
+    SAGE_MONITORING_ENABLED: "false",
+    SAGE_REPO: resolve("."),
+  },
+  write: (text) => process.stdout.write(text),
 });
 broker?.stop();
 await server?.stop();

@@ -1,0 +1,142 @@
+/**
+ * Runs test files, each in its own `node --test-reporter=spec` process, in lanes: by default two
+ * files at a time share the test run's dev server and broker; then each file that must have them
+ * (or the machine) to itself runs alone. A lane file's output is printed whole when it ends; a
+ * file running alone prints as it goes. Ends with every file's duration, slowest first, and the
+ * failed files. Used by `scripts/run-tests.ts`.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+/**
+ * Why a file runs alone, from what its text calls: `testBroker()` hands out the shared broker to kill
+ * and restart; `startCluster()` starts brokers of its own; `rssKb()` measures a process's memory; a
+ * file may also say `@runs-alone` in a comment. Null for a file that can share the servers.
+ */
+export function aloneReason(path: string): string | null {
+  const text = readFileSync(path, "utf8");
+  if (text.includes("testBroker(")) return "kills and restarts the shared broker";
+  if (text.includes("startCluster(")) return "starts a broker cluster of its own";
+  if (text.includes(".rssKb(")) return "measures a process's memory";
+  if (text.includes("@runs-alone")) return "marked @runs-alone";
+  return null;
+}
+
+/** How `runInLanes` runs the files. */
+export interface LaneOptions {
+  /** Files run at a time in the shared phase (1: one after another). */
+  lanes: number;
+  /** Node options before the file (e.g. `--import tsx`, `--test-name-pattern=...`). */
+  nodeArgs: string[];
+  env: NodeJS.ProcessEnv;
+  /** Where the runner's own lines and the files' output go. */
+  write(text: string): void;
+}
+
+/** How one file's run ended. */
+export interface FileRun {
+  file: string;
+  ok: boolean;
+  /** Wall-clock seconds from spawn to exit. */
+  seconds: number;
+  /** Set when the file ran alone: why. */
+  alone: string | null;
+}
+
+/** Longer tiers first, so the short unit files fill the lanes at the end. */
+function tierOf(file: string): number {
+  if (/(^|\/)test\/unit\//.test(file)) return 2;
+  if (/(^|\/)test\/(workflows|replay)\//.test(file)) return 1;
+  return 0;
+}
+
+/** Runs one file; `live` streams its output, otherwise it is printed whole at the end. */
+async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>): Promise<FileRun> {
+  const start = Date.now();
+  o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}\n`);
+  const child = spawn(process.execPath, [...o.nodeArgs, file], { env: o.env, stdio: ["ignore", "pipe", "pipe"] });
+  let buffered = "";
+  const take = (d: Buffer): void => {
+    if (live) o.write(d.toString());
+    else buffered += d.toString();
+  };
+  child.stdout.on("data", take);
+  child.stderr.on("data", take);
+  const flush = (): void => {
+    if (buffered) o.write(buffered.endsWith("\n") ? buffered : `${buffered}\n`);
+    buffered = "";
+  };
+  running.set(file, () => {
+    flush();
+    child.kill("SIGTERM");
+  });
+  // Output may still be in the pipes at exit; a process the file left behind may hold them open for good.
+  const closed = new Promise<void>((r) => child.once("close", () => r()));
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once("exit", (code, signal) => r([code, signal])));
+  const [code, signal] = await exited;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, 5_000)))]);
+  clearTimeout(timer);
+  child.stdout.destroy();
+  child.stderr.destroy();
+  running.delete(file);
+  const seconds = (Date.now() - start) / 1000;
+  const ok = code === 0 && signal === null;
+  if (!live) o.write(`── ${file}\n`);
+  flush();
+  o.write(`${ok ? "✔" : "✖"} ${file}: ${ok ? "passed" : `failed (${signal ?? `exit ${code}`})`} in ${seconds.toFixed(1)} s\n\n`);
+  return { file, ok, seconds, alone };
+}
+
+/** The runs' durations, slowest first, and the failed files. */
+function summary(runs: FileRun[], seconds: number): string {
+  const lines = [`${runs.length} test files in ${seconds.toFixed(0)} s; each file's wall-clock time, slowest first:`];
+  for (const r of [...runs].sort((a, b) => b.seconds - a.seconds)) {
+    lines.push(`  ${r.seconds.toFixed(1).padStart(7)} s  ${r.ok ? "" : "FAILED  "}${r.file}${r.alone ? "  (alone)" : ""}`);
+  }
+  const failed = runs.filter((r) => !r.ok);
+  lines.push(failed.length === 0 ? "every file passed" : `failed files:\n${failed.map((r) => `  ${r.file}`).join("\n")}`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Runs `files` (lane files first, then each alone file by itself) and resolves to the exit code. */
+export async function runInLanes(files: string[], o: LaneOptions): Promise<number> {
+  const start = Date.now();
+  const reasons = new Map(files.map((f) => [f, aloneReason(f)] as const));
+  const shared = files.filter((f) => reasons.get(f) === null).sort((a, b) => tierOf(a) - tierOf(b) || a.localeCompare(b));
+  const alone = files.filter((f) => reasons.get(f) !== null);
+  const running = new Map<string, () => void>();
+  const runs: FileRun[] = [];
+  let interrupted = false;
+  const interrupt = (signal: NodeJS.Signals): void => {
+    interrupted = true;
+    o.write(`\n${signal}: stopping ${[...running.keys()].join(", ") || "nothing"}\n`);
+    for (const stop of running.values()) stop();
+  };
+  process.once("SIGINT", interrupt);
+  process.once("SIGTERM", interrupt);
+  // A lane file prints only when it ends: say now and then what still runs, in case one hangs.
+  const heartbeat = setInterval(() => {
+    if (running.size > 0) o.write(`… still running after ${((Date.now() - start) / 60_000).toFixed(0)} min: ${[...running.keys()].join(", ")}\n`);
+  }, 300_000);
+  try {
+    const lanes = Math.max(1, Math.min(o.lanes, shared.length));
+    const live = lanes === 1;
+    const queue = [...shared];
+    await Promise.all(
+      Array.from({ length: lanes }, async () => {
+        for (let f = queue.shift(); f !== undefined && !interrupted; f = queue.shift()) runs.push(await runFile(f, null, live, o, running));
+      }),
+    );
+    for (const f of alone) {
+      if (interrupted) break;
+      runs.push(await runFile(f, reasons.get(f)!, true, o, running));
+    }
+  } finally {
+    clearInterval(heartbeat);
+    process.off("SIGINT", interrupt);
+    process.off("SIGTERM", interrupt);
+  }
+  o.write(summary(runs, (Date.now() - start) / 1000));
+  return interrupted || runs.length < files.length || runs.some((r) => !r.ok) ? 1 : 0;
+}

@@ -1,0 +1,78 @@
+/** Unit tests of the test runner's lanes: lane files run side by side, an alone file by itself, failures count. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { aloneReason, runInLanes } from "../../scripts/test-lanes.js";
+
+/** A test file that marks its start, waits until every file of `waitFor` has started, then marks its end. */
+function laneFile(dir: string, name: string, waitFor: string[], extra = ""): string {
+  const path = join(dir, `${name}.test.mjs`);
+  writeFileSync(
+    path,
+    `${extra}
+import { test } from "node:test";
+import { existsSync, writeFileSync } from "node:fs";
+test("${name}", async () => {
+  writeFileSync(${JSON.stringify(join(dir, `${name}.started`))}, "");
+  const guard = Date.now() + 60_000; // a hang guard, not a timing assertion
+  for (const other of ${JSON.stringify(waitFor.map((w) => join(dir, `${w}.started`)))}) {
+    while (!existsSync(other)) {
+      if (Date.now() > guard) throw new Error("never saw " + other + " start");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  writeFileSync(${JSON.stringify(join(dir, `${name}.ended`))}, "");
+});
+`,
+  );
+  return path;
+}
+
+test("two lane files run side by side; an alone file runs after them, by itself; a failed file fails the run", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
+  // Each of a and b waits until the other has started: with one file at a time, they would never end.
+  const a = laneFile(dir, "a", ["b"]);
+  const b = laneFile(dir, "b", ["a"]);
+  const alone = join(dir, "alone.test.mjs");
+  const ended = ["a", "b"].map((n) => join(dir, `${n}.ended`));
+  writeFileSync(
+    alone,
+    // The marker is spelt in two parts here so that this file itself does not carry it.
+    `// @runs-${"alone"}
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+test("alone", () => assert.deepEqual(${JSON.stringify(ended)}.map(existsSync), [true, true], "the lane files ended before it began"));
+`,
+  );
+  const failing = join(dir, "failing.test.mjs");
+  writeFileSync(failing, `import { test } from "node:test";\ntest("fails", () => { throw new Error("as it should"); });\n`);
+  let out = "";
+  const code = await runInLanes([alone, a, b, failing], {
+    lanes: 2,
+    nodeArgs: ["--test-force-exit", "--test-reporter=spec"],
+    env: process.env,
+    write: (t) => (out += t),
+  });
+  assert.equal(code, 1, out);
+  for (const f of [a, b, alone]) assert.match(out, new RegExp(`✔ ${f.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: passed in`), out);
+  assert.match(out, new RegExp(`✖ ${failing.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: failed \\(exit 1\\)`), out);
+  assert.match(out, /as it should/);
+  assert.match(out, /failed files:\n {2}\S*failing\.test\.mjs/);
+  assert.match(out, /alone\.test\.mjs \(alone: marked @runs-[a]lone\)/);
+});
+
+test("a file runs alone when it kills the shared broker, starts a cluster or measures memory", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
+  const file = (name: string, text: string): string => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+  // The calls are spelt in parts here so that this file itself does not make them (it would run alone).
+  assert.equal(aloneReason(file("kill.test.ts", `const broker = ${"testBroker"}();\nbroker.kill();`)), "kills and restarts the shared broker");
+  assert.equal(aloneReason(file("cluster.test.ts", `cluster = ${"startCluster"}({ ports });`)), "starts a broker cluster of its own");
+  assert.equal(aloneReason(file("rss.test.ts", `samples.push(shim.${"rssKb"}());`)), "measures a process's memory");
+  assert.equal(aloneReason(file("plain.test.ts", "const kafka = testKafka();")), null);
+});
