@@ -56,8 +56,8 @@ function domainOfEntry(entry: string): TimeDomain | null {
 /** The state backend whose committed entries are on disk, in a store directory it owns while open. */
 export class EmbeddedStateBackend implements StateBackend {
   private readonly unit = new Map<string, UnitSlot>();
-  /** The open record's writes: entry, whether the unit had it before, its value before. */
-  private readonly recordLog: Array<string | boolean | undefined> = [];
+  /** The open record's writes: entry, value before, entry, value before, ... */
+  private readonly recordLog: Array<string | undefined> = [];
   private inRecord = false;
   /** Committed changes not yet on disk, with the write that carries them (0: not handed to a write yet). */
   private readonly flushing = new Map<string, { value: string | null; write: number }>();
@@ -192,14 +192,13 @@ export class EmbeddedStateBackend implements StateBackend {
 
   abortRecord(): void {
     const log = this.recordLog;
-    for (let i = log.length - 3; i >= 0; i -= 3) {
-      const entry = log[i] as string;
-      const had = log[i + 1] as boolean;
-      const before = log[i + 2] as string | undefined;
+    // The unit keeps the slots the record made (as changed back): the unit's changes stay in the order they were first made.
+    for (let i = log.length - 2; i >= 0; i -= 2) {
+      const entry = log[i]!;
+      const before = log[i + 1];
       const slot = this.unit.get(entry)!;
       const now = slot.value;
-      if (had) slot.value = before;
-      else this.unit.delete(entry);
+      slot.value = before;
       this.account(entry, domainOfEntry(entry), now, before, true);
     }
     log.length = 0;
@@ -382,7 +381,7 @@ export class EmbeddedStateBackend implements StateBackend {
     const slot = this.unit.get(entry);
     const before = slot !== undefined ? slot.value : this.committedValue(entry, domain);
     if (before === value) return;
-    if (this.inRecord) this.recordLog.push(entry, slot !== undefined, before);
+    if (this.inRecord) this.recordLog.push(entry, before);
     if (slot !== undefined) slot.value = value;
     else this.unit.set(entry, { value, before });
     this.account(entry, domain, before, value, false);
