@@ -53,6 +53,8 @@ export function createActivities(options: {
   kafka?: () => KafkaSinkHost;
   /** How keyed streaming state is kept (default: in memory). */
   state?: KeyedStateOptions;
+  /** The task queue only this worker polls: a keyed streaming unit run as an activity names it, so the next one comes back here. */
+  ownQueue?: string;
 }) {
   const { registry, dataDir, logger } = options;
   const kafka = options.kafka;
@@ -104,7 +106,8 @@ export function createActivities(options: {
       const ms = Date.now() - started;
       log.debug({ ms }, "stage done");
       stageDone(input, out.counts, ms / 1000);
-      return out;
+      // Only a keyed streaming unit (it reports its state) has a copy worth coming back to.
+      return options.ownQueue && !local && out.states ? { ...out, ownerQueue: options.ownQueue } : out;
     });
   for (const name of servedStageNames(registry, options.configParallelism)) activities[stageActivityType(name)] = stage;
   return activities;

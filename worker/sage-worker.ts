@@ -1,7 +1,10 @@
 /**
  * A real `@temporalio/worker` Worker serving one pipeline: the bundled plan interpreter workflow
- * plus the pipeline's stage activities, on the pipeline's task queue.
+ * plus the pipeline's stage activities, on the pipeline's task queue; with streaming stages as
+ * activities, the stage activities also on a task queue of its own (`worker.own-queue`).
  */
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundleWorkflowCode, NativeConnection, Worker, DefaultLogger } from "@temporalio/worker";
@@ -69,6 +72,10 @@ async function createWorker(
   let kafka: KafkaSinkHost | null = null;
   const llm = createLlmServices(config, dataDir, logger);
   const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }), workerServices(llm));
+  const taskQueue = taskQueueOf(pipeline.name, config);
+  // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
+  const ownQueue =
+    !config.kafka["local-activities"] && config.worker["own-queue"] ? `${taskQueue}@${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}` : null;
   const activities = createActivities({
     registry,
     dataDir,
@@ -76,12 +83,12 @@ async function createWorker(
     kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
     state: { backend: config.state.backend, dir: resolve(config.state.dir), localRecovery: config.state["local-recovery"] },
+    ...(ownQueue ? { ownQueue } : {}),
   });
   const settings = connectionOptions(config);
   const connection = await NativeConnection.connect(settings).catch(async (err: unknown) => {
     throw await connectError(settings, err);
   });
-  const taskQueue = taskQueueOf(pipeline.name, config);
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
@@ -96,11 +103,33 @@ async function createWorker(
     // After a worker dies, its sticky workflow tasks move to the normal queue after this (default 10 s).
     stickyQueueScheduleToStartTimeout: "3s",
   });
+  const own = ownQueue
+    ? await Worker.create({
+        connection,
+        namespace: config.temporal.namespace,
+        taskQueue: ownQueue,
+        activities,
+        dataConverter,
+        identity: options.identity ?? `sage-worker@${process.pid}`,
+        maxConcurrentActivityTaskExecutions: config.worker["max-concurrent-activities"],
+        maxConcurrentActivityTaskPolls: 2,
+        shutdownGraceTime: "10s",
+      })
+    : null;
+  /** Both workers run until either stops: a worker no longer polling its own queue must not go on being named as an owner. */
+  const runWorkers = async (): Promise<void> => {
+    if (!own) return worker.run();
+    const stop = (w: Worker): void => {
+      if (w.getState() === "RUNNING" || w.getState() === "INITIALIZED") w.shutdown();
+    };
+    const ended = await Promise.allSettled([worker.run().finally(() => stop(own)), own.run().finally(() => stop(worker))]);
+    for (const e of ended) if (e.status === "rejected") throw e.reason;
+  };
   let running: Promise<void> | null = null;
   const run = async (): Promise<void> => {
-    logger.info({ taskQueue, pipeline: pipeline.name, namespace: config.temporal.namespace }, "worker started");
+    logger.info({ taskQueue, ...(ownQueue ? { ownQueue } : {}), pipeline: pipeline.name, namespace: config.temporal.namespace }, "worker started");
     try {
-      await worker.run();
+      await runWorkers();
     } finally {
       await registry.close();
       await kafka?.close();
@@ -118,7 +147,7 @@ async function createWorker(
       return running;
     },
     async shutdown() {
-      if (worker.getState() === "RUNNING" || worker.getState() === "INITIALIZED") worker.shutdown();
+      for (const w of [worker, own]) if (w && (w.getState() === "RUNNING" || w.getState() === "INITIALIZED")) w.shutdown();
       await running;
     },
   };

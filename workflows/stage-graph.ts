@@ -18,6 +18,7 @@ import { edgeKey, type PhysicalPlan, type Stage, type StageEdge } from "../core/
 import { stageActivity, type StageActivityOptions } from "./activity-stubs.js";
 import type { StageActivity } from "./contract.js";
 import { Gate } from "./gate.js";
+import type { KeyGroupOwners } from "./key-group-owners.js";
 
 /** Calls an activity stub; the workflow counts and tracks its calls there. */
 export type ActivityCaller = <A extends unknown[], R>(activity: (...args: A) => Promise<R>, ...args: A) => Promise<R>;
@@ -47,6 +48,8 @@ export interface StageGraphOptions {
   onKeyed?: (edge: StageEdge, shard: string, output: KeyedEdgeOutput) => void;
   /** Sees every stage activity's output (streaming: event time and state restores). */
   onOutput?: (stage: Stage, output: StageOutput) => void;
+  /** Streaming stages run as activities: keyed stages' units go to the worker that holds their state. */
+  owners?: KeyGroupOwners;
 }
 
 /** Runs stage activities along the edges of a plan. */
@@ -60,6 +63,7 @@ export class StageGraph {
   private readonly call: ActivityCaller;
   private readonly onKeyed: StageGraphOptions["onKeyed"];
   private readonly onOutput: StageGraphOptions["onOutput"];
+  private readonly owners: KeyGroupOwners | undefined;
 
   constructor(options: StageGraphOptions) {
     const { plan, sourcePrefetch = 0 } = options;
@@ -68,6 +72,7 @@ export class StageGraph {
     this.call = options.call;
     this.onKeyed = options.onKeyed;
     this.onOutput = options.onOutput;
+    this.owners = options.owners;
     for (const stage of plan.stages) {
       this.activity.set(stage.id, stageActivity(stage, options.stages));
       this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
@@ -92,7 +97,8 @@ export class StageGraph {
     const out = await this.gates.get(stage.id)!.run(async () => {
       if (!mayStart()) return null;
       const input: StageInput = { ...this.context, stage: stage.id, ...unit };
-      return this.call(this.activity.get(stage.id)!, input, ...records);
+      const shared = this.activity.get(stage.id)!;
+      return this.owners ? this.owners.run(stage, shared, (activity) => this.call(activity, input, ...records)) : this.call(shared, input, ...records);
     });
     if (!out) return false;
     this.onOutput?.(stage, out);

@@ -29,6 +29,7 @@ import {
   streamProgressQuery,
 } from "./contract.js";
 import { StageGraph, type ActivityCaller } from "./stage-graph.js";
+import { KeyGroupOwners } from "./key-group-owners.js";
 
 /** Most batches run by one activity, and most encoded bytes they may carry (well below the payload and gRPC limits). */
 const MERGE_BATCHES = 16;
@@ -204,6 +205,8 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     call,
     // Local: the stage runs inside the workflow task that scheduled it (no activity task per batch).
     stages: runtime.localActivities ? { local: localActivityOptions(runtime, STREAMING_RETRY) } : { activity: activityOptions(runtime, STREAMING_RETRY) },
+    // As activities, a keyed stage's units go back to the worker that holds its state (local ones run where the workflow is).
+    ...(runtime.localActivities ? {} : { owners: new KeyGroupOwners((state.owners ??= {}), activityOptions(runtime, STREAMING_RETRY)) }),
     onOutput: (stage, out) => {
       if (out.eventTime) (state.eventTime ??= {})[stage.id] = out.eventTime;
       if (out.restored) state.restores = (state.restores ?? 0) + 1;

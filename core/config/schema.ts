@@ -107,6 +107,13 @@ export const configSchema = z
         // Two: one activity's I/O overlaps another's CPU. More lets one worker take every split in
         // flight while a second one idles (bench/bounded with 2 workers showed it).
         "max-concurrent-activities": positiveInt.default(2),
+        /**
+         * With `kafka.local-activities: false`, each worker also polls a task queue of its own, and a
+         * partition workflow sends a keyed stage's next unit there: to the worker that holds the
+         * state current (Temporal's worker-specific task queues). False: any worker, which then
+         * rebuilds the state whenever the unit lands on another worker than the last one.
+         */
+        "own-queue": bool.default(true),
       })
       .strict()
       .prefault({}),
@@ -361,6 +368,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "temporal.activity-timeout",
   "temporal.heartbeat-timeout",
   "worker.max-concurrent-activities",
+  "worker.own-queue",
   "kafka.brokers",
   "kafka.client-id",
   "kafka.max-batch-records",

@@ -228,6 +228,8 @@ export interface StageOutput {
   states?: Record<string, { entries: number; bytes: number; timers: number }>;
   /** Streaming keyed stages: the state was rebuilt from the changelog for this unit (entries read, ms). */
   restored?: { entries: number; ms: number };
+  /** Streaming keyed stages run as activities: the task queue of the worker that ran the unit (it holds the state now). */
+  ownerQueue?: string;
   /** Keyed stages: records too late for their windows, dropped (no late-data tag) or sent to the tag, by operator id. */
   late?: Record<string, { dropped: number; side: number }>;
 }

@@ -148,6 +148,8 @@ export interface StreamState {
   eventTime?: Record<string, Record<string, number>>;
   /** Times a keyed stage of this workflow rebuilt its state from the changelog. */
   restores?: number;
+  /** Keyed stages run as activities: the task queue of the worker holding each one's state, by stage (`workflows/key-group-owners.ts`). */
+  owners?: Record<string, string>;
   /** The earliest processing-time timer of each keyed stage, by stage (a durable workflow timer waits for it). */
   timers?: Record<string, number>;
   /** The last checkpoint (continue-as-new) of this workflow. */
