@@ -312,7 +312,15 @@ test("a changed pipeline (operator count gone, max new) is refused naming the op
       assert.match(log, /operator count is gone: its state \(\d+ entries\) is dropped/);
       assert.match(log, /operator max is new: it starts with empty state/);
       // The restored operators carry on: the rolling reduce's last sum per key equals the reference's.
-      const rolling = (await kafka.readAll(`${t.out}.rolling`, { idleTimeoutMs: 1_500 })).map((m) => JSON.parse(m.value!.toString("utf8")) as Ev);
+      // Each keyed stage reads its own repartition topic at its own pace: wait for the rolling branch too.
+      const rolling = await until(
+        "the rolling reduce's output",
+        async () => {
+          const got = (await kafka.readAll(`${t.out}.rolling`, { idleTimeoutMs: 1_500 })).map((m) => JSON.parse(m.value!.toString("utf8")) as Ev);
+          return got.length >= after.length ? got : undefined;
+        },
+        180_000,
+      );
       const want = keyedReference(input)["rolling"]!;
       for (const r of rolling) if (r.k !== "zz") assert.ok(want.includes(JSON.stringify(r)), `rolling output ${JSON.stringify(r)} is the reference's`);
       assert.equal(rolling.length, after.length);
