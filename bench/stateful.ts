@@ -4,10 +4,13 @@
  * (`bench/stateful/peers/`), one after another over the same events on one broker; each engine's
  * windows must equal the plain reference (a difference fails the run). Then Sage's restore of a
  * cold worker from the changelog, and the bounded variant over a file against the plain reference
- * function. It starts its own dev server and broker.
+ * function. It starts its own dev server and broker. `--backends memory,embedded` runs Sage once
+ * per state backend (rows side by side); the restore then also measures, for the embedded backend,
+ * a restart on the same disk (local recovery) beside the cold one.
  *
  *   npx tsx bench/stateful.ts [--events 1000000] [--services 10000] [--seed 16] [--parallelism 2]
- *     [--engines sage,kafka-streams,flink] [--parts streaming,restore,bounded] [--workers 1] [--smoke]
+ *     [--engines sage,kafka-streams,flink] [--parts streaming,restore,bounded] [--workers 1]
+ *     [--backends memory] [--smoke]
  */
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { once } from "node:events";
@@ -36,6 +39,9 @@ const ENGINES = arg("engines", "sage,kafka-streams,flink").split(",");
 const PARTS = arg("parts", "streaming,restore,bounded").split(",");
 /** `sage worker` processes of the streaming run: each runs its activities on one event loop (one core). */
 const WORKERS = Number(arg("workers", "1"));
+/** Sage's state backends (`state.backend`), one Sage run each. */
+const BACKENDS = arg("backends", "memory").split(",") as Array<"memory" | "embedded">;
+for (const b of BACKENDS) if (b !== "memory" && b !== "embedded") throw new Error(`--backends: "${b}" is not memory or embedded`);
 const PARTITIONS = 4;
 const INPUT = "stateful.in";
 
@@ -73,7 +79,9 @@ function check(engine: string, reference: WindowResults, actual: WindowResults):
 /** Runs one engine over the produced input; its row, or null when it failed (recorded in `failures`). */
 async function runEngine(engine: string, cluster: SageClusterOptions, reference: WindowResults, dir: string): Promise<EngineRow | null> {
   const expected = { tumbling: reference.tumbling.length, sliding: reference.sliding.length };
-  const outputs = { tumbling: `stateful.${engine}.tumbling`, sliding: `stateful.${engine}.sliding` };
+  // Each Sage backend writes its own topics (a run must not find another's windows there).
+  const topic = engine === "sage" && cluster.backend === "embedded" ? "sage-embedded" : engine;
+  const outputs = { tumbling: `stateful.${topic}.tumbling`, sliding: `stateful.${topic}.sliding` };
   console.log(
     `\n${engine}: load average before ${loadavg()
       .map((l) => l.toFixed(1))
@@ -90,16 +98,17 @@ async function runEngine(engine: string, cluster: SageClusterOptions, reference:
         inputRecords: EVENTS,
         workers: WORKERS,
       });
-      const verdicts = check(engine, reference, r.results);
+      const backend = cluster.backend ?? "memory";
+      const verdicts = check(`${engine} (${backend})`, reference, r.results);
       console.log(
         `  sage: history ${fmt(r.history.bytes)} B in ${r.history.runs} runs (${fmt(r.history.events)} events); checkpoints ${r.checkpoint.count}, ` +
           `last stage activity -> next run's first p50 ${fmt(r.checkpoint.p50Ms)} ms, max ${fmt(r.checkpoint.maxMs)} ms (hold -> close p50 ${fmt(r.checkpoint.holdToCloseP50Ms)} ms); ` +
           `changelog ${fmt(r.changelog.bytes)} B on disk in ${fmt(r.changelog.offsets)} offsets; repartition ${fmt(r.repartition.bytes)} B in ${fmt(r.repartition.offsets)} offsets; ` +
           `CPU workers+shim ${fmt(r.cpuMs.sage / 1000, 1)} s, dev server ${fmt(r.cpuMs.server / 1000, 1)} s; RSS ${WORKERS} worker(s) ${fmt(r.rssPeakMb.workers)} MB, shim ${fmt(r.rssPeakMb.shim)} MB; dead letters ${r.final.deadLetters}`,
       );
-      results.sage = { ...r, results: undefined };
+      results[backend === "memory" ? "sage" : `sage-${backend}`] = { ...r, results: undefined };
       return {
-        engine: `Sage (${WORKERS} worker${WORKERS > 1 ? "s" : ""} + shim)`,
+        engine: `Sage (${WORKERS} worker${WORKERS > 1 ? "s" : ""} + shim, ${backend} state)`,
         ...r,
         cpuMs: r.cpuMs.sage,
         rssPeakMb: r.rssPeakMb.workers + r.rssPeakMb.shim,
@@ -135,8 +144,10 @@ async function streaming(cluster: SageClusterOptions, events: StatefulEvent[], r
   console.log(`produced ${fmt(produced.records)} records (${PARTITIONS} flush events included) in ${fmt(produced.ms / 1000, 1)} s`);
   const rows: EngineRow[] = [];
   for (const engine of ENGINES) {
-    const row = await runEngine(engine, cluster, reference, dir);
-    if (row) rows.push(row);
+    for (const backend of engine === "sage" ? BACKENDS : [undefined]) {
+      const row = await runEngine(engine, backend ? { ...cluster, backend } : cluster, reference, dir);
+      if (row) rows.push(row);
+    }
   }
   const streams = rows.find((r) => r.engine.startsWith("Kafka Streams"))?.recordsPerSecond ?? NaN;
   console.log(
@@ -172,35 +183,54 @@ async function streaming(cluster: SageClusterOptions, events: StatefulEvent[], r
       r.changelogBytesPerRecord === undefined ? "-" : fmt(r.changelogBytesPerRecord, 1),
     ]),
   );
-  const sage = rows.find((r) => r.engine.startsWith("Sage"));
-  if (sage && Number.isFinite(streams)) {
+  for (const sage of rows.filter((r) => r.engine.startsWith("Sage"))) {
+    if (!Number.isFinite(streams)) break;
     console.log(
-      `target >= 50% of Kafka Streams' records/s: ${sage.recordsPerSecond >= 0.5 * streams ? "met" : "NOT met"} (${(sage.recordsPerSecond / streams).toFixed(2)}x)`,
+      `${sage.engine}: target >= 50% of Kafka Streams' records/s: ${sage.recordsPerSecond >= 0.5 * streams ? "met" : "NOT met"} (${(sage.recordsPerSecond / streams).toFixed(2)}x)`,
     );
   }
   // The windows themselves stay out of the saved JSON (40 MB per engine at 1M events): they were compared above.
   results.streaming = rows.map((r) => ({ ...r, results: undefined }));
 }
 
-/** The restore of a cold worker from the changelog, for SERVICES keys. */
+/**
+ * The restart of a worker with SERVICES keys in state: per backend a fresh process with no local
+ * copy (a cold restore from the changelog), and for the embedded backend also a process restarted
+ * on the same state.dir (local recovery).
+ */
 async function restore(cluster: SageClusterOptions): Promise<void> {
-  console.log(`\nrestore: ${fmt(SERVICES)} keys, worker replaced by a fresh process`);
-  try {
-    const r = await measureRestore({ ...cluster, keys: SERVICES, seed: SEED });
-    printTable(
-      ["changelog partition", "entries", "ms"],
-      r.restores.map((x) => [`${x.changelog.split(".").slice(-2, -1)[0]}[${x.partition}]`, fmt(x.entries), fmt(x.ms)]),
-    );
-    console.log(
-      `restore: ${fmt(r.keys)} keys (${fmt(r.events)} events in open windows); ${r.restores.length} partitions rebuilt (workflows counted ${r.counted}), ` +
-        `slowest ${fmt(Math.max(...r.restores.map((x) => x.ms)))} ms; changelog ${fmt(r.changelog.bytes)} B on disk in ${fmt(r.changelog.offsets)} offsets`,
-    );
-    if (r.restores.length === 0) failures.push("restore: the fresh worker logged no restore");
-    results.restore = r;
-  } catch (err) {
-    console.log(`  restore FAILED: ${(err as Error).stack ?? String(err)}`);
-    failures.push(`restore did not complete: ${(err as Error).message.split("\n")[0]}`);
+  const cases = BACKENDS.flatMap((backend): Array<{ backend: "memory" | "embedded"; sameDisk: boolean }> =>
+    backend === "embedded"
+      ? [
+          { backend, sameDisk: false },
+          { backend, sameDisk: true },
+        ]
+      : [{ backend, sameDisk: false }],
+  );
+  const rows: string[][] = [];
+  const measured: Record<string, unknown> = {};
+  for (const { backend, sameDisk } of cases) {
+    const label = `${backend}, ${sameDisk ? "same disk" : "fresh worker"}`;
+    console.log(`\nrestore (${label}): ${fmt(SERVICES)} keys`);
+    try {
+      const r = await measureRestore({ ...cluster, backend, sameDisk, keys: SERVICES, seed: SEED });
+      for (const x of r.restores)
+        rows.push([label, `${x.changelog.split(".").slice(-2, -1)[0]}[${x.partition}]`, x.recovery ?? "rebuilt", fmt(x.entries ?? 0), fmt(x.ms)]);
+      console.log(
+        `restore (${label}): ${fmt(r.keys)} keys (${fmt(r.events)} events in open windows); ${r.restores.length} partitions opened (workflows counted ${r.counted} restores), ` +
+          `slowest ${fmt(Math.max(...r.restores.map((x) => x.ms)))} ms; changelog ${fmt(r.changelog.bytes)} B on disk in ${fmt(r.changelog.offsets)} offsets`,
+      );
+      if (r.restores.length === 0) failures.push(`restore (${label}): the fresh worker logged no restore`);
+      if (sameDisk && r.restores.some((x) => x.recovery !== "current" && x.recovery !== "tail"))
+        failures.push(`restore (${label}): a store was rebuilt, not recovered locally`);
+      measured[label] = r;
+    } catch (err) {
+      console.log(`  restore FAILED: ${(err as Error).stack ?? String(err)}`);
+      failures.push(`restore (${label}) did not complete: ${(err as Error).message.split("\n")[0]}`);
+    }
   }
+  printTable(["backend, restart", "changelog partition", "how", "entries", "ms"], rows);
+  results.restore = BACKENDS.length === 1 && BACKENDS[0] === "memory" ? measured["memory, fresh worker"] : measured;
 }
 
 /** Writes the events as JSON Lines (no flush events). */

@@ -41,6 +41,8 @@ export interface SageClusterOptions {
   parallelism: number;
   /** Scratch dir: the workers' data dir and the processes' logs. */
   dir: string;
+  /** Where the workers keep keyed state (default memory); embedded: each worker in its own state.dir under `dir`. */
+  backend?: "memory" | "embedded";
   log?: (line: string) => void;
 }
 
@@ -103,8 +105,15 @@ function jobEnv(o: SageClusterOptions, taskQueue: string, topics: { input: strin
     STATEFUL_IN: topics.input,
     STATEFUL_TUMBLING: topics.tumbling,
     STATEFUL_SLIDING: topics.sliding,
-    STATEFUL_GROUP: `${topics.input}.sage`,
+    // Each backend's run reads the input from the start in its own group.
+    STATEFUL_GROUP: `${topics.input}.sage${o.backend === "embedded" ? "-embedded" : ""}`,
   };
+}
+
+/** The state settings of a worker: the backend, and for an embedded one its state.dir `<dir>/<name>` (a worker restarted on the same one recovers locally). */
+function stateEnv(o: SageClusterOptions, name: string): Record<string, string> {
+  if (o.backend !== "embedded") return {};
+  return { SAGE_STATE_BACKEND: "embedded", SAGE_STATE_DIR: join(o.dir, name) };
 }
 
 /** A client on the bench's dev server for the job's task queue. */
@@ -141,7 +150,9 @@ export async function runSageStreaming(o: SageStreamingOptions): Promise<SageStr
   for (const topic of [o.outputs.tumbling, o.outputs.sliding]) await ensureTopic(o.brokers, topic, o.partitions ?? 4);
   const kafka = createKafkajsClient({ brokers: [o.brokers], clientId: "stateful-sage" });
   const client = await connect(env);
-  const workers = Array.from({ length: o.workers ?? 1 }, (_, i) => startSage(["worker", PIPELINE_FILE], env, join(o.dir, `${o.jobId}.worker-${i + 1}.log`)));
+  const workers = Array.from({ length: o.workers ?? 1 }, (_, i) =>
+    startSage(["worker", PIPELINE_FILE], { ...env, ...stateEnv(o, `${o.jobId}.state-${i + 1}`) }, join(o.dir, `${o.jobId}.worker-${i + 1}.log`)),
+  );
   const startedAt = Math.min(...workers.map((w) => w.startedAt));
   let shim: SageProcess | null = null;
   try {
@@ -244,8 +255,8 @@ export interface SageRestore {
   /** Keys with live state (every key's windows are open when the worker is replaced). */
   keys: number;
   events: number;
-  /** What the fresh worker logged, one line per keyed operator and partition it rebuilt. */
-  restores: Array<{ changelog: string; partition: number; entries: number; ms: number }>;
+  /** What the fresh worker logged, one line per keyed operator and partition it rebuilt (or, embedded, recovered locally: `recovery`). */
+  restores: Array<{ changelog: string; partition: number; entries?: number; ms: number; recovery?: string }>;
   /** Restores the partition workflows counted (their progress). */
   counted: number;
   changelog: TopicBytes;
@@ -254,10 +265,11 @@ export interface SageRestore {
 /**
  * The restore of `keys` keys: a job reads `8 x keys` events that all lie in the first 9 s of event
  * time, so no window fires and every key's tumbling window and three sliding windows stay in state.
- * Then the worker is replaced by a fresh process (no local copy), a few more events arrive, and the
- * fresh worker rebuilds each keyed operator's partitions from the changelog, as it logs.
+ * Then the worker is replaced by a fresh process, a few more events arrive, and the fresh worker
+ * brings each keyed operator's partitions up to date, as it logs: from the changelog when it has no
+ * local copy, or (`sameDisk`, embedded backend) by local recovery of the stores its predecessor left.
  */
-export async function measureRestore(o: SageClusterOptions & { keys: number; seed: number }): Promise<SageRestore> {
+export async function measureRestore(o: SageClusterOptions & { keys: number; seed: number; sameDisk?: boolean }): Promise<SageRestore> {
   const log = o.log ?? (() => {});
   const jobId = `restore-${Date.now()}`;
   const topics = { input: `stateful.${jobId}.in`, tumbling: `stateful.${jobId}.tumbling`, sliding: `stateful.${jobId}.sliding` };
@@ -282,7 +294,7 @@ export async function measureRestore(o: SageClusterOptions & { keys: number; see
   const env = jobEnv(o, taskQueue, topics);
   const client = await connect(env);
   const job = jobHandle(client, jobId, o.parallelism);
-  const procs: SageProcess[] = [startSage(["worker", PIPELINE_FILE], env, join(o.dir, `${jobId}.worker-1.log`))];
+  const procs: SageProcess[] = [startSage(["worker", PIPELINE_FILE], { ...env, ...stateEnv(o, `${jobId}.state-1`) }, join(o.dir, `${jobId}.worker-1.log`))];
   try {
     await waitForPollers(client, taskQueue, 1);
     procs.push(startSage(["shim", PIPELINE_FILE, "--job-id", jobId], env, join(o.dir, `${jobId}.shim.log`)));
@@ -290,16 +302,22 @@ export async function measureRestore(o: SageClusterOptions & { keys: number; see
     await untilProgress(job, "restore: state built", procs, (p) => KEYED_UIDS.every((uid) => inOf(p, uid) >= events.length) && p.pending === 0);
     log(`restore: ${events.length} events in state; replacing the worker with a fresh process`);
     await procs[0]!.stop();
-    const fresh = startSage(["worker", PIPELINE_FILE], env, join(o.dir, `${jobId}.worker-2.log`));
+    const fresh = startSage(
+      ["worker", PIPELINE_FILE],
+      { ...env, ...stateEnv(o, `${jobId}.state-${o.sameDisk ? 1 : 2}`) },
+      join(o.dir, `${jobId}.worker-2.log`),
+    );
     procs[0] = fresh;
     await produce(triggers);
-    // Each partition workflow's first unit on the fresh worker rebuilds both keyed operators (they share its stage).
+    // Each partition workflow's first unit on the fresh worker opens both keyed operators' state (they share its stage).
     const counted = (p: StreamJobProgress) => p.workflows.reduce((n, w) => n + (w?.restores ?? 0), 0);
-    const done = await untilProgress(job, "restore: fresh worker restored", [fresh, procs[1]!], (p) => counted(p) >= o.parallelism);
-    const restores = readFileSync(fresh.logFile, "utf8")
-      .split("\n")
-      .filter((l) => l.includes("keyed state rebuilt from the changelog"))
-      .map((l) => JSON.parse(l) as SageRestore["restores"][number]);
+    const opened = (): SageRestore["restores"] =>
+      readFileSync(fresh.logFile, "utf8")
+        .split("\n")
+        .filter((l) => l.includes("keyed state rebuilt from the changelog") || l.includes("keyed state recovered locally"))
+        .map((l) => JSON.parse(l) as SageRestore["restores"][number]);
+    const done = await untilProgress(job, "restore: fresh worker restored", [fresh, procs[1]!], () => opened().length >= KEYED_UIDS.length * o.parallelism);
+    const restores = opened();
     if (restores.length < KEYED_UIDS.length * o.parallelism)
       throw new Error(
         `restore: the fresh worker logged ${restores.length} rebuilds, not one per keyed operator and partition (${KEYED_UIDS.length * o.parallelism})`,
