@@ -27,6 +27,13 @@ export const CASES: readonly BenchCase[] = [
     inDefaultRun: true,
   }),
   scriptCase({
+    name: "savepoint",
+    file: "bench/savepoint.ts",
+    summary: "savepoint and restore at 10k/100k/1M keys vs one read of the changelog: time, size, cold rebuild, local recovery",
+    smokeArgs: ["--smoke"],
+    inDefaultRun: true,
+  }),
+  scriptCase({
     name: "chaos",
     file: "bench/chaos.ts",
     summary: "faults under running jobs (dev server kill -9, broker pause, clock skew, disk full): lost, duplicated, stall",

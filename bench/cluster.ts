@@ -30,9 +30,9 @@ export async function stopWorkers(workers: ChildProcess[]): Promise<void> {
   );
 }
 
-/** Waits until `n` distinct workers poll the task queue for activities (they bundle workflow code first). */
-export async function waitForPollers(client: SageClient, taskQueue: string, n: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
+/** Waits until `n` distinct workers poll the task queue for activities (they bundle workflow code first), at most `timeoutMs`. */
+export async function waitForPollers(client: SageClient, taskQueue: string, n: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const d = await client.connection.workflowService.describeTaskQueue({
       namespace: client.config.temporal.namespace,
@@ -43,7 +43,7 @@ export async function waitForPollers(client: SageClient, taskQueue: string, n: n
     if (live.size >= n) return;
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${n} worker(s) did not start polling ${taskQueue} within 60 s`);
+  throw new Error(`${n} worker(s) did not start polling ${taskQueue} within ${timeoutMs / 1000} s`);
 }
 
 /** History of a finished job over all its runs (continue-as-new starts a new run with its own history). */
