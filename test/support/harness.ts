@@ -126,6 +126,9 @@ export function sageCli(args: string[], options: { cwd?: string; env?: Record<st
     env: { ...process.env, ...options.env },
     encoding: "utf8",
     timeout: options.timeoutMs ?? 180_000,
+    // Past its guard a CLI is killed outright: a `sage run` sent SIGTERM stops its worker but waits on
+    // for the job, and this synchronous call, the test file and `npm test` with it.
+    killSignal: "SIGKILL",
   });
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
