@@ -1,7 +1,7 @@
 /**
  * Runs test files, each in its own `node --test-reporter=spec` process, in lanes: by default two
  * files at a time share the test run's dev server and broker; then each file that must have them
- * (or the machine) to itself runs alone. A lane file's output is printed whole when it ends; a
+ * (or the machine's CPU) to itself runs alone. A lane file's output is printed whole when it ends; a
  * file running alone prints as it goes. Ends with every file's duration, slowest first, and the
  * failed files. Used by `scripts/run-tests.ts`.
  */
@@ -10,14 +10,17 @@ import { readFileSync } from "node:fs";
 
 /**
  * Why a file runs alone, from what its text calls: `testBroker()` hands out the shared broker to kill
- * and restart; `startCluster()` starts brokers of its own; `rssKb()` measures a process's memory; a
- * file may also say `@runs-alone` in a comment. Null for a file that can share the servers.
+ * and restart; `startCluster()` starts brokers of its own; `rssKb()` measures a process's memory;
+ * `startModelServerProcess()` runs the local models, whose CPU-bound answers, slowed by a file beside
+ * them, outlast the tests' CLI guards; a file may also say `@runs-alone` in a comment. Null for a
+ * file that can share the servers.
  */
 export function aloneReason(path: string): string | null {
   const text = readFileSync(path, "utf8");
   if (text.includes("testBroker(")) return "kills and restarts the shared broker";
   if (text.includes("startCluster(")) return "starts a broker cluster of its own";
   if (text.includes(".rssKb(")) return "measures a process's memory";
+  if (text.includes("startModelServerProcess(")) return "runs the local models";
   if (text.includes("@runs-alone")) return "marked @runs-alone";
   return null;
 }

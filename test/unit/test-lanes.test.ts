@@ -64,7 +64,7 @@ test("alone", () => assert.deepEqual(${JSON.stringify(ended)}.map(existsSync), [
   assert.match(out, /alone\.test\.mjs \(alone: marked @runs-[a]lone\)/);
 });
 
-test("a file runs alone when it kills the shared broker, starts a cluster or measures memory", () => {
+test("a file runs alone when it kills the shared broker, starts a cluster, measures memory or runs the models", () => {
   const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
   const file = (name: string, text: string): string => {
     writeFileSync(join(dir, name), text);
@@ -74,5 +74,6 @@ test("a file runs alone when it kills the shared broker, starts a cluster or mea
   assert.equal(aloneReason(file("kill.test.ts", `const broker = ${"testBroker"}();\nbroker.kill();`)), "kills and restarts the shared broker");
   assert.equal(aloneReason(file("cluster.test.ts", `cluster = ${"startCluster"}({ ports });`)), "starts a broker cluster of its own");
   assert.equal(aloneReason(file("rss.test.ts", `samples.push(shim.${"rssKb"}());`)), "measures a process's memory");
+  assert.equal(aloneReason(file("llm.test.ts", `before(async () => (models = await ${"startModelServerProcess"}()));`)), "runs the local models");
   assert.equal(aloneReason(file("plain.test.ts", "const kafka = testKafka();")), null);
 });
