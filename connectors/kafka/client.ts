@@ -149,10 +149,7 @@ export interface KafkaAdmin {
 export interface ReadAllOptions {
   /** Read only committed records (default true). */
   readCommitted?: boolean;
-  /**
-   * Stop short of the end when no new record arrived for this long (default 10 s; at most 1.5 s once
-   * records came): a transaction still open holds a read_committed read back from the end.
-   */
+  /** Give up when no new record arrived for this long (default 10 s). */
   idleTimeoutMs?: number;
 }
 
@@ -170,7 +167,7 @@ export interface KafkaClient {
    * consumer has not read yet).
    */
   readToEnd(topic: string, partitions?: readonly number[], from?: ReadonlyMap<number, number>): Promise<Array<ConsumedMessage & { partition: number }>>;
-  /** Reads every partition of `topic` from the beginning up to the end it had when called (tests, tools). */
+  /** Reads every partition of `topic` from the beginning up to its current end (tests, tools). */
   readAll(topic: string, options?: ReadAllOptions): Promise<Array<ConsumedMessage & { partition: number }>>;
 }
 
