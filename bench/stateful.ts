@@ -41,6 +41,7 @@ const PARTS = arg("parts", "streaming,restore,bounded").split(",");
 const WORKERS = Number(arg("workers", "1"));
 /** Sage's state backends (`state.backend`), one Sage run each. */
 const BACKENDS = arg("backends", "memory").split(",") as Array<"memory" | "embedded">;
+// A run with the embedded backend saves apart (`<date>-stateful-backends.json`): a day's stateful file stays the run that wrote it.
 for (const b of BACKENDS) if (b !== "memory" && b !== "embedded") throw new Error(`--backends: "${b}" is not memory or embedded`);
 const PARTITIONS = 4;
 const INPUT = "stateful.in";
@@ -316,7 +317,7 @@ async function main(): Promise<void> {
   }
   if (!SMOKE && failures.length === 0)
     console.log(
-      `\nsaved ${saveResult("stateful", { events: EVENTS, services: SERVICES, seed: SEED, parallelism: PARALLELISM, partitions: PARTITIONS, ...results })}`,
+      `\nsaved ${saveResult(BACKENDS.includes("embedded") ? "stateful-backends" : "stateful", { events: EVENTS, services: SERVICES, seed: SEED, parallelism: PARALLELISM, partitions: PARTITIONS, ...results })}`,
     );
   if (failures.length > 0) {
     console.log(`\nstateful: FAILED:\n  ${failures.join("\n  ")}`);
