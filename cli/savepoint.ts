@@ -136,6 +136,7 @@ export async function prepareFromSavepoint(job: StreamJob, config: SageConfig, f
   await restoreSavepoint(job, kafkaClientOf(config, logger), store, id, {
     allowNonRestoredState: flags.allowNonRestoredState === true,
     sessionTimeoutMs: config.kafka["session-timeout"],
+    createTopics: config.kafka["create-topics"],
     logger,
     onPhase: (m) => process.stderr.write(`${m}\n`),
   });

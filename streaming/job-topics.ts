@@ -2,11 +2,33 @@
  * The Kafka topics a streaming job owns besides its sources: each keyed operator's repartition
  * topic (none behind a source-partitioned keyBy) and compacted changelog topic, and the job's
  * redrive topic. Created by the shim before it consumes, and by a restore before it seeds state.
+ * The topics it reads and writes are the user's: they are checked, never created.
  */
-import type { KafkaClient } from "../connectors/kafka/client.js";
-import { keyedTopicsOf } from "../core/plan/stream.js";
+import { MissingTopicError, type KafkaClient } from "../connectors/kafka/client.js";
+import { kafkaSinksOf, keyedTopicsOf } from "../core/plan/stream.js";
 import { redriveTopicOf } from "../core/plan/redrive.js";
 import type { PhysicalPlan } from "../core/plan/physical.js";
+
+/**
+ * Refuses a job whose source or Kafka-sink topic does not exist, naming the first such topic and
+ * its operator; with `create`, creates them instead with that many partitions (returns their names).
+ */
+export async function checkUserTopics(kafka: KafkaClient, plan: Pick<PhysicalPlan, "nodes" | "pipeline">, create?: { partitions: number }): Promise<string[]> {
+  const users = new Map<string, string>();
+  for (const n of plan.nodes)
+    if (n.source?.kind === "kafka") for (const t of n.source.topics) users.set(t, `source "${n.name}" of pipeline "${plan.pipeline}"`);
+  for (const [t, name] of kafkaSinksOf(plan)) if (!users.has(t)) users.set(t, `sink "${name}" of pipeline "${plan.pipeline}"`);
+  if (users.size === 0) return [];
+  const admin = await kafka.admin();
+  try {
+    const missing = await admin.missingTopics([...users.keys()]);
+    if (!create && missing[0] !== undefined) throw new MissingTopicError(missing[0], users.get(missing[0])!);
+    for (const t of missing) await admin.ensureTopic(t, create!.partitions);
+    return missing;
+  } finally {
+    await admin.close();
+  }
+}
 
 /** Creates the job's repartition, changelog and redrive topics that do not exist yet. */
 export async function ensureJobTopics(kafka: KafkaClient, plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">, jobId: string): Promise<void> {

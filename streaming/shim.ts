@@ -21,7 +21,7 @@ import { LagWatch } from "./shim/lag-watch.js";
 import { serveMetrics, type MetricsEndpoint } from "../monitoring/server.js";
 import { WorkflowSender, type SenderHost } from "./shim/sender.js";
 import { SavepointBarrierWatch } from "./shim/savepoint-barrier.js";
-import { ensureJobTopics } from "./job-topics.js";
+import { checkUserTopics, ensureJobTopics } from "./job-topics.js";
 
 export { shimOptionsOf, type ShimOptions, type ShimStats } from "./shim/options.js";
 
@@ -81,6 +81,8 @@ export class KafkaShim {
     // Metrics first: a port in use stops the shim before it joins the group.
     this.metrics = await serveMetrics(this.job.client.config.monitoring, this.logger);
     const input = this.job.inputs[0]!;
+    const created = await checkUserTopics(this.kafka, input.plan, this.options.createTopics ? { partitions: this.job.inputs.length } : undefined);
+    if (created.length > 0) this.logger.info({ topics: created, partitions: this.job.inputs.length }, "created the job's missing topics (kafka.create-topics)");
     await ensureJobTopics(this.kafka, input.plan, input.jobId);
     await this.startConsumer();
     this.watch.start();

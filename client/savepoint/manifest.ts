@@ -56,6 +56,11 @@ const manifestSchema = z.object({
     /** The next offset to read per source `topic:partition`. */
     offsets: z.record(z.string(), count),
   }),
+  /**
+   * The end offset per Kafka sink `topic:partition` when the savepoint was taken (absent in
+   * savepoints of older writers): a restore warns when one has grown since.
+   */
+  sinks: z.object({ offsets: z.record(z.string(), count) }).optional(),
   /** The largest event time seen per source `topic:partition` (what watermarks restart from). */
   eventTime: z.record(z.string(), z.number()),
   operators: z.record(z.string(), operatorSchema),

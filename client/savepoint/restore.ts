@@ -18,11 +18,11 @@ import { transactionalIdOf } from "../../connectors/kafka/sink.js";
 import { instanceOfKeyGroup } from "../../core/plan/key-groups.js";
 import { DEFAULT_KEY_GROUPS } from "../../core/plan/logical.js";
 import { edgeKey, type PhysicalPlan } from "../../core/plan/physical.js";
-import { kafkaSourceOf, keyedTopicsOf, workflowIndexOf, type StreamState } from "../../core/plan/stream.js";
+import { kafkaSinksOf, kafkaSourceOf, keyedTopicsOf, topicPartition, workflowIndexOf, type StreamState } from "../../core/plan/stream.js";
 import { keyGroupOfEntry, parseEntryKey, parseTimerNamespace } from "../../activities/state/entry-key.js";
 import { STATE } from "../../activities/state/state-names.js";
 import type { StreamJob } from "../../streaming/stream-job.js";
-import { ensureJobTopics } from "../../streaming/job-topics.js";
+import { checkUserTopics, ensureJobTopics } from "../../streaming/job-topics.js";
 import { SavepointError } from "./errors.js";
 import { MANIFEST_FILE, parseManifest, type SavepointManifest } from "./manifest.js";
 import { decodeState, type StateEntry } from "./state-file.js";
@@ -31,6 +31,8 @@ import { stateKindOf } from "./take.js";
 
 /** Entries written per send while seeding a changelog partition. */
 const SEED_CHUNK = 5_000;
+/** Changelog partitions seeded at once. */
+const SEED_PARALLEL = 4;
 
 /** A savepoint read and checked: its manifest and each operator's entries. */
 export interface LoadedSavepoint {
@@ -105,6 +107,8 @@ export interface RestoreOptions {
   allowNonRestoredState?: boolean;
   /** How long a consumer group may keep a dead member (the shim's session timeout): the offsets wait that long for it to leave. */
   sessionTimeoutMs: number;
+  /** Create missing source and sink topics (`kafka.create-topics`) rather than refuse. */
+  createTopics?: boolean;
   logger: Logger;
   onPhase?: (phase: string) => void;
 }
@@ -131,12 +135,19 @@ export async function restoreSavepoint(
     throw new SavepointError(
       `savepoint ${id} read topic(s) ${missing.join(", ")} that the pipeline no longer reads; pass --allow-non-restored-state to drop their offsets`,
     );
+  for (const line of await sinksGrown(kafka, saved.manifest, plan)) {
+    say(`warning: ${line}`);
+    options.logger.warn({ savepoint: id }, line);
+  }
   await checkNewJob(job);
   const workflows = job.inputs.length;
+  await checkUserTopics(kafka, plan, options.createTopics ? { partitions: workflows } : undefined);
   const partitionsOf = await sourcePartitions(kafka, source.topics);
   say(`restoring savepoint ${id} into job ${jobId} with ${workflows} partition workflow(s)`);
   await ensureJobTopics(kafka, plan, jobId);
   const timers: Array<Record<string, number>> = Array.from({ length: workflows }, () => ({}));
+  const seeds = new Map<string, Seed>();
+  const seeded: string[] = [];
   for (const t of keyedTopicsOf(plan, jobId)) {
     const entries = saved.state.get(t.uid);
     if (!entries) continue;
@@ -154,11 +165,17 @@ export async function restoreSavepoint(
       const ts = parseTimerNamespace(parts.namespace).ts;
       if (!(timers[j]![stage.id]! <= ts)) timers[j]![stage.id] = ts;
     }
-    for (const [j, list] of byPartition.entries()) {
-      if (list.length > 0) await seedPartition(kafka, transactionalIdOf(plan.pipeline, jobId, stage.id, `p${j}`), t.changelog, j, list);
-    }
-    say(`operator ${t.uid}: ${entries.length} entries over ${byPartition.filter((l) => l.length > 0).length} of ${t.partitions} partition(s)`);
+    for (const [j, list] of byPartition.entries())
+      if (list.length > 0) {
+        // The keyed operators of one stage share its transactional id: their partitions go in one transaction.
+        const transactionalId = transactionalIdOf(plan.pipeline, jobId, stage.id, `p${j}`);
+        const seed = seeds.get(transactionalId) ?? seeds.set(transactionalId, { transactionalId, parts: [] }).get(transactionalId)!;
+        seed.parts.push({ changelog: t.changelog, partition: j, entries: list });
+      }
+    seeded.push(`operator ${t.uid}: ${entries.length} entries over ${byPartition.filter((l) => l.length > 0).length} of ${t.partitions} partition(s)`);
   }
+  await seedAll(kafka, [...seeds.values()]);
+  for (const line of seeded) say(line);
   for (const uid of mapping.added) say(`operator ${uid} is new: it starts with empty state`);
   for (const uid of mapping.dropped) say(`operator ${uid} is gone: its state (${saved.manifest.operators[uid]!.entries} entries) is dropped`);
   await setSourceOffsets(kafka, source.groupId, saved.manifest, source.topics, options);
@@ -170,6 +187,35 @@ export async function restoreSavepoint(
 function kafkaKeyOf(encoded: string): string {
   const key = JSON.parse(encoded) as unknown;
   return typeof key === "string" ? key : encoded;
+}
+
+/**
+ * The sink topics of the new job that have grown since the savepoint: something committed to them
+ * after it (most often the old job, which went on). The new job writes its output from the
+ * savepoint on after those records, so a reader of the topic sees that span twice, as with Flink.
+ */
+async function sinksGrown(kafka: KafkaClient, manifest: SavepointManifest, plan: Pick<PhysicalPlan, "nodes">): Promise<string[]> {
+  const then = manifest.sinks?.offsets ?? {};
+  const grown = new Map<string, number>();
+  const admin = await kafka.admin();
+  try {
+    const topics = [...kafkaSinksOf(plan).keys()].filter((topic) => Object.keys(then).some((tp) => tp.startsWith(`${topic}:`)));
+    const gone = new Set(await admin.missingTopics(topics));
+    for (const topic of topics) {
+      if (gone.has(topic)) continue;
+      for (const p of await admin.partitionOffsets(topic)) {
+        const before = then[topicPartition(topic, p.partition)] ?? 0;
+        if (Number(p.high) > before) grown.set(topic, (grown.get(topic) ?? 0) + Number(p.high) - before);
+      }
+    }
+  } finally {
+    await admin.close();
+  }
+  return [...grown].map(
+    ([topic, n]) =>
+      `sink topic ${topic} has ${n} offset(s) past the savepoint (committed after it was taken, most likely by the old job going on); ` +
+      "this job writes the output from the savepoint on after them, so readers see that span twice (stop with `sage stop --savepoint` to leave nothing after it)",
+  );
 }
 
 /** Refuses a job id that has run: its changelogs and markers would be overwritten. */
@@ -197,15 +243,35 @@ async function sourcePartitions(kafka: KafkaClient, topics: readonly string[]): 
   return (t) => counts.get(t)!;
 }
 
-/** Writes entries to a changelog partition and sets its state-sequence marker to 0, in one transaction. */
-async function seedPartition(kafka: KafkaClient, transactionalId: string, changelog: string, partition: number, entries: readonly StateEntry[]): Promise<void> {
+/** One changelog partition's share of a savepoint, written under the transactional id its stage will use. */
+interface Seed {
+  transactionalId: string;
+  /** The stage's changelog partitions under that id (one per keyed operator of the stage). */
+  parts: Array<{ changelog: string; partition: number; entries: readonly StateEntry[] }>;
+}
+
+/**
+ * Writes every seed, `SEED_PARALLEL` at a time: each has its own transactional id and producer, and a
+ * producer's sends wait for the broker one after another, so the seeds overlap their waits.
+ */
+async function seedAll(kafka: KafkaClient, seeds: readonly Seed[]): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < seeds.length) await seedOne(kafka, seeds[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(SEED_PARALLEL, seeds.length) }, lane));
+}
+
+/** Writes a seed's entries and sets the state-sequence marker of each of its changelog partitions to 0, in one transaction. */
+async function seedOne(kafka: KafkaClient, { transactionalId, parts }: Seed): Promise<void> {
   const producer = kafka.transactionalProducer(transactionalId);
   try {
     const txn = await producer.begin();
     try {
-      for (let i = 0; i < entries.length; i += SEED_CHUNK)
-        await txn.send(entries.slice(i, i + SEED_CHUNK).map(([key, value]) => ({ topic: changelog, message: { key, value, partition } })));
-      await txn.sendOffsets({ group: transactionalId, positions: [{ topic: changelog, partition, nextOffset: "0" }] });
+      for (const { changelog, partition, entries } of parts)
+        for (let i = 0; i < entries.length; i += SEED_CHUNK)
+          await txn.send(entries.slice(i, i + SEED_CHUNK).map(([key, value]) => ({ topic: changelog, message: { key, value, partition } })));
+      await txn.sendOffsets({ group: transactionalId, positions: parts.map(({ changelog, partition }) => ({ topic: changelog, partition, nextOffset: "0" })) });
       await txn.commit();
     } catch (err) {
       await txn.abort().catch(() => undefined);

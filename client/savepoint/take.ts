@@ -11,7 +11,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
-import { kafkaSourceOf, keyedTopicsOf, topicPartition, workflowIndexOf, type StreamJobInput, type StreamProgress } from "../../core/plan/stream.js";
+import {
+  kafkaSinksOf,
+  kafkaSourceOf,
+  keyedTopicsOf,
+  topicPartition,
+  workflowIndexOf,
+  type StreamJobInput,
+  type StreamProgress,
+} from "../../core/plan/stream.js";
 import type { LogicalNode } from "../../core/plan/logical.js";
 import { DEFAULT_KEY_GROUPS } from "../../core/plan/logical.js";
 import { savepointBarrierSignal, savepointReleaseSignal, streamInputQuery } from "../../workflows/contract.js";
@@ -154,6 +162,7 @@ async function write(
   const source = kafkaSourceOf(plan);
   if (!source) throw new SavepointError(`job ${jobId} has no Kafka source: a bounded job needs no savepoint (it restarts from its completed splits)`);
   const offsets: Record<string, number> = {};
+  const sinkOffsets: Record<string, number> = {};
   const admin = await kafka.admin();
   try {
     for (const topic of source.topics) {
@@ -173,6 +182,8 @@ async function write(
         offsets[tp] = done ?? Number(fallback);
       }
     }
+    for (const topic of kafkaSinksOf(plan).keys())
+      for (const p of await admin.partitionOffsets(topic)) sinkOffsets[topicPartition(topic, p.partition)] = Number(p.high);
   } finally {
     await admin.close();
   }
@@ -214,6 +225,7 @@ async function write(
       params: input.params,
     },
     sources: { groupId: source.groupId, topics: source.topics, offsets },
+    sinks: { offsets: sinkOffsets },
     eventTime,
     operators,
   };

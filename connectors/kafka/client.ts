@@ -130,6 +130,8 @@ export interface KafkaAdmin {
   /** Creates the topic unless it exists (true when it was created), with topic `configs` (`cleanup.policy`, ...). */
   ensureTopic(topic: string, partitions: number, configs?: Record<string, string>): Promise<boolean>;
   deleteTopics(topics: string[]): Promise<void>;
+  /** Which of `topics` the cluster does not have. */
+  missingTopics(topics: readonly string[]): Promise<string[]>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
   /**
    * Committed offsets of a group on some partitions of a topic (absent: none committed), read only
@@ -196,6 +198,25 @@ export class GroupActiveError extends SageError {
       "KAFKA_GROUP_ACTIVE",
       `consumer group ${groupId} has active members, so its offsets cannot be set: stop the job (and its shim) that reads with it first`,
       { cause, retriable: false, input: true, scope: "job" },
+    );
+  }
+}
+
+/**
+ * A topic a job reads or writes does not exist. Before a job starts this refuses it (nothing is
+ * started); while it runs, a sink's unit retries, so that creating the topic lets the job go on.
+ */
+export class MissingTopicError extends SageError {
+  constructor(
+    readonly topic: string,
+    /** Who uses it, e.g. `sink "out" of pipeline "p"`. */
+    readonly usedBy: string,
+    options: { retriable?: boolean; cause?: unknown } = {},
+  ) {
+    super(
+      "KAFKA_TOPIC_MISSING",
+      `Kafka topic "${topic}" (${usedBy}) does not exist: create it (kafka-topics.sh --create --topic ${topic}, or kafka.create-topics: true to let the shim create it), or fix the topic name`,
+      { ...(options.cause !== undefined ? { cause: options.cause } : {}), retriable: options.retriable ?? false, input: true, scope: "job" },
     );
   }
 }

@@ -35,7 +35,7 @@ import type {
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
-import { GroupActiveError, KafkaAuthenticationError, TransactionError, UnstableOffsetsError } from "./client.js";
+import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError, UnstableOffsetsError } from "./client.js";
 import { isPlaintext, mechanismName, type KafkaSecurity } from "./security.js";
 import { checkSecurity } from "./wire.js";
 import { Partitioning, type SendChunk } from "./send-chunks.js";
@@ -348,6 +348,11 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
       return topics[0]!.partitions.length;
+    } catch (err) {
+      // Retriable: whoever creates the topic lets the unit through on its next attempt.
+      if ((err as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION")
+        throw new MissingTopicError(topic, "written by a producer", { retriable: true, cause: err });
+      throw err;
     } finally {
       await admin.disconnect();
     }
@@ -389,6 +394,10 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
           }
         },
         deleteTopics: (topics) => a.deleteTopics({ topics }),
+        async missingTopics(topics) {
+          const have = new Set(await a.listTopics());
+          return topics.filter((t) => !have.has(t));
+        },
         async partitionOffsets(topic) {
           const offsets = await a.fetchTopicOffsets(topic);
           return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high })).sort((x, y) => x.partition - y.partition);

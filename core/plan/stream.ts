@@ -238,6 +238,13 @@ export function kafkaSourceOf(plan: Pick<PhysicalPlan, "nodes">): KafkaSourceSpe
   return null;
 }
 
+/** The Kafka sinks of a plan by topic, each with the name of its first operator. */
+export function kafkaSinksOf(plan: Pick<PhysicalPlan, "nodes">): Map<string, string> {
+  const sinks = new Map<string, string>();
+  for (const n of plan.nodes) if (n.sink?.kind === "kafka" && !sinks.has(n.sink.topic)) sinks.set(n.sink.topic, n.name);
+  return sinks;
+}
+
 /** True when the plan reads an unbounded source and so runs as a streaming job. */
 export function isStreaming(plan: Pick<PhysicalPlan, "nodes">): boolean {
   return kafkaSourceOf(plan) !== null;

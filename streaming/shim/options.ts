@@ -9,6 +9,8 @@ export interface ShimOptions {
   maxUnacked: number;
   sessionTimeoutMs: number;
   fetchBytes: number;
+  /** Create missing source and Kafka-sink topics (one partition per partition workflow) rather than refuse to start. */
+  createTopics?: boolean;
 }
 
 /** Shim options from configuration. */
@@ -20,6 +22,7 @@ export function shimOptionsOf(config: SageConfig): ShimOptions {
     maxUnacked: config.kafka["max-unacked-batches"],
     sessionTimeoutMs: config.kafka["session-timeout"],
     fetchBytes: config.kafka["fetch-bytes"],
+    createTopics: config.kafka["create-topics"],
   };
 }
 

@@ -11,19 +11,11 @@ import { join } from "node:path";
 import pipeline, { BRANCHES, type Ev } from "../fixtures/keyed-pipeline.js";
 import { assertBranches, FLUSH_KEY, keyedInput, keyedReference, readBranches } from "../support/keyed-reference.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
-import { readJsonl, runJob, testConfig, until } from "../support/harness.js";
+import { readJsonl, runJob, testConfig, until, useEnv } from "../support/harness.js";
 import { runStreaming, streamConfig, testKafka } from "../support/kafka.js";
 import { renderStreamProgress } from "../../cli/stream.js";
 
 const N = 1_500;
-
-/** Points the fixture at a file (bounded) or at topics (streaming) for the next compile. */
-function useEnv(env: Record<string, string | undefined>): void {
-  for (const [k, v] of Object.entries(env)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-}
 
 test("bounded: every window, the late output, the rolling reduce and the keyed process equal the reference, over parallel splits", async () => {
   const input = keyedInput(N);

@@ -11,12 +11,13 @@ import assert from "node:assert/strict";
 import { cpSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import keyedPipeline, { BRANCHES, type Ev } from "../fixtures/keyed-pipeline.js";
-import { assertBranches, keyedInput, keyedReference, readBranches } from "../support/keyed-reference.js";
-import { REPO, sageCliBackground, startWorker, startWorkerProcess, until } from "../support/harness.js";
+import { assertBranches, FLUSH_KEY, keyedInput, keyedReference, readBranches } from "../support/keyed-reference.js";
+import { REPO, sageCliBackground, startWorker, startWorkerProcess, until, useEnv } from "../support/harness.js";
 import { startShimProcess, streamCliEnv, streamConfig, testKafka } from "../support/kafka.js";
 import { SageClient } from "../../client/sage-client.js";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
-import { partitionWorkflowId, type StreamProgress } from "../../core/plan/stream.js";
+import { partitionWorkflowId, workflowIndexOf, type StreamProgress } from "../../core/plan/stream.js";
+import { defaultPartitionOf } from "../../connectors/kafka/send-chunks.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { WorkflowNotFoundError } from "@temporalio/client";
 import type { SavepointManifest } from "../../client/savepoint/manifest.js";
@@ -24,6 +25,8 @@ import type { SavepointManifest } from "../../client/savepoint/manifest.js";
 const KEYED_FIXTURE = join(REPO, "test", "fixtures", "keyed-pipeline.ts");
 const N = 1_500;
 const PIPELINE = "keyedtest";
+/** Source partitions of the source-partitioned test's input topic. */
+const SOURCE_PARTITIONS = 4;
 
 /** Runs `sage <args>` without blocking this process (its worker serves the job meanwhile). */
 function sage(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -39,12 +42,12 @@ function sage(args: string[], env: Record<string, string>): Promise<{ code: numb
 }
 
 /** Topics of one test: input (one partition: the reference's watermark is over one ordered input), outputs per branch, dead letters. */
-async function topics(tag: string, kafka: KafkaClient, branches: readonly string[]) {
+async function topics(tag: string, kafka: KafkaClient, branches: readonly string[], inputPartitions = 1) {
   const t = { input: `${tag}.in`, out: `${tag}.out`, dlq: `${tag}.dlq` };
   const admin = await kafka.admin();
   try {
     const keep = { "retention.ms": "-1" };
-    await admin.ensureTopic(t.input, 1, keep);
+    await admin.ensureTopic(t.input, inputPartitions, keep);
     await admin.ensureTopic(t.dlq, 1);
     for (const b of branches) await admin.ensureTopic(`${t.out}.${b}`, 1, keep);
   } finally {
@@ -53,18 +56,17 @@ async function topics(tag: string, kafka: KafkaClient, branches: readonly string
   return t;
 }
 
-/** Sends events to partition 0 of `topic`, in order, in `chunks` sends `gapMs` apart (a job fed a while crosses checkpoints). */
-async function send(kafka: KafkaClient, topic: string, events: readonly Ev[], chunks = 1, gapMs = 0): Promise<void> {
+/**
+ * Sends events to `topic` keyed by `k`, in order: to partition 0, or with `byKey` where the default
+ * partitioner puts each key.
+ */
+async function send(kafka: KafkaClient, topic: string, events: readonly Ev[], options: { byKey?: boolean } = {}): Promise<void> {
   const producer = await kafka.producer();
   try {
-    const size = Math.ceil(events.length / chunks);
-    for (let i = 0; i < events.length; i += size) {
-      if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
-      await producer.send(
-        topic,
-        events.slice(i, i + size).map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), partition: 0 })),
-      );
-    }
+    await producer.send(
+      topic,
+      events.map((e) => ({ key: e.k, value: JSON.stringify(e), timestamp: String(e.ts), ...(options.byKey ? {} : { partition: 0 }) })),
+    );
   } finally {
     await producer.close();
   }
@@ -94,13 +96,6 @@ async function neverStarted(client: SageClient, jobId: string, workflows: number
     }
   }
   return true;
-}
-
-function useEnv(env: Record<string, string | undefined>): void {
-  for (const [k, v] of Object.entries(env)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
 }
 
 /** Parses `sage ... --json` output of a savepoint. */
@@ -250,6 +245,13 @@ test("savepoint while running, then kill -9 of worker and shim, then a job from 
       for (const br of BRANCHES) actual[br] = await read(br);
       assertBranches(actual, expected, BRANCHES);
       assert.equal((await sage(["stop", `${tag}-r`], cli2)).code, 0);
+      // Restoring into the old job's own sink topics, which it went on writing after the savepoint, is
+      // warned about (here the restore then stops at the job id, which exists: nothing is started).
+      assert.ok(sp.manifest.sinks?.offsets[`${t.out}.rolling:0`] !== undefined, "the savepoint holds the sinks' end offsets");
+      const again = await sage(["shim", KEYED_FIXTURE, "--job-id", `${tag}-r`, "--from-savepoint", sp.path], cli);
+      assert.equal(again.code, 2, again.stderr);
+      assert.match(again.stderr, new RegExp(`warning: sink topic ${t.out}\\.rolling has \\d+ offset\\(s\\) past the savepoint`));
+      assert.match(again.stderr, /exists already/);
     } finally {
       resumed.kill("SIGKILL");
       await second.stop();
@@ -258,6 +260,72 @@ test("savepoint while running, then kill -9 of worker and shim, then a job from 
     first.child.kill("SIGKILL");
     await shim.kill();
     await client.close();
+  }
+});
+
+test("source-partitioned keyBy: a savepoint at 2 workflows restored at 3 moves each key's state to the workflow that reads its Kafka partition", async () => {
+  const tag = `sps-${process.pid}-${Date.now()}`;
+  const kafka = testKafka();
+  const t = await topics(tag, kafka, BRANCHES, SOURCE_PARTITIONS);
+  const env = { KEYED_IN: t.input, KEYED_OUT: t.out, KEYED_SOURCE_PARTITIONED: "1" };
+  useEnv({ ...env, KEYED_IDLE_MS: undefined, KEYED_V2: undefined });
+  const config = streamConfig("savepoint-source-partitioned", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 50 });
+  const cli = streamCliEnv(config, { env });
+  const dir = join(config.dir, "savepoints");
+  // No flush record: the branches checked (rolling reduce, count windows) do not wait for a watermark.
+  const input = keyedInput(N).filter((e) => e.k !== FLUSH_KEY);
+  const expected = keyedReference(input);
+  // Each key's records go where the default partitioner puts them; from 2 to 3 workflows, partitions 2 and 3 change hands.
+  const moved = [..."abcde"].filter((k) => {
+    const p = defaultPartitionOf(k, SOURCE_PARTITIONS);
+    return workflowIndexOf(p, 2) !== workflowIndexOf(p, 3);
+  });
+  assert.ok(moved.length > 0, "some key's state changes workflow");
+  const worker = await startWorker(keyedPipeline, config);
+  const client = await SageClient.connect({ config });
+  const children: Array<ReturnType<typeof sageCliBackground>> = [];
+  const half = 800;
+  try {
+    const a = sageCliBackground(["shim", KEYED_FIXTURE, "--job-id", `${tag}-a`], { env: cli });
+    children.push(a);
+    await send(kafka, t.input, input.slice(0, half), { byKey: true });
+    await processed(client, `${tag}-a`, half);
+    const stopA = await sage(["stop", `${tag}-a`, "--savepoint", "--dir", dir, "--json"], cli);
+    assert.equal(stopA.code, 0, stopA.stderr);
+    const sp = savepointOf(stopA.stdout);
+    assert.equal(
+      Object.values(sp.manifest.sources.offsets).reduce((n, o) => n + Number(o), 0),
+      half,
+      "the source offsets sum to the records read",
+    );
+    assert.ok(
+      Object.values(sp.manifest.operators).every((op) => op.sourcePartitioned),
+      "every keyed operator's state is source-partitioned",
+    );
+
+    const b = sageCliBackground(["shim", KEYED_FIXTURE, "--job-id", `${tag}-b`, "--parallelism", "3", "--from-savepoint", sp.path], { env: cli });
+    children.push(b);
+    let bLog = "";
+    b.stderr?.on("data", (d: Buffer) => (bLog += d.toString()));
+    await send(kafka, t.input, input.slice(half), { byKey: true });
+    const read = async (branch: string): Promise<unknown[]> =>
+      (await kafka.readAll(`${t.out}.${branch}`, { idleTimeoutMs: 1_500 })).map((m) => JSON.parse(m.value!.toString("utf8")) as unknown);
+    const checked = ["rolling", "count"] as const;
+    await readBranches(read, { rolling: expected.rolling!, count: expected.count! }, until).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\njob B's shim:\n${bLog.slice(-4_000)}`);
+    });
+    await new Promise((r) => setTimeout(r, 2_000));
+    const actual: Record<string, unknown[]> = {};
+    for (const br of checked) actual[br] = await read(br);
+    // A key whose state were left behind would start its sums and counts over: every row would differ from there on.
+    assertBranches(actual, expected, checked);
+    const deadLetters = await kafka.readAll(t.dlq, { idleTimeoutMs: 1_000 });
+    assert.equal(deadLetters.length, 0, "no record was dead-lettered as in the wrong partition");
+    assert.equal((await sage(["stop", `${tag}-b`], cli)).code, 0);
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+    await client.close();
+    await worker.stop();
   }
 });
 

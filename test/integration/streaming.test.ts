@@ -13,11 +13,12 @@ import { KafkaShim, shimOptionsOf } from "../../streaming/shim.js";
 import { StreamJob } from "../../streaming/stream-job.js";
 import { taskQueueOf } from "../../client/task-queue.js";
 import { encodeBatch } from "../../connectors/kafka/batch-codec.js";
-import { STREAM_WORKFLOW } from "../../core/plan/stream.js";
+import { STREAM_WORKFLOW, partitionWorkflowId } from "../../core/plan/stream.js";
+import { WorkflowNotFoundError } from "@temporalio/client";
 import { batchSignal, streamProgressQuery } from "../../workflows/contract.js";
 import { createLogger } from "../../client/logger.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
-import { startWorker, until } from "../support/harness.js";
+import { sageCli, startWorker, until } from "../support/harness.js";
 import {
   createTopics,
   exactlyOnce,
@@ -28,6 +29,8 @@ import {
   runStreaming,
   stageRuns,
   startShim,
+  STREAM_FIXTURE,
+  streamCliEnv,
   streamConfig,
   streamTopics,
   testKafka,
@@ -319,4 +322,48 @@ test("string and bytes formats; keys, headers and timestamps pass through to the
     raw.map((m) => [m.key?.toString(), [...m.value!], m.headers["kind"], m.timestamp]),
     [["raw", [0, 250, 2, 1], "bin", "1700000000002"]],
   );
+});
+
+test("a missing sink or source topic stops the shim before anything starts, naming topic and operator; kafka.create-topics creates them", async () => {
+  const t = streamTopics("missing");
+  useTopics(t.env);
+  const config = streamConfig("missing", t.dlq, { "execution.parallelism": 2 });
+  const kafka = testKafka();
+  const admin = await kafka.admin();
+  try {
+    await admin.ensureTopic(t.input, 2);
+  } finally {
+    await admin.close();
+  }
+  // The sink topic is missing: `sage shim` refuses with exit code 2, and no partition workflow exists.
+  const refused = sageCli(["shim", STREAM_FIXTURE, "--job-id", "missing-sink"], { env: streamCliEnv(config, t) });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, new RegExp(`Kafka topic "${t.output}" \\(sink "out" of pipeline "streamtest"\\) does not exist`));
+  const client = await SageClient.connect({ config });
+  try {
+    await assert.rejects(client.temporal.workflow.getHandle(partitionWorkflowId("streamtest", "missing-sink", 0)).describe(), WorkflowNotFoundError);
+  } finally {
+    await client.close();
+  }
+
+  // Neither topic exists: with kafka.create-topics the shim creates both, one partition per partition workflow, and the job runs.
+  const t2 = streamTopics("created");
+  useTopics(t2.env);
+  const run = await runStreaming(pipeline, streamConfig("created", t2.dlq, { "execution.parallelism": 2, "kafka.create-topics": true }), "created");
+  try {
+    const check = await kafka.admin();
+    try {
+      assert.deepEqual(await check.missingTopics([t2.input, t2.output]), []);
+      assert.equal((await check.partitionOffsets(t2.output)).length, 2);
+    } finally {
+      await check.close();
+    }
+    await produceRange(kafka, t2.input, 0, 1_000);
+    await waitForRecords(run.job, 1_000);
+    await run.finish();
+    const out = exactlyOnce(await readOutput(kafka, t2.output), 0, 1_000);
+    assert.equal(out.missing + out.duplicated, 0, JSON.stringify(out));
+  } finally {
+    await run.close();
+  }
 });

@@ -208,3 +208,11 @@ async function pollers(client: SageClient, config: SageConfig): Promise<string[]
   });
   return (r.pollers ?? []).map((p) => p.identity ?? "");
 }
+
+/** Sets environment variables of this process (`undefined` deletes one): a fixture reads them when it is compiled. */
+export function useEnv(env: Record<string, string | undefined>): void {
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+}
