@@ -48,6 +48,8 @@ export {
   CoFlatMapFunction,
   RichSinkFunction,
   RichSourceFunction,
+  MAIN_THREAD,
+  onMainThread,
   type RichFunction,
   type MapFunctionLike,
   type MapBatchFunctionLike,

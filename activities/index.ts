@@ -12,6 +12,8 @@ import { runStage } from "./stage/run-stage.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { KeyedStateHost, type KeyedStateOptions } from "./stage/keyed-state.js";
 import { stageDone, stageFailed, stageStarted } from "../monitoring/stage-metrics.js";
+import type { StageThreads } from "./stage/stage-threads.js";
+import { threadPlacement } from "./stage/thread-placement.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
 const SERVED_PARALLELISM = 16;
@@ -55,6 +57,8 @@ export function createActivities(options: {
   state?: KeyedStateOptions;
   /** The task queue only this worker polls: a keyed streaming unit run as an activity names it, so the next one comes back here. */
   ownQueue?: string;
+  /** Stage threads: bounded units whose work is CPU-bound run there (`thread-placement.ts`); absent: all on the main thread. */
+  threads?: StageThreads;
 }) {
   const { registry, dataDir, logger } = options;
   const kafka = options.kafka;
@@ -66,6 +70,18 @@ export function createActivities(options: {
     [SPLITS_ACTIVITY]: (input: ControlInput) => asFailure(() => listSplits(input, registry, activityLogger(logger, input))),
     [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),
     [ABORT_ACTIVITY]: (input: ControlInput) => asFailure(() => abortJob(input, dataDir)),
+  };
+  const threads = options.threads;
+  /** True when a stage thread may run `input` (a plan this worker cannot serve fails on the main thread, as without threads). */
+  const onThread = (input: StageInput): boolean => {
+    let compiled;
+    try {
+      compiled = registry.resolve(input);
+    } catch {
+      return false;
+    }
+    const stage = compiled.plan.stages.find((s) => s.id === input.stage);
+    return stage !== undefined && threadPlacement(input, compiled, stage).thread;
   };
   const stage = (input: StageInput, ...records: Uint8Array[]) =>
     asFailure(async () => {
@@ -96,7 +112,7 @@ export function createActivities(options: {
           ...(options.kafka ? { kafka: options.kafka } : {}),
           ...(keyedStateHost ? { keyedState: keyedStateHost } : {}),
         };
-        out = await runStage(input, host, log, records);
+        out = threads && onThread(input) ? await threads.run(input, log.bindings(), ctx.cancellationSignal) : await runStage(input, host, log, records);
       } catch (err) {
         stageFailed(input, err);
         throw err;

@@ -13,6 +13,7 @@ import { startWorkers, stopWorkers, waitForPollers } from "./cluster.js";
 import { readLines } from "../connectors/file/line-reader.js";
 import { startScratchServer } from "../dev/temporal-server.js";
 import { loadConfig } from "../client/config-loader.js";
+import { workerSlotsOf } from "../worker/slots.js";
 import { SageClient } from "../client/sage-client.js";
 import pipeline from "../examples/wordcount/pipeline.js";
 import { ensureCorpus } from "./corpus.js";
@@ -62,8 +63,8 @@ type Row = { case: string; ms: number; out: number; activities?: number; splits?
 const rows: Row[] = [{ case: "plain TS loop (in process, not durable)", ms: loop.ms, out: loop.out }];
 
 const variants = [
-  { workers: 1, slots: config.worker["max-concurrent-activities"], label: "sage, 1 worker (durable)" },
-  { workers: 2, slots: config.worker["max-concurrent-activities"], label: "sage, 2 workers (durable)" },
+  { workers: 1, slots: workerSlotsOf(config).activities, label: "sage, 1 worker (durable)" },
+  { workers: 2, slots: workerSlotsOf(config).activities, label: "sage, 2 workers (durable)" },
   { workers: 2, slots: 1, label: "sage, 2 workers x 1 activity slot" },
 ];
 for (const [i, v] of variants.entries()) {

@@ -10,7 +10,7 @@ import { connectionOptions } from "../client/connection.js";
 import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev/temporal-server.js";
 import { createLogger } from "../client/logger.js";
 import type { Pipeline } from "../core/api/pipeline.js";
-import { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
+import { createSageWorker, type PipelineModule, type SageWorker } from "../worker/sage-worker.js";
 
 /** Flags every command accepts. */
 export interface GlobalFlags {
@@ -128,9 +128,9 @@ export interface InProcessWorker {
   stop(): Promise<void>;
 }
 
-/** Starts a worker for `pipeline` in this process; a failure of its run is logged, not thrown. */
-export async function startInProcessWorker(pipeline: Pipeline, config: SageConfig, logger: Logger): Promise<InProcessWorker> {
-  const worker = await createSageWorker({ pipeline, config, logger });
+/** Starts a worker for `pipeline` (from `module`, which its stage threads load) in this process; a failure of its run is logged, not thrown. */
+export async function startInProcessWorker(pipeline: Pipeline, config: SageConfig, logger: Logger, module?: PipelineModule): Promise<InProcessWorker> {
+  const worker = await createSageWorker({ pipeline, config, logger, ...(module ? { module } : {}) });
   const running = worker.run();
   running.catch((err: unknown) => logger.error({ err }, "worker failed"));
   return {

@@ -38,7 +38,8 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<v
   if (isStreaming(plan)) return runStreaming(pipeline, config, flags, logger);
   if (flags.fromSavepoint)
     throw new UsageError(`pipeline "${pipeline.name}" is bounded: it needs no savepoint (a failed job resumes from its completed splits with \`sage rerun\`)`);
-  const worker = flags.worker !== false ? await startInProcessWorker(pipeline, config, logger) : null;
+  const module = { path: modulePath, ...(flags.pipeline ? { name: flags.pipeline } : {}) };
+  const worker = flags.worker !== false ? await startInProcessWorker(pipeline, config, logger, module) : null;
   const client = await SageClient.connect({ config });
   const started = Date.now();
   try {
@@ -73,7 +74,7 @@ export async function workerCommand(modulePath: string, flags: WorkerFlags): Pro
   const config = configFrom(flags);
   const logger = cliLogger(config, "worker");
   const pipeline = await loadPipeline(modulePath, flags.pipeline);
-  const worker = await createSageWorker({ pipeline, config, logger });
+  const worker = await createSageWorker({ pipeline, config, logger, module: { path: modulePath, ...(flags.pipeline ? { name: flags.pipeline } : {}) } });
   watchPauses(logger);
   const stop = () => {
     logger.info("shutting down: finishing in-flight activities");

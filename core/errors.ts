@@ -82,6 +82,13 @@ export class ConfigError extends SageError {
   }
 }
 
+/** The stage thread running a unit died (a user function called `process.exit`, or it ran out of memory): the attempt fails and is retried. */
+export class StageThreadError extends SageError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("STAGE_THREAD_DIED", message, { retriable: true, scope: "job", ...options });
+  }
+}
+
 /** A worker was asked to run a plan it does not serve. */
 export class PlanMismatchError extends SageError {
   constructor(

@@ -19,7 +19,7 @@ export { loadConfig, type LoadConfigOptions } from "../client/config-loader.js";
 export type { SageConfig } from "../core/config/schema.js";
 export { createLogger } from "../client/logger.js";
 export { SageClient, SageJob, JobFailedError, type ConnectOptions, type SubmitOptions } from "../client/sage-client.js";
-export { createSageWorker, type SageWorker } from "../worker/sage-worker.js";
+export { createSageWorker, type PipelineModule, type SageWorker, type SageWorkerOptions } from "../worker/sage-worker.js";
 export { uiLink } from "../cli/common.js";
 export type { JobProgress, JobResult, OperatorCounts, StageCounts } from "../core/plan/job.js";
 export type { CompiledPipeline } from "../core/api/pipeline.js";

@@ -100,8 +100,36 @@ export function stageFailed(ref: StageRef, err: unknown): void {
   stageErrors.inc({ pipeline: ref.pipeline, job_id: ref.jobId, stage: ref.stage, code });
 }
 
+/** A failed try of a user function, as a stage thread hands it to the main thread's metrics. */
+export interface FailedTry {
+  pipeline: string;
+  jobId: string;
+  operator: string;
+  retried: boolean;
+}
+
+/** In a stage thread: the failed tries since the last `takeFailedTries` (null: counted at once, as on the main thread). */
+let heldTries: FailedTry[] | null = null;
+
+/** In a stage thread: failed tries are held, not counted, until `takeFailedTries` (the thread's metrics are never scraped). */
+export function holdFailedTries(): void {
+  heldTries ??= [];
+}
+
+/** The failed tries held since the last call (empty unless `holdFailedTries` was called). */
+export function takeFailedTries(): FailedTry[] {
+  if (!heldTries) return [];
+  const taken = heldTries;
+  heldTries = [];
+  return taken;
+}
+
 /** Counts a failed try of operator `operator`'s user function; `retried`: another try follows. */
 export function operatorTryFailed(ref: { pipeline: string; jobId: string }, operator: string, retried: boolean): void {
+  if (heldTries) {
+    heldTries.push({ pipeline: ref.pipeline, jobId: ref.jobId, operator, retried });
+    return;
+  }
   const labels = { pipeline: ref.pipeline, job_id: ref.jobId, operator };
   operatorErrors.inc(labels);
   if (retried) operatorRetries.inc(labels);

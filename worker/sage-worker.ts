@@ -23,6 +23,8 @@ import { installSdkRuntime, sdkRuntimeInstalled } from "./sdk-runtime.js";
 import { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { kafkaClientOf } from "../connectors/kafka/index.js";
 import { dataConverterOf } from "../security/data-converter.js";
+import { StageThreads } from "../activities/stage/stage-threads.js";
+import { workerSlotsOf } from "./slots.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
@@ -46,8 +48,26 @@ export interface SageWorker {
   shutdown(): Promise<void>;
 }
 
+/** The module a pipeline came from: stage threads load it as the worker did (`cli/module-loader.ts`). */
+export interface PipelineModule {
+  /** Path of the module. */
+  path: string;
+  /** The pipeline's name, when the module exports several. */
+  name?: string;
+}
+
+/** What a worker is made of. */
+export interface SageWorkerOptions {
+  pipeline: Pipeline;
+  config: SageConfig;
+  logger: Logger;
+  identity?: string;
+  /** The pipeline's module: without it, the worker has no stage threads (they load the pipeline from it). */
+  module?: PipelineModule;
+}
+
 /** Creates a worker for `pipeline` against the configured Temporal server. */
-export async function createSageWorker(options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string }): Promise<SageWorker> {
+export async function createSageWorker(options: SageWorkerOptions): Promise<SageWorker> {
   const dataConverter = dataConverterOf(options.config); // keys checked before anything starts
   // Then metrics: a port in use stops the worker before it polls anything.
   const metrics = await serveMetrics(options.config.monitoring, options.logger);
@@ -62,8 +82,26 @@ export async function createSageWorker(options: { pipeline: Pipeline; config: Sa
   }
 }
 
+/** The worker's stage threads: `worker.threads` (default one per core) when the pipeline's module is known. */
+function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: string): StageThreads | null {
+  const { module, config, logger } = options;
+  if (threads === 0) return null;
+  if (!module) {
+    logger.debug("no stage threads: the worker was not given the pipeline's module to load in them");
+    return null;
+  }
+  return new StageThreads({
+    threads,
+    module: resolve(module.path),
+    ...(module.name ? { pipelineName: module.name } : {}),
+    dataDir,
+    logLevel: config.log.level,
+    logger: logger.child({ component: "stage-threads" }),
+  });
+}
+
 async function createWorker(
-  options: { pipeline: Pipeline; config: SageConfig; logger: Logger; identity?: string },
+  options: SageWorkerOptions,
   dataConverter: ReturnType<typeof dataConverterOf>,
   metrics: MetricsEndpoint | null,
 ): Promise<SageWorker> {
@@ -73,6 +111,8 @@ async function createWorker(
   const llm = createLlmServices(config, dataDir, logger);
   const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }), workerServices(llm));
   const taskQueue = taskQueueOf(pipeline.name, config);
+  const slots = workerSlotsOf(config);
+  const threads = stageThreadsOf(options, slots.threads, dataDir);
   // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
   const ownQueue =
     !config.kafka["local-activities"] && config.worker["own-queue"] ? `${taskQueue}@${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}` : null;
@@ -84,6 +124,7 @@ async function createWorker(
     configParallelism: config.execution.parallelism,
     state: { backend: config.state.backend, dir: resolve(config.state.dir), localRecovery: config.state["local-recovery"] },
     ...(ownQueue ? { ownQueue } : {}),
+    ...(threads ? { threads } : {}),
   });
   const settings = connectionOptions(config);
   const connection = await NativeConnection.connect(settings).catch(async (err: unknown) => {
@@ -97,8 +138,8 @@ async function createWorker(
     activities,
     dataConverter,
     identity: options.identity ?? `sage-worker@${process.pid}`,
-    maxConcurrentActivityTaskExecutions: config.worker["max-concurrent-activities"],
-    maxConcurrentActivityTaskPolls: Math.max(2, Math.min(10, config.worker["max-concurrent-activities"])),
+    maxConcurrentActivityTaskExecutions: slots.activities,
+    maxConcurrentActivityTaskPolls: Math.max(2, Math.min(10, slots.activities)),
     shutdownGraceTime: "10s",
     // After a worker dies, its sticky workflow tasks move to the normal queue after this (default 10 s).
     stickyQueueScheduleToStartTimeout: "3s",
@@ -111,7 +152,7 @@ async function createWorker(
         activities,
         dataConverter,
         identity: options.identity ?? `sage-worker@${process.pid}`,
-        maxConcurrentActivityTaskExecutions: config.worker["max-concurrent-activities"],
+        maxConcurrentActivityTaskExecutions: slots.activities,
         maxConcurrentActivityTaskPolls: 2,
         shutdownGraceTime: "10s",
       })
@@ -127,10 +168,21 @@ async function createWorker(
   };
   let running: Promise<void> | null = null;
   const run = async (): Promise<void> => {
-    logger.info({ taskQueue, ...(ownQueue ? { ownQueue } : {}), pipeline: pipeline.name, namespace: config.temporal.namespace }, "worker started");
+    logger.info(
+      {
+        taskQueue,
+        ...(ownQueue ? { ownQueue } : {}),
+        pipeline: pipeline.name,
+        namespace: config.temporal.namespace,
+        activitySlots: slots.activities,
+        stageThreads: threads?.size ?? 0,
+      },
+      "worker started",
+    );
     try {
       await runWorkers();
     } finally {
+      await threads?.close();
       await registry.close();
       await kafka?.close();
       await llm.close();

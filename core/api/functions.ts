@@ -117,3 +117,21 @@ export interface RouteFunctionLike<T> extends RichFunction {
 }
 /** A router's classifier as lambda or object. */
 export type RouteFn<T> = ((value: T, ctx: RecordContext) => MaybePromise<string>) | RouteFunctionLike<T>;
+
+/**
+ * The mark of a function whose work waits on I/O (a model, a remote store, a network sink) rather
+ * than the CPU: a stage holding one runs on the worker's main thread, never on a stage thread.
+ */
+export const MAIN_THREAD: unique symbol = Symbol.for("sage-temporal.main-thread");
+
+/** Marks `fn` (a lambda or a function object) to run on the worker's main thread; returns it. */
+export function onMainThread<F extends object>(fn: F): F {
+  // Not enumerable and keyed by a symbol: the plan hash (source and own fields) does not change.
+  Object.defineProperty(fn, MAIN_THREAD, { value: true, enumerable: false });
+  return fn;
+}
+
+/** True when `fn` was marked with `onMainThread` (or its class carries the mark). */
+export function runsOnMainThread(fn: unknown): boolean {
+  return (typeof fn === "object" || typeof fn === "function") && fn !== null && (fn as { [MAIN_THREAD]?: unknown })[MAIN_THREAD] === true;
+}

@@ -7,7 +7,7 @@
  */
 import { InternalError, NonRetryableError, PipelineDefinitionError } from "../errors.js";
 import type { FunctionContext, RecordContext } from "./context.js";
-import type { MaybePromise } from "./functions.js";
+import { MAIN_THREAD, type MaybePromise } from "./functions.js";
 import { resolvePlanString, toPlanString, type PlanString, type StringOrParam } from "./params.js";
 
 /** One chat message. */
@@ -108,6 +108,10 @@ abstract class LlmFunction {
   }
   close(): MaybePromise<void> {
     this.services = null;
+  }
+  /** Model calls wait on I/O: an LLM operator's stage stays on the worker's main thread (on the prototype: the plan hash is unchanged). */
+  get [MAIN_THREAD](): boolean {
+    return true;
   }
   protected get models(): ModelClient {
     if (!this.services) throw new InternalError("LLM operator used before open()");

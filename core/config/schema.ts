@@ -104,9 +104,18 @@ export const configSchema = z
       .prefault({}),
     worker: z
       .object({
-        // Two: one activity's I/O overlaps another's CPU. More lets one worker take every split in
-        // flight while a second one idles (bench/bounded with 2 workers showed it).
-        "max-concurrent-activities": positiveInt.default(2),
+        /**
+         * Activity slots per worker process; unset: the machine's cores (`os.availableParallelism()`,
+         * resolved by the worker: `core/` has no Node built-ins). One per stage thread keeps every
+         * thread busy; more lets one worker take every split in flight while a second one idles
+         * (bench/bounded with 2 workers showed it).
+         */
+        "max-concurrent-activities": positiveInt.optional(),
+        /**
+         * Worker threads that run CPU-bound stage work (a bounded stage's fused chain over a split or
+         * an edge batch); unset: the machine's cores. 0 or 1: off, every stage runs on the main thread.
+         */
+        threads: z.coerce.number().int().min(0).optional(),
         /**
          * With `kafka.local-activities: false`, each worker also polls a task queue of its own, and a
          * partition workflow sends a keyed stage's next unit there: to the worker that holds the
@@ -374,6 +383,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "temporal.activity-timeout",
   "temporal.heartbeat-timeout",
   "worker.max-concurrent-activities",
+  "worker.threads",
   "worker.own-queue",
   "kafka.brokers",
   "kafka.client-id",

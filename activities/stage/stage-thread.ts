@@ -1,0 +1,113 @@
+/**
+ * One stage thread of a worker's pool: loads the pipeline module as the worker does, keeps an
+ * operator registry of its own (each function opened once in this thread, closed when the pool
+ * closes), and runs one bounded stage unit at a time with the stage runner. The thread reads its
+ * split or edge file itself and stages its output itself; only the unit's descriptor comes in and
+ * the stage's output descriptor (counts, edge file references) goes back.
+ */
+import { BroadcastChannel, threadId, workerData } from "node:worker_threads";
+import { CancelledFailure } from "@temporalio/common";
+import type { Logger } from "pino";
+import { SageError } from "../../core/errors.js";
+import type { StageInput, StageOutput } from "../../core/plan/job.js";
+import { createLogger } from "../../client/logger.js";
+import { loadPipeline } from "../../cli/module-loader.js";
+import { holdFailedTries, takeFailedTries, type FailedTry } from "../../monitoring/stage-metrics.js";
+import { OperatorRegistry } from "../registry.js";
+import { runStage } from "./run-stage.js";
+import type { StageHost } from "./unit.js";
+
+/** What every thread of one pool is started with. */
+export interface StageThreadData {
+  /** The pipeline module the worker serves, and which pipeline of it. */
+  module: string;
+  pipelineName?: string;
+  dataDir: string;
+  logLevel: string;
+  /** The pool's broadcast channel: `close` asks each thread to close its functions. */
+  channel: string;
+}
+
+/** One unit for a thread: its input, the activity logger's bindings, and the flag the main thread sets on cancellation. */
+export interface ThreadTask {
+  input: StageInput;
+  bindings: Record<string, unknown>;
+  /** Shared with the main thread: non-zero once the activity was cancelled. */
+  cancel: Int32Array;
+}
+
+/** An error a thread's unit ended with, as plain fields (its class does not cross threads). */
+export interface ThreadFailure {
+  name: string;
+  message: string;
+  stack?: string;
+  /** Our errors' code, retriability, scope and input flag. */
+  sage?: { code: string; retriable: boolean; scope: SageError["scope"]; input: boolean };
+  cancelled?: boolean;
+}
+
+/** How a thread's unit ended, with the failed tries of its user functions (for the main thread's metrics). */
+export type ThreadOutcome = { ok: true; output: StageOutput; tries: FailedTry[] } | { ok: false; failure: ThreadFailure; tries: FailedTry[] };
+
+/** What a thread says on the pool's channel. */
+export type ThreadMessage = { type: "close" } | { type: "closed"; threadId: number };
+
+const data = workerData as StageThreadData;
+const logger: Logger = createLogger(data.logLevel, { thread: threadId });
+let registry: Promise<OperatorRegistry> | null = null;
+holdFailedTries();
+
+/** This thread's registry, the pipeline module loaded on first use. */
+function registryOf(): Promise<OperatorRegistry> {
+  registry ??= loadPipeline(data.module, data.pipelineName).then((p) => new OperatorRegistry(p, logger.child({ pipeline: p.name })));
+  registry.catch(() => (registry = null));
+  return registry;
+}
+
+const channel = new BroadcastChannel(data.channel);
+channel.unref();
+channel.onmessage = (event: unknown) => {
+  const message = (event as { data: ThreadMessage }).data;
+  if (message.type !== "close") return;
+  const closing = registry ? registry.then((r) => r.close()) : Promise.resolve();
+  closing.then(
+    () => channel.postMessage({ type: "closed", threadId } satisfies ThreadMessage),
+    (err: unknown) => {
+      logger.error({ err }, "closing a stage thread's functions failed");
+      channel.postMessage({ type: "closed", threadId } satisfies ThreadMessage);
+    },
+  );
+};
+
+function failureOf(err: unknown, cancelled: boolean): ThreadFailure {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return {
+    name: e.name,
+    message: e.message,
+    ...(e.stack ? { stack: e.stack } : {}),
+    ...(err instanceof SageError ? { sage: { code: err.code, retriable: err.retriable, scope: err.scope, input: err.input } } : {}),
+    ...(cancelled || err instanceof CancelledFailure ? { cancelled: true } : {}),
+  };
+}
+
+/** Runs one unit (the pool's task function). */
+export default async function runThreadTask(task: ThreadTask): Promise<ThreadOutcome> {
+  const cancelled = (): boolean => Atomics.load(task.cancel, 0) !== 0;
+  const log = logger.child(task.bindings);
+  try {
+    const host: StageHost = {
+      registry: await registryOf(),
+      dataDir: data.dataDir,
+      logger: log,
+      // The main thread heartbeats the activity; here a heartbeat only notices a cancellation.
+      heartbeat: () => {
+        if (cancelled()) throw new CancelledFailure(`stage ${task.input.stage} of job ${task.input.jobId} was cancelled`);
+      },
+      cancelled,
+    };
+    const output = await runStage(task.input, host, log);
+    return { ok: true, output, tries: takeFailedTries() };
+  } catch (err) {
+    return { ok: false, failure: failureOf(err, cancelled()), tries: takeFailedTries() };
+  }
+}
