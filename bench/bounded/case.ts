@@ -3,9 +3,12 @@
  * side by side with a plain in-process loop (the limit), SAGE's own LocalEnvironment (the peer, fed
  * through `from_source`, its fastest form; `from_batch` as a second row) and the naive Temporal
  * design (a workflow per record, an activity per operator, on a sample).
- * Targets: durable and at least SAGE's records/s; at least 100x the naive design.
+ * A second durable row runs with stage threads off (`worker.threads: 0`), as before issue 19.
+ * Targets: durable and at least SAGE's records/s; at least 100x the naive design; issue 19: at
+ * least 1.0x the plain loop and 3x SAGE's `from_source`.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { BenchCase, BenchContext, CaseReport } from "../case.js";
 import { perSecond, ratio } from "../case.js";
@@ -90,13 +93,23 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
   checks.push({ what: "sage on Temporal wrote exactly the plain loop's lines", ok: same });
   checks.push({ what: `sage on Temporal read all ${input.records} events`, ok: job.result.counts.events?.out === input.records });
   const oursRow: Row = {
-    label: "sage on Temporal, 1 worker (durable)",
+    label: `sage on Temporal, 1 worker, ${availableParallelism()} stage threads (default; durable)`,
     durable: true,
     records: input.records,
     out: job.result.counts.out?.in ?? 0,
     seconds: job.seconds,
   };
-  const rows = [loopRow, ...sage, naiveRow, oursRow];
+  // The same job with stage threads off: every stage on the worker's main thread (as before issue 19).
+  const mainOnly = await boundedJob(ctx, 1, 0);
+  checks.push({ what: "sage on Temporal without stage threads wrote exactly the plain loop's lines", ok: sameLines(mainOnly.output, loopOut) });
+  const mainOnlyRow: Row = {
+    label: "sage on Temporal, 1 worker, worker.threads 0 (durable)",
+    durable: true,
+    records: input.records,
+    out: mainOnly.result.counts.out?.in ?? 0,
+    seconds: mainOnly.seconds,
+  };
+  const rows = [loopRow, ...sage, naiveRow, mainOnlyRow, oursRow];
 
   const rate = (r: Row | undefined) => (r && r.seconds !== null ? r.records / r.seconds : NaN);
   const loopRate = rate(loopRow);
@@ -107,6 +120,11 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
     Number.isNaN(sageRate)
       ? "target durable >= SAGE: not decidable (SAGE from_source not measured)"
       : `target durable >= SAGE's records/s (from_source, its fastest form): ${ours >= sageRate ? "met" : "NOT met"} (${ratio(ours, sageRate)})`,
+    `target >= 1.0x the plain loop (issue 19): ${ours >= loopRate ? "met" : "NOT met"} (${ratio(ours, loopRate)})`,
+    Number.isNaN(sageRate)
+      ? "target >= 3x SAGE from_source (issue 19): not decidable"
+      : `target >= 3x SAGE from_source (issue 19): ${ours >= 3 * sageRate ? "met" : "NOT met"} (${ratio(ours, sageRate)})`,
+    `stage threads vs worker.threads 0: ${ratio(ours, rate(mainOnlyRow))}`,
     `target >= 100x naive Temporal: ${ours >= 100 * naiveRate ? "met" : "NOT met"} (${ratio(ours, naiveRate)})`,
     `sage on Temporal: ${job.result.splitsTotal} splits, ${job.result.activities} activities, ${job.history.events} history events`,
   );

@@ -35,19 +35,24 @@ export async function boundedInput(ctx: BenchContext): Promise<BoundedInput> {
   });
 }
 
-/** One durable run of the bounded job with `workers` worker processes (shared within the run). */
-export async function boundedJob(ctx: BenchContext, workers: number): Promise<SageJobRun & { output: string }> {
-  return ctx.shared(`bounded-job-${workers}`, async () => {
+/**
+ * One durable run of the bounded job with `workers` worker processes (shared within the run);
+ * `threads`: the workers' `worker.threads` (default: unset, one per core).
+ */
+export async function boundedJob(ctx: BenchContext, workers: number, threads?: number): Promise<SageJobRun & { output: string }> {
+  const variant = `${workers}w${threads === undefined ? "" : `-t${threads}`}`;
+  return ctx.shared(`bounded-job-${variant}`, async () => {
     const input = await boundedInput(ctx);
-    const output = join(ctx.dir, `bounded-sage-${workers}w.jsonl`);
-    ctx.log(`bounded: sage on Temporal, ${workers} worker(s)`);
+    const output = join(ctx.dir, `bounded-sage-${variant}.jsonl`);
+    ctx.log(`bounded: sage on Temporal, ${workers} worker(s)${threads === undefined ? "" : `, worker.threads ${threads}`}`);
     const run = await runSageJob(await ctx.server(), {
       pipeline,
       pipelineFile: "bench/bounded/pipeline.ts",
       params: { input: input.path, output },
       workers,
-      dir: join(ctx.dir, `w${workers}`),
-      label: `bounded-${workers}w`,
+      ...(threads === undefined ? {} : { settings: { SAGE_WORKER_THREADS: String(threads) } }),
+      dir: join(ctx.dir, `w${variant}`),
+      label: `bounded-${variant}`,
     });
     return { ...run, output };
   });
