@@ -5,15 +5,14 @@
  * committed entries, the current unit (changes not yet durable) and the current record. A record's
  * changes join the unit when it succeeds (`commitRecord`) and vanish when it fails (`abortRecord`);
  * the unit's changes become the changelog (`takeChanges`) or vanish with a failed transaction
- * (`discardUnit`). This is the in-memory backend; an on-disk one implements the same interface.
+ * (`discardUnit`). This is the interface and the in-memory backend; an on-disk one implements the
+ * same interface, and what the two share (those levels, the timer index) is `StagedStateBackend`.
  */
 import type { ChangelogEntry, StateSize } from "./keyed-operator.js";
 import type { TimeDomain } from "../../core/api/windows.js";
-import { entryKey, MAX_KEY_GROUPS, parseEntryKey, parseTimerNamespace, timerNamespace } from "./entry-key.js";
-import { StateUsageError } from "./errors.js";
-import { encodeStateValue } from "./state-codec.js";
-import { STATE, stateLabel } from "./state-names.js";
-import { TimerIndex, type TimerItem } from "./timers.js";
+import { entryKey, MAX_KEY_GROUPS, parseEntryKey } from "./entry-key.js";
+import { StagedStateBackend, timerDomainOf } from "./staged-backend.js";
+import type { TimerItem } from "./timers.js";
 
 /** A timer taken from the backend by `pollTimer`: it no longer exists (unless the record aborts). */
 export type FiredTimer = TimerItem;
@@ -44,11 +43,6 @@ interface KeyState {
 /** The entry key of a slot (the changelog's message key). */
 function entryOf(slot: Slot): string {
   return entryKey(slot.keyState.keyGroup, slot.name, slot.namespace, slot.keyState.key);
-}
-
-/** A timer in the index, with the slot that says whether it still exists. */
-interface IndexedTimer extends TimerItem {
-  readonly slot: Slot;
 }
 
 /**
@@ -98,157 +92,31 @@ export interface StateBackend {
   entriesInKeyGroups(from: number, to: number): IterableIterator<ChangelogEntry>;
 }
 
-/** Heap items beyond this many more than the live timers trigger a compaction. */
-const STALE_SLACK = 1024;
-
 /**
  * The in-memory backend. Entries are slots grouped by key (one lookup finds the key; its states and
  * windows sit in small maps, so a record touching several windows of its key stays in cache). The
  * unit lists the slots it changed, each holding its value before the unit (`discardUnit` puts
- * those back; `takeChanges` lists the slots whose value differs). The open record keeps a flat log
- * of (slot, value before) that `abortRecord` replays backwards; committing a record only forgets
- * the log. Timer heap items point at their slot, so checking that a timer still exists is free.
+ * those back; `takeChanges` lists the slots whose value differs). The open record's undo log
+ * (`StagedStateBackend`) holds (slot, value before) pairs. Timer heap items point at their slot,
+ * so checking that a timer still exists is free.
  */
-export class InMemoryStateBackend implements StateBackend {
+export class InMemoryStateBackend extends StagedStateBackend<Slot> implements StateBackend {
   /** Per key group, its keys' entries. */
   private readonly groups: Array<Map<string, KeyState> | undefined> = [];
   private readonly dirty: Slot[] = [];
-  /** The open record's writes: slot, value before, slot, value before, ... */
-  private readonly recordLog: Array<Slot | string | undefined> = [];
-  private inRecord = false;
-  private bytes = 0;
-  private liveEntries = 0;
-  private readonly liveTimers = { event: 0, processing: 0 };
-  private readonly index = { event: new TimerIndex<IndexedTimer>(), processing: new TimerIndex<IndexedTimer>() };
   /** The key looked up last: a record's reads and writes of its key find it without a lookup. */
   private lastKey: KeyState | undefined;
 
-  get(keyGroup: number, key: string, name: string, namespace: string): unknown {
-    const json = this.find(keyGroup, key, name, namespace)?.value;
-    return json === undefined ? undefined : JSON.parse(json);
-  }
-
-  put(keyGroup: number, key: string, name: string, namespace: string, value: unknown): void {
-    this.change(
-      this.slotOf(keyGroup, key, name, namespace),
-      encodeStateValue(value, () => stateLabel(name)),
-    );
-  }
-
-  putJson(keyGroup: number, key: string, name: string, namespace: string, json: string): void {
-    this.change(this.slotOf(keyGroup, key, name, namespace), json);
-  }
-
-  append(keyGroup: number, key: string, name: string, namespace: string, value: unknown): boolean {
-    return this.appendJson(
-      keyGroup,
-      key,
-      name,
-      namespace,
-      encodeStateValue(value, () => stateLabel(name)),
-    );
-  }
-
-  appendJson(keyGroup: number, key: string, name: string, namespace: string, json: string): boolean {
-    const slot = this.slotOf(keyGroup, key, name, namespace);
-    const list = slot.value;
-    this.change(slot, list === undefined || list.length <= 2 ? `[${json}]` : `${list.slice(0, -1)},${json}]`);
-    return list === undefined;
-  }
-
-  remove(keyGroup: number, key: string, name: string, namespace: string): void {
-    const slot = this.find(keyGroup, key, name, namespace);
-    if (slot !== undefined) this.change(slot, undefined);
-  }
-
-  has(keyGroup: number, key: string, name: string, namespace: string): boolean {
-    return this.find(keyGroup, key, name, namespace)?.value !== undefined;
-  }
-
-  registerTimer(domain: TimeDomain, keyGroup: number, key: string, namespace: string, ts: number): void {
-    if (!Number.isFinite(ts)) throw new StateUsageError(`a ${domain}-time timer must be set for a finite time, got ${String(ts)}`);
-    const slot = this.slotOf(keyGroup, key, domain === "event" ? STATE.eventTimers : STATE.processingTimers, timerNamespace(ts, namespace));
-    if (slot.value !== undefined) return;
-    this.change(slot, "1");
-    this.addToIndex(domain, { ts, keyGroup, key, namespace, slot });
-  }
-
-  deleteTimer(domain: TimeDomain, keyGroup: number, key: string, namespace: string, ts: number): void {
-    if (!Number.isFinite(ts)) return;
-    const slot = this.find(keyGroup, key, domain === "event" ? STATE.eventTimers : STATE.processingTimers, timerNamespace(ts, namespace));
-    if (slot !== undefined) this.change(slot, undefined);
-  }
-
-  nextTimer(domain: TimeDomain): number | null {
-    return this.liveTop(domain)?.ts ?? null;
-  }
-
-  pollTimer(domain: TimeDomain, upTo: number): FiredTimer | undefined {
-    const top = this.liveTop(domain);
-    if (top === undefined || top.ts > upTo) return undefined;
-    this.index[domain].pop();
-    this.change(top.slot, undefined);
-    return { ts: top.ts, keyGroup: top.keyGroup, key: top.key, namespace: top.namespace };
-  }
-
-  beginRecord(): void {
-    if (this.inRecord) throw new Error("beginRecord: a record is already open");
-    this.inRecord = true;
-  }
-
-  commitRecord(): void {
-    this.recordLog.length = 0;
-    this.inRecord = false;
-  }
-
-  abortRecord(): void {
-    const log = this.recordLog;
-    for (let i = log.length - 2; i >= 0; i -= 2) this.apply(log[i] as Slot, log[i + 1] as string | undefined, true);
-    log.length = 0;
-    this.inRecord = false;
-  }
-
-  takeChanges(): ChangelogEntry[] {
-    if (this.inRecord) throw new Error("takeChanges: a record is still open");
-    const changes: ChangelogEntry[] = [];
-    for (const slot of this.dirty) {
-      if (slot.value !== slot.before) changes.push({ key: entryOf(slot), value: slot.value ?? null });
-      this.settle(slot);
-    }
-    this.dirty.length = 0;
-    return changes;
-  }
-
-  unitChanges(): ChangelogEntry[] {
-    if (this.inRecord) throw new Error("unitChanges: a record is still open");
-    const changes: ChangelogEntry[] = [];
-    for (const slot of this.dirty) if (slot.value !== slot.before) changes.push({ key: entryOf(slot), value: slot.value ?? null });
-    return changes;
-  }
-
-  discardUnit(): void {
-    this.abortRecord();
-    for (const slot of this.dirty) {
-      this.apply(slot, slot.before, true);
-      this.settle(slot);
-    }
-    this.dirty.length = 0;
-  }
-
   restore(entries: Iterable<ChangelogEntry>): void {
-    if (this.inRecord || this.dirty.length > 0) throw new Error("restore: the backend has uncommitted changes");
+    this.assertSettled("restore");
     for (const { key: entry, value } of entries) {
       const { keyGroup, name, namespace, key } = parseEntryKey(entry);
-      const slot = value === null ? this.find(keyGroup, key, name, namespace) : this.slotOf(keyGroup, key, name, namespace);
+      const slot = value === null ? this.find(keyGroup, key, name, namespace) : this.place(keyGroup, key, name, namespace);
       if (slot === undefined) continue;
       this.apply(slot, value ?? undefined, true);
       if (slot.value === undefined) this.drop(slot);
     }
-    for (const domain of ["event", "processing"] as const) this.compact(domain);
-  }
-
-  size(): StateSize {
-    return { entries: this.liveEntries, bytes: this.bytes, timers: this.liveTimers.event + this.liveTimers.processing };
+    this.compactTimers();
   }
 
   *entriesInKeyGroups(from: number, to: number): IterableIterator<ChangelogEntry> {
@@ -256,6 +124,69 @@ export class InMemoryStateBackend implements StateBackend {
       for (const ks of this.groups[kg]?.values() ?? [])
         for (const byNs of ks.byName.values()) for (const slot of byNs.values()) if (slot.value !== undefined) yield { key: entryOf(slot), value: slot.value };
     }
+  }
+
+  protected get unitOpen(): boolean {
+    return this.dirty.length > 0;
+  }
+
+  protected find(keyGroup: number, key: string, name: string, namespace: string): Slot | undefined {
+    return this.keyState(keyGroup, key, false)?.byName.get(name)?.get(namespace);
+  }
+
+  /** The slot of an entry, made (empty) if there is none. */
+  protected place(keyGroup: number, key: string, name: string, namespace: string): Slot {
+    const ks = this.keyState(keyGroup, key, true)!;
+    let byNs = ks.byName.get(name);
+    if (byNs === undefined) {
+      byNs = new Map();
+      ks.byName.set(name, byNs);
+    }
+    let slot = byNs.get(namespace);
+    if (slot === undefined) {
+      const keyLength = 8 + name.length + namespace.length + key.length;
+      slot = { keyState: ks, name, namespace, value: undefined, before: undefined, dirty: false, timer: timerDomainOf(name), keyLength };
+      byNs.set(namespace, slot);
+    }
+    return slot;
+  }
+
+  protected valueAt(slot: Slot): string | undefined {
+    return slot.value;
+  }
+
+  /** Notes the slot's value before the unit (if the unit has not changed it yet) and sets it. */
+  protected stage(slot: Slot, _domain: TimeDomain | null, before: string | undefined, value: string | undefined): void {
+    if (!slot.dirty) {
+      slot.dirty = true;
+      slot.before = before;
+      this.dirty.push(slot);
+    }
+    this.apply(slot, value, false);
+  }
+
+  protected undo(slot: Slot, before: string | undefined): void {
+    this.apply(slot, before, true);
+  }
+
+  protected listUnit(): ChangelogEntry[] {
+    const changes: ChangelogEntry[] = [];
+    for (const slot of this.dirty) if (slot.value !== slot.before) changes.push({ key: entryOf(slot), value: slot.value ?? null });
+    return changes;
+  }
+
+  /** The slots' values are committed already: the unit only forgets them (and drops the deleted ones). */
+  protected commitUnit(): void {
+    for (const slot of this.dirty) this.settle(slot);
+    this.dirty.length = 0;
+  }
+
+  protected rollBackUnit(): void {
+    for (const slot of this.dirty) {
+      this.apply(slot, slot.before, true);
+      this.settle(slot);
+    }
+    this.dirty.length = 0;
   }
 
   /** The entries of `key`, made if `create`. */
@@ -277,41 +208,6 @@ export class InMemoryStateBackend implements StateBackend {
     }
     this.lastKey = ks;
     return ks;
-  }
-
-  private find(keyGroup: number, key: string, name: string, namespace: string): Slot | undefined {
-    return this.keyState(keyGroup, key, false)?.byName.get(name)?.get(namespace);
-  }
-
-  /** The slot of an entry, made (empty) if there is none. */
-  private slotOf(keyGroup: number, key: string, name: string, namespace: string): Slot {
-    const ks = this.keyState(keyGroup, key, true)!;
-    let byNs = ks.byName.get(name);
-    if (byNs === undefined) {
-      byNs = new Map();
-      ks.byName.set(name, byNs);
-    }
-    let slot = byNs.get(namespace);
-    if (slot === undefined) {
-      const timer = name === STATE.eventTimers ? "event" : name === STATE.processingTimers ? "processing" : null;
-      const keyLength = 8 + name.length + namespace.length + key.length;
-      slot = { keyState: ks, name, namespace, value: undefined, before: undefined, dirty: false, timer, keyLength };
-      byNs.set(namespace, slot);
-    }
-    return slot;
-  }
-
-  /** Changes a slot, logging its value before for the open record and the unit. */
-  private change(slot: Slot, value: string | undefined): void {
-    const before = slot.value;
-    if (before === value) return;
-    if (this.inRecord) this.recordLog.push(slot, before);
-    if (!slot.dirty) {
-      slot.dirty = true;
-      slot.before = before;
-      this.dirty.push(slot);
-    }
-    this.apply(slot, value, false);
   }
 
   /** After the unit: the slot is clean, and gone if deleted. */
@@ -336,45 +232,14 @@ export class InMemoryStateBackend implements StateBackend {
   }
 
   /**
-   * Sets a slot's value, keeping the sizes; a timer that comes back (undo, restore) is indexed
+   * Sets a slot's value, keeping the counts; a timer that comes back (undo, restore) is indexed
    * again, since its heap item may be gone.
    */
   private apply(slot: Slot, value: string | undefined, reindex: boolean): void {
     const before = slot.value;
     if (before === value) return;
     slot.value = value;
-    const delta = (value !== undefined ? 1 : 0) - (before !== undefined ? 1 : 0);
-    this.bytes += (value === undefined ? 0 : slot.keyLength + value.length) - (before === undefined ? 0 : slot.keyLength + before.length);
-    if (slot.timer === null) {
-      this.liveEntries += delta;
-      return;
-    }
-    this.liveTimers[slot.timer] += delta;
-    if (reindex && value !== undefined) {
-      const { ts, namespace } = parseTimerNamespace(slot.namespace);
-      this.addToIndex(slot.timer, { ts, keyGroup: slot.keyState.keyGroup, key: slot.keyState.key, namespace, slot });
-    }
-  }
-  private addToIndex(domain: TimeDomain, item: IndexedTimer): void {
-    const index = this.index[domain];
-    index.push(item);
-    if (index.length > 2 * this.liveTimers[domain] + STALE_SLACK) this.compact(domain);
-  }
-
-  private compact(domain: TimeDomain): void {
-    this.index[domain].compact(
-      (t) => t.slot.value !== undefined,
-      (t) => t.slot,
-    );
-  }
-
-  /** The earliest heap item whose timer still exists, dropping stale ones on the way. */
-  private liveTop(domain: TimeDomain): IndexedTimer | undefined {
-    const index = this.index[domain];
-    for (let top = index.peek(); top !== undefined; top = index.peek()) {
-      if (top.slot.value !== undefined) return top;
-      index.pop();
-    }
-    return undefined;
+    this.count(slot.keyLength, slot.timer, before, value);
+    if (reindex && value !== undefined && slot.timer !== null) this.indexTimer(slot.timer, slot.keyState.keyGroup, slot.keyState.key, slot.namespace, slot);
   }
 }

@@ -7,21 +7,15 @@
  *
  * Timers are entries too (they travel in the changelog and sit on disk), but as Flink's RocksDB
  * backend may keep timers on the heap, every live timer is also held in memory: a set of their
- * entries and the same ordered index as the in-memory backend, rebuilt from the disk's timers when
- * the store is opened.
+ * entries and the ordered index both backends share (`StagedStateBackend`), rebuilt from the
+ * disk's timers when the store is opened.
  */
 import type { TimeDomain } from "../../core/api/windows.js";
-import type { ChangelogEntry, StateSize } from "./keyed-operator.js";
-import type { FiredTimer, StateBackend } from "./backend.js";
+import type { ChangelogEntry } from "./keyed-operator.js";
+import type { StateBackend } from "./backend.js";
 import { DiskStore, type StoreMark } from "./disk-store.js";
-import { entryKey, keyGroupOfEntry, parseEntryKey, parseTimerNamespace, timerNamespace } from "./entry-key.js";
-import { StateUsageError } from "./errors.js";
-import { encodeStateValue } from "./state-codec.js";
-import { STATE, stateLabel } from "./state-names.js";
-import { TimerIndex, type TimerItem } from "./timers.js";
-
-/** Heap items beyond this many more than the live timers trigger a compaction. */
-const STALE_SLACK = 1024;
+import { entryKey, keyGroupOfEntry, parseEntryKey } from "./entry-key.js";
+import { StagedStateBackend, timerDomainOf, type StateCounts } from "./staged-backend.js";
 
 /** An entry the current unit changed: its value now (undefined: deleted) and before the unit. */
 interface UnitSlot {
@@ -29,36 +23,18 @@ interface UnitSlot {
   readonly before: string | undefined;
 }
 
-/** A timer in the index, with its entry (which says whether it still exists). */
-interface IndexedTimer extends TimerItem {
-  readonly entry: string;
-}
-
-/** Counts of the entries held (committed or current). */
-interface Counts {
-  entries: number;
-  bytes: number;
-  event: number;
-  processing: number;
-}
-
-/** The clock of a timer entry name, null for state. */
-function domainOfName(name: string): TimeDomain | null {
-  return name === STATE.eventTimers ? "event" : name === STATE.processingTimers ? "processing" : null;
-}
-
 /** The clock of a timer entry, null for state. */
 function domainOfEntry(entry: string): TimeDomain | null {
   const end = entry.indexOf("|", 6);
-  return domainOfName(entry.slice(6, end));
+  return timerDomainOf(entry.slice(6, end));
 }
 
-/** The state backend whose committed entries are on disk, in a store directory it owns while open. */
-export class EmbeddedStateBackend implements StateBackend {
+/**
+ * The state backend whose committed entries are on disk, in a store directory it owns while open.
+ * Its entries are addressed by their entry key; the unit is a map above the committed state.
+ */
+export class EmbeddedStateBackend extends StagedStateBackend<string> implements StateBackend {
   private readonly unit = new Map<string, UnitSlot>();
-  /** The open record's writes: entry, value before, entry, value before, ... */
-  private readonly recordLog: Array<string | undefined> = [];
-  private inRecord = false;
   /** Committed changes not yet on disk, with the write that carries them (0: not handed to a write yet). */
   private readonly flushing = new Map<string, { value: string | null; write: number }>();
   /** Committed changes not yet handed to a write (`persist` hands them over). */
@@ -69,13 +45,13 @@ export class EmbeddedStateBackend implements StateBackend {
   private writeError: Error | null = null;
   /** Every committed timer entry (timers are also held in memory). */
   private readonly timers = new Set<string>();
-  private readonly index = { event: new TimerIndex<IndexedTimer>(), processing: new TimerIndex<IndexedTimer>() };
-  private committed: Counts;
-  private current: Counts;
+  /** The counts as committed (the counts now are `current`). */
+  private committed: StateCounts;
   /** The disk's mark (null: none), kept as it will be after the writes in flight. */
   private mark: StoreMark | null;
 
   private constructor(private readonly store: DiskStore) {
+    super();
     this.mark = store.mark();
     this.committed = this.mark
       ? { entries: this.mark.entries, bytes: this.mark.bytes, event: this.mark.eventTimers, processing: this.mark.processingTimers }
@@ -84,7 +60,7 @@ export class EmbeddedStateBackend implements StateBackend {
     // Without a mark the data is of unknown standing: start from nothing.
     if (!this.mark) store.wipe();
     else for (const entry of store.timers()) this.addCommittedTimer(entry);
-    for (const domain of ["event", "processing"] as const) this.compact(domain);
+    this.compactTimers();
   }
 
   /** Opens the store in `dir` (`StoreBusyError` if another live process holds it). */
@@ -112,137 +88,12 @@ export class EmbeddedStateBackend implements StateBackend {
     return this.current.entries + this.current.event + this.current.processing === 0 && this.unit.size === 0;
   }
 
-  get(keyGroup: number, key: string, name: string, namespace: string): unknown {
-    const json = this.valueOf(entryKey(keyGroup, name, namespace, key), domainOfName(name));
-    return json === undefined ? undefined : JSON.parse(json);
-  }
-
-  put(keyGroup: number, key: string, name: string, namespace: string, value: unknown): void {
-    this.change(
-      entryKey(keyGroup, name, namespace, key),
-      domainOfName(name),
-      encodeStateValue(value, () => stateLabel(name)),
-    );
-  }
-
-  putJson(keyGroup: number, key: string, name: string, namespace: string, json: string): void {
-    this.change(entryKey(keyGroup, name, namespace, key), domainOfName(name), json);
-  }
-
-  append(keyGroup: number, key: string, name: string, namespace: string, value: unknown): boolean {
-    return this.appendJson(
-      keyGroup,
-      key,
-      name,
-      namespace,
-      encodeStateValue(value, () => stateLabel(name)),
-    );
-  }
-
-  appendJson(keyGroup: number, key: string, name: string, namespace: string, json: string): boolean {
-    const entry = entryKey(keyGroup, name, namespace, key);
-    const domain = domainOfName(name);
-    const list = this.valueOf(entry, domain);
-    this.change(entry, domain, list === undefined || list.length <= 2 ? `[${json}]` : `${list.slice(0, -1)},${json}]`);
-    return list === undefined;
-  }
-
-  remove(keyGroup: number, key: string, name: string, namespace: string): void {
-    this.change(entryKey(keyGroup, name, namespace, key), domainOfName(name), undefined);
-  }
-
-  has(keyGroup: number, key: string, name: string, namespace: string): boolean {
-    return this.valueOf(entryKey(keyGroup, name, namespace, key), domainOfName(name)) !== undefined;
-  }
-
-  registerTimer(domain: TimeDomain, keyGroup: number, key: string, namespace: string, ts: number): void {
-    if (!Number.isFinite(ts)) throw new StateUsageError(`a ${domain}-time timer must be set for a finite time, got ${String(ts)}`);
-    const entry = entryKey(keyGroup, domain === "event" ? STATE.eventTimers : STATE.processingTimers, timerNamespace(ts, namespace), key);
-    if (this.valueOf(entry, domain) !== undefined) return;
-    this.change(entry, domain, "1");
-    this.addToIndex(domain, { ts, keyGroup, key, namespace, entry });
-  }
-
-  deleteTimer(domain: TimeDomain, keyGroup: number, key: string, namespace: string, ts: number): void {
-    if (!Number.isFinite(ts)) return;
-    this.change(entryKey(keyGroup, domain === "event" ? STATE.eventTimers : STATE.processingTimers, timerNamespace(ts, namespace), key), domain, undefined);
-  }
-
-  nextTimer(domain: TimeDomain): number | null {
-    return this.liveTop(domain)?.ts ?? null;
-  }
-
-  pollTimer(domain: TimeDomain, upTo: number): FiredTimer | undefined {
-    const top = this.liveTop(domain);
-    if (top === undefined || top.ts > upTo) return undefined;
-    this.index[domain].pop();
-    this.change(top.entry, domain, undefined);
-    return { ts: top.ts, keyGroup: top.keyGroup, key: top.key, namespace: top.namespace };
-  }
-
-  beginRecord(): void {
-    if (this.inRecord) throw new Error("beginRecord: a record is already open");
-    this.inRecord = true;
-  }
-
-  commitRecord(): void {
-    this.recordLog.length = 0;
-    this.inRecord = false;
-  }
-
-  abortRecord(): void {
-    const log = this.recordLog;
-    // The unit keeps the slots the record made (as changed back): the unit's changes stay in the order they were first made.
-    for (let i = log.length - 2; i >= 0; i -= 2) {
-      const entry = log[i]!;
-      const before = log[i + 1];
-      const slot = this.unit.get(entry)!;
-      const now = slot.value;
-      slot.value = before;
-      this.account(entry, domainOfEntry(entry), now, before, true);
-    }
-    log.length = 0;
-    this.inRecord = false;
-  }
-
-  takeChanges(): ChangelogEntry[] {
-    if (this.inRecord) throw new Error("takeChanges: a record is still open");
-    const changes = this.listUnit();
-    this.unit.clear();
-    for (const change of changes) {
-      const { key: entry, value } = change;
-      if (domainOfEntry(entry) !== null) {
-        if (value === null) this.timers.delete(entry);
-        else this.timers.add(entry);
-      } else this.flushing.set(entry, { value, write: 0 });
-      this.queued.push(change);
-    }
-    this.committed = { ...this.current };
-    return changes;
-  }
-
-  unitChanges(): ChangelogEntry[] {
-    if (this.inRecord) throw new Error("unitChanges: a record is still open");
-    return this.listUnit();
-  }
-
-  discardUnit(): void {
-    this.abortRecord();
-    for (const [entry, slot] of this.unit) {
-      const domain = domainOfEntry(entry);
-      // A timer the unit deleted or fired is back: its heap item may be gone.
-      if (domain !== null && slot.before !== undefined && slot.value === undefined) this.reindex(entry, domain);
-    }
-    this.unit.clear();
-    this.current = { ...this.committed };
-  }
-
   /**
    * Applies changelog entries to committed state, on disk now (last wins, null deletes), and
    * extends the timer index. Committed changes must be on disk first (`flushed`).
    */
   restore(entries: Iterable<ChangelogEntry>): void {
-    if (this.inRecord || this.unit.size > 0) throw new Error("restore: the backend has uncommitted changes");
+    this.assertSettled("restore");
     if (this.flushing.size > 0 || this.queued.length > 0) throw new Error("restore: committed changes are still being written (await flushed())");
     const last = new Map<string, string | null>();
     for (const { key, value } of entries) {
@@ -265,11 +116,7 @@ export class EmbeddedStateBackend implements StateBackend {
     }
     this.store.writeSync(writes);
     this.committed = { ...this.current };
-    for (const domain of ["event", "processing"] as const) this.compact(domain);
-  }
-
-  size(): StateSize {
-    return { entries: this.current.entries, bytes: this.current.bytes, timers: this.current.event + this.current.processing };
+    this.compactTimers();
   }
 
   *entriesInKeyGroups(from: number, to: number): IterableIterator<ChangelogEntry> {
@@ -342,14 +189,13 @@ export class EmbeddedStateBackend implements StateBackend {
 
   /** Deletes everything, on disk and in memory (nothing may be pending). */
   async wipe(): Promise<void> {
-    if (this.inRecord || this.unit.size > 0) throw new Error("wipe: the backend has uncommitted changes");
+    this.assertSettled("wipe");
     await this.flushed();
     this.store.wipe();
     this.flushing.clear();
     this.queued = [];
     this.timers.clear();
-    this.index.event.clear();
-    this.index.processing.clear();
+    this.clearTimers();
     this.committed = { entries: 0, bytes: 0, event: 0, processing: 0 };
     this.current = { ...this.committed };
     this.mark = null;
@@ -362,10 +208,68 @@ export class EmbeddedStateBackend implements StateBackend {
     await this.store.close();
   }
 
+  protected get unitOpen(): boolean {
+    return this.unit.size > 0;
+  }
+
+  /** An entry key addresses an entry whether or not it exists: finding is placing. */
+  protected find(keyGroup: number, key: string, name: string, namespace: string): string {
+    return this.place(keyGroup, key, name, namespace);
+  }
+
+  protected place(keyGroup: number, key: string, name: string, namespace: string): string {
+    return entryKey(keyGroup, name, namespace, key);
+  }
+
   /** The value of an entry now: the unit's change, else committed. */
-  private valueOf(entry: string, domain: TimeDomain | null): string | undefined {
+  protected valueAt(entry: string, domain: TimeDomain | null): string | undefined {
     const slot = this.unit.get(entry);
     return slot !== undefined ? slot.value : this.committedValue(entry, domain);
+  }
+
+  protected stage(entry: string, domain: TimeDomain | null, before: string | undefined, value: string | undefined): void {
+    const slot = this.unit.get(entry);
+    if (slot !== undefined) slot.value = value;
+    else this.unit.set(entry, { value, before });
+    this.account(entry, domain, before, value, false);
+  }
+
+  /** The unit keeps the slots the record made (as changed back): the unit's changes stay in the order they were first made. */
+  protected undo(entry: string, before: string | undefined): void {
+    const slot = this.unit.get(entry)!;
+    const now = slot.value;
+    slot.value = before;
+    this.account(entry, domainOfEntry(entry), now, before, true);
+  }
+
+  protected listUnit(): ChangelogEntry[] {
+    const changes: ChangelogEntry[] = [];
+    for (const [entry, slot] of this.unit) if (slot.value !== slot.before) changes.push({ key: entry, value: slot.value ?? null });
+    return changes;
+  }
+
+  /** Committed timers join the set in memory; committed state waits in `flushing` and `queued` for `persist` to write it after the unit's Kafka commit. */
+  protected commitUnit(changes: ChangelogEntry[]): void {
+    this.unit.clear();
+    for (const change of changes) {
+      const { key: entry, value } = change;
+      if (domainOfEntry(entry) !== null) {
+        if (value === null) this.timers.delete(entry);
+        else this.timers.add(entry);
+      } else this.flushing.set(entry, { value, write: 0 });
+      this.queued.push(change);
+    }
+    this.committed = { ...this.current };
+  }
+
+  protected rollBackUnit(): void {
+    for (const [entry, slot] of this.unit) {
+      const domain = domainOfEntry(entry);
+      // A timer the unit deleted or fired is back: its heap item may be gone.
+      if (domain !== null && slot.before !== undefined && slot.value === undefined) this.reindex(entry, domain);
+    }
+    this.unit.clear();
+    this.current = { ...this.committed };
   }
 
   /** The committed value of an entry: a timer from memory; state from a change on its way to disk, else the disk. */
@@ -376,35 +280,11 @@ export class EmbeddedStateBackend implements StateBackend {
     return this.store.get(entry);
   }
 
-  /** Changes an entry in the unit, logging its value before for the open record. */
-  private change(entry: string, domain: TimeDomain | null, value: string | undefined): void {
-    const slot = this.unit.get(entry);
-    const before = slot !== undefined ? slot.value : this.committedValue(entry, domain);
-    if (before === value) return;
-    if (this.inRecord) this.recordLog.push(entry, before);
-    if (slot !== undefined) slot.value = value;
-    else this.unit.set(entry, { value, before });
-    this.account(entry, domain, before, value, false);
-  }
-
   /** Keeps the counts as an entry goes from `from` to `to`; a timer that comes back is indexed again if `reindex`. */
   private account(entry: string, domain: TimeDomain | null, from: string | undefined, to: string | undefined, reindex: boolean): void {
     if (from === to) return;
-    const c = this.current;
-    c.bytes += (to === undefined ? 0 : entry.length + to.length) - (from === undefined ? 0 : entry.length + from.length);
-    const delta = (to !== undefined ? 1 : 0) - (from !== undefined ? 1 : 0);
-    if (domain === null) c.entries += delta;
-    else {
-      c[domain] += delta;
-      if (reindex && to !== undefined) this.reindex(entry, domain);
-    }
-  }
-
-  /** The unit's changes (last value per entry, null when deleted), in the order they were first made. */
-  private listUnit(): ChangelogEntry[] {
-    const changes: ChangelogEntry[] = [];
-    for (const [entry, slot] of this.unit) if (slot.value !== slot.before) changes.push({ key: entry, value: slot.value ?? null });
-    return changes;
+    this.count(entry.length, domain, from, to);
+    if (reindex && to !== undefined && domain !== null) this.reindex(entry, domain);
   }
 
   private addCommittedTimer(entry: string): void {
@@ -413,31 +293,7 @@ export class EmbeddedStateBackend implements StateBackend {
   }
 
   private reindex(entry: string, domain: TimeDomain): void {
-    const { keyGroup, key, namespace: timerNs } = parseEntryKey(entry);
-    const { ts, namespace } = parseTimerNamespace(timerNs);
-    this.addToIndex(domain, { ts, keyGroup, key, namespace, entry });
-  }
-
-  private addToIndex(domain: TimeDomain, item: IndexedTimer): void {
-    const index = this.index[domain];
-    index.push(item);
-    if (index.length > 2 * this.current[domain] + STALE_SLACK) this.compact(domain);
-  }
-
-  private compact(domain: TimeDomain): void {
-    this.index[domain].compact(
-      (t) => this.valueOf(t.entry, domain) !== undefined,
-      (t) => t.entry,
-    );
-  }
-
-  /** The earliest heap item whose timer still exists, dropping stale ones on the way. */
-  private liveTop(domain: TimeDomain): IndexedTimer | undefined {
-    const index = this.index[domain];
-    for (let top = index.peek(); top !== undefined; top = index.peek()) {
-      if (this.valueOf(top.entry, domain) !== undefined) return top;
-      index.pop();
-    }
-    return undefined;
+    const { keyGroup, key, namespace } = parseEntryKey(entry);
+    this.indexTimer(domain, keyGroup, key, namespace, entry);
   }
 }
