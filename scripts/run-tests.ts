@@ -16,6 +16,11 @@ import { runInLanes } from "./test-lanes.js";
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;
 
+/** True when @confluentinc/kafka-javascript's native binding is built (`scripts/install-confluent-kafka.sh`). */
+function confluentLoads(): boolean {
+  return spawnSync(process.execPath, ["-e", 'require("@confluentinc/kafka-javascript")'], { stdio: "ignore" }).status === 0;
+}
+
 function testFiles(paths: string[]): string[] {
   const out: string[] = [];
   const walk = (p: string): void => {
@@ -36,6 +41,11 @@ const needsServer = files.some((f) => !SERVERLESS.some((dir) => f.startsWith(dir
 // The workflow tier's test server is installed on first use, as the broker's jars are.
 if (files.some((f) => f.startsWith(join("test", "workflows"))) && !existsSync(join(".tools", "temporal-test-server", "test-server"))) {
   const install = spawnSync("bash", ["scripts/install-test-server.sh"], { stdio: "inherit" });
+  if (install.status !== 0) process.exit(install.status ?? 1);
+}
+// The confluent Kafka client's native binding is built on first use too (tests run both clients).
+if (needsServer && !confluentLoads()) {
+  const install = spawnSync("bash", ["scripts/install-confluent-kafka.sh"], { stdio: "inherit" });
   if (install.status !== 0) process.exit(install.status ?? 1);
 }
 const dir = mkdtempSync(join(tmpdir(), "sage-test-"));

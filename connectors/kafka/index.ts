@@ -1,7 +1,8 @@
-/** The Kafka client a configuration asks for (kafkajs today; the interface leaves room for another). */
+/** The Kafka client a configuration asks for (`kafka.client`: kafkajs or confluent), and Kafka names derived from the config. */
 import type { Logger } from "pino";
 import type { SageConfig } from "../../core/config/schema.js";
 import type { KafkaClient } from "./client.js";
+import { createConfluentClient } from "./confluent-client.js";
 import { createKafkajsClient } from "./kafkajs-client.js";
 import { kafkaSecurityOf } from "./security.js";
 
@@ -14,18 +15,19 @@ export function brokersOf(config: SageConfig): string[] {
 }
 
 /**
- * A Kafka client for the configured cluster, with its TLS and SASL (`kafka.ssl`, `kafka.sasl`) and
+ * A Kafka client for the configured cluster (`kafka.client`), with its TLS and SASL (`kafka.ssl`, `kafka.sasl`) and
  * replication factor. Reads the certificate and password files now: a missing or expired one
  * throws a `ConfigError` naming it before anything connects.
  */
 export function kafkaClientOf(config: SageConfig, logger?: Logger): KafkaClient {
-  return createKafkajsClient({
+  const options = {
     brokers: brokersOf(config),
     clientId: config.kafka["client-id"],
     security: kafkaSecurityOf(config),
     replicationFactor: config.kafka["replication-factor"],
     ...(logger ? { logger } : {}),
-  });
+  };
+  return config.kafka.client === "confluent" ? createConfluentClient(options) : createKafkajsClient(options);
 }
 
 /** The dead-letter topic of a streaming pipeline. */

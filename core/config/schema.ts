@@ -131,6 +131,13 @@ export const configSchema = z
         /** Comma-separated bootstrap servers. */
         brokers: z.string().min(1).default("127.0.0.1:9092"),
         "client-id": z.string().min(1).default("sage"),
+        /**
+         * The Kafka client library: `kafkajs` (pure JavaScript) or `confluent`
+         * (@confluentinc/kafka-javascript over librdkafka; its native binding is built by
+         * scripts/install-confluent-kafka.sh). Both implement the same interface and pass the same
+         * exactly-once and fault tests.
+         */
+        client: z.enum(["kafkajs", "confluent"]).default("kafkajs"),
         /** Most records in one micro-batch (bytes are capped by execution.max-batch-bytes, time by execution.buffer-timeout). */
         "max-batch-records": positiveInt.default(2000),
         /**
@@ -387,6 +394,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "worker.own-queue",
   "kafka.brokers",
   "kafka.client-id",
+  "kafka.client",
   "kafka.max-batch-records",
   "kafka.max-unacked-batches",
   "kafka.local-activities",
