@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SageConfig } from "../../core/config/schema.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
+import { createConfluentClient } from "../../connectors/kafka/confluent-client.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import { kafkaClientOf } from "../../connectors/kafka/index.js";
 import { startBroker, type Broker } from "../../dev/kafka-broker.js";
@@ -35,9 +36,20 @@ export function testBroker(): Broker {
   return startBroker({ port: Number(port), controllerPort: Number(process.env.SAGE_TEST_KAFKA_CONTROLLER_PORT), dataDir: process.env.SAGE_TEST_KAFKA_DATA! });
 }
 
-/** A Kafka client on the test broker (quiet). */
+/**
+ * The Kafka client the streaming tests run with (`kafka.client`): SAGE_TEST_KAFKA_CLIENT, default
+ * kafkajs. The `*-confluent` test files set it to run their file again with the other client.
+ */
+export function testKafkaClient(): "kafkajs" | "confluent" {
+  const client = process.env.SAGE_TEST_KAFKA_CLIENT ?? "kafkajs";
+  if (client !== "kafkajs" && client !== "confluent") throw new Error(`SAGE_TEST_KAFKA_CLIENT = "${client}": kafkajs or confluent`);
+  return client;
+}
+
+/** A Kafka client on the test broker (quiet), of the tests' client library. */
 export function testKafka(): KafkaClient {
-  return createKafkajsClient({ brokers: [testBrokers()], clientId: "sage-test" });
+  const options = { brokers: [testBrokers()], clientId: "sage-test" };
+  return testKafkaClient() === "confluent" ? createConfluentClient(options) : createKafkajsClient(options);
 }
 
 let counter = 0;
@@ -55,6 +67,7 @@ export function streamConfig(label: string, dlq: string, overrides: Record<strin
     "kafka.dead-letter-topic": dlq,
     "kafka.session-timeout": "6s",
     "kafka.max-batch-records": 500,
+    "kafka.client": testKafkaClient(),
     ...overrides,
   });
 }
@@ -64,6 +77,7 @@ export function streamCliEnv(config: SageConfig, topics: { env: Record<string, s
   return {
     ...cliEnv(config),
     SAGE_KAFKA_BROKERS: config.kafka.brokers,
+    SAGE_KAFKA_CLIENT: config.kafka.client,
     SAGE_KAFKA_DEAD_LETTER_TOPIC: config.kafka["dead-letter-topic"] ?? "",
     SAGE_KAFKA_SESSION_TIMEOUT: String(config.kafka["session-timeout"]),
     SAGE_KAFKA_MAX_BATCH_RECORDS: String(config.kafka["max-batch-records"]),

@@ -1,0 +1,53 @@
+/**
+ * The core exactly-once run of streaming.test.ts with `kafka.client: confluent` for the shim's
+ * consumer, the sink's transactions and the test's own producer and reader: 100k records across 4
+ * partitions and 4 partition workflows, each seen once, in per-key order, with read_committed.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  createTopics,
+  exactlyOnce,
+  keysOutOfOrder,
+  produceRange,
+  readOutput,
+  runStreaming,
+  streamConfig,
+  streamTopics,
+  testKafka,
+  testKafkaClient,
+  waitForRecords,
+} from "../support/kafka.js";
+import pipeline from "../fixtures/stream-pipeline.js";
+
+process.env.SAGE_TEST_KAFKA_CLIENT = "confluent";
+
+test("kafka.client confluent: 100k records across 4 partitions and 4 workflows, each exactly once, in per-key order", async () => {
+  const t = streamTopics("e2e-confluent");
+  delete process.env.STREAM_SLOW_MS;
+  Object.assign(process.env, t.env);
+  const config = streamConfig("e2e-confluent", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000 });
+  assert.equal(config.kafka.client, "confluent");
+  assert.equal(testKafkaClient(), "confluent");
+  const kafka = testKafka();
+  await createTopics(kafka, t, 4);
+  const N = 100_000;
+  await produceRange(kafka, t.input, 0, N);
+  const run = await runStreaming(pipeline, config, "e2e-confluent");
+  const { job, shim } = run;
+  try {
+    const p = await waitForRecords(job, N);
+    assert.equal(p.counts["out"]!.out, N);
+    assert.equal(p.deadLetters, 0);
+    assert.equal(p.workflows.filter((w) => w && w.batches > 0).length, 4, "every partition workflow got batches");
+    await job.stop();
+    await shim.done;
+    assert.equal((await job.result()).records, N);
+    const out = await readOutput(kafka, t.output);
+    assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
+    assert.deepEqual(keysOutOfOrder(out), []);
+    assert.ok(out.every((r) => r.double === r.id * 2));
+  } finally {
+    await run.close();
+  }
+});
