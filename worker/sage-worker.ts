@@ -25,6 +25,7 @@ import { kafkaClientOf } from "../connectors/kafka/index.js";
 import { dataConverterOf } from "../security/data-converter.js";
 import { StageThreads } from "../activities/stage/stage-threads.js";
 import { workerSlotsOf } from "./slots.js";
+import { isStreaming } from "../core/plan/stream.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
@@ -90,6 +91,8 @@ function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: st
     logger.debug("no stage threads: the worker was not given the pipeline's module to load in them");
     return null;
   }
+  // A streaming pipeline's stages all stay on the main thread (Kafka transactions): no threads to keep.
+  if (isStreaming(options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan)) return null;
   return new StageThreads({
     threads,
     module: resolve(module.path),
@@ -113,6 +116,7 @@ async function createWorker(
   const taskQueue = taskQueueOf(pipeline.name, config);
   const slots = workerSlotsOf(config);
   const threads = stageThreadsOf(options, slots.threads, dataDir);
+  threads?.start();
   // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
   const ownQueue =
     !config.kafka["local-activities"] && config.worker["own-queue"] ? `${taskQueue}@${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}` : null;

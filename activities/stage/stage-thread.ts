@@ -64,6 +64,9 @@ function registryOf(): Promise<OperatorRegistry> {
   return registry;
 }
 
+// The module loads as the thread starts (the worker starts its threads before it polls); a failure is the first unit's error.
+registryOf().catch(() => undefined);
+
 const channel = new BroadcastChannel(data.channel);
 channel.unref();
 channel.onmessage = (event: unknown) => {

@@ -1,5 +1,5 @@
 /**
- * The worker's stage threads (a piscina pool, started on first use): the main thread keeps the
+ * The worker's stage threads (a piscina pool, started with the worker or on first use): the main thread keeps the
  * activity (heartbeats, cancellation, metrics) and hands the unit's descriptor to a thread, which
  * runs the fused chain. A cancellation reaches the thread through a shared flag; an error comes
  * back as fields and is rebuilt with its code and retriability; a thread that dies fails only that
@@ -54,6 +54,11 @@ export class StageThreads {
   /** Threads in the pool. */
   get size(): number {
     return this.options.threads;
+  }
+
+  /** Starts the threads now (each loads the pipeline module), so that the first unit does not wait for them. */
+  start(): void {
+    this.poolOf();
   }
 
   private poolOf(): Piscina<ThreadTask, ThreadOutcome> {
