@@ -116,7 +116,8 @@ async function createWorker(
   const taskQueue = taskQueueOf(pipeline.name, config);
   const slots = workerSlotsOf(config);
   const threads = stageThreadsOf(options, slots.threads, dataDir);
-  threads?.start();
+  // Before the worker polls: a unit never waits for a thread to start and load the pipeline.
+  const threadsReady = threads ? await threads.start() : null;
   // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
   const ownQueue =
     !config.kafka["local-activities"] && config.worker["own-queue"] ? `${taskQueue}@${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}` : null;
@@ -180,6 +181,7 @@ async function createWorker(
         namespace: config.temporal.namespace,
         activitySlots: slots.activities,
         stageThreads: threads?.size ?? 0,
+        ...(threadsReady !== null ? { stageThreadsReadyMs: Math.round(threadsReady) } : {}),
       },
       "worker started",
     );

@@ -36,6 +36,15 @@ export interface ThreadTask {
   cancel: Int32Array;
 }
 
+/**
+ * The warm-up the worker runs before it polls, one per thread: each loads the pipeline module, then
+ * holds its thread until every thread has one (`arrived` counts them), so that no thread takes two.
+ */
+export interface WarmUp {
+  arrived: Int32Array;
+  threads: number;
+}
+
 /** An error a thread's unit ended with, as plain fields (its class does not cross threads). */
 export interface ThreadFailure {
   name: string;
@@ -47,7 +56,7 @@ export interface ThreadFailure {
 }
 
 /** How a thread's unit ended, with the failed tries of its user functions (for the main thread's metrics). */
-export type ThreadOutcome = { ok: true; output: StageOutput; tries: FailedTry[] } | { ok: false; failure: ThreadFailure; tries: FailedTry[] };
+export type ThreadOutcome = { ok: true; output: StageOutput | null; tries: FailedTry[] } | { ok: false; failure: ThreadFailure; tries: FailedTry[] };
 
 /** What a thread says on the pool's channel. */
 export type ThreadMessage = { type: "close" } | { type: "closed"; threadId: number };
@@ -93,8 +102,22 @@ function failureOf(err: unknown, cancelled: boolean): ThreadFailure {
   };
 }
 
-/** Runs one unit (the pool's task function). */
-export default async function runThreadTask(task: ThreadTask): Promise<ThreadOutcome> {
+/** Loads the pipeline module, then waits (at most 60 s) until every thread of the pool has arrived. */
+async function warmUp(task: WarmUp): Promise<ThreadOutcome> {
+  try {
+    await registryOf();
+  } catch (err) {
+    return { ok: false, failure: failureOf(err, false), tries: [] };
+  }
+  Atomics.add(task.arrived, 0, 1);
+  const deadline = Date.now() + 60_000;
+  while (Atomics.load(task.arrived, 0) < task.threads && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return { ok: true, output: null, tries: [] };
+}
+
+/** Runs one unit, or a warm-up (the pool's task function). */
+export default async function runThreadTask(task: ThreadTask | WarmUp): Promise<ThreadOutcome> {
+  if ("arrived" in task) return warmUp(task);
   const cancelled = (): boolean => Atomics.load(task.cancel, 0) !== 0;
   const log = logger.child(task.bindings);
   try {

@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
-import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask } from "./stage-thread.js";
+import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask, WarmUp } from "./stage-thread.js";
 
 /** The thread entry: registers the TypeScript loader, then loads `stage-thread.ts`. */
 const ENTRY = fileURLToPath(new URL("./stage-thread-entry.mjs", import.meta.url));
@@ -46,7 +46,7 @@ export function errorOf(failure: ThreadFailure): Error {
 
 /** A pool of stage threads for one worker process. */
 export class StageThreads {
-  private pool: Piscina<ThreadTask, ThreadOutcome> | null = null;
+  private pool: Piscina<ThreadTask | WarmUp, ThreadOutcome> | null = null;
   private readonly channel = `sage-stage-threads-${randomUUID()}`;
 
   constructor(private readonly options: StageThreadsOptions) {}
@@ -56,16 +56,24 @@ export class StageThreads {
     return this.options.threads;
   }
 
-  /** Starts the threads now (each loads the pipeline module), so that the first unit does not wait for them. */
-  start(): void {
-    this.poolOf();
+  /**
+   * Starts the threads and waits until each has loaded the pipeline module (the worker does this
+   * before it polls: a unit never waits for a thread to start). Returns the milliseconds it took.
+   */
+  async start(): Promise<number> {
+    const started = performance.now();
+    const pool = this.poolOf();
+    const arrived = new Int32Array(new SharedArrayBuffer(4));
+    const warmed = await Promise.all(Array.from({ length: this.size }, () => pool.run({ arrived, threads: this.size })));
+    for (const w of warmed) if (!w.ok) throw errorOf(w.failure);
+    return performance.now() - started;
   }
 
-  private poolOf(): Piscina<ThreadTask, ThreadOutcome> {
+  private poolOf(): Piscina<ThreadTask | WarmUp, ThreadOutcome> {
     if (this.pool) return this.pool;
     const { threads, module, pipelineName, dataDir, logLevel, logger } = this.options;
     const workerData: StageThreadData = { module, ...(pipelineName ? { pipelineName } : {}), dataDir, logLevel, channel: this.channel };
-    const pool = new Piscina<ThreadTask, ThreadOutcome>({
+    const pool = new Piscina<ThreadTask | WarmUp, ThreadOutcome>({
       filename: ENTRY,
       minThreads: threads,
       maxThreads: threads,
@@ -99,7 +107,8 @@ export class StageThreads {
       signal.removeEventListener("abort", onAbort);
     }
     for (const t of outcome.tries) operatorTryFailed(t, t.operator, t.retried);
-    if (outcome.ok) return outcome.output;
+    if (outcome.ok && outcome.output) return outcome.output;
+    if (outcome.ok) throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) returned no output`);
     throw errorOf(outcome.failure);
   }
 
