@@ -1,10 +1,12 @@
 /**
  * Benchmark: Kafka -> Kafka exactly once. Sage (shim + partition workflows + transactional sink)
- * with 1, 2 and 4 partition workflows, side by side in the same run with plain kafkajs
- * consume -> transform -> produce, with and without transactions; then end-to-end latency at a
- * steady rate, and Temporal history bytes per record. It starts its own dev server and broker.
+ * with 1, 2 and 4 partition workflows, side by side in the same run with plain consume -> transform
+ * -> produce, with and without transactions, for each Kafka client (`kafka.client`: kafkajs and
+ * confluent); then end-to-end latency at a steady rate, and Temporal history bytes per record. It
+ * starts its own dev server and broker.
  *
- *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--rate 1000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
+ *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--clients kafkajs,confluent] [--latency-client kafkajs]
+ *                          [--rate 1000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
  *
  * The latency case runs worker and shim as child processes; BENCH_CHILD_LOG=<prefix> keeps their
  * logs in <prefix>.worker.log / <prefix>.shim.log, at BENCH_CHILD_LOG_LEVEL (e.g. debug: the shim
@@ -23,6 +25,10 @@ import { SageClient } from "../client/sage-client.js";
 import { KafkaShim, shimOptionsOf } from "../streaming/shim.js";
 import { StreamJob, StreamJobHandle } from "../streaming/stream-job.js";
 import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
+import { createConfluentClient } from "../connectors/kafka/confluent-client.js";
+import type { KafkaClient } from "../connectors/kafka/client.js";
+import type { KafkaJS } from "@confluentinc/kafka-javascript";
+import { createRequire } from "node:module";
 import { createSageWorker } from "../worker/sage-worker.js";
 import { jobHistory } from "./cluster.js";
 import { percentile, streamTimeline } from "./timeline.js";
@@ -41,6 +47,15 @@ const RECORDS = Number(arg("records", SMOKE ? "5000" : "200000"));
 const WORKFLOWS = arg("workflows", SMOKE ? "1,2" : "1,2,4")
   .split(",")
   .map(Number);
+/** The Kafka clients measured, each as plain consume -> produce and under Sage (`kafka.client`). */
+const CLIENTS = arg("clients", "kafkajs,confluent")
+  .split(",")
+  .map((c) => {
+    if (c !== "kafkajs" && c !== "confluent") throw new Error(`--clients: "${c}" is not kafkajs or confluent`);
+    return c;
+  });
+/** The client of the latency case's worker and shim. */
+const LATENCY_CLIENT = arg("latency-client", "kafkajs");
 const RATE = Number(arg("rate", "1000"));
 const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
 /**
@@ -127,6 +142,69 @@ async function plainPipe(kafka: Kafka, input: string, output: string, n: number,
   return ms;
 }
 
+/**
+ * The same pipe with @confluentinc/kafka-javascript's kafkajs-like API: consume -> transform ->
+ * produce of `n` records; with `transactional`, one transaction per fetched batch (slice), whose
+ * offsets go in with the consumer's group.
+ */
+async function plainConfluentPipe(brokers: string, input: string, output: string, n: number, transactional: boolean): Promise<number> {
+  const { KafkaJS: K } = createRequire(import.meta.url)("@confluentinc/kafka-javascript") as { KafkaJS: typeof KafkaJS };
+  const kafka = new K.Kafka({ kafkaJS: { brokers: [brokers], logLevel: K.logLevel.NOTHING } });
+  const group = `plain-confluent-${transactional ? "txn" : "notxn"}-${Date.now()}`;
+  const consumer = kafka.consumer({
+    "js.consumer.max.batch.size": -1,
+    kafkaJS: { groupId: group, fromBeginning: true, autoCommit: false, maxBytesPerPartition: 1024 * 1024, maxWaitTimeInMs: 50 },
+  });
+  const producer = kafka.producer({
+    "linger.ms": 5,
+    kafkaJS: transactional ? { transactionalId: `${group}-tx`, idempotent: true } : { idempotent: true },
+  });
+  await Promise.all([consumer.connect(), producer.connect()]);
+  await consumer.subscribe({ topics: [input] });
+  let count = 0;
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const started = performance.now();
+  void consumer.run({
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: transactional ? 1 : PARTITIONS,
+    eachBatch: async (payload) => {
+      const { batch } = payload;
+      for (let i = 0; i < batch.messages.length; i += 2000) {
+        const slice = batch.messages.slice(i, i + 2000);
+        const out = slice
+          .map((m) => transform(JSON.parse(m.value!.toString()) as BenchEvent))
+          .filter((e): e is NonNullable<typeof e> => e !== null)
+          .map((e) => ({ key: e.key, value: JSON.stringify(e) }));
+        const next = String(Number(slice[slice.length - 1]!.offset) + 1);
+        if (transactional) {
+          await producer.transaction();
+          await producer.send({ topic: output, messages: out });
+          await producer.sendOffsets({ consumer, topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] });
+          await producer.commit();
+        } else {
+          await producer.send({ topic: output, messages: out });
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+        }
+        payload.resolveOffset(slice[slice.length - 1]!.offset);
+        count += slice.length;
+      }
+      if (count >= n) finish();
+    },
+  });
+  await done;
+  const ms = performance.now() - started;
+  await consumer.disconnect();
+  await producer.disconnect();
+  return ms;
+}
+
+/** A client of `kind` on the bench's broker. */
+function clientOf(kind: string, brokers: string, clientId: string): KafkaClient {
+  const options = { brokers: [brokers], clientId };
+  return kind === "confluent" ? createConfluentClient(options) : createKafkajsClient(options);
+}
+
 async function main(): Promise<void> {
   console.log(`Kafka -> Kafka exactly once: ${RECORDS} records of ~200 bytes over ${PARTITIONS} partitions; ${machineLine()}`);
   const dir = mkdtempSync(join(tmpdir(), "sage-bench-kafka-"));
@@ -152,17 +230,23 @@ async function main(): Promise<void> {
     }
     console.log(`input produced (${JSON.stringify(event(0)).length} bytes per record)`);
 
-    const rows: Array<{ name: string; ms: number; extra: Record<string, number> }> = [];
-    for (const txn of [false, true]) {
-      const out = `bench.out.plain.${txn ? "txn" : "notxn"}`;
-      await admin.ensureTopic(out, PARTITIONS);
-      const ms = await plainPipe(kafkajs, "bench.in", out, RECORDS, txn);
-      rows.push({ name: `plain kafkajs${txn ? ", transactional" : ""}`, ms, extra: {} });
-      console.log(`${rows[rows.length - 1]!.name}: ${(ms / 1000).toFixed(2)} s`);
+    const rows: Array<{ name: string; client: string; txn: boolean; ms: number; extra: Record<string, number> }> = [];
+    // kafkajs first: its two rows are the baselines of the ratios.
+    for (const client of ["kafkajs", ...CLIENTS.filter((c) => c !== "kafkajs")]) {
+      for (const txn of [false, true]) {
+        const out = `bench.out.plain.${client}.${txn ? "txn" : "notxn"}`;
+        await admin.ensureTopic(out, PARTITIONS);
+        const ms =
+          client === "kafkajs"
+            ? await plainPipe(kafkajs, "bench.in", out, RECORDS, txn)
+            : await plainConfluentPipe(broker.address, "bench.in", out, RECORDS, txn);
+        rows.push({ name: `plain ${client}${txn ? ", transactional" : ""}`, client, txn, ms, extra: {} });
+        console.log(`${rows[rows.length - 1]!.name}: ${(ms / 1000).toFixed(2)} s`);
+      }
     }
 
-    for (const workflows of WORKFLOWS) {
-      const tag = `p${workflows}`;
+    for (const [kind, workflows] of CLIENTS.flatMap((c) => WORKFLOWS.map((w) => [c, w] as const))) {
+      const tag = `${kind}.p${workflows}`;
       Object.assign(process.env, { BENCH_IN: "bench.in", BENCH_OUT: `bench.out.sage.${tag}`, BENCH_GROUP: `sage-${tag}` });
       await admin.ensureTopic(`bench.out.sage.${tag}`, PARTITIONS);
       const config = loadConfig({
@@ -174,6 +258,7 @@ async function main(): Promise<void> {
           "kafka.brokers": broker.address,
           "kafka.dead-letter-topic": "bench.dlq",
           "execution.parallelism": workflows,
+          "kafka.client": kind,
           "log.level": "warn",
         },
       });
@@ -181,7 +266,7 @@ async function main(): Promise<void> {
       const running = worker.run();
       const client = await SageClient.connect({ config });
       const job = StreamJob.create(client, pipeline, { jobId: `eos-${tag}` });
-      const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger);
+      const shim = new KafkaShim(job, clientOf(kind, broker.address, "bench"), shimOptionsOf(config), logger);
       const started = performance.now();
       await shim.start();
       let p = await job.progress();
@@ -204,7 +289,9 @@ async function main(): Promise<void> {
         runs += h.runs;
       }
       rows.push({
-        name: `sage, ${workflows} partition workflow(s)`,
+        name: `sage (${kind}), ${workflows} partition workflow(s)`,
+        client: kind,
+        txn: true,
         ms,
         extra: {
           batches: result.batches,
@@ -222,15 +309,18 @@ async function main(): Promise<void> {
 
     const plain = rows[0]!.ms;
     const plainTxn = rows[1]!.ms;
-    console.log(`\nthroughput (${RECORDS} records)`);
+    /** The same client's plain transactional row. */
+    const ownTxn = (client: string): number => rows.find((r) => r.client === client && r.txn && r.name.startsWith("plain"))!.ms;
+    console.log(`\nthroughput (${RECORDS} records; "vs plain" and "vs plain txn" are against plain kafkajs)`);
     printTable(
-      ["case", "wall s", "records/s", "vs plain", "vs plain txn", "batches", "activities", "runs", "history events", "history B/record"],
+      ["case", "wall s", "records/s", "vs plain", "vs plain txn", "vs own client txn", "batches", "activities", "runs", "history events", "history B/record"],
       rows.map((r) => [
         r.name,
         (r.ms / 1000).toFixed(2),
         Math.round(RECORDS / (r.ms / 1000)).toLocaleString("en-US"),
         `${(plain / r.ms).toFixed(2)}x`,
         `${(plainTxn / r.ms).toFixed(2)}x`,
+        `${(ownTxn(r.client) / r.ms).toFixed(2)}x`,
         String(r.extra["batches"] ?? "-"),
         String(r.extra["activities"] ?? "-"),
         String(r.extra["runs"] ?? "-"),
@@ -243,6 +333,7 @@ async function main(): Promise<void> {
       recordsPerSecond: RECORDS / (r.ms / 1000),
       vsPlain: plain / r.ms,
       vsPlainTransactional: plainTxn / r.ms,
+      vsOwnClientTransactional: ownTxn(r.client) / r.ms,
     }));
     results["recordBytes"] = JSON.stringify(event(0)).length;
 
@@ -284,14 +375,8 @@ async function runHistories(client: SageClient, id: string): Promise<proto.tempo
   }
 }
 
-/** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows); latency from send to read_committed. */
-async function latency(
-  kafka: ReturnType<typeof createKafkajsClient>,
-  address: string,
-  brokers: string,
-  dir: string,
-  admin: Awaited<ReturnType<typeof kafka.admin>>,
-) {
+/** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows, kafka.client `LATENCY_CLIENT`); latency from send to read_committed. */
+async function latency(kafka: KafkaClient, address: string, brokers: string, dir: string, admin: Awaited<ReturnType<typeof kafka.admin>>) {
   await admin.ensureTopic("bench.lat.in", PARTITIONS);
   await admin.ensureTopic("bench.lat.out", PARTITIONS);
   Object.assign(process.env, { BENCH_IN: "bench.lat.in", BENCH_OUT: "bench.lat.out", BENCH_GROUP: "sage-latency" });
@@ -304,6 +389,7 @@ async function latency(
       "kafka.brokers": brokers,
       "kafka.dead-letter-topic": "bench.dlq",
       "execution.parallelism": 2,
+      "kafka.client": LATENCY_CLIENT,
       "log.level": "warn",
     },
   });
@@ -316,6 +402,7 @@ async function latency(
     SAGE_KAFKA_BROKERS: brokers,
     SAGE_KAFKA_DEAD_LETTER_TOPIC: "bench.dlq",
     SAGE_EXECUTION_PARALLELISM: "2",
+    SAGE_KAFKA_CLIENT: LATENCY_CLIENT,
     SAGE_LOG_LEVEL: process.env.BENCH_CHILD_LOG_LEVEL ?? "warn",
     BENCH_IN: "bench.lat.in",
     BENCH_OUT: "bench.lat.out",
@@ -433,6 +520,7 @@ async function latency(
   const sorted = sentBetween(warmupUntil, Infinity);
   const cold = sentBetween(-Infinity, warmupUntil);
   const out = {
+    client: LATENCY_CLIENT,
     rate: RATE,
     seconds: SECONDS,
     warmupSeconds: WARMUP,
@@ -447,7 +535,7 @@ async function latency(
     insideTemporal: inside,
   };
   console.log(
-    `\nlatency at ${RATE} records/s (2 partition workflows; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+    `\nlatency at ${RATE} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
   );
   printTable(
     ["phase", "records", "p50 ms", "p99 ms", "max ms"],
