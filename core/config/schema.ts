@@ -177,6 +177,12 @@ export const configSchema = z
          */
         "history-bytes-per-run": bytes.default(2 * 1024 * 1024),
         "session-timeout": duration.default(10_000),
+        /**
+         * A streaming job whose source or Kafka-sink topic does not exist is refused before it
+         * starts, naming the topic and its operator (as Kafka Streams does). With this on, the shim
+         * creates such topics instead, with one partition per partition workflow.
+         */
+        "create-topics": bool.default(false),
         /** Bytes fetched per partition per request by the shim. */
         "fetch-bytes": bytes.default(1024 * 1024),
         /** Dead-letter topic of streaming jobs (default `<pipeline>.dlq`). */
@@ -193,12 +199,6 @@ export const configSchema = z
                 ca: z.string().min(1).optional(),
                 cert: z.string().min(1).optional(),
                 key: z.string().min(1).optional(),
-        /**
-         * A streaming job whose source or Kafka-sink topic does not exist is refused before it
-         * starts, naming the topic and its operator (as Kafka Streams does). With this on, the shim
-         * creates such topics instead, with one partition per partition workflow.
-         */
-        "create-topics": bool.default(false),
                 "server-name": z.string().min(1).optional(),
               })
               .strict(),
@@ -402,6 +402,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.history-bytes-per-run",
   "kafka.session-timeout",
   "kafka.fetch-bytes",
+  "kafka.create-topics",
   "kafka.dead-letter-topic",
   "kafka.replication-factor",
   "kafka.ssl.enabled",
@@ -420,7 +421,6 @@ export const CONFIG_KEYS: readonly string[] = [
   "llm.requests-per-minute",
   "llm.tokens-per-minute",
   "llm.cache",
-  "kafka.create-topics",
   "llm.timeout",
   "llm.max-tries",
   "llm.max-retry-after",
