@@ -38,7 +38,9 @@ export default tseslint.config(
   { ignores: ["node_modules/**", ".tools/**", ".sage/**", "dist/**", "bench/results/**", "test/replay/**/*.json"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ["*.js", "bin/*.js"] }, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { projectService: { allowDefaultProject: ["*.js", "bin/*.js", "activities/stage/*.mjs"] }, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
       "@typescript-eslint/no-floating-promises": [
         "error",
