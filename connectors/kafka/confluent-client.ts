@@ -403,6 +403,8 @@ class ConfluentTransactionalProducer implements TransactionalProducer {
 class ConfluentGroupConsumer implements GroupConsumer {
   private readonly consumer: KafkaJS.Consumer;
   private readonly crashListeners: Array<(e: Error) => void> = [];
+  /** Set by `stop`: a batch held by a pause is let go. */
+  private stopping = false;
 
   constructor(
     kafka: Kafka,
@@ -457,23 +459,50 @@ class ConfluentGroupConsumer implements GroupConsumer {
       .run({
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: this.options.concurrency,
-        eachBatch: async (payload) => {
-          const { batch } = payload;
-          if (batch.messages.length === 0) return;
-          await handler(
-            { topic: batch.topic, partition: batch.partition, messages: batch.messages.map(consumedOf) },
-            {
-              active: () => payload.isRunning() && !payload.isStale(),
-              resolve: (offset) => payload.resolveOffset(offset),
-              pause: () => payload.pause(),
-            },
-          );
-        },
+        eachBatch: (payload) => this.deliver(payload, handler),
       })
       .catch((err: unknown) => {
         // librdkafka retries what is retriable itself: a run that ends with an error is over for good.
         for (const l of this.crashListeners) l(err instanceof Error ? err : new Error(String(err)));
       });
+  }
+
+  /**
+   * Hands a fetched batch to `handler`. A pause holds this partition's handler call until resumed
+   * and then offers the unresolved records again, instead of the package's pause: its pause, resume
+   * and seek back each stop every partition's worker and refetch (the shim pauses a partition
+   * whenever its workflow's queue is full, so that halved the job's throughput).
+   */
+  private async deliver(payload: KafkaJS.EachBatchPayload, handler: (batch: PartitionBatch, control: BatchControl) => Promise<void>): Promise<void> {
+    const { batch } = payload;
+    const live = () => payload.isRunning() && !payload.isStale() && !this.stopping;
+    let messages = batch.messages.map(consumedOf);
+    while (messages.length > 0) {
+      let paused: Promise<void> | null = null;
+      let resume: () => void = () => undefined;
+      let resolved = -1n;
+      await handler(
+        { topic: batch.topic, partition: batch.partition, messages },
+        {
+          active: live,
+          resolve: (offset) => {
+            payload.resolveOffset(offset);
+            if (BigInt(offset) > resolved) resolved = BigInt(offset);
+          },
+          pause: () => {
+            paused ??= new Promise<void>((r) => (resume = r));
+            return () => resume();
+          },
+        },
+      );
+      if (paused === null) return;
+      // Held, not lost: a revoked partition or a stop ends the wait (unresolved records are read again).
+      let resumed = false;
+      void (paused as Promise<void>).then(() => (resumed = true));
+      while (!resumed && live()) await new Promise((r) => setTimeout(r, 20));
+      if (!live()) return;
+      messages = messages.filter((m) => BigInt(m.offset) > resolved);
+    }
   }
 
   async commit(offsets: Array<{ topic: string; partition: number; nextOffset: string }>): Promise<void> {
@@ -495,6 +524,7 @@ class ConfluentGroupConsumer implements GroupConsumer {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.consumer.disconnect();
   }
 }
