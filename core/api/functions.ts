@@ -10,7 +10,7 @@ export type MaybePromise<T> = T | Promise<T>;
 
 /** Optional lifecycle of every function object. */
 export interface RichFunction {
-  /** Called once per operator instance per worker process, before the first record. */
+  /** Called once per operator instance per worker process (per stage thread, where the stage runs on one), before the first record. */
   open?(ctx: FunctionContext): MaybePromise<void>;
   /** Called once when the worker shuts down. */
   close?(): MaybePromise<void>;

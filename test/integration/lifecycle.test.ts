@@ -126,7 +126,9 @@ test("an open() that throws NonRetryableError fails the job at once, with its me
 test("a `sage worker` process opens each function once for all its jobs and closes it when stopped with SIGTERM", { timeout: 120_000 }, async () => {
   const config = testConfig("lifecycle-process");
   const events = join(config.dir, "events.log");
-  const child = sageCliBackground(["worker", "test/fixtures/lifecycle-process.ts"], { env: { ...cliEnv(config), SAGE_TEST_LIFECYCLE_LOG: events } });
+  // On the main thread (stage threads off): once per process. With threads, once per thread (test/integration/stage-threads.test.ts).
+  const env = { ...cliEnv(config), SAGE_TEST_LIFECYCLE_LOG: events, SAGE_WORKER_THREADS: "0" };
+  const child = sageCliBackground(["worker", "test/fixtures/lifecycle-process.ts"], { env });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, "exit");
