@@ -30,8 +30,8 @@ import type {
   TransactionalProducer,
 } from "./client.js";
 import { GroupActiveError, KafkaAuthenticationError, TransactionError, UnstableOffsetsError } from "./client.js";
-import { isPlaintext, mechanismName, type KafkaSecurity } from "./security.js";
-import { checkSecurity } from "./wire.js";
+import { mechanismName, type KafkaSecurity } from "./security.js";
+import { securityCheckOnce } from "./wire.js";
 
 type ConfluentModule = typeof Confluent;
 type Kafka = KafkaJS.Kafka;
@@ -174,15 +174,9 @@ type Connect = <T>(connect: () => Promise<T>) => Promise<T>;
  */
 function connector(options: ConfluentClientOptions): Connect {
   const security = options.security ?? {};
-  let checked: Promise<void> | null = null;
+  const checked = securityCheckOnce(options.brokers, options.clientId ?? "sage", security);
   return async (connect) => {
-    if (!isPlaintext(security)) {
-      checked ??= checkSecurity(options.brokers, options.clientId ?? "sage", security).catch((err: unknown) => {
-        checked = null;
-        throw err;
-      });
-      await checked;
-    }
+    await checked();
     try {
       return await connect();
     } catch (err) {

@@ -36,8 +36,8 @@ import type {
   TransactionalProducer,
 } from "./client.js";
 import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError, UnstableOffsetsError } from "./client.js";
-import { isPlaintext, mechanismName, type KafkaSecurity } from "./security.js";
-import { checkSecurity } from "./wire.js";
+import { mechanismName, type KafkaSecurity } from "./security.js";
+import { securityCheckOnce } from "./wire.js";
 import { Partitioning, type SendChunk } from "./send-chunks.js";
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -127,15 +127,9 @@ export function kafkajsConfigOf(options: KafkajsClientOptions): KafkaConfig {
  */
 function connector(options: KafkajsClientOptions): <T>(connect: () => Promise<T>) => Promise<T> {
   const security = options.security ?? {};
-  let checked: Promise<void> | null = null;
+  const checked = securityCheckOnce(options.brokers, options.clientId ?? "sage", security);
   return async (connect) => {
-    if (!isPlaintext(security)) {
-      checked ??= checkSecurity(options.brokers, options.clientId ?? "sage", security).catch((err: unknown) => {
-        checked = null;
-        throw err;
-      });
-      await checked;
-    }
+    await checked();
     try {
       return await connect();
     } catch (err) {

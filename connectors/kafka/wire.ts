@@ -10,7 +10,7 @@ import { connect as connectTls } from "node:tls";
 import { BrokerUnavailableError } from "../../core/errors.js";
 import { KafkaAuthenticationError, KafkaTlsError } from "./client.js";
 import { ScramExchange } from "./scram.js";
-import { mechanismName, type KafkaSecurity, type SaslCredentials } from "./security.js";
+import { isPlaintext, mechanismName, type KafkaSecurity, type SaslCredentials } from "./security.js";
 
 const SASL_HANDSHAKE = 17;
 const SASL_AUTHENTICATE = 36;
@@ -303,4 +303,20 @@ export async function checkSecurity(brokers: readonly string[], clientId: string
       conn?.close();
     }
   }
+}
+
+/**
+ * `checkSecurity` once per client, for a secured cluster (nothing for plaintext); a failed check is
+ * tried again on the next call. Each client awaits it before it connects.
+ */
+export function securityCheckOnce(brokers: readonly string[], clientId: string, security: KafkaSecurity): () => Promise<void> {
+  let checked: Promise<void> | null = null;
+  return async () => {
+    if (isPlaintext(security)) return;
+    checked ??= checkSecurity(brokers, clientId, security).catch((err: unknown) => {
+      checked = null;
+      throw err;
+    });
+    await checked;
+  };
 }
