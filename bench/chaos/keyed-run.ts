@@ -1,0 +1,301 @@
+/**
+ * One chaos run of the keyed, event-time windowed job (the stateful bench's `bench/stateful/pipeline.ts`:
+ * a tumbling 10 s count and a sliding 30 s / 10 s latency aggregate per service, Kafka -> Kafka,
+ * exactly once): a worker and a shim as `sage` processes, deterministic events produced at a steady
+ * rate (event time runs `EVENT_TIME_SPEED` times as fast as the wall clock, so windows close every
+ * couple of seconds), a read_committed reader timing each new window result, the fault injected
+ * once 30% of the expected windows are out, then the job stopped and both output topics read back
+ * and compared with the reference computed from the input: every window once, with equal values.
+ */
+import { readFileSync } from "node:fs";
+import { Kafka, logLevel } from "kafkajs";
+import proto from "@temporalio/proto";
+import { StreamJobHandle } from "../../streaming/stream-job.js";
+import { partitionWorkflowId } from "../../core/plan/stream.js";
+import { ensureEventTimeTopic, eventMessage, flushEvents, FLUSH_SERVICE, generateEvents, partitionOf, type StatefulEvent } from "../stateful/events.js";
+import { compareResults, parseResult, referenceWindows, windowKey, type ResultDiff, type TumblingResult } from "../stateful/results.js";
+import { sleep, stopChild, waitFor, type ChaosEnv, type SageChild } from "./env.js";
+import { stallAround } from "./tally.js";
+import type { FaultResult, StreamFault, StreamRun } from "./stream-run.js";
+
+/** The module the keyed job's workers and shim load, and its pipeline name. */
+const PIPELINE_FILE = "bench/stateful/pipeline.ts";
+const PIPELINE = "statefulbench";
+/** Partitions of the input and output topics; partition workflows of the job. */
+const PARTITIONS = 4;
+const WORKFLOWS = 2;
+/** Event time runs this many times as fast as the producer's wall clock. */
+const EVENT_TIME_SPEED = 5;
+
+/** Options of a keyed run. */
+export interface KeyedRunOptions {
+  records: number;
+  /** Events produced per second. */
+  rate: number;
+  /** Distinct keys (services). */
+  services: number;
+  /** Share of the expected windows committed before the fault (0.3). */
+  faultAfter: number;
+  /** Give up waiting for more output after this long without a new window (s). */
+  idleSeconds: number;
+  sessionTimeoutSeconds: number;
+}
+
+/**
+ * The input of a run: events whose event time starts two hours back (aligned to 30 s), so that
+ * neither they nor the flush events an hour after the last one lie in the broker's future.
+ */
+function inputEvents(o: KeyedRunOptions): StatefulEvent[] {
+  const epochMs = Math.floor((Date.now() - 7_200_000) / 30_000) * 30_000;
+  const spanMs = Math.round((o.records / o.rate) * 1000 * EVENT_TIME_SPEED);
+  return generateEvents({ events: o.records, services: o.services, seed: 20, epochMs, spanMs });
+}
+
+/** Produces `events` in order at `rate` per second, then the flush events (idempotent: a retried send is not written twice). */
+function startProducer(brokers: string, topic: string, events: readonly StatefulEvent[], rate: number) {
+  const kafka = new Kafka({ clientId: "chaos-keyed-producer", brokers: [brokers], logLevel: logLevel.NOTHING });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 100 } });
+  const state = { sent: 0, stopped: false, slowestSendMs: 0 };
+  const tickMs = 50;
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+  const message = (e: StatefulEvent, partition: number) => {
+    const m = eventMessage(e, partition);
+    return { key: m.key ?? null, value: m.value, timestamp: m.timestamp, partition };
+  };
+  const done = (async () => {
+    await producer.connect();
+    try {
+      for (let next = Date.now(); state.sent < events.length && !state.stopped;) {
+        const batch = events.slice(state.sent, state.sent + perTick).map((e) => message(e, partitionOf(e.service, PARTITIONS)));
+        const at = Date.now();
+        await producer.send({ topic, messages: batch });
+        state.slowestSendMs = Math.max(state.slowestSendMs, Date.now() - at);
+        state.sent += batch.length;
+        next += tickMs;
+        await sleep(Math.max(0, next - Date.now()));
+      }
+      // Only after every event: the flush must be the last record of its partition.
+      if (!state.stopped) await producer.send({ topic, messages: flushEvents(events, PARTITIONS).map((e) => message(e, e.partition)) });
+    } finally {
+      await producer.disconnect();
+    }
+  })();
+  return { state, done };
+}
+
+/** Tails both output topics with read_committed: the first time each window was seen. */
+async function startReader(brokers: string, topics: string[], group: string) {
+  const kafka = new Kafka({ clientId: "chaos-keyed-reader", brokers: [brokers], logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 100, sessionTimeout: 30_000 });
+  const seen = new Set<string>();
+  const arrivals: number[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      const now = Date.now();
+      for (const m of batch.messages) {
+        const key = `${batch.topic}|${windowKey(parseResult<TumblingResult>(m.value!.toString("utf8")))}`;
+        if (!seen.has(key)) {
+          seen.add(key);
+          arrivals.push(now);
+        }
+      }
+    },
+  });
+  return { seen, arrivals, stop: () => consumer.disconnect() };
+}
+
+/** Window results of `topic`, read_committed from the beginning (the flush key's, which no reference has, left out). */
+async function windowsOf(env: ChaosEnv, topic: string): Promise<TumblingResult[]> {
+  const { client } = await env.kafka();
+  const messages = await client.readAll(topic, { idleTimeoutMs: 20_000 });
+  return messages.map((m) => parseResult<TumblingResult>(m.value!.toString("utf8"))).filter((r) => r.service !== FLUSH_SERVICE);
+}
+
+/** Runs the keyed job through `fault` and compares every window read back with the reference. */
+export async function runKeyedFault(env: ChaosEnv, fault: StreamFault, options: KeyedRunOptions): Promise<FaultResult> {
+  const { broker } = await env.kafka();
+  const tag = `chaos-keyed-${fault.name}-${Date.now()}`;
+  const topics = { input: `${tag}.in`, tumbling: `${tag}.tumbling`, sliding: `${tag}.sliding`, dlq: `${tag}.dlq` };
+  for (const t of [topics.input, topics.tumbling, topics.sliding]) await ensureEventTimeTopic([broker.address], t, PARTITIONS);
+  await ensureEventTimeTopic([broker.address], topics.dlq, 1);
+  const events = inputEvents(options);
+  const reference = referenceWindows(events);
+  const expected = reference.tumbling.length + reference.sliding.length;
+  env.log(
+    `${fault.name}: ${events.length} events, ${options.services} services; reference ${reference.tumbling.length} tumbling + ${reference.sliding.length} sliding windows`,
+  );
+  const taskQueue = tag;
+  const sageEnv = {
+    SAGE_TEMPORAL_TASK_QUEUE: taskQueue,
+    SAGE_DATA_DIR: `${env.dir}/data-keyed-${fault.name}`,
+    SAGE_KAFKA_BROKERS: broker.address,
+    SAGE_KAFKA_DEAD_LETTER_TOPIC: topics.dlq,
+    SAGE_KAFKA_SESSION_TIMEOUT: `${options.sessionTimeoutSeconds}s`,
+    SAGE_EXECUTION_PARALLELISM: String(WORKFLOWS),
+    // Info: a worker logs each rebuild of keyed state from the changelog (and little else).
+    SAGE_LOG_LEVEL: "info",
+    SAGE_MONITORING_ENABLED: "false",
+    STATEFUL_IN: topics.input,
+    STATEFUL_TUMBLING: topics.tumbling,
+    STATEFUL_SLIDING: topics.sliding,
+    STATEFUL_GROUP: `${tag}.group`,
+  };
+  const childEnv = (extra: Record<string, string> = {}) => ({ ...sageEnv, SAGE_TEMPORAL_ADDRESS: env.server.address, ...extra });
+  const workers: SageChild[] = [];
+  const everyWorker: SageChild[] = [];
+  const run: StreamRun = {
+    env,
+    broker,
+    taskQueue,
+    workers,
+    async startWorker(label, extra = {}) {
+      const w = env.sage(label, ["worker", PIPELINE_FILE], childEnv(extra));
+      workers.push(w);
+      everyWorker.push(w);
+      await polling(env, taskQueue, w);
+      return w;
+    },
+    async retireWorker(w) {
+      workers.splice(workers.indexOf(w), 1);
+      await stopChild(w);
+    },
+  };
+  const reader = await startReader(broker.address, [topics.tumbling, topics.sliding], `${tag}.reader`);
+  await run.startWorker("worker");
+  const shim = env.sage("shim", ["shim", PIPELINE_FILE, "--job-id", tag], childEnv());
+  const started = Date.now();
+  const producer = startProducer(broker.address, topics.input, events, options.rate);
+  let produceError: unknown = null;
+  producer.done.catch((err: unknown) => (produceError = err));
+  const problems: string[] = [];
+  let faultAt = NaN;
+  let faultEnd = NaN;
+  let details: Record<string, unknown> = {};
+  let final: { out: number | null; deadLetters: number; restores: number } | null = null;
+  try {
+    const before = Math.ceil(expected * options.faultAfter);
+    await waitFor(`${before} windows out before the fault`, () => (reader.seen.size >= before ? true : undefined), 600_000, 50);
+    env.log(
+      `${fault.name}: ${reader.seen.size} windows out, ${producer.state.sent} events sent after ${((Date.now() - started) / 1000).toFixed(1)} s; fault starts`,
+    );
+    faultAt = Date.now();
+    details = { sentAtFault: producer.state.sent, ...(await fault.inject(run)) };
+    faultEnd = Date.now();
+    env.log(`${fault.name}: fault over after ${((faultEnd - faultAt) / 1000).toFixed(1)} s; ${reader.seen.size} windows out`);
+    let last = { n: reader.seen.size, at: Date.now() };
+    await waitFor(
+      "the rest of the output",
+      () => {
+        if (reader.seen.size >= expected) return true;
+        if (reader.seen.size !== last.n) last = { n: reader.seen.size, at: Date.now() };
+        return Date.now() - last.at > options.idleSeconds * 1000 ? false : undefined;
+      },
+      3_600_000,
+      100,
+    );
+    if (produceError) problems.push(`the producer failed: ${(produceError as Error).message}`);
+    if (reader.seen.size < expected) problems.push(`no new window for ${options.idleSeconds} s with ${reader.seen.size} of ${expected} out`);
+    final = await stopJob(env, tag, problems);
+    if (final && final.deadLetters > 0) problems.push(`${final.deadLetters} dead letter(s)`);
+  } catch (err) {
+    problems.push((err as Error).message);
+  } finally {
+    producer.state.stopped = true;
+    await producer.done.catch(() => undefined);
+    await stopChild(shim);
+    for (const w of [...workers]) await run.retireWorker(w);
+    await reader.stop().catch(() => undefined);
+  }
+  const endAt = reader.arrivals.reduce((m, t) => Math.max(m, t), started);
+  const diffs = {
+    tumbling: compareResults(reference.tumbling, await windowsOf(env, topics.tumbling)),
+    sliding: compareResults(reference.sliding, await windowsOf(env, topics.sliding)),
+  };
+  for (const [what, d] of Object.entries(diffs)) if (!d.equal) problems.push(`${what}: ${d.summary}`);
+  if (problems.length > 0) problems.push(`shim log: ${env.tail(shim, 5)}`);
+  const sum = (f: (d: ResultDiff<TumblingResult>) => number) => f(diffs.tumbling) + f(diffs.sliding);
+  const restoresLogged = everyWorker.map((w) => ({ worker: w.label, rebuilt: linesWith(w, "keyed state rebuilt from the changelog") }));
+  return {
+    fault: fault.name,
+    summary: fault.summary,
+    ok: problems.length === 0,
+    recordsIn: expected,
+    readBack: sum((d) => d.actual),
+    lost: sum((d) => d.missing.length),
+    duplicated: sum((d) => d.duplicates.length),
+    unexpected: sum((d) => d.extra.length + d.different.length),
+    sampleLost: [],
+    sampleDuplicated: [],
+    ...stallAround(reader.arrivals, Number.isNaN(faultAt) ? endAt : faultAt, endAt),
+    jobSeconds: (endAt - started) / 1000,
+    faultSeconds: (faultEnd - faultAt) / 1000,
+    countedByJob: final?.out ?? null,
+    details: {
+      ...details,
+      events: events.length,
+      services: options.services,
+      windows: { tumbling: diffs.tumbling.summary, sliding: diffs.sliding.summary },
+      restoresCountedByJob: final?.restores ?? null,
+      restoresLogged,
+      producedPerSecond: options.rate,
+      slowestProducerSendMs: producer.state.slowestSendMs,
+    },
+    problems,
+  };
+}
+
+/** Lines of a child's log that hold `text` (0 when it has no log). */
+function linesWith(c: SageChild, text: string): number {
+  try {
+    return readFileSync(c.log, "utf8")
+      .split("\n")
+      .filter((l) => l.includes(text)).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits until worker `w` polls the workflow task queue (by its identity). */
+async function polling(env: ChaosEnv, taskQueue: string, w: SageChild): Promise<void> {
+  const pid = w.child.pid!;
+  const client = await env.client();
+  try {
+    await waitFor(
+      `worker ${pid} to poll ${taskQueue}`,
+      async () => {
+        if (w.child.exitCode !== null) throw new Error(`${w.label} exited with ${w.child.exitCode}: ${env.tail(w, 5)}`);
+        const d = await client.connection.workflowService.describeTaskQueue({
+          namespace: client.config.temporal.namespace,
+          taskQueue: { name: taskQueue },
+          taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        });
+        return (d.pollers ?? []).some((p) => p.identity === `sage-worker@${pid}`) ? true : undefined;
+      },
+      120_000,
+    );
+  } finally {
+    await client.close();
+  }
+}
+
+/** `sage stop` of the job: the windows its sinks counted, its dead letters and restores (null, and a problem, when it did not stop within 2 min). */
+async function stopJob(env: ChaosEnv, jobId: string, problems: string[]): Promise<{ out: number | null; deadLetters: number; restores: number } | null> {
+  const client = await env.client();
+  try {
+    const ids = Array.from({ length: WORKFLOWS }, (_, i) => partitionWorkflowId(PIPELINE, jobId, i));
+    const job = new StreamJobHandle(client, PIPELINE, jobId, ids);
+    await job.stop();
+    const result = await Promise.race([job.result(), new Promise<null>((r) => setTimeout(() => r(null), 120_000))]);
+    if (!result) {
+      problems.push("the job did not stop within 120 s of `sage stop`");
+      return null;
+    }
+    const out = (result.counts["tumbling-out"]?.out ?? 0) + (result.counts["sliding-out"]?.out ?? 0);
+    const restores = result.workflows.reduce((n, w) => n + (w?.restores ?? 0), 0);
+    return { out, deadLetters: result.deadLetters, restores };
+  } finally {
+    await client.close();
+  }
+}
