@@ -105,14 +105,17 @@ function lastJsonLine<T>(stdout: string): T {
   return JSON.parse(stdout.trim().split("\n").pop()!) as T;
 }
 
-test("a worker killed with SIGKILL mid-job: a second worker finishes it, output identical to an uninterrupted run", async () => {
+test("a worker killed with SIGKILL mid-job (stage threads on): a second worker finishes it, output identical to an uninterrupted run", async () => {
   const { input, expected, lines } = fixtureInput();
   const config = testConfig("kill9", SPLITS);
   const client = await SageClient.connect({ config });
   const workers: WorkerProcess[] = [];
+  // Two stage threads whatever the machine's cores: the killed worker dies with splits on its threads.
+  const threaded = { ...cliEnv(config), SAGE_WORKER_THREADS: "2", SAGE_LOG_LEVEL: "info" };
   try {
-    const first = await startWorkerProcess(FIXTURE, config, client);
+    const first = await startWorkerProcess(FIXTURE, config, client, threaded);
     workers.push(first);
+    assert.match(first.log(), /"stageThreads":2/, "the worker did not start its stage threads");
     const killedOut = join(config.dir, "killed.jsonl");
     const job = await client.submit(pipeline, { jobId: jobIdOf("killed"), params: { input, output: killedOut, rounds: "200" } });
     const before = await progressUntil(job, "a fifth of the splits", (p) => p.splitsTotal > 0 && p.splitsDone >= p.splitsTotal / 5);
@@ -120,7 +123,7 @@ test("a worker killed with SIGKILL mid-job: a second worker finishes it, output 
     assert.ok(before.splitsTotal >= 40, `expected dozens of splits, got ${before.splitsTotal}`);
     assert.ok(before.splitsDone < before.splitsTotal, `the job finished before the kill (${before.splitsDone}/${before.splitsTotal})`);
 
-    const second = await startWorkerProcess(FIXTURE, config, client);
+    const second = await startWorkerProcess(FIXTURE, config, client, threaded);
     workers.push(second);
     const result = await job.result();
     assert.equal(result.phase, "done");
