@@ -3,9 +3,13 @@
  * the shim as separate `sage` processes so each one's resident memory can be watched. Prints RSS
  * samples and whether each process stayed flat (within 10% of its level after warm-up), plus
  * records in and out. Not part of CI: `npx tsx bench/soak.ts [--minutes 20] [--rate 1000]`.
+ *
+ * `--bounded [--threads 2] [--records 200000]`: the bounded job instead, run again and again on one
+ * `sage worker` whose stage threads do the work, with that process's RSS (its threads included)
+ * watched the same way and every run's output counted.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
@@ -15,6 +19,8 @@ import { StreamJobHandle } from "../streaming/stream-job.js";
 import { loadConfig } from "../client/config-loader.js";
 import { createKafkajsClient } from "../connectors/kafka/kafkajs-client.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
+import { ensureEvents } from "./bounded/events.js";
+import boundedPipeline from "./bounded/pipeline.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,6 +38,29 @@ function rssKb(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** How one process's RSS went after warm-up. */
+interface Flatness {
+  afterWarmUpMb: number;
+  lastMb: number;
+  maxMb: number;
+  growth: number;
+  flat: boolean;
+}
+
+/**
+ * Flat = no upward trend: the median of the last third of the samples after warm-up (the first
+ * quarter, at most 2 minutes) against the median of the first third (single samples swing with
+ * garbage collection).
+ */
+function flatness(samples: Array<{ minute: number; mb: number }>): Flatness {
+  const warm = samples.filter((s) => s.minute >= Math.min(2, MINUTES / 4));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+  const third = Math.max(1, Math.floor(warm.length / 3));
+  const first = median(warm.slice(0, third).map((s) => s.mb));
+  const last = median(warm.slice(-third).map((s) => s.mb));
+  return { afterWarmUpMb: first, lastMb: last, maxMb: Math.max(...warm.map((s) => s.mb)), growth: last / first - 1, flat: last <= first * 1.1 };
 }
 
 function sage(args: string[], env: Record<string, string>): ChildProcess {
@@ -99,16 +128,7 @@ async function main(): Promise<void> {
     }
     await job.stop();
     const result = await job.result();
-    const warm = samples.filter((s) => s.minute >= Math.min(2, MINUTES / 4));
-    // Flat = no upward trend: the median of the last third of the samples after warm-up against the
-    // median of the first third (single samples swing with garbage collection).
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-    const flat = (key: "workerMb" | "shimMb") => {
-      const third = Math.max(1, Math.floor(warm.length / 3));
-      const first = median(warm.slice(0, third).map((s) => s[key]));
-      const last = median(warm.slice(-third).map((s) => s[key]));
-      return { afterWarmUpMb: first, lastMb: last, maxMb: Math.max(...warm.map((s) => s[key])), growth: last / first - 1, flat: last <= first * 1.1 };
-    };
+    const flat = (key: "workerMb" | "shimMb") => flatness(samples.map((x) => ({ minute: x.minute, mb: x[key] })));
     const out = {
       minutes: MINUTES,
       rate: RATE,
@@ -143,5 +163,70 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+/** The bounded job again and again on one threaded worker for `--minutes`, its RSS sampled. */
+async function boundedSoak(): Promise<void> {
+  const threads = Number(arg("threads", "2"));
+  const records = Number(arg("records", "200000"));
+  console.log(`soak (bounded): ${records} events per job, one worker with ${threads} stage threads, ${MINUTES} min; ${machineLine()}`);
+  const input = resolve(".sage", "bench", `events-${records}.jsonl`);
+  await ensureEvents(input, records);
+  const dir = mkdtempSync(join(tmpdir(), "sage-soak-bounded-"));
+  const server = await startScratchServer(dir);
+  const env = {
+    SAGE_TEMPORAL_ADDRESS: server.address,
+    SAGE_TEMPORAL_TASK_QUEUE: "soak-bounded",
+    SAGE_DATA_DIR: join(dir, "data"),
+    SAGE_WORKER_THREADS: String(threads),
+    SAGE_MONITORING_ENABLED: "false",
+    SAGE_LOG_LEVEL: "warn",
+  };
+  const worker = sage(["worker", "bench/bounded/pipeline.ts"], env);
+  const client = await SageClient.connect({ config: loadConfig({ env, overrides: {} }) });
+  const samples: Array<{ minute: number; mb: number; jobs: number }> = [];
+  const started = Date.now();
+  let jobs = 0;
+  const outputs = new Set<number>();
+  const sampler = setInterval(() => {
+    const s = { minute: (Date.now() - started) / 60_000, mb: rssKb(worker.pid!) / 1024, jobs };
+    samples.push(s);
+    console.log(`${s.minute.toFixed(1)} min: worker ${s.mb.toFixed(0)} MiB, ${jobs} jobs done`);
+  }, SAMPLE_MS);
+  try {
+    while (Date.now() < started + MINUTES * 60_000) {
+      const output = join(dir, `out-${jobs}.jsonl`);
+      const job = await client.submit(boundedPipeline, { jobId: `soak-bounded-${jobs}`, params: { input, output } });
+      const result = await job.result();
+      outputs.add(result.counts["out"]?.out ?? -1);
+      // Every run writes the same records: a second distinct count is a lost or doubled record.
+      if (outputs.size > 1) throw new Error(`job ${jobs} wrote ${result.counts["out"]?.out} records, earlier jobs ${[...outputs].join(", ")}`);
+      if (statSync(output).size === 0) throw new Error(`job ${jobs} wrote an empty file`);
+      rmSync(output);
+      jobs++;
+    }
+    clearInterval(sampler);
+    const worker_ = flatness(samples);
+    printTable(
+      ["process", "RSS after warm-up MiB", "max MiB", "growth", "flat within 10%"],
+      [
+        [
+          "worker (stage threads included)",
+          worker_.afterWarmUpMb.toFixed(0),
+          worker_.maxMb.toFixed(0),
+          `${(worker_.growth * 100).toFixed(1)}%`,
+          String(worker_.flat),
+        ],
+      ],
+    );
+    console.log(`${jobs} jobs of ${records} events, each wrote ${[...outputs][0]} records`);
+    console.log(`saved ${saveResult("soak-bounded", { minutes: MINUTES, threads, records, jobs, recordsOut: [...outputs][0], worker: worker_, samples })}`);
+  } finally {
+    clearInterval(sampler);
+    worker.kill("SIGTERM");
+    await client.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await (process.argv.includes("--bounded") ? boundedSoak() : main());
 process.exit(0);
