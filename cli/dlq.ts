@@ -10,6 +10,9 @@ import { totalAttempts } from "../client/dlq/letters.js";
 import { groupLetters, matches, type LetterFilter, type LetterGroup } from "../client/dlq/selection.js";
 import { configFrom, type GlobalFlags } from "./common.js";
 
+/** Frames of a letter's stack that `sage dlq show` prints. */
+const STACK_FRAMES = 4;
+
 /** Flags of `sage dlq list` and `show`. */
 export interface DlqFlags extends GlobalFlags {
   operator?: string;
@@ -110,6 +113,9 @@ export function renderLetter({ letter: l, redrivenBy }: LetterState): string {
     `  error:   ${l.error}`,
     `  source:  ${l.source ?? "-"}${l.job !== l.origin ? ` (failed first in job ${l.origin}, now in ${l.job})` : ""}`,
   ];
+  // The stack's first frames: where in the user's code it was thrown.
+  const frames = (l.stack ?? "").split("\n").filter((f) => f.trimStart().startsWith("at "));
+  if (frames.length > 0) lines.push(`  thrown:  ${frames[0]!.trim()}`, ...frames.slice(1, STACK_FRAMES).map((f) => `           ${f.trim()}`));
   if (l.key !== null) lines.push(`  key:     ${l.key}`);
   lines.push(`  record:  ${shortRecord(l.record)}`);
   l.history.forEach((f, i) =>

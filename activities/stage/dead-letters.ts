@@ -15,6 +15,8 @@ import type { StageUnit } from "./unit.js";
 
 /** Longest error text a dead letter's Kafka header carries. */
 const MAX_ERROR_HEADER = 2000;
+/** Most characters of an error's stack kept in a dead letter (file entry or header). */
+const MAX_STACK = 4000;
 
 /** A JSON copy of `value`, or its string form when JSON cannot hold it. */
 function safeJson(value: unknown): unknown {
@@ -60,6 +62,8 @@ export class DeadLetters {
     // A thrown non-Error is shown as an Error with its string form.
     const name = err instanceof Error ? err.name : "Error";
     const message = err instanceof Error ? err.message : String(err);
+    // Where it was thrown: in the user's function, on whichever thread ran the stage.
+    const stack = err instanceof Error && err.stack ? err.stack.slice(0, MAX_STACK) : undefined;
     const entry = {
       pipeline: input.pipeline,
       jobId: input.jobId,
@@ -67,7 +71,7 @@ export class DeadLetters {
       operatorName: node.name,
       shard: input.shard,
       attempts,
-      error: { name, message, ...(err instanceof SageError ? { code: err.code } : {}) },
+      error: { name, message, ...(err instanceof SageError ? { code: err.code } : {}), ...(stack ? { stack } : {}) },
       record: safeJson(record),
       ...(keyed ? { key: dead.k } : {}),
       at: new Date().toISOString(),
@@ -89,6 +93,7 @@ export class DeadLetters {
           "sage-operator": node.id,
           "sage-attempts": String(attempts),
           "sage-error": `${name}: ${message}`.slice(0, MAX_ERROR_HEADER),
+          ...(stack ? { "sage-error-stack": stack } : {}),
           ...(source ? { "sage-source": source } : {}),
           ...(keyed ? { "sage-key": dead.k } : {}),
           ...(timestamp !== undefined ? { [REDRIVE_HEADERS.timestamp]: timestamp } : {}),

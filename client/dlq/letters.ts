@@ -17,6 +17,8 @@ export interface DeadLetter {
   operator: string;
   /** `Name: message`. */
   error: string;
+  /** The error's stack where it was thrown, if the letter kept one. */
+  stack: string | null;
   /** Tries in this failure. */
   attempts: number;
   /** When it was dead-lettered (ISO), if known. */
@@ -60,7 +62,7 @@ interface FileEntry {
   operator?: string;
   shard?: string;
   attempts?: number;
-  error?: { name?: string; message?: string };
+  error?: { name?: string; message?: string; stack?: string };
   record?: unknown;
   key?: string;
   at?: string;
@@ -81,6 +83,7 @@ export function letterFromLine(fileJob: string, line: number, text: string): Dea
     origin: history[0]?.job ?? job,
     operator: e.operator ?? "?",
     error: `${e.error?.name ?? "Error"}: ${e.error?.message ?? ""}`,
+    stack: e.error?.stack ?? null,
     attempts: e.attempts ?? 1,
     at: e.at ?? null,
     source: e.origin ?? (e.shard !== undefined ? `shard ${e.shard}` : null),
@@ -124,6 +127,7 @@ export function letterFromMessage(topic: string, m: ConsumedMessage & { partitio
     origin: history[0]?.job ?? job,
     operator,
     error: h["sage-error"] ?? "Error: (no reason)",
+    stack: h["sage-error-stack"] ?? null,
     attempts: Number(h["sage-attempts"] ?? 1),
     at: new Date(Number(m.timestamp)).toISOString(),
     source: h["sage-source"] ?? null,

@@ -45,11 +45,14 @@ function writeItems(path: string, items: Item[]): void {
   writeFileSync(path, items.map((i) => JSON.stringify(i)).join("\n") + "\n");
 }
 
-/** The dead letters, each without the time it was written and the job's id. */
+/** The dead letters, each without the time it was written, the job's id and the error's stack (its frames differ by thread). */
 function deadLettersOf(result: JobResult): unknown[] {
   assert.ok(result.deadLetterPath, "the job published no dead letters");
   return readJsonl<Record<string, unknown>>(result.deadLetterPath)
-    .map(({ at: _at, jobId: _jobId, ...rest }) => rest)
+    .map(({ at: _at, jobId: _jobId, error, ...rest }): Record<string, unknown> => {
+      const { stack: _stack, ...reason } = error as Record<string, unknown>;
+      return { ...rest, error: reason };
+    })
     .sort((a, b) => String(a.shard).localeCompare(String(b.shard)) || JSON.stringify(a.record).localeCompare(JSON.stringify(b.record)));
 }
 
@@ -83,6 +86,12 @@ test("threads on and off: the same output line for line and the same dead letter
   const dead = deadLettersOf(on.result)[0] as { operator: string; attempts: number; error: { name: string; message: string } };
   assert.deepEqual([dead.operator, dead.attempts, dead.error.name], ["check", 2, "Error"]);
   assert.match(dead.error.message, /^poison record #\d+$/);
+  // The stack kept with each letter points into the user's function, threads on as off.
+  for (const run of [on, off]) {
+    for (const entry of readJsonl<{ error: { stack?: string } }>(run.result.deadLetterPath!)) {
+      assert.match(entry.error.stack ?? "", /at check \(.*test\/fixtures\/stage-threads\.ts:\d+:\d+\)/, "a dead letter without the stack of its throw");
+    }
+  }
 
   // Off: the main thread opened `upper` once and closed it at shutdown.
   assert.deepEqual(

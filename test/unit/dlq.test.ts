@@ -15,6 +15,7 @@ function letter(fields: Partial<DeadLetter>): DeadLetter {
     origin: "j",
     operator: "check",
     error: "NonRetryableError: poison record 7",
+    stack: null,
     attempts: 1,
     at: null,
     source: null,
@@ -102,7 +103,7 @@ test("a file dead letter and a topic dead letter read the same way, with their h
     operator: "check",
     shard: "s0-0",
     attempts: 2,
-    error: { name: "NonRetryableError", message: "poison record 7" },
+    error: { name: "NonRetryableError", message: "poison record 7", stack: "NonRetryableError: poison record 7\n    at check (/app/pipeline.ts:9:11)" },
     record: { id: 7 },
     at: "2026-01-02T00:00:00.000Z",
     redrive: "r-1",
@@ -113,6 +114,7 @@ test("a file dead letter and a topic dead letter read the same way, with their h
   assert.equal(f.origin, "run-1");
   assert.equal(f.error, "NonRetryableError: poison record 7");
   assert.equal(f.source, "shard s0-0");
+  assert.match(f.stack ?? "", /at check \(\/app\/pipeline\.ts:9:11\)/);
   assert.equal(totalAttempts(f), 5);
   const m = letterFromMessage("p.dlq", {
     partition: 0,
@@ -128,8 +130,10 @@ test("a file dead letter and a topic dead letter read the same way, with their h
       "sage-source": "in[0]@40",
       "sage-history": JSON.stringify(history),
       "sage-redrive": "r-1",
+      "sage-error-stack": "NonRetryableError: poison record 7\n    at check (/app/pipeline.ts:9:11)",
     },
   })!;
+  assert.equal(m.stack, f.stack);
   assert.equal(m.id, "p.dlq[0]@12");
   assert.equal(m.origin, "run-1");
   assert.equal(m.job, "run-2");
