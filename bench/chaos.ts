@@ -5,14 +5,15 @@
  *   npx tsx bench/chaos.ts [--records 200000] [--faults server-kill,broker-pause,clock-skew,disk-full] [--rate 3000]
  *                          [--down-seconds 5] [--pause-seconds 25] [--session-timeout 10] [--skew-minutes 7]
  *                          [--skew-phase-seconds 10] [--hold-seconds 10] [--keep] [--smoke]
- *                          [--job kafka|keyed] [--services 200] [--worker-down-seconds 5]
+ *                          [--job kafka|keyed] [--services 200] [--worker-down-seconds 5] [--broker-down-seconds 20]
  *
  * Kafka faults run the Kafka -> Kafka job (bench/kafka-pipeline.ts) fed at `--rate` records/s and
  * read back with read_committed; disk-full runs a bounded job with the file sink (needs root for
  * its tmpfs); clock-skew needs libfaketime (`bash scripts/install-faketime.sh`). Writes
  * `bench/results/<date>-chaos.json` (not with `--smoke`: 20k records, server-kill only, for CI).
  * `--job keyed` runs the faults against the keyed, event-time windowed job instead (bench/chaos/keyed-run.ts:
- * server-kill, broker-pause, clock-skew and worker-kill; disk-full is the file sink's, not run): every
+ * server-kill, broker-pause, clock-skew, worker-kill and broker-kill, the last on three brokers of its
+ * own; disk-full is the file sink's, not run): every
  * window result read back must equal the reference computed from the input, once.
  * Exits 1 when a fault lost or duplicated a record, or could not run.
  */
@@ -26,6 +27,7 @@ import { runDiskFull } from "./chaos/disk-full.js";
 import { runStreamFault, type FaultResult, type StreamFault } from "./chaos/stream-run.js";
 import { runKeyedFault } from "./chaos/keyed-run.js";
 import { workerKill } from "./chaos/worker-kill.js";
+import { brokerKill } from "./chaos/broker-kill.js";
 
 const JOB = arg("job", "kafka");
 if (JOB !== "kafka" && JOB !== "keyed") {
@@ -33,7 +35,7 @@ if (JOB !== "kafka" && JOB !== "keyed") {
   process.exit(2);
 }
 const KEYED = JOB === "keyed";
-const ALL = KEYED ? ["server-kill", "broker-pause", "clock-skew", "worker-kill"] : ["server-kill", "broker-pause", "clock-skew", "disk-full"];
+const ALL = KEYED ? ["server-kill", "broker-pause", "clock-skew", "worker-kill", "broker-kill"] : ["server-kill", "broker-pause", "clock-skew", "disk-full"];
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,6 +77,7 @@ const STREAM_FAULTS: Record<string, StreamFault> = {
   "broker-pause": brokerPause(SETTINGS, SESSION_TIMEOUT),
   "clock-skew": clockSkew(SETTINGS),
   "worker-kill": workerKill(num("worker-down-seconds", 5)),
+  "broker-kill": brokerKill(num("broker-down-seconds", 20)),
 };
 
 const log = (m: string) => process.stderr.write(`[chaos] ${m}\n`);

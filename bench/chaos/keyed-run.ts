@@ -8,11 +8,13 @@
  * and compared with the reference computed from the input: every window once, with equal values.
  */
 import { readFileSync } from "node:fs";
-import { Kafka, logLevel } from "kafkajs";
+import { Kafka, logLevel, type ConfigResourceTypes } from "kafkajs";
 import proto from "@temporalio/proto";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
 import { partitionWorkflowId } from "../../core/plan/stream.js";
-import { ensureEventTimeTopic, eventMessage, flushEvents, FLUSH_SERVICE, generateEvents, partitionOf, type StatefulEvent } from "../stateful/events.js";
+import type { Broker } from "../../dev/kafka-broker.js";
+import type { KafkaClient } from "../../connectors/kafka/client.js";
+import { EVENT_TIME_TOPIC_CONFIG, eventMessage, flushEvents, FLUSH_SERVICE, generateEvents, partitionOf, type StatefulEvent } from "../stateful/events.js";
 import { compareResults, parseResult, referenceWindows, windowKey, type ResultDiff, type TumblingResult } from "../stateful/results.js";
 import { sleep, stopChild, waitFor, type ChaosEnv, type SageChild } from "./env.js";
 import { stallAround } from "./tally.js";
@@ -26,6 +28,29 @@ const PARTITIONS = 4;
 const WORKFLOWS = 2;
 /** Event time runs this many times as fast as the producer's wall clock. */
 const EVENT_TIME_SPEED = 5;
+
+/** The brokers a keyed run uses: the run's one broker, or a cluster a fault starts. */
+export interface KeyedKafka {
+  /** The broker a fault acts on (a cluster's first node). */
+  broker: Broker;
+  /** Bootstrap servers, comma-separated. */
+  brokers: string;
+  client: KafkaClient;
+  /** Replicas of every topic of the job. */
+  replicationFactor: number;
+}
+
+/** What a fault under the keyed job acts on: a stream run, and the job's topics. */
+export interface KeyedRun extends StreamRun {
+  readonly topics: string[];
+}
+
+/** A fault under the keyed job, which may bring its own brokers (started before the run, released after it). */
+export interface KeyedFault extends StreamFault {
+  kafka?(env: ChaosEnv): Promise<KeyedKafka>;
+  inject(run: KeyedRun): Promise<Record<string, unknown>>;
+  release?(): void;
+}
 
 /** Options of a keyed run. */
 export interface KeyedRunOptions {
@@ -51,9 +76,36 @@ function inputEvents(o: KeyedRunOptions): StatefulEvent[] {
   return generateEvents({ events: o.records, services: o.services, seed: 20, epochMs, spanMs });
 }
 
+/** kafkajs's `ConfigResourceTypes.TOPIC` (the CommonJS package does not export the enum to ES modules). */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
+/**
+ * Creates `topic` with `EVENT_TIME_TOPIC_CONFIG` and `replicationFactor` replicas (or sets that
+ * config on the existing topic), tried again on a retriable broker error: on the loaded 2-core
+ * machine a topic's metadata can lag its creation ("This server does not host this topic-partition").
+ */
+async function ensureTopic(kafka: KeyedKafka, topic: string, partitions: number): Promise<void> {
+  const configEntries = [...EVENT_TIME_TOPIC_CONFIG];
+  for (let attempt = 1; ; attempt++) {
+    const admin = new Kafka({ clientId: "chaos-keyed-admin", brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING }).admin();
+    try {
+      await admin.connect();
+      const topics = [{ topic, numPartitions: partitions, replicationFactor: kafka.replicationFactor, configEntries }];
+      if (!(await admin.createTopics({ topics, waitForLeaders: true })))
+        await admin.alterConfigs({ validateOnly: false, resources: [{ type: TOPIC_RESOURCE, name: topic, configEntries }] });
+      return;
+    } catch (err) {
+      if (attempt >= 8 || !(err as { retriable?: boolean }).retriable) throw err;
+      await sleep(1_000 * attempt);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+}
+
 /** Produces `events` in order at `rate` per second, then the flush events (idempotent: a retried send is not written twice). */
 function startProducer(brokers: string, topic: string, events: readonly StatefulEvent[], rate: number) {
-  const kafka = new Kafka({ clientId: "chaos-keyed-producer", brokers: [brokers], logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({ clientId: "chaos-keyed-producer", brokers: brokers.split(","), logLevel: logLevel.NOTHING });
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 100 } });
   const state = { sent: 0, stopped: false, slowestSendMs: 0 };
   const tickMs = 50;
@@ -85,7 +137,7 @@ function startProducer(brokers: string, topic: string, events: readonly Stateful
 
 /** Tails both output topics with read_committed: the first time each window was seen. */
 async function startReader(brokers: string, topics: string[], group: string) {
-  const kafka = new Kafka({ clientId: "chaos-keyed-reader", brokers: [brokers], logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({ clientId: "chaos-keyed-reader", brokers: brokers.split(","), logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 100, sessionTimeout: 30_000 });
   const seen = new Set<string>();
   const arrivals: number[] = [];
@@ -107,19 +159,32 @@ async function startReader(brokers: string, topics: string[], group: string) {
 }
 
 /** Window results of `topic`, read_committed from the beginning (the flush key's, which no reference has, left out). */
-async function windowsOf(env: ChaosEnv, topic: string): Promise<TumblingResult[]> {
-  const { client } = await env.kafka();
+async function windowsOf(client: KafkaClient, topic: string): Promise<TumblingResult[]> {
   const messages = await client.readAll(topic, { idleTimeoutMs: 20_000 });
   return messages.map((m) => parseResult<TumblingResult>(m.value!.toString("utf8"))).filter((r) => r.service !== FLUSH_SERVICE);
 }
 
 /** Runs the keyed job through `fault` and compares every window read back with the reference. */
-export async function runKeyedFault(env: ChaosEnv, fault: StreamFault, options: KeyedRunOptions): Promise<FaultResult> {
-  const { broker } = await env.kafka();
+export async function runKeyedFault(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptions): Promise<FaultResult> {
+  try {
+    return await runKeyed(env, fault, options, (await fault.kafka?.(env)) ?? (await runBroker(env)));
+  } finally {
+    fault.release?.();
+  }
+}
+
+/** The run's one broker. */
+async function runBroker(env: ChaosEnv): Promise<KeyedKafka> {
+  const { broker, client } = await env.kafka();
+  return { broker, brokers: broker.address, client, replicationFactor: 1 };
+}
+
+async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptions, kafka: KeyedKafka): Promise<FaultResult> {
+  const { broker } = kafka;
   const tag = `chaos-keyed-${fault.name}-${Date.now()}`;
   const topics = { input: `${tag}.in`, tumbling: `${tag}.tumbling`, sliding: `${tag}.sliding`, dlq: `${tag}.dlq` };
-  for (const t of [topics.input, topics.tumbling, topics.sliding]) await ensureEventTimeTopic([broker.address], t, PARTITIONS);
-  await ensureEventTimeTopic([broker.address], topics.dlq, 1);
+  for (const t of [topics.input, topics.tumbling, topics.sliding]) await ensureTopic(kafka, t, PARTITIONS);
+  await ensureTopic(kafka, topics.dlq, 1);
   const events = inputEvents(options);
   const reference = referenceWindows(events);
   const expected = reference.tumbling.length + reference.sliding.length;
@@ -130,7 +195,8 @@ export async function runKeyedFault(env: ChaosEnv, fault: StreamFault, options: 
   const sageEnv = {
     SAGE_TEMPORAL_TASK_QUEUE: taskQueue,
     SAGE_DATA_DIR: `${env.dir}/data-keyed-${fault.name}`,
-    SAGE_KAFKA_BROKERS: broker.address,
+    SAGE_KAFKA_BROKERS: kafka.brokers,
+    SAGE_KAFKA_REPLICATION_FACTOR: String(kafka.replicationFactor),
     SAGE_KAFKA_DEAD_LETTER_TOPIC: topics.dlq,
     SAGE_KAFKA_SESSION_TIMEOUT: `${options.sessionTimeoutSeconds}s`,
     SAGE_EXECUTION_PARALLELISM: String(WORKFLOWS),
@@ -145,9 +211,10 @@ export async function runKeyedFault(env: ChaosEnv, fault: StreamFault, options: 
   const childEnv = (extra: Record<string, string> = {}) => ({ ...sageEnv, SAGE_TEMPORAL_ADDRESS: env.server.address, ...extra });
   const workers: SageChild[] = [];
   const everyWorker: SageChild[] = [];
-  const run: StreamRun = {
+  const run: KeyedRun = {
     env,
     broker,
+    topics: [topics.input, topics.tumbling, topics.sliding],
     taskQueue,
     workers,
     async startWorker(label, extra = {}) {
@@ -162,11 +229,11 @@ export async function runKeyedFault(env: ChaosEnv, fault: StreamFault, options: 
       await stopChild(w);
     },
   };
-  const reader = await startReader(broker.address, [topics.tumbling, topics.sliding], `${tag}.reader`);
+  const reader = await startReader(kafka.brokers, [topics.tumbling, topics.sliding], `${tag}.reader`);
   await run.startWorker("worker");
   const shim = env.sage("shim", ["shim", PIPELINE_FILE, "--job-id", tag], childEnv());
   const started = Date.now();
-  const producer = startProducer(broker.address, topics.input, events, options.rate);
+  const producer = startProducer(kafka.brokers, topics.input, events, options.rate);
   let produceError: unknown = null;
   producer.done.catch((err: unknown) => (produceError = err));
   const problems: string[] = [];
@@ -210,8 +277,8 @@ export async function runKeyedFault(env: ChaosEnv, fault: StreamFault, options: 
   }
   const endAt = reader.arrivals.reduce((m, t) => Math.max(m, t), started);
   const diffs = {
-    tumbling: compareResults(reference.tumbling, await windowsOf(env, topics.tumbling)),
-    sliding: compareResults(reference.sliding, await windowsOf(env, topics.sliding)),
+    tumbling: compareResults(reference.tumbling, await windowsOf(kafka.client, topics.tumbling)),
+    sliding: compareResults(reference.sliding, await windowsOf(kafka.client, topics.sliding)),
   };
   for (const [what, d] of Object.entries(diffs)) if (!d.equal) problems.push(`${what}: ${d.summary}`);
   if (problems.length > 0) problems.push(`shim log: ${env.tail(shim, 5)}`);
