@@ -15,13 +15,17 @@
  * server-kill, broker-pause, clock-skew, worker-kill and broker-kill, the last on three brokers of its
  * own; disk-full is the file sink's, not run): every
  * window result read back must equal the reference computed from the input, once.
+ * `--temporal cluster` runs against the real server instead of the dev server (scripts/temporal-cluster.sh:
+ * PostgreSQL, four service processes; scripts/install-temporal-server.sh builds it) and adds history-kill;
+ * server-kill then kills -9 all four services.
  * Exits 1 when a fault lost or duplicated a record, or could not run.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { machineLine, printTable, saveResult } from "./machine.js";
-import { ChaosEnv } from "./chaos/env.js";
+import { ChaosEnv, type ChaosTemporal } from "./chaos/env.js";
+import { historyKill } from "./chaos/history-kill.js";
 import { brokerPause, clockSkew, serverKill, type FaultSettings } from "./chaos/faults.js";
 import { runDiskFull } from "./chaos/disk-full.js";
 import { runStreamFault, type FaultResult, type StreamFault } from "./chaos/stream-run.js";
@@ -36,6 +40,8 @@ if (JOB !== "kafka" && JOB !== "keyed") {
 }
 const KEYED = JOB === "keyed";
 const ALL = KEYED ? ["server-kill", "broker-pause", "clock-skew", "worker-kill", "broker-kill"] : ["server-kill", "broker-pause", "clock-skew", "disk-full"];
+const TEMPORAL = arg("temporal", "dev") as ChaosTemporal;
+if (TEMPORAL === "cluster") ALL.push("history-kill");
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -66,6 +72,10 @@ const SETTINGS: FaultSettings = {
   skewMinutes: num("skew-minutes", 7),
   skewPhaseSeconds: num("skew-phase-seconds", 10),
 };
+if (TEMPORAL !== "dev" && TEMPORAL !== "cluster") {
+  console.error(`chaos: --temporal is dev or cluster`);
+  process.exit(2);
+}
 const unknown = FAULTS.filter((f) => !ALL.includes(f));
 if (unknown.length > 0) {
   console.error(`chaos: unknown fault(s) ${unknown.join(", ")}; known: ${ALL.join(", ")}`);
@@ -73,9 +83,10 @@ if (unknown.length > 0) {
 }
 
 const STREAM_FAULTS: Record<string, StreamFault> = {
-  "server-kill": serverKill(SETTINGS),
+  "server-kill": serverKill(SETTINGS, TEMPORAL === "cluster"),
   "broker-pause": brokerPause(SETTINGS, SESSION_TIMEOUT),
   "clock-skew": clockSkew(SETTINGS),
+  "history-kill": historyKill(SETTINGS, TEMPORAL),
   "worker-kill": workerKill(num("worker-down-seconds", 5)),
   "broker-kill": brokerKill(num("broker-down-seconds", 20)),
 };
@@ -121,7 +132,7 @@ async function runOne(env: ChaosEnv, name: string): Promise<FaultResult> {
 const s = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
 
 function report(results: FaultResult[]): void {
-  console.log(`\nchaos: ${RECORDS} records per fault; ${machineLine()}`);
+  console.log(`\nchaos: ${RECORDS} records per fault; Temporal ${TEMPORAL === "cluster" ? "cluster" : "dev server"}; ${machineLine()}`);
   if (KEYED) console.log("keyed job: records in / read back count window results; duplicated includes windows with other values or none in the reference");
   if (KEYED) console.log("disk-full is not run for the keyed job: it is the bounded file sink's fault");
   printTable(
@@ -150,7 +161,7 @@ function report(results: FaultResult[]): void {
 
 const dir = mkdtempSync(join(tmpdir(), "sage-chaos-"));
 log(`scratch dir ${dir}`);
-const env = await ChaosEnv.start(dir, log);
+const env = await ChaosEnv.start(dir, log, TEMPORAL);
 const results: FaultResult[] = [];
 try {
   for (const name of FAULTS) {
@@ -168,7 +179,7 @@ try {
 }
 report(results);
 if (!SMOKE) {
-  const settings = { rate: RATE, sessionTimeoutSeconds: SESSION_TIMEOUT, holdSeconds: HOLD, ...SETTINGS };
+  const settings = { temporal: TEMPORAL, rate: RATE, sessionTimeoutSeconds: SESSION_TIMEOUT, holdSeconds: HOLD, ...SETTINGS };
   console.log(`\nsaved ${saveResult(KEYED ? "chaos-keyed" : "chaos", { records: RECORDS, settings, results })}`);
 }
 const failed = results.filter((r) => !r.ok);

@@ -1,14 +1,16 @@
 /**
  * The servers a chaos run breaks: one Temporal dev server (which a fault may kill and start again
- * on its database file) and one Kafka broker, both on free loopback ports in a scratch directory,
- * and `sage` child processes (workers, shims) that log to files there.
+ * on its database file) or a Temporal cluster (`--temporal cluster`: PostgreSQL and four service
+ * processes), and one Kafka broker, on free loopback ports in a scratch directory, and `sage` child
+ * processes (workers, shims) that log to files there.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { createWriteStream, readFileSync } from "node:fs";
+import { chmodSync, createWriteStream, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { freePort, startDevServer, startScratchServer, type DevServer } from "../../dev/temporal-server.js";
 import { startBroker, type Broker } from "../../dev/kafka-broker.js";
+import { CLUSTER_SERVICES, TemporalCluster } from "../../dev/temporal-cluster.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { loadConfig } from "../../client/config-loader.js";
@@ -21,6 +23,9 @@ export interface SageChild {
   readonly label: string;
 }
 
+/** The Temporal a run is against: the dev server, or the cluster of `scripts/temporal-cluster.sh`. */
+export type ChaosTemporal = "dev" | "cluster";
+
 /** What every fault run shares. */
 export class ChaosEnv {
   private broker: Broker | null = null;
@@ -31,11 +36,24 @@ export class ChaosEnv {
     readonly dir: string,
     private current: DevServer,
     readonly log: (message: string) => void,
+    /** The cluster, when the run is against one (then `server` stands for its frontend). */
+    readonly cluster: TemporalCluster | null = null,
   ) {}
 
-  /** Starts the dev server (the broker starts on first use: the disk fault needs none). */
-  static async start(dir: string, log: (message: string) => void): Promise<ChaosEnv> {
-    return new ChaosEnv(dir, await startScratchServer(dir), log);
+  /** Starts the dev server or the cluster (the broker starts on first use: the disk fault needs none). */
+  static async start(dir: string, log: (message: string) => void, temporal: ChaosTemporal = "dev"): Promise<ChaosEnv> {
+    if (temporal === "dev") return new ChaosEnv(dir, await startScratchServer(dir), log);
+    chmodSync(dir, 0o755); // PostgreSQL runs as its own user (as root) and must reach its data directory
+    const cluster = await TemporalCluster.start(join(dir, "temporal-cluster"));
+    log(`Temporal cluster up, frontend ${cluster.address}, state in ${cluster.dir}`);
+    return new ChaosEnv(dir, { address: cluster.address, uiUrl: null, pid: null, stop: () => cluster.stop() }, log, cluster);
+  }
+
+  /** The pids of the Temporal server's processes (every service of a cluster; PostgreSQL is not one). */
+  async serverPids(): Promise<number[]> {
+    if (this.cluster) return Promise.all(CLUSTER_SERVICES.map((s) => this.cluster!.pid(s)));
+    if (this.current.pid === null) throw new Error("the dev server has no pid (the SDK's fallback server): it cannot be killed");
+    return [this.current.pid];
   }
 
   /** The dev server now (a new one after a restart). */
@@ -53,8 +71,9 @@ export class ChaosEnv {
     return { broker: this.broker, client: this.kafkaClient! };
   }
 
-  /** Starts a dev server again on the same address and database file (after a kill -9). */
+  /** Starts a dev server again on the same address and database file (a cluster: its services), after a kill -9. */
   async restartServer(): Promise<void> {
+    if (this.cluster) return this.cluster.startServices();
     this.current = await startDevServer({
       address: this.current.address,
       uiPort: 0,

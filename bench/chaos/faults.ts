@@ -22,7 +22,7 @@ export interface FaultSettings {
 }
 
 /** True while process `pid` exists (a zombie counts as gone). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
   } catch {
@@ -30,21 +30,24 @@ function alive(pid: number): boolean {
   }
 }
 
-/** kill -9 of the dev server, `downSeconds` with no server, a restart on the same database file. */
-export function serverKill(s: FaultSettings): StreamFault {
+/**
+ * kill -9 of the dev server, `downSeconds` with no server, a restart on the same database file; on
+ * a cluster, kill -9 of all four services at once (PostgreSQL stays) and their restart.
+ */
+export function serverKill(s: FaultSettings, cluster = false): StreamFault {
+  const what = cluster ? "every service of the Temporal cluster" : "the Temporal dev server";
   return {
     name: "server-kill",
-    summary: `kill -9 of the Temporal dev server, ${s.serverDownSeconds} s down, restart on its database file`,
+    summary: `kill -9 of ${what}, ${s.serverDownSeconds} s down, restart on its database${cluster ? " (PostgreSQL)" : " file"}`,
     async inject(run: StreamRun) {
-      const pid = run.env.server.pid;
-      if (pid === null) throw new Error("the dev server has no pid (the SDK's fallback server): it cannot be killed");
-      process.kill(pid, "SIGKILL");
-      await waitFor("the killed dev server to exit", () => (alive(pid) ? undefined : true), 10_000, 20);
+      const pids = await run.env.serverPids();
+      for (const pid of pids) process.kill(pid, "SIGKILL");
+      await waitFor("the killed server to exit", () => (pids.some(alive) ? undefined : true), 10_000, 20);
       const killedAt = Date.now();
       await sleep(s.serverDownSeconds * 1000);
       const restartAt = Date.now();
       await run.env.restartServer();
-      return { killedPid: pid, downSeconds: (restartAt - killedAt) / 1000, restartSeconds: (Date.now() - restartAt) / 1000 };
+      return { killedPids: pids, downSeconds: (restartAt - killedAt) / 1000, restartSeconds: (Date.now() - restartAt) / 1000 };
     },
   };
 }
