@@ -6,10 +6,14 @@
  * starts its own dev server and broker.
  *
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--clients kafkajs,confluent] [--latency-client kafkajs]
- *                          [--rate 1000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
+ *                          [--latency-rates 1000,10000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
+ *
+ * The latency case runs once per rate (`--rate 1000` is `--latency-rates 1000`), each with its own
+ * job, topics, worker and shim started cold, on the same dev server and broker (the broker is cold
+ * only for the first rate).
  *
  * The latency case runs worker and shim as child processes; BENCH_CHILD_LOG=<prefix> keeps their
- * logs in <prefix>.worker.log / <prefix>.shim.log, at BENCH_CHILD_LOG_LEVEL (e.g. debug: the shim
+ * logs in <prefix>.<case>-<rate>.worker.log / .shim.log, at BENCH_CHILD_LOG_LEVEL (e.g. debug: the shim
  * then logs each batch's record age, backpressure wait, signal and commit times).
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -56,7 +60,10 @@ const CLIENTS = arg("clients", "kafkajs,confluent")
   });
 /** The client of the latency case's worker and shim. */
 const LATENCY_CLIENT = arg("latency-client", "kafkajs");
-const RATE = Number(arg("rate", "1000"));
+/** Records/s of the latency case, one job per rate. */
+const RATES = arg("latency-rates", arg("rate", SMOKE ? "1000" : "1000,10000"))
+  .split(",")
+  .map(Number);
 const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
 /**
  * Seconds of load at the same rate before the measured seconds: worker, shim (and in
@@ -218,7 +225,7 @@ async function main(): Promise<void> {
   try {
     const admin = await kafka.admin();
     if (LATENCY_ONLY) {
-      results["latency"] = await latency(kafka, server.address, broker.address, dir, admin);
+      results["latency"] = await latencies(kafka, server.address, broker.address, dir, admin);
       await admin.close();
       return;
     }
@@ -337,7 +344,7 @@ async function main(): Promise<void> {
     }));
     results["recordBytes"] = JSON.stringify(event(0)).length;
 
-    results["latency"] = await latency(kafka, server.address, broker.address, dir, admin);
+    results["latency"] = await latencies(kafka, server.address, broker.address, dir, admin);
     await admin.close();
     await producer.close();
   } finally {
@@ -349,9 +356,9 @@ async function main(): Promise<void> {
 }
 
 /** A `sage` CLI child process (stderr kept for a failure message). */
-function sageProcess(args: string[], env: Record<string, string>): ChildProcess {
+function sageProcess(args: string[], env: Record<string, string>, tag: string): ChildProcess {
   const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-  if (process.env.BENCH_CHILD_LOG) child.stderr?.pipe(createWriteStream(`${process.env.BENCH_CHILD_LOG}.${args[0]}.log`));
+  if (process.env.BENCH_CHILD_LOG) child.stderr?.pipe(createWriteStream(`${process.env.BENCH_CHILD_LOG}.${tag}.${args[0]}.log`));
   else child.stderr?.on("data", () => undefined);
   return child;
 }
@@ -375,16 +382,53 @@ async function runHistories(client: SageClient, id: string): Promise<proto.tempo
   }
 }
 
-/** Steady `RATE` records/s for `SECONDS` through the 3-operator job (2 partition workflows, kafka.client `LATENCY_CLIENT`); latency from send to read_committed. */
-async function latency(kafka: KafkaClient, address: string, brokers: string, dir: string, admin: Awaited<ReturnType<typeof kafka.admin>>) {
-  await admin.ensureTopic("bench.lat.in", PARTITIONS);
-  await admin.ensureTopic("bench.lat.out", PARTITIONS);
-  Object.assign(process.env, { BENCH_IN: "bench.lat.in", BENCH_OUT: "bench.lat.out", BENCH_GROUP: "sage-latency" });
+type LatencyResult = Awaited<ReturnType<typeof latency>>;
+
+/** The latency case at each of `RATES`, one after another, and one table of every rate. */
+async function latencies(kafka: KafkaClient, address: string, brokers: string, dir: string, admin: Awaited<ReturnType<typeof kafka.admin>>) {
+  const results: LatencyResult[] = [];
+  for (const [i, rate] of RATES.entries()) results.push(await latency(rate, `${i + 1}-${rate}`, kafka, address, brokers, dir, admin));
+  console.log(
+    `\nlatency, send -> read_committed (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes, started cold for each rate): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+  );
+  printTable(
+    ["records/s", "sent", "warm-up p50 ms", "warm-up p99 ms", "measured p50 ms", "measured p99 ms", "measured max ms", "all p99 ms"],
+    results.map((r) => [
+      r.rate.toLocaleString("en-US"),
+      String(r.sent),
+      String(r.warmup.p50Ms),
+      String(r.warmup.p99Ms),
+      String(r.p50Ms),
+      String(r.p99Ms),
+      String(r.maxMs),
+      String(r.allP99Ms),
+    ]),
+  );
+  return results;
+}
+
+/** Steady `rate` records/s for `SECONDS` through the 3-operator job (2 partition workflows, kafka.client `LATENCY_CLIENT`); latency from send to read_committed. */
+async function latency(
+  rate: number,
+  tag: string,
+  kafka: KafkaClient,
+  address: string,
+  brokers: string,
+  dir: string,
+  admin: Awaited<ReturnType<typeof kafka.admin>>,
+) {
+  const topicIn = `bench.lat.${tag}.in`;
+  const topicOut = `bench.lat.${tag}.out`;
+  const jobId = `latency-${tag}`;
+  const taskQueue = `bench-kafka-latency-${tag}`;
+  await admin.ensureTopic(topicIn, PARTITIONS);
+  await admin.ensureTopic(topicOut, PARTITIONS);
+  Object.assign(process.env, { BENCH_IN: topicIn, BENCH_OUT: topicOut, BENCH_GROUP: `sage-${jobId}` });
   const config = loadConfig({
     env: {},
     overrides: {
       "temporal.address": address,
-      "temporal.task-queue": "bench-kafka-latency",
+      "temporal.task-queue": taskQueue,
       "data-dir": join(dir, "data"),
       "kafka.brokers": brokers,
       "kafka.dead-letter-topic": "bench.dlq",
@@ -397,24 +441,48 @@ async function latency(kafka: KafkaClient, address: string, brokers: string, dir
   // reads, so its event loop does not inflate the measured latency.
   const env = {
     SAGE_TEMPORAL_ADDRESS: address,
-    SAGE_TEMPORAL_TASK_QUEUE: "bench-kafka-latency",
+    SAGE_TEMPORAL_TASK_QUEUE: taskQueue,
     SAGE_DATA_DIR: join(dir, "data"),
     SAGE_KAFKA_BROKERS: brokers,
     SAGE_KAFKA_DEAD_LETTER_TOPIC: "bench.dlq",
     SAGE_EXECUTION_PARALLELISM: "2",
     SAGE_KAFKA_CLIENT: LATENCY_CLIENT,
     SAGE_LOG_LEVEL: process.env.BENCH_CHILD_LOG_LEVEL ?? "warn",
-    BENCH_IN: "bench.lat.in",
-    BENCH_OUT: "bench.lat.out",
-    BENCH_GROUP: "sage-latency",
+    BENCH_IN: topicIn,
+    BENCH_OUT: topicOut,
+    BENCH_GROUP: `sage-${jobId}`,
+    // Worker and shim both serve metrics: the second takes the next free port.
+    SAGE_MONITORING_PORT_IN_USE: "next",
   };
-  const children = [sageProcess(["worker", "bench/kafka-pipeline.ts"], env), sageProcess(["shim", "bench/kafka-pipeline.ts", "--job-id", "latency"], env)];
+  const children = [
+    sageProcess(["worker", "bench/kafka-pipeline.ts"], env, tag),
+    sageProcess(["shim", "bench/kafka-pipeline.ts", "--job-id", jobId], env, tag),
+  ];
+  try {
+    return await measureLatency(rate, config, jobId, topicIn, topicOut, brokers, kafka);
+  } finally {
+    // Also when the case failed: a worker or shim left running would hold its ports and the CPU.
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : Promise.resolve())));
+  }
+}
+
+/** The load and the measurement of `latency` against its running worker and shim. */
+async function measureLatency(
+  rate: number,
+  config: ReturnType<typeof loadConfig>,
+  jobId: string,
+  topicIn: string,
+  topicOut: string,
+  brokers: string,
+  kafka: KafkaClient,
+) {
   const client = await SageClient.connect({ config });
-  const job = new StreamJobHandle(client, "kafkabench", "latency", ["sage/kafkabench/latency/p0", "sage/kafkabench/latency/p1"]);
+  const job = new StreamJobHandle(client, "kafkabench", jobId, [`sage/kafkabench/${jobId}/p0`, `sage/kafkabench/${jobId}/p1`]);
   const kafkajs = new Kafka({ clientId: "bench-latency", brokers: [brokers], logLevel: logLevel.NOTHING });
   const reader = kafkajs.consumer({ groupId: `latency-reader-${Date.now()}`, maxWaitTimeInMs: 20 });
   await reader.connect();
-  await reader.subscribe({ topics: ["bench.lat.out"], fromBeginning: true });
+  await reader.subscribe({ topics: [topicOut], fromBeginning: true });
   const samples: Array<{ sentAt: number; ms: number }> = [];
   let probeSeen = false;
   await reader.run({
@@ -430,12 +498,14 @@ async function latency(kafka: KafkaClient, address: string, brokers: string, dir
   const probeStart = Date.now();
   for (let p = 0; !probeSeen; p++) {
     if (Date.now() - probeStart > 120_000) throw new Error("latency: the probe record did not come out within 120 s");
-    if (p % 20 === 0) await producer.send("bench.lat.in", [{ key: "probe", value: JSON.stringify({ ...event(-1 - p), amount: 1 }) }]);
+    if (p % 20 === 0) await producer.send(topicIn, [{ key: "probe", value: JSON.stringify({ ...event(-1 - p), amount: 1 }) }]);
     await sleep(100);
   }
-  console.log(`latency: job live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through); load starts at ${new Date().toISOString()}`);
+  console.log(
+    `latency at ${rate} records/s: job live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through); load starts at ${new Date().toISOString()}`,
+  );
   const tickMs = 50;
-  const perTick = Math.max(1, Math.round((RATE * tickMs) / 1000));
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   let id = 0;
   const started = Date.now();
   const warmupUntil = started + WARMUP * 1000;
@@ -446,7 +516,7 @@ async function latency(kafka: KafkaClient, address: string, brokers: string, dir
   while (Date.now() < end) {
     const batch = Array.from({ length: perTick }, () => event(id++)).map((e) => ({ key: e.key, value: JSON.stringify(e) }));
     const sendAt = Date.now();
-    await producer.send("bench.lat.in", batch);
+    await producer.send(topicIn, batch);
     if (Date.now() - sendAt > slowestSend.ms) Object.assign(slowestSend, { ms: Date.now() - sendAt, atS: (sendAt - started) / 1000 });
     next += tickMs;
     await sleep(Math.max(0, next - Date.now()));
@@ -462,8 +532,6 @@ async function latency(kafka: KafkaClient, address: string, brokers: string, dir
   await job.stop();
   await job.result();
   await client.close();
-  for (const c of children) c.kill("SIGTERM");
-  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : Promise.resolve())));
   // Latency over the run, in windows of send time: a backlog or a stall shows where it happened.
   /** Latencies (ms, ascending) of the records sent in [from, to). */
   const sentBetween = (from: number, to: number): number[] =>
@@ -521,7 +589,7 @@ async function latency(kafka: KafkaClient, address: string, brokers: string, dir
   const cold = sentBetween(-Infinity, warmupUntil);
   const out = {
     client: LATENCY_CLIENT,
-    rate: RATE,
+    rate,
     seconds: SECONDS,
     warmupSeconds: WARMUP,
     sent: id,
@@ -531,11 +599,13 @@ async function latency(kafka: KafkaClient, address: string, brokers: string, dir
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted[sorted.length - 1] ?? NaN,
+    /** p99 over every record, warm-up included (the issue's target). */
+    allP99Ms: percentile(sentBetween(-Infinity, Infinity), 99),
     warmup: { records: cold.length, p50Ms: percentile(cold, 50), p99Ms: percentile(cold, 99), maxMs: cold[cold.length - 1] ?? NaN },
     insideTemporal: inside,
   };
   console.log(
-    `\nlatency at ${RATE} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+    `\nlatency at ${rate} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
   );
   printTable(
     ["phase", "records", "p50 ms", "p99 ms", "max ms"],
