@@ -180,7 +180,9 @@ try {
 report(results);
 if (!SMOKE) {
   const settings = { temporal: TEMPORAL, rate: RATE, sessionTimeoutSeconds: SESSION_TIMEOUT, holdSeconds: HOLD, ...SETTINGS };
-  console.log(`\nsaved ${saveResult(KEYED ? "chaos-keyed" : "chaos", { records: RECORDS, settings, results })}`);
+  console.log(
+    `\nsaved ${saveResult(`${KEYED ? "chaos-keyed" : "chaos"}${TEMPORAL === "cluster" ? "-cluster" : ""}`, { records: RECORDS, settings, results })}`,
+  );
 }
 const failed = results.filter((r) => !r.ok);
 if (failed.length > 0) {
