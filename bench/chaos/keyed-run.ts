@@ -8,6 +8,7 @@
  * and compared with the reference computed from the input: every window once, with equal values.
  */
 import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { Kafka, logLevel, type ConfigResourceTypes } from "kafkajs";
 import proto from "@temporalio/proto";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
@@ -103,16 +104,37 @@ async function ensureTopic(kafka: KeyedKafka, topic: string, partitions: number)
   }
 }
 
-/** Produces `events` in order at `rate` per second, then the flush events (idempotent: a retried send is not written twice). */
+/**
+ * Produces `events` in order at `rate` per second, then the flush events (idempotent: a retried
+ * send is not written twice). When a send fails for good (kafkajs's idempotent producer gives up
+ * with "out of order sequence number" after a partition leader moves), a new producer sends that
+ * batch again: it may then be in the input twice, which the reference read back from the input counts.
+ */
 function startProducer(brokers: string, topic: string, events: readonly StatefulEvent[], rate: number) {
   const kafka = new Kafka({ clientId: "chaos-keyed-producer", brokers: brokers.split(","), logLevel: logLevel.NOTHING });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 100 } });
-  const state = { sent: 0, stopped: false, slowestSendMs: 0 };
+  const fresh = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 100 } });
+  let producer = fresh();
+  const state = { sent: 0, stopped: false, slowestSendMs: 0, restarts: [] as string[] };
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   const message = (e: StatefulEvent, partition: number) => {
     const m = eventMessage(e, partition);
     return { key: m.key ?? null, value: m.value, timestamp: m.timestamp, partition };
+  };
+  const send = async (messages: ReturnType<typeof message>[]) => {
+    for (let reconnect = false; ;) {
+      try {
+        if (reconnect) await producer.connect();
+        return await producer.send({ topic, messages });
+      } catch (err) {
+        if (state.stopped || state.restarts.length >= 10) throw err;
+        state.restarts.push(`${state.sent}: ${(err as Error).message}`);
+        await producer.disconnect().catch(() => undefined);
+        await sleep(1_000);
+        producer = fresh();
+        reconnect = true;
+      }
+    }
   };
   const done = (async () => {
     await producer.connect();
@@ -120,14 +142,14 @@ function startProducer(brokers: string, topic: string, events: readonly Stateful
       for (let next = Date.now(); state.sent < events.length && !state.stopped;) {
         const batch = events.slice(state.sent, state.sent + perTick).map((e) => message(e, partitionOf(e.service, PARTITIONS)));
         const at = Date.now();
-        await producer.send({ topic, messages: batch });
+        await send(batch);
         state.slowestSendMs = Math.max(state.slowestSendMs, Date.now() - at);
         state.sent += batch.length;
         next += tickMs;
         await sleep(Math.max(0, next - Date.now()));
       }
       // Only after every event: the flush must be the last record of its partition.
-      if (!state.stopped) await producer.send({ topic, messages: flushEvents(events, PARTITIONS).map((e) => message(e, e.partition)) });
+      if (!state.stopped) await send(flushEvents(events, PARTITIONS).map((e) => message(e, e.partition)));
     } finally {
       await producer.disconnect();
     }
@@ -186,10 +208,10 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
   for (const t of [topics.input, topics.tumbling, topics.sliding]) await ensureTopic(kafka, t, PARTITIONS);
   await ensureTopic(kafka, topics.dlq, 1);
   const events = inputEvents(options);
-  const reference = referenceWindows(events);
-  const expected = reference.tumbling.length + reference.sliding.length;
+  const planned = referenceWindows(events);
+  const expected = planned.tumbling.length + planned.sliding.length;
   env.log(
-    `${fault.name}: ${events.length} events, ${options.services} services; reference ${reference.tumbling.length} tumbling + ${reference.sliding.length} sliding windows`,
+    `${fault.name}: ${events.length} events, ${options.services} services; reference ${planned.tumbling.length} tumbling + ${planned.sliding.length} sliding windows`,
   );
   const taskQueue = tag;
   const sageEnv = {
@@ -248,7 +270,8 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
       `${fault.name}: ${reader.seen.size} windows out, ${producer.state.sent} events sent after ${((Date.now() - started) / 1000).toFixed(1)} s; fault starts`,
     );
     faultAt = Date.now();
-    details = { sentAtFault: producer.state.sent, ...(await fault.inject(run)) };
+    const loadAverageAtFault = Number(loadavg()[0]!.toFixed(1));
+    details = { sentAtFault: producer.state.sent, loadAverageAtFault, ...(await fault.inject(run)) };
     faultEnd = Date.now();
     env.log(`${fault.name}: fault over after ${((faultEnd - faultAt) / 1000).toFixed(1)} s; ${reader.seen.size} windows out`);
     let last = { n: reader.seen.size, at: Date.now() };
@@ -276,6 +299,12 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
     await reader.stop().catch(() => undefined);
   }
   const endAt = reader.arrivals.reduce((m, t) => Math.max(m, t), started);
+  // The reference is computed from the input as the topic holds it (a re-sent batch counts twice there, as in the job).
+  const input = (await kafka.client.readAll(topics.input, { idleTimeoutMs: 20_000 })).map((m) => JSON.parse(m.value!.toString("utf8")) as StatefulEvent);
+  const reference = referenceWindows(input);
+  const sentTwice = input.length - events.length - PARTITIONS;
+  if (input.length < events.length + PARTITIONS)
+    problems.push(`the input holds ${input.length} records, not the ${events.length} events and ${PARTITIONS} flush events`);
   const diffs = {
     tumbling: compareResults(reference.tumbling, await windowsOf(kafka.client, topics.tumbling)),
     sliding: compareResults(reference.sliding, await windowsOf(kafka.client, topics.sliding)),
@@ -308,6 +337,9 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
       restoresLogged,
       producedPerSecond: options.rate,
       slowestProducerSendMs: producer.state.slowestSendMs,
+      inputRecords: input.length,
+      inputRecordsSentTwice: sentTwice,
+      producerRestarts: producer.state.restarts,
     },
     problems,
   };
