@@ -339,10 +339,27 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
       slowestProducerSendMs: producer.state.slowestSendMs,
       inputRecords: input.length,
       inputRecordsSentTwice: sentTwice,
+      inputMissing: missingFrom(events, input),
       producerRestarts: producer.state.restarts,
     },
     problems,
   };
+}
+
+/** Events produced but absent from the input as read back: how many, per partition, and the first and last index. */
+function missingFrom(events: readonly StatefulEvent[], input: readonly StatefulEvent[]) {
+  const id = (e: StatefulEvent) => `${e.service}|${e.ts}|${e.latency}`;
+  const left = new Map<string, number>();
+  for (const e of input) left.set(id(e), (left.get(id(e)) ?? 0) + 1);
+  const missing: number[] = [];
+  events.forEach((e, i) => {
+    const n = left.get(id(e)) ?? 0;
+    if (n > 0) left.set(id(e), n - 1);
+    else missing.push(i);
+  });
+  const byPartition: Record<number, number> = {};
+  for (const i of missing) byPartition[partitionOf(events[i]!.service, PARTITIONS)] = (byPartition[partitionOf(events[i]!.service, PARTITIONS)] ?? 0) + 1;
+  return { count: missing.length, byPartition, firstIndex: missing[0] ?? null, lastIndex: missing[missing.length - 1] ?? null };
 }
 
 /** Lines of a child's log that hold `text` (0 when it has no log). */
