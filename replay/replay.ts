@@ -37,8 +37,12 @@ export function installReplayRuntime(): void {
 async function replayOptions(workflowsPath: string | undefined, dataConverter: DataConverter): Promise<ReplayWorkerOptions> {
   const bundle =
     workflowsPath && workflowsPath !== defaultWorkflowsPath
-      ? await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger("WARN") })
-      : await workflowBundle();
+      ? await bundleWorkflowCode({
+          workflowsPath,
+          logger: new DefaultLogger("WARN"),
+          ...(dataConverter.failureConverterPath ? { failureConverterPath: dataConverter.failureConverterPath } : {}),
+        })
+      : await workflowBundle(dataConverter);
   return { workflowBundle: bundle, replayName: "sage-replay", dataConverter };
 }
 

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { DataConverter } from "@temporalio/common";
 import { bundleWorkflowCode, NativeConnection, Worker, DefaultLogger } from "@temporalio/worker";
 import type { Logger } from "pino";
 import type { Pipeline } from "../core/api/pipeline.js";
@@ -29,10 +30,18 @@ import { isStreaming } from "../core/plan/stream.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
-let bundle: ReturnType<typeof bundleWorkflowCode> | null = null;
-/** The workflow bundle, built once per process (bundling takes seconds). */
-export function workflowBundle(): ReturnType<typeof bundleWorkflowCode> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger("WARN") });
+const bundles = new Map<string, ReturnType<typeof bundleWorkflowCode>>();
+/**
+ * The workflow bundle, built once per process and failure converter (bundling takes seconds): an
+ * encrypted job's workflows must encode failures as its client and activities do.
+ */
+export function workflowBundle(dataConverter: DataConverter = {}): ReturnType<typeof bundleWorkflowCode> {
+  const failures = dataConverter.failureConverterPath;
+  let bundle = bundles.get(failures ?? "");
+  if (!bundle) {
+    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger("WARN"), ...(failures ? { failureConverterPath: failures } : {}) });
+    bundles.set(failures ?? "", bundle);
+  }
   return bundle;
 }
 
@@ -139,7 +148,7 @@ async function createWorker(
     connection,
     namespace: config.temporal.namespace,
     taskQueue,
-    workflowBundle: await workflowBundle(),
+    workflowBundle: await workflowBundle(dataConverter),
     activities,
     dataConverter,
     identity: options.identity ?? `sage-worker@${process.pid}`,

@@ -15,6 +15,7 @@ import proto from "@temporalio/proto";
 import { defaultPayloadConverter, type Payload } from "@temporalio/common";
 import { definePipeline } from "../../core/api/pipeline.js";
 import { FileSink } from "../../core/api/connectors.js";
+import { NonRetryableError } from "../../core/errors.js";
 import { SageClient } from "../../client/sage-client.js";
 import { replayExecution, replayFile } from "../../replay/replay.js";
 import { historyToJSON } from "@temporalio/common/lib/proto-utils.js";
@@ -22,7 +23,7 @@ import { dataConverterOf } from "../../security/data-converter.js";
 import { findTemporalBinary, freePort } from "../../dev/temporal-server.js";
 import { PayloadDecryptionError } from "../../security/errors.js";
 import type { SageConfig } from "../../core/config/schema.js";
-import { cliEnv, readJsonl, runJob, sageCliBackground, scratchDir, testConfig, until } from "../support/harness.js";
+import { cliEnv, readJsonl, runJob, sageCliBackground, scratchDir, startWorker, testConfig, until } from "../support/harness.js";
 import { createTopics, readOutput, runStreaming, streamConfig, streamTopics, testKafka, waitForRecords } from "../support/kafka.js";
 import streamPipeline from "../fixtures/stream-pipeline.js";
 
@@ -198,6 +199,66 @@ test("replay with the codec replays the encrypted history; without it, the repla
     }
   } finally {
     await plain.close();
+    await client.close();
+  }
+});
+
+const FAILURE_SECRET = "account 4521-8810 of Jane Roe";
+/** A job whose source cannot read its split and says why, naming the account: it fails for good at once. */
+const refusing = definePipeline("enc-failing", (env) =>
+  env
+    .fromSource(
+      {
+        read(): Iterable<{ id: number }> {
+          // Not retryable: the job fails at once (a plain Error would be retried by the activity's policy).
+          throw new NonRetryableError(`cannot read the statement of ${FAILURE_SECRET}`);
+        },
+      },
+      { name: "statements" },
+    )
+    .sink(FileSink.jsonl(env.param("output")), { name: "out" }),
+);
+
+test("a failed job: failure messages and stacks are encrypted in history; the client, through the codec, reads them; replay passes", async () => {
+  const { overrides } = keysFor(scratchDir("enc-fail-keys"));
+  const config = testConfig("enc-failing", overrides);
+  let workflowId = "";
+  await assert.rejects(
+    (async () => {
+      const w = await startWorker(refusing, config);
+      const client = await SageClient.connect({ config });
+      try {
+        const job = await client.submit(refusing, { params: { output: join(config.dir, "out.jsonl") } });
+        workflowId = job.workflowId;
+        await job.result();
+      } finally {
+        await client.close();
+        await w.stop();
+      }
+    })(),
+    (err: Error) => {
+      // Decoded by the client's codec and failure converter: the reason reads as written.
+      assert.match(JSON.stringify({ message: err.message, cause: String((err as { cause?: unknown }).cause) }), new RegExp(FAILURE_SECRET));
+      return true;
+    },
+  );
+  const client = await SageClient.connect({ config });
+  try {
+    const history = await rawHistory(client, workflowId);
+    const failures = history
+      .events!.flatMap((e) => [e.activityTaskFailedEventAttributes?.failure, e.workflowExecutionFailedEventAttributes?.failure])
+      .filter((f) => f);
+    assert.ok(failures.length >= 2, `the activity and the workflow failed: ${failures.length} failures in history`);
+    for (const f of failures) {
+      assert.equal(f!.message, "Encoded failure", "a failure message in clear");
+      assert.equal(f!.stackTrace ?? "", "", "a stack trace in clear");
+      assert.equal(encodingOf(f!.encodedAttributes!), "binary/encrypted");
+    }
+    const bytes = Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish());
+    assert.ok(!bytes.includes(Buffer.from(FAILURE_SECRET)), "the refused record's text in clear in the raw history");
+    const verdict = await replayExecution(client.temporal, workflowId);
+    assert.ok(verdict.deterministic, verdict.error);
+  } finally {
     await client.close();
   }
 });
