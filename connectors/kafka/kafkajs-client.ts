@@ -39,6 +39,7 @@ import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, Transact
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
 import { Partitioning, type SendChunk } from "./send-chunks.js";
+import { rememberCoordinators } from "./coordinator-cache.js";
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.ERROR]: "error",
@@ -335,6 +336,8 @@ class KafkajsGroupConsumer implements GroupConsumer {
 export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient {
   const clientId = options.clientId ?? "sage";
   const kafka = new Kafka(kafkajsConfigOf(options));
+  /** Transactional producers' own: their coordinator lookups are remembered (coordinator-cache.ts). */
+  const transactional = rememberCoordinators(new Kafka(kafkajsConfigOf(options)));
   const connect = connector(options);
   const partitioning = new Partitioning(async (topic) => {
     const admin = kafka.admin();
@@ -354,7 +357,7 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
   return {
     brokers: options.brokers,
     consumer: (o) => new KafkajsGroupConsumer(kafka, o, connect),
-    transactionalProducer: (id) => new KafkajsTransactionalProducer(kafka, id, connect, partitioning),
+    transactionalProducer: (id) => new KafkajsTransactionalProducer(transactional, id, connect, partitioning),
     async producer(): Promise<PlainProducer> {
       const p = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner, retry: { initialRetryTime: 50, retries: 10 } });
       await connect(() => p.connect());
