@@ -127,6 +127,6 @@ export function readJsonl<T = unknown>(path: string): T[] {
 export interface DeadLetter {
   operator: string;
   attempts: number;
-  error: { name: string; message: string; code?: string };
+  error: { name: string; message: string; code?: string; stack?: string };
   record: unknown;
 }

@@ -38,9 +38,11 @@ test("a record is retried per the operator's policy: one that recovers goes on, 
     assert.deepEqual(job.counts.flaky, { in: 4, out: 3, dead: 1 });
     const letters = readJsonl<DeadLetter>(job.commit.deadLetterPath!);
     assert.deepEqual(
-      letters.map((l) => ({ operator: l.operator, attempts: l.attempts, error: l.error, record: l.record })),
+      letters.map((l) => ({ operator: l.operator, attempts: l.attempts, error: { name: l.error.name, message: l.error.message }, record: l.record })),
       [{ operator: "flaky", attempts: 3, error: { name: "RangeError", message: "4 never passes" }, record: 4 }],
     );
+    // The letter keeps where the error was thrown: the stack starts with it.
+    assert.match(letters[0]!.error.stack ?? "", /^RangeError: 4 never passes\n\s+at /);
   } finally {
     await host.close();
   }
