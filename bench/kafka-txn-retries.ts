@@ -4,7 +4,11 @@
  * writes the previous transaction's markers) and what back-to-back small transactions cost, the
  * pattern of the sink under load. It starts its own broker.
  *
- *   npx tsx bench/kafka-txn-retries.ts [--transactions 300]
+ *   npx tsx bench/kafka-txn-retries.ts [--transactions 300] [--gap-ms 0]
+ *
+ * `--gap-ms`: a pause between transactions (the sink's pattern at a steady rate, where the next
+ * batch's transaction starts after its workflow task). kafkajs runs as is and with its coordinator
+ * lookups remembered as the sink does (connectors/kafka/coordinator-cache.ts), twice each, alternating.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -15,24 +19,30 @@ import type { KafkaJS } from "@confluentinc/kafka-javascript";
 import { freePort } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
 import { machineLine, printTable } from "./machine.js";
+import { rememberCoordinators } from "../connectors/kafka/coordinator-cache.js";
 
 const i = process.argv.indexOf("--transactions");
 const N = i > 0 ? Number(process.argv[i + 1]) : 300;
+const g = process.argv.indexOf("--gap-ms");
+const GAP_MS = g > 0 ? Number(process.argv[g + 1]) : 0;
+const pause = (): Promise<void> => (GAP_MS > 0 ? new Promise((r) => setTimeout(r, GAP_MS)) : Promise.resolve());
 const CONCURRENT = /CONCURRENT_TRANSACTIONS|concurrent operation on the same transaction/i;
 const messages = (t: number) => Array.from({ length: 20 }, (_, j) => ({ key: `k${j}`, value: `t${t}-${j}`, partition: j % 2 }));
 
 /** kafkajs: every log line (debug included) that names the error, and the time of N transactions. */
-async function kafkajsRun(brokers: string): Promise<{ ms: number; concurrent: number }> {
+async function kafkajsRun(brokers: string, remember = false): Promise<{ ms: number; concurrent: number }> {
   let concurrent = 0;
-  const kafka = new Kafka({
-    brokers: [brokers],
-    logLevel: logLevel.DEBUG,
-    logCreator: () => (e: LogEntry) => {
-      if (CONCURRENT.test(JSON.stringify(e.log))) concurrent++;
-    },
-  });
+  const kafka = (remember ? rememberCoordinators : (k: Kafka) => k)(
+    new Kafka({
+      brokers: [brokers],
+      logLevel: logLevel.DEBUG,
+      logCreator: () => (e: LogEntry) => {
+        if (CONCURRENT.test(JSON.stringify(e.log))) concurrent++;
+      },
+    }),
+  );
   const producer = kafka.producer({
-    transactionalId: "retries-kafkajs",
+    transactionalId: `retries-kafkajs${remember ? "-remembered" : ""}`,
     idempotent: true,
     maxInFlightRequests: 1,
     retry: { initialRetryTime: 5, retries: 12 },
@@ -44,8 +54,9 @@ async function kafkajsRun(brokers: string): Promise<{ ms: number; concurrent: nu
     await txn.send({ topic: "retries.out", messages: messages(t) });
     await txn.sendOffsets({ consumerGroupId: "retries-kafkajs", topics: [{ topic: "retries.out", partitions: [{ partition: 0, offset: String(t) }] }] });
     await txn.commit();
+    await pause();
   }
-  const ms = performance.now() - started;
+  const ms = performance.now() - started - N * GAP_MS;
   await producer.disconnect();
   return { ms, concurrent };
 }
@@ -68,13 +79,14 @@ async function confluentRun(brokers: string): Promise<{ ms: number; concurrent: 
     await producer.send({ topic: "retries.out", messages: messages(t) });
     await producer.sendOffsets({ consumer: offsets, topics: [{ topic: "retries.out", partitions: [{ partition: 0, offset: String(t) }] }] });
     await producer.commit();
+    await pause();
   }
-  const ms = performance.now() - started;
+  const ms = performance.now() - started - N * GAP_MS;
   await Promise.all([producer.disconnect(), offsets.disconnect()]);
   return { ms, concurrent };
 }
 
-console.log(`back-to-back transactions (20 records on 2 partitions + offsets each), ${N} per client; ${machineLine()}`);
+console.log(`transactions (20 records on 2 partitions + offsets each, ${GAP_MS} ms apart), ${N} per client; ${machineLine()}`);
 const dir = mkdtempSync(join(tmpdir(), "sage-bench-txn-"));
 const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") });
 try {
@@ -84,7 +96,10 @@ try {
   await admin.disconnect();
   const rows: string[][] = [];
   for (const [name, run] of [
-    ["kafkajs 2.2.4", kafkajsRun],
+    ["kafkajs 2.2.4", (b: string) => kafkajsRun(b)],
+    ["kafkajs 2.2.4, coordinator lookups remembered", (b: string) => kafkajsRun(b, true)],
+    ["kafkajs 2.2.4 (again)", (b: string) => kafkajsRun(b)],
+    ["kafkajs 2.2.4, coordinator lookups remembered (again)", (b: string) => kafkajsRun(b, true)],
     ["confluent 1.10.1 (librdkafka 2.15.1)", confluentRun],
   ] as const) {
     const r = await run(broker.address);
