@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import { NonRetryableError, SinkError } from "../../core/errors.js";
-import type { StageInput, StageOutput } from "../../core/plan/job.js";
+import type { StageInput, StageOutput, StreamSlice } from "../../core/plan/job.js";
 import { transactionalIdOf, type SinkSession, type SourcePosition } from "../../connectors/kafka/sink.js";
 import { changelogTopicOf, keyedOperatorsOf, workflowIndexOf } from "../../core/plan/stream.js";
 import type { StateBackend } from "../state/backend.js";
@@ -73,6 +73,20 @@ async function openKeyedState(unit: StageUnit, session: SinkSession) {
   return { host: state, partition, operators, restored, origins };
 }
 
+/**
+ * Leaves out of the unit the records an earlier unit of this transactional id committed: each
+ * slice skips below its partition's progress marker. A unit can run again with more batches merged
+ * in than its first run had (a local activity whose workflow task was lost while the server was
+ * down runs again over everything that queued since); without this, the records its first run
+ * committed would reach keyed state a second time, although their outputs are left out at commit.
+ */
+async function skipCommitted(slices: StreamSlice[], session: SinkSession): Promise<void> {
+  const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
+  slices.forEach((s, i) => {
+    s.skipBelow = Math.max(s.skipBelow, upTo[i]!);
+  });
+}
+
 /** The earliest of processing-time timers (null: none). */
 function earliest(timers: Array<number | null>): number | null {
   const set = timers.filter((t) => t !== null);
@@ -128,6 +142,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
     let nextTimer: number | null | undefined;
     let states: StageOutput["states"];
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
+      await skipCommitted(input.stream!.slices, session);
       if (keyedOperatorsOf(stage).length === 0) {
         await run();
         eventTime = edges.finishRepartitions();
