@@ -1,0 +1,154 @@
+/**
+ * Exactly-once of keyed state when a streaming unit runs again with more batches merged in (a local
+ * activity whose workflow task was lost): the stage runner is called directly on the real broker,
+ * first over slice A, then over A and B under the same transactional id. A's records must not reach
+ * the keyed state a second time: each key's rolling sum counts every input record once.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { definePipeline, KafkaSink, KafkaSource } from "sage-temporal";
+import { OperatorRegistry } from "../../activities/registry.js";
+import { KeyedStateHost } from "../../activities/stage/keyed-state.js";
+import { runStage, type StageHost } from "../../activities/stage/run-stage.js";
+import { encodeBatch } from "../../connectors/kafka/batch-codec.js";
+import type { ConsumedMessage } from "../../connectors/kafka/client.js";
+import { KafkaSinkHost } from "../../connectors/kafka/sink.js";
+import type { JobRuntimeOptions, StageInput, StreamSlice } from "../../core/plan/job.js";
+import { changelogTopicOf, keyedOperatorsOf } from "../../core/plan/stream.js";
+import { createTopics, streamConfig, streamTopics, testKafka } from "../support/kafka.js";
+
+/** One input record: key `k`, value `v`. */
+interface Add {
+  k: string;
+  v: number;
+}
+
+/** The runtime options a client on `config` starts jobs with (`SageClient.runtimeOptions`). */
+function runtimeOf(config: ReturnType<typeof streamConfig>): JobRuntimeOptions {
+  return {
+    activityTimeoutMs: config.temporal["activity-timeout"],
+    heartbeatTimeoutMs: config.temporal["heartbeat-timeout"],
+    maxBatchBytes: config.execution["max-batch-bytes"],
+    splitBytes: config.execution["split-bytes"],
+    splitPrefetch: config.execution["split-prefetch"],
+    localActivities: config.kafka["local-activities"],
+    eventsPerRun: config.kafka["events-per-run"],
+    historyBytesPerRun: config.kafka["history-bytes-per-run"],
+    checkpointIntervalMs: config.state["checkpoint-interval"],
+    deadLetterPath: config["dead-letter"].path ?? null,
+  };
+}
+
+test("a unit run again with a later batch merged in counts the records its first run committed once, in state and output", async () => {
+  const topics = streamTopics("unit-rerun");
+  const config = streamConfig("unit-rerun", topics.dlq);
+  const pipeline = definePipeline("unitrerun", (env) => {
+    env
+      .fromSource(KafkaSource.topic<Add>(topics.input, { groupId: topics.group }), { name: "in" })
+      .keyBy((e) => e.k, { name: "by-k", sourcePartitioned: true })
+      .reduce((a, b) => ({ k: a.k, v: a.v + b.v }), { name: "sum" })
+      .sink(KafkaSink.topic<Add>(topics.output), { name: "out" });
+  });
+  const logger = pino({ level: process.env.SAGE_TEST_LOG ?? "silent" });
+  const registry = new OperatorRegistry(pipeline, logger);
+  const { plan } = registry.compile(1, config.execution.fusion);
+  const stage = plan.stages.find((s) => s.source)!;
+  const uids = keyedOperatorsOf(stage);
+  assert.equal(uids.length, 1, "the rolling sum runs in the source's stage");
+  const jobId = `rerun-${process.pid}-${Date.now()}`;
+  const changelog = changelogTopicOf(plan.pipeline, jobId, uids[0]!);
+
+  const kafka = testKafka();
+  await createTopics(kafka, topics, 1);
+  const admin = await kafka.admin();
+  try {
+    await admin.ensureTopic(changelog, 1, { "cleanup.policy": "compact" });
+  } finally {
+    await admin.close();
+  }
+  // 20 records, keys a and b alternating, value 1 each: each key's sum is 10.
+  const producer = await kafka.producer();
+  try {
+    const adds = Array.from({ length: 20 }, (_, i): Add => ({ k: i % 2 === 0 ? "a" : "b", v: 1 }));
+    await producer.send(
+      topics.input,
+      adds.map((e) => ({ key: e.k, value: JSON.stringify(e), partition: 0 })),
+    );
+  } finally {
+    await producer.close();
+  }
+  const input = (await kafka.readAll(topics.input)).sort((x, y) => Number(x.offset) - Number(y.offset));
+  assert.equal(input.length, 20);
+  const offsets = input.map((m) => Number(m.offset));
+  const sliceOf = (messages: ConsumedMessage[], seq: number): StreamSlice => ({
+    topic: topics.input,
+    partition: 0,
+    from: Number(messages[0]!.offset),
+    to: Number(messages[messages.length - 1]!.offset),
+    skipBelow: Number(messages[0]!.offset),
+    seq,
+  });
+  const a = input.slice(0, 10);
+  const b = input.slice(10);
+  assert.deepEqual(
+    offsets,
+    Array.from({ length: 20 }, (_, i) => offsets[0]! + i),
+    "offsets without gaps",
+  );
+
+  const dataDir = mkdtempSync(join(tmpdir(), "sage-unit-rerun-"));
+  const sinkHost = new KafkaSinkHost(kafka, logger);
+  const stateHost = new KeyedStateHost(() => sinkHost, logger);
+  const host: StageHost = {
+    registry,
+    dataDir,
+    logger,
+    heartbeat: () => {},
+    cancelled: () => false,
+    kafka: () => sinkHost,
+    keyedState: () => stateHost,
+  };
+  const context = {
+    jobId,
+    pipeline: plan.pipeline,
+    planHash: plan.hash,
+    parallelism: plan.parallelism,
+    fusion: plan.fusion,
+    params: {},
+    runtime: runtimeOf(config),
+  };
+  const unit = (slices: StreamSlice[]): StageInput => ({
+    ...context,
+    stage: stage.id,
+    shard: "p0",
+    stream: { slices, workflowIndex: 0, deadLetterTopic: topics.dlq },
+  });
+  try {
+    // The first run of the unit commits A.
+    const first = await runStage(unit([sliceOf(a, 1)]), host, logger, [encodeBatch(a)]);
+    assert.equal(first.states?.[uids[0]!]?.entries, 2, "two keys in state after A");
+    // Its workflow task was lost: the unit runs again, now with B merged in.
+    await runStage(unit([sliceOf(a, 1), sliceOf(b, 2)]), host, logger, [encodeBatch(a), encodeBatch(b)]);
+
+    const out = (await kafka.readAll(topics.output)).map((m) => JSON.parse(m.value!.toString("utf8")) as Add);
+    const sums = (k: string): number[] => out.filter((e) => e.k === k).map((e) => e.v);
+    // Every input record once: the rolling sums 1..10 per key, each written once, and nothing dead-lettered.
+    const once = Array.from({ length: 10 }, (_, i) => i + 1);
+    assert.deepEqual(sums("a"), once, `key a's rolling sums: ${JSON.stringify(sums("a"))}`);
+    assert.deepEqual(sums("b"), once, `key b's rolling sums: ${JSON.stringify(sums("b"))}`);
+    assert.equal((await kafka.readAll(topics.dlq)).length, 0);
+    // The state the changelog holds: the last committed value of each key.
+    const last = new Map<string, string>();
+    for (const m of await kafka.readAll(changelog)) if (m.key) last.set(m.key.toString("utf8"), m.value?.toString("utf8") ?? "");
+    assert.equal(last.size, 2, `changelog keys: ${[...last.keys()].join(", ")}`);
+    for (const [key, value] of last) assert.match(value, /"v":10\b/, `changelog ${key}: ${value}`);
+  } finally {
+    await sinkHost.close();
+    await stateHost.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
