@@ -15,6 +15,7 @@ import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { loadConfig } from "../../client/config-loader.js";
 import { SageClient } from "../../client/sage-client.js";
+import proto from "@temporalio/proto";
 
 /** A `sage` child process and where its log goes. */
 export interface SageChild {
@@ -103,6 +104,29 @@ export class ChaosEnv {
       return readFileSync(c.log, "utf8").trim().split("\n").slice(-lines).join("\n");
     } catch {
       return "";
+    }
+  }
+
+  /** Waits until worker `w` polls the workflow task queue (by its identity: another worker's long poll may be older than any freshness window). */
+  async polling(taskQueue: string, w: SageChild): Promise<void> {
+    const pid = w.child.pid!;
+    const client = await this.client();
+    try {
+      await waitFor(
+        `worker ${pid} to poll ${taskQueue}`,
+        async () => {
+          if (w.child.exitCode !== null) throw new Error(`${w.label} exited with ${w.child.exitCode}: ${this.tail(w, 5)}`);
+          const d = await client.connection.workflowService.describeTaskQueue({
+            namespace: client.config.temporal.namespace,
+            taskQueue: { name: taskQueue },
+            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+          });
+          return (d.pollers ?? []).some((p) => p.identity === `sage-worker@${pid}`) ? true : undefined;
+        },
+        120_000,
+      );
+    } finally {
+      await client.close();
     }
   }
 

@@ -10,7 +10,6 @@
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { Kafka, logLevel, type ConfigResourceTypes } from "kafkajs";
-import proto from "@temporalio/proto";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
 import { partitionWorkflowId } from "../../core/plan/stream.js";
 import type { Broker } from "../../dev/kafka-broker.js";
@@ -248,7 +247,7 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
       const w = env.sage(label, ["worker", PIPELINE_FILE], childEnv(extra));
       workers.push(w);
       everyWorker.push(w);
-      await polling(env, taskQueue, w);
+      await env.polling(taskQueue, w);
       return w;
     },
     async retireWorker(w) {
@@ -375,29 +374,6 @@ function linesWith(c: SageChild, text: string): number {
       .filter((l) => l.includes(text)).length;
   } catch {
     return 0;
-  }
-}
-
-/** Waits until worker `w` polls the workflow task queue (by its identity). */
-async function polling(env: ChaosEnv, taskQueue: string, w: SageChild): Promise<void> {
-  const pid = w.child.pid!;
-  const client = await env.client();
-  try {
-    await waitFor(
-      `worker ${pid} to poll ${taskQueue}`,
-      async () => {
-        if (w.child.exitCode !== null) throw new Error(`${w.label} exited with ${w.child.exitCode}: ${env.tail(w, 5)}`);
-        const d = await client.connection.workflowService.describeTaskQueue({
-          namespace: client.config.temporal.namespace,
-          taskQueue: { name: taskQueue },
-          taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        });
-        return (d.pollers ?? []).some((p) => p.identity === `sage-worker@${pid}`) ? true : undefined;
-      },
-      120_000,
-    );
-  } finally {
-    await client.close();
   }
 }
 

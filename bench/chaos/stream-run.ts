@@ -8,7 +8,6 @@
 import { Kafka, logLevel } from "kafkajs";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
 import type { Broker } from "../../dev/kafka-broker.js";
-import proto from "@temporalio/proto";
 import { partitionWorkflowId } from "../../core/plan/stream.js";
 import { sleep, stopChild, waitFor, type ChaosEnv, type SageChild } from "./env.js";
 import { stallAround, tally, type Stall, type Tally } from "./tally.js";
@@ -161,28 +160,6 @@ export async function runStreamFault(env: ChaosEnv, fault: StreamFault, options:
   const childEnv = (extra: Record<string, string> = {}) => ({ ...sageEnv, SAGE_TEMPORAL_ADDRESS: env.server.address, ...extra });
   const workers: SageChild[] = [];
   const everyWorker: SageChild[] = [];
-  /** Waits until worker `w` polls the workflow task queue (by its identity: another worker's long poll may be older than any freshness window). */
-  const polling = async (w: SageChild) => {
-    const pid = w.child.pid!;
-    const client = await env.client();
-    try {
-      await waitFor(
-        `worker ${pid} to poll ${taskQueue}`,
-        async () => {
-          if (w.child.exitCode !== null) throw new Error(`${w.label} exited with ${w.child.exitCode}: ${env.tail(w, 5)}`);
-          const d = await client.connection.workflowService.describeTaskQueue({
-            namespace: client.config.temporal.namespace,
-            taskQueue: { name: taskQueue },
-            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-          });
-          return (d.pollers ?? []).some((p) => p.identity === `sage-worker@${pid}`) ? true : undefined;
-        },
-        120_000,
-      );
-    } finally {
-      await client.close();
-    }
-  };
   const run: StreamRun = {
     env,
     broker,
@@ -192,7 +169,7 @@ export async function runStreamFault(env: ChaosEnv, fault: StreamFault, options:
       const w = env.sage(label, ["worker", "bench/kafka-pipeline.ts"], childEnv(extra));
       workers.push(w);
       everyWorker.push(w);
-      await polling(w);
+      await env.polling(taskQueue, w);
       return w;
     },
     async retireWorker(w) {
