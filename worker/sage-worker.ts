@@ -23,6 +23,7 @@ import { sdkMetricsAddress } from "../monitoring/sdk-exporter.js";
 import { installSdkRuntime, sdkRuntimeInstalled } from "./sdk-runtime.js";
 import { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { kafkaClientOf } from "../connectors/kafka/index.js";
+import { kafkaSecurityOf } from "../connectors/kafka/security.js";
 import { dataConverterOf } from "../security/data-converter.js";
 import { StageThreads } from "../activities/stage/stage-threads.js";
 import { workerSlotsOf } from "./slots.js";
@@ -79,6 +80,9 @@ export interface SageWorkerOptions {
 /** Creates a worker for `pipeline` against the configured Temporal server. */
 export async function createSageWorker(options: SageWorkerOptions): Promise<SageWorker> {
   const dataConverter = dataConverterOf(options.config); // keys checked before anything starts
+  // A streaming worker's Kafka certificates and password too: a bad one stops the worker here, not its first unit.
+  const { config } = options;
+  if (isStreaming(options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan)) kafkaSecurityOf(config);
   // Then metrics: a port in use stops the worker before it polls anything.
   const metrics = await serveMetrics(options.config.monitoring, options.logger);
   try {

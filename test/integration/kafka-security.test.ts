@@ -213,6 +213,13 @@ test("a missing or expired certificate: one error naming the file, before anythi
   assert.equal(cli.code, 2, cli.stderr);
   assert.equal(cli.stderr.trim(), `sage: kafka.ssl.ca = "${missing}": cannot read the file (ENOENT)`);
   await assertNoJob(saslConfig("bad-cert", t.dlq), "bad-cert");
+  // A streaming worker says the same before it polls, rather than failing its first unit.
+  const worker = sageCli(["worker", STREAM_FIXTURE], {
+    env: { ...saslCliEnv(saslConfig("bad-cert-worker", t.dlq), t, PASSWORD), SAGE_KAFKA_SSL_CA: missing },
+    timeoutMs: 60_000,
+  });
+  assert.equal(worker.code, 2, worker.stderr);
+  assert.equal(worker.stderr.trim().split("\n").pop(), `sage: kafka.ssl.ca = "${missing}": cannot read the file (ENOENT)`);
   // Past our own check, the broker refuses the expired certificate: said at once, naming the file.
   const presented = createKafkajsClient({
     brokers: [broker.sslAddress!],
