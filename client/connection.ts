@@ -32,7 +32,11 @@ export function connectionOptions(config: SageConfig): ConnectionSettings {
   const cert = file(t.tls.cert, "cert");
   const key = file(t.tls.key, "key");
   const ca = file(t.tls.ca, "ca");
-  if (t.tls.enabled || cert || ca || t["api-key"]) {
+  // An explicit `enabled: false` is plaintext (an API key through a local proxy); files of TLS with it are a contradiction.
+  if (t.tls.enabled === false && (cert || ca)) {
+    throw new ConfigError(`config temporal.tls.enabled is false but temporal.tls.${cert ? "cert" : "ca"} is set: turn TLS on or drop the file`);
+  }
+  if (t.tls.enabled ?? Boolean(cert || ca || t["api-key"])) {
     settings.tls = {
       ...(t.tls["server-name"] ? { serverNameOverride: t.tls["server-name"] } : {}),
       ...(ca ? { serverRootCACertificate: ca } : {}),

@@ -89,7 +89,8 @@ export const configSchema = z
         "api-key": z.string().optional(),
         tls: z
           .object({
-            enabled: bool.default(false),
+            /** Unset: TLS when a CA, a client certificate or an API key is configured; `false` keeps plaintext even with an API key. */
+            enabled: bool.optional(),
             "server-name": z.string().optional(),
             ca: z.string().optional(),
             cert: z.string().optional(),

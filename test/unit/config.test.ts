@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { envVarOf, parseConfig } from "../../core/config/schema.js";
 import { ConfigError } from "../../core/errors.js";
 import { loadConfig } from "../../client/config-loader.js";
+import { connectionOptions } from "../../client/connection.js";
 import { REDACTED_PATHS } from "../../client/logger.js";
 import { freePort, isLocalAddress } from "../../dev/temporal-server.js";
 
@@ -104,4 +105,23 @@ test("free ports for scratch servers lie below the ephemeral range, bind, and ar
   const ports = await Promise.all(Array.from({ length: 40 }, () => freePort()));
   assert.equal(new Set(ports).size, ports.length, `a port came back twice: ${ports.join(", ")}`);
   for (const port of ports) assert.ok(port >= 1024 && port < ephemeralLow, `port ${port} is not in [1024, ${ephemeralLow})`);
+});
+
+test("temporal TLS: on with an API key unless temporal.tls.enabled is false; false with TLS files is refused", () => {
+  const opts = (temporal: Record<string, unknown>) => connectionOptions(parseConfig({ temporal }));
+  assert.equal(opts({}).tls, undefined);
+  assert.deepEqual(opts({ "api-key": "k" }).tls, {});
+  assert.equal(opts({ "api-key": "k" }).apiKey, "k");
+  // Plaintext with a key: a local TLS-terminating proxy in front of the server.
+  const plain = opts({ "api-key": "k", tls: { enabled: false } });
+  assert.equal(plain.tls, undefined);
+  assert.equal(plain.apiKey, "k");
+  assert.deepEqual(opts({ tls: { enabled: true } }).tls, {});
+  const dir = mkdtempSync(join(tmpdir(), "sage-tls-"));
+  const ca = join(dir, "ca.pem");
+  writeFileSync(ca, "-----BEGIN CERTIFICATE-----\n");
+  assert.throws(
+    () => opts({ tls: { enabled: false, ca } }),
+    (err: unknown) => err instanceof ConfigError && /temporal\.tls\.enabled is false but temporal\.tls\.ca is set/.test(err.message),
+  );
 });
