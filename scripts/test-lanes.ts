@@ -44,6 +44,17 @@ export interface FileRun {
   seconds: number;
   /** Set when the file ran alone: why. */
   alone: string | null;
+  /** A failed file's last non-log lines (its failures and diagnostics), repeated after the summary. */
+  digest: string[];
+}
+
+/** Most lines of a failed file's output repeated at the end of the run. */
+const DIGEST_LINES = 60;
+
+/** The last `DIGEST_LINES` lines of `output` that are not JSON log lines, each cut to 400 characters. */
+export function failureDigest(output: string): string[] {
+  const lines = output.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("{"));
+  return lines.slice(-DIGEST_LINES).map((l) => (l.length > 400 ? `${l.slice(0, 400)}…` : l));
 }
 
 /** Longer tiers first, so the short unit files fill the lanes at the end. */
@@ -59,7 +70,10 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}\n`);
   const child = spawn(process.execPath, [...o.nodeArgs, file], { env: o.env, stdio: ["ignore", "pipe", "pipe"] });
   let buffered = "";
+  // The whole output, kept for the failure digest (a live file's output is long gone from view by the end).
+  let all = "";
   const take = (d: Buffer): void => {
+    all += d.toString();
     if (live) o.write(d.toString());
     else buffered += d.toString();
   };
@@ -88,7 +102,7 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   if (!live) o.write(`── ${file}\n`);
   flush();
   o.write(`${ok ? "✔" : "✖"} ${file}: ${ok ? "passed" : `failed (${signal ?? `exit ${code}`})`} in ${seconds.toFixed(1)} s\n\n`);
-  return { file, ok, seconds, alone };
+  return { file, ok, seconds, alone, digest: ok ? [] : failureDigest(all) };
 }
 
 /** The runs' durations, slowest first, and the failed files. */
@@ -98,6 +112,8 @@ function summary(runs: FileRun[], seconds: number): string {
     lines.push(`  ${r.seconds.toFixed(1).padStart(7)} s  ${r.ok ? "" : "FAILED  "}${r.file}${r.alone ? "  (alone)" : ""}`);
   }
   const failed = runs.filter((r) => !r.ok);
+  // Each failure's own lines again, last, where a reader of only the run's tail still sees them.
+  for (const r of failed) lines.push(`── why ${r.file} failed (its last ${r.digest.length} lines that are not JSON logs):`, ...r.digest.map((l) => `  | ${l}`));
   lines.push(failed.length === 0 ? "every file passed" : `failed files:\n${failed.map((r) => `  ${r.file}`).join("\n")}`);
   return `${lines.join("\n")}\n`;
 }

@@ -60,6 +60,9 @@ test("alone", () => assert.deepEqual(${JSON.stringify(ended)}.map(existsSync), [
   for (const f of [a, b, alone]) assert.match(out, new RegExp(`✔ ${f.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: passed in`), out);
   assert.match(out, new RegExp(`✖ ${failing.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: failed \\(exit 1\\)`), out);
   assert.match(out, /as it should/);
+  // The failure's own lines come again after the durations, where the run's tail shows them.
+  const tail = out.slice(out.indexOf("slowest first"));
+  assert.match(tail, /── why \S*failing\.test\.mjs failed[^\n]*\n(  \| [^\n]*\n)*  \| [^\n]*as it should/, tail);
   assert.match(out, /failed files:\n {2}\S*failing\.test\.mjs/);
   assert.match(out, /alone\.test\.mjs \(alone: marked @runs-[a]lone\)/);
 });
