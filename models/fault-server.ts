@@ -18,6 +18,8 @@ export interface Fault {
   status: number;
   /** Seconds for the `Retry-After` header (429). */
   retryAfter?: number;
+  /** Milliseconds for the `retry-after-ms` header (429), as OpenAI sends it. */
+  retryAfterMs?: number;
   /** Delay before answering, ms. */
   delayMs?: number;
   /** Exact bytes of the answer body (default: an OpenAI-shaped error). */
@@ -87,7 +89,10 @@ export async function startFaultServer(options: { port?: number } = {}): Promise
     const status = fault?.status ?? 200;
     counts.byStatus[status] = (counts.byStatus[status] ?? 0) + 1;
     if (status === 200) return sendJson(res, 200, ok());
-    const headers: Record<string, string> = fault?.retryAfter !== undefined ? { "retry-after": String(fault.retryAfter) } : {};
+    const headers: Record<string, string> = {
+      ...(fault?.retryAfter !== undefined ? { "retry-after": String(fault.retryAfter) } : {}),
+      ...(fault?.retryAfterMs !== undefined ? { "retry-after-ms": String(fault.retryAfterMs) } : {}),
+    };
     const body =
       fault?.body ?? JSON.stringify({ error: { message: `deterministic test provider: injected ${status}`, type: "injected", param: null, code: null } });
     res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers });

@@ -1,4 +1,4 @@
-/** What a worker measures of its model calls: requests, cache hits, tokens and estimated cost per model. */
+/** What a worker measures of its model calls: requests, cache hits, tokens and estimated cost per model, 429s and limiter waits. */
 import { Counter } from "prom-client";
 import { METRICS } from "./names.js";
 import { metricsRegistry } from "./registry.js";
@@ -16,6 +16,14 @@ const cacheHits = new Counter({ name: METRICS.llmCacheHits, help: "Model request
 const tokensIn = new Counter({ name: METRICS.llmTokensIn, help: "Prompt tokens the endpoint was paid for (cache hits cost none)", labelNames, registers });
 const tokensOut = new Counter({ name: METRICS.llmTokensOut, help: "Completion tokens the endpoint was paid for", labelNames, registers });
 const cost = new Counter({ name: METRICS.llmCost, help: "Estimated cost in USD from llm.prices (0 for a model without a price)", labelNames, registers });
+
+const rateLimited = new Counter({ name: METRICS.llmRateLimited, help: "429 answers of the model endpoint", labelNames: ["model"], registers });
+const limiterWait = new Counter({
+  name: METRICS.llmLimiterWait,
+  help: "Time calls waited in the per-model rate limiter (its buckets or a 429's Retry-After)",
+  labelNames: ["model"],
+  registers,
+});
 
 /** One answered model call, as the usage ledger records it. */
 export interface ModelAnswer {
@@ -41,4 +49,14 @@ export function modelAnswered(a: ModelAnswer): void {
   tokensIn.inc(labels, a.promptTokens);
   tokensOut.inc(labels, a.completionTokens);
   cost.inc(labels, a.cost);
+}
+
+/** Counts one 429 of a model. */
+export function modelRateLimited(model: string): void {
+  rateLimited.inc({ model });
+}
+
+/** Adds a wait of the rate limiter for a model, in ms. */
+export function modelWaited(model: string, ms: number): void {
+  limiterWait.inc({ model }, ms / 1000);
 }

@@ -58,6 +58,10 @@ export const METRICS = {
   llmTokensOut: "sage_llm_tokens_out_total",
   /** Estimated cost from `llm.prices` {pipeline, job_id, operator, model}. */
   llmCost: "sage_llm_cost_usd_total",
+  /** 429 answers of the endpoint, per model {model}. */
+  llmRateLimited: "sage_llm_rate_limited_total",
+  /** Time calls waited in the per-model rate limiter (buckets or a 429 pause) {model}. */
+  llmLimiterWait: "sage_llm_limiter_wait_seconds_total",
 } as const;
 
 /** Prefix of the process metrics (CPU, memory, event loop, GC): `sage_process_process_cpu_seconds_total` and so on. */

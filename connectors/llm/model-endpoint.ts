@@ -1,8 +1,9 @@
 /**
  * The model client a worker gives its LLM operators: any OpenAI-compatible endpoint through the
  * `openai` package, behind the response cache (a retried activity never pays twice), the per-model
- * rate limiter, usage accounting, and the retry rules:
- * - 429: wait its Retry-After (the stage activity heartbeats meanwhile) and try again, a few times;
+ * rate limiter (token estimates from `TokenEstimator`), usage accounting, and the retry rules:
+ * - 429: pause that model (only) for its `retry-after-ms` / `Retry-After` (the stage activity
+ *   heartbeats meanwhile) and try again, a few times;
  * - 5xx or no connection: back off and try again, a few times;
  * - then `ModelUnavailableError`: the stage activity fails and Temporal retries it (after the
  *   Retry-After, if any); answers already received come from the cache;
@@ -15,10 +16,11 @@ import type { Logger } from "pino";
 import type { ChatCall, ModelCall, ModelClient } from "../../core/api/llm.js";
 import { ModelUnavailableError, NonRetryableError, NotRecordedError } from "../../core/errors.js";
 import type { SageConfig } from "../../core/config/schema.js";
-import { ModelRateLimiter } from "./rate-limiter.js";
+import { ModelRateLimiter, systemClock, type Clock } from "./rate-limiter.js";
+import { localTokenizers, TokenEstimator } from "./token-estimate.js";
 import { requestKey, ResponseCache, type CachedResponse } from "./response-cache.js";
 import { appendUsage } from "./usage-ledger.js";
-import { modelAnswered } from "../../monitoring/llm-metrics.js";
+import { modelAnswered, modelRateLimited, modelWaited } from "../../monitoring/llm-metrics.js";
 
 /** Default endpoint: the local `sage models serve`. */
 export const LOCAL_BASE_URL = "http://127.0.0.1:8089/v1";
@@ -33,8 +35,6 @@ interface Answer {
   cached: boolean;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Seconds or an HTTP date in a Retry-After header, as ms (null when absent or unreadable). */
 export function retryAfterMs(value: string | null | undefined): number | null {
   if (!value) return null;
@@ -44,11 +44,27 @@ export function retryAfterMs(value: string | null | undefined): number | null {
   return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
 }
 
+/** The wait a 429 asks for: `retry-after-ms` (OpenAI's, exact) first, else `Retry-After`; null when neither is readable. */
+export function retryAfterOf(headers: { get(name: string): string | null } | undefined): number | null {
+  const ms = Number(headers?.get("retry-after-ms") ?? "");
+  if (headers?.get("retry-after-ms") && Number.isFinite(ms) && ms >= 0) return ms;
+  return retryAfterMs(headers?.get("retry-after"));
+}
+
+/** What one endpoint call sends, for the limiter: the prompt texts and the most tokens it may generate. */
+interface Sizing {
+  texts: readonly string[];
+  maxCompletionTokens: number;
+}
+
 /** An OpenAI-compatible endpoint with cache, limiter, retries and usage accounting. */
 export class EndpointModelClient implements ModelClient {
   private readonly client: OpenAI;
   private readonly cache: ResponseCache;
-  private readonly limiter: ModelRateLimiter;
+  /** The per-model limits of this worker (exposed for `sage status` and tests). */
+  readonly limiter: ModelRateLimiter;
+  /** Token estimates per model (exposed for tests). */
+  readonly tokens: TokenEstimator;
   private readonly records = new Map<string, Promise<Set<string>>>();
   /** Calls that reached the endpoint / were answered from cache or record, in this process. */
   readonly stats = { endpointCalls: 0, cacheHits: 0 };
@@ -57,6 +73,7 @@ export class EndpointModelClient implements ModelClient {
     private readonly config: SageConfig["llm"],
     private readonly dataDir: string,
     private readonly logger: Logger,
+    private readonly clock: Clock = systemClock,
   ) {
     this.client = new OpenAI({
       baseURL: config["base-url"] ?? LOCAL_BASE_URL,
@@ -65,7 +82,11 @@ export class EndpointModelClient implements ModelClient {
       timeout: config.timeout,
     });
     this.cache = new ResponseCache(dataDir);
-    this.limiter = new ModelRateLimiter(config["requests-per-minute"], config["tokens-per-minute"]);
+    const perModel = Object.fromEntries(
+      Object.entries(config.limits).map(([model, l]) => [model, { requestsPerMinute: l["requests-per-minute"], tokensPerMinute: l["tokens-per-minute"] }]),
+    );
+    this.limiter = new ModelRateLimiter({ requestsPerMinute: config["requests-per-minute"], tokensPerMinute: config["tokens-per-minute"] }, perModel, clock);
+    this.tokens = new TokenEstimator(localTokenizers());
   }
 
   private modelFor(kind: "chat" | "embeddings", explicit: string | undefined, call: ModelCall): string {
@@ -75,7 +96,8 @@ export class EndpointModelClient implements ModelClient {
   async embed(texts: readonly string[], model: string | undefined, call: ModelCall): Promise<number[][]> {
     if (texts.length === 0) return [];
     const body = { model: this.modelFor("embeddings", model, call), input: [...texts] };
-    const answer = await this.answer("embeddings", body, call, texts.length, () =>
+    const sizing = { texts, maxCompletionTokens: 0 };
+    const answer = await this.answer("embeddings", body, call, texts.length, sizing, () =>
       this.client.embeddings.create(body).then((r) => ({
         response: r.data.map((d) => d.embedding),
         usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: 0 },
@@ -103,7 +125,8 @@ export class EndpointModelClient implements ModelClient {
         ? { response_format: { type: "json_schema" as const, json_schema: { name: "answer", schema: request.schema as Record<string, unknown> } } }
         : {}),
     };
-    const answer = await this.answer("chat", body, call, 1, () =>
+    const sizing = { texts: request.messages.map((m) => m.content), maxCompletionTokens: request.maxTokens };
+    const answer = await this.answer("chat", body, call, 1, sizing, () =>
       this.client.chat.completions.create(body).then((r) => ({
         response: r.choices[0]?.message.content ?? "",
         usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: r.usage?.completion_tokens ?? 0 },
@@ -128,6 +151,7 @@ export class EndpointModelClient implements ModelClient {
     body: { model: string },
     call: ModelCall,
     inputs: number,
+    sizing: Sizing,
     send: () => Promise<{ response: unknown; usage: CachedResponse["usage"] }>,
   ): Promise<Answer> {
     const key = requestKey(kind, body);
@@ -146,7 +170,7 @@ export class EndpointModelClient implements ModelClient {
       const cached = this.config.cache ? await this.cache.get(key) : null;
       if (cached) answer = { response: cached.response, usage: cached.usage, cached: true };
       else {
-        const fresh = await this.send(kind, body.model, call, body, send);
+        const fresh = await this.send(kind, body.model, call, sizing, send);
         await this.cache.put(key, { kind, request: body, response: fresh.response, usage: fresh.usage, at: new Date().toISOString() });
         answer = { ...fresh, cached: false };
       }
@@ -170,30 +194,51 @@ export class EndpointModelClient implements ModelClient {
     return answer;
   }
 
-  /** One call with the in-activity retry rules. */
-  private async send<T>(kind: string, model: string, call: ModelCall, body: unknown, send: () => Promise<T>): Promise<T> {
-    const estimate = Math.ceil(JSON.stringify(body).length / 4);
+  /** One call with the limiter and the in-activity retry rules; settles the limiter and the token ratio with the reported usage. */
+  private async send<T extends { usage: CachedResponse["usage"] }>(
+    kind: string,
+    model: string,
+    call: ModelCall,
+    sizing: Sizing,
+    send: () => Promise<T>,
+  ): Promise<T> {
+    const estimate = this.tokens.estimate(model, sizing.texts) + sizing.maxCompletionTokens;
     const tries = this.config["max-tries"];
     for (let attempt = 1; ; attempt++) {
-      await this.limiter.acquire(model, estimate);
+      const waited = await this.limiter.acquire(model, estimate);
+      if (waited > 0) modelWaited(model, waited);
+      let result: T;
       try {
         this.stats.endpointCalls++;
-        return await send();
+        result = await send();
       } catch (err) {
+        // The call used no tokens: the estimate goes back to the bucket.
+        this.limiter.settle(model, estimate, 0);
         const status = err instanceof OpenAI.APIError ? err.status : undefined;
         const what = `${kind} request of operator "${call.operatorId}" to model "${model}"`;
         if (status !== undefined && status !== 429 && status < 500) {
           throw new NonRetryableError(`the model endpoint refused the ${what} with HTTP ${status}: ${(err as Error).message}`, { cause: err });
         }
-        const after = status === 429 ? retryAfterMs((err as InstanceType<typeof OpenAI.APIError>).headers?.get("retry-after")) : null;
+        const after = status === 429 ? retryAfterOf((err as InstanceType<typeof OpenAI.APIError>).headers) : null;
+        if (status === 429) {
+          modelRateLimited(model);
+          // Every call of this model in this worker waits; other models keep going.
+          if (after !== null) this.limiter.pause(model, after);
+        }
         const reason = status === undefined ? `could not reach the endpoint (${(err as Error).message})` : `HTTP ${status}`;
         const waitMs = after ?? Math.min(8_000, 500 * 2 ** (attempt - 1));
         if (attempt >= tries || waitMs > this.config["max-retry-after"]) {
           throw new ModelUnavailableError(`the ${what} failed ${attempt} time(s), last with ${reason}; the activity will be retried`, after, { cause: err });
         }
         this.logger.warn({ operator: call.operatorId, model, status, attempt, waitMs }, "model call failed, retrying");
-        await sleep(waitMs);
+        // A paused model waits in `acquire`; a backoff waits here.
+        if (after === null) await this.clock.sleep(waitMs);
+        continue;
       }
+      const chars = sizing.texts.reduce((n, t) => n + t.length, 0);
+      this.tokens.observe(model, chars, result.usage.promptTokens);
+      this.limiter.settle(model, estimate, result.usage.promptTokens + result.usage.completionTokens);
+      return result;
     }
   }
 }

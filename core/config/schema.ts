@@ -233,9 +233,21 @@ export const configSchema = z
         models: z.record(z.string(), z.string().min(1)).default({}),
         /** Price per million tokens by model, for the estimated cost in `sage status`. */
         prices: z.record(z.string(), z.object({ input: z.number().nonnegative(), output: z.number().nonnegative().default(0) }).strict()).default({}),
-        /** Requests and tokens per minute per model, shared by the operators of a worker (0 = no limit). */
+        /** Requests and tokens per minute of each model not named in `limits`, shared by the operators of a worker (0 = no limit). */
         "requests-per-minute": z.coerce.number().nonnegative().default(0),
         "tokens-per-minute": z.coerce.number().nonnegative().default(0),
+        /** Requests and tokens per minute by model name; an unset one falls back to the global value. */
+        limits: z
+          .record(
+            z.string(),
+            z
+              .object({
+                "requests-per-minute": z.coerce.number().nonnegative().optional(),
+                "tokens-per-minute": z.coerce.number().nonnegative().optional(),
+              })
+              .strict(),
+          )
+          .default({}),
         /** Response cache under the data dir, keyed by the request's hash. */
         cache: bool.default(true),
         /** Budget of one model call. */

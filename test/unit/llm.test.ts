@@ -1,5 +1,5 @@
 /**
- * Pure parts of the LLM layer: templates, chunking, request keys, Retry-After, the rate limiter,
+ * Pure parts of the LLM layer: templates, chunking, request keys, Retry-After,
  * generate's decoding options and how the local server reads them from a request.
  */
 import { test } from "node:test";
@@ -11,7 +11,6 @@ import { NonRetryableError } from "../../core/errors.js";
 import { chunkDocument } from "../../connectors/vector/docs-source.js";
 import { requestKey } from "../../connectors/llm/response-cache.js";
 import { retryAfterMs } from "../../connectors/llm/model-endpoint.js";
-import { ModelRateLimiter } from "../../connectors/llm/rate-limiter.js";
 
 test("fillTemplate fills dotted paths, JSON-encodes non-strings, and names a missing field", () => {
   assert.equal(fillTemplate("Q: {{q}} ({{meta.n}}) {{ tags }}", { q: "why?", meta: { n: 3 }, tags: ["a"] }, "prompt"), 'Q: why? (3) ["a"]');
@@ -49,17 +48,6 @@ test("retryAfterMs reads seconds and HTTP dates", () => {
   assert.equal(retryAfterMs("soon"), null);
   const inFuture = retryAfterMs(new Date(Date.now() + 60_000).toUTCString())!;
   assert.ok(inFuture > 0 && inFuture <= 60_000);
-});
-
-test("the rate limiter makes a call wait when its model's token budget is spent, per model", async () => {
-  const limiter = new ModelRateLimiter(0, 600);
-  await limiter.acquire("chat", 600);
-  assert.equal(limiter.waited.calls, 0, "the first minute's budget is there at once");
-  await limiter.acquire("embeddings", 600);
-  assert.equal(limiter.waited.calls, 0, "another model has its own budget");
-  await limiter.acquire("chat", 5);
-  assert.equal(limiter.waited.calls, 1, "the spent model waited for its bucket to refill");
-  assert.ok(limiter.waited.ms > 0);
 });
 
 test("generate sends its decoding options with each record's messages", async () => {
