@@ -137,12 +137,29 @@ export class JobFailedError extends Error {
 
 /** Submits and controls Sage jobs on a Temporal server. */
 export class SageClient {
+  /** The connection and client in use: `renewConnection` replaces both. */
+  private current: { connection: Connection; temporal: Client };
+  /** The renewal under way, which concurrent callers share. */
+  private renewal: Promise<void> | null = null;
+
   private constructor(
-    readonly connection: Connection,
-    readonly temporal: Client,
+    connection: Connection,
+    temporal: Client,
     readonly config: SageConfig,
     readonly searchAttributes: boolean,
-  ) {}
+  ) {
+    this.current = { connection, temporal };
+  }
+
+  /** The gRPC connection to the server. */
+  get connection(): Connection {
+    return this.current.connection;
+  }
+
+  /** The Temporal client on that connection. */
+  get temporal(): Client {
+    return this.current.temporal;
+  }
 
   /** Connects; a clear error names the address when no server answers. */
   static async connect(options: ConnectOptions = {}): Promise<SageClient> {
@@ -151,6 +168,13 @@ export class SageClient {
       ...base,
       temporal: { ...base.temporal, ...(options.address ? { address: options.address } : {}), ...(options.namespace ? { namespace: options.namespace } : {}) },
     };
+    const { connection, temporal } = await SageClient.open(config);
+    const sa = await ensureSearchAttributes(connection, config.temporal.namespace).catch(() => false);
+    return new SageClient(connection, temporal, config, sa);
+  }
+
+  /** A new connection to the configured server, checked by a first call, and a client on it. */
+  private static async open(config: SageConfig): Promise<{ connection: Connection; temporal: Client }> {
     const dataConverter = dataConverterOf(config); // keys checked before anything connects
     const settings = connectionOptions(config); // a TLS file that cannot be read is a config error, not a server down
     let connection: Connection;
@@ -159,14 +183,37 @@ export class SageClient {
         ...settings,
         connectTimeout: 5_000,
         // The SDK's own 128 MB default is set under a key grpc-js ignores, leaving 4 MB: too small for a history page of an unfused job.
-        channelArgs: { "grpc.max_receive_message_length": 128 * 1024 * 1024 },
+        channelArgs: {
+          "grpc.max_receive_message_length": 128 * 1024 * 1024,
+          // Subchannels of its own: grpc-js otherwise shares them between connections to one address,
+          // and a renewed connection would take over the old one's subchannel, stuck connecting.
+          "grpc.use_local_subchannel_pool": 1,
+        },
       });
       await connection.workflowService.getSystemInfo({});
     } catch (err) {
       throw await connectError(settings, err);
     }
-    const sa = await ensureSearchAttributes(connection, config.temporal.namespace).catch(() => false);
-    return new SageClient(connection, new Client({ connection, namespace: config.temporal.namespace, dataConverter }), config, sa);
+    return { connection, temporal: new Client({ connection, namespace: config.temporal.namespace, dataConverter }) };
+  }
+
+  /**
+   * Replaces the connection with a fresh one and closes the old one; calls made after it resolves
+   * use the new one. For a long-lived process (the shim) whose calls keep failing after the server
+   * was restarted: a grpc-js channel whose reconnect hit the server mid-start can stay connecting for
+   * good, every call queued behind it (grpc-node issue 2785). Concurrent callers share one renewal;
+   * it fails (keeping the old connection) while no server answers.
+   */
+  renewConnection(): Promise<void> {
+    this.renewal ??= SageClient.open(this.config)
+      .then((fresh) => {
+        const old = this.current.connection;
+        this.current = fresh;
+        // Calls still on the old channel fail now rather than hang.
+        void old.close().catch(() => undefined);
+      })
+      .finally(() => (this.renewal = null));
+    return this.renewal;
   }
 
   /** Activity timeouts and budgets of jobs this client starts, from its configuration. */

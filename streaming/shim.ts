@@ -19,6 +19,7 @@ import { newShimStats, type ShimOptions, type ShimStats } from "./shim/options.j
 import { ProgressWatch } from "./shim/progress-watch.js";
 import { LagWatch } from "./shim/lag-watch.js";
 import { serveMetrics, type MetricsEndpoint } from "../monitoring/server.js";
+import { ServerCalls } from "./shim/server-calls.js";
 import { WorkflowSender, type SenderHost } from "./shim/sender.js";
 import { SavepointBarrierWatch } from "./shim/savepoint-barrier.js";
 import { checkUserTopics, ensureJobTopics } from "./job-topics.js";
@@ -56,6 +57,7 @@ export class KafkaShim {
       stats: this.stats,
       logger,
       taskQueue: taskQueueOf(job.pipeline.name, job.client.config),
+      calls: new ServerCalls(job.client, logger),
       stopping: () => this.stopping,
       refresh: (sender) => this.watch.refresh(sender),
       delivered: (batches) => this.commits.add(batches),
@@ -83,7 +85,7 @@ export class KafkaShim {
     const input = this.job.inputs[0]!;
     const created = await checkUserTopics(this.kafka, input.plan, this.options.createTopics ? { partitions: this.job.inputs.length } : undefined);
     if (created.length > 0) this.logger.info({ topics: created, partitions: this.job.inputs.length }, "created the job's missing topics (kafka.create-topics)");
-    await ensureJobTopics(this.kafka, input.plan, input.jobId);
+    await ensureJobTopics(this.kafka, input.plan, input.jobId, input.stream.lineageTopic);
     await this.startConsumer();
     this.watch.start();
     this.commits.start();

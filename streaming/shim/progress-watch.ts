@@ -10,10 +10,18 @@ import { streamProgressQuery } from "../../workflows/contract.js";
 import { shimMetrics } from "../../monitoring/shim-metrics.js";
 import type { StreamJob } from "../stream-job.js";
 import type { ShimStats } from "./options.js";
+import type { ServerCalls } from "./server-calls.js";
 import type { WorkflowSender } from "./sender.js";
 
 /** How often the workflows are watched. */
 const WATCH_EVERY_MS = 1_000;
+/**
+ * Longest wait for a progress query: the server holds one while a workflow task runs, so a round can
+ * take a long local-activity task; past this the round ends and the next asks again.
+ */
+const QUERY_DEADLINE_MS = 20_000;
+/** Longest wait for a workflow's description. */
+const DESCRIBE_DEADLINE_MS = 10_000;
 
 /** What the watch needs from its shim. */
 export interface WatchHost {
@@ -21,6 +29,8 @@ export interface WatchHost {
   readonly senders: readonly WorkflowSender[];
   readonly stats: ShimStats;
   readonly logger: Logger;
+  /** The shim's calls to the server (deadlines, connection renewal). */
+  readonly calls: ServerCalls;
   /** True once the shim stops. */
   stopping(): boolean;
   /** A partition workflow stops or has ended: the job is stopping. */
@@ -73,7 +83,8 @@ export class ProgressWatch {
     const asked = Date.now();
     let p: StreamProgress;
     try {
-      p = await job.handle(sender.index).query(streamProgressQuery);
+      const workflowId = job.workflowIds[sender.index]!;
+      p = await this.host.calls.run(QUERY_DEADLINE_MS, (temporal) => temporal.workflow.getHandle(workflowId).query(streamProgressQuery));
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return;
       logger.debug({ err: (err as Error).message, workflow: sender.index, ms: Date.now() - asked }, "progress query failed");
@@ -104,9 +115,9 @@ export class ProgressWatch {
     if (this.host.stopping()) return;
     if (!sender.started && !sender.closing) {
       // A workflow started by another shim (or stopped before this one fed it) is seen here too.
-      const status = await this.host.job
-        .handle(sender.index)
-        .describe()
+      const workflowId = this.host.job.workflowIds[sender.index]!;
+      const status = await this.host.calls
+        .run(DESCRIBE_DEADLINE_MS, (temporal) => temporal.workflow.getHandle(workflowId).describe())
         .then((d) => d.status.name)
         .catch(() => null);
       if (status === null) return;

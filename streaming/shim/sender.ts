@@ -15,9 +15,12 @@ import type { StreamJob } from "../stream-job.js";
 import type { Outgoing } from "./batching.js";
 import { CheckpointHold } from "./checkpoint-hold.js";
 import type { ShimOptions, ShimStats } from "./options.js";
+import type { ServerCalls } from "./server-calls.js";
 
 /** Most encoded record bytes in one batch signal: half the server's default payload limit (2 MB). */
 const SIGNAL_BYTES = 1024 * 1024;
+/** Longest wait for one signal before it counts as failed and is sent again (the workflow skips what it already holds). */
+const SIGNAL_DEADLINE_MS = 30_000;
 
 /** What a sender needs from its shim. */
 export interface SenderHost {
@@ -26,6 +29,8 @@ export interface SenderHost {
   readonly stats: ShimStats;
   readonly logger: Logger;
   readonly taskQueue: string;
+  /** The shim's calls to the server (deadlines, connection renewal). */
+  readonly calls: ServerCalls;
   /** True once the shim stops: nothing more is sent. */
   stopping(): boolean;
   /** Brings the sender's pending estimate up to date (the workflow's progress query). */
@@ -205,22 +210,24 @@ export class WorkflowSender {
     for (let attempt = 1; ; attempt++) {
       if (!this.live()) return false;
       try {
-        await job.client.temporal.workflow.signalWithStart(STREAM_WORKFLOW, {
-          workflowId: this.workflowId,
-          taskQueue: this.host.taskQueue,
-          args: [input],
-          signal: batchSignal,
-          signalArgs: [metas, ...records],
-          // A stopped or failed partition workflow is never silently replaced by a fresh one with an empty offset table.
-          workflowIdReusePolicy: "REJECT_DUPLICATE",
-          ...job.client.startDecorations(
-            job.pipeline.name,
-            job.jobId,
-            input.plan,
-            input.params,
-            `sage streaming job ${job.jobId} of ${job.pipeline.name}, partition workflow ${this.index + 1}/${job.inputs.length}`,
-          ),
-        });
+        await this.host.calls.run(SIGNAL_DEADLINE_MS, (temporal) =>
+          temporal.workflow.signalWithStart(STREAM_WORKFLOW, {
+            workflowId: this.workflowId,
+            taskQueue: this.host.taskQueue,
+            args: [input],
+            signal: batchSignal,
+            signalArgs: [metas, ...records],
+            // A stopped or failed partition workflow is never silently replaced by a fresh one with an empty offset table.
+            workflowIdReusePolicy: "REJECT_DUPLICATE",
+            ...job.client.startDecorations(
+              job.pipeline.name,
+              job.jobId,
+              input.plan,
+              input.params,
+              `sage streaming job ${job.jobId} of ${job.pipeline.name}, partition workflow ${this.index + 1}/${job.inputs.length}`,
+            ),
+          }),
+        );
         this.started = true;
         this.pending += batches.length;
         this.sent += batches.length;
