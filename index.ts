@@ -78,9 +78,10 @@ export {
   type ProcessContext,
   type SinkContext,
   type SourceContext,
-  type WorkerServices,
   type FunctionLogger,
 } from "./core/api/context.js";
+export type { ServiceFactory, ServiceContext, ServiceWorker, ClosableService } from "./core/api/services.js";
+export { LanceVectorStore } from "./connectors/vector/vector-store.js";
 export { Duration, WatermarkStrategy, type DurationLike, type TimestampAssigner, type WatermarkSpec } from "./core/api/time.js";
 export {
   TumblingWindow,
@@ -138,6 +139,7 @@ export {
   SageError,
   NonRetryableError,
   PipelineDefinitionError,
+  UnknownServiceError,
   SourceError,
   SinkError,
   ModelUnavailableError,

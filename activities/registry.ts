@@ -1,13 +1,15 @@
 /**
  * The operator registry of one worker process: the pipeline module compiled once per
- * (parallelism, fusion), its user functions by operator id, each opened once and closed on shutdown.
+ * (parallelism, fusion), its user functions by operator id, each opened once and closed on shutdown,
+ * and the services they share.
  */
 import type { Logger } from "pino";
 import type { CompiledPipeline, Pipeline } from "../core/api/pipeline.js";
-import type { FunctionContext, WorkerServices } from "../core/api/context.js";
+import type { FunctionContext } from "../core/api/context.js";
 import type { RichFunction } from "../core/api/functions.js";
 import { PlanMismatchError } from "../core/errors.js";
 import type { LogicalNode } from "../core/plan/logical.js";
+import { ServiceRegistry } from "./services.js";
 
 /** What identifies the plan a job was submitted with. */
 export interface PlanKey {
@@ -21,13 +23,16 @@ export class OperatorRegistry {
   private readonly compiled = new Map<string, CompiledPipeline>();
   private readonly opened = new Map<unknown, Promise<void>>();
   private readonly toClose: RichFunction[] = [];
+  /** The services functions reach with `ctx.service(name)` (none unless the worker gives them). */
+  readonly services: ServiceRegistry;
 
   constructor(
     readonly pipeline: Pipeline,
     private readonly logger: Logger,
-    /** Worker-wide services handed to `open(ctx)` (the LLM client and vector store). */
-    private readonly services?: WorkerServices,
-  ) {}
+    services?: ServiceRegistry,
+  ) {
+    this.services = services ?? ServiceRegistry.none(logger);
+  }
 
   /** The pipeline compiled with the given options (cached). */
   compile(parallelism: number, fusion: boolean): CompiledPipeline {
@@ -60,7 +65,7 @@ export class OperatorRegistry {
           pipeline: compiled.plan.pipeline,
           parallelism: node.parallelism ?? compiled.plan.parallelism,
           logger: this.logger.child({ operator: node.id }),
-          ...(this.services ? { services: this.services } : {}),
+          service: <S>(name: string) => this.services.get<S>(name, node.name),
         };
         ready = Promise.resolve(rich.open?.(ctx)).then(() => {
           if (typeof rich.close === "function") this.toClose.push(rich);
@@ -73,7 +78,7 @@ export class OperatorRegistry {
     return fn as T;
   }
 
-  /** Closes every opened function (worker shutdown); errors are logged, not thrown. */
+  /** Closes every opened function, then the services (worker shutdown); errors are logged, not thrown. */
   async close(): Promise<void> {
     for (const fn of this.toClose.splice(0)) {
       try {
@@ -83,5 +88,6 @@ export class OperatorRegistry {
       }
     }
     this.opened.clear();
+    await this.services.close();
   }
 }

@@ -13,9 +13,10 @@ import { loadConfig } from "../client/config-loader.js";
 import { createLogger } from "../client/logger.js";
 import { indexDocuments } from "../client/indexer.js";
 import { SageClient } from "../client/sage-client.js";
-import { createLlmServices, workerServices } from "../connectors/llm/services.js";
+import { createLlmServices } from "../connectors/llm/services.js";
 import { readUsage } from "../connectors/llm/usage-ledger.js";
 import type { FunctionContext, RecordContext } from "../core/api/context.js";
+import { LLM_SERVICES } from "../core/api/llm.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { startModelServerProcess } from "../models/server-process.js";
 import { createSageWorker } from "../worker/sage-worker.js";
@@ -74,8 +75,12 @@ try {
         map?(v: unknown, c: RecordContext): unknown;
         mapBatch?(v: unknown[], c: RecordContext): Promise<unknown[]>;
       };
-      await fn.open?.({ operatorId: node.id, operatorName: node.name, pipeline: "rag", parallelism: 1, logger, services: workerServices(services) });
-      const ctx: RecordContext = { operatorId: node.id, jobId: "direct", params: { index }, attempt: 1, logger };
+      const service = async <T>(name: string): Promise<T> => {
+        if (name !== LLM_SERVICES) throw new Error(`the direct run has no service "${name}"`);
+        return services as T;
+      };
+      await fn.open?.({ operatorId: node.id, operatorName: node.name, pipeline: "rag", parallelism: 1, logger, service });
+      const ctx: RecordContext = { operatorId: node.id, jobId: "direct", params: { index }, attempt: 1, logger, service };
       if (node.kind === "mapBatch") batch = await fn.mapBatch!(batch, ctx);
       else {
         const out: unknown[] = [];

@@ -68,10 +68,39 @@ export class NonRetryableError extends SageError {
   }
 }
 
+/** A model call would cross an `llm.budget` limit; under the `dead-letter` policy its record goes to the dead letters. */
+export class BudgetExceededError extends NonRetryableError {
+  constructor(
+    /** The budget crossed: `job` or `pipeline`. */
+    readonly budget: "job" | "pipeline",
+    /** The limit crossed: `tokens-per-minute`, `dollars-per-hour` or `dollars-total`. */
+    readonly limit: string,
+    message: string,
+  ) {
+    super(`llm budget exceeded: ${message}`);
+  }
+}
+
 /** A pipeline definition is wrong (duplicate names, bad parallelism, a dangling stream, a bad tag, ...). */
 export class PipelineDefinitionError extends SageError {
   constructor(message: string) {
     super("PIPELINE_DEFINITION", message, { input: true });
+  }
+}
+
+/** A function asked for a service (`ctx.service(name)`) that the pipeline never registered. */
+export class UnknownServiceError extends SageError {
+  constructor(
+    readonly service: string,
+    readonly operator: string,
+    readonly registered: readonly string[],
+  ) {
+    super(
+      "UNKNOWN_SERVICE",
+      `operator "${operator}" asked for service "${service}", but the worker has no service of that name; ` +
+        `registered: ${registered.length > 0 ? registered.map((n) => `"${n}"`).join(", ") : "none"} (register it with env.registerService("${service}", factory))`,
+      { scope: "job", input: true },
+    );
   }
 }
 

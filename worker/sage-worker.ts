@@ -14,7 +14,7 @@ import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { createActivities } from "../activities/index.js";
 import { OperatorRegistry } from "../activities/registry.js";
-import { createLlmServices, workerServices } from "../connectors/llm/services.js";
+import { serviceRegistryOf } from "../activities/services.js";
 import { connectionOptions } from "../client/connection.js";
 import { connectError } from "../client/connect-error.js";
 import { taskQueueOf } from "../client/task-queue.js";
@@ -97,7 +97,7 @@ export async function createSageWorker(options: SageWorkerOptions): Promise<Sage
 }
 
 /** The worker's stage threads: `worker.threads` (default one per core) when the pipeline's module is known. */
-function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: string): StageThreads | null {
+function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: string, identity: string): StageThreads | null {
   const { module, config, logger } = options;
   if (threads === 0) return null;
   if (!module) {
@@ -111,6 +111,8 @@ function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: st
     module: resolve(module.path),
     ...(module.name ? { pipelineName: module.name } : {}),
     dataDir,
+    config,
+    identity,
     logLevel: config.log.level,
     logger: logger.child({ component: "stage-threads" }),
   });
@@ -124,11 +126,12 @@ async function createWorker(
   const { pipeline, config, logger } = options;
   const dataDir = resolve(config["data-dir"]);
   let kafka: KafkaSinkHost | null = null;
-  const llm = createLlmServices(config, dataDir, logger);
-  const registry = new OperatorRegistry(pipeline, logger.child({ pipeline: pipeline.name }), workerServices(llm));
+  const identity = options.identity ?? `sage-worker@${process.pid}`;
+  const pipelineLogger = logger.child({ pipeline: pipeline.name });
+  const registry = new OperatorRegistry(pipeline, pipelineLogger, serviceRegistryOf(pipeline, config, dataDir, identity, pipelineLogger));
   const taskQueue = taskQueueOf(pipeline.name, config);
   const slots = workerSlotsOf(config);
-  const threads = stageThreadsOf(options, slots.threads, dataDir);
+  const threads = stageThreadsOf(options, slots.threads, dataDir, identity);
   // Before the worker polls: a unit never waits for a thread to start and load the pipeline.
   const threadsReady = threads ? await threads.start() : null;
   // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
@@ -155,7 +158,7 @@ async function createWorker(
     workflowBundle: await workflowBundle(dataConverter),
     activities,
     dataConverter,
-    identity: options.identity ?? `sage-worker@${process.pid}`,
+    identity,
     maxConcurrentActivityTaskExecutions: slots.activities,
     maxConcurrentActivityTaskPolls: Math.max(2, Math.min(10, slots.activities)),
     shutdownGraceTime: "10s",
@@ -169,7 +172,7 @@ async function createWorker(
         taskQueue: ownQueue,
         activities,
         dataConverter,
-        identity: options.identity ?? `sage-worker@${process.pid}`,
+        identity,
         maxConcurrentActivityTaskExecutions: slots.activities,
         maxConcurrentActivityTaskPolls: 2,
         shutdownGraceTime: "10s",
@@ -204,7 +207,6 @@ async function createWorker(
       await threads?.close();
       await registry.close();
       await kafka?.close();
-      await llm.close();
       await connection.close();
       await metrics?.close();
       logger.info({ taskQueue }, "worker stopped");

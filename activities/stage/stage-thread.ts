@@ -1,7 +1,7 @@
 /**
  * One stage thread of a worker's pool: loads the pipeline module as the worker does, keeps an
- * operator registry of its own (each function opened once in this thread, closed when the pool
- * closes), and runs one bounded stage unit at a time with the stage runner. The thread reads its
+ * operator registry of its own (each function and each service it uses opened once in this thread,
+ * closed when the pool closes), and runs one bounded stage unit at a time with the stage runner. The thread reads its
  * split or edge file itself and stages its output itself; only the unit's descriptor comes in and
  * the stage's output descriptor (counts, edge file references) goes back.
  */
@@ -10,10 +10,12 @@ import { CancelledFailure } from "@temporalio/common";
 import type { Logger } from "pino";
 import { SageError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
+import type { SageConfig } from "../../core/config/schema.js";
 import { createLogger } from "../../client/logger.js";
 import { loadPipeline } from "../../cli/module-loader.js";
 import { holdFailedTries, takeFailedTries, type FailedTry } from "../../monitoring/stage-metrics.js";
 import { OperatorRegistry } from "../registry.js";
+import { serviceRegistryOf } from "../services.js";
 import { runStage } from "./run-stage.js";
 import type { StageHost } from "./unit.js";
 
@@ -23,6 +25,9 @@ export interface StageThreadData {
   module: string;
   pipelineName?: string;
   dataDir: string;
+  /** The worker's configuration and identity, for the thread's own services. */
+  config: SageConfig;
+  identity: string;
   logLevel: string;
   /** The pool's broadcast channel: `close` asks each thread to close its functions. */
   channel: string;
@@ -68,7 +73,10 @@ holdFailedTries();
 
 /** This thread's registry, the pipeline module loaded on first use. */
 function registryOf(): Promise<OperatorRegistry> {
-  registry ??= loadPipeline(data.module, data.pipelineName).then((p) => new OperatorRegistry(p, logger.child({ pipeline: p.name })));
+  registry ??= loadPipeline(data.module, data.pipelineName).then((p) => {
+    const log = logger.child({ pipeline: p.name });
+    return new OperatorRegistry(p, log, serviceRegistryOf(p, data.config, data.dataDir, data.identity, log));
+  });
   registry.catch(() => (registry = null));
   return registry;
 }

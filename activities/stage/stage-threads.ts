@@ -11,6 +11,7 @@ import { BroadcastChannel } from "node:worker_threads";
 import { CancelledFailure } from "@temporalio/common";
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
+import type { SageConfig } from "../../core/config/schema.js";
 import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
@@ -29,6 +30,9 @@ export interface StageThreadsOptions {
   module: string;
   pipelineName?: string;
   dataDir: string;
+  /** The worker's configuration and identity: each thread opens the services its functions use with them. */
+  config: SageConfig;
+  identity: string;
   logLevel: string;
   logger: Logger;
 }
@@ -71,8 +75,8 @@ export class StageThreads {
 
   private poolOf(): Piscina<ThreadTask | WarmUp, ThreadOutcome> {
     if (this.pool) return this.pool;
-    const { threads, module, pipelineName, dataDir, logLevel, logger } = this.options;
-    const workerData: StageThreadData = { module, ...(pipelineName ? { pipelineName } : {}), dataDir, logLevel, channel: this.channel };
+    const { threads, module, pipelineName, dataDir, config, identity, logLevel, logger } = this.options;
+    const workerData: StageThreadData = { module, ...(pipelineName ? { pipelineName } : {}), dataDir, config, identity, logLevel, channel: this.channel };
     const pool = new Piscina<ThreadTask | WarmUp, ThreadOutcome>({
       filename: ENTRY,
       minThreads: threads,

@@ -77,7 +77,15 @@ export class StageUnit {
 
   /** What a user function sees with a record, on its `attempt`-th try. */
   recordContext(node: LogicalNode, attempt: number): RecordContext {
-    return { operatorId: node.id, jobId: this.input.jobId, params: this.input.params, attempt, logger: this.logger };
+    const services = this.host.registry.services;
+    return {
+      operatorId: node.id,
+      jobId: this.input.jobId,
+      params: this.input.params,
+      attempt,
+      logger: this.logger,
+      service: <T>(name: string) => services.get<T>(name, node.name),
+    };
   }
 
   /** What a user source sees when it reads its split. */

@@ -82,6 +82,7 @@ export class IntervalJoinOperator implements KeyedOperator {
       params: rc.params,
       attempt: rc.attempt,
       logger: rc.logger,
+      service: <T>(name: string) => rc.service<T>(name),
       leftTimestamp: lts,
       rightTimestamp: rts,
       emit: (value) => out.emit(value, time),

@@ -49,6 +49,9 @@ class ProcessContext implements OnTimerContext<unknown, unknown>, TimerService {
   get logger(): RecordContext["logger"] {
     return this.rc.logger;
   }
+  service<T>(name: string): Promise<T> {
+    return this.rc.service<T>(name);
+  }
 
   emit(value: unknown): void {
     this.out.emit(value, this.emitTime);

@@ -147,6 +147,7 @@ function windowContext(window: TimeWindow, timestamp: number | undefined, target
     params: ctx.params,
     attempt: ctx.attempt,
     logger: ctx.logger,
+    service: <T>(name: string) => ctx.service<T>(name),
     window,
     currentWatermark: target.watermark,
     emit: (value: unknown) => out.emit(value, timestamp),

@@ -1,9 +1,12 @@
-/** The LLM services of one worker: the model client and the vector indexes its operators open. */
+/**
+ * The LLM services of one worker: the model client and the vector indexes its operators open; the
+ * built-in `llm` service of every worker (`activities/services.ts`).
+ */
 import type { Logger } from "pino";
-import type { WorkerServices } from "../../core/api/context.js";
-import { LLM_SERVICES, type LlmServices, type VectorIndex } from "../../core/api/llm.js";
+import type { LlmServices, VectorIndex } from "../../core/api/llm.js";
+import type { ServiceFactory } from "../../core/api/services.js";
 import type { SageConfig } from "../../core/config/schema.js";
-import { openLanceIndex } from "../vector/lance-index.js";
+import { LanceVectorStore } from "../vector/vector-store.js";
 import { EndpointModelClient } from "./model-endpoint.js";
 
 /** LLM services plus what the worker needs to shut them down. */
@@ -15,26 +18,15 @@ export interface WorkerLlmServices extends LlmServices {
 /** Creates the services (cheap: nothing connects until an operator calls). */
 export function createLlmServices(config: SageConfig, dataDir: string, logger: Logger): WorkerLlmServices {
   const models = new EndpointModelClient(config.llm, dataDir, logger.child({ component: "llm" }));
-  const indexes = new Map<string, ReturnType<typeof openLanceIndex>>();
+  const vectors = new LanceVectorStore();
   return {
     models,
-    openIndex(path: string): Promise<VectorIndex> {
-      let index = indexes.get(path);
-      if (!index) {
-        index = openLanceIndex(path);
-        indexes.set(path, index);
-        index.catch(() => indexes.delete(path));
-      }
-      return index;
-    },
-    async close() {
-      for (const index of indexes.values()) (await index.catch(() => null))?.close();
-      indexes.clear();
-    },
+    openIndex: (path: string): Promise<VectorIndex> => vectors.index(path),
+    close: () => vectors.close(),
   };
 }
 
-/** The worker services map holding `llm`. */
-export function workerServices(llm: LlmServices): WorkerServices {
-  return { get: <T>(key: string) => (key === LLM_SERVICES ? (llm as T) : undefined) };
+/** The built-in `llm` service: opened once per worker process (or stage thread) that uses it, closed at shutdown. */
+export function llmService(logger: Logger): ServiceFactory<WorkerLlmServices> {
+  return (ctx) => createLlmServices(ctx.config, ctx.dataDir, logger);
 }

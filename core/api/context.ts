@@ -25,13 +25,12 @@ export interface FunctionContext {
   readonly parallelism: number;
   /** Logger bound to pipeline and operator. */
   readonly logger: FunctionLogger;
-  /** Worker-wide services by key (the LLM client and vector store under `"llm"`), if the worker has any. */
-  readonly services?: WorkerServices;
-}
-
-/** Worker-wide services a user function may use, looked up by key. */
-export interface WorkerServices {
-  get<T>(key: string): T | undefined;
+  /**
+   * The service registered as `name` (`env.registerService`; the built-in `"llm"` is always there),
+   * opened on first use, once per worker process (once per stage thread in a stage thread).
+   * Rejects with `UnknownServiceError` for a name nobody registered.
+   */
+  service<T>(name: string): Promise<T>;
 }
 
 /** Given with every record. */
@@ -46,6 +45,8 @@ export interface RecordContext {
   readonly attempt: number;
   /** Logger bound to job, stage, operator and attempt. */
   readonly logger: FunctionLogger;
+  /** The service registered as `name`, as in `FunctionContext.service` (one instance per worker process or stage thread). */
+  service<T>(name: string): Promise<T>;
 }
 
 /** A typed tag naming a side output of a `process` operator. */

@@ -9,6 +9,8 @@ import type { SinkDescriptor, SourceDescriptor } from "./connectors.js";
 import { DataStream, FeedbackStream } from "./datastream.js";
 import "./keyed.js";
 import type { SourceFunction } from "./functions.js";
+import { LLM_SERVICES } from "./llm.js";
+import type { ServiceFactory } from "./services.js";
 import { ParamRef } from "./params.js";
 import { NAME_CHARS, isName } from "../names.js";
 
@@ -21,6 +23,9 @@ export class StreamExecutionEnvironment {
   /** @internal */
   constructor(private readonly builder: GraphBuilder) {}
 
+  /** @internal The services this pipeline registered, by name (not part of the plan or its hash). */
+  readonly services = new Map<string, ServiceFactory<unknown>>();
+
   /** Name of the pipeline being built. */
   get pipeline(): string {
     return this.builder.pipeline;
@@ -30,6 +35,22 @@ export class StreamExecutionEnvironment {
   param(name: string, options: { default?: string } = {}): ParamRef {
     if (!isName(name)) throw new PipelineDefinitionError(`parameter name "${name}" must match ${NAME_CHARS}`);
     return new ParamRef(name, options.default);
+  }
+
+  /**
+   * Registers a service that functions reach with `await ctx.service<T>(name)` (SAGE's
+   * `register_service`). `factory` runs once per worker process, on first use (once per stage
+   * thread in a stage thread that uses it); what it returns is closed with its `close()` when the
+   * worker stops. A service holds per-process state: what workers must share goes in a real store
+   * (a vector index folder, Kafka, a database) the factory connects to. Not part of the plan hash.
+   */
+  registerService<T>(name: string, factory: ServiceFactory<T>): this {
+    if (!isName(name)) throw new PipelineDefinitionError(`pipeline "${this.pipeline}": service name "${name}" must match ${NAME_CHARS}`);
+    if (name === LLM_SERVICES) throw new PipelineDefinitionError(`pipeline "${this.pipeline}": service name "${LLM_SERVICES}" is the built-in LLM service's`);
+    if (typeof factory !== "function") throw new PipelineDefinitionError(`pipeline "${this.pipeline}": service "${name}" needs a factory function`);
+    if (this.services.has(name)) throw new PipelineDefinitionError(`pipeline "${this.pipeline}": service "${name}" is registered twice`);
+    this.services.set(name, factory);
+    return this;
   }
 
   /** Default parallelism of every operator of this job. */

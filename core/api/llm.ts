@@ -5,7 +5,7 @@
  * OpenAI-compatible endpoint with a response cache, retries, a rate limiter and usage accounting)
  * lives in `connectors/llm`; this file only declares what operators need from it.
  */
-import { InternalError, NonRetryableError, PipelineDefinitionError } from "../errors.js";
+import { InternalError, NonRetryableError } from "../errors.js";
 import type { FunctionContext, RecordContext } from "./context.js";
 import { MAIN_THREAD, type MaybePromise } from "./functions.js";
 import { resolvePlanString, toPlanString, type PlanString, type StringOrParam } from "./params.js";
@@ -78,32 +78,26 @@ export interface VectorIndex {
   search(vector: readonly number[], k: number): Promise<Hit[]>;
 }
 
-/** What a worker hands LLM operators through `FunctionContext.services`. */
+/** The built-in `llm` service every worker has (`ctx.service<LlmServices>(LLM_SERVICES)`). */
 export interface LlmServices {
   models: ModelClient;
   /** Opens the vector index persisted at `path` (cached per path). */
   openIndex(path: string): Promise<VectorIndex>;
 }
 
-/** Key of the LLM services in `FunctionContext.services`. */
+/** Name of the built-in LLM service (reserved: a pipeline cannot register another under it). */
 export const LLM_SERVICES = "llm";
-
-function servicesOf(ctx: FunctionContext, who: string): LlmServices {
-  const s = ctx.services?.get<LlmServices>(LLM_SERVICES);
-  if (!s) throw new PipelineDefinitionError(`operator "${who}" needs the worker's LLM services, but this worker has none (start it with createSageWorker)`);
-  return s;
-}
 
 function callOf(ctx: RecordContext, pipeline: string): ModelCall {
   return { operatorId: ctx.operatorId, pipeline, jobId: ctx.jobId, params: ctx.params };
 }
 
-/** Base of LLM operators: binds the worker's services in `open`, lets go of them in `close`. */
+/** Base of LLM operators: binds the worker's `llm` service in `open`, lets go of it in `close`. */
 abstract class LlmFunction {
   protected services: LlmServices | null = null;
   protected pipeline = "";
-  open(ctx: FunctionContext): MaybePromise<void> {
-    this.services = servicesOf(ctx, ctx.operatorName);
+  async open(ctx: FunctionContext): Promise<void> {
+    this.services = await ctx.service<LlmServices>(LLM_SERVICES);
     this.pipeline = ctx.pipeline;
   }
   close(): MaybePromise<void> {

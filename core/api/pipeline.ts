@@ -5,6 +5,7 @@ import type { LogicalGraph } from "../plan/logical.js";
 import { checkStreamingGraph, checkStreamingPlan } from "../plan/stream.js";
 import { optimize, type CompileOptions, type PhysicalPlan } from "../plan/physical.js";
 import { StreamExecutionEnvironment } from "./environment.js";
+import type { ServiceFactory } from "./services.js";
 import { NAME_CHARS, isName } from "../names.js";
 
 /** A pipeline compiled for one set of options: the plan plus the user functions by operator id. */
@@ -12,6 +13,8 @@ export interface CompiledPipeline {
   readonly graph: LogicalGraph;
   readonly plan: PhysicalPlan;
   readonly functions: ReadonlyMap<string, unknown>;
+  /** The services the pipeline registered (`env.registerService`), by name; not part of the plan. */
+  readonly services: ReadonlyMap<string, ServiceFactory<unknown>>;
 }
 
 /** A named pipeline definition. */
@@ -36,12 +39,13 @@ export function definePipeline(name: string, build: (env: StreamExecutionEnviron
     name,
     compile(options = {}) {
       const builder = new GraphBuilder(name);
-      build(new StreamExecutionEnvironment(builder));
+      const env = new StreamExecutionEnvironment(builder);
+      build(env);
       const { graph, functions } = builder.finish();
       checkStreamingGraph(graph);
       const plan = optimize(graph, { ...DEFAULT_COMPILE_OPTIONS, ...options });
       checkStreamingPlan(plan);
-      return { graph, plan, functions };
+      return { graph, plan, functions, services: env.services };
     },
   };
 }

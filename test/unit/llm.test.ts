@@ -64,10 +64,13 @@ test("generate sends its decoding options with each record's messages", async ()
     pipeline: "p",
     parallelism: 1,
     logger,
-    services: { get: <T>(k: string) => (k === LLM_SERVICES ? (services as T) : undefined) },
+    service: async <T>(k: string) => (k === LLM_SERVICES ? (services as T) : assert.fail(`asked for service ${k}`)),
   });
   const messages = [{ role: "user" as const, content: "hi" }];
-  const out = await fn.map({ messages }, { operatorId: "g", jobId: "j", params: {}, attempt: 1, logger });
+  const out = await fn.map(
+    { messages },
+    { operatorId: "g", jobId: "j", params: {}, attempt: 1, logger, service: () => assert.fail("map asked for a service") },
+  );
   assert.equal(out.answer, "an answer");
   assert.deepEqual(calls, [{ maxTokens: 40, temperature: 0, stop: ["\n"], repeatPenalty: 1.2, frequencyPenalty: 0.2, presencePenalty: 0.1, messages }]);
 });

@@ -6,11 +6,12 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import type { Pipeline } from "../../../core/api/pipeline.js";
 import { addCounts, sentBatches, type JobRuntimeOptions, type StageCounts, type StageInput, type StageOutput } from "../../../core/plan/job.js";
 import { commitJob, listSplits, type CommitResult, type ControlInput } from "../../../activities/job-control.js";
 import { OperatorRegistry } from "../../../activities/registry.js";
+import type { ServiceRegistry } from "../../../activities/services.js";
 import { runStage, type StageHost } from "../../../activities/stage/run-stage.js";
 
 /** Runtime options of a test job: small, fast retries come from the operators' own policies. */
@@ -50,8 +51,12 @@ export class MemoryHost implements StageHost {
   readonly registry: OperatorRegistry;
   heartbeats = 0;
 
-  constructor(readonly pipeline: Pipeline) {
-    this.registry = new OperatorRegistry(pipeline, this.logger);
+  /** `services`: the registry of the services the pipeline's functions use (none when not given). */
+  constructor(
+    readonly pipeline: Pipeline,
+    services?: (dataDir: string, logger: Logger) => ServiceRegistry,
+  ) {
+    this.registry = new OperatorRegistry(pipeline, this.logger, services?.(this.dataDir, this.logger));
   }
 
   heartbeat(): void {

@@ -15,7 +15,14 @@ import type { RefRecord } from "./reference.js";
 export const KEY_GROUPS = 128;
 
 /** A record context for tests. */
-export const RECORD_CONTEXT: RecordContext = { operatorId: "op", jobId: "job", params: {}, attempt: 1, logger: pino({ level: "silent" }) };
+export const RECORD_CONTEXT: RecordContext = {
+  operatorId: "op",
+  jobId: "job",
+  params: {},
+  attempt: 1,
+  logger: pino({ level: "silent" }),
+  service: (name) => Promise.reject(new Error(`no service "${name}" in the state tests`)),
+};
 
 /** One emitted value: to the main output (tag null) or a side output. */
 export interface Emitted {
