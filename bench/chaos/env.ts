@@ -24,6 +24,20 @@ export interface SageChild {
   readonly label: string;
 }
 
+/** What a fault acts on: the job's servers and its workers. */
+export interface StreamRun {
+  readonly env: ChaosEnv;
+  readonly broker: Broker;
+  /** The job's task queue (workers poll it). */
+  readonly taskQueue: string;
+  /** Workers of the job now, oldest first. */
+  readonly workers: SageChild[];
+  /** Starts one more `sage worker` (with `extraEnv`) and waits until it polls next to the others. */
+  startWorker(label: string, extraEnv?: Record<string, string>): Promise<SageChild>;
+  /** Stops a worker (SIGTERM: it finishes its tasks) and forgets it. */
+  retireWorker(worker: SageChild): Promise<void>;
+}
+
 /** The Temporal a run is against: the dev server, or the cluster of `scripts/temporal-cluster.sh`. */
 export type ChaosTemporal = "dev" | "cluster";
 
@@ -48,6 +62,38 @@ export class ChaosEnv {
     const cluster = await TemporalCluster.start(join(dir, "temporal-cluster"));
     log(`Temporal cluster up, frontend ${cluster.address}, state in ${cluster.dir}`);
     return new ChaosEnv(dir, { address: cluster.address, uiUrl: null, pid: null, stop: () => cluster.stop() }, log, cluster);
+  }
+
+  /**
+   * The workers of one job as a fault sees them (`sage worker <pipelineFile>` children on `taskQueue`,
+   * each with `childEnv(extra)`), and every worker ever started, retired ones too, for their logs.
+   */
+  jobWorkers(
+    broker: Broker,
+    taskQueue: string,
+    pipelineFile: string,
+    childEnv: (extra?: Record<string, string>) => Record<string, string>,
+  ): { run: StreamRun; everyWorker: SageChild[] } {
+    const workers: SageChild[] = [];
+    const everyWorker: SageChild[] = [];
+    const run: StreamRun = {
+      env: this,
+      broker,
+      taskQueue,
+      workers,
+      startWorker: async (label, extra = {}) => {
+        const w = this.sage(label, ["worker", pipelineFile], childEnv(extra));
+        workers.push(w);
+        everyWorker.push(w);
+        await this.polling(taskQueue, w);
+        return w;
+      },
+      async retireWorker(w) {
+        workers.splice(workers.indexOf(w), 1);
+        await stopChild(w);
+      },
+    };
+    return { run, everyWorker };
   }
 
   /** The pids of the Temporal server's processes (every service of a cluster; PostgreSQL is not one). */

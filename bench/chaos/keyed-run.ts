@@ -235,26 +235,9 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
     STATEFUL_GROUP: `${tag}.group`,
   };
   const childEnv = (extra: Record<string, string> = {}) => ({ ...sageEnv, SAGE_TEMPORAL_ADDRESS: env.server.address, ...extra });
-  const workers: SageChild[] = [];
-  const everyWorker: SageChild[] = [];
-  const run: KeyedRun = {
-    env,
-    broker,
-    topics: [topics.input, topics.tumbling, topics.sliding],
-    taskQueue,
-    workers,
-    async startWorker(label, extra = {}) {
-      const w = env.sage(label, ["worker", PIPELINE_FILE], childEnv(extra));
-      workers.push(w);
-      everyWorker.push(w);
-      await env.polling(taskQueue, w);
-      return w;
-    },
-    async retireWorker(w) {
-      workers.splice(workers.indexOf(w), 1);
-      await stopChild(w);
-    },
-  };
+  const job = env.jobWorkers(broker, taskQueue, PIPELINE_FILE, childEnv);
+  const { everyWorker } = job;
+  const run: KeyedRun = { ...job.run, topics: [topics.input, topics.tumbling, topics.sliding] };
   const reader = await startReader(kafka.brokers, [topics.tumbling, topics.sliding], `${tag}.reader`);
   await run.startWorker("worker");
   const shim = env.sage("shim", ["shim", PIPELINE_FILE, "--job-id", tag], childEnv());
@@ -299,7 +282,7 @@ async function runKeyed(env: ChaosEnv, fault: KeyedFault, options: KeyedRunOptio
     producer.state.stopped = true;
     await producer.done.catch(() => undefined);
     await stopChild(shim);
-    for (const w of [...workers]) await run.retireWorker(w);
+    for (const w of [...run.workers]) await run.retireWorker(w);
     await reader.stop().catch(() => undefined);
   }
   const endAt = reader.arrivals.reduce((m, t) => Math.max(m, t), started);

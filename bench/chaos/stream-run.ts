@@ -7,29 +7,16 @@
  */
 import { Kafka, logLevel } from "kafkajs";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
-import type { Broker } from "../../dev/kafka-broker.js";
 import { partitionWorkflowId } from "../../core/plan/stream.js";
-import { sleep, stopChild, waitFor, type ChaosEnv, type SageChild } from "./env.js";
+import { sleep, stopChild, waitFor, type ChaosEnv, type SageChild, type StreamRun } from "./env.js";
+
+export type { StreamRun } from "./env.js";
 import { stallAround, tally, type Stall, type Tally } from "./tally.js";
 
 /** Partitions of the input and output topics; partition workflows of the job. */
 const PARTITIONS = 4;
 const WORKFLOWS = 2;
 const PAD = "x".repeat(120);
-
-/** What a fault acts on. */
-export interface StreamRun {
-  readonly env: ChaosEnv;
-  readonly broker: Broker;
-  /** The job's task queue (workers poll it). */
-  readonly taskQueue: string;
-  /** Workers of the job now, oldest first. */
-  readonly workers: SageChild[];
-  /** Starts one more `sage worker` (with `extraEnv`) and waits until it polls next to the others. */
-  startWorker(label: string, extraEnv?: Record<string, string>): Promise<SageChild>;
-  /** Stops a worker (SIGTERM: it finishes its tasks) and forgets it. */
-  retireWorker(worker: SageChild): Promise<void>;
-}
 
 /** A fault under the running job. */
 export interface StreamFault {
@@ -158,25 +145,7 @@ export async function runStreamFault(env: ChaosEnv, fault: StreamFault, options:
   };
   // The dev server's address is read when a child starts: after a restart it is the same one.
   const childEnv = (extra: Record<string, string> = {}) => ({ ...sageEnv, SAGE_TEMPORAL_ADDRESS: env.server.address, ...extra });
-  const workers: SageChild[] = [];
-  const everyWorker: SageChild[] = [];
-  const run: StreamRun = {
-    env,
-    broker,
-    taskQueue,
-    workers,
-    async startWorker(label, extra = {}) {
-      const w = env.sage(label, ["worker", "bench/kafka-pipeline.ts"], childEnv(extra));
-      workers.push(w);
-      everyWorker.push(w);
-      await env.polling(taskQueue, w);
-      return w;
-    },
-    async retireWorker(w) {
-      workers.splice(workers.indexOf(w), 1);
-      await stopChild(w);
-    },
-  };
+  const { run, everyWorker } = env.jobWorkers(broker, taskQueue, "bench/kafka-pipeline.ts", childEnv);
   const reader = await startReader(broker.address, topics.output);
   await run.startWorker("worker");
   const shim = env.sage("shim", ["shim", "bench/kafka-pipeline.ts", "--job-id", tag], childEnv());
@@ -219,7 +188,7 @@ export async function runStreamFault(env: ChaosEnv, fault: StreamFault, options:
     producer.state.stopped = true;
     await producer.done.catch(() => undefined);
     await stopChild(shim);
-    for (const w of [...workers]) await run.retireWorker(w);
+    for (const w of [...run.workers]) await run.retireWorker(w);
     await reader.stop().catch(() => undefined);
   }
   const endAt = reader.arrivals.reduce((m, t) => Math.max(m, t), started);
