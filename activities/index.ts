@@ -111,6 +111,9 @@ export function createActivities(options: {
           cancelled: () => cancelled,
           ...(options.kafka ? { kafka: options.kafka } : {}),
           ...(keyedStateHost ? { keyedState: keyedStateHost } : {}),
+          ...(ctx.info.workflowExecution
+            ? { execution: { workflowId: ctx.info.workflowExecution.workflowId, runId: ctx.info.workflowExecution.runId, attempt: ctx.info.attempt } }
+            : {}),
         };
         out = threads && onThread(input) ? await threads.run(input, log.bindings(), ctx.cancellationSignal) : await runStage(input, host, log, records);
       } catch (err) {

@@ -30,8 +30,13 @@ export async function checkUserTopics(kafka: KafkaClient, plan: Pick<PhysicalPla
   }
 }
 
-/** Creates the job's repartition, changelog and redrive topics that do not exist yet. */
-export async function ensureJobTopics(kafka: KafkaClient, plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">, jobId: string): Promise<void> {
+/** Creates the job's repartition, changelog, redrive and (`lineageTopic`) lineage topics that do not exist yet. */
+export async function ensureJobTopics(
+  kafka: KafkaClient,
+  plan: Pick<PhysicalPlan, "stages" | "nodes" | "pipeline">,
+  jobId: string,
+  lineageTopic?: string,
+): Promise<void> {
   const admin = await kafka.admin();
   try {
     for (const t of keyedTopicsOf(plan, jobId)) {
@@ -41,6 +46,8 @@ export async function ensureJobTopics(kafka: KafkaClient, plan: Pick<PhysicalPla
     }
     // One partition; no time retention: a re-driven letter waits for the job however long it is down.
     await admin.ensureTopic(redriveTopicOf(plan.pipeline, jobId), 1, { "retention.ms": "-1" });
+    // One line per batch, kept as long as the outputs it explains may be (the user's topics' retention is not ours to guess).
+    if (lineageTopic) await admin.ensureTopic(lineageTopic, 1, { "retention.ms": "-1" });
   } finally {
     await admin.close();
   }

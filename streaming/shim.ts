@@ -85,7 +85,7 @@ export class KafkaShim {
     const input = this.job.inputs[0]!;
     const created = await checkUserTopics(this.kafka, input.plan, this.options.createTopics ? { partitions: this.job.inputs.length } : undefined);
     if (created.length > 0) this.logger.info({ topics: created, partitions: this.job.inputs.length }, "created the job's missing topics (kafka.create-topics)");
-    await ensureJobTopics(this.kafka, input.plan, input.jobId);
+    await ensureJobTopics(this.kafka, input.plan, input.jobId, input.stream.lineageTopic);
     await this.startConsumer();
     this.watch.start();
     this.commits.start();

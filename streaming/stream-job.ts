@@ -10,6 +10,7 @@ import { STREAM_WORKFLOW, partitionWorkflowId, type StreamJobInput, type StreamP
 import { stopSignal, streamProgressQuery } from "../workflows/contract.js";
 import type { streamWorkflow } from "../workflows/stream.js";
 import { deadLetterTopicOf } from "../connectors/kafka/index.js";
+import { lineageTopicOf } from "../core/plan/lineage.js";
 import { SEARCH_ATTRIBUTES } from "../client/search-attributes.js";
 import { failureMessage, JobFailedError, newJobId, type SageClient } from "../client/sage-client.js";
 
@@ -169,7 +170,10 @@ export class StreamJob extends StreamJobHandle {
       plan: compiled.plan,
       params: options.params ?? {},
       runtime: client.runtimeOptions(),
-      stream: { deadLetterTopic: deadLetterTopicOf(config, pipeline.name) },
+      stream: {
+        deadLetterTopic: deadLetterTopicOf(config, pipeline.name),
+        ...(config.kafka.lineage ? { lineageTopic: lineageTopicOf(pipeline.name, jobId) } : {}),
+      },
       index,
       workflows,
     }));

@@ -280,6 +280,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
         slices: [],
         workflowIndex: input.index,
         deadLetterTopic: input.stream.deadLetterTopic,
+        ...(input.stream.lineageTopic ? { lineageTopic: input.stream.lineageTopic } : {}),
         timerPartition: input.index,
         processingTime: Date.now(),
         // The stage's event time so far comes back unchanged (a timer unit reads no watermark records).
@@ -316,6 +317,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
           slices: take.map(({ batch: b }) => ({ topic: b.topic, partition: b.partition, from: b.from, to: b.to, skipBelow: b.skipBelow, seq: b.seq })),
           workflowIndex: input.index,
           deadLetterTopic: input.stream.deadLetterTopic,
+          ...(input.stream.lineageTopic ? { lineageTopic: input.stream.lineageTopic } : {}),
           ...(eventTime ? { eventTime } : {}),
         },
       };

@@ -87,7 +87,7 @@ export class DeadLetters {
       this.stream.write(this.stream.stream.deadLetterTopic, {
         key: this.stream.sourceKey(),
         value: record instanceof Buffer ? record : JSON.stringify(entry.record),
-        headers: {
+        headers: this.stream.withLineage({
           "sage-pipeline": input.pipeline,
           "sage-job": input.jobId,
           "sage-operator": node.id,
@@ -98,7 +98,7 @@ export class DeadLetters {
           ...(keyed ? { "sage-key": dead.k } : {}),
           ...(timestamp !== undefined ? { [REDRIVE_HEADERS.timestamp]: timestamp } : {}),
           ...(this.lineage ? { [REDRIVE_HEADERS.redrive]: this.lineage.redrive, [REDRIVE_HEADERS.history]: JSON.stringify(this.lineage.history) } : {}),
-        },
+        }),
       });
       return;
     }

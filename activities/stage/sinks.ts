@@ -103,10 +103,11 @@ export class Sinks {
     const json = (x: unknown): string => encodeRecord(x, producer);
     const write = (v: unknown, key: string | null): void => {
       const source = stream.current;
+      const headers = stream.withLineage(source && Object.keys(source.headers).length > 0 ? source.headers : undefined);
       stream.write(spec.topic, {
         key: spec.keyed ? key : stream.sourceKey(),
         value: encodeSinkValue(spec, v, node.name, json),
-        ...(source && Object.keys(source.headers).length > 0 ? { headers: source.headers } : {}),
+        ...(headers ? { headers } : {}),
         ...(source ? { timestamp: source.timestamp } : {}),
       });
       counts.out++;

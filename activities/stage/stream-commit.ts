@@ -2,7 +2,8 @@
  * The Kafka side of a streaming stage run: what the unit writes to Kafka (sink outputs and dead
  * letters), each message tagged with the source slice it came from, committed once at the end of
  * the unit by the sink protocol (`connectors/kafka/sink.ts`), which skips what an earlier attempt
- * already committed.
+ * already committed. With lineage on, every output carries a `sage-lineage` header (source position
+ * and batch id) and the unit adds its batch line (workflow, run, attempt) to the same transaction.
  */
 import type { StreamUnit } from "../../core/plan/job.js";
 import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
@@ -12,6 +13,7 @@ import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, typ
 import type { StageUnit } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
+import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage } from "../../core/plan/lineage.js";
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
 export class StreamCommit {
@@ -20,11 +22,18 @@ export class StreamCommit {
   current: BatchRecord | null = null;
   /** ... and the index of its slice (-1 outside a source stage, and after the slices ran out). */
   currentSlice = -1;
+  /** The unit's batch id when lineage is on (null: off). */
+  readonly batch: string | null;
+  /** Records written with a lineage header: the unit writes its batch line only when there are any. */
+  private lineaged = 0;
 
   constructor(
     private readonly unit: StageUnit,
     readonly stream: StreamUnit,
-  ) {}
+  ) {
+    // The first merged batch's sequence number names the unit; a timer unit (no slices) is named by its time.
+    this.batch = stream.lineageTopic ? batchIdOf(unit.stage.id, unit.input.shard, stream.slices[0]?.seq ?? `t${stream.processingTime ?? 0}`) : null;
+  }
 
   /** Topics this streaming stage can write: its Kafka sinks' and the dead-letter topic. */
   outputTopics(): string[] {
@@ -34,6 +43,7 @@ export class StreamCommit {
       if (sink?.kind === "kafka") topics.add(sink.topic);
     }
     topics.add(this.stream.deadLetterTopic);
+    if (this.stream.lineageTopic) topics.add(this.stream.lineageTopic);
     const { plan } = this.unit.compiled;
     for (const edge of plan.edges)
       if (edge.keyed && edge.fromStage === this.unit.stage.id) topics.add(repartitionTopicOf(plan.pipeline, this.unit.input.jobId, edge.toOperator));
@@ -60,6 +70,29 @@ export class StreamCommit {
     return this.current && slice ? positionOf(slice.topic, slice.partition, this.current.offset) : null;
   }
 
+  /** `headers` with the `sage-lineage` header of the record in flight added (as given when lineage is off). */
+  withLineage(headers: Record<string, string>): Record<string, string>;
+  withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined;
+  withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined {
+    if (this.batch === null) return headers;
+    this.lineaged++;
+    const value = formatLineage({ source: this.sourcePosition(), batch: this.batch });
+    return headers ? { ...headers, [LINEAGE_HEADER]: value } : { [LINEAGE_HEADER]: value };
+  }
+
+  /** The unit's batch line: who ran it (the run and attempt are the activity's own), over which source ranges. */
+  private batchLine(): BatchLineage | null {
+    const execution = this.unit.host.execution;
+    if (this.batch === null || !execution) return null;
+    return {
+      batch: this.batch,
+      stage: this.unit.stage.id,
+      ...execution,
+      slices: this.stream.slices.map((s) => `${positionOf(s.topic, s.partition, s.from)}-${s.to}`),
+      at: new Date().toISOString(),
+    };
+  }
+
   /** Adds a message to the unit's transaction. */
   write(topic: string, message: OutgoingMessage): void {
     this.messages.push({ slice: this.currentSlice, topic, message });
@@ -67,6 +100,9 @@ export class StreamCommit {
 
   /** Commits the unit's messages with the markers, skipping what an earlier attempt committed; metrics count what was committed. */
   async commit(session: SinkSession, extra: SourcePosition[] = []): Promise<UnitCommit> {
+    const line = this.lineaged > 0 ? this.batchLine() : null;
+    // Slice -1: skipped only when every slice was committed before, like any output of the whole unit.
+    if (line) this.messages.push({ slice: -1, topic: this.stream.lineageTopic!, message: { key: line.batch, value: JSON.stringify(line) } });
     const outcome = await commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra);
     if (outcome === "committed") unitCommitted(this.unit.input, this.messages, this.stream.deadLetterTopic);
     return outcome;

@@ -28,6 +28,15 @@ export interface StageHost {
   kafka?(): KafkaSinkHost;
   /** The keyed state this worker serves (streaming jobs only). */
   keyedState?(): KeyedStateHost;
+  /** The workflow run and attempt of this activity (what a batch's lineage line names). */
+  execution?: StageExecution;
+}
+
+/** The partition workflow, its run and the activity attempt a unit runs in. */
+export interface StageExecution {
+  workflowId: string;
+  runId: string;
+  attempt: number;
 }
 
 /** Records between heartbeats of a chain that never awaits. */

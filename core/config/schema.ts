@@ -188,6 +188,13 @@ export const configSchema = z
         "fetch-bytes": bytes.default(1024 * 1024),
         /** Dead-letter topic of streaming jobs (default `<pipeline>.dlq`). */
         "dead-letter-topic": z.string().optional(),
+        /**
+         * Per-record lineage: every Kafka output and dead letter carries a `sage-lineage` header
+         * (source position and batch id), and each committed batch writes one line (workflow, run,
+         * attempt) to the job's lineage topic; `sage lineage` reads them. Its cost is in
+         * bench/RESULTS.md.
+         */
+        lineage: bool.default(true),
         /** Replicas of every topic Sage creates (dead letters, repartition, changelog): 3 on a three-broker cluster. */
         "replication-factor": positiveInt.default(1),
         /** TLS to the brokers: `true` (system CAs), or PEM files (`ca`; `cert` and `key` for a client certificate). */
@@ -417,6 +424,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.fetch-bytes",
   "kafka.create-topics",
   "kafka.dead-letter-topic",
+  "kafka.lineage",
   "kafka.replication-factor",
   "kafka.ssl.enabled",
   "kafka.ssl.ca",

@@ -321,6 +321,8 @@ export interface StreamUnit {
   workflowIndex: number;
   /** Where records that cannot be processed go, with the reason in headers. */
   deadLetterTopic: string;
+  /** The job's lineage topic (absent: no lineage headers, no batch lines). */
+  lineageTopic?: string;
   /** Largest event time seen so far per origin (source `topic:partition`) by this stage (absent: none yet). */
   eventTime?: Record<string, number>;
   /** A keyed stage's timer unit (no slices): the partition whose processing-time timers are due ... */

@@ -126,6 +126,8 @@ export interface AcceptedBatch extends Omit<StreamBatch, "records"> {
 export interface StreamRuntimeOptions {
   /** Dead-letter topic of the job. */
   deadLetterTopic: string;
+  /** The job's lineage topic (`kafka.lineage`; absent: no lineage). */
+  lineageTopic?: string;
 }
 
 /** What a partition workflow keeps and carries across continue-as-new. */

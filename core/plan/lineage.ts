@@ -1,0 +1,68 @@
+/**
+ * The contract of per-record lineage in streaming jobs: the compact `sage-lineage` header every
+ * Kafka output record carries (its source position and its batch), and the one line per committed
+ * batch on the job's lineage topic that names the partition workflow, run and activity attempt.
+ * Per-record data never enters workflow history: the header travels with the record, the batch
+ * line in the same Kafka transaction. Pure: read by the activities, the client and the CLI.
+ */
+
+/** Header of an output record (and of a dead letter): `<source position>|<batch id>`. */
+export const LINEAGE_HEADER = "sage-lineage";
+
+/** The lineage topic of a streaming job: one line per committed batch, keyed by batch id. */
+export function lineageTopicOf(pipeline: string, jobId: string): string {
+  return `sage.${pipeline}.${jobId}.lineage`;
+}
+
+/** Id of a batch: the stage, the partition workflow's shard and the first merged batch's sequence number. */
+export function batchIdOf(stage: string, shard: string, seq: number | string): string {
+  return `${stage}.${shard}.${seq}`;
+}
+
+/** What the `sage-lineage` header of one record says. */
+export interface RecordLineage {
+  /** The source record it came from (`topic[partition]@offset`); null past a stage boundary. */
+  source: string | null;
+  batch: string;
+}
+
+/** The header value for `lineage`. */
+export function formatLineage(lineage: RecordLineage): string {
+  return `${lineage.source ?? ""}|${lineage.batch}`;
+}
+
+/** Reads a `sage-lineage` header value; null when it is not one. */
+export function parseLineage(value: string): RecordLineage | null {
+  const bar = value.lastIndexOf("|");
+  if (bar < 0 || bar === value.length - 1) return null;
+  const source = value.slice(0, bar);
+  return { source: source === "" ? null : source, batch: value.slice(bar + 1) };
+}
+
+/** A source or output position: a partition of a topic and an offset in it. */
+export interface TopicPosition {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+/** Reads `topic[partition]@offset`; null when `ref` is not one. */
+export function parsePosition(ref: string): TopicPosition | null {
+  const m = /^(.+)\[(\d+)\]@(\d+)$/.exec(ref);
+  if (!m) return null;
+  return { topic: m[1]!, partition: Number(m[2]), offset: Number(m[3]) };
+}
+
+/** One line of the lineage topic: who ran a batch, in the transaction that committed it. */
+export interface BatchLineage {
+  batch: string;
+  stage: string;
+  /** The partition workflow, the run that committed the batch and the stage activity's attempt. */
+  workflowId: string;
+  runId: string;
+  attempt: number;
+  /** The source ranges the batch read (`topic[partition]@from-to`). */
+  slices: string[];
+  /** When the batch's transaction was committed (ISO time). */
+  at: string;
+}
