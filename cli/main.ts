@@ -12,6 +12,7 @@ import { indexCommand } from "./index-docs.js";
 import { alertsExportCommand, dashboardExportCommand } from "./monitoring.js";
 import { dlqListCommand, dlqShowCommand } from "./dlq.js";
 import { dlqRedriveCommand } from "./dlq-redrive.js";
+import { lineageCommand } from "./lineage.js";
 import { savepointCommand, savepointListCommand, savepointRemoveCommand, savepointShowCommand, type SavepointFlags } from "./savepoint.js";
 import { SageError } from "../core/errors.js";
 
@@ -187,6 +188,11 @@ withGlobals(dlq.command("redrive <job>"))
   )
   .option("--json", "print JSON")
   .action(dlqRedriveCommand);
+
+withGlobals(program.command("lineage <job> <output>"))
+  .description("where an output record (topic[partition]@offset, a dead letter too) of a streaming job came from: source position, batch, run, attempt")
+  .option("--json", "print JSON")
+  .action(lineageCommand);
 
 program
   .command("models")
