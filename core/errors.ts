@@ -68,6 +68,19 @@ export class NonRetryableError extends SageError {
   }
 }
 
+/** A model call would cross an `llm.budget` limit; under the `dead-letter` policy its record goes to the dead letters. */
+export class BudgetExceededError extends NonRetryableError {
+  constructor(
+    /** The budget crossed: `job` or `pipeline`. */
+    readonly budget: "job" | "pipeline",
+    /** The limit crossed: `tokens-per-minute`, `dollars-per-hour` or `dollars-total`. */
+    readonly limit: string,
+    message: string,
+  ) {
+    super(`llm budget exceeded: ${message}`);
+  }
+}
+
 /** A pipeline definition is wrong (duplicate names, bad parallelism, a dangling stream, a bad tag, ...). */
 export class PipelineDefinitionError extends SageError {
   constructor(message: string) {

@@ -1,5 +1,5 @@
-/** What a worker measures of its model calls: requests, cache hits, tokens and estimated cost per model, 429s and limiter waits. */
-import { Counter } from "prom-client";
+/** What a worker measures of its model calls: requests, cache hits, tokens and estimated cost per model, 429s and limiter waits, budget left. */
+import { Counter, Gauge } from "prom-client";
 import { METRICS } from "./names.js";
 import { metricsRegistry } from "./registry.js";
 
@@ -22,6 +22,19 @@ const limiterWait = new Counter({
   name: METRICS.llmLimiterWait,
   help: "Time calls waited in the per-model rate limiter (its buckets or a 429's Retry-After)",
   labelNames: ["model"],
+  registers,
+});
+const budgetLabels = ["pipeline", "job_id", "scope", "limit"] as const;
+const remainingUsd = new Gauge({
+  name: METRICS.llmBudgetRemainingUsd,
+  help: "USD left of an llm.budget limit (dollars-per-hour, dollars-total)",
+  labelNames: budgetLabels,
+  registers,
+});
+const remainingTokens = new Gauge({
+  name: METRICS.llmBudgetRemainingTokens,
+  help: "Tokens left of an llm.budget tokens-per-minute limit",
+  labelNames: budgetLabels,
   registers,
 });
 
@@ -59,4 +72,10 @@ export function modelRateLimited(model: string): void {
 /** Adds a wait of the rate limiter for a model, in ms. */
 export function modelWaited(model: string, ms: number): void {
   limiterWait.inc({ model }, ms / 1000);
+}
+
+/** Sets what is left of one budget limit (`job` is "" for a pipeline budget). */
+export function budgetRemaining(pipeline: string, job: string, scope: "job" | "pipeline", limit: string, left: number): void {
+  const gauge = limit === "tokens-per-minute" ? remainingTokens : remainingUsd;
+  gauge.set({ pipeline, job_id: job, scope, limit }, left);
 }

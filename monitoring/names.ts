@@ -62,6 +62,9 @@ export const METRICS = {
   llmRateLimited: "sage_llm_rate_limited_total",
   /** Time calls waited in the per-model rate limiter (buckets or a 429 pause) {model}. */
   llmLimiterWait: "sage_llm_limiter_wait_seconds_total",
+  /** What is left of an `llm.budget` limit {pipeline, job_id ("" for a pipeline budget), scope, limit}. */
+  llmBudgetRemainingUsd: "sage_llm_budget_remaining_usd",
+  llmBudgetRemainingTokens: "sage_llm_budget_remaining_tokens",
 } as const;
 
 /** Prefix of the process metrics (CPU, memory, event loop, GC): `sage_process_process_cpu_seconds_total` and so on. */

@@ -8,6 +8,8 @@
  * - then `ModelUnavailableError`: the stage activity fails and Temporal retries it (after the
  *   Retry-After, if any); answers already received come from the cache;
  * - any other 4xx: `NonRetryableError`, so the record goes to the dead letters with the reason.
+ * A call the cache cannot answer must first fit `llm.budget` (`LlmBudget`): else
+ * `BudgetExceededError`, and its record goes to the dead letters; what it used is charged durably.
  * In a recorded re-run (`sage rerun --recorded`) only answers in the original job's record are
  * used, and a request not in it is a `NotRecordedError` naming it: no model is called.
  */
@@ -16,6 +18,7 @@ import type { Logger } from "pino";
 import type { ChatCall, ModelCall, ModelClient } from "../../core/api/llm.js";
 import { ModelUnavailableError, NonRetryableError, NotRecordedError } from "../../core/errors.js";
 import type { SageConfig } from "../../core/config/schema.js";
+import { LlmBudget } from "./budget-admission.js";
 import { ModelRateLimiter, systemClock, type Clock } from "./rate-limiter.js";
 import { localTokenizers, TokenEstimator } from "./token-estimate.js";
 import { requestKey, ResponseCache, type CachedResponse } from "./response-cache.js";
@@ -65,6 +68,8 @@ export class EndpointModelClient implements ModelClient {
   readonly limiter: ModelRateLimiter;
   /** Token estimates per model (exposed for tests). */
   readonly tokens: TokenEstimator;
+  /** `llm.budget` and its ledgers. */
+  readonly budget: LlmBudget;
   private readonly records = new Map<string, Promise<Set<string>>>();
   /** Calls that reached the endpoint / were answered from cache or record, in this process. */
   readonly stats = { endpointCalls: 0, cacheHits: 0 };
@@ -87,6 +92,7 @@ export class EndpointModelClient implements ModelClient {
     );
     this.limiter = new ModelRateLimiter({ requestsPerMinute: config["requests-per-minute"], tokensPerMinute: config["tokens-per-minute"] }, perModel, clock);
     this.tokens = new TokenEstimator(localTokenizers());
+    this.budget = new LlmBudget(config.budget, dataDir, clock);
   }
 
   private modelFor(kind: "chat" | "embeddings", explicit: string | undefined, call: ModelCall): string {
@@ -170,15 +176,14 @@ export class EndpointModelClient implements ModelClient {
       const cached = this.config.cache ? await this.cache.get(key) : null;
       if (cached) answer = { response: cached.response, usage: cached.usage, cached: true };
       else {
-        const fresh = await this.send(kind, body.model, call, sizing, send);
+        const fresh = await this.paid(kind, body.model, key, call, sizing, send);
         await this.cache.put(key, { kind, request: body, response: fresh.response, usage: fresh.usage, at: new Date().toISOString() });
         answer = { ...fresh, cached: false };
       }
     }
     if (answer.cached) this.stats.cacheHits++;
     await this.cache.record(call.pipeline, call.jobId, key);
-    const price = this.config.prices[body.model];
-    const cost = answer.cached || !price ? 0 : (answer.usage.promptTokens * price.input + answer.usage.completionTokens * price.output) / 1e6;
+    const cost = answer.cached ? 0 : this.costOf(body.model, answer.usage.promptTokens, answer.usage.completionTokens);
     const usage = {
       operator: call.operatorId,
       model: body.model,
@@ -194,15 +199,54 @@ export class EndpointModelClient implements ModelClient {
     return answer;
   }
 
+  /** USD of a call's tokens by `llm.prices` (0 for a model without a price). */
+  private costOf(model: string, promptTokens: number, completionTokens: number): number {
+    const price = this.config.prices[model];
+    return price ? (promptTokens * price.input + completionTokens * price.output) / 1e6 : 0;
+  }
+
+  /** An endpoint call inside the budget: admitted on its worst case, charged with what it used. */
+  private async paid<T extends { usage: CachedResponse["usage"] }>(
+    kind: string,
+    model: string,
+    requestKey: string,
+    call: ModelCall,
+    sizing: Sizing,
+    send: () => Promise<T>,
+  ): Promise<T> {
+    const prompt = this.tokens.estimate(model, sizing.texts);
+    const estimate = prompt + sizing.maxCompletionTokens;
+    if (!this.budget.enabled) return this.send(kind, model, call, estimate, send, sizing);
+    const admission = await this.budget.admit({
+      pipeline: call.pipeline,
+      jobId: call.jobId,
+      operator: call.operatorId,
+      model,
+      requestKey,
+      tokens: estimate,
+      cost: this.costOf(model, prompt, sizing.maxCompletionTokens),
+    });
+    let result: T;
+    try {
+      result = await this.send(kind, model, call, estimate, send, sizing);
+    } catch (err) {
+      await this.budget.settle(admission, null);
+      throw err;
+    }
+    const { promptTokens, completionTokens } = result.usage;
+    await this.budget.settle(admission, { tokens: promptTokens + completionTokens, cost: this.costOf(model, promptTokens, completionTokens) });
+    return result;
+  }
+
   /** One call with the limiter and the in-activity retry rules; settles the limiter and the token ratio with the reported usage. */
   private async send<T extends { usage: CachedResponse["usage"] }>(
     kind: string,
     model: string,
     call: ModelCall,
-    sizing: Sizing,
+    estimate: number,
     send: () => Promise<T>,
+    sizing: Sizing,
   ): Promise<T> {
-    const estimate = this.tokens.estimate(model, sizing.texts) + sizing.maxCompletionTokens;
     const tries = this.config["max-tries"];
     for (let attempt = 1; ; attempt++) {
       const waited = await this.limiter.acquire(model, estimate);

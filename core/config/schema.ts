@@ -46,6 +46,15 @@ function threshold(what: string) {
   });
 }
 
+/** Spend limits of one budget scope (0 = no limit). */
+const budgetLimits = z
+  .object({
+    "tokens-per-minute": z.coerce.number().nonnegative().default(0),
+    "dollars-per-hour": z.coerce.number().nonnegative().default(0),
+    "dollars-total": z.coerce.number().nonnegative().default(0),
+  })
+  .strict();
+
 /** The schema of `sage.config.yaml` (all keys optional; defaults applied). */
 export const configSchema = z
   .object({
@@ -255,6 +264,19 @@ export const configSchema = z
               .strict(),
           )
           .default({}),
+        /**
+         * Spend limits of a job and of a pipeline (all its jobs on this data dir), kept in a durable
+         * ledger under the data dir (0 = no limit); a model call that would cross one follows `policy`.
+         */
+        budget: z
+          .object({
+            job: budgetLimits.prefault({}),
+            pipeline: budgetLimits.prefault({}),
+            /** `dead-letter`: the record goes to the dead letters, "llm budget exceeded: ...". */
+            policy: z.enum(["dead-letter"]).default("dead-letter"),
+          })
+          .strict()
+          .prefault({}),
         /** Response cache under the data dir, keyed by the request's hash. */
         cache: bool.default(true),
         /** Budget of one model call. */
@@ -441,6 +463,13 @@ export const CONFIG_KEYS: readonly string[] = [
   "llm.embedding-model",
   "llm.requests-per-minute",
   "llm.tokens-per-minute",
+  "llm.budget.job.tokens-per-minute",
+  "llm.budget.job.dollars-per-hour",
+  "llm.budget.job.dollars-total",
+  "llm.budget.pipeline.tokens-per-minute",
+  "llm.budget.pipeline.dollars-per-hour",
+  "llm.budget.pipeline.dollars-total",
+  "llm.budget.policy",
   "llm.cache",
   "llm.timeout",
   "llm.max-tries",

@@ -1,0 +1,169 @@
+/**
+ * `llm.budget`: admits a model call only when its worst case (estimated prompt tokens plus its
+ * `max_tokens`, priced by `llm.prices`) fits every limit of its job and its pipeline, counting the
+ * durable ledgers (`BudgetLedger`) and the calls this process admitted that have not been charged
+ * yet; otherwise it throws `BudgetExceededError` (policy `dead-letter`: the record goes to the dead
+ * letters). A call whose request is already charged (a retried activity, a restarted worker) is
+ * admitted at no cost and not charged again.
+ */
+import { join } from "node:path";
+import type { SageConfig } from "../../core/config/schema.js";
+import { BudgetExceededError } from "../../core/errors.js";
+import { jobFileName } from "../../core/names.js";
+import { budgetRemaining } from "../../monitoring/llm-metrics.js";
+import { BudgetLedger, type Spend } from "./budget-ledger.js";
+import type { Clock } from "./rate-limiter.js";
+
+type Limits = SageConfig["llm"]["budget"]["job"];
+
+/** What one call may use at most, and who makes it. */
+export interface BudgetCall {
+  pipeline: string;
+  jobId: string;
+  operator: string;
+  model: string;
+  /** The request's hash: the charge's key. */
+  requestKey: string;
+  /** Upper estimate of the call's tokens (prompt plus `max_tokens`). */
+  tokens: number;
+  /** Upper estimate of its cost in USD. */
+  cost: number;
+}
+
+/** An admitted call not yet charged. */
+export interface Admission {
+  readonly call: BudgetCall;
+  /** False when the request was charged before: nothing is charged again. */
+  readonly charges: boolean;
+}
+
+/** Where the ledgers of a data dir are. */
+export function budgetLedgerPaths(dataDir: string, pipeline: string, jobId: string): { job: string; pipeline: string } {
+  const dir = join(dataDir, "llm", "budget", pipeline);
+  return { job: join(dir, "jobs", `${jobFileName(jobId)}.jsonl`), pipeline: join(dir, "pipeline.jsonl") };
+}
+
+const isLimited = (l: Limits) => l["tokens-per-minute"] > 0 || l["dollars-per-hour"] > 0 || l["dollars-total"] > 0;
+
+/** The budgets of one worker process. */
+export class LlmBudget {
+  private readonly ledgers = new Map<string, BudgetLedger>();
+  /** Admitted, not yet charged, per ledger path. */
+  private readonly pending = new Map<string, Set<Admission>>();
+
+  constructor(
+    private readonly config: SageConfig["llm"]["budget"],
+    private readonly dataDir: string,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Whether any limit is set (else calls skip the ledgers). */
+  get enabled(): boolean {
+    return isLimited(this.config.job) || isLimited(this.config.pipeline);
+  }
+
+  private ledger(path: string): BudgetLedger {
+    let l = this.ledgers.get(path);
+    if (!l) {
+      l = new BudgetLedger(path);
+      this.ledgers.set(path, l);
+    }
+    return l;
+  }
+
+  private scopes(call: BudgetCall) {
+    const paths = budgetLedgerPaths(this.dataDir, call.pipeline, call.jobId);
+    return [
+      { name: "job" as const, limits: this.config.job, path: paths.job, key: call.requestKey, label: `job ${call.pipeline}/${call.jobId}` },
+      {
+        name: "pipeline" as const,
+        limits: this.config.pipeline,
+        path: paths.pipeline,
+        key: `${call.jobId} ${call.requestKey}`,
+        label: `pipeline ${call.pipeline}`,
+      },
+    ].filter((s) => isLimited(s.limits));
+  }
+
+  /** Spend of a ledger plus the calls admitted against it and not yet charged. */
+  private committed(path: string): Spend {
+    const spend = this.ledger(path).spend(this.clock.now());
+    for (const a of this.pending.get(path) ?? []) {
+      spend.tokensLastMinute += a.call.tokens;
+      spend.dollarsLastHour += a.call.cost;
+      spend.dollarsTotal += a.call.cost;
+    }
+    return spend;
+  }
+
+  /** Admits a call or throws `BudgetExceededError` naming the scope, the limit, the spend and the call. */
+  async admit(call: BudgetCall): Promise<Admission> {
+    const scopes = this.scopes(call);
+    for (const s of scopes) await this.ledger(s.path).refresh();
+    // From here to the end nothing awaits: checks and reservation are one step in this process.
+    if (scopes.length > 0 && scopes.every((s) => this.ledger(s.path).has(s.key))) return { call, charges: false };
+    for (const s of scopes) {
+      const spent = this.committed(s.path);
+      const over = (limit: keyof Limits, used: number, adding: number, unit: string): void => {
+        const max = s.limits[limit];
+        if (max > 0 && used + adding > max) {
+          throw new BudgetExceededError(
+            s.name,
+            limit,
+            `${s.label} ${limit} ${max}: spent ${round(used)}${unit}, the ${call.operator} call to ${call.model} may use ${round(adding)}${unit} more`,
+          );
+        }
+      };
+      over("tokens-per-minute", spent.tokensLastMinute, call.tokens, " tokens");
+      over("dollars-per-hour", spent.dollarsLastHour, call.cost, " USD");
+      over("dollars-total", spent.dollarsTotal, call.cost, " USD");
+    }
+    const admission = { call, charges: true };
+    for (const s of scopes) {
+      let set = this.pending.get(s.path);
+      if (!set) this.pending.set(s.path, (set = new Set()));
+      set.add(admission);
+    }
+    return admission;
+  }
+
+  /** Charges what an admitted call used (once per request key, durably), or releases it when it used nothing. */
+  async settle(admission: Admission, used: { tokens: number; cost: number } | null): Promise<void> {
+    const { call } = admission;
+    for (const s of this.scopes(call)) {
+      try {
+        if (admission.charges && used) {
+          await this.ledger(s.path).charge({
+            key: s.key,
+            at: this.clock.now(),
+            model: call.model,
+            operator: call.operator,
+            tokens: used.tokens,
+            cost: used.cost,
+          });
+        }
+      } finally {
+        this.pending.get(s.path)?.delete(admission);
+      }
+      this.report(s.name, s.limits, s.path, call);
+    }
+  }
+
+  private report(scope: "job" | "pipeline", limits: Limits, path: string, call: BudgetCall): void {
+    const spent = this.committed(path);
+    const job = scope === "job" ? call.jobId : "";
+    if (limits["tokens-per-minute"] > 0) budgetRemaining(call.pipeline, job, scope, "tokens-per-minute", limits["tokens-per-minute"] - spent.tokensLastMinute);
+    if (limits["dollars-per-hour"] > 0) budgetRemaining(call.pipeline, job, scope, "dollars-per-hour", limits["dollars-per-hour"] - spent.dollarsLastHour);
+    if (limits["dollars-total"] > 0) budgetRemaining(call.pipeline, job, scope, "dollars-total", limits["dollars-total"] - spent.dollarsTotal);
+  }
+
+  /** What a job (or, with `jobId` null, its pipeline) has spent, as the ledger on this data dir says. */
+  async spend(pipeline: string, jobId: string | null): Promise<Spend> {
+    const paths = budgetLedgerPaths(this.dataDir, pipeline, jobId ?? "_");
+    const ledger = this.ledger(jobId === null ? paths.pipeline : paths.job);
+    await ledger.refresh();
+    return ledger.spend(this.clock.now());
+  }
+}
+
+const round = (n: number) => Math.round(n * 1e6) / 1e6;
