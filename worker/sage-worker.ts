@@ -82,14 +82,16 @@ export async function createSageWorker(options: SageWorkerOptions): Promise<Sage
   const dataConverter = dataConverterOf(options.config); // keys checked before anything starts
   // A streaming worker's Kafka certificates and password too: a bad one stops the worker here, not its first unit.
   const { config } = options;
-  if (isStreaming(options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan)) kafkaSecurityOf(config);
+  // Compiled once here: whether the pipeline streams decides the security check and the stage threads.
+  const streaming = isStreaming(options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan);
+  if (streaming) kafkaSecurityOf(config);
   // Then metrics: a port in use stops the worker before it polls anything.
   const metrics = await serveMetrics(options.config.monitoring, options.logger);
   try {
     if (!sdkRuntimeInstalled()) {
       installSdkRuntime(options.logger, metrics ? await sdkMetricsAddress(options.config.monitoring, metrics.port, options.logger) : null);
     }
-    return await createWorker(options, dataConverter, metrics);
+    return await createWorker(options, streaming, dataConverter, metrics);
   } catch (err) {
     await metrics?.close();
     throw err;
@@ -97,7 +99,7 @@ export async function createSageWorker(options: SageWorkerOptions): Promise<Sage
 }
 
 /** The worker's stage threads: `worker.threads` (default one per core) when the pipeline's module is known. */
-function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: string, identity: string): StageThreads | null {
+function stageThreadsOf(options: SageWorkerOptions, streaming: boolean, threads: number, dataDir: string, identity: string): StageThreads | null {
   const { module, config, logger } = options;
   if (threads === 0) return null;
   if (!module) {
@@ -105,7 +107,7 @@ function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: st
     return null;
   }
   // A streaming pipeline's stages all stay on the main thread (Kafka transactions): no threads to keep.
-  if (isStreaming(options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan)) return null;
+  if (streaming) return null;
   return new StageThreads({
     threads,
     module: resolve(module.path),
@@ -120,6 +122,7 @@ function stageThreadsOf(options: SageWorkerOptions, threads: number, dataDir: st
 
 async function createWorker(
   options: SageWorkerOptions,
+  streaming: boolean,
   dataConverter: ReturnType<typeof dataConverterOf>,
   metrics: MetricsEndpoint | null,
 ): Promise<SageWorker> {
@@ -131,7 +134,7 @@ async function createWorker(
   const registry = new OperatorRegistry(pipeline, pipelineLogger, serviceRegistryOf(pipeline, config, dataDir, identity, pipelineLogger));
   const taskQueue = taskQueueOf(pipeline.name, config);
   const slots = workerSlotsOf(config);
-  const threads = stageThreadsOf(options, slots.threads, dataDir, identity);
+  const threads = stageThreadsOf(options, streaming, slots.threads, dataDir, identity);
   // Before the worker polls: a unit never waits for a thread to start and load the pipeline.
   const threadsReady = threads ? await threads.start() : null;
   // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
