@@ -208,6 +208,27 @@ function llmRow(t: AlertThresholds): Row {
         queries: [{ expr: `sum by (model) (increase(${METRICS.llmCost}${SEL}[1h]))`, legend: "{{model}}" }],
         threshold: t["max-llm-cost-per-hour"],
       },
+      {
+        // Per model and worker, not per job: a worker's limiter is shared by its jobs.
+        title: "Rate limits: 429s and limiter waits per second",
+        unit: "short",
+        queries: [
+          { expr: `sum by (model) (rate(${METRICS.llmRateLimited}[1m]))`, legend: "{{model}} 429s" },
+          { expr: `sum by (model) (rate(${METRICS.llmLimiterWait}[1m]))`, legend: "{{model}} s waited" },
+        ],
+      },
+      {
+        title: "LLM budget left (USD)",
+        unit: "currencyUSD",
+        queries: [
+          { expr: `min by (pipeline, job_id, scope, limit) (${METRICS.llmBudgetRemainingUsd}${SEL})`, legend: "{{scope}} {{pipeline}} {{job_id}} {{limit}}" },
+        ],
+      },
+      {
+        title: "LLM budget left (tokens this minute)",
+        unit: "short",
+        queries: [{ expr: `min by (pipeline, job_id, scope) (${METRICS.llmBudgetRemainingTokens}${SEL})`, legend: "{{scope}} {{pipeline}} {{job_id}}" }],
+      },
     ],
   };
 }

@@ -249,6 +249,14 @@ export class EndpointModelClient implements ModelClient {
   ): Promise<T> {
     const tries = this.config["max-tries"];
     for (let attempt = 1; ; attempt++) {
+      // A pause longer than an activity waits goes to Temporal's retry, as the 429 that set it did.
+      const paused = this.limiter.pausedFor(model);
+      if (paused > this.config["max-retry-after"]) {
+        throw new ModelUnavailableError(
+          `model "${model}" is paused for ${Math.ceil(paused / 1000)} s by an earlier 429's Retry-After (more than llm.max-retry-after); the activity will be retried`,
+          paused,
+        );
+      }
       const waited = await this.limiter.acquire(model, estimate);
       if (waited > 0) modelWaited(model, waited);
       let result: T;

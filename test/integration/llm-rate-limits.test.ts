@@ -14,6 +14,7 @@ import { parseConfig } from "../../core/config/schema.js";
 import { startFaultServer, type FaultServer } from "../../models/fault-server.js";
 import { metricsRegistry } from "../../monitoring/registry.js";
 import { METRICS } from "../../monitoring/names.js";
+import { ModelUnavailableError } from "../../core/errors.js";
 import { ManualClock } from "../support/manual-clock.js";
 
 let server: FaultServer;
@@ -32,7 +33,7 @@ const chat = (client: EndpointModelClient, model: string, text: string) =>
   client.chat({ model, messages: [{ role: "user", content: text }], maxTokens: 8, temperature: 0 }, call);
 
 function client(clock: ManualClock): EndpointModelClient {
-  const config = parseConfig({ llm: { "base-url": `${server.url}/v1`, cache: false, "max-tries": 3, "max-retry-after": 60_000 } });
+  const config = parseConfig({ llm: { "base-url": `${server.url}/v1`, cache: false, "max-tries": 3, "max-retry-after": "60s" } });
   return new EndpointModelClient(config.llm, dataDir, pino({ level: "silent" }), clock);
 }
 
@@ -96,4 +97,20 @@ test("the characters-per-token ratio is measured per model from the reported usa
   await chat(models, "m", "ab");
   assert.equal(models.tokens.charsPerToken("m"), 19 / 4, "a running ratio over all answers");
   assert.equal(models.tokens.charsPerToken("n"), 4);
+});
+
+test("a pause longer than llm.max-retry-after fails the calls of that model at once, for Temporal to retry later", async () => {
+  server.reset();
+  const clock = new ManualClock();
+  const models = client(clock);
+  server.failNext({ status: 429, retryAfterMs: 120_000 });
+  const unavailable = (after: number) => (e: unknown) => e instanceof ModelUnavailableError && e.retryAfterMs === after;
+  await assert.rejects(chat(models, "slow", "d1"), unavailable(120_000));
+  await clock.advance(20_000);
+  await assert.rejects(chat(models, "slow", "d2"), unavailable(100_000), "a later call of the paused model does not wait inside the activity");
+  assert.equal(await chat(models, "fast", "e1"), "echo: e1");
+  assert.deepEqual(server.counts().byText, { d1: 1, e1: 1 }, "d2 never reached the endpoint");
+  assert.equal(clock.sleeps.length, 0);
+  await clock.advance(100_000);
+  assert.equal(await chat(models, "slow", "d2"), "echo: d2", "after the pause the model is called again");
 });

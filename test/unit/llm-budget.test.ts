@@ -8,6 +8,8 @@ import { BudgetLedger } from "../../connectors/llm/budget-ledger.js";
 import { budgetLedgerPaths, LlmBudget, type BudgetCall } from "../../connectors/llm/budget-admission.js";
 import { parseConfig } from "../../core/config/schema.js";
 import { BudgetExceededError, NonRetryableError } from "../../core/errors.js";
+import { metricsRegistry } from "../../monitoring/registry.js";
+import { METRICS } from "../../monitoring/names.js";
 import { ManualClock } from "../support/manual-clock.js";
 
 const charge = (key: string, at: number, tokens: number, cost: number) => ({ key, at, model: "m", operator: "op", tokens, cost });
@@ -84,6 +86,9 @@ test("admission: a call whose worst case would cross dollars-total is refused, n
   await assert.rejects(restarted.admit(call("r3", 10, 0.2)), BudgetExceededError);
   await restarted.settle(await restarted.admit(call("r4", 10, 0.1)), null);
   assert.equal((await restarted.spend("p", "j")).charges, 2, "a call that failed is released, not charged");
+  const gauge = metricsRegistry.getSingleMetric(METRICS.llmBudgetRemainingUsd);
+  const left = (await gauge!.get()).values.find((v) => v.labels.job_id === "j" && v.labels.limit === "dollars-total");
+  assert.ok(left && Math.abs(left.value - 0.1) < 1e-9, `remaining dollars-total: ${JSON.stringify(left)}`);
 });
 
 test("admission: tokens-per-minute refuses within the minute and admits after it; the pipeline budget spans jobs", async () => {
