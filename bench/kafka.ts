@@ -7,6 +7,11 @@
  *
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--clients kafkajs,confluent] [--latency-client kafkajs]
  *                          [--latency-rates 1000,10000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
+ *                          [--lineage on|off|both] [--repeat 1] [--no-latency]
+ *
+ * `--lineage both` runs each Sage case with `kafka.lineage` off and on, `--repeat` times (off first in
+ * odd rounds, on first in even ones: the machine's load drifts), and prints the throughput ratio of
+ * each pair and the lineage bytes per record (the `sage-lineage` header, and the batch lines).
  *
  * The latency case runs once per rate (`--rate 1000` is `--latency-rates 1000`), each with its own
  * job, topics, worker and shim started cold, on the same dev server and broker (the broker is cold
@@ -81,6 +86,17 @@ const SERVER_CONFIG = process.argv.flatMap((a, i) => (a === "--server-config" ? 
 /** Width of the latency-by-send-time windows (BENCH_WINDOW_MS, default 5 s). */
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 5_000);
 const LATENCY_ONLY = process.argv.includes("--latency-only");
+/** `kafka.lineage` of the Sage cases: on (the default), off, or both (off first, then on, same sitting). */
+const LINEAGE = arg("lineage", "on");
+if (!["on", "off", "both"].includes(LINEAGE)) throw new Error(`--lineage: "${LINEAGE}" is not on, off or both`);
+/** Rounds of each Sage case (`--repeat`), each a pair with `--lineage both`. */
+const REPEAT = Number(arg("repeat", "1"));
+/** The lineage settings of each round, in order. */
+const LINEAGES = Array.from({ length: REPEAT }, (_, round) =>
+  (LINEAGE === "both" ? (round % 2 === 0 ? [false, true] : [true, false]) : [LINEAGE === "on"]).map((lineage) => ({ round, lineage })),
+).flat();
+/** Only the throughput cases (`--no-latency`). */
+const NO_LATENCY = process.argv.includes("--no-latency");
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PAD = "x".repeat(120);
@@ -237,7 +253,7 @@ async function main(): Promise<void> {
     }
     console.log(`input produced (${JSON.stringify(event(0)).length} bytes per record)`);
 
-    const rows: Array<{ name: string; client: string; txn: boolean; ms: number; extra: Record<string, number> }> = [];
+    const rows: Array<{ name: string; client: string; txn: boolean; ms: number; lineage?: boolean; extra: Record<string, number> }> = [];
     // kafkajs first: its two rows are the baselines of the ratios.
     for (const client of ["kafkajs", ...CLIENTS.filter((c) => c !== "kafkajs")]) {
       for (const txn of [false, true]) {
@@ -252,8 +268,9 @@ async function main(): Promise<void> {
       }
     }
 
-    for (const [kind, workflows] of CLIENTS.flatMap((c) => WORKFLOWS.map((w) => [c, w] as const))) {
-      const tag = `${kind}.p${workflows}`;
+    for (const [kind, workflows, { round, lineage }] of CLIENTS.flatMap((c) => WORKFLOWS.flatMap((w) => LINEAGES.map((l) => [c, w, l] as const)))) {
+      const label = `${REPEAT > 1 ? `.r${round + 1}` : ""}${LINEAGE === "both" ? `.lineage-${lineage ? "on" : "off"}` : ""}`;
+      const tag = `${kind}.p${workflows}${label}`;
       Object.assign(process.env, { BENCH_IN: "bench.in", BENCH_OUT: `bench.out.sage.${tag}`, BENCH_GROUP: `sage-${tag}` });
       await admin.ensureTopic(`bench.out.sage.${tag}`, PARTITIONS);
       const config = loadConfig({
@@ -266,6 +283,7 @@ async function main(): Promise<void> {
           "kafka.dead-letter-topic": "bench.dlq",
           "execution.parallelism": workflows,
           "kafka.client": kind,
+          "kafka.lineage": lineage,
           "log.level": "warn",
         },
       });
@@ -276,6 +294,8 @@ async function main(): Promise<void> {
       const shim = new KafkaShim(job, clientOf(kind, broker.address, "bench"), shimOptionsOf(config), logger);
       const started = performance.now();
       await shim.start();
+      /** Job start (topics checked and created, consumer joined): the lineage case creates one more topic here. */
+      const startMs = performance.now() - started;
       let p = await job.progress();
       while ((p.counts["out"]?.out ?? 0) < RECORDS) {
         await sleep(100);
@@ -296,11 +316,14 @@ async function main(): Promise<void> {
         runs += h.runs;
       }
       rows.push({
-        name: `sage (${kind}), ${workflows} partition workflow(s)`,
+        name: `sage (${kind}), ${workflows} partition workflow(s)${REPEAT > 1 ? `, round ${round + 1}` : ""}${LINEAGE === "both" ? `, lineage ${lineage ? "on" : "off"}` : ""}`,
         client: kind,
         txn: true,
         ms,
+        lineage,
         extra: {
+          startMs,
+          ...(lineage ? await lineageBytes(kafka, `bench.out.sage.${tag}`, `sage.kafkabench.eos-${tag}.lineage`) : {}),
           batches: result.batches,
           activities: result.workflows.reduce((n, w) => n + (w?.activities ?? 0), 0),
           runs,
@@ -335,6 +358,7 @@ async function main(): Promise<void> {
         r.extra["historyBytesPerRecord"] === undefined ? "-" : r.extra["historyBytesPerRecord"].toFixed(1),
       ]),
     );
+    if (LINEAGE === "both") results["lineage"] = lineageTable(rows);
     results["throughput"] = rows.map((r) => ({
       ...r,
       recordsPerSecond: RECORDS / (r.ms / 1000),
@@ -344,7 +368,7 @@ async function main(): Promise<void> {
     }));
     results["recordBytes"] = JSON.stringify(event(0)).length;
 
-    results["latency"] = await latencies(kafka, server.address, broker.address, dir, admin);
+    if (!NO_LATENCY) results["latency"] = await latencies(kafka, server.address, broker.address, dir, admin);
     await admin.close();
     await producer.close();
   } finally {
@@ -353,6 +377,60 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   if (!SMOKE) console.log(`\nsaved ${saveResult("kafka", { records: RECORDS, partitions: PARTITIONS, ...results })}`);
+}
+
+/**
+ * Lineage bytes per output record of a case: the `sage-lineage` header as Kafka stores it (key and
+ * value, each with its varint length: 1 byte below 64), and the batch lines of the lineage topic
+ * spread over the records.
+ */
+async function lineageBytes(kafka: KafkaClient, output: string, lineageTopic: string): Promise<Record<string, number>> {
+  const out = await kafka.readAll(output);
+  let header = 0;
+  for (const m of out) {
+    const value = m.headers["sage-lineage"];
+    if (value !== undefined) header += 2 + "sage-lineage".length + Buffer.byteLength(value);
+  }
+  const lines = await kafka.readAll(lineageTopic);
+  const lineBytes = lines.reduce((n, m) => n + (m.key?.length ?? 0) + (m.value?.length ?? 0), 0);
+  return { lineageHeaderBytesPerRecord: header / out.length, lineageLineBytesPerRecord: lineBytes / out.length, lineageLines: lines.length };
+}
+
+/** Lineage on against off for each client and number of partition workflows: the throughput ratio and the bytes. */
+function lineageTable(rows: Array<{ name: string; client: string; ms: number; lineage?: boolean; extra: Record<string, number> }>) {
+  const pairs = rows
+    .filter((r) => r.lineage === true)
+    .map((on) => ({ on, off: rows.find((r) => r.lineage === false && r.name === on.name.replace(/lineage on$/, "lineage off"))! }));
+  const out = pairs.map(({ on, off }) => ({
+    case: on.name.replace(/, lineage on$/, ""),
+    offRecordsPerSecond: RECORDS / (off.ms / 1000),
+    onRecordsPerSecond: RECORDS / (on.ms / 1000),
+    ratio: off.ms / on.ms,
+    /** The same ratio over the time after the job started (the shim joined; the lineage topic exists). */
+    ratioAfterStart: (off.ms - off.extra["startMs"]!) / (on.ms - on.extra["startMs"]!),
+    offStartMs: off.extra["startMs"]!,
+    onStartMs: on.extra["startMs"]!,
+    headerBytesPerRecord: on.extra["lineageHeaderBytesPerRecord"]!,
+    lineBytesPerRecord: on.extra["lineageLineBytesPerRecord"]!,
+    lines: on.extra["lineageLines"]!,
+  }));
+  console.log(`
+lineage on vs off (${RECORDS} records; ratio = throughput on / off)`);
+  printTable(
+    ["case", "off records/s", "on records/s", "on / off", "start ms off / on", "on / off after start", "header B/record", "batch lines", "line B/record"],
+    out.map((r) => [
+      r.case,
+      Math.round(r.offRecordsPerSecond).toLocaleString("en-US"),
+      Math.round(r.onRecordsPerSecond).toLocaleString("en-US"),
+      `${r.ratio.toFixed(2)}x`,
+      `${Math.round(r.offStartMs)} / ${Math.round(r.onStartMs)}`,
+      `${r.ratioAfterStart.toFixed(2)}x`,
+      r.headerBytesPerRecord.toFixed(1),
+      String(r.lines),
+      r.lineBytesPerRecord.toFixed(2),
+    ]),
+  );
+  return out;
 }
 
 /** A `sage` CLI child process (stderr kept for a failure message). */
