@@ -24,6 +24,13 @@ export class StreamCommit {
   currentSlice = -1;
   /** The unit's batch id when lineage is on (null: off). */
   readonly batch: string | null;
+  /**
+   * Whether an output's lineage names the source record in flight: only in a source stage without
+   * keyed operators. A window or an aggregate fires on some later record (or a timer), which is not
+   * where its output came from, and past a stage boundary the record in flight is a repartition
+   * record: there the header names the batch alone, whose line lists the ranges it read.
+   */
+  private readonly traceable: boolean;
   /** Records written with a lineage header: the unit writes its batch line only when there are any. */
   private lineaged = 0;
 
@@ -33,6 +40,7 @@ export class StreamCommit {
   ) {
     // The first merged batch's sequence number names the unit; a timer unit (no slices) is named by its time.
     this.batch = stream.lineageTopic ? batchIdOf(unit.stage.id, unit.input.shard, stream.slices[0]?.seq ?? `t${stream.processingTime ?? 0}`) : null;
+    this.traceable = unit.stage.source && keyedOperatorsOf(unit.stage).length === 0;
   }
 
   /** Topics this streaming stage can write: its Kafka sinks' and the dead-letter topic. */
@@ -76,7 +84,7 @@ export class StreamCommit {
   withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined {
     if (this.batch === null) return headers;
     this.lineaged++;
-    const value = formatLineage({ source: this.sourcePosition(), batch: this.batch });
+    const value = formatLineage({ source: this.traceable ? this.sourcePosition() : null, batch: this.batch });
     return headers ? { ...headers, [LINEAGE_HEADER]: value } : { [LINEAGE_HEADER]: value };
   }
 

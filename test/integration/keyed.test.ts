@@ -14,6 +14,7 @@ import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { readJsonl, runJob, testConfig, until, useEnv } from "../support/harness.js";
 import { runStreaming, streamConfig, testKafka } from "../support/kafka.js";
 import { renderStreamProgress } from "../../cli/stream.js";
+import { LINEAGE_HEADER, lineageTopicOf, parseLineage, type BatchLineage } from "../../core/plan/lineage.js";
 
 const N = 1_500;
 
@@ -146,6 +147,16 @@ async function streamingRun(o: {
     for (const b of BRANCHES) actual[b] = await read(b);
     assertBranches(actual, expected, BRANCHES);
     assert.equal(p.deadLetters, o.deadLetters);
+    // A window's output is not any one record's: its lineage names the batch that fired it, whose line the job committed.
+    const lines = new Set(
+      (await kafka.readAll(lineageTopicOf("keyedtest", tag), { idleTimeoutMs: 1_500 })).map((m) => (JSON.parse(m.value!.toString()) as BatchLineage).batch),
+    );
+    const windows = await kafka.readAll(`${t.out}.tumbling`, { idleTimeoutMs: 1_500 });
+    assert.ok(windows.length > 0);
+    for (const m of windows) {
+      const lineage = parseLineage(m.headers[LINEAGE_HEADER] ?? "");
+      assert.deepEqual([lineage?.source, lineage && lines.has(lineage.batch)], [null, true], `tumbling output's lineage ${m.headers[LINEAGE_HEADER]}`);
+    }
     if (o.deadLetterReason) {
       const dead = await kafka.readAll(t.dlq, { idleTimeoutMs: 1_500 });
       assert.match(dead.map((m) => String(m.headers["sage-error"])).join("\n"), o.deadLetterReason);
