@@ -168,8 +168,10 @@ export async function startWorkerProcess(
   config: SageConfig,
   client: SageClient,
   env: Record<string, string> = cliEnv(config),
+  /** More `sage worker` flags, e.g. `--config <file>` for settings no environment variable carries. */
+  flags: string[] = [],
 ): Promise<WorkerProcess> {
-  const child = sageCliBackground(["worker", fixture], { env });
+  const child = sageCliBackground(["worker", fixture, ...flags], { env });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
