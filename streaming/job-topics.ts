@@ -7,6 +7,7 @@
 import { MissingTopicError, type KafkaClient } from "../connectors/kafka/client.js";
 import { kafkaSinksOf, keyedTopicsOf } from "../core/plan/stream.js";
 import { redriveTopicOf } from "../core/plan/redrive.js";
+import { LINEAGE_TOPIC_CONFIGS } from "../core/plan/lineage.js";
 import type { PhysicalPlan } from "../core/plan/physical.js";
 
 /**
@@ -47,7 +48,7 @@ export async function ensureJobTopics(
     // One partition; no time retention: a re-driven letter waits for the job however long it is down.
     await admin.ensureTopic(redriveTopicOf(plan.pipeline, jobId), 1, { "retention.ms": "-1" });
     // One line per batch, kept as long as the outputs it explains may be (the user's topics' retention is not ours to guess).
-    if (lineageTopic) await admin.ensureTopic(lineageTopic, 1, { "retention.ms": "-1" });
+    if (lineageTopic) await admin.ensureTopic(lineageTopic, 1, { ...LINEAGE_TOPIC_CONFIGS });
   } finally {
     await admin.close();
   }

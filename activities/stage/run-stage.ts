@@ -18,6 +18,7 @@ import { RecordInvoker } from "./invoker.js";
 import { Sinks } from "./sinks.js";
 import { driveEdgeBatch, driveKeyedStream, driveKeyedUnit, driveSource } from "./sources.js";
 import { StreamCommit } from "./stream-commit.js";
+import { LINEAGE_TOPIC_CONFIGS } from "../../core/plan/lineage.js";
 import { StageUnit, type StageHost } from "./unit.js";
 
 export type { StageHost } from "./unit.js";
@@ -138,6 +139,9 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
     unit.stream = stream;
     // The whole unit holds its transactional id: fenced first, then run, then committed once.
     const id = transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard);
+    // The shim creates the lineage topic; batches signalled by anything else (a tool, a test) find it made here.
+    const lineageTopic = input.stream?.lineageTopic;
+    if (lineageTopic) await host.kafka().ensureTopic(lineageTopic, 1, LINEAGE_TOPIC_CONFIGS);
     let restored: StageOutput["restored"];
     let nextTimer: number | null | undefined;
     let states: StageOutput["states"];

@@ -123,6 +123,8 @@ export class KafkaSinkHost {
   /** One transaction per id at a time, even when two attempts of a batch overlap in this process. */
   private readonly locks = new Map<string, Promise<unknown>>();
   private admin: Promise<KafkaAdmin> | null = null;
+  /** Topics this process made sure of (`ensureTopic`). */
+  private readonly ensured = new Map<string, Promise<void>>();
 
   constructor(
     readonly client: KafkaClient,
@@ -135,6 +137,24 @@ export class KafkaSinkHost {
       throw err;
     });
     return this.admin;
+  }
+
+  /** Creates `topic` unless it exists, once per process (a job's own topic that no shim may have created). */
+  ensureTopic(topic: string, partitions: number, configs: Readonly<Record<string, string>> = {}): Promise<void> {
+    let done = this.ensured.get(topic);
+    if (!done) {
+      done = this.adminConnection()
+        .then((admin) => admin.ensureTopic(topic, partitions, { ...configs }))
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.ensured.delete(topic);
+            throw err;
+          },
+        );
+      this.ensured.set(topic, done);
+    }
+    return done;
   }
 
   /**

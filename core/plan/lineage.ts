@@ -14,6 +14,9 @@ export function lineageTopicOf(pipeline: string, jobId: string): string {
   return `sage.${pipeline}.${jobId}.lineage`;
 }
 
+/** Topic configs of a lineage topic: no time retention (its lines explain outputs kept for however long their topics keep them). */
+export const LINEAGE_TOPIC_CONFIGS: Readonly<Record<string, string>> = { "retention.ms": "-1" };
+
 /** Id of a batch: the stage, the partition workflow's shard and the first merged batch's sequence number. */
 export function batchIdOf(stage: string, shard: string, seq: number | string): string {
   return `${stage}.${shard}.${seq}`;
