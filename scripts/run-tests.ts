@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
-import { runInLanes } from "./test-lanes.js";
+import { FILE_LIMIT_S, runInLanes } from "./test-lanes.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
 const CONTINUE_AS_NEW_EVENTS = 600;
@@ -61,6 +61,7 @@ const broker = needsServer
   : null;
 const code = await runInLanes(files, {
   lanes: Number(process.env.SAGE_TEST_LANES ?? 2),
+  fileLimitS: Number(process.env.SAGE_TEST_FILE_LIMIT_S ?? FILE_LIMIT_S),
   // --test-force-exit: a file's process ends once its tests are done, even if a client leaked an idle
   // connection (the broker closes one only after 10 minutes: a leak once held the suite that long).
   nodeArgs: ["--import", "tsx", "--test-force-exit", "--test-reporter=spec", ...testArgs],

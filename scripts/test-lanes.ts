@@ -2,8 +2,9 @@
  * Runs test files, each in its own `node --test-reporter=spec` process, in lanes: by default two
  * files at a time share the test run's dev server and broker; then each file that must have them
  * (or the machine's CPU) to itself runs alone. A lane file's output is printed whole when it ends; a
- * file running alone prints as it goes. Ends with every file's duration, slowest first, and the
- * failed files. Used by `scripts/run-tests.ts`.
+ * file running alone prints as it goes. A file still running after its time limit (`fileLimitS`) is
+ * stopped and fails, so that one hang costs minutes, not the whole CI budget. Ends with every file's
+ * duration, slowest first, and the failed files. Used by `scripts/run-tests.ts`.
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -34,7 +35,15 @@ export interface LaneOptions {
   env: NodeJS.ProcessEnv;
   /** Where the runner's own lines and the files' output go. */
   write(text: string): void;
+  /** Seconds a file may run before it is stopped (SIGTERM, then SIGKILL 10 s later) and counted failed; none when unset. */
+  fileLimitS?: number;
 }
+
+/**
+ * The default of `fileLimitS`: the slowest file takes about 4 minutes on a quiet 2-core machine;
+ * a file at 15 has hung (seen in CI: one waited 61 minutes and the run missed its 90).
+ */
+export const FILE_LIMIT_S = 900;
 
 /** How one file's run ended. */
 export interface FileRun {
@@ -68,7 +77,8 @@ function tierOf(file: string): number {
 async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>): Promise<FileRun> {
   const start = Date.now();
   o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}\n`);
-  const child = spawn(process.execPath, [...o.nodeArgs, file], { env: o.env, stdio: ["ignore", "pipe", "pipe"] });
+  // Its own process group: stopping it stops the workers and shims it started too.
+  const child = spawn(process.execPath, [...o.nodeArgs, file], { env: o.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let buffered = "";
   // The whole output, kept for the failure digest (a live file's output is long gone from view by the end).
   let all = "";
@@ -83,14 +93,35 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
     if (buffered) o.write(buffered.endsWith("\n") ? buffered : `${buffered}\n`);
     buffered = "";
   };
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // the group is gone
+    }
+  };
+  const stop = (): void => {
+    signalGroup("SIGTERM");
+    // A file whose cleanup hangs too is killed outright, with what it started.
+    setTimeout(() => signalGroup("SIGKILL"), 10_000).unref();
+  };
   running.set(file, () => {
     flush();
-    child.kill("SIGTERM");
+    stop();
   });
+  let overdue = false;
+  const limit = o.fileLimitS
+    ? setTimeout(() => {
+        overdue = true;
+        o.write(`✖ ${file}: still running after its limit of ${o.fileLimitS} s: stopping it\n`);
+        stop();
+      }, o.fileLimitS * 1000)
+    : undefined;
   // Output may still be in the pipes at exit; a process the file left behind may hold them open for good.
   const closed = new Promise<void>((r) => child.once("close", () => r()));
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once("exit", (code, signal) => r([code, signal])));
   const [code, signal] = await exited;
+  clearTimeout(limit);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, 5_000)))]);
   clearTimeout(timer);
@@ -98,11 +129,12 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   child.stderr.destroy();
   running.delete(file);
   const seconds = (Date.now() - start) / 1000;
-  const ok = code === 0 && signal === null;
+  const ok = code === 0 && signal === null && !overdue;
   if (!live) o.write(`── ${file}\n`);
   flush();
-  o.write(`${ok ? "✔" : "✖"} ${file}: ${ok ? "passed" : `failed (${signal ?? `exit ${code}`})`} in ${seconds.toFixed(1)} s\n\n`);
-  return { file, ok, seconds, alone, digest: ok ? [] : failureDigest(all) };
+  const how = overdue ? `timed out after ${o.fileLimitS} s` : `failed (${signal ?? `exit ${code}`})`;
+  o.write(`${ok ? "✔" : "✖"} ${file}: ${ok ? "passed" : how} in ${seconds.toFixed(1)} s\n\n`);
+  return { file, ok, seconds, alone, digest: ok ? [] : [...failureDigest(all), ...(overdue ? [`(stopped: ${how})`] : [])] };
 }
 
 /** The runs' durations, slowest first, and the failed files. */

@@ -1,7 +1,7 @@
 /** Unit tests of the test runner's lanes: lane files run side by side, an alone file by itself, failures count. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { aloneReason, runInLanes } from "../../scripts/test-lanes.js";
@@ -79,4 +79,42 @@ test("a file runs alone when it kills the shared broker, starts a cluster, measu
   assert.equal(aloneReason(file("rss.test.ts", `samples.push(shim.${"rssKb"}());`)), "measures a process's memory");
   assert.equal(aloneReason(file("llm.test.ts", `before(async () => (models = await ${"startModelServerProcess"}()));`)), "runs the local models");
   assert.equal(aloneReason(file("plain.test.ts", "const kafka = testKafka();")), null);
+});
+
+test("a file past its time limit is stopped with the processes it started, and fails the run", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
+  const pidFile = join(dir, "grandchild.pid");
+  const hanging = join(dir, "hanging.test.mjs");
+  // It starts a process of its own (as a test starts a worker), then never ends.
+  writeFileSync(
+    hanging,
+    `import { test } from "node:test";
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+test("hangs", async () => {
+  const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+  writeFileSync(${JSON.stringify(pidFile)}, String(child.pid));
+  await new Promise(() => setInterval(() => {}, 1000));
+});
+`,
+  );
+  let out = "";
+  const code = await runInLanes([hanging], { lanes: 1, nodeArgs: ["--test-reporter=spec"], env: process.env, write: (t) => (out += t), fileLimitS: 3 });
+  assert.equal(code, 1, out);
+  assert.match(out, /still running after its limit of 3 s: stopping it/, out);
+  assert.match(out, /hanging\.test\.mjs: timed out after 3 s in/, out);
+  assert.match(out.slice(out.indexOf("slowest first")), /\(stopped: timed out after 3 s\)/, out);
+  const pid = Number(readFileSync(pidFile, "utf8"));
+  // The process the file started went with it (SIGTERM to the file's process group).
+  const guard = Date.now() + 20_000; // a hang guard, not a timing assertion
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  while (alive() && Date.now() < guard) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(alive(), false, `process ${pid}, started by the stopped file, still runs`);
 });
