@@ -121,17 +121,35 @@ export async function produceRange(kafka: KafkaClient, topic: string, from: numb
   }
 }
 
-/** Records out of the sink plus dead letters reach `n`. */
+/** Records out of the sink plus dead letters reach `n`. A timeout names the last progress seen (CI shows only the error). */
 export async function waitForRecords(job: { progress(): Promise<StreamJobProgress> }, n: number, guardMs = 240_000): Promise<StreamJobProgress> {
-  return until(
-    `${n} records through the job`,
-    async () => {
-      const p = await job.progress();
-      const done = (p.counts["out"]?.out ?? 0) + p.deadLetters;
-      return done >= n ? p : undefined;
-    },
-    guardMs,
-  );
+  let last: StreamJobProgress | Error | undefined;
+  try {
+    return await until(
+      `${n} records through the job`,
+      async () => {
+        const p = await job.progress().catch((err: unknown) => {
+          last = err as Error;
+          throw err;
+        });
+        last = p;
+        const done = (p.counts["out"]?.out ?? 0) + p.deadLetters;
+        return done >= n ? p : undefined;
+      },
+      guardMs,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last progress: ${progressLine(last)}`, { cause: err });
+  }
+}
+
+/** One line of a job's progress: totals, then per partition workflow its batches, records, pending batches and runs. */
+function progressLine(p: StreamJobProgress | Error | undefined): string {
+  if (p === undefined) return "none (no query answered)";
+  if (p instanceof Error) return `the query failed: ${p.message}`;
+  const out = p.counts["out"]?.out ?? 0;
+  const workflows = p.workflows.map((w, i) => (w ? `p${i} ${w.phase} ${w.batches}b/${w.records}r pending ${w.pending} run ${w.runs}` : `p${i} not started`));
+  return `${out} out, ${p.deadLetters} dead letters, ${p.records} records in ${p.batches} batches accepted, ${p.duplicatesDropped} duplicates dropped; ${workflows.join("; ")}`;
 }
 
 /** Output records read with read_committed, parsed. */
