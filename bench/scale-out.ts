@@ -6,6 +6,10 @@
  * from /proc. Not part of CI:
  *
  *   npx tsx bench/scale-out.ts [--records 400000] [--workflows 4] [--cores 4,8,16]
+ *                              [--worker-client kafkajs|confluent] [--shim-client kafkajs|confluent]
+ *
+ * `--worker-client` and `--shim-client` set `kafka.client` of each process (default kafkajs): the
+ * worker's client writes the transactions, the shim's reads the source.
  *
  * The projection assumes every process but the shim can be replicated (more workers, server
  * services and brokers on more machines) and that the job's CPU cost per record stays what it was
@@ -33,6 +37,9 @@ const RECORDS = Number(arg("records", "400000"));
 const WORKFLOWS = Number(arg("workflows", "4"));
 const CORES = arg("cores", "4,8,16").split(",").map(Number);
 const PAD = "x".repeat(120);
+/** `kafka.client` of the worker (the transactional sink) and of the shim (the source consumer). */
+const WORKER_CLIENT = arg("worker-client", "kafkajs");
+const SHIM_CLIENT = arg("shim-client", "kafkajs");
 
 /** `SAGE_BENCH_PROFILE_DIR=<dir>`: the worker and the shim write V8 CPU profiles there. */
 function profileArgs(): string[] {
@@ -58,7 +65,7 @@ function sage(args: string[], env: Record<string, string>, message: string): { c
 }
 
 async function main(): Promise<void> {
-  console.log(`scale-out: ${RECORDS} records through ${WORKFLOWS} partition workflows; ${machineLine()}`);
+  console.log(`scale-out: ${RECORDS} records through ${WORKFLOWS} partition workflows (worker on ${WORKER_CLIENT}, shim on ${SHIM_CLIENT}); ${machineLine()}`);
   const dir = mkdtempSync(join(tmpdir(), "sage-scale-out-"));
   const server = await startScratchServer(dir);
   const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") });
@@ -92,7 +99,11 @@ async function main(): Promise<void> {
       BENCH_OUT: "scale.out",
       BENCH_GROUP: "scale",
     };
-    const { child: worker, logged: workerStarted } = sage(["worker", "bench/kafka-pipeline.ts"], env, "worker started");
+    const { child: worker, logged: workerStarted } = sage(
+      ["worker", "bench/kafka-pipeline.ts"],
+      { ...env, SAGE_KAFKA_CLIENT: WORKER_CLIENT },
+      "worker started",
+    );
     children.push(worker);
     await workerStarted;
     client = await SageClient.connect({ config: loadConfig({ env: {}, overrides: { "temporal.address": server.address } }) });
@@ -105,7 +116,11 @@ async function main(): Promise<void> {
     const pids: Record<Process, number | null> = { server: server.pid, worker: worker.pid ?? null, shim: null, broker: broker.pid() };
     const cpuNow = (): Record<Process, number> => Object.fromEntries(PROCESSES.map((p) => [p, cpuSeconds([pids[p]]) ?? NaN])) as Record<Process, number>;
     // The clock starts when the shim consumes: both processes have loaded (startup is not per record).
-    const { child: shim, logged: consuming } = sage(["shim", "bench/kafka-pipeline.ts", "--job-id", "scale"], env, "shim consuming");
+    const { child: shim, logged: consuming } = sage(
+      ["shim", "bench/kafka-pipeline.ts", "--job-id", "scale"],
+      { ...env, SAGE_KAFKA_CLIENT: SHIM_CLIENT },
+      "shim consuming",
+    );
     children.push(shim);
     pids.shim = shim.pid ?? null;
     await consuming;
@@ -143,7 +158,9 @@ async function main(): Promise<void> {
       [here, ...projections].map((p) => [String(p.cores), String(Math.round(p.recordsPerSecond)), p.bottleneck]),
     );
     console.log(`(the ${here.cores}-core row is the model at this machine's size, against the ${Math.round(profile.recordsPerSecond)} records/s measured)`);
-    console.log(`saved ${saveResult("scale-out", { records: RECORDS, workflows: WORKFLOWS, batches, profile, projections, here })}`);
+    console.log(
+      `saved ${saveResult("scale-out", { records: RECORDS, workflows: WORKFLOWS, workerClient: WORKER_CLIENT, shimClient: SHIM_CLIENT, batches, profile, projections, here })}`,
+    );
     await job.stop();
   } finally {
     for (const c of children) c.kill("SIGTERM");
