@@ -25,7 +25,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Kafka, Partitioners, logLevel } from "kafkajs";
+import { Kafka, logLevel } from "kafkajs";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
 import { loadConfig } from "../client/config-loader.js";
@@ -46,6 +46,7 @@ import type proto from "@temporalio/proto";
 import { decodeBatch } from "../connectors/kafka/batch-codec.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 import pipeline, { transform, type BenchEvent } from "./kafka-pipeline.js";
+import { PARTITIONS, plainPipe } from "./plain-pipe.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,7 +80,6 @@ const SECONDS = Number(arg("seconds", SMOKE ? "4" : "20"));
  * seconds after them count.
  */
 const WARMUP = Number(arg("warmup", SMOKE ? "1" : "20"));
-const PARTITIONS = 4;
 /** Extra dev server dynamic config (`--server-config key=value`, repeatable), e.g. system.enableActivityEagerExecution=true. */
 const SERVER_CONFIG = process.argv.flatMap((a, i) => (a === "--server-config" ? [process.argv[i + 1]!] : []));
 /** Only the latency case (`--latency-only`). */
@@ -104,65 +104,6 @@ const PAD = "x".repeat(120);
 /** A ~200-byte event. */
 function event(id: number, sentAt = Date.now()): BenchEvent {
   return { id, key: `k${id % 101}`, sentAt, amount: (id * 7) % 1000, payload: PAD };
-}
-
-/** Plain kafkajs consume -> transform -> produce of `n` records; with `transactional`, one transaction per fetched batch. */
-async function plainPipe(kafka: Kafka, input: string, output: string, n: number, transactional: boolean): Promise<number> {
-  const group = `plain-${transactional ? "txn" : "notxn"}-${Date.now()}`;
-  const consumer = kafka.consumer({ groupId: group, maxBytesPerPartition: 1024 * 1024, maxWaitTimeInMs: 50 });
-  const producer = kafka.producer(
-    transactional
-      ? {
-          transactionalId: `${group}-tx`,
-          idempotent: true,
-          maxInFlightRequests: 1,
-          createPartitioner: Partitioners.DefaultPartitioner,
-          retry: { initialRetryTime: 20 },
-        }
-      : { createPartitioner: Partitioners.DefaultPartitioner },
-  );
-  await Promise.all([consumer.connect(), producer.connect()]);
-  await consumer.subscribe({ topics: [input], fromBeginning: true });
-  let count = 0;
-  let finish!: () => void;
-  const done = new Promise<void>((r) => (finish = r));
-  const started = performance.now();
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    // A transactional producer runs one transaction at a time.
-    partitionsConsumedConcurrently: transactional ? 1 : PARTITIONS,
-    eachBatch: async (payload) => {
-      const { batch } = payload;
-      for (let i = 0; i < batch.messages.length; i += 2000) {
-        const slice = batch.messages.slice(i, i + 2000);
-        const out = slice
-          .map((m) => transform(JSON.parse(m.value!.toString()) as BenchEvent))
-          .filter((e): e is NonNullable<typeof e> => e !== null)
-          .map((e) => ({ key: e.key, value: JSON.stringify(e) }));
-        const next = String(Number(slice[slice.length - 1]!.offset) + 1);
-        const offsets = { topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] };
-        if (transactional) {
-          const t = await producer.transaction();
-          await t.send({ topic: output, messages: out });
-          await t.sendOffsets({ consumerGroupId: group, ...offsets });
-          await t.commit();
-        } else {
-          await producer.send({ topic: output, messages: out });
-          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
-        }
-        payload.resolveOffset(slice[slice.length - 1]!.offset);
-        await payload.heartbeat();
-        count += slice.length;
-      }
-      if (count >= n) finish();
-    },
-  });
-  await done;
-  const ms = performance.now() - started;
-  await consumer.disconnect();
-  await producer.disconnect();
-  return ms;
 }
 
 /**
@@ -462,27 +403,67 @@ async function runHistories(client: SageClient, id: string): Promise<proto.tempo
 
 type LatencyResult = Awaited<ReturnType<typeof latency>>;
 
-/** The latency case at each of `RATES`, one after another, and one table of every rate. */
+/**
+ * The latency case at each of `RATES`, one after another: the Sage job, then the plain kafkajs
+ * transactional pipe at the same rate (the baseline: exactly once without Temporal); one table of every rate.
+ */
 async function latencies(kafka: KafkaClient, address: string, brokers: string, dir: string, admin: Awaited<ReturnType<typeof kafka.admin>>) {
-  const results: LatencyResult[] = [];
-  for (const [i, rate] of RATES.entries()) results.push(await latency(rate, `${i + 1}-${rate}`, kafka, address, brokers, dir, admin));
+  const results: Array<{ rate: number; sage: LatencyResult; baseline: LoadResult }> = [];
+  for (const [i, rate] of RATES.entries()) {
+    const sage = await latency(rate, `${i + 1}-${rate}`, kafka, address, brokers, dir, admin);
+    const baseline = await baselineLatency(rate, `${i + 1}-${rate}`, kafka, brokers, admin);
+    results.push({ rate, sage, baseline });
+  }
   console.log(
-    `\nlatency, send -> read_committed (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes, started cold for each rate): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+    `\nlatency, send -> read_committed (Sage: 2 partition workflows, kafka.client ${LATENCY_CLIENT}, worker and shim in their own processes, started cold for each rate; baseline: plain kafkajs consume -> transform -> produce, a transaction per fetched batch, in its own process, the same 50 ms fetch wait): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
   );
   printTable(
-    ["records/s", "sent", "warm-up p50 ms", "warm-up p99 ms", "measured p50 ms", "measured p99 ms", "measured max ms", "all p99 ms"],
-    results.map((r) => [
-      r.rate.toLocaleString("en-US"),
-      String(r.sent),
-      String(r.warmup.p50Ms),
-      String(r.warmup.p99Ms),
-      String(r.p50Ms),
-      String(r.p99Ms),
-      String(r.maxMs),
-      String(r.allP99Ms),
-    ]),
+    ["records/s", "case", "sent", "warm-up p50 ms", "warm-up p99 ms", "measured p50 ms", "measured p99 ms", "measured max ms", "all p99 ms"],
+    results.flatMap(({ rate, sage, baseline }) =>
+      (
+        [
+          ["sage", sage],
+          ["plain kafkajs, transactional", baseline],
+        ] as const
+      ).map(([name, r]) => [
+        rate.toLocaleString("en-US"),
+        name,
+        String(r.sent),
+        String(r.warmup.p50Ms),
+        String(r.warmup.p99Ms),
+        String(r.p50Ms),
+        String(r.p99Ms),
+        String(r.maxMs),
+        String(r.allP99Ms),
+      ]),
+    ),
   );
-  return results;
+  return results.map(({ sage, baseline }) => ({ ...sage, baseline }));
+}
+
+/** The baseline of the latency case at `rate`: the plain kafkajs transactional pipe as a process of its own. */
+async function baselineLatency(rate: number, tag: string, kafka: KafkaClient, brokers: string, admin: Awaited<ReturnType<KafkaClient["admin"]>>) {
+  const topicIn = `bench.lat.plain.${tag}.in`;
+  const topicOut = `bench.lat.plain.${tag}.out`;
+  await admin.ensureTopic(topicIn, PARTITIONS);
+  await admin.ensureTopic(topicOut, PARTITIONS);
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", resolve("bench/plain-pipe.ts"), "--brokers", brokers, "--in", topicIn, "--out", topicOut, "--transactional"],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  try {
+    return await loadAndMeasure(rate, `the plain kafkajs transactional pipe`, topicIn, topicOut, brokers, kafka);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nplain pipe stderr: ${stderr}`, { cause: err });
+  } finally {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+  }
 }
 
 /** Steady `rate` records/s for `SECONDS` through the 3-operator job (2 partition workflows, kafka.client `LATENCY_CLIENT`); latency from send to read_committed. */
@@ -555,8 +536,37 @@ async function measureLatency(
   brokers: string,
   kafka: KafkaClient,
 ) {
+  const measured = await loadAndMeasure(rate, "job", topicIn, topicOut, brokers, kafka);
   const client = await SageClient.connect({ config });
   const job = new StreamJobHandle(client, "kafkabench", jobId, [`sage/kafkabench/${jobId}/p0`, `sage/kafkabench/${jobId}/p1`]);
+  // Where the time went inside Temporal: every run of each partition workflow, batch by batch.
+  const inside = await Promise.all(job.workflowIds.map(async (id) => streamTimeline(await runHistories(client, id), batchTimes)));
+  await job.stop();
+  await job.result();
+  await client.close();
+  printInsideTemporal(inside);
+  const out = { client: LATENCY_CLIENT, ...measured, insideTemporal: inside };
+  console.log(
+    `\nlatency at ${rate} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+  );
+  printTable(
+    ["phase", "records", "p50 ms", "p99 ms", "max ms"],
+    [
+      [`warm-up (first ${WARMUP} s)`, String(out.warmup.records), String(out.warmup.p50Ms), String(out.warmup.p99Ms), String(out.warmup.maxMs)],
+      [`measured (${SECONDS} s)`, String(out.measured), String(out.p50Ms), String(out.p99Ms), String(out.maxMs)],
+    ],
+  );
+  return out;
+}
+
+type LoadResult = Awaited<ReturnType<typeof loadAndMeasure>>;
+
+/**
+ * Steady `rate` records/s into `topicIn` for the warm-up and measured seconds, once one probe
+ * record came out of `topicOut` (what reads it is running, not starting); each record's latency is
+ * send -> read_committed. Prints the latency by send-time window.
+ */
+async function loadAndMeasure(rate: number, what: string, topicIn: string, topicOut: string, brokers: string, kafka: KafkaClient) {
   const kafkajs = new Kafka({ clientId: "bench-latency", brokers: [brokers], logLevel: logLevel.NOTHING });
   const reader = kafkajs.consumer({ groupId: `latency-reader-${Date.now()}`, maxWaitTimeInMs: 20 });
   await reader.connect();
@@ -575,12 +585,12 @@ async function measureLatency(
   // (worker bundled, shim in the group, partition workflows started).
   const probeStart = Date.now();
   for (let p = 0; !probeSeen; p++) {
-    if (Date.now() - probeStart > 120_000) throw new Error("latency: the probe record did not come out within 120 s");
+    if (Date.now() - probeStart > 120_000) throw new Error(`latency: the probe record did not come out of ${what} within 120 s`);
     if (p % 20 === 0) await producer.send(topicIn, [{ key: "probe", value: JSON.stringify({ ...event(-1 - p), amount: 1 }) }]);
     await sleep(100);
   }
   console.log(
-    `latency at ${rate} records/s: job live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through); load starts at ${new Date().toISOString()}`,
+    `latency at ${rate} records/s: ${what} live after ${((Date.now() - probeStart) / 1000).toFixed(1)} s (probe record through); load starts at ${new Date().toISOString()}`,
   );
   const tickMs = 50;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
@@ -605,11 +615,6 @@ async function measureLatency(
   );
   await reader.disconnect();
   await producer.close();
-  // Where the time went inside Temporal: every run of each partition workflow, batch by batch.
-  const inside = await Promise.all(job.workflowIds.map(async (id) => streamTimeline(await runHistories(client, id), batchTimes)));
-  await job.stop();
-  await job.result();
-  await client.close();
   // Latency over the run, in windows of send time: a backlog or a stall shows where it happened.
   /** Latencies (ms, ascending) of the records sent in [from, to). */
   const sentBetween = (from: number, to: number): number[] =>
@@ -624,6 +629,27 @@ async function measureLatency(
     windows.push([span, from < warmupUntil ? "warm-up" : "measured", String(w.length), String(percentile(w, 50)), String(percentile(w, 99))]);
   }
   printTable(["send s", "phase", "records", "p50 ms", "p99 ms"], windows);
+  const sorted = sentBetween(warmupUntil, Infinity);
+  const cold = sentBetween(-Infinity, warmupUntil);
+  return {
+    rate,
+    seconds: SECONDS,
+    warmupSeconds: WARMUP,
+    sent: id,
+    read: samples.length,
+    slowestSendMs: slowestSend.ms,
+    measured: sorted.length,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted[sorted.length - 1] ?? NaN,
+    /** p99 over every record, warm-up included (the issue's target). */
+    allP99Ms: percentile(sentBetween(-Infinity, Infinity), 99),
+    warmup: { records: cold.length, p50Ms: percentile(cold, 50), p99Ms: percentile(cold, 99), maxMs: cold[cold.length - 1] ?? NaN },
+  };
+}
+
+/** Where each batch's time went inside Temporal, per partition workflow. */
+function printInsideTemporal(inside: Array<ReturnType<typeof streamTimeline>>): void {
   console.log(
     "inside Temporal, per batch signal (every run of each partition workflow), p50 / p99 ms; at each continue-as-new (p50 / max ms): the run's last activity to the next run's start and first activity, the hold signal to the run's close, the close to the next run's first workflow task, and that task",
   );
@@ -663,36 +689,6 @@ async function measureLatency(
       t.firstTask.join(" / "),
     ]),
   );
-  const sorted = sentBetween(warmupUntil, Infinity);
-  const cold = sentBetween(-Infinity, warmupUntil);
-  const out = {
-    client: LATENCY_CLIENT,
-    rate,
-    seconds: SECONDS,
-    warmupSeconds: WARMUP,
-    sent: id,
-    read: samples.length,
-    slowestSendMs: slowestSend.ms,
-    measured: sorted.length,
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
-    maxMs: sorted[sorted.length - 1] ?? NaN,
-    /** p99 over every record, warm-up included (the issue's target). */
-    allP99Ms: percentile(sentBetween(-Infinity, Infinity), 99),
-    warmup: { records: cold.length, p50Ms: percentile(cold, 50), p99Ms: percentile(cold, 99), maxMs: cold[cold.length - 1] ?? NaN },
-    insideTemporal: inside,
-  };
-  console.log(
-    `\nlatency at ${rate} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
-  );
-  printTable(
-    ["phase", "records", "p50 ms", "p99 ms", "max ms"],
-    [
-      [`warm-up (first ${WARMUP} s)`, String(cold.length), String(out.warmup.p50Ms), String(out.warmup.p99Ms), String(out.warmup.maxMs)],
-      [`measured (${SECONDS} s)`, String(out.measured), String(out.p50Ms), String(out.p99Ms), String(out.maxMs)],
-    ],
-  );
-  return out;
 }
 
 await main();
