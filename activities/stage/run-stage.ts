@@ -81,10 +81,12 @@ async function openKeyedState(unit: StageUnit, session: SinkSession) {
  * down runs again over everything that queued since); without this, the records its first run
  * committed would reach keyed state a second time, although their outputs are left out at commit.
  */
-async function skipCommitted(slices: StreamSlice[], session: SinkSession): Promise<void> {
+async function skipCommitted(slices: StreamSlice[], session: SinkSession): Promise<number[]> {
   const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
-  slices.forEach((s, i) => {
+  return slices.map((s, i) => {
+    const from = s.skipBelow;
     s.skipBelow = Math.max(s.skipBelow, upTo[i]!);
+    return from;
   });
 }
 
@@ -146,8 +148,10 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
     let nextTimer: number | null | undefined;
     let states: StageOutput["states"];
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
-      await skipCommitted(input.stream!.slices, session);
+      const from = await skipCommitted(input.stream!.slices, session);
       if (keyedOperatorsOf(stage).length === 0) {
+        // What an earlier attempt committed runs again for its counts only: the workflow never got that attempt's.
+        stream.recountFrom = from;
         await run();
         eventTime = edges.finishRepartitions();
         await stream.commit(session);

@@ -72,7 +72,8 @@ export class Sinks {
   private printPush(node: LogicalNode, prefix: string, producer: string): Push {
     const counts = this.unit.countsOf(node.id);
     return (v) => {
-      process.stdout.write(`${prefix}${encodeRecord(v, producer)}\n`);
+      // A record run again for its counts only was printed by the attempt that committed it.
+      if (!this.stream?.recounting) process.stdout.write(`${prefix}${encodeRecord(v, producer)}\n`);
       counts.out++;
     };
   }
@@ -92,7 +93,11 @@ export class Sinks {
     };
     // Retries get a context of their own (their attempt number); the first try reuses one.
     const call: Call = (v, c) => invoke(v, c === first ? first : sinkCtx(c));
-    return (v) => this.invoker.invoke(node, first, v, call, written);
+    return (v) => {
+      // A record run again for its counts only reached this sink in the attempt that committed it.
+      if (this.stream?.recounting) return written(undefined, v);
+      return this.invoker.invoke(node, first, v, call, written);
+    };
   }
 
   /** Adds outputs to the unit's transaction; the key comes from the key function or the source record. */

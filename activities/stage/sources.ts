@@ -144,8 +144,11 @@ async function driveStream(
       continue;
     }
     const origin = topicPartition(slice.topic, slice.partition);
+    const recountFrom = stream.recountFrom[i] ?? slice.skipBelow;
     for (const rec of decodeBatch(records[i]!)) {
-      if (rec.offset < slice.skipBelow) continue;
+      if (rec.offset < recountFrom) continue;
+      // Committed by an earlier attempt whose result was lost: run again for its counts only.
+      stream.recounting = rec.offset < slice.skipBelow;
       stream.current = rec;
       unit.eventTime = Number(rec.timestamp);
       let value: unknown;
@@ -168,6 +171,7 @@ async function driveStream(
   }
   stream.current = null;
   stream.currentSlice = -1;
+  stream.recounting = false;
   if (!local) return;
   if (watermarked) await advanceAll(local.runs, local.valve.watermark());
   await advanceAll(local.runs, now, true);

@@ -33,6 +33,17 @@ export class StreamCommit {
   private readonly traceable: boolean;
   /** Records written with a lineage header: the unit writes its batch line only when there are any. */
   private lineaged = 0;
+  /**
+   * Per slice, the first offset of the records the unit runs again for their counts only (an
+   * earlier attempt committed them, but its result never reached the workflow: a local activity
+   * whose workflow task was lost). Records from here up to the slice's `skipBelow` run through
+   * the chain; what they write to Kafka is dropped (it is committed), user and print sinks are not
+   * called (they were), and their inline edge outputs go on (the next stage's markers decide).
+   * Empty: no record is run again (a stage with keyed operators: state must not see a record twice).
+   */
+  recountFrom: number[] = [];
+  /** True while the record in flight is one run again for its counts only (see `recountFrom`). */
+  recounting = false;
 
   constructor(
     private readonly unit: StageUnit,
@@ -83,7 +94,7 @@ export class StreamCommit {
   withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined;
   withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined {
     if (this.batch === null) return headers;
-    this.lineaged++;
+    if (!this.recounting) this.lineaged++;
     const value = formatLineage({ source: this.traceable ? this.sourcePosition() : null, batch: this.batch });
     return headers ? { ...headers, [LINEAGE_HEADER]: value } : { [LINEAGE_HEADER]: value };
   }
@@ -101,8 +112,9 @@ export class StreamCommit {
     };
   }
 
-  /** Adds a message to the unit's transaction. */
+  /** Adds a message to the unit's transaction (dropped while recounting: an earlier attempt committed it). */
   write(topic: string, message: OutgoingMessage): void {
+    if (this.recounting) return;
     this.messages.push({ slice: this.currentSlice, topic, message });
   }
 

@@ -1,15 +1,18 @@
 /**
- * Exactly-once of keyed state when a streaming unit runs again with more batches merged in (a local
- * activity whose workflow task was lost): the stage runner is called directly on the real broker,
- * first over slice A, then over A and B under the same transactional id. A's records must not reach
- * the keyed state a second time: each key's rolling sum counts every input record once.
+ * A streaming unit that runs again after an earlier attempt committed it (a local activity whose
+ * workflow task was lost): the stage runner is called directly on the real broker, first over slice
+ * A, then again, over A alone or with B merged in, under the same transactional id.
+ * - Keyed state: A's records must not reach the state a second time; each key's rolling sum counts
+ *   every input record once.
+ * - Stateless: the run again reports the counts of every record of its unit (the workflow never got
+ *   the first attempt's), while each output and dead letter is written once.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { definePipeline, KafkaSink, KafkaSource } from "sage-temporal";
 import { OperatorRegistry } from "../../activities/registry.js";
 import { KeyedStateHost } from "../../activities/stage/keyed-state.js";
@@ -40,6 +43,67 @@ function runtimeOf(config: ReturnType<typeof streamConfig>): JobRuntimeOptions {
     historyBytesPerRun: config.kafka["history-bytes-per-run"],
     checkpointIntervalMs: config.state["checkpoint-interval"],
     deadLetterPath: config["dead-letter"].path ?? null,
+  };
+}
+
+/** A stage host on the real broker that runs units of `stageId` directly, as a worker's activity would. */
+function stageRunner(
+  registry: OperatorRegistry,
+  plan: { pipeline: string; hash: string; parallelism: number; fusion: boolean },
+  stageId: string,
+  jobId: string,
+  config: ReturnType<typeof streamConfig>,
+  kafka: ReturnType<typeof testKafka>,
+  logger: Logger,
+  dlq: string,
+) {
+  const dataDir = mkdtempSync(join(tmpdir(), "sage-unit-rerun-"));
+  const sinkHost = new KafkaSinkHost(kafka, logger);
+  const stateHost = new KeyedStateHost(() => sinkHost, logger);
+  const host: StageHost = {
+    registry,
+    dataDir,
+    logger,
+    heartbeat: () => {},
+    cancelled: () => false,
+    kafka: () => sinkHost,
+    keyedState: () => stateHost,
+  };
+  const context = {
+    jobId,
+    pipeline: plan.pipeline,
+    planHash: plan.hash,
+    parallelism: plan.parallelism,
+    fusion: plan.fusion,
+    params: {},
+    runtime: runtimeOf(config),
+  };
+  const unit = (slices: StreamSlice[]): StageInput => ({
+    ...context,
+    stage: stageId,
+    shard: "p0",
+    stream: { slices, workflowIndex: 0, deadLetterTopic: dlq },
+  });
+  return {
+    host,
+    unit,
+    close: async (): Promise<void> => {
+      await sinkHost.close();
+      await stateHost.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The slice of `messages` (consecutive offsets of partition 0 of `topic`) as the workflow hands it out. */
+function sliceOf(topic: string, messages: ConsumedMessage[], seq: number): StreamSlice {
+  return {
+    topic,
+    partition: 0,
+    from: Number(messages[0]!.offset),
+    to: Number(messages[messages.length - 1]!.offset),
+    skipBelow: Number(messages[0]!.offset),
+    seq,
   };
 }
 
@@ -84,14 +148,6 @@ test("a unit run again with a later batch merged in counts the records its first
   const input = (await kafka.readAll(topics.input)).sort((x, y) => Number(x.offset) - Number(y.offset));
   assert.equal(input.length, 20);
   const offsets = input.map((m) => Number(m.offset));
-  const sliceOf = (messages: ConsumedMessage[], seq: number): StreamSlice => ({
-    topic: topics.input,
-    partition: 0,
-    from: Number(messages[0]!.offset),
-    to: Number(messages[messages.length - 1]!.offset),
-    skipBelow: Number(messages[0]!.offset),
-    seq,
-  });
   const a = input.slice(0, 10);
   const b = input.slice(10);
   assert.deepEqual(
@@ -100,39 +156,13 @@ test("a unit run again with a later batch merged in counts the records its first
     "offsets without gaps",
   );
 
-  const dataDir = mkdtempSync(join(tmpdir(), "sage-unit-rerun-"));
-  const sinkHost = new KafkaSinkHost(kafka, logger);
-  const stateHost = new KeyedStateHost(() => sinkHost, logger);
-  const host: StageHost = {
-    registry,
-    dataDir,
-    logger,
-    heartbeat: () => {},
-    cancelled: () => false,
-    kafka: () => sinkHost,
-    keyedState: () => stateHost,
-  };
-  const context = {
-    jobId,
-    pipeline: plan.pipeline,
-    planHash: plan.hash,
-    parallelism: plan.parallelism,
-    fusion: plan.fusion,
-    params: {},
-    runtime: runtimeOf(config),
-  };
-  const unit = (slices: StreamSlice[]): StageInput => ({
-    ...context,
-    stage: stage.id,
-    shard: "p0",
-    stream: { slices, workflowIndex: 0, deadLetterTopic: topics.dlq },
-  });
+  const { host, unit, close } = stageRunner(registry, plan, stage.id, jobId, config, kafka, logger, topics.dlq);
   try {
     // The first run of the unit commits A.
-    const first = await runStage(unit([sliceOf(a, 1)]), host, logger, [encodeBatch(a)]);
+    const first = await runStage(unit([sliceOf(topics.input, a, 1)]), host, logger, [encodeBatch(a)]);
     assert.equal(first.states?.[uids[0]!]?.entries, 2, "two keys in state after A");
     // Its workflow task was lost: the unit runs again, now with B merged in.
-    await runStage(unit([sliceOf(a, 1), sliceOf(b, 2)]), host, logger, [encodeBatch(a), encodeBatch(b)]);
+    await runStage(unit([sliceOf(topics.input, a, 1), sliceOf(topics.input, b, 2)]), host, logger, [encodeBatch(a), encodeBatch(b)]);
 
     const out = (await kafka.readAll(topics.output)).map((m) => JSON.parse(m.value!.toString("utf8")) as Add);
     const sums = (k: string): number[] => out.filter((e) => e.k === k).map((e) => e.v);
@@ -147,8 +177,72 @@ test("a unit run again with a later batch merged in counts the records its first
     assert.equal(last.size, 2, `changelog keys: ${[...last.keys()].join(", ")}`);
     for (const [key, value] of last) assert.match(value, /"v":10\b/, `changelog ${key}: ${value}`);
   } finally {
-    await sinkHost.close();
-    await stateHost.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await close();
+  }
+});
+
+test("a stateless unit run again, alone or with a later batch merged in, reports every record's counts and writes each output once", async () => {
+  const topics = streamTopics("unit-recount");
+  const config = streamConfig("unit-recount", topics.dlq);
+  // Odd values are filtered out; 13 fails the map (a dead letter); the rest go out doubled.
+  const pipeline = definePipeline("unitrecount", (env) => {
+    env
+      .fromSource(KafkaSource.topic<Add>(topics.input, { groupId: topics.group }), { name: "in" })
+      .filter((e) => e.v % 2 === 0 || e.v === 13, { name: "even" })
+      .map(
+        (e) => {
+          if (e.v === 13) throw new Error("thirteen");
+          return { k: e.k, v: e.v * 2 };
+        },
+        { name: "double" },
+      )
+      .sink(KafkaSink.topic<Add>(topics.output), { name: "out" });
+  });
+  const logger = pino({ level: process.env.SAGE_TEST_LOG ?? "silent" });
+  const registry = new OperatorRegistry(pipeline, logger);
+  const { plan } = registry.compile(1, config.execution.fusion);
+  const stage = plan.stages.find((s) => s.source)!;
+  assert.equal(keyedOperatorsOf(stage).length, 0, "a stateless stage");
+  const jobId = `recount-${process.pid}-${Date.now()}`;
+  const kafka = testKafka();
+  await createTopics(kafka, topics, 1);
+  // Values 0..19: A is 0..9 (evens 0,2,4,6,8), B is 10..19 (evens 10..18, and 13 dead).
+  const producer = await kafka.producer();
+  try {
+    await producer.send(
+      topics.input,
+      Array.from({ length: 20 }, (_, v) => ({ key: `k${v}`, value: JSON.stringify({ k: `k${v}`, v }), partition: 0 })),
+    );
+  } finally {
+    await producer.close();
+  }
+  const input = (await kafka.readToEnd(topics.input)).sort((x, y) => Number(x.offset) - Number(y.offset));
+  assert.equal(input.length, 20);
+  const a = input.slice(0, 10);
+  const b = input.slice(10);
+  const { host, unit, close } = stageRunner(registry, plan, stage.id, jobId, config, kafka, logger, topics.dlq);
+  try {
+    const first = await runStage(unit([sliceOf(topics.input, a, 1)]), host, logger, [encodeBatch(a)]);
+    assert.deepEqual(first.counts["in"], { in: 10, out: 10, dead: 0 });
+    assert.deepEqual(first.counts["out"], { in: 5, out: 5, dead: 0 });
+    // Its workflow task was lost: the same unit runs again and must report what the first did.
+    const again = await runStage(unit([sliceOf(topics.input, a, 1)]), host, logger, [encodeBatch(a)]);
+    assert.deepEqual(again.counts, first.counts, "the same unit run again reports the same counts");
+    // Lost again: now with B merged in. Its counts are A's and B's.
+    const merged = await runStage(unit([sliceOf(topics.input, a, 1), sliceOf(topics.input, b, 2)]), host, logger, [encodeBatch(a), encodeBatch(b)]);
+    assert.deepEqual(merged.counts["in"], { in: 20, out: 20, dead: 0 });
+    assert.deepEqual(merged.counts["double"], { in: 11, out: 10, dead: 1 });
+    assert.deepEqual(merged.counts["out"], { in: 10, out: 10, dead: 0 });
+
+    // Each output and the dead letter once, in spite of three runs over A.
+    const out = (await kafka.readToEnd(topics.output)).map((m) => (JSON.parse(m.value!.toString("utf8")) as Add).v).sort((x, y) => x - y);
+    assert.deepEqual(
+      out,
+      [0, 2, 4, 6, 8, 10, 12, 14, 16, 18].map((v) => v * 2),
+    );
+    const dead = await kafka.readToEnd(topics.dlq);
+    assert.equal(dead.length, 1, `dead letters: ${dead.map((m) => m.value?.toString("utf8")).join(" | ")}`);
+  } finally {
+    await close();
   }
 });
