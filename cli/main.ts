@@ -13,6 +13,7 @@ import { alertsExportCommand, dashboardExportCommand } from "./monitoring.js";
 import { dlqListCommand, dlqShowCommand } from "./dlq.js";
 import { dlqRedriveCommand } from "./dlq-redrive.js";
 import { lineageCommand } from "./lineage.js";
+import { whatifCommand } from "./whatif.js";
 import { savepointCommand, savepointListCommand, savepointRemoveCommand, savepointShowCommand, type SavepointFlags } from "./savepoint.js";
 import { SageError } from "../core/errors.js";
 
@@ -193,6 +194,19 @@ withGlobals(program.command("lineage <job> <output>"))
   .description("where an output record (topic[partition]@offset, a dead letter too) of a streaming job came from: source position, batch, run, attempt")
   .option("--json", "print JSON")
   .action(lineageCommand);
+
+withGlobals(program.command("whatif <job>"))
+  .description("re-run a streaming job's recorded input through a changed pipeline in this process (no real sink written) and diff the outputs per record")
+  .requiredOption("--module <module>", "the changed pipeline module")
+  .option("--base <module>", "the pipeline module the job runs (required; its plan hash must be the job's)")
+  .option("--pipeline <name>", "which pipeline, if the modules export several")
+  .option("--from <from>", "start of the range: partition:offset[,...] (or topic:partition:offset), or an ISO time (default: the first offset Kafka holds)")
+  .option("--to <to>", "end of the range, not included: offsets or an ISO time as for --from (default: the end of each partition)")
+  .option("--out <file>", "also write the diff as JSON Lines")
+  .option("--batch <n>", "most source records per unit where the job's lineage does not say how it cut its batches (default kafka.max-batch-records)")
+  .option("--no-memo", "run every stage again, reusing no memoized stage output")
+  .option("--json", "print JSON")
+  .action(whatifCommand);
 
 program
   .command("models")

@@ -24,13 +24,16 @@ export interface StageHost {
   heartbeat(details?: unknown): void;
   /** True once the server asked to cancel this activity (checked per record: cheap). */
   cancelled?(): boolean;
-  /** Kafka producers of this worker (streaming jobs only). */
-  kafka?(): KafkaSinkHost;
+  /** Kafka producers of this worker (streaming jobs only; a what-if gives one that captures the unit's writes). */
+  kafka?(): StageKafka;
   /** The keyed state this worker serves (streaming jobs only). */
   keyedState?(): KeyedStateHost;
   /** The workflow run and attempt of this activity (what a batch's lineage line names). */
   execution?: StageExecution;
 }
+
+/** What a streaming unit uses of the worker's Kafka producers: its topics made, its transaction held. */
+export type StageKafka = Pick<KafkaSinkHost, "ensureTopic" | "withSession">;
 
 /** The partition workflow, its run and the activity attempt a unit runs in. */
 export interface StageExecution {

@@ -133,6 +133,8 @@ export interface KafkaAdmin {
   /** Which of `topics` the cluster does not have. */
   missingTopics(topics: readonly string[]): Promise<string[]>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
+  /** The broker's offset-for-time lookup: per partition, the first offset whose record's timestamp is at or after `timestamp` (ms), else the end offset. */
+  offsetsForTime(topic: string, timestamp: number): Promise<Array<{ partition: number; offset: string }>>;
   /**
    * Committed offsets of a group on some partitions of a topic (absent: none committed), read only
    * once no transaction is still committing offsets for them (OffsetFetch with require_stable). Still

@@ -724,6 +724,11 @@ class ConfluentAdmin implements KafkaAdmin {
     return topicOffsets(this.a, topic);
   }
 
+  async offsetsForTime(topic: string, timestamp: number): Promise<Array<{ partition: number; offset: string }>> {
+    const offsets = await this.a.fetchTopicOffsetsByTimestamp(topic, timestamp, { isolationLevel: confluentModule().IsolationLevel.READ_COMMITTED });
+    return offsets.map((o) => ({ partition: o.partition, offset: o.offset })).sort((x, y) => x.partition - y.partition);
+  }
+
   async committedOffsets(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, string>> {
     // The same OffsetFetch with require_stable as for kafkajs, over our own connection: its retries
     // while a transaction commits are the sink's protocol, not the client's.

@@ -399,6 +399,10 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
           const offsets = await a.fetchTopicOffsets(topic);
           return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high })).sort((x, y) => x.partition - y.partition);
         },
+        async offsetsForTime(topic, timestamp) {
+          const offsets = await a.fetchTopicOffsetsByTimestamp(topic, timestamp);
+          return offsets.map((o) => ({ partition: o.partition, offset: o.offset })).sort((x, y) => x.partition - y.partition);
+        },
         async committedOffsets(groupId, topic, partitions, waitMs) {
           try {
             const stable = await fetchStableOffsets(

@@ -1,0 +1,192 @@
+/**
+ * One side of a what-if: a pipeline run in this process over the recorded units, by the stage
+ * runner itself, with its Kafka writes captured (`CapturedKafka`). Each stage unit is looked up in
+ * the memo first and run only when its key is new; downstream stages run on what their upstream
+ * unit sent, as the partition workflow runs them. Streaming jobs without keyed state only.
+ */
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import { runStage, type StageHost } from "../../activities/stage/run-stage.js";
+import { OperatorRegistry } from "../../activities/registry.js";
+import { serviceRegistryOf } from "../../activities/services.js";
+import type { Pipeline } from "../../core/api/pipeline.js";
+import type { SageConfig } from "../../core/config/schema.js";
+import { canonicalJson } from "../../core/plan/hash.js";
+import { sentBatches, type JobRuntimeOptions, type StageInput, type StreamUnit } from "../../core/plan/job.js";
+import { LINEAGE_HEADER, lineageTopicOf, parseLineage } from "../../core/plan/lineage.js";
+import type { PhysicalPlan, Stage } from "../../core/plan/physical.js";
+import { keyedOperatorsOf, workflowIndexOf } from "../../core/plan/stream.js";
+import { stageHashOf, stageUnitKey } from "../../core/whatif/stage-key.js";
+import type { WhatifOutput } from "../../core/whatif/output-diff.js";
+import { readUsage, type UsageTotals } from "../../connectors/llm/usage-ledger.js";
+import { CapturedKafka, type CapturedMessage } from "./captured-kafka.js";
+import { WhatifUnsupportedError } from "./errors.js";
+import type { RangeUnit } from "./recorded-range.js";
+import type { MemoMessage, StageMemo } from "./stage-memo.js";
+
+/** What one side of a what-if is run with. */
+export interface WhatifSideOptions {
+  pipeline: Pipeline;
+  config: SageConfig;
+  /** The job id the side runs under (its model calls are ledgered under it, not under the real job). */
+  jobId: string;
+  params: Record<string, string>;
+  parallelism: number;
+  fusion: boolean;
+  runtime: JobRuntimeOptions;
+  units: readonly RangeUnit[];
+  /** The memo (null: every stage unit runs). */
+  memo: StageMemo | null;
+  /** The job's dead-letter topic: dead letters are outputs of the diff too, under its name. */
+  deadLetterTopic: string;
+  logger: Logger;
+}
+
+/** What one side produced. */
+export interface WhatifSide {
+  plan: PhysicalPlan;
+  jobId: string;
+  outputs: WhatifOutput[];
+  /** Stage units run, and those taken from the memo instead. */
+  stageRuns: number;
+  memoHits: number;
+  /** Its model requests, in all and per operator: answered by the endpoint (`requests - cached`) or from the response cache. */
+  usage: { total: UsageTotals; operators: Record<string, UsageTotals> };
+}
+
+/** Refuses what the in-process runner cannot re-run: keyed (stateful) operators, or no Kafka source. */
+export function checkWhatifPlan(plan: PhysicalPlan): void {
+  if (!plan.stages.some((s) => s.source && plan.nodes.find((n) => n.id === s.operators[0])?.source?.kind === "kafka")) {
+    throw new WhatifUnsupportedError(`pipeline "${plan.pipeline}" does not read a Kafka source: sage whatif re-runs streaming jobs`);
+  }
+  const keyed = plan.stages.flatMap(keyedOperatorsOf);
+  if (keyed.length > 0 || plan.edges.some((e) => e.keyed)) {
+    throw new WhatifUnsupportedError(
+      `pipeline "${plan.pipeline}" has keyed (stateful) operators (${keyed.join(", ") || "a keyBy"}): sage whatif re-runs stateless streaming pipelines only`,
+    );
+  }
+}
+
+/** A captured message for the memo. */
+function toMemo({ topic, message: m }: CapturedMessage): MemoMessage {
+  const base64: Array<"key" | "value"> = [];
+  const text = (v: string | Buffer | null, field: "key" | "value"): string | null => {
+    if (v === null || typeof v === "string") return v;
+    base64.push(field);
+    return v.toString("base64");
+  };
+  const key = text(m.key, "key");
+  const value = text(m.value, "value");
+  return { topic, key, value, ...(base64.length > 0 ? { base64 } : {}), ...(m.headers ? { headers: m.headers } : {}) };
+}
+
+/** A message as an output of the diff: its value parsed when it is JSON, and where it came from. */
+function toOutput(m: MemoMessage, unit: number): WhatifOutput {
+  let value: unknown = m.value;
+  if (m.value !== null && !m.base64?.includes("value")) {
+    try {
+      value = JSON.parse(m.value);
+    } catch {
+      value = m.value;
+    }
+  }
+  const lineage = m.headers?.[LINEAGE_HEADER];
+  const source = lineage ? parseLineage(lineage)?.source : null;
+  return { topic: m.topic, key: m.key, value, from: source ?? `unit ${unit}` };
+}
+
+/** Hash of an edge batch a downstream stage reads. */
+function batchHash(edge: string, batch: unknown[]): string {
+  return createHash("sha256")
+    .update(`${edge}\n${canonicalJson(batch)}`)
+    .digest("hex");
+}
+
+/** Runs `options.pipeline` over the units, capturing its outputs. */
+export async function runWhatifSide(options: WhatifSideOptions): Promise<WhatifSide> {
+  const { pipeline, config, logger, memo } = options;
+  const dataDir = config["data-dir"];
+  const registry = new OperatorRegistry(pipeline, logger, serviceRegistryOf(pipeline, config, dataDir, `whatif-${process.pid}`, logger));
+  const { plan } = registry.compile(options.parallelism, options.fusion);
+  checkWhatifPlan(plan);
+  const kafka = new CapturedKafka();
+  const host: StageHost = {
+    registry,
+    dataDir,
+    logger,
+    heartbeat: () => {},
+    cancelled: () => false,
+    kafka: () => kafka,
+    execution: { workflowId: `whatif/${plan.pipeline}/${options.jobId}`, runId: options.jobId, attempt: 1 },
+  };
+  const context = {
+    jobId: options.jobId,
+    pipeline: plan.pipeline,
+    planHash: plan.hash,
+    parallelism: plan.parallelism,
+    fusion: plan.fusion,
+    params: options.params,
+    runtime: options.runtime,
+  };
+  const hashes = new Map(plan.stages.map((s) => [s.id, stageHashOf(plan, s)] as const));
+  const stageOfTopic = new Map<string, Stage>();
+  for (const s of plan.stages.filter((x) => x.source)) {
+    const source = plan.nodes.find((n) => n.id === s.operators[0])?.source;
+    if (source?.kind === "kafka") for (const t of source.topics) stageOfTopic.set(t, s);
+  }
+  const lineageTopic = lineageTopicOf(plan.pipeline, options.jobId);
+  const side: WhatifSide = { plan, jobId: options.jobId, outputs: [], stageRuns: 0, memoHits: 0, usage: { total: emptyUsage(), operators: {} } };
+
+  /** Runs (or recalls) one stage unit, then the stages its outputs feed. */
+  const run = async (stage: Stage, unit: Omit<StageInput, keyof typeof context | "stage">, inputHash: string, index: number, records: Uint8Array[]) => {
+    const key = stageUnitKey(hashes.get(stage.id)!, inputHash, options.params);
+    let entry = memo ? await memo.get(key) : null;
+    if (entry) side.memoHits++;
+    else {
+      const output = await runStage({ ...context, stage: stage.id, ...unit }, host, logger, records);
+      // The unit's lineage line names this side's run: it is no output, and the memo is shared by both sides.
+      entry = {
+        output,
+        messages: kafka
+          .take()
+          .filter((m) => m.topic !== lineageTopic)
+          .map(toMemo),
+      };
+      side.stageRuns++;
+      await memo?.put(key, entry);
+    }
+    for (const m of entry.messages) side.outputs.push(toOutput(m, index));
+    for (const [edgeKey, sent] of sentBatches(entry.output)) {
+      const edge = plan.edges.find((e) => e.fromStage === stage.id && e.id === edgeKey);
+      if (!edge || !("batch" in sent)) throw new WhatifUnsupportedError(`stage ${stage.id} sent on edge "${edgeKey}", which a what-if cannot follow`);
+      const target = plan.stages.find((s) => s.id === edge.toStage)!;
+      await run(
+        target,
+        { shard: `${unit.shard}.${edgeKey}`, batch: sent.batch, edge: edgeKey, ...(unit.stream ? { stream: unit.stream } : {}) },
+        batchHash(edgeKey, sent.batch),
+        index,
+        [],
+      );
+    }
+  };
+
+  try {
+    for (const [index, u] of options.units.entries()) {
+      const slice = u.slices[0]!;
+      const stage = stageOfTopic.get(slice.topic);
+      if (!stage) throw new WhatifUnsupportedError(`pipeline "${plan.pipeline}" has no source reading topic ${slice.topic}`);
+      const workflowIndex = workflowIndexOf(slice.partition, plan.parallelism);
+      const stream: StreamUnit = { slices: u.slices, workflowIndex, deadLetterTopic: options.deadLetterTopic, lineageTopic };
+      await run(stage, { shard: `p${workflowIndex}`, stream }, u.inputHash, index, u.records);
+    }
+  } finally {
+    await registry.close();
+  }
+  side.usage = (await readUsage(dataDir, plan.pipeline, options.jobId)) ?? side.usage;
+  return side;
+}
+
+/** Usage of a side that made no model request. */
+function emptyUsage(): UsageTotals {
+  return { requests: 0, cached: 0, inputs: 0, promptTokens: 0, completionTokens: 0, cost: 0, models: [] };
+}

@@ -1,0 +1,182 @@
+/**
+ * `sage whatif` against a streaming job that ran for real (dev server, broker, local model server):
+ * the base module again gives an empty diff and no model call; a changed filter gives exactly the
+ * records it lets through more and less; a changed prompt in the second stage re-runs that stage
+ * alone (the first comes from the memo) and calls the model once per record it reaches. The job's
+ * output topic is the same after every what-if, and a range Kafka no longer holds fails clearly.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Kafka } from "kafkajs";
+import { pino } from "pino";
+import { startModelServerProcess, type ModelServerProcess } from "../../models/server-process.js";
+import { SageClient } from "../../client/sage-client.js";
+import { lineageTopicOf } from "../../core/plan/lineage.js";
+import type { DiffEntry } from "../../core/whatif/output-diff.js";
+import { RangeUnavailableError } from "../../replay/whatif/errors.js";
+import { parseRangeBound, readRecordedRange } from "../../replay/whatif/recorded-range.js";
+import { whatIf, type WhatifOptions } from "../../replay/whatif/whatif.js";
+import type { Pipeline } from "../../core/api/pipeline.js";
+import { REPO, sageCli, until } from "../support/harness.js";
+import { createTopics, runStreaming, streamCliEnv, streamConfig, streamTopics, testBrokers, testKafka } from "../support/kafka.js";
+import { join } from "node:path";
+import base, { BASE_TEMPLATE, KEEP_BASE, whatifPipeline, type Answered, type Question } from "../fixtures/whatif-pipeline.js";
+
+const QUESTIONS: Question[] = [
+  "What is Kafka?",
+  "Why is the sky blue?",
+  "What is a workflow?",
+  "Who wrote Hamlet?",
+  "What is two plus two?",
+  "Where is Paris?",
+  "What colour is grass?",
+  "What is rain?",
+].map((text, id) => ({ id, text }));
+const kept = (keep: (q: Question) => boolean): number[] => QUESTIONS.filter(keep).map((q) => q.id);
+
+let models: ModelServerProcess;
+before(async () => (models = await startModelServerProcess()));
+after(async () => models.stop());
+
+/** Ids of the diff's entries of one kind, sorted. */
+function idsOf(entries: DiffEntry[], kind: DiffEntry["kind"]): number[] {
+  return entries
+    .filter((e) => e.kind === kind)
+    .map((e) => Number(e.key))
+    .sort((a, b) => a - b);
+}
+
+test("what-if: unchanged, changed filter, changed prompt; the job's output untouched; an expired range", async () => {
+  const t = streamTopics("whatif");
+  Object.assign(process.env, t.env);
+  const config = streamConfig("whatif", t.dlq, { "llm.base-url": `${models.url}/v1`, "kafka.max-batch-records": 3 });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 1);
+  const producer = await kafka.producer();
+  await producer.send(
+    t.input,
+    QUESTIONS.map((q) => ({ key: String(q.id), value: JSON.stringify(q) })),
+  );
+  await producer.close();
+
+  const jobId = "whatif";
+  const expected = kept(KEEP_BASE);
+  const job = await runStreaming(base, config, jobId);
+  try {
+    await until("every kept question answered", async () => ((await kafka.readAll(t.output)).length >= expected.length ? true : undefined), 240_000);
+    await job.finish();
+  } finally {
+    await job.close();
+  }
+  const before = await kafka.readAll(t.output);
+  const probe = await kafka.admin();
+  const highBefore = await probe.partitionOffsets(t.output).finally(() => probe.close());
+  assert.deepEqual(
+    before.map((m) => (JSON.parse(m.value!.toString()) as Answered).id).sort((a, b) => a - b),
+    expected,
+  );
+
+  const client = await SageClient.connect({ config });
+  const plan = base.compile({ parallelism: 1, fusion: true }).plan;
+  const options = (changed: Pipeline): WhatifOptions => ({
+    config,
+    kafka,
+    job: { pipeline: plan.pipeline, jobId, plan, params: {} },
+    base,
+    changed,
+    runtime: client.runtimeOptions(),
+    deadLetterTopic: t.dlq,
+    memo: true,
+    maxRecords: 3,
+    logger: pino({ level: "warn" }),
+  });
+  try {
+    // The base again: every stage unit of the changed side comes from the memo the base side filled, and the base side's requests are the job's.
+    const same = await whatIf(options(whatifPipeline({ keep: KEEP_BASE, template: BASE_TEMPLATE })));
+    assert.deepEqual(same.diff.entries, []);
+    assert.equal(same.counts.same, expected.length);
+    assert.equal(same.base.modelCalls, 0, "the base side's requests are the job's: answered from the response cache");
+    assert.equal(same.base.cacheHits, 2 * expected.length);
+    assert.deepEqual([same.changed.modelCalls, same.changed.cacheHits, same.changed.stageRuns], [0, 0, 0]);
+    assert.ok(same.changed.memoHits > 0);
+
+    // A changed filter: ids that are multiples of 4 out, the other multiples of 3 in.
+    const keep4 = (q: Question): boolean => q.id % 4 !== 0;
+    const filtered = await whatIf(options(whatifPipeline({ keep: keep4, template: BASE_TEMPLATE })));
+    const added = kept(keep4).filter((id) => !expected.includes(id));
+    const removed = expected.filter((id) => !kept(keep4).includes(id));
+    assert.deepEqual(idsOf(filtered.diff.entries, "added"), added);
+    assert.deepEqual(idsOf(filtered.diff.entries, "removed"), removed);
+    assert.deepEqual(idsOf(filtered.diff.entries, "changed"), []);
+    assert.equal(filtered.counts.same, expected.length - removed.length);
+    // Only the questions it lets through anew are new requests, two each (topic and answer). The first stage ran
+    // again (its filter changed), its other requests from the cache; a second-stage unit whose input is unchanged from the memo.
+    assert.equal(filtered.changed.modelCalls, 2 * added.length);
+    assert.deepEqual(filtered.changed.operators["topic"], { calls: added.length, cacheHits: kept(keep4).length - added.length });
+    assert.equal(filtered.changed.operators["answer"]?.calls, added.length);
+
+    // A changed prompt in the second stage: the first stage comes from the memo, the second calls the model once per record it reaches.
+    const reworded = await whatIf(options(whatifPipeline({ keep: KEEP_BASE, template: "Reply with one short sentence. Question: {{text}}" })));
+    assert.equal(reworded.changed.operators["topic"], undefined, "the first stage made no request at all");
+    assert.deepEqual(reworded.changed.operators["answer"], { calls: expected.length, cacheHits: 0 });
+    assert.equal(reworded.changed.modelCalls, expected.length);
+    assert.ok(reworded.changed.promptTokens > 0);
+    assert.equal(reworded.changed.memoHits, reworded.units, "each first-stage unit from the memo");
+    assert.equal(reworded.changed.stageRuns, same.base.stageRuns - reworded.units, "each second-stage unit run again");
+    assert.deepEqual([reworded.counts.added, reworded.counts.removed, reworded.counts.changed + reworded.counts.same], [0, 0, expected.length]);
+    for (const e of reworded.diff.entries) {
+      assert.equal(e.kind, "changed");
+      if (e.kind === "changed")
+        assert.deepEqual(
+          e.fields.map((f) => f.path),
+          ["$.answer"],
+          `record ${e.key}: only the answer may change`,
+        );
+    }
+
+    // None of it reached the job's topics: the output is as the job left it, no what-if topic was made.
+    const afterAll = await kafka.readAll(t.output);
+    assert.deepEqual(
+      afterAll.map((m) => [m.partition, m.offset, m.value!.toString()]),
+      before.map((m) => [m.partition, m.offset, m.value!.toString()]),
+    );
+    const admin = await kafka.admin();
+    try {
+      assert.deepEqual(await admin.partitionOffsets(t.output), highBefore);
+      const sides = [same, filtered, reworded].flatMap((r) => [r.base.jobId, r.changed.jobId]).map((id) => lineageTopicOf(plan.pipeline, id));
+      assert.deepEqual(await admin.missingTopics(sides), sides);
+    } finally {
+      await admin.close();
+    }
+
+    // Times go through the broker's offset-for-time lookup: from the first record's time is offset 0, to a later time the end.
+    const first = Number((await kafka.readAll(t.input))[0]!.timestamp);
+    const [byTime] = await readRecordedRange(
+      kafka,
+      [t.input],
+      parseRangeBound(new Date(first).toISOString(), "--from"),
+      parseRangeBound(new Date(first + 60_000).toISOString(), "--to"),
+    );
+    assert.deepEqual([byTime!.from, byTime!.to, byTime!.records.length], [0, QUESTIONS.length, QUESTIONS.length]);
+
+    // The first records deleted (as retention would): a range from offset 0 is no longer available.
+    const raw = new Kafka({ brokers: [testBrokers()], clientId: "whatif-test" }).admin();
+    await raw.connect();
+    await raw.fetchTopicMetadata({ topics: [t.input] });
+    await raw.deleteTopicRecords({ topic: t.input, partitions: [{ partition: 0, offset: "4" }] });
+    await raw.disconnect();
+    await assert.rejects(
+      whatIf({ ...options(base), from: parseRangeBound("0:0", "--from") }),
+      (err: unknown) => err instanceof RangeUnavailableError && err.topic === t.input && err.partition === 0 && err.firstHeld === 4,
+    );
+    const module = join(REPO, "test", "fixtures", "whatif-pipeline.ts");
+    const cli = sageCli(["whatif", jobId, "--module", module, "--base", module, "--from", "0:2"], { env: streamCliEnv(config, t) });
+    assert.equal(cli.code, 2, cli.stderr);
+    assert.match(
+      cli.stderr,
+      new RegExp(`${t.input.replace(/\./g, "\\.")}\\[0\\] starts at offset 2, which is no longer available: the first offset still held is 4`),
+    );
+  } finally {
+    await client.close();
+  }
+});

@@ -1,0 +1,109 @@
+/**
+ * The pure parts of `sage whatif`: the per-record diff (matched by origin, then content, then key;
+ * field-level changes), the stage hash that keys the memo, the range flags, and the units a
+ * recorded range is cut into (at the job's batch starts).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { definePipeline, KafkaSink, KafkaSource } from "../../index.js";
+import { diffOutputs, fieldChanges, type WhatifOutput } from "../../core/whatif/output-diff.js";
+import { stageHashOf, stageUnitKey } from "../../core/whatif/stage-key.js";
+import { batchStartsOf, parseRangeBound, unitsOf, type PartitionRange } from "../../replay/whatif/recorded-range.js";
+
+const out = (from: string, key: string | null, value: unknown, topic = "out"): WhatifOutput => ({ topic, key, value, from });
+
+test("the diff pairs outputs by origin, then content, then key; what is left is added or removed", () => {
+  const base = [
+    out("in[0]@1", "1", { a: 1 }),
+    out("in[0]@2", "2", { a: 2, b: [1, 2] }),
+    out("in[0]@3", "3", { a: 3 }),
+    out("unit 0", "7", { n: 7 }),
+    out("unit 0", "8", { n: 8 }),
+  ];
+  const changed = [
+    out("in[0]@1", "1", { a: 1 }),
+    out("in[0]@2", "2", { a: 2, b: [1, 5], c: true }),
+    out("in[0]@4", "4", { a: 4 }),
+    out("unit 0", "8", { n: 80 }),
+    out("unit 0", "7", { n: 7 }),
+  ];
+  const diff = diffOutputs(base, changed);
+  assert.equal(diff.same, 2);
+  assert.deepEqual(
+    diff.entries.map((e) => [e.kind, e.from, e.key]),
+    [
+      ["changed", "in[0]@2", "2"],
+      ["removed", "in[0]@3", "3"],
+      ["changed", "unit 0", "8"],
+      ["added", "in[0]@4", "4"],
+    ],
+  );
+  const changedEntry = diff.entries[0]!;
+  assert.ok(changedEntry.kind === "changed");
+  assert.deepEqual(changedEntry.fields, [
+    { path: "$.b[1]", base: 2, changed: 5 },
+    { path: "$.c", changed: true },
+  ]);
+});
+
+test("outputs with no key and one origin pair in order; different keys in one origin are an add and a remove", () => {
+  const diff = diffOutputs([out("unit 1", null, "x"), out("unit 2", "a", 1)], [out("unit 1", null, "y"), out("unit 2", "b", 1)]);
+  assert.deepEqual(
+    diff.entries.map((e) => e.kind),
+    ["changed", "removed", "added"],
+  );
+  assert.deepEqual(fieldChanges("x", "y"), [{ path: "$", base: "x", changed: "y" }]);
+  assert.deepEqual(fieldChanges({ a: [1] }, { a: [1, 2] }), [{ path: "$.a", base: [1], changed: [1, 2] }]);
+});
+
+test("a stage's hash changes with its own operators only; the unit key with its input and parameters", () => {
+  const build = (factor: number, suffix: string) =>
+    definePipeline("hashes", (env) =>
+      env
+        .fromSource(KafkaSource.topic<{ n: number }>("in", { groupId: "g" }), { name: "in" })
+        .map((r) => ({ n: r.n + 1 }), { name: "first" })
+        .map(factor === 2 ? (r: { n: number }) => ({ n: r.n * 2 }) : (r: { n: number }) => ({ n: r.n * 3 }), { name: "second", parallelism: 2 })
+        .map((r) => ({ s: `${r.n}${suffix}` }), { name: "third", parallelism: 2 })
+        .sink(KafkaSink.topic("out"), { name: "out", parallelism: 2 }),
+    ).compile({ parallelism: 1, fusion: true }).plan;
+  const a = build(2, "");
+  const b = build(3, "");
+  assert.equal(a.stages.length, 2);
+  assert.equal(stageHashOf(a, a.stages[0]!), stageHashOf(b, b.stages[0]!), "the first stage is unchanged");
+  assert.notEqual(stageHashOf(a, a.stages[1]!), stageHashOf(b, b.stages[1]!), "the second stage's function changed");
+  const h = stageHashOf(a, a.stages[0]!);
+  assert.notEqual(stageUnitKey(h, "in1", {}), stageUnitKey(h, "in2", {}));
+  assert.notEqual(stageUnitKey(h, "in1", {}), stageUnitKey(h, "in1", { p: "1" }));
+  assert.equal(stageUnitKey(h, "in1", { p: "1", q: "2" }), stageUnitKey(h, "in1", { q: "2", p: "1" }));
+});
+
+test("--from/--to read offsets per partition or an ISO time; anything else is a usage error", () => {
+  assert.deepEqual(parseRangeBound("0:10,t.x:1:5", "--from"), {
+    kind: "offsets",
+    offsets: [
+      { topic: null, partition: 0, offset: 10 },
+      { topic: "t.x", partition: 1, offset: 5 },
+    ],
+  });
+  assert.deepEqual(parseRangeBound("2026-12-03T08:00:00Z", "--to"), { kind: "time", at: Date.parse("2026-12-03T08:00:00Z"), text: "2026-12-03T08:00:00Z" });
+  assert.throws(() => parseRangeBound("yesterday", "--from"), /--from yesterday: give offsets/);
+  assert.throws(() => parseRangeBound("2026-13-45", "--from"), /not a time/);
+});
+
+test("a range is cut into units at the job's batch starts and at the most records per unit", () => {
+  const records = Array.from({ length: 10 }, (_, i) => ({ offset: String(100 + i), key: null, value: Buffer.from(`v${i}`), headers: {}, timestamp: "0" }));
+  const range: PartitionRange = { topic: "in", partition: 0, from: 100, to: 110, records };
+  const starts = batchStartsOf([{ batch: "b", stage: "s0", workflowId: "w", runId: "r", attempt: 1, slices: ["in[0]@100-102", "in[0]@103-103"], at: "" }]);
+  const units = unitsOf([range], 4, starts);
+  assert.deepEqual(
+    units.map((u) => [u.slices[0]!.from, u.slices[0]!.to, u.count]),
+    [
+      [100, 102, 3],
+      [103, 103, 1],
+      [104, 107, 4],
+      [108, 109, 2],
+    ],
+  );
+  assert.equal(new Set(units.map((u) => u.inputHash)).size, 4);
+  assert.equal(unitsOf([range], 4, starts)[2]!.inputHash, units[2]!.inputHash, "the same records hash the same");
+});
