@@ -119,6 +119,8 @@ export type { OperatorOptions } from "./core/plan/builder.js";
 export type { RetryPolicy } from "./core/plan/logical.js";
 export {
   LLM_SERVICES,
+  LLM_DOWNGRADED_FIELD,
+  type ChatAnswer,
   type ChatMessage,
   type Hit,
   type Embedded,

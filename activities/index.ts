@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure, CancelledFailure, Context } from "@temporalio/activity";
 import type { Logger } from "pino";
-import { ModelUnavailableError, SageError } from "../core/errors.js";
+import { BudgetPausedError, ModelUnavailableError, SageError } from "../core/errors.js";
 import { ABORT_ACTIVITY, COMMIT_ACTIVITY, SPLITS_ACTIVITY, stageActivityType, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { abortJob, commitJob, listSplits, type ControlInput } from "./job-control.js";
 import type { OperatorRegistry } from "./registry.js";
@@ -23,6 +23,17 @@ async function asFailure<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
+    if (err instanceof BudgetPausedError) {
+      // The workflow waits on a timer (workflows/budget-pause.ts); a workflow from before that retries after the same wait.
+      const details = { until: err.until, reason: err.reason };
+      throw ApplicationFailure.create({
+        message: err.message,
+        type: err.code,
+        details: [details],
+        nextRetryDelay: Math.max(1_000, err.until - Date.now()),
+        cause: err,
+      });
+    }
     if (err instanceof SageError) {
       // An endpoint's Retry-After becomes the delay before Temporal's next attempt.
       const retryAfter = err instanceof ModelUnavailableError && err.retryAfterMs !== null ? { nextRetryDelay: err.retryAfterMs } : {};

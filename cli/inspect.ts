@@ -90,6 +90,8 @@ function formatStatus(s: { workflowId: string; status: string; detail: unknown; 
   const d = s.detail as (Partial<JobResult> & { error?: string }) | null;
   if (d?.error) lines.push(`error: ${d.error}`);
   if (d?.splitsTotal !== undefined) lines.push(`splits ${d.splitsDone}/${d.splitsTotal}, dead letters ${d.deadLetters}, phase ${d.phase}`);
+  const pause = d?.llmBudgetPause;
+  if (pause) lines.push(`paused by llm budget until ${pause.until} (${pause.units} stage unit(s) waiting): ${pause.reason}`);
   for (const [op, c] of Object.entries(d?.counts ?? {})) lines.push(`  ${op}: in ${c.in}, out ${c.out}, dead ${c.dead}`);
   if (s.llm) {
     lines.push("model usage (paid tokens; cached answers cost nothing):");

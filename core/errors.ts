@@ -68,16 +68,36 @@ export class NonRetryableError extends SageError {
   }
 }
 
-/** A model call would cross an `llm.budget` limit; under the `dead-letter` policy its record goes to the dead letters. */
+/** A model call would cross an `llm.budget` limit (and no policy found a way in): its record goes to the dead letters. */
 export class BudgetExceededError extends NonRetryableError {
   constructor(
     /** The budget crossed: `job` or `pipeline`. */
     readonly budget: "job" | "pipeline",
     /** The limit crossed: `tokens-per-minute`, `dollars-per-hour` or `dollars-total`. */
     readonly limit: string,
-    message: string,
+    /** What was crossed and by which call, without the "llm budget exceeded" prefix. */
+    readonly detail: string,
   ) {
-    super(`llm budget exceeded: ${message}`);
+    super(`llm budget exceeded: ${detail}`);
+  }
+}
+
+/** Failure type of `BudgetPausedError` in Temporal: a workflow that sees it waits on a timer and runs the unit again. */
+export const BUDGET_PAUSED = "LLM_BUDGET_PAUSED";
+
+/**
+ * A model call would cross a windowed `llm.budget` limit under the `pause` policy: the stage unit
+ * fails, and the workflow waits on a durable timer until `until`, when the window has let go of
+ * enough spend, then runs the unit again (answers already paid come from the response cache).
+ */
+export class BudgetPausedError extends SageError {
+  constructor(
+    /** When the window frees enough budget for the call, ms since the epoch. */
+    readonly until: number,
+    /** What was crossed and by which call. */
+    readonly reason: string,
+  ) {
+    super(BUDGET_PAUSED, `llm budget paused until ${new Date(until).toISOString()}: ${reason}`, { retriable: true, scope: "job" });
   }
 }
 

@@ -21,7 +21,7 @@ export { createLogger } from "../client/logger.js";
 export { SageClient, SageJob, JobFailedError, type ConnectOptions, type SubmitOptions } from "../client/sage-client.js";
 export { createSageWorker, type PipelineModule, type SageWorker, type SageWorkerOptions } from "../worker/sage-worker.js";
 export { uiLink } from "../cli/common.js";
-export type { JobProgress, JobResult, OperatorCounts, StageCounts } from "../core/plan/job.js";
+export type { JobProgress, JobResult, LlmBudgetPause, OperatorCounts, StageCounts } from "../core/plan/job.js";
 export type { CompiledPipeline } from "../core/api/pipeline.js";
 export type { PhysicalPlan, Stage, StageEdge, ChainCut, CompileOptions } from "../core/plan/physical.js";
 export type { LogicalGraph, LogicalNode, NodeInput, OperatorKind } from "../core/plan/logical.js";

@@ -10,6 +10,7 @@ import {
   sentBatches,
   type JobContext,
   type KeyedEdgeOutput,
+  type LlmBudgetPause,
   type StageCounts,
   type StageInput,
   type StageOutput,
@@ -17,6 +18,7 @@ import {
 import { edgeKey, type PhysicalPlan, type Stage, type StageEdge } from "../core/plan/physical.js";
 import { stageActivity, type StageActivityOptions } from "./activity-stubs.js";
 import type { StageActivity } from "./contract.js";
+import { BudgetPauses } from "./budget-pause.js";
 import { Gate } from "./gate.js";
 import type { KeyGroupOwners } from "./key-group-owners.js";
 
@@ -30,6 +32,8 @@ export type StageUnit = Pick<StageInput, "shard" | "split" | "batch" | "batchRef
 export interface StageTotals {
   counts: StageCounts;
   deadLetters: number;
+  /** Set while units wait for the LLM budget. */
+  llmBudgetPause?: LlmBudgetPause;
 }
 
 /** What a stage graph runs, and how. */
@@ -64,6 +68,7 @@ export class StageGraph {
   private readonly onKeyed: StageGraphOptions["onKeyed"];
   private readonly onOutput: StageGraphOptions["onOutput"];
   private readonly owners: KeyGroupOwners | undefined;
+  private readonly pauses: BudgetPauses | null;
 
   constructor(options: StageGraphOptions) {
     const { plan, sourcePrefetch = 0 } = options;
@@ -73,8 +78,10 @@ export class StageGraph {
     this.onKeyed = options.onKeyed;
     this.onOutput = options.onOutput;
     this.owners = options.owners;
+    this.pauses = BudgetPauses.of(this.totals);
+    const stages = this.pauses ? BudgetPauses.options(options.stages) : options.stages;
     for (const stage of plan.stages) {
-      this.activity.set(stage.id, stageActivity(stage, options.stages));
+      this.activity.set(stage.id, stageActivity(stage, stages));
       this.gates.set(stage.id, new Gate(stage.source ? stage.parallelism * (1 + sourcePrefetch) : stage.parallelism));
     }
     this.stageById = new Map(plan.stages.map((s) => [s.id, s] as const));
@@ -98,7 +105,9 @@ export class StageGraph {
       if (!mayStart()) return null;
       const input: StageInput = { ...this.context, stage: stage.id, ...unit };
       const shared = this.activity.get(stage.id)!;
-      return this.owners ? this.owners.run(stage, shared, (activity) => this.call(activity, input, ...records)) : this.call(shared, input, ...records);
+      const unitRun = () =>
+        this.owners ? this.owners.run(stage, shared, (activity) => this.call(activity, input, ...records)) : this.call(shared, input, ...records);
+      return this.pauses ? this.pauses.run(unitRun) : unitRun();
     });
     if (!out) return false;
     this.onOutput?.(stage, out);

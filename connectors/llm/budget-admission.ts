@@ -2,16 +2,19 @@
  * `llm.budget`: admits a model call only when its worst case (estimated prompt tokens plus its
  * `max_tokens`, priced by `llm.prices`) fits every limit of its job and its pipeline, counting the
  * durable ledgers (`BudgetLedger`) and the calls this process admitted that have not been charged
- * yet; otherwise it throws `BudgetExceededError` (policy `dead-letter`: the record goes to the dead
- * letters). A call whose request is already charged (a retried activity, a restarted worker) is
- * admitted at no cost and not charged again.
+ * yet. Otherwise, by `llm.budget.policy`: `pause` throws `BudgetPausedError` with the time the
+ * windows free enough for the call (`BudgetExceededError` when no window does: a `dollars-total`
+ * limit, or a call larger than the limit); `dead-letter` and `downgrade` throw
+ * `BudgetExceededError` (the model client tries the cheaper model on `downgrade`). A call whose
+ * request is already charged (a retried activity, a restarted worker) is admitted at no cost and
+ * not charged again.
  */
 import { join } from "node:path";
 import type { SageConfig } from "../../core/config/schema.js";
-import { BudgetExceededError } from "../../core/errors.js";
+import { BudgetExceededError, BudgetPausedError } from "../../core/errors.js";
 import { jobFileName } from "../../core/names.js";
 import { budgetRemaining } from "../../monitoring/llm-metrics.js";
-import { BudgetLedger, type Spend } from "./budget-ledger.js";
+import { BUDGET_WINDOWS, BudgetLedger, type BudgetWindows, type Spend } from "./budget-ledger.js";
 import type { Clock } from "./rate-limiter.js";
 
 type Limits = SageConfig["llm"]["budget"]["job"];
@@ -43,6 +46,14 @@ export function budgetLedgerPaths(dataDir: string, pipeline: string, jobId: stri
   return { job: join(dir, "jobs", `${jobFileName(jobId)}.jsonl`), pipeline: join(dir, "pipeline.jsonl") };
 }
 
+/** A limit a call would cross, and when the window would have let go of enough spend for it (null: never). */
+interface Crossing {
+  budget: "job" | "pipeline";
+  limit: keyof Limits;
+  detail: string;
+  until: number | null;
+}
+
 const isLimited = (l: Limits) => l["tokens-per-minute"] > 0 || l["dollars-per-hour"] > 0 || l["dollars-total"] > 0;
 
 /** The budgets of one worker process. */
@@ -50,12 +61,17 @@ export class LlmBudget {
   private readonly ledgers = new Map<string, BudgetLedger>();
   /** Admitted, not yet charged, per ledger path. */
   private readonly pending = new Map<string, Set<Admission>>();
+  /** The minute and the hour of the limits (shorter only in tests: `window-divisor`). */
+  private readonly windows: BudgetWindows;
 
   constructor(
     private readonly config: SageConfig["llm"]["budget"],
     private readonly dataDir: string,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    const divisor = config["window-divisor"];
+    this.windows = { minute: BUDGET_WINDOWS.minute / divisor, hour: BUDGET_WINDOWS.hour / divisor };
+  }
 
   /** Whether any limit is set (else calls skip the ledgers). */
   get enabled(): boolean {
@@ -87,7 +103,7 @@ export class LlmBudget {
 
   /** Spend of a ledger plus the calls admitted against it and not yet charged. */
   private committed(path: string): Spend {
-    const spend = this.ledger(path).spend(this.clock.now());
+    const spend = this.ledger(path).spend(this.clock.now(), this.windows);
     for (const a of this.pending.get(path) ?? []) {
       spend.tokensLastMinute += a.call.tokens;
       spend.dollarsLastHour += a.call.cost;
@@ -96,28 +112,29 @@ export class LlmBudget {
     return spend;
   }
 
-  /** Admits a call or throws `BudgetExceededError` naming the scope, the limit, the spend and the call. */
+  /** Admits a call, or throws what the policy says for the limits it would cross (see the file comment). */
   async admit(call: BudgetCall): Promise<Admission> {
     const scopes = this.scopes(call);
     for (const s of scopes) await this.ledger(s.path).refresh();
     // From here to the end nothing awaits: checks and reservation are one step in this process.
     if (scopes.length > 0 && scopes.every((s) => this.ledger(s.path).has(s.key))) return { call, charges: false };
+    const crossings: Crossing[] = [];
+    const now = this.clock.now();
     for (const s of scopes) {
       const spent = this.committed(s.path);
-      const over = (limit: keyof Limits, used: number, adding: number, unit: string): void => {
+      const over = (limit: keyof Limits, used: number, adding: number, unit: string, window: { ms: number; of: "tokens" | "cost" } | null): void => {
         const max = s.limits[limit];
-        if (max > 0 && used + adding > max) {
-          throw new BudgetExceededError(
-            s.name,
-            limit,
-            `${s.label} ${limit} ${max}: spent ${round(used)}${unit}, the ${call.operator} call to ${call.model} may use ${round(adding)}${unit} more`,
-          );
-        }
+        if (max <= 0 || used + adding <= max) return;
+        const detail = `${s.label} ${limit} ${max}: spent ${round(used)}${unit}, the ${call.operator} call to ${call.model} may use ${round(adding)}${unit} more`;
+        // Calls admitted and not yet charged leave the window a window after now at the earliest.
+        const until = window && adding <= max ? (this.ledger(s.path).freedAt(now, window.ms, window.of, used + adding - max) ?? now + window.ms) : null;
+        crossings.push({ budget: s.name, limit, detail, until });
       };
-      over("tokens-per-minute", spent.tokensLastMinute, call.tokens, " tokens");
-      over("dollars-per-hour", spent.dollarsLastHour, call.cost, " USD");
-      over("dollars-total", spent.dollarsTotal, call.cost, " USD");
+      over("tokens-per-minute", spent.tokensLastMinute, call.tokens, " tokens", { ms: this.windows.minute, of: "tokens" });
+      over("dollars-per-hour", spent.dollarsLastHour, call.cost, " USD", { ms: this.windows.hour, of: "cost" });
+      over("dollars-total", spent.dollarsTotal, call.cost, " USD", null);
     }
+    if (crossings.length > 0) throw this.refusal(crossings);
     const admission = { call, charges: true };
     for (const s of scopes) {
       let set = this.pending.get(s.path);
@@ -125,6 +142,18 @@ export class LlmBudget {
       set.add(admission);
     }
     return admission;
+  }
+
+  /** The error for a refused call: a pause when every crossed limit frees with time under `pause`, else a dead letter. */
+  private refusal(crossings: Crossing[]): Error {
+    const [first] = crossings as [Crossing, ...Crossing[]];
+    if (this.config.policy !== "pause") return new BudgetExceededError(first.budget, first.limit, first.detail);
+    const never = crossings.find((c) => c.until === null);
+    if (never) {
+      const why = never.limit === "dollars-total" ? "a dollars-total budget does not free with time" : "the call alone is larger than the limit";
+      return new BudgetExceededError(never.budget, never.limit, `${never.detail} (policy pause: ${why}, so the record goes to the dead letters)`);
+    }
+    return new BudgetPausedError(Math.max(...crossings.map((c) => c.until!)), crossings.map((c) => c.detail).join("; "));
   }
 
   /** Charges what an admitted call used (once per request key, durably), or releases it when it used nothing. */
@@ -162,7 +191,7 @@ export class LlmBudget {
     const paths = budgetLedgerPaths(this.dataDir, pipeline, jobId ?? "_");
     const ledger = this.ledger(jobId === null ? paths.pipeline : paths.job);
     await ledger.refresh();
-    return ledger.spend(this.clock.now());
+    return ledger.spend(this.clock.now(), this.windows);
   }
 }
 

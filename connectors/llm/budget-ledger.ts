@@ -33,6 +33,15 @@ export interface Spend {
   charges: number;
 }
 
+/** The lengths of a ledger's windows, ms. */
+export interface BudgetWindows {
+  minute: number;
+  hour: number;
+}
+
+/** A minute and an hour. */
+export const BUDGET_WINDOWS: BudgetWindows = { minute: 60_000, hour: 3_600_000 };
+
 /** One ledger file, read incrementally. */
 export class BudgetLedger {
   private readonly byKey = new Map<string, Charge>();
@@ -109,13 +118,28 @@ export class BudgetLedger {
   }
 
   /** Spend over the last minute, the last hour, and in total, as of `now`. */
-  spend(now: number): Spend {
+  spend(now: number, windows: BudgetWindows = BUDGET_WINDOWS): Spend {
     let tokensLastMinute = 0;
     let dollarsLastHour = 0;
     for (const c of this.ordered) {
-      if (c.at > now - 3_600_000) dollarsLastHour += c.cost;
-      if (c.at > now - 60_000) tokensLastMinute += c.tokens;
+      if (c.at > now - windows.hour) dollarsLastHour += c.cost;
+      if (c.at > now - windows.minute) tokensLastMinute += c.tokens;
     }
     return { tokensLastMinute, dollarsLastHour, dollarsTotal: this.dollarsTotal, charges: this.ordered.length };
+  }
+
+  /**
+   * The first time after `now` at which the charges leaving a window of `windowMs` have taken at
+   * least `excess` (of tokens or of cost) out of it; null when all the charges in it are not enough.
+   */
+  freedAt(now: number, windowMs: number, of: "tokens" | "cost", excess: number): number | null {
+    const inWindow = this.ordered.filter((c) => c.at > now - windowMs).sort((a, b) => a.at - b.at);
+    let freed = 0;
+    for (const c of inWindow) {
+      freed += c[of];
+      // A charge has left the window once `at` is windowMs old (spend counts `at > now - windowMs`).
+      if (freed >= excess - 1e-9) return c.at + windowMs;
+    }
+    return null;
   }
 }

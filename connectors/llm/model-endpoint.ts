@@ -8,15 +8,17 @@
  * - then `ModelUnavailableError`: the stage activity fails and Temporal retries it (after the
  *   Retry-After, if any); answers already received come from the cache;
  * - any other 4xx: `NonRetryableError`, so the record goes to the dead letters with the reason.
- * A call the cache cannot answer must first fit `llm.budget` (`LlmBudget`): else
- * `BudgetExceededError`, and its record goes to the dead letters; what it used is charged durably.
+ * A call the cache cannot answer must first fit `llm.budget` (`LlmBudget`); what it used is charged
+ * durably. Else, by policy: its record goes to the dead letters (`BudgetExceededError`), its stage
+ * unit pauses (`BudgetPausedError`), or a chat call goes to the cheaper `downgrade-to` model (from
+ * the cache if it answered that request before), and its answer names both models.
  * In a recorded re-run (`sage rerun --recorded`) only answers in the original job's record are
  * used, and a request not in it is a `NotRecordedError` naming it: no model is called.
  */
 import OpenAI from "openai";
 import type { Logger } from "pino";
-import type { ChatCall, ModelCall, ModelClient } from "../../core/api/llm.js";
-import { ModelUnavailableError, NonRetryableError, NotRecordedError } from "../../core/errors.js";
+import type { ChatAnswer, ChatCall, ModelCall, ModelClient } from "../../core/api/llm.js";
+import { BudgetExceededError, ModelUnavailableError, NonRetryableError, NotRecordedError } from "../../core/errors.js";
 import type { SageConfig } from "../../core/config/schema.js";
 import { LlmBudget } from "./budget-admission.js";
 import { ModelRateLimiter, systemClock, type Clock } from "./rate-limiter.js";
@@ -36,7 +38,14 @@ interface Answer {
   response: unknown;
   usage: CachedResponse["usage"];
   cached: boolean;
+  /** The model that answered. */
+  model: string;
+  /** The model asked for, when the downgrade policy had `model` answer instead. */
+  downgradedFrom?: string;
 }
+
+/** What an endpoint call gives back. */
+type Sent = { response: unknown; usage: CachedResponse["usage"] };
 
 /** Seconds or an HTTP date in a Retry-After header, as ms (null when absent or unreadable). */
 export function retryAfterMs(value: string | null | undefined): number | null {
@@ -103,8 +112,8 @@ export class EndpointModelClient implements ModelClient {
     if (texts.length === 0) return [];
     const body = { model: this.modelFor("embeddings", model, call), input: [...texts] };
     const sizing = { texts, maxCompletionTokens: 0 };
-    const answer = await this.answer("embeddings", body, call, texts.length, sizing, () =>
-      this.client.embeddings.create(body).then((r) => ({
+    const answer = await this.answer("embeddings", body, call, texts.length, sizing, (b) =>
+      this.client.embeddings.create(b).then((r) => ({
         response: r.data.map((d) => d.embedding),
         usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: 0 },
       })),
@@ -117,6 +126,10 @@ export class EndpointModelClient implements ModelClient {
   }
 
   async chat(request: ChatCall, call: ModelCall): Promise<string> {
+    return (await this.chatAnswer(request, call)).text;
+  }
+
+  async chatAnswer(request: ChatCall, call: ModelCall): Promise<ChatAnswer> {
     const body = {
       model: this.modelFor("chat", request.model, call),
       messages: request.messages,
@@ -132,13 +145,17 @@ export class EndpointModelClient implements ModelClient {
         : {}),
     };
     const sizing = { texts: request.messages.map((m) => m.content), maxCompletionTokens: request.maxTokens };
-    const answer = await this.answer("chat", body, call, 1, sizing, () =>
-      this.client.chat.completions.create(body).then((r) => ({
+    const answer = await this.answer("chat", body, call, 1, sizing, (b) =>
+      this.client.chat.completions.create(b).then((r) => ({
         response: r.choices[0]?.message.content ?? "",
         usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: r.usage?.completion_tokens ?? 0 },
       })),
     );
-    return answer.response as string;
+    return {
+      text: answer.response as string,
+      model: answer.model,
+      ...(answer.downgradedFrom !== undefined ? { downgradedFrom: answer.downgradedFrom } : {}),
+    };
   }
 
   private recordOf(from: string): Promise<Set<string>> {
@@ -151,42 +168,52 @@ export class EndpointModelClient implements ModelClient {
     return r;
   }
 
-  /** Cache or record first; else the endpoint, with the retry rules; then ledger and record. */
-  private async answer(
+  /** Cache or record first; else the endpoint, with the retry rules and the budget's policy; then ledger and record. */
+  private async answer<B extends { model: string }>(
     kind: CachedResponse["kind"],
-    body: { model: string },
+    body: B,
     call: ModelCall,
     inputs: number,
     sizing: Sizing,
-    send: () => Promise<{ response: unknown; usage: CachedResponse["usage"] }>,
+    send: (body: B) => Promise<Sent>,
   ): Promise<Answer> {
-    const key = requestKey(kind, body);
+    let key = requestKey(kind, body);
     const from = call.params[RECORDED_FROM_PARAM];
     let answer: Answer;
     if (from !== undefined) {
-      const cached = (await this.recordOf(from)).has(key) ? await this.cache.get(key) : null;
+      const recorded = await this.recordOf(from);
+      // The original job may have had the cheaper model answer this request.
+      const to = this.config.budget["downgrade-to"];
+      const cheaper = to !== undefined && kind === "chat" && !recorded.has(key) ? { ...body, model: to } : null;
+      if (cheaper && recorded.has(requestKey(kind, cheaper))) key = requestKey(kind, cheaper);
+      const cached = recorded.has(key) ? await this.cache.get(key) : null;
       if (!cached) {
         throw new NotRecordedError(
           `recorded re-run: operator "${call.operatorId}" made a ${kind} request to model "${body.model}" (request ${key.slice(0, 12)}: ${JSON.stringify(body).slice(0, 160)}) ` +
             `that job ${from} never made, so there is no recorded answer; re-run without --recorded to call the model`,
         );
       }
-      answer = { response: cached.response, usage: cached.usage, cached: true };
+      const model = (cached.request as { model?: string }).model ?? body.model;
+      answer = { response: cached.response, usage: cached.usage, cached: true, model, ...(model !== body.model ? { downgradedFrom: body.model } : {}) };
     } else {
-      const cached = this.config.cache ? await this.cache.get(key) : null;
-      if (cached) answer = { response: cached.response, usage: cached.usage, cached: true };
-      else {
-        const fresh = await this.paid(kind, body.model, key, call, sizing, send);
-        await this.cache.put(key, { kind, request: body, response: fresh.response, usage: fresh.usage, at: new Date().toISOString() });
-        answer = { ...fresh, cached: false };
+      try {
+        answer = await this.cachedOrPaid(kind, body, key, call, sizing, send);
+      } catch (err) {
+        const cheaper = this.downgradeOf(kind, body, err);
+        key = requestKey(kind, cheaper);
+        answer = await this.cachedOrPaid(kind, cheaper, key, call, sizing, send).catch((again: unknown) => {
+          if (!(again instanceof BudgetExceededError)) throw again;
+          throw new BudgetExceededError(again.budget, again.limit, `${(err as BudgetExceededError).detail}; downgraded to ${cheaper.model}: ${again.detail}`);
+        });
+        answer.downgradedFrom = body.model;
       }
     }
     if (answer.cached) this.stats.cacheHits++;
     await this.cache.record(call.pipeline, call.jobId, key);
-    const cost = answer.cached ? 0 : this.costOf(body.model, answer.usage.promptTokens, answer.usage.completionTokens);
+    const cost = answer.cached ? 0 : this.costOf(answer.model, answer.usage.promptTokens, answer.usage.completionTokens);
     const usage = {
       operator: call.operatorId,
-      model: body.model,
+      model: answer.model,
       kind,
       inputs,
       promptTokens: answer.usage.promptTokens,
@@ -197,6 +224,37 @@ export class EndpointModelClient implements ModelClient {
     await appendUsage(this.dataDir, call.pipeline, call.jobId, usage);
     modelAnswered({ ...usage, pipeline: call.pipeline, jobId: call.jobId });
     return answer;
+  }
+
+  /** The response cache's answer to `body`, else the endpoint's within the budget (then cached). */
+  private async cachedOrPaid<B extends { model: string }>(
+    kind: CachedResponse["kind"],
+    body: B,
+    key: string,
+    call: ModelCall,
+    sizing: Sizing,
+    send: (body: B) => Promise<Sent>,
+  ): Promise<Answer> {
+    const cached = this.config.cache ? await this.cache.get(key) : null;
+    if (cached) return { response: cached.response, usage: cached.usage, cached: true, model: body.model };
+    const fresh = await this.paid(kind, body.model, key, call, sizing, () => send(body));
+    await this.cache.put(key, { kind, request: body, response: fresh.response, usage: fresh.usage, at: new Date().toISOString() });
+    return { ...fresh, cached: false, model: body.model };
+  }
+
+  /** The request for the cheaper model when the downgrade policy applies to `err`; else rethrows `err` (with why not, for a budget refusal). */
+  private downgradeOf<B extends { model: string }>(kind: CachedResponse["kind"], body: B, err: unknown): B {
+    const to = this.config.budget["downgrade-to"];
+    if (!(err instanceof BudgetExceededError) || this.config.budget.policy !== "downgrade" || to === undefined) throw err;
+    if (kind !== "chat") {
+      throw new BudgetExceededError(
+        err.budget,
+        err.limit,
+        `${err.detail} (policy downgrade routes chat calls only: another model's embeddings are not comparable)`,
+      );
+    }
+    if (body.model === to) throw err;
+    return { ...body, model: to };
   }
 
   /** USD of a call's tokens by `llm.prices` (0 for a model without a price). */

@@ -54,12 +54,37 @@ export interface ChatCall extends Decoding {
 /** What `generate` asks the model for: decoding, and optionally a JSON schema and a model name. */
 export type GenerateOptions = Decoding & { schema?: object; model?: string };
 
+/** A chat completion and the model that gave it. */
+export interface ChatAnswer {
+  text: string;
+  /** The model that answered. */
+  model: string;
+  /** The model asked for, when the `llm.budget` policy `downgrade` sent the call to `model` instead. */
+  downgradedFrom?: string;
+}
+
 /** What the worker's model client offers operators. */
 export interface ModelClient {
   /** Embeddings of `texts`, in one request (per call). */
   embed(texts: readonly string[], model: string | undefined, call: ModelCall): Promise<number[][]>;
   /** One chat completion's text. */
   chat(request: ChatCall, call: ModelCall): Promise<string>;
+  /** One chat completion, with the model that answered it (a client without it is asked `chat`). */
+  chatAnswer?(request: ChatCall, call: ModelCall): Promise<ChatAnswer>;
+}
+
+/** A chat completion from `models`, by `chatAnswer` when it has one. */
+async function answerOf(models: ModelClient, request: ChatCall, call: ModelCall): Promise<ChatAnswer> {
+  if (models.chatAnswer) return models.chatAnswer(request, call);
+  return { text: await models.chat(request, call), model: request.model ?? "" };
+}
+
+/** The field that marks an output record answered by the cheaper model of the `downgrade` budget policy. */
+export const LLM_DOWNGRADED_FIELD = "llmDowngraded";
+
+/** `{ llmDowngraded: "<from>-><to>" }` for a downgraded answer, else nothing. */
+function downgradeMark(answer: ChatAnswer): { llmDowngraded?: string } {
+  return answer.downgradedFrom === undefined ? {} : { [LLM_DOWNGRADED_FIELD]: `${answer.downgradedFrom}->${answer.model}` };
 }
 
 /** A retrieved chunk. */
@@ -187,8 +212,11 @@ export class PromptFunction<T> {
   }
 }
 
-/** A record with the model's answer (and the parsed JSON when a schema was given). */
-export type Generated<T, J = unknown> = T & { answer: string; json?: J };
+/**
+ * A record with the model's answer (and the parsed JSON when a schema was given); `llmDowngraded`
+ * is `"<from>-><to>"` when the budget policy `downgrade` had the cheaper model answer.
+ */
+export type Generated<T, J = unknown> = T & { answer: string; json?: J; llmDowngraded?: string };
 
 /** `generate`: one chat completion per record from its `messages`. */
 export class GenerateFunction<T extends { messages: ChatMessage[] }> extends LlmFunction {
@@ -197,18 +225,19 @@ export class GenerateFunction<T extends { messages: ChatMessage[] }> extends Llm
   }
   async map(value: T, ctx: RecordContext): Promise<Generated<T>> {
     if (!Array.isArray(value.messages)) throw new NonRetryableError(`generate "${ctx.operatorId}": the record has no messages (put .prompt(...) before it)`);
-    const answer = await this.models.chat({ ...this.options, messages: value.messages }, callOf(ctx, this.pipeline));
-    if (!this.options.schema) return { ...value, answer };
+    const answered = await answerOf(this.models, { ...this.options, messages: value.messages }, callOf(ctx, this.pipeline));
+    const answer = answered.text;
+    if (!this.options.schema) return { ...value, answer, ...downgradeMark(answered) };
     try {
-      return { ...value, answer, json: JSON.parse(answer) as unknown };
+      return { ...value, answer, json: JSON.parse(answer) as unknown, ...downgradeMark(answered) };
     } catch {
       throw new NonRetryableError(`generate "${ctx.operatorId}": the model's answer is not JSON matching the schema: ${answer.slice(0, 120)}`);
     }
   }
 }
 
-/** A record with its label and how sure the classifier is. */
-export type Labelled<T, L extends string = string> = T & { label: L; score: number };
+/** A record with its label and how sure the classifier is (`llmDowngraded` as in `Generated`). */
+export type Labelled<T, L extends string = string> = T & { label: L; score: number; llmDowngraded?: string };
 
 const dot = (a: readonly number[], b: readonly number[]): number => a.reduce((s, x, i) => s + x * b[i]!, 0);
 
@@ -271,7 +300,8 @@ export class ChatClassifier<T, L extends string> extends LlmFunction {
   }
   async map(value: T, ctx: RecordContext): Promise<Labelled<T, L>> {
     const schema = { type: "object", properties: { label: { type: "string", enum: this.labels } }, required: ["label"] };
-    const answer = await this.models.chat(
+    const answered = await answerOf(
+      this.models,
       {
         messages: [
           { role: "system", content: `${this.instructions}\nAnswer with JSON: {"label": one of ${this.labels.join(", ")}}.` },
@@ -284,6 +314,7 @@ export class ChatClassifier<T, L extends string> extends LlmFunction {
       },
       callOf(ctx, this.pipeline),
     );
+    const answer = answered.text;
     let label: unknown;
     try {
       label = (JSON.parse(answer) as { label?: unknown }).label;
@@ -293,6 +324,6 @@ export class ChatClassifier<T, L extends string> extends LlmFunction {
     if (typeof label !== "string" || !this.labels.includes(label as L)) {
       throw new NonRetryableError(`classify "${ctx.operatorId}": the model answered ${answer.slice(0, 80)}, not one of ${this.labels.join(", ")}`);
     }
-    return { ...value, label: label as L, score: 1 };
+    return { ...value, label: label as L, score: 1, ...downgradeMark(answered) };
   }
 }

@@ -272,10 +272,29 @@ export const configSchema = z
           .object({
             job: budgetLimits.prefault({}),
             pipeline: budgetLimits.prefault({}),
-            /** `dead-letter`: the record goes to the dead letters, "llm budget exceeded: ...". */
-            policy: z.enum(["dead-letter"]).default("dead-letter"),
+            /**
+             * What a call that would cross a limit does. `dead-letter`: its record goes to the dead
+             * letters, "llm budget exceeded: ...". `pause`: the stage unit waits on a durable workflow
+             * timer until the window frees enough (a `dollars-total` limit never frees: dead letter).
+             * `downgrade`: a chat call goes to `downgrade-to` instead, and its output record says so
+             * in `llmDowngraded`; if that call would cross a limit too, dead letter.
+             */
+            policy: z.enum(["dead-letter", "pause", "downgrade"]).default("dead-letter"),
+            /** The cheaper chat model of the `downgrade` policy (priced by `llm.prices` like any model). */
+            "downgrade-to": z.string().min(1).optional(),
+            /** Divides the budget windows (the minute, the hour): for tests only, e.g. 360 makes the hour 10 s. */
+            "window-divisor": z.coerce.number().positive().default(1),
           })
           .strict()
+          .superRefine((b, ctx) => {
+            if (b.policy === "downgrade" && b["downgrade-to"] === undefined) {
+              ctx.addIssue({
+                code: "custom",
+                path: ["downgrade-to"],
+                message: "policy downgrade needs the cheaper chat model to route to: set llm.budget.downgrade-to",
+              });
+            }
+          })
           .prefault({}),
         /** Response cache under the data dir, keyed by the request's hash. */
         cache: bool.default(true),
@@ -470,6 +489,8 @@ export const CONFIG_KEYS: readonly string[] = [
   "llm.budget.pipeline.dollars-per-hour",
   "llm.budget.pipeline.dollars-total",
   "llm.budget.policy",
+  "llm.budget.downgrade-to",
+  "llm.budget.window-divisor",
   "llm.cache",
   "llm.timeout",
   "llm.max-tries",

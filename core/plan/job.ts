@@ -270,6 +270,18 @@ export interface JobProgress {
   activities: number;
   counts: StageCounts;
   deadLetters: number;
+  /** Set while stage units wait for the `llm.budget` window (policy `pause`). */
+  llmBudgetPause?: LlmBudgetPause;
+}
+
+/** Stage units waiting on a durable timer because a model call would cross a windowed `llm.budget` limit. */
+export interface LlmBudgetPause {
+  /** What the last unit to pause would have crossed. */
+  reason: string;
+  /** When the last unit to pause runs again (ISO time). */
+  until: string;
+  /** Units waiting. */
+  units: number;
 }
 
 /** What `sage:commit` returns: where the job's outputs and dead letters were published. */

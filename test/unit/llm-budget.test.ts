@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { BudgetLedger } from "../../connectors/llm/budget-ledger.js";
 import { budgetLedgerPaths, LlmBudget, type BudgetCall } from "../../connectors/llm/budget-admission.js";
 import { parseConfig } from "../../core/config/schema.js";
-import { BudgetExceededError, NonRetryableError } from "../../core/errors.js";
+import { BudgetExceededError, BudgetPausedError, ConfigError, NonRetryableError } from "../../core/errors.js";
 import { metricsRegistry } from "../../monitoring/registry.js";
 import { METRICS } from "../../monitoring/names.js";
 import { ManualClock } from "../support/manual-clock.js";
@@ -110,4 +110,61 @@ test("admission: tokens-per-minute refuses within the minute and admits after it
 
 test("no limit set: the budget is off", () => {
   assert.equal(budget({}, new ManualClock(), "/nonexistent").enabled, false);
+});
+
+test("policy pause: the error says when the window frees enough for the call; dollars-total and an oversized call dead-letter", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "sage-budget-"));
+  const clock = new ManualClock();
+  const b = budget({ job: { "tokens-per-minute": 100, "dollars-total": 1 }, policy: "pause" }, clock, dir);
+  await b.settle(await b.admit(call("a", 50, 0.25)), { tokens: 50, cost: 0.25 });
+  await clock.advance(10_000);
+  await b.settle(await b.admit(call("b", 40, 0.25)), { tokens: 40, cost: 0.25 });
+  // 90 of 100 spent: 30 more needs "a" (50 tokens, at 0) out of the minute, at 60 s; 70 more needs "b" too, at 70 s.
+  await assert.rejects(b.admit(call("c", 30, 0.1)), (e: unknown) => {
+    assert.ok(e instanceof BudgetPausedError && !(e instanceof NonRetryableError));
+    assert.equal(e.until, 60_000);
+    assert.equal(e.code, "LLM_BUDGET_PAUSED");
+    assert.equal(e.retriable, true);
+    assert.equal(e.scope, "job", "it fails the stage unit, not the record");
+    assert.match(e.reason, /^job p\/j tokens-per-minute 100: spent 90 tokens, the gen call to m may use 30 tokens more$/);
+    return true;
+  });
+  await assert.rejects(b.admit(call("d", 70, 0.1)), (e: unknown) => e instanceof BudgetPausedError && e.until === 70_000);
+  await assert.rejects(b.admit(call("e", 101, 0.1)), (e: unknown) => {
+    assert.ok(e instanceof BudgetExceededError);
+    assert.match(e.message, /may use 101 tokens more \(policy pause: the call alone is larger than the limit, so the record goes to the dead letters\)$/);
+    return true;
+  });
+  await assert.rejects(b.admit(call("f", 1, 0.6)), (e: unknown) => {
+    assert.ok(e instanceof BudgetExceededError);
+    assert.equal(e.limit, "dollars-total");
+    assert.match(e.message, /\(policy pause: a dollars-total budget does not free with time, so the record goes to the dead letters\)$/);
+    return true;
+  });
+  await clock.advance(50_000);
+  await b.admit(call("c", 30, 0.1));
+});
+
+test("policy pause: the windows shrink by window-divisor (tests), and in-flight calls count as leaving a window from now", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "sage-budget-"));
+  const clock = new ManualClock();
+  const b = budget({ job: { "dollars-per-hour": 1 }, policy: "pause", "window-divisor": 360 }, clock, dir);
+  await b.settle(await b.admit(call("a", 1, 0.5)), { tokens: 1, cost: 0.5 });
+  await clock.advance(1_000);
+  await b.admit(call("b", 1, 0.5));
+  await assert.rejects(b.admit(call("c", 1, 0.5)), (e: unknown) => e instanceof BudgetPausedError && e.until === 10_000, "the 10 s hour after a's charge");
+  await assert.rejects(
+    b.admit(call("d", 1, 1)),
+    (e: unknown) => e instanceof BudgetPausedError && e.until === 11_000,
+    "b is not charged yet: now plus the hour",
+  );
+});
+
+test("policy downgrade needs downgrade-to; the policy is one of three", () => {
+  assert.throws(
+    () => parseConfig({ llm: { budget: { policy: "downgrade" } } }),
+    (e: unknown) => e instanceof ConfigError && /llm\.budget\.downgrade-to/.test(e.message) && /policy downgrade needs the cheaper chat model/.test(e.message),
+  );
+  assert.throws(() => parseConfig({ llm: { budget: { policy: "wait" } } }), ConfigError);
+  assert.equal(parseConfig({ llm: { budget: { policy: "downgrade", "downgrade-to": "small" } } }).llm.budget["downgrade-to"], "small");
 });
