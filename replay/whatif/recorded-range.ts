@@ -122,32 +122,52 @@ function hashOf(topic: string, partition: number, records: readonly ConsumedMess
 }
 
 /**
- * Where the job's source-stage batches started, per `topic:partition`, from its lineage lines: a
- * what-if unit cut there reads what the job's batch read, so a batched model request (embeddings)
- * is the same request, answered from the response cache.
+ * The source range each of the job's units read, per `topic:partition`, from its lineage lines (a
+ * unit that merged batches read them all at once; overlapping ranges are joined). A what-if unit
+ * that reads what the job's unit read makes the same batched model requests (embeddings), which
+ * the response cache answers.
  */
-export function batchStartsOf(lines: readonly BatchLineage[]): Map<string, Set<number>> {
-  const starts = new Map<string, Set<number>>();
+export function jobBatchesOf(lines: readonly BatchLineage[]): Map<string, Array<[from: number, to: number]>> {
+  const ranges = new Map<string, Array<[number, number]>>();
   for (const line of lines) {
+    const own = new Map<string, [number, number]>();
     for (const slice of line.slices) {
       const m = /^(.+)\[(\d+)\]@(\d+)-(\d+)$/.exec(slice);
       if (!m) continue;
       const key = topicPartition(m[1]!, Number(m[2]));
-      const set = starts.get(key) ?? new Set<number>();
-      set.add(Number(m[3]));
-      set.add(Number(m[4]) + 1);
-      starts.set(key, set);
+      const [from, to] = [Number(m[3]), Number(m[4])];
+      const seen = own.get(key);
+      own.set(key, seen ? [Math.min(seen[0], from), Math.max(seen[1], to)] : [from, to]);
     }
+    for (const [key, range] of own) ranges.set(key, [...(ranges.get(key) ?? []), range]);
   }
-  return starts;
+  for (const [key, list] of ranges) {
+    list.sort((a, b) => a[0] - b[0]);
+    const joined: Array<[number, number]> = [];
+    for (const r of list) {
+      const last = joined.at(-1);
+      if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+      else joined.push([r[0], r[1]]);
+    }
+    ranges.set(key, joined);
+  }
+  return ranges;
 }
 
-/** Cuts each partition's records into units of at most `maxRecords`, also at the job's batch starts. */
-export function unitsOf(ranges: readonly PartitionRange[], maxRecords: number, starts: ReadonlyMap<string, ReadonlySet<number>> = new Map()): RangeUnit[] {
+/**
+ * Cuts each partition's records into units: as the job's units where `batches` covers them, else
+ * of at most `maxRecords` each.
+ */
+export function unitsOf(
+  ranges: readonly PartitionRange[],
+  maxRecords: number,
+  batches: ReadonlyMap<string, ReadonlyArray<readonly [number, number]>> = new Map(),
+): RangeUnit[] {
   const units: RangeUnit[] = [];
   for (const r of ranges) {
-    const cuts = starts.get(topicPartition(r.topic, r.partition));
+    const known = batches.get(topicPartition(r.topic, r.partition)) ?? [];
     let current: ConsumedMessage[] = [];
+    let currentBatch = -1;
     const close = (): void => {
       if (current.length === 0) return;
       const from = Number(current[0]!.offset);
@@ -161,7 +181,10 @@ export function unitsOf(ranges: readonly PartitionRange[], maxRecords: number, s
       current = [];
     };
     for (const m of r.records) {
-      if (current.length >= maxRecords || (cuts?.has(Number(m.offset)) ?? false)) close();
+      const offset = Number(m.offset);
+      const batch = known.findIndex(([from, to]) => offset >= from && offset <= to);
+      if (batch !== currentBatch || (batch < 0 && current.length >= maxRecords)) close();
+      currentBatch = batch;
       current.push(m);
     }
     close();

@@ -14,7 +14,7 @@ import { lineageTopicOf, type BatchLineage } from "../../core/plan/lineage.js";
 import type { PhysicalPlan } from "../../core/plan/physical.js";
 import { diffOutputs, type OutputDiff } from "../../core/whatif/output-diff.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
-import { batchStartsOf, readRecordedRange, unitsOf, type RangeBound } from "./recorded-range.js";
+import { jobBatchesOf, readRecordedRange, unitsOf, type RangeBound } from "./recorded-range.js";
 import { StageMemo } from "./stage-memo.js";
 import { checkWhatifPlan, runWhatifSide, type WhatifSide } from "./whatif-run.js";
 
@@ -122,7 +122,7 @@ export async function whatIf(o: WhatifOptions): Promise<WhatifReport> {
   checkWhatifPlan(o.changed.compile({ parallelism: job.plan.parallelism, fusion: job.plan.fusion }).plan);
   const topics = [...new Set(job.plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : [])))];
   const ranges = await readRecordedRange(o.kafka, topics, o.from, o.to);
-  const units = unitsOf(ranges, o.maxRecords, batchStartsOf(await batchLines(o.kafka, job)));
+  const units = unitsOf(ranges, o.maxRecords, jobBatchesOf(await batchLines(o.kafka, job)));
   const memo = o.memo ? new StageMemo(o.config["data-dir"]) : null;
   const stamp = new Date().toISOString().replace(/[-:.]/g, "");
   const side = (pipeline: Pipeline, label: string) =>

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { definePipeline, KafkaSink, KafkaSource } from "../../index.js";
 import { diffOutputs, fieldChanges, type WhatifOutput } from "../../core/whatif/output-diff.js";
 import { stageHashOf, stageUnitKey } from "../../core/whatif/stage-key.js";
-import { batchStartsOf, parseRangeBound, unitsOf, type PartitionRange } from "../../replay/whatif/recorded-range.js";
+import { jobBatchesOf, parseRangeBound, unitsOf, type PartitionRange } from "../../replay/whatif/recorded-range.js";
 
 const out = (from: string, key: string | null, value: unknown, topic = "out"): WhatifOutput => ({ topic, key, value, from });
 
@@ -90,20 +90,26 @@ test("--from/--to read offsets per partition or an ISO time; anything else is a 
   assert.throws(() => parseRangeBound("2026-13-45", "--from"), /not a time/);
 });
 
-test("a range is cut into units at the job's batch starts and at the most records per unit", () => {
-  const records = Array.from({ length: 10 }, (_, i) => ({ offset: String(100 + i), key: null, value: Buffer.from(`v${i}`), headers: {}, timestamp: "0" }));
-  const range: PartitionRange = { topic: "in", partition: 0, from: 100, to: 110, records };
-  const starts = batchStartsOf([{ batch: "b", stage: "s0", workflowId: "w", runId: "r", attempt: 1, slices: ["in[0]@100-102", "in[0]@103-103"], at: "" }]);
-  const units = unitsOf([range], 4, starts);
+test("a range is cut into units as the job cut its units, elsewhere at the most records per unit", () => {
+  const records = Array.from({ length: 12 }, (_, i) => ({ offset: String(100 + i), key: null, value: Buffer.from(`v${i}`), headers: {}, timestamp: "0" }));
+  const range: PartitionRange = { topic: "in", partition: 0, from: 100, to: 112, records };
+  const line = (slices: string[]) => ({ batch: "b", stage: "s0", workflowId: "w", runId: "r", attempt: 1, slices, at: "" });
+  // A unit that merged two batches (100-105 in one go), one of a single record, and a line of another partition.
+  const batches = jobBatchesOf([line(["in[0]@100-102", "in[0]@103-105"]), line(["in[0]@106-106"]), line(["in[1]@0-50"]), line(["in[0]@103-104"])]);
+  assert.deepEqual(batches.get("in:0"), [
+    [100, 105],
+    [106, 106],
+  ]);
+  const units = unitsOf([range], 4, batches);
   assert.deepEqual(
     units.map((u) => [u.slices[0]!.from, u.slices[0]!.to, u.count]),
     [
-      [100, 102, 3],
-      [103, 103, 1],
-      [104, 107, 4],
-      [108, 109, 2],
+      [100, 105, 6],
+      [106, 106, 1],
+      [107, 110, 4],
+      [111, 111, 1],
     ],
   );
   assert.equal(new Set(units.map((u) => u.inputHash)).size, 4);
-  assert.equal(unitsOf([range], 4, starts)[2]!.inputHash, units[2]!.inputHash, "the same records hash the same");
+  assert.equal(unitsOf([range], 4, batches)[2]!.inputHash, units[2]!.inputHash, "the same records hash the same");
 });
