@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import { NonRetryableError, SinkError } from "../../core/errors.js";
-import type { StageInput, StageOutput, StreamSlice } from "../../core/plan/job.js";
+import { addCounts, type StageCounts, type StageInput, type StageOutput, type StreamSlice } from "../../core/plan/job.js";
 import { transactionalIdOf, type SinkSession, type SourcePosition } from "../../connectors/kafka/sink.js";
 import { changelogTopicOf, keyedOperatorsOf, workflowIndexOf } from "../../core/plan/stream.js";
 import type { StateBackend } from "../state/backend.js";
@@ -90,6 +90,42 @@ async function skipCommitted(slices: StreamSlice[], session: SinkSession): Promi
   });
 }
 
+/** Longest unit note committed with the markers (the broker refuses offset metadata over 4 KiB by default). */
+const NOTE_BYTES = 3_000;
+
+/** What a keyed unit notes with its markers: which unit (its first batch's sequence number), and what it counted. */
+interface UnitNote {
+  u: number | string;
+  c: StageCounts;
+}
+
+/** The note of a keyed unit with `counts` (undefined when too long to commit). */
+function unitNote(slices: readonly StreamSlice[], counts: StageCounts): string | undefined {
+  const first = slices[0];
+  if (!first) return undefined;
+  const note = JSON.stringify({ u: first.seq, c: counts } satisfies UnitNote);
+  return note.length <= NOTE_BYTES ? note : undefined;
+}
+
+/**
+ * The counts of this keyed unit that an earlier attempt committed and the workflow never got (its
+ * workflow task was lost, so the unit runs again and skips what is committed): read from the note
+ * that attempt committed with its markers, when it names this unit. Null when nothing was skipped,
+ * or no such note is there (the confluent client commits none: the counts then fall short).
+ */
+function notedCounts(slices: readonly StreamSlice[], from: readonly number[], session: SinkSession): StageCounts | null {
+  const skipped = slices.find((s, i) => s.skipBelow > from[i]!);
+  if (!skipped) return null;
+  const text = session.noteOf?.(skipped.topic, skipped.partition) ?? null;
+  if (!text) return null;
+  try {
+    const note = JSON.parse(text) as UnitNote;
+    return note.u === slices[0]!.seq ? note.c : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The earliest of processing-time timers (null: none). */
 function earliest(timers: Array<number | null>): number | null {
   const set = timers.filter((t) => t !== null);
@@ -157,10 +193,13 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
         await stream.commit(session);
         return;
       }
+      // State must not see a committed record twice: an earlier attempt's counts come from its note instead.
+      const noted = notedCounts(input.stream!.slices, from, session);
       const state = await openKeyedState(unit, session);
       restored = state.restored;
       try {
         await run(state.origins);
+        if (noted) addCounts(unit.counts, noted);
         const repartitioned = edges.finishRepartitions();
         if (repartitioned) eventTime = { ...eventTime, ...repartitioned };
         nextTimer = earliest([...chain.keyedRuns.values()].map((r) => r.operator.nextProcessingTimer()));
@@ -173,7 +212,7 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
           // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
           markers.push({ topic: op.changelog, partition: state.partition, nextOffset: op.seq + 1 });
         }
-        const outcome = await stream.commit(session, markers);
+        const outcome = await stream.commit(session, markers, unitNote(input.stream!.slices, unit.counts));
         for (const op of state.operators) {
           if (outcome === "skipped") {
             // An earlier attempt committed this unit: the copy (current at the marker) already holds its changes.

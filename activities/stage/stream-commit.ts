@@ -118,12 +118,15 @@ export class StreamCommit {
     this.messages.push({ slice: this.currentSlice, topic, message });
   }
 
-  /** Commits the unit's messages with the markers, skipping what an earlier attempt committed; metrics count what was committed. */
-  async commit(session: SinkSession, extra: SourcePosition[] = []): Promise<UnitCommit> {
+  /**
+   * Commits the unit's messages with the markers (`note` their metadata), skipping what an earlier
+   * attempt committed; metrics count what was committed.
+   */
+  async commit(session: SinkSession, extra: SourcePosition[] = [], note?: string): Promise<UnitCommit> {
     const line = this.lineaged > 0 ? this.batchLine() : null;
     // Slice -1: skipped only when every slice was committed before, like any output of the whole unit.
     if (line) this.messages.push({ slice: -1, topic: this.stream.lineageTopic!, message: { key: line.batch, value: JSON.stringify(line) } });
-    const outcome = await commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra);
+    const outcome = await commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra, note);
     if (outcome === "committed") unitCommitted(this.unit.input, this.messages, this.stream.deadLetterTopic);
     return outcome;
   }

@@ -108,6 +108,17 @@ export interface ProducerTransaction {
 export interface TransactionMarker {
   group: string;
   positions: Array<{ topic: string; partition: number; nextOffset: string }>;
+  /**
+   * Metadata committed with every position (the unit's note: what it counted). kafkajs commits it;
+   * @confluentinc/kafka-javascript's `sendOffsets` drops it, so a reader may find none.
+   */
+  note?: string;
+}
+
+/** A committed offset and the metadata committed with it (null: none). */
+export interface CommittedMarker {
+  offset: string;
+  metadata: string | null;
 }
 
 /** A plain (non-transactional, idempotent) producer. */
@@ -141,6 +152,8 @@ export interface KafkaAdmin {
    * unstable after `waitMs` (default 30 s): throws `UnstableOffsetsError`.
    */
   committedOffsets(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, string>>;
+  /** `committedOffsets` with the metadata committed with each offset (the sink's unit note). */
+  committedMarkers(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, CommittedMarker>>;
   /**
    * Sets the committed offsets of a group with no member (a job started from a savepoint reads its
    * sources from there); a `GroupActiveError` when the group has members.

@@ -12,7 +12,7 @@ import type * as Confluent from "@confluentinc/kafka-javascript";
 import type { KafkaJS, KafkaConsumer as RdKafkaConsumer, LibrdKafkaError, Message as RdKafkaMessage } from "@confluentinc/kafka-javascript";
 import type { Logger } from "pino";
 import { ConfigError } from "../../core/errors.js";
-import { KafkaProtocolError, UNSTABLE_OFFSET_COMMIT, fetchStableOffsets } from "./stable-offsets.js";
+import { committedMarkers } from "./stable-offsets.js";
 import type {
   BatchControl,
   ConsumedMessage,
@@ -28,8 +28,9 @@ import type {
   ReadAllOptions,
   TransactionMarker,
   TransactionalProducer,
+  CommittedMarker,
 } from "./client.js";
-import { GroupActiveError, KafkaAuthenticationError, TransactionError, UnstableOffsetsError } from "./client.js";
+import { GroupActiveError, KafkaAuthenticationError, TransactionError } from "./client.js";
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
 
@@ -730,21 +731,15 @@ class ConfluentAdmin implements KafkaAdmin {
   }
 
   async committedOffsets(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, string>> {
+    const markers = await this.committedMarkers(groupId, topic, partitions, waitMs);
+    return new Map([...markers].map(([p, m]) => [p, m.offset]));
+  }
+
+  committedMarkers(groupId: string, topic: string, partitions: number[], waitMs?: number): Promise<Map<number, CommittedMarker>> {
     // The same OffsetFetch with require_stable as for kafkajs, over our own connection: its retries
     // while a transaction commits are the sink's protocol, not the client's.
-    try {
-      const { brokers, security } = this.options;
-      const stable = await fetchStableOffsets(
-        { brokers, clientId: this.clientId, deadlineMs: waitMs, ...(security ? { security } : {}) },
-        groupId,
-        topic,
-        partitions,
-      );
-      return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
-    } catch (err) {
-      if (err instanceof KafkaProtocolError && err.code === UNSTABLE_OFFSET_COMMIT) throw new UnstableOffsetsError(groupId, topic, err);
-      throw err;
-    }
+    const { brokers, security } = this.options;
+    return committedMarkers({ brokers, clientId: this.clientId, deadlineMs: waitMs, ...(security ? { security } : {}) }, groupId, topic, partitions);
   }
 
   async setGroupOffsets(groupId: string, topic: string, offsets: ReadonlyArray<{ partition: number; offset: number }>): Promise<void> {

@@ -19,7 +19,7 @@ import {
   type KafkaMessage,
 } from "kafkajs";
 import type { Logger } from "pino";
-import { KafkaProtocolError, UNSTABLE_OFFSET_COMMIT, fetchStableOffsets } from "./stable-offsets.js";
+import { committedMarkers, type StableOffsetsOptions } from "./stable-offsets.js";
 import type {
   BatchControl,
   ConsumedMessage,
@@ -35,7 +35,7 @@ import type {
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
-import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError, UnstableOffsetsError } from "./client.js";
+import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError } from "./client.js";
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
 import { Partitioning, type SendChunk } from "./send-chunks.js";
@@ -168,8 +168,11 @@ class KafkajsTransaction implements ProducerTransaction {
 
   async sendOffsets(marker: TransactionMarker): Promise<void> {
     this.used = true;
-    const topics = new Map<string, Array<{ partition: number; offset: string }>>();
-    for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+    const topics = new Map<string, Array<{ partition: number; offset: string; metadata?: string }>>();
+    for (const p of marker.positions) {
+      const position = { partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) };
+      topics.set(p.topic, [...(topics.get(p.topic) ?? []), position]);
+    }
     try {
       await this.txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
     } catch (err) {
@@ -339,6 +342,13 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
   /** Transactional producers' own: their coordinator lookups are remembered (coordinator-cache.ts). */
   const transactional = rememberCoordinators(new Kafka(kafkajsConfigOf(options)));
   const connect = connector(options);
+  /** How `committedOffsets` and `committedMarkers` reach the group coordinator (our own OffsetFetch). */
+  const stableOptions = (waitMs?: number): StableOffsetsOptions => ({
+    brokers: options.brokers,
+    clientId,
+    deadlineMs: waitMs,
+    ...(options.security ? { security: options.security } : {}),
+  });
   const partitioning = new Partitioning(async (topic) => {
     const admin = kafka.admin();
     await connect(() => admin.connect());
@@ -404,19 +414,10 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
           return offsets.map((o) => ({ partition: o.partition, offset: o.offset })).sort((x, y) => x.partition - y.partition);
         },
         async committedOffsets(groupId, topic, partitions, waitMs) {
-          try {
-            const stable = await fetchStableOffsets(
-              { brokers: options.brokers, clientId, deadlineMs: waitMs, ...(options.security ? { security: options.security } : {}) },
-              groupId,
-              topic,
-              partitions,
-            );
-            return new Map([...stable].map(([p, offset]) => [p, String(offset)]));
-          } catch (err) {
-            if (err instanceof KafkaProtocolError && err.code === UNSTABLE_OFFSET_COMMIT) throw new UnstableOffsetsError(groupId, topic, err);
-            throw err;
-          }
+          const markers = await committedMarkers(stableOptions(waitMs), groupId, topic, partitions);
+          return new Map([...markers].map(([p, m]) => [p, m.offset]));
         },
+        committedMarkers: (groupId, topic, partitions, waitMs) => committedMarkers(stableOptions(waitMs), groupId, topic, partitions),
         async setGroupOffsets(groupId, topic, offsets) {
           try {
             await a.setOffsets({ groupId, topic, partitions: offsets.map((o) => ({ partition: o.partition, offset: String(o.offset) })) });

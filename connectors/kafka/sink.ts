@@ -13,6 +13,7 @@ import { SinkError } from "../../core/errors.js";
 import {
   TransactionError,
   UnstableOffsetsError,
+  type CommittedMarker,
   type KafkaAdmin,
   type KafkaClient,
   type OutgoingMessage,
@@ -41,8 +42,13 @@ export interface SourcePosition {
 export interface SinkSession {
   /** Offset after the last source record already committed for this partition under this id (-1: none). */
   committedUpTo(topic: string, partition: number): Promise<number>;
-  /** Writes `messages` and advances the markers to `positions` in one transaction. */
-  commit(messages: Array<{ topic: string; message: OutgoingMessage }>, positions: SourcePosition[]): Promise<void>;
+  /** Writes `messages` and advances the markers to `positions` in one transaction, with `note` as their metadata. */
+  commit(messages: Array<{ topic: string; message: OutgoingMessage }>, positions: SourcePosition[], note?: string): Promise<void>;
+  /**
+   * The note committed with this partition's marker, once `committedUpTo` has read it: what the
+   * unit that last committed it wrote there (null: none, or the confluent client, which drops it).
+   */
+  noteOf?(topic: string, partition: number): string | null;
 }
 
 /** A source slice a unit read: a partition and the offsets `[from, to]` it covers. */
@@ -74,11 +80,13 @@ export async function commitUnit(
   logger: Logger,
   /** Further markers to advance in the same transaction (a keyed stage's state sequence). */
   extra: SourcePosition[] = [],
+  /** Metadata of every marker the commit advances (`SinkSession.noteOf` reads it back). */
+  note?: string,
 ): Promise<UnitCommit> {
   if (slices.length === 0) {
     // A unit with no source records (processing-time timers): its effects are its own dedupe, through the state it changes.
     if (produced.length === 0) return "empty";
-    await session.commit(produced, extra);
+    await session.commit(produced, extra, note);
     return "committed";
   }
   const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
@@ -98,7 +106,7 @@ export async function commitUnit(
     positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
   }
   const started = Date.now();
-  await session.commit(messages, [...positions.values(), ...extra]);
+  await session.commit(messages, [...positions.values(), ...extra], note);
   logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
   return "committed";
 }
@@ -120,6 +128,8 @@ export class KafkaSinkHost {
    * then our next commit fails, drops the producer and this cache, and the marker is read again.
    */
   private readonly knownMarkers = new Map<string, Map<string, number>>();
+  /** The notes committed with those markers (by transactional id and partition), kept and dropped with them. */
+  private readonly knownNotes = new Map<string, Map<string, string | null>>();
   /** One transaction per id at a time, even when two attempts of a batch overlap in this process. */
   private readonly locks = new Map<string, Promise<unknown>>();
   private admin: Promise<KafkaAdmin> | null = null;
@@ -179,6 +189,8 @@ export class KafkaSinkHost {
     // Dropped with the producer when a transaction fails; a fresh producer starts with none known.
     const known = this.knownMarkers.get(transactionalId) ?? new Map<string, number>();
     this.knownMarkers.set(transactionalId, known);
+    const notes = this.knownNotes.get(transactionalId) ?? new Map<string, string | null>();
+    this.knownNotes.set(transactionalId, notes);
     const fail = async (err: unknown): Promise<never> => {
       // `fenced`: a newer producer with this id (another worker that took the unit over) refused our late write.
       const fenced = err instanceof TransactionError && err.fenced;
@@ -189,6 +201,7 @@ export class KafkaSinkHost {
       const held = this.producers.get(transactionalId);
       this.producers.delete(transactionalId);
       this.knownMarkers.delete(transactionalId);
+      this.knownNotes.delete(transactionalId);
       await Promise.allSettled([producer.close(), held?.close()]);
       throw new SinkError(`Kafka transaction ${transactionalId} failed: ${(err as Error).message}`, { retriable: true, cause: err });
     };
@@ -215,15 +228,17 @@ export class KafkaSinkHost {
         let read = reads.get(tp);
         if (!read) {
           read = this.readMarker(transactionalId, topic, partition, abortHanging).then((m) => {
-            known.set(tp, m);
-            return m;
+            known.set(tp, m.marker);
+            notes.set(tp, m.note);
+            return m.marker;
           }, fail);
           reads.set(tp, read);
         }
         return read;
       },
+      noteOf: (topic, partition) => notes.get(topicPartition(topic, partition)) ?? null,
       // (4) Write and advance the marker in one commit.
-      commit: async (messages, positions) => {
+      commit: async (messages, positions, note) => {
         let open: ProducerTransaction | null = null;
         try {
           open = txn ?? (await producer.begin());
@@ -232,13 +247,17 @@ export class KafkaSinkHost {
           await open.sendOffsets({
             group: transactionalId,
             positions: positions.map((p) => ({ topic: p.topic, partition: p.partition, nextOffset: String(p.nextOffset) })),
+            ...(note !== undefined ? { note } : {}),
           });
           await open.commit();
         } catch (err) {
           await open?.abort().catch(() => undefined);
           return fail(err);
         }
-        for (const p of positions) known.set(topicPartition(p.topic, p.partition), p.nextOffset);
+        for (const p of positions) {
+          known.set(topicPartition(p.topic, p.partition), p.nextOffset);
+          notes.set(topicPartition(p.topic, p.partition), note ?? null);
+        }
         this.logger.debug({ transactionalId, positions }, "progress marker committed");
       },
     };
@@ -250,19 +269,19 @@ export class KafkaSinkHost {
     topic: string,
     partition: number,
     abortHanging: (topic: string, partition: number) => Promise<void>,
-  ): Promise<number> {
+  ): Promise<{ marker: number; note: string | null }> {
     const admin = await this.adminConnection();
-    let stored: string | undefined;
+    let stored: CommittedMarker | undefined;
     try {
-      stored = (await admin.committedOffsets(transactionalId, topic, [partition], HANGING_AFTER_MS)).get(partition);
+      stored = (await admin.committedMarkers(transactionalId, topic, [partition], HANGING_AFTER_MS)).get(partition);
     } catch (err) {
       if (!(err instanceof UnstableOffsetsError)) throw err;
       await abortHanging(topic, partition);
-      stored = (await admin.committedOffsets(transactionalId, topic, [partition])).get(partition);
+      stored = (await admin.committedMarkers(transactionalId, topic, [partition])).get(partition);
     }
-    const marker = stored === undefined ? -1 : Number(stored);
+    const marker = stored === undefined ? -1 : Number(stored.offset);
     this.logger.debug({ transactionalId, topic, partition, marker }, "progress marker read");
-    return marker;
+    return { marker, note: stored?.metadata ?? null };
   }
 
   /** A producer for `transactionalId`, held for the next sessions. */

@@ -10,6 +10,7 @@
  * over our own connection (`wire.ts`, with the cluster's TLS and SASL), one request at a time.
  */
 import { SageError } from "../../core/errors.js";
+import { UnstableOffsetsError, type CommittedMarker } from "./client.js";
 import type { KafkaSecurity } from "./security.js";
 import { Connection, Writer } from "./wire.js";
 
@@ -55,7 +56,7 @@ export interface StableOffsetsOptions {
  * committing offsets for them (absent from the map: none committed). Retriable answers are asked
  * again until `deadlineMs`; then, or on any other error, it throws.
  */
-export async function fetchStableOffsets(o: StableOffsetsOptions, groupId: string, topic: string, partitions: number[]): Promise<Map<number, bigint>> {
+export async function fetchStableOffsets(o: StableOffsetsOptions, groupId: string, topic: string, partitions: number[]): Promise<Map<number, StableOffset>> {
   const deadline = Date.now() + (o.deadlineMs ?? 30_000);
   const timeoutMs = o.requestTimeoutMs ?? 10_000;
   let pause = 20;
@@ -92,7 +93,27 @@ async function findCoordinator(conn: Connection, groupId: string, timeoutMs: num
   return `${host}:${port}`;
 }
 
-async function offsetFetch(conn: Connection, groupId: string, topic: string, partitions: number[], timeoutMs: number): Promise<Map<number, bigint>> {
+/** A committed offset and the metadata committed with it. */
+export interface StableOffset {
+  offset: bigint;
+  metadata: string | null;
+}
+
+/**
+ * `KafkaAdmin.committedMarkers` of both clients: the stable committed offsets and their metadata,
+ * as strings; still unstable after `waitMs`, an `UnstableOffsetsError`.
+ */
+export async function committedMarkers(o: StableOffsetsOptions, groupId: string, topic: string, partitions: number[]): Promise<Map<number, CommittedMarker>> {
+  try {
+    const stable = await fetchStableOffsets(o, groupId, topic, partitions);
+    return new Map([...stable].map(([p, { offset, metadata }]) => [p, { offset: String(offset), metadata }]));
+  } catch (err) {
+    if (err instanceof KafkaProtocolError && err.code === UNSTABLE_OFFSET_COMMIT) throw new UnstableOffsetsError(groupId, topic, err);
+    throw err;
+  }
+}
+
+async function offsetFetch(conn: Connection, groupId: string, topic: string, partitions: number[], timeoutMs: number): Promise<Map<number, StableOffset>> {
   const body = new Writer()
     .compactString(groupId)
     .uvarint(2)
@@ -104,7 +125,7 @@ async function offsetFetch(conn: Connection, groupId: string, topic: string, par
   body.noTags();
   const r = await conn.request(OFFSET_FETCH, 7, true, body.bytes(), timeoutMs);
   r.int32(); // throttle
-  const out = new Map<number, bigint>();
+  const out = new Map<number, StableOffset>();
   let partitionError: KafkaProtocolError | null = null;
   for (let t = r.uvarint() - 1; t > 0; t--) {
     const name = r.compactNullableString();
@@ -112,11 +133,11 @@ async function offsetFetch(conn: Connection, groupId: string, topic: string, par
       const partition = r.int32();
       const offset = r.int64();
       r.int32(); // committed leader epoch
-      r.compactNullableString(); // metadata
+      const metadata = r.compactNullableString();
       const error = r.int16();
       r.tags();
       if (error !== 0) partitionError ??= new KafkaProtocolError(error, `OffsetFetch of group ${groupId} on ${name}:${partition}`);
-      else if (name === topic && offset >= 0n) out.set(partition, offset);
+      else if (name === topic && offset >= 0n) out.set(partition, { offset, metadata: metadata || null });
     }
     r.tags();
   }
