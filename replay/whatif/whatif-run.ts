@@ -54,10 +54,17 @@ export interface WhatifSide {
   usage: { total: UsageTotals; operators: Record<string, UsageTotals> };
 }
 
-/** Refuses what the in-process runner cannot re-run: keyed (stateful) operators, or no Kafka source. */
+/** Refuses what the in-process runner cannot re-run: no Kafka source, a sink that is not a Kafka topic, keyed (stateful) operators. */
 export function checkWhatifPlan(plan: PhysicalPlan): void {
   if (!plan.stages.some((s) => s.source && plan.nodes.find((n) => n.id === s.operators[0])?.source?.kind === "kafka")) {
     throw new WhatifUnsupportedError(`pipeline "${plan.pipeline}" does not read a Kafka source: sage whatif re-runs streaming jobs`);
+  }
+  // A user sink function or a print sink would reach the world (or this command's stdout): only Kafka sinks are captured.
+  const uncaptured = plan.nodes.filter((n) => n.sink && n.sink.kind !== "kafka");
+  if (uncaptured.length > 0) {
+    throw new WhatifUnsupportedError(
+      `pipeline "${plan.pipeline}" writes sink "${uncaptured[0]!.name}" (${uncaptured[0]!.sink!.kind}), which a what-if cannot capture: sage whatif re-runs pipelines whose sinks are Kafka topics`,
+    );
   }
   const keyed = plan.stages.flatMap(keyedOperatorsOf);
   if (keyed.length > 0 || plan.edges.some((e) => e.keyed)) {

@@ -9,6 +9,8 @@ import { definePipeline, KafkaSink, KafkaSource } from "../../index.js";
 import { diffOutputs, fieldChanges, type WhatifOutput } from "../../core/whatif/output-diff.js";
 import { stageHashOf, stageUnitKey } from "../../core/whatif/stage-key.js";
 import { jobBatchesOf, parseRangeBound, unitsOf, type PartitionRange } from "../../replay/whatif/recorded-range.js";
+import { checkWhatifPlan } from "../../replay/whatif/whatif-run.js";
+import { WhatifUnsupportedError } from "../../replay/whatif/errors.js";
 
 const out = (from: string, key: string | null, value: unknown, topic = "out"): WhatifOutput => ({ topic, key, value, from });
 
@@ -112,4 +114,23 @@ test("a range is cut into units as the job cut its units, elsewhere at the most 
   );
   assert.equal(new Set(units.map((u) => u.inputHash)).size, 4);
   assert.equal(unitsOf([range], 4, batches)[2]!.inputHash, units[2]!.inputHash, "the same records hash the same");
+});
+
+test("a what-if refuses a pipeline whose sink it cannot capture, or with keyed state", () => {
+  const plan = (sink: "print" | "function" | "keyed") =>
+    definePipeline("refused", (env) => {
+      const s = env.fromSource(KafkaSource.topic<{ k: string; n: number }>("in", { groupId: "g" }), { name: "in" });
+      if (sink === "print") s.print({ name: "shown" });
+      else if (sink === "function") s.sink((v: unknown) => void v, { name: "mine" });
+      else
+        s.keyBy((r) => r.k, { name: "by-k" })
+          .reduce((a, b) => ({ k: a.k, n: a.n + b.n }), { name: "sum" })
+          .sink(KafkaSink.topic("out"), { name: "out" });
+    }).compile({ parallelism: 1, fusion: true }).plan;
+  assert.throws(
+    () => checkWhatifPlan(plan("print")),
+    (e: unknown) => e instanceof WhatifUnsupportedError && /sink "shown" \(print\)/.test(e.message),
+  );
+  assert.throws(() => checkWhatifPlan(plan("function")), /sink "mine" \(function\)/);
+  assert.throws(() => checkWhatifPlan(plan("keyed")), /keyed \(stateful\) operators \(sum\)/);
 });
