@@ -3,8 +3,9 @@
  * windowed budget fails with the `LLM_BUDGET_PAUSED` failure (`BudgetPausedError`, carrying when
  * the window frees enough). The workflow then waits on a durable timer, says so in its progress
  * (`sage status`: "paused by llm budget until <time>"), and runs the unit again; the answers the
- * unit already paid for come from the response cache. Without this (histories recorded before it),
- * Temporal's activity retry waits for the same time instead (the failure's next retry delay).
+ * unit already paid for come from the response cache. Bounded jobs only: in streaming jobs and
+ * in histories recorded before this, Temporal's activity retry waits for the same time instead
+ * (the failure's next retry delay), while the partition workflow holds the batch.
  */
 import { ActivityFailure, ApplicationFailure, patched, sleep } from "@temporalio/workflow";
 import { BUDGET_PAUSED } from "../core/errors.js";

@@ -73,6 +73,7 @@ export async function pipelineWorkflow(input: JobInput): Promise<JobResult> {
     call,
     stages: { activity: options },
     sourcePrefetch: runtime.splitPrefetch,
+    budgetPauses: true,
     onKeyed: (edge, shard, output) => barrier.add(edge, shard, output),
   });
 

@@ -54,6 +54,8 @@ export interface StageGraphOptions {
   onOutput?: (stage: Stage, output: StageOutput) => void;
   /** Streaming stages run as activities: keyed stages' units go to the worker that holds their state. */
   owners?: KeyGroupOwners;
+  /** A unit that meets a spent LLM budget window waits on a workflow timer (bounded jobs; else Temporal's activity retry waits). */
+  budgetPauses?: boolean;
 }
 
 /** Runs stage activities along the edges of a plan. */
@@ -78,7 +80,7 @@ export class StageGraph {
     this.onKeyed = options.onKeyed;
     this.onOutput = options.onOutput;
     this.owners = options.owners;
-    this.pauses = BudgetPauses.of(this.totals);
+    this.pauses = options.budgetPauses ? BudgetPauses.of(this.totals) : null;
     const stages = this.pauses ? BudgetPauses.options(options.stages) : options.stages;
     for (const stage of plan.stages) {
       this.activity.set(stage.id, stageActivity(stage, stages));
