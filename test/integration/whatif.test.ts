@@ -15,10 +15,11 @@ import { lineageTopicOf } from "../../core/plan/lineage.js";
 import type { DiffEntry } from "../../core/whatif/output-diff.js";
 import { RangeUnavailableError } from "../../replay/whatif/errors.js";
 import { parseRangeBound, readRecordedRange } from "../../replay/whatif/recorded-range.js";
-import { whatIf, type WhatifOptions } from "../../replay/whatif/whatif.js";
+import { whatIf, type WhatifOptions, type WhatifReport } from "../../replay/whatif/whatif.js";
 import type { Pipeline } from "../../core/api/pipeline.js";
 import { REPO, sageCli, until } from "../support/harness.js";
 import { createTopics, runStreaming, streamCliEnv, streamConfig, streamTopics, testBrokers, testKafka } from "../support/kafka.js";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import base, { BASE_TEMPLATE, KEEP_BASE, whatifPipeline, type Answered, type Question } from "../fixtures/whatif-pipeline.js";
 
@@ -31,6 +32,9 @@ const QUESTIONS: Question[] = [
   "Where is Paris?",
 ].map((text, id) => ({ id, text }));
 const kept = (keep: (q: Question) => boolean): number[] => QUESTIONS.filter(keep).map((q) => q.id);
+
+/** What `sage whatif --json` prints: the report with its diff's entries at the top. */
+type WhatifSummary = Omit<WhatifReport, "diff"> & { entries: DiffEntry[] };
 
 let models: ModelServerProcess;
 before(async () => (models = await startModelServerProcess()));
@@ -157,6 +161,17 @@ test("what-if: unchanged, changed filter, changed prompt; the job's output untou
     );
     assert.deepEqual([byTime!.from, byTime!.to, byTime!.records.length], [0, QUESTIONS.length, QUESTIONS.length]);
 
+    // The CLI on the base module: the job found by its id, an empty diff on stdout and in --out, no model call.
+    const module = join(REPO, "test", "fixtures", "whatif-pipeline.ts");
+    const env = { ...streamCliEnv(config, t), SAGE_LLM_BASE_URL: `${models.url}/v1` };
+    const diffFile = join(config.dir, "diff.jsonl");
+    const printed = sageCli(["whatif", jobId, "--module", module, "--base", module, "--json", "--out", diffFile], { env });
+    assert.equal(printed.code, 0, printed.stderr);
+    const json = JSON.parse(printed.stdout) as WhatifSummary;
+    assert.deepEqual(json.counts, { added: 0, removed: 0, changed: 0, same: expected.length });
+    assert.deepEqual([json.base.modelCalls, json.changed.modelCalls, json.entries.length], [0, 0, 0]);
+    assert.equal(readFileSync(diffFile, "utf8"), "");
+
     // The first records deleted (as retention would): a range from offset 0 is no longer available.
     const raw = new Kafka({ brokers: [testBrokers()], clientId: "whatif-test" }).admin();
     await raw.connect();
@@ -167,8 +182,7 @@ test("what-if: unchanged, changed filter, changed prompt; the job's output untou
       whatIf({ ...options(base), from: parseRangeBound("0:0", "--from") }),
       (err: unknown) => err instanceof RangeUnavailableError && err.topic === t.input && err.partition === 0 && err.firstHeld === 4,
     );
-    const module = join(REPO, "test", "fixtures", "whatif-pipeline.ts");
-    const cli = sageCli(["whatif", jobId, "--module", module, "--base", module, "--from", "0:2"], { env: streamCliEnv(config, t) });
+    const cli = sageCli(["whatif", jobId, "--module", module, "--base", module, "--from", "0:2"], { env });
     assert.equal(cli.code, 2, cli.stderr);
     assert.match(
       cli.stderr,
