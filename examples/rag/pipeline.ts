@@ -18,7 +18,7 @@ import {
   type Retrieved,
   type StringOrParam,
 } from "sage-temporal";
-import { ANSWER_DECODING, firstSentences, PROMPT_SOURCES, sourcesPrompt } from "./prompt.js";
+import { ANSWER_DECODING, ANSWER_INSTRUCTION, firstSentences, PROMPT_SOURCES, sourcesPrompt } from "./prompt.js";
 
 /** A question from the input file (JSON Lines). */
 export interface Question {
@@ -50,10 +50,13 @@ export class QueryParser extends MapFunction<Question, ParsedQuery> {
   }
 }
 
-/** Puts the best retrieved passages, numbered and with their sources, beside the question (`prompt.ts`). */
+/** Puts the best retrieved passages, numbered and with their sources, beside the question (`prompt.ts`), under `instruction`. */
 export class ContextEnhancer extends MapFunction<Retrieved<ParsedQuery & { embedding: number[] }>, ParsedQuery & { hits: Hit[]; messages: ChatMessage[] }> {
+  constructor(readonly instruction = ANSWER_INSTRUCTION) {
+    super();
+  }
   map(r: Retrieved<ParsedQuery & { embedding: number[] }>) {
-    return { id: r.id, question: r.question, query: r.query, hits: r.hits, messages: sourcesPrompt(r.query, r.hits) };
+    return { id: r.id, question: r.question, query: r.query, hits: r.hits, messages: sourcesPrompt(r.query, r.hits, this.instruction) };
   }
 }
 
@@ -70,13 +73,13 @@ export class ResponseFormatter extends MapFunction<Generated<ParsedQuery & { hit
   }
 }
 
-/** The chain from questions to answers, whatever the source and sink (files here, Kafka in `stream-pipeline.ts`). */
-export function ragChain(questions: DataStream<Question>, index: StringOrParam): DataStream<RagAnswer> {
+/** The chain from questions to answers, whatever the source and sink (files here, Kafka in `stream-pipeline.ts`); `instruction` heads the prompt. */
+export function ragChain(questions: DataStream<Question>, index: StringOrParam, instruction = ANSWER_INSTRUCTION): DataStream<RagAnswer> {
   return questions
     .map(new QueryParser(), { name: "query-parser" })
     .embed({ text: (q) => q.query, name: "embedding-generator" })
     .retrieve({ index, k: 3, name: "vector-retriever" })
-    .map(new ContextEnhancer(), { name: "context-enhancer" })
+    .map(new ContextEnhancer(instruction), { name: "context-enhancer" })
     .generate({ ...ANSWER_DECODING, name: "llm-generator" })
     .map(new ResponseFormatter(), { name: "response-formatter" });
 }

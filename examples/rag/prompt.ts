@@ -44,20 +44,19 @@ const EXAMPLE: ChatMessage[] = [
   { role: "assistant", content: "The logo uses green and white." },
 ];
 
+/** What the system message asks of the model, above the sources (`sage whatif` tries others). */
+export const ANSWER_INSTRUCTION = "Answer the user's question about Sage in one or two short sentences, using only these sources.";
+
 /**
  * The sources and the instruction in the system message, the question alone as the user's: with the
  * sources in the user message the model answered with a source's heading or "The answer is:".
  */
-export function sourcesPrompt(question: string, hits: readonly Hit[]): ChatMessage[] {
+export function sourcesPrompt(question: string, hits: readonly Hit[], instruction = ANSWER_INSTRUCTION): ChatMessage[] {
   const sources = hits
     .slice(0, PROMPT_SOURCES)
     .map((h, i) => `[${i + 1}] (${h.source}) ${unwrap(h.text)}`)
     .join("\n");
-  return [
-    { role: "system", content: `Answer the user's question about Sage in one or two short sentences, using only these sources.\n\nSources:\n${sources}` },
-    ...EXAMPLE,
-    { role: "user", content: question },
-  ];
+  return [{ role: "system", content: `${instruction}\n\nSources:\n${sources}` }, ...EXAMPLE, { role: "user", content: question }];
 }
 
 const COMPLETE = /[.!?]["')\]`*]*$/;
