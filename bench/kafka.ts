@@ -45,8 +45,8 @@ import { defaultPayloadConverter } from "@temporalio/common";
 import type proto from "@temporalio/proto";
 import { decodeBatch } from "../connectors/kafka/batch-codec.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
-import pipeline, { transform, type BenchEvent } from "./kafka-pipeline.js";
-import { PARTITIONS, plainPipe } from "./plain-pipe.js";
+import pipeline, { type BenchEvent } from "./kafka-pipeline.js";
+import { PARTITIONS, plainPipe, transformSlice } from "./plain-pipe.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -136,11 +136,7 @@ async function plainConfluentPipe(brokers: string, input: string, output: string
       const { batch } = payload;
       for (let i = 0; i < batch.messages.length; i += 2000) {
         const slice = batch.messages.slice(i, i + 2000);
-        const out = slice
-          .map((m) => transform(JSON.parse(m.value!.toString()) as BenchEvent))
-          .filter((e): e is NonNullable<typeof e> => e !== null)
-          .map((e) => ({ key: e.key, value: JSON.stringify(e) }));
-        const next = String(Number(slice[slice.length - 1]!.offset) + 1);
+        const { out, next } = transformSlice(slice);
         if (transactional) {
           await producer.transaction();
           await producer.send({ topic: output, messages: out });

@@ -13,6 +13,15 @@ import { transform, type BenchEvent } from "./kafka-pipeline.js";
 /** Partitions of every benchmark topic. */
 export const PARTITIONS = 4;
 
+/** The outputs of a slice of fetched messages (the benchmark's transform) and the offset after it. */
+export function transformSlice(slice: ReadonlyArray<{ value: Buffer | null; offset: string }>): { out: Array<{ key: string; value: string }>; next: string } {
+  const out = slice
+    .map((m) => transform(JSON.parse(m.value!.toString()) as BenchEvent))
+    .filter((e): e is NonNullable<typeof e> => e !== null)
+    .map((e) => ({ key: e.key, value: JSON.stringify(e) }));
+  return { out, next: String(Number(slice[slice.length - 1]!.offset) + 1) };
+}
+
 /**
  * Plain kafkajs consume -> transform -> produce of `n` records (Infinity: until `stop` settles);
  * with `transactional`, one transaction per fetched batch. Resolves to the ms it took.
@@ -54,11 +63,7 @@ export async function plainPipe(
       const { batch } = payload;
       for (let i = 0; i < batch.messages.length; i += 2000) {
         const slice = batch.messages.slice(i, i + 2000);
-        const out = slice
-          .map((m) => transform(JSON.parse(m.value!.toString()) as BenchEvent))
-          .filter((e): e is NonNullable<typeof e> => e !== null)
-          .map((e) => ({ key: e.key, value: JSON.stringify(e) }));
-        const next = String(Number(slice[slice.length - 1]!.offset) + 1);
+        const { out, next } = transformSlice(slice);
         const offsets = { topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] };
         if (transactional) {
           const t = await producer.transaction();
