@@ -76,6 +76,9 @@ function payloadsIn(value: unknown, path = "", out: Array<{ path: string; payloa
 /** Where a local activity marker keeps what the SDK core writes about the call (not the activity's input or result). */
 const LA_MARKER_DATA = /markerRecordedEventAttributes\.details\.data\./;
 const LA_MARKER_FIELDS = ["seq", "attempt", "activity_id", "activity_type", "complete_time", "backoff", "original_schedule_time"];
+/** Where a patch marker (`patched()` in workflow code) keeps the patch id, written by the SDK core without the codec. */
+const PATCH_MARKER_DATA = /markerRecordedEventAttributes\.details\.patch-data\./;
+const PATCH_MARKER_FIELDS = ["id", "deprecated"];
 
 const encodingOf = (p: Payload) => Buffer.from(p.metadata?.encoding ?? new Uint8Array()).toString();
 
@@ -87,7 +90,7 @@ function assertEncrypted(history: History, what: string): number {
   const bytes = Buffer.from(proto.temporal.api.history.v1.History.encode(history).finish());
   for (const secret of [RECORD_SECRET, PROMPT_SECRET]) assert.ok(!bytes.includes(Buffer.from(secret)), `${what}: "${secret}" in clear in the raw history`);
   const all = payloadsIn(history);
-  const ours = all.filter(({ path }) => !/searchAttributes/.test(path) && !LA_MARKER_DATA.test(path));
+  const ours = all.filter(({ path }) => !/searchAttributes/.test(path) && !LA_MARKER_DATA.test(path) && !PATCH_MARKER_DATA.test(path));
   const clear = ours.filter(({ payload }) => encodingOf(payload) !== "binary/encrypted");
   assert.deepEqual(
     clear.map((c) => `${c.path}: ${encodingOf(c.payload)}`),
@@ -95,13 +98,19 @@ function assertEncrypted(history: History, what: string): number {
     `${what}: payloads written in clear`,
   );
   for (const { payload } of ours) assert.equal(Buffer.from(payload.metadata!["encryption-key-id"]!).toString(), "k-2026");
-  // The SDK core writes a local activity marker's bookkeeping itself, without the codec: ids, attempt, times.
-  for (const { path, payload } of all.filter(({ path }) => LA_MARKER_DATA.test(path))) {
-    const fields = Object.keys(defaultPayloadConverter.fromPayload<object>(payload)).sort();
-    assert.ok(
-      fields.every((f) => LA_MARKER_FIELDS.includes(f)),
-      `${path}: ${JSON.stringify(defaultPayloadConverter.fromPayload(payload))}`,
-    );
+  // The SDK core writes a local activity marker's bookkeeping itself, without the codec: ids, attempt,
+  // times; and a patch marker's patch id. Nothing else may be in them.
+  for (const [marker, allowed] of [
+    [LA_MARKER_DATA, LA_MARKER_FIELDS],
+    [PATCH_MARKER_DATA, PATCH_MARKER_FIELDS],
+  ] as const) {
+    for (const { path, payload } of all.filter(({ path }) => marker.test(path))) {
+      const fields = Object.keys(defaultPayloadConverter.fromPayload<object>(payload)).sort();
+      assert.ok(
+        fields.every((f) => (allowed as readonly string[]).includes(f)),
+        `${path}: ${JSON.stringify(defaultPayloadConverter.fromPayload(payload))}`,
+      );
+    }
   }
   return ours.length;
 }

@@ -31,7 +31,7 @@ test("committed offsets read with require_stable wait for an open transaction; k
       return txn;
     };
     await commitAt(100, true);
-    assert.deepEqual(await fetchStableOffsets(opts, group, t.input, [0, 1]), new Map([[1, 100n]]));
+    assert.deepEqual(await fetchStableOffsets(opts, group, t.input, [0, 1]), new Map([[1, { offset: 100n, metadata: null }]]));
 
     // A transaction moving the offset to 200 is open: the stable read is refused until it ends.
     const open = await commitAt(200, false);
@@ -44,7 +44,7 @@ test("committed offsets read with require_stable wait for an open transaction; k
     const waiting = fetchStableOffsets({ ...opts, deadlineMs: 20_000 }, group, t.input, [1]);
     await new Promise((r) => setTimeout(r, 300));
     await open.commit();
-    assert.deepEqual(await waiting, new Map([[1, 200n]]), "the read waited for the commit");
+    assert.deepEqual(await waiting, new Map([[1, { offset: 200n, metadata: null }]]), "the read waited for the commit");
   } finally {
     await producer.disconnect();
     await admin.disconnect();
