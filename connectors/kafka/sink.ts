@@ -123,13 +123,12 @@ export function transactionalIdOf(pipeline: string, jobId: string, stage: string
 export class KafkaSinkHost {
   private readonly producers = new Map<string, TransactionalProducer>();
   /**
-   * Markers this process committed with a producer it still holds, by transactional id and source
-   * partition. Valid while that producer is: another writer with the same id must fence it first, and
-   * then our next commit fails, drops the producer and this cache, and the marker is read again.
+   * Markers this process committed with a producer it still holds (or read for it), with the note
+   * committed with each, by transactional id and source partition. Valid while that producer is:
+   * another writer with the same id must fence it first, and then our next commit fails, drops the
+   * producer and this cache, and the marker is read again.
    */
-  private readonly knownMarkers = new Map<string, Map<string, number>>();
-  /** The notes committed with those markers (by transactional id and partition), kept and dropped with them. */
-  private readonly knownNotes = new Map<string, Map<string, string | null>>();
+  private readonly knownMarkers = new Map<string, Map<string, { marker: number; note: string | null }>>();
   /** One transaction per id at a time, even when two attempts of a batch overlap in this process. */
   private readonly locks = new Map<string, Promise<unknown>>();
   private admin: Promise<KafkaAdmin> | null = null;
@@ -187,10 +186,8 @@ export class KafkaSinkHost {
   private async session<T>(transactionalId: string, outputTopics: string[], work: (session: SinkSession) => Promise<T>): Promise<T> {
     let producer: TransactionalProducer = this.producers.get(transactionalId) ?? this.newProducer(transactionalId);
     // Dropped with the producer when a transaction fails; a fresh producer starts with none known.
-    const known = this.knownMarkers.get(transactionalId) ?? new Map<string, number>();
+    const known = this.knownMarkers.get(transactionalId) ?? new Map<string, { marker: number; note: string | null }>();
     this.knownMarkers.set(transactionalId, known);
-    const notes = this.knownNotes.get(transactionalId) ?? new Map<string, string | null>();
-    this.knownNotes.set(transactionalId, notes);
     const fail = async (err: unknown): Promise<never> => {
       // `fenced`: a newer producer with this id (another worker that took the unit over) refused our late write.
       const fenced = err instanceof TransactionError && err.fenced;
@@ -201,7 +198,6 @@ export class KafkaSinkHost {
       const held = this.producers.get(transactionalId);
       this.producers.delete(transactionalId);
       this.knownMarkers.delete(transactionalId);
-      this.knownNotes.delete(transactionalId);
       await Promise.allSettled([producer.close(), held?.close()]);
       throw new SinkError(`Kafka transaction ${transactionalId} failed: ${(err as Error).message}`, { retriable: true, cause: err });
     };
@@ -223,20 +219,19 @@ export class KafkaSinkHost {
       // (2) Read the marker, once per partition: the slices of a unit ask in parallel.
       committedUpTo: (topic, partition) => {
         const tp = topicPartition(topic, partition);
-        const marker = known.get(tp);
-        if (marker !== undefined) return Promise.resolve(marker);
+        const cached = known.get(tp);
+        if (cached !== undefined) return Promise.resolve(cached.marker);
         let read = reads.get(tp);
         if (!read) {
           read = this.readMarker(transactionalId, topic, partition, abortHanging).then((m) => {
-            known.set(tp, m.marker);
-            notes.set(tp, m.note);
+            known.set(tp, m);
             return m.marker;
           }, fail);
           reads.set(tp, read);
         }
         return read;
       },
-      noteOf: (topic, partition) => notes.get(topicPartition(topic, partition)) ?? null,
+      noteOf: (topic, partition) => known.get(topicPartition(topic, partition))?.note ?? null,
       // (4) Write and advance the marker in one commit.
       commit: async (messages, positions, note) => {
         let open: ProducerTransaction | null = null;
@@ -254,10 +249,7 @@ export class KafkaSinkHost {
           await open?.abort().catch(() => undefined);
           return fail(err);
         }
-        for (const p of positions) {
-          known.set(topicPartition(p.topic, p.partition), p.nextOffset);
-          notes.set(topicPartition(p.topic, p.partition), note ?? null);
-        }
+        for (const p of positions) known.set(topicPartition(p.topic, p.partition), { marker: p.nextOffset, note: note ?? null });
         this.logger.debug({ transactionalId, positions }, "progress marker committed");
       },
     };
