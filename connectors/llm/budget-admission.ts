@@ -54,6 +54,19 @@ interface Crossing {
   until: number | null;
 }
 
+/**
+ * Tests only, not configuration: an environment variable that divides the budget windows (360
+ * makes the hour 10 s), so a test sees a window free without waiting an hour.
+ */
+export const WINDOW_DIVISOR_ENV = "SAGE_TEST_LLM_BUDGET_WINDOW_DIVISOR";
+
+/** The budget windows: the real minute and hour, unless a test divides them (`WINDOW_DIVISOR_ENV`). */
+export function budgetWindows(env: NodeJS.ProcessEnv = process.env): BudgetWindows {
+  const divisor = Number(env[WINDOW_DIVISOR_ENV] ?? 1);
+  if (!Number.isFinite(divisor) || divisor <= 0) throw new RangeError(`${WINDOW_DIVISOR_ENV} must be a positive number, got "${env[WINDOW_DIVISOR_ENV]}"`);
+  return { minute: BUDGET_WINDOWS.minute / divisor, hour: BUDGET_WINDOWS.hour / divisor };
+}
+
 const isLimited = (l: Limits) => l["tokens-per-minute"] > 0 || l["dollars-per-hour"] > 0 || l["dollars-total"] > 0;
 
 /** The budgets of one worker process. */
@@ -61,17 +74,13 @@ export class LlmBudget {
   private readonly ledgers = new Map<string, BudgetLedger>();
   /** Admitted, not yet charged, per ledger path. */
   private readonly pending = new Map<string, Set<Admission>>();
-  /** The minute and the hour of the limits (shorter only in tests: `window-divisor`). */
-  private readonly windows: BudgetWindows;
-
   constructor(
     private readonly config: SageConfig["llm"]["budget"],
     private readonly dataDir: string,
     private readonly clock: Clock,
-  ) {
-    const divisor = config["window-divisor"];
-    this.windows = { minute: BUDGET_WINDOWS.minute / divisor, hour: BUDGET_WINDOWS.hour / divisor };
-  }
+    /** The minute and the hour of the limits (shorter only in tests: `budgetWindows`). */
+    private readonly windows: BudgetWindows = budgetWindows(),
+  ) {}
 
   /** Whether any limit is set (else calls skip the ledgers). */
   get enabled(): boolean {

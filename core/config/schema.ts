@@ -67,6 +67,12 @@ export const configSchema = z
         /** Splits a source stage keeps queued per parallel slot beyond those running (hides the round trip to the next split). */
         "split-prefetch": z.coerce.number().int().min(0).default(1),
         "max-batch-bytes": bytes.default(512 * 1024),
+        /**
+         * Per-record lineage of bounded jobs' file outputs: each staged shard gets a sidecar (per
+         * line, the source byte range or index; the run, attempt and model calls), kept at commit
+         * under `<data-dir>/lineage`; `sage lineage <job> <path>:<line>` reads it. Cost in bench/RESULTS.md.
+         */
+        lineage: bool.default(true),
       })
       .strict()
       .prefault({}),
@@ -282,8 +288,6 @@ export const configSchema = z
             policy: z.enum(["dead-letter", "pause", "downgrade"]).default("dead-letter"),
             /** The cheaper chat model of the `downgrade` policy (priced by `llm.prices` like any model). */
             "downgrade-to": z.string().min(1).optional(),
-            /** Divides the budget windows (the minute, the hour): for tests only, e.g. 360 makes the hour 10 s. */
-            "window-divisor": z.coerce.number().positive().default(1),
           })
           .strict()
           .superRefine((b, ctx) => {
@@ -432,6 +436,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "execution.split-bytes",
   "execution.split-prefetch",
   "execution.max-batch-bytes",
+  "execution.lineage",
   "state.checkpoint-interval",
   "state.backend",
   "state.dir",
@@ -490,7 +495,6 @@ export const CONFIG_KEYS: readonly string[] = [
   "llm.budget.pipeline.dollars-total",
   "llm.budget.policy",
   "llm.budget.downgrade-to",
-  "llm.budget.window-divisor",
   "llm.cache",
   "llm.timeout",
   "llm.max-tries",

@@ -1,7 +1,7 @@
 /**
  * `llm.budget` policy `pause` across a worker killed with SIGKILL, on a real dev server against the
  * DETERMINISTIC TEST PROVIDER: the job pauses with half its records paid (a $12 hour, 10 s long by
- * `window-divisor`, at $3 a record), the worker dies while the workflow's durable timer runs, and
+ * `WINDOW_DIVISOR_ENV`, at $3 a record), the worker dies while the workflow's durable timer runs, and
  * the next worker resumes the unit when it fires: every record answered, each model call made and
  * charged once.
  */
@@ -11,10 +11,13 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startFaultServer, type FaultServer } from "../../models/fault-server.js";
 import { BudgetLedger } from "../../connectors/llm/budget-ledger.js";
-import { budgetLedgerPaths } from "../../connectors/llm/budget-admission.js";
+import { budgetLedgerPaths, WINDOW_DIVISOR_ENV } from "../../connectors/llm/budget-admission.js";
 import { SageClient } from "../../client/sage-client.js";
 import { cliEnv, progressUntil, readJsonl, startWorkerProcess, testConfig } from "../support/harness.js";
 import { llmOpsPipeline } from "../fixtures/llm-ops.js";
+
+// The hour is 10 s for this file's worker processes (they inherit the environment; tests only).
+process.env[WINDOW_DIVISOR_ENV] = "360";
 
 let provider: FaultServer;
 before(async () => (provider = await startFaultServer()));
@@ -37,7 +40,6 @@ test("pause: a worker killed with SIGKILL while the job waits; the next one resu
       "  budget:",
       "    job: { dollars-per-hour: 12 }",
       "    policy: pause",
-      "    window-divisor: 360",
       "",
     ].join("\n"),
   );

@@ -4,8 +4,8 @@
  * workload.
  * - `pause`: the stage unit that meets the exhausted budget waits on a durable workflow timer
  *   (`sage status` says so and until when), runs again once the window frees, and the job ends with
- *   every record answered, each model call made and charged once. The hour is 10 s here
- *   (`window-divisor`), and an hour long where the test only looks at the pause.
+ *   every record answered, each model call made and charged once. The hour is 10 s here (the
+ *   tests' `WINDOW_DIVISOR_ENV`), and an hour long where the test only looks at the pause.
  * - `downgrade`: the overflow goes to the cheaper model, its outputs say so in `llmDowngraded`,
  *   its spend is charged at its own price, and what the cheaper model cannot fit either is
  *   dead-lettered with both reasons.
@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { startFaultServer, type FaultServer } from "../../models/fault-server.js";
 import { readUsage } from "../../connectors/llm/usage-ledger.js";
 import { BudgetLedger, type Charge } from "../../connectors/llm/budget-ledger.js";
-import { budgetLedgerPaths } from "../../connectors/llm/budget-admission.js";
+import { budgetLedgerPaths, WINDOW_DIVISOR_ENV } from "../../connectors/llm/budget-admission.js";
 import { definePipeline, FileSink, FileSource } from "sage-temporal";
 import { SageClient } from "../../client/sage-client.js";
 import { cliEnv, progressUntil, readJsonl, runJob, sageCliBackground, startWorker, testConfig } from "../support/harness.js";
@@ -123,10 +123,11 @@ test("pause: a budget for half the workload per (10 s) hour; the unit resumes af
   const config = budgetConfig("llm-budget-pause", {
     "llm.budget.job.dollars-per-hour": 12,
     "llm.budget.policy": "pause",
-    "llm.budget.window-divisor": 360,
   });
   const params = eightRecords(config.dir);
-  const { result } = await runJob(pipeline, config, params, "pause");
+  // The hour is 10 s for this test's worker only (read when its model client starts).
+  process.env[WINDOW_DIVISOR_ENV] = "360";
+  const { result } = await runJob(pipeline, config, params, "pause").finally(() => delete process.env[WINDOW_DIVISOR_ENV]);
 
   assert.equal(result.deadLetters, 0);
   assert.deepEqual(

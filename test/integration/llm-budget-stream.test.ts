@@ -2,7 +2,7 @@
  * `llm.budget` policy `pause` in a streaming job (Kafka in, Kafka out, stages as local activities)
  * against the DETERMINISTIC TEST PROVIDER. The partition workflow does not wait on its own timer
  * (only bounded jobs do): the stage's `LLM_BUDGET_PAUSED` failure is retried by Temporal after the
- * delay it names, while the workflow holds the batch. A $12 hour (10 s by `window-divisor`) at $3
+ * delay it names, while the workflow holds the batch. A $12 hour (10 s by `WINDOW_DIVISOR_ENV`) at $3
  * a record, for 8 records: every record comes out, each model call is made and charged once.
  */
 import { after, before, test } from "node:test";
@@ -10,8 +10,11 @@ import assert from "node:assert/strict";
 import { definePipeline, KafkaSink, KafkaSource } from "sage-temporal";
 import { startFaultServer, type FaultServer } from "../../models/fault-server.js";
 import { BudgetLedger } from "../../connectors/llm/budget-ledger.js";
-import { budgetLedgerPaths } from "../../connectors/llm/budget-admission.js";
+import { budgetLedgerPaths, WINDOW_DIVISOR_ENV } from "../../connectors/llm/budget-admission.js";
 import { createTopics, runStreaming, streamConfig, streamTopics, testKafka, waitForRecords } from "../support/kafka.js";
+
+// The hour is 10 s for this file's workers (tests only).
+process.env[WINDOW_DIVISOR_ENV] = "360";
 
 let provider: FaultServer;
 before(async () => (provider = await startFaultServer()));
@@ -27,7 +30,6 @@ test("pause in a streaming job: the unit is retried after the window; 8 answers,
     "llm.prices": { [CHAT_MODEL]: { input: 1_000_000, output: 0 } },
     "llm.budget.job.dollars-per-hour": 12,
     "llm.budget.policy": "pause",
-    "llm.budget.window-divisor": 360,
     "execution.parallelism": 1,
   });
   const pipeline = definePipeline("llm-budget-stream", (env) =>

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { appendFile, mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BudgetLedger } from "../../connectors/llm/budget-ledger.js";
-import { budgetLedgerPaths, LlmBudget, type BudgetCall } from "../../connectors/llm/budget-admission.js";
+import { BudgetLedger, type BudgetWindows } from "../../connectors/llm/budget-ledger.js";
+import { budgetLedgerPaths, budgetWindows, LlmBudget, WINDOW_DIVISOR_ENV, type BudgetCall } from "../../connectors/llm/budget-admission.js";
 import { parseConfig } from "../../core/config/schema.js";
 import { BudgetExceededError, BudgetPausedError, ConfigError, NonRetryableError } from "../../core/errors.js";
 import { metricsRegistry } from "../../monitoring/registry.js";
@@ -46,8 +46,8 @@ test("a line torn by a crash is skipped and the next charge starts on a line of 
   assert.equal(new BudgetLedger(path).has("k3"), false, "nothing is read before refresh");
 });
 
-function budget(overrides: object, clock: ManualClock, dataDir: string): LlmBudget {
-  return new LlmBudget(parseConfig({ llm: { budget: overrides } }).llm.budget, dataDir, clock);
+function budget(overrides: object, clock: ManualClock, dataDir: string, windows?: BudgetWindows): LlmBudget {
+  return new LlmBudget(parseConfig({ llm: { budget: overrides } }).llm.budget, dataDir, clock, windows);
 }
 const call = (requestKey: string, tokens: number, cost: number, jobId = "j"): BudgetCall => ({
   pipeline: "p",
@@ -145,10 +145,16 @@ test("policy pause: the error says when the window frees enough for the call; do
   await b.admit(call("c", 30, 0.1));
 });
 
-test("policy pause: the windows shrink by window-divisor (tests), and in-flight calls count as leaving a window from now", async () => {
+test("the window divisor is no configuration key; its environment variable must be positive", () => {
+  assert.throws(() => parseConfig({ llm: { budget: { "window-divisor": 360 } } }));
+  assert.deepEqual(budgetWindows({}), { minute: 60_000, hour: 3_600_000 });
+  assert.throws(() => budgetWindows({ [WINDOW_DIVISOR_ENV]: "0" }), RangeError);
+});
+
+test("policy pause: the windows shrink by the tests' divisor, and in-flight calls count as leaving a window from now", async () => {
   const dir = await mkdtemp(join(tmpdir(), "sage-budget-"));
   const clock = new ManualClock();
-  const b = budget({ job: { "dollars-per-hour": 1 }, policy: "pause", "window-divisor": 360 }, clock, dir);
+  const b = budget({ job: { "dollars-per-hour": 1 }, policy: "pause" }, clock, dir, budgetWindows({ [WINDOW_DIVISOR_ENV]: "360" }));
   await b.settle(await b.admit(call("a", 1, 0.5)), { tokens: 1, cost: 0.5 });
   await clock.advance(1_000);
   await b.admit(call("b", 1, 0.5));
