@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DataConverter } from "@temporalio/common";
-import { bundleWorkflowCode, NativeConnection, Worker, DefaultLogger } from "@temporalio/worker";
+import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
 import type { Logger } from "pino";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
@@ -28,19 +28,21 @@ import { dataConverterOf } from "../security/data-converter.js";
 import { StageThreads } from "../activities/stage/stage-threads.js";
 import { workerSlotsOf } from "./slots.js";
 import { isStreaming } from "../core/plan/stream.js";
+import { cachedWorkflowBundle } from "./workflow-bundle.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
-const bundles = new Map<string, ReturnType<typeof bundleWorkflowCode>>();
+const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 /**
- * The workflow bundle, built once per process and failure converter (bundling takes seconds): an
- * encrypted job's workflows must encode failures as its client and activities do.
+ * The workflow bundle, once per process and failure converter, from the disk cache when this code
+ * was bundled before (`cachedWorkflowBundle`): an encrypted job's workflows must encode failures as
+ * its client and activities do.
  */
-export function workflowBundle(dataConverter: DataConverter = {}): ReturnType<typeof bundleWorkflowCode> {
+export function workflowBundle(dataConverter: DataConverter = {}): Promise<WorkflowBundleWithSourceMap> {
   const failures = dataConverter.failureConverterPath;
   let bundle = bundles.get(failures ?? "");
   if (!bundle) {
-    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger("WARN"), ...(failures ? { failureConverterPath: failures } : {}) });
+    bundle = cachedWorkflowBundle(WORKFLOWS_PATH, failures);
     bundles.set(failures ?? "", bundle);
   }
   return bundle;

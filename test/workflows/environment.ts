@@ -14,8 +14,9 @@ import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TestWorkflowEnvironment } from "@temporalio/testing";
-import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
+import { DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
 import { freePort } from "../../dev/temporal-server.js";
+import { cachedWorkflowBundle } from "../../worker/workflow-bundle.js";
 
 /** Root of the repository. */
 const REPO = process.env.SAGE_REPO ?? resolve(".");
@@ -84,8 +85,8 @@ export async function startTestServer(): Promise<WorkflowTestServer> {
 }
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | null = null;
-/** The bundle of `workflows/index.ts`, built once per process (bundling takes seconds). */
+/** The bundle of `workflows/index.ts`, once per process and from the disk cache when this code was bundled before. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: join(REPO, "workflows", "index.ts"), logger: new DefaultLogger("WARN") });
+  bundle ??= cachedWorkflowBundle(join(REPO, "workflows", "index.ts"));
   return bundle;
 }
