@@ -15,6 +15,7 @@ import type { Sinks } from "./sinks.js";
 import type { StageUnit } from "./unit.js";
 import { KeyedRun } from "./keyed.js";
 import { createKeyedOperator } from "../state/create.js";
+import { InputLineage } from "../state/input-lineage.js";
 
 /** The way into a source stage in the map `wire` returns; an incoming edge's is its edge key. */
 export const SOURCE_ENTRY = "";
@@ -87,8 +88,10 @@ export class OperatorChain implements OperatorWiring {
   async keyedRun(node: LogicalNode, fn: unknown): Promise<KeyedRun> {
     const backend = await this.unit.openState(node);
     const result = this.unit.compiled.functions.get(`${node.id}#result`);
-    const operator = createKeyedOperator(node, { main: fn, ...(result !== undefined ? { result } : {}) }, backend, Date.now);
-    const run = new KeyedRun(this, node, operator, backend);
+    // Streaming with lineage on: the operator keeps its outputs' input summaries in its state.
+    const lineage = this.unit.stream && this.unit.stream.batch !== null ? new InputLineage(backend) : null;
+    const operator = createKeyedOperator(node, { main: fn, ...(result !== undefined ? { result } : {}) }, backend, Date.now, lineage);
+    const run = new KeyedRun(this, node, operator, backend, lineage);
     this.keyedRuns.set(node.id, run);
     return run;
   }

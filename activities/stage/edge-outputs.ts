@@ -108,7 +108,8 @@ export class EdgeOutputs {
   /**
    * Streaming: a keyed record goes to the partition of the target's repartition topic that its key
    * group's instance reads, in the unit's transaction, with its origin (source partition) and the
-   * largest event time of that origin before it (`w`), from which the keyed stage makes watermarks.
+   * largest event time of that origin before it (`w`), from which the keyed stage makes watermarks;
+   * with lineage on, also its source offset (`p`).
    */
   private repartitionPush(edge: StageEdge, parallelism: number, keyGroups: number, producer: string): Push {
     const { input, compiled } = this.unit;
@@ -118,13 +119,21 @@ export class EdgeOutputs {
     const key = edgeKey(edge);
     // Per edge: a record sent on two keyed edges must not count as "before" itself on the second.
     const seen = (this.eventTime[key] ??= {});
+    const lineage = stream.batch !== null;
     this.repartitions.set(key, { topic, partitions: parallelism });
     return (v) => {
       const rec = v as KeyedRecord;
       const origin = stream.sourceOrigin();
       const before = origin === null ? undefined : seen[origin];
       const json = encodeRecord(
-        { ...rec, ...(before !== undefined ? { w: before } : {}), ...(origin !== null ? { o: origin } : {}), ...(side > 0 ? { s: side } : {}) },
+        {
+          ...rec,
+          ...(before !== undefined ? { w: before } : {}),
+          ...(origin !== null ? { o: origin } : {}),
+          // With lineage on, the source offset too: the keyed operator names its outputs' inputs by it.
+          ...(origin !== null && lineage ? { p: stream.current!.offset } : {}),
+          ...(side > 0 ? { s: side } : {}),
+        },
         producer,
       );
       if (origin !== null && rec.t !== undefined && (before === undefined || rec.t > before)) seen[origin] = rec.t;

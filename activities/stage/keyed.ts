@@ -2,7 +2,8 @@
  * The event-time and keyed operators of a stage run: a timestamp assigner sets each record's event
  * time; a keyBy wraps the record with its encoded key and key group for the keyed edge; a keyed
  * operator runs the keyed-state engine over its key-group range, one record at a time, with the
- * state changes and emissions of a record kept only when the record succeeds.
+ * state changes and emissions of a record kept only when the record succeeds. With lineage on, the
+ * keyed operator learns each record's source position and hands each output's inputs to the sinks.
  */
 import type { RecordContext } from "../../core/api/context.js";
 import type { TimestampAssigner } from "../../core/api/time.js";
@@ -11,6 +12,8 @@ import type { TimeDomain } from "../../core/api/windows.js";
 import { encodeKey, keyGroupOf, KeyEncodingError, type KeyedRecord } from "../../core/plan/key-groups.js";
 import { DEFAULT_KEY_GROUPS, type LogicalNode } from "../../core/plan/logical.js";
 import type { KeyedOperator, KeyedOutput } from "../state/keyed-operator.js";
+import type { InputLineage } from "../state/input-lineage.js";
+import type { EmittedInputs } from "../../core/plan/input-summary.js";
 import type { StateBackend } from "../state/backend.js";
 import type { Call, RecordInvoker, Then } from "./invoker.js";
 import { pushAll, type Push } from "./push.js";
@@ -30,8 +33,8 @@ const refuse = (): never => {
 };
 const NO_OUTPUT: KeyedOutput = { emit: refuse, side: refuse };
 
-/** An emission of a keyed operator, held until its record succeeds: [tag (null: main), value, event time]. */
-type Emission = [string | null, unknown, number | undefined];
+/** An emission of a keyed operator, held until its record succeeds: [tag (null: main), value, event time, its inputs (lineage)]. */
+type Emission = [string | null, unknown, number | undefined, EmittedInputs | undefined];
 
 /** A timestamp assigner: sets the record's event time, or fails the record when it is not a finite number. */
 export function timestampsPush(w: KeyedWiring, node: LogicalNode, assigner: TimestampAssigner<unknown> | undefined): Push {
@@ -107,6 +110,7 @@ export class KeyedRun {
     readonly node: LogicalNode,
     readonly operator: KeyedOperator,
     readonly backend: StateBackend,
+    private readonly lineage: InputLineage | null = null,
   ) {
     this.ctx = w.unit.recordContext(node, 1);
   }
@@ -121,6 +125,7 @@ export class KeyedRun {
     const { operator } = this;
     const call: Call = (rec, ctx) => {
       const r = rec as KeyedRecord;
+      if (this.lineage) this.lineage.current = this.sourceOf(r);
       return this.inRecord(ctx, (out) => operator.element({ key: r.k, keyGroup: r.g, value: r.v, timestamp: r.t, side }, ctx, out));
     };
     return (rec) => this.w.invoker.invoke(this.node, this.ctx, rec, call, this.forward);
@@ -149,9 +154,21 @@ export class KeyedRun {
     return next !== null && next <= time;
   }
 
+  /**
+   * Where a record came from: a repartition record names its source partition and offset; in a
+   * source stage (a source-partitioned keyBy), the source record in flight is the one.
+   */
+  private sourceOf(r: KeyedRecord): [string, number] | null {
+    if (r.o !== undefined) return r.p === undefined ? null : [r.o, r.p];
+    return this.w.unit.stage.source ? (this.w.unit.stream?.sourceAt() ?? null) : null;
+  }
+
   /** Fires timers as one record: a failing window or timer function dead-letters `what` with the reason, and the unit goes on. */
   private clock(what: object, fire: (ctx: RecordContext, out: KeyedOutput) => unknown): void | Promise<void> {
-    const call: Call = (_v, ctx) => this.inRecord(ctx, (out) => fire(ctx, out));
+    const call: Call = (_v, ctx) => {
+      if (this.lineage) this.lineage.current = null;
+      return this.inRecord(ctx, (out) => fire(ctx, out));
+    };
     return this.w.invoker.invoke(this.node, this.ctx, what, call, this.forward);
   }
 
@@ -159,8 +176,8 @@ export class KeyedRun {
   private inRecord(_ctx: RecordContext, work: (out: KeyedOutput) => unknown): Emission[] | Promise<Emission[]> {
     const buffered: Emission[] = [];
     const out: KeyedOutput = {
-      emit: (value, timestamp) => void buffered.push([null, value, timestamp]),
-      side: (tag, value) => void buffered.push([tag, value, undefined]),
+      emit: (value, timestamp, inputs) => void buffered.push([null, value, timestamp, inputs]),
+      side: (tag, value, inputs) => void buffered.push([tag, value, undefined, inputs]),
     };
     this.backend.beginRecord();
     let done: unknown;
@@ -186,13 +203,20 @@ export class KeyedRun {
     return buffered;
   }
 
-  /** Sends a succeeded record's emissions on, each with its event time. */
+  /** Sends a succeeded record's emissions on, each with its event time (and with lineage, its inputs for the sinks). */
   private readonly forward: Then = (emissions) =>
     pushAll(emissions as Emission[], (e) => {
-      const [tag, value, ts] = e as Emission;
+      const [tag, value, ts, inputs] = e as Emission;
       this.w.unit.eventTime = ts;
       let push = this.emits.get(tag);
       if (!push) this.emits.set(tag, (push = this.w.output(this.node, tag)));
-      return push(value);
+      const stream = this.lineage ? this.w.unit.stream : null;
+      if (!stream) return push(value);
+      stream.inputs = inputs ? { ...inputs, operator: this.node.id } : null;
+      const done = push(value);
+      if (!done) return void (stream.inputs = null);
+      return done.finally(() => {
+        stream.inputs = null;
+      });
     });
 }

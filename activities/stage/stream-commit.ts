@@ -3,20 +3,22 @@
  * letters), each message tagged with the source slice it came from, committed once at the end of
  * the unit by the sink protocol (`connectors/kafka/sink.ts`), which skips what an earlier attempt
  * already committed. With lineage on, every output carries a `sage-lineage` header (source position
- * and batch id) and the unit adds its batch line (workflow, run, attempt) to the same transaction.
+ * and batch id) and the unit adds its batch line (workflow, run, attempt) to the same transaction;
+ * a keyed output adds a `sage-inputs` header, the summary of its own inputs.
  */
 import type { StreamUnit } from "../../core/plan/job.js";
 import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
-import type { StageUnit } from "./unit.js";
+import type { StageUnit, UnitStream } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage } from "../../core/plan/lineage.js";
+import { INPUTS_HEADER, formatInputs, type OutputInputs } from "../../core/plan/input-summary.js";
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
-export class StreamCommit {
+export class StreamCommit implements UnitStream {
   private readonly messages: UnitMessage[] = [];
   /** The source record in the chain (its key, headers and timestamp pass through); null outside a source stage ... */
   current: BatchRecord | null = null;
@@ -31,6 +33,8 @@ export class StreamCommit {
    * record: there the header names the batch alone, whose line lists the ranges it read.
    */
   private readonly traceable: boolean;
+  /** The inputs of the keyed output in flight, set by the keyed operator that emits it (null: none). */
+  inputs: OutputInputs | null = null;
   /** Records written with a lineage header: the unit writes its batch line only when there are any. */
   private lineaged = 0;
   /**
@@ -83,6 +87,12 @@ export class StreamCommit {
     return this.current && slice ? topicPartition(slice.topic, slice.partition) : null;
   }
 
+  /** The source partition (`topic:partition`) and offset of the source record in flight, if any. */
+  sourceAt(): [string, number] | null {
+    const origin = this.sourceOrigin();
+    return origin === null ? null : [origin, this.current!.offset];
+  }
+
   /** Where the source record in flight came from (`topic[partition]@offset`), if any. */
   sourcePosition(): string | null {
     const slice = this.stream.slices[this.currentSlice];
@@ -96,7 +106,9 @@ export class StreamCommit {
     if (this.batch === null) return headers;
     if (!this.recounting) this.lineaged++;
     const value = formatLineage({ source: this.traceable ? this.sourcePosition() : null, batch: this.batch });
-    return headers ? { ...headers, [LINEAGE_HEADER]: value } : { [LINEAGE_HEADER]: value };
+    const lineage: Record<string, string> = { [LINEAGE_HEADER]: value };
+    if (this.inputs) lineage[INPUTS_HEADER] = formatInputs(this.inputs);
+    return headers ? { ...headers, ...lineage } : lineage;
   }
 
   /** The unit's batch line: who ran it (the run and attempt are the activity's own), over which source ranges. */

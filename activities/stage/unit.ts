@@ -9,6 +9,7 @@ import { InternalError } from "../../core/errors.js";
 import type { OperatorCounts, StageCounts, StageInput } from "../../core/plan/job.js";
 import type { LogicalNode } from "../../core/plan/logical.js";
 import type { Stage } from "../../core/plan/physical.js";
+import type { OutputInputs } from "../../core/plan/input-summary.js";
 import { jobStagingDir } from "../../connectors/file/staging.js";
 import type { KafkaSinkHost } from "../../connectors/kafka/sink.js";
 import type { KeyedStateHost } from "./keyed-state.js";
@@ -42,6 +43,17 @@ export interface StageExecution {
   attempt: number;
 }
 
+/** What the chain reads and sets of a streaming unit's Kafka side (`StreamCommit`). */
+export interface UnitStream {
+  sourceKey(): string | Buffer | null;
+  /** The source partition (`topic:partition`) and offset of the source record in flight (null outside a source stage). */
+  sourceAt(): [string, number] | null;
+  /** The unit's batch id when lineage is on (null: off). */
+  readonly batch: string | null;
+  /** The inputs of the keyed output in flight, for its `sage-inputs` header (null: none). */
+  inputs: OutputInputs | null;
+}
+
 /** Records between heartbeats of a chain that never awaits. */
 const HEARTBEAT_EVERY = 1000;
 
@@ -61,7 +73,7 @@ export class StageUnit {
   /** The event time a timestamp assigner gave the record in flight (a source stage's keyed operators advance its origin by it). */
   assignedTime: number | undefined = undefined;
   /** Streaming: the unit's Kafka side (`StreamCommit`), for the key of the source record in flight. */
-  stream: { sourceKey(): string | Buffer | null } | null = null;
+  stream: UnitStream | null = null;
 
   constructor(
     readonly input: StageInput,

@@ -11,6 +11,7 @@ import { CountWindowOperator } from "./count-window-operator.js";
 import { IntervalJoinOperator } from "./interval-join.js";
 import type { KeyedOperator } from "./keyed-operator.js";
 import { KeyedProcessOperator } from "./keyed-process.js";
+import { LineagedContents, type InputLineage } from "./input-lineage.js";
 import { RollingOperator } from "./rolling.js";
 import {
   AggregateContents,
@@ -38,22 +39,33 @@ export interface KeyedFunctions {
  * processing-time windows and timers and for state TTL. The operator keeps only the watermark and
  * its late counters in memory: after `backend.discardUnit()` or a `restore`, make a new operator
  * and advance it from the checkpoint's watermark. The runner calls `open`/`close` of the functions.
+ * With `lineage` (streaming, lineage on), the operator keeps the summary of each output's inputs
+ * beside its state and names it with the output; a sliding count window, which evicts, names none.
  */
-export function createKeyedOperator(node: LogicalNode, fns: KeyedFunctions, backend: StateBackend, clock: () => number): KeyedOperator {
+export function createKeyedOperator(
+  node: LogicalNode,
+  fns: KeyedFunctions,
+  backend: StateBackend,
+  clock: () => number,
+  lineage: InputLineage | null = null,
+): KeyedOperator {
   const keyed = node.keyed;
   const op = node.id;
   if (keyed === undefined) throw new PipelineDefinitionError(`operator "${op}" is not a keyed operator`);
   switch (keyed.op) {
     case "reduce":
-      return RollingOperator.reduce(backend, reduceOf(fns.main, op));
+      return RollingOperator.reduce(backend, reduceOf(fns.main, op), lineage);
     case "aggregate":
-      return RollingOperator.aggregate(backend, aggregateOf(fns.main, op));
+      return RollingOperator.aggregate(backend, aggregateOf(fns.main, op), lineage);
     case "process":
-      return new KeyedProcessOperator(keyedProcessOf(fns.main, op), backend, clock);
+      return new KeyedProcessOperator(keyedProcessOf(fns.main, op), backend, clock, lineage);
     case "intervalJoin":
-      return new IntervalJoinOperator(op, keyed.lowerMs, keyed.upperMs, intervalJoinOf(fns.main, op), backend);
-    case "windowJoin":
-      return windowOperator(op, keyed.window, 0, null, new ListContents(backend, joinEvaluator(joinOf(fns.main, op)), true), backend, clock);
+      return new IntervalJoinOperator(op, keyed.lowerMs, keyed.upperMs, intervalJoinOf(fns.main, op), backend, lineage);
+    case "windowJoin": {
+      const contents = new ListContents(backend, joinEvaluator(joinOf(fns.main, op)), true);
+      const named = lineage ? new LineagedContents(contents, lineage, keyed.window.kind === "count") : contents;
+      return windowOperator(op, keyed.window, 0, null, named, backend, clock, lineage);
+    }
     case "window": {
       const result = keyed.withResultFn ? windowResultOf(fns.result, op) : undefined;
       const evicting = keyed.window.kind === "count" && keyed.window.slide !== keyed.window.size;
@@ -68,7 +80,8 @@ export function createKeyedOperator(node: LogicalNode, fns: KeyedFunctions, back
         contents = new ListContents(backend, evaluate, false);
       } else if (keyed.apply === "reduce") contents = new ReduceContents(backend, reduceOf(fns.main, op), result);
       else contents = new AggregateContents(backend, aggregateOf(fns.main, op), result);
-      return windowOperator(op, keyed.window, keyed.allowedLatenessMs, keyed.lateTag, contents, backend, clock);
+      if (lineage && !evicting) contents = new LineagedContents(contents, lineage, keyed.window.kind === "count");
+      return windowOperator(op, keyed.window, keyed.allowedLatenessMs, keyed.lateTag, contents, backend, clock, lineage);
     }
   }
 }
@@ -81,7 +94,8 @@ function windowOperator(
   contents: WindowContents,
   backend: StateBackend,
   clock: () => number,
+  lineage: InputLineage | null,
 ): KeyedOperator {
   if (spec.kind === "count") return new CountWindowOperator(spec.size, spec.slide, contents, backend);
-  return new TimeWindowOperator({ operator, spec, allowedLatenessMs, lateTag }, contents, backend, clock);
+  return new TimeWindowOperator({ operator, spec, allowedLatenessMs, lateTag }, contents, backend, clock, lineage);
 }

@@ -6,7 +6,8 @@
  * reaches `l.ts + upper`, a right one at `r.ts - lower` (an event timer per such time cleans up).
  * Records at or behind the watermark are late: dropped and counted. The result is every pair of
  * non-late records, each emitted when the later of the two arrives, with output time
- * `max(l.ts, r.ts)`; a new record meets the waiting ones in their arrival order.
+ * `max(l.ts, r.ts)`; a new record meets the waiting ones in their arrival order. With lineage, a
+ * waiting record keeps its source position, and each pair names its two records as its inputs.
  */
 import type { RecordContext } from "../../core/api/context.js";
 import type { MaybePromise } from "../../core/api/functions.js";
@@ -18,8 +19,11 @@ import { forEachInOrder } from "./maybe-async.js";
 import { encodeStateValue } from "./state-codec.js";
 import { STATE, stateLabel } from "./state-names.js";
 import type { IntervalJoin } from "./user-functions.js";
+import { outputNaming, type InputLineage } from "./input-lineage.js";
+import { addInput, emptySummary, type EmittedInputs } from "../../core/plan/input-summary.js";
 
-type Buffered = [ts: number, value: unknown];
+/** A waiting record; with lineage, its source position too. */
+type Buffered = [ts: number, value: unknown, origin?: string, offset?: number];
 
 const BUFFER = [STATE.joinLeft, STATE.joinRight] as const;
 
@@ -35,6 +39,7 @@ export class IntervalJoinOperator implements KeyedOperator {
     private readonly upper: number,
     private readonly fn: IntervalJoin,
     private readonly backend: StateBackend,
+    private readonly lineage: InputLineage | null = null,
   ) {}
 
   element(el: KeyedElement, rc: RecordContext, out: KeyedOutput): MaybePromise<void> {
@@ -50,16 +55,23 @@ export class IntervalJoinOperator implements KeyedOperator {
     const cleanup = this.cleanupTime(side, ts);
     if (cleanup > this.watermark) {
       const name = BUFFER[side];
-      this.backend.appendJson(kg, key, name, "", `[${ts},${encodeStateValue(el.value, () => stateLabel(name))}]`);
+      const at = this.lineage?.current;
+      const position = at ? `,${JSON.stringify(at[0])},${at[1]}` : "";
+      this.backend.appendJson(kg, key, name, "", `[${ts},${encodeStateValue(el.value, () => stateLabel(name))}${position}]`);
       this.backend.registerTimer("event", kg, key, String(side), cleanup);
     }
     let i = 0;
+    const mine = this.lineage?.current ?? null;
     return forEachInOrder(
       () => {
         while (i < others.length && !this.pairs(side, ts, others[i]![0])) i++;
         return others[i++];
       },
-      ([ots, ovalue]) => (side === 0 ? this.join(el.value, ovalue, ts, ots, rc, out) : this.join(ovalue, el.value, ots, ts, rc, out)),
+      (other) => {
+        const [ots, ovalue] = other;
+        const named = this.lineage ? pairOutput(out, key, side === 0 ? [mine, positionOf(other)] : [positionOf(other), mine]) : out;
+        return side === 0 ? this.join(el.value, ovalue, ts, ots, rc, named) : this.join(ovalue, el.value, ots, ts, rc, named);
+      },
     );
   }
 
@@ -115,4 +127,17 @@ export class IntervalJoinOperator implements KeyedOperator {
   nextProcessingTimer(): null {
     return null;
   }
+}
+
+/** A waiting record's source position, if it kept one. */
+function positionOf(b: Buffered): [string, number] | null {
+  return b[2] !== undefined && b[3] !== undefined ? [b[2], b[3]] : null;
+}
+
+/** `out` naming the pair's two records (left, right) as the inputs of what it emits. */
+function pairOutput(out: KeyedOutput, key: string, pair: Array<[string, number] | null>): KeyedOutput {
+  const summary = emptySummary();
+  for (const at of pair) addInput(summary, at);
+  const inputs: EmittedInputs = { key, window: null, summary };
+  return outputNaming(out, inputs);
 }

@@ -7,6 +7,7 @@
  */
 import type { MaybePromise } from "../../core/api/functions.js";
 import type { RecordContext } from "../../core/api/context.js";
+import type { EmittedInputs } from "../../core/plan/input-summary.js";
 
 /** One record entering a keyed operator. */
 export interface KeyedElement {
@@ -20,12 +21,12 @@ export interface KeyedElement {
   side: number;
 }
 
-/** Where a keyed operator's results go; buffered per record by the caller. */
+/** Where a keyed operator's results go; buffered per record by the caller. `inputs`: what the result came from (lineage on). */
 export interface KeyedOutput {
   /** To the main output, with the output's event time (a window's `end - 1`; undefined: none). */
-  emit(value: unknown, timestamp?: number): void;
+  emit(value: unknown, timestamp?: number, inputs?: EmittedInputs): void;
   /** To the side output `tagId`. */
-  side(tagId: string, value: unknown): void;
+  side(tagId: string, value: unknown, inputs?: EmittedInputs): void;
 }
 
 /** A keyed operator instance over one key-group range. */

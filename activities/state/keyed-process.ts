@@ -3,7 +3,8 @@
  * the key's state (`ctx.state`, with TTL) and timers (`ctx.timers`). Timers are per key and time,
  * set once however often registered; event-time ones fire when the watermark reaches them,
  * processing-time ones when the clock does, by time then key, calling `onTimer`. Emits carry the
- * record's event time, or an event timer's time (a processing timer's emits carry none).
+ * record's event time, or an event timer's time (a processing timer's emits carry none). With
+ * lineage, what `processElement` emits names the record it processed; what a timer emits names none.
  */
 import type { OutputTag, RecordContext } from "../../core/api/context.js";
 import type { MaybePromise } from "../../core/api/functions.js";
@@ -14,6 +15,7 @@ import type { KeyedElement, KeyedOperator, KeyedOutput } from "./keyed-operator.
 import { forEachInOrder } from "./maybe-async.js";
 import { KeyedStateHandles, type KeyCursor } from "./state-handles.js";
 import type { KeyedProcess } from "./user-functions.js";
+import { outputNaming, type InputLineage } from "./input-lineage.js";
 
 /** The one context object of an operator, pointed at the current record or timer (user code must not keep it). */
 class ProcessContext implements OnTimerContext<unknown, unknown>, TimerService {
@@ -98,13 +100,14 @@ export class KeyedProcessOperator implements KeyedOperator {
     private readonly fn: KeyedProcess,
     private readonly backend: StateBackend,
     clock: () => number,
+    private readonly lineage: InputLineage | null = null,
   ) {
     const state = new KeyedStateHandles(backend, this.cursor, clock);
     this.ctx = new ProcessContext(state, this.cursor, backend, clock, () => this.watermark);
   }
 
   element(el: KeyedElement, rc: RecordContext, out: KeyedOutput): MaybePromise<void> {
-    this.point(el.keyGroup, el.key, rc, out);
+    this.point(el.keyGroup, el.key, rc, this.lineage ? outputNaming(out, this.lineage.single(el.key)) : out);
     this.ctx.timestamp = el.timestamp;
     this.ctx.emitTime = el.timestamp;
     return this.fn.processElement(el.value, this.ctx);

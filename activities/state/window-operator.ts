@@ -25,6 +25,7 @@ import type { TimeDomain, TimeWindowSpec } from "../../core/api/windows.js";
 import type { FiredTimer, StateBackend } from "./backend.js";
 import { MissingTimestampError } from "./errors.js";
 import type { KeyedElement, KeyedOperator, KeyedOutput } from "./keyed-operator.js";
+import type { InputLineage } from "./input-lineage.js";
 import { andThen, forEachInOrder, isPromiseLike } from "./maybe-async.js";
 import { STATE } from "./state-names.js";
 import type { FireTarget, WindowContents } from "./window-contents.js";
@@ -54,6 +55,7 @@ export class TimeWindowOperator implements KeyedOperator {
     private readonly contents: WindowContents,
     private readonly backend: StateBackend,
     private readonly clock: () => number,
+    private readonly lineage: InputLineage | null = null,
   ) {
     this.domain = config.spec.time;
     this.lateness = this.domain === "event" ? config.allowedLatenessMs : 0;
@@ -109,7 +111,8 @@ export class TimeWindowOperator implements KeyedOperator {
 
   private late(el: KeyedElement, out: KeyedOutput): void {
     if (this.config.lateTag !== null) {
-      out.side(this.config.lateTag, el.value);
+      // A late record goes out alone: it names itself as its input.
+      out.side(this.config.lateTag, el.value, this.lineage?.single(el.key));
       this.lateSide++;
     } else this.lateDropped++;
   }

@@ -58,11 +58,15 @@ export function keyGroupRange(index: number, parallelism: number, keyGroups: num
 /**
  * A record on a keyed edge: its encoded key and key group, its event time, and the value. Bounded
  * jobs add `w`, the largest event time before it in the unit that wrote it (for the watermark).
+ * Streaming repartition records add `o`, their source partition (`topic:partition`), and with
+ * lineage on `p`, their source offset (what a keyed output's input summary names).
  */
 export interface KeyedRecord {
   k: string;
   g: number;
   t?: number;
   w?: number;
+  o?: string;
+  p?: number;
   v: unknown;
 }
