@@ -8,6 +8,7 @@ import { BudgetPausedError, ModelUnavailableError, SageError } from "../core/err
 import { ABORT_ACTIVITY, COMMIT_ACTIVITY, SPLITS_ACTIVITY, stageActivityType, type StageInput, type StageOutput } from "../core/plan/job.js";
 import { abortJob, commitJob, listSplits, type ControlInput } from "./job-control.js";
 import type { OperatorRegistry } from "./registry.js";
+import type { SageConfig } from "../core/config/schema.js";
 import { runStage } from "./stage/run-stage.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { KeyedStateHost, type KeyedStateOptions } from "./stage/keyed-state.js";
@@ -70,6 +71,8 @@ export function createActivities(options: {
   ownQueue?: string;
   /** Stage threads: bounded units whose work is CPU-bound run there (`thread-placement.ts`); absent: all on the main thread. */
   threads?: StageThreads;
+  /** The worker's LLM settings: an LLM pipeline's splits are sized by tokens under its tokens-per-minute limits. */
+  llm?: SageConfig["llm"];
 }) {
   const { registry, dataDir, logger } = options;
   const kafka = options.kafka;
@@ -78,7 +81,7 @@ export function createActivities(options: {
     ? (): KeyedStateHost => (keyedState ??= new KeyedStateHost(kafka, logger.child({ component: "keyed-state" }), options.state))
     : undefined;
   const activities: Record<string, (input: never) => Promise<unknown>> = {
-    [SPLITS_ACTIVITY]: (input: ControlInput) => asFailure(() => listSplits(input, registry, activityLogger(logger, input))),
+    [SPLITS_ACTIVITY]: (input: ControlInput) => asFailure(() => listSplits(input, registry, activityLogger(logger, input), options.llm)),
     [COMMIT_ACTIVITY]: (input: ControlInput) => asFailure(() => commitJob(input, registry, dataDir)),
     [ABORT_ACTIVITY]: (input: ControlInput) => asFailure(() => abortJob(input, dataDir)),
   };

@@ -12,6 +12,9 @@ import { SinkError, SourceError } from "../core/errors.js";
 import type { SplitRef, SplitsByStage, StageInput } from "../core/plan/job.js";
 import type { RedriveRuntime } from "../core/plan/redrive.js";
 import { fileSplits } from "../connectors/file/source.js";
+import { fileSplitsByTokens } from "../connectors/file/token-splits.js";
+import { batchTokensOf, tokenRanges } from "../core/plan/batch-tokens.js";
+import type { SageConfig } from "../core/config/schema.js";
 import { jobStagingDir, publishShards } from "../connectors/file/staging.js";
 import { appendShards } from "../connectors/file/append.js";
 import { encodeRecord } from "./record-codec.js";
@@ -53,8 +56,12 @@ function checkedSplits(source: string, listed: unknown): unknown[] {
   return splits;
 }
 
-/** Lists the splits of every source stage; also checks that every sink path resolves. */
-export async function listSplits(input: ControlInput, registry: OperatorRegistry, logger: Logger): Promise<SplitsByStage> {
+/**
+ * Lists the splits of every source stage; also checks that every sink path resolves. With the
+ * worker's `llm` configuration, a pipeline whose LLM operators have a tokens-per-minute limit gets
+ * file and collection splits sized by estimated tokens too (`core/plan/batch-tokens.ts`).
+ */
+export async function listSplits(input: ControlInput, registry: OperatorRegistry, logger: Logger, llm?: SageConfig["llm"]): Promise<SplitsByStage> {
   const compiled = registry.resolve(input);
   const { plan } = compiled;
   const sinkPaths = plan.nodes.flatMap((n) => (n.sink?.kind === "file" ? [{ path: n.sink.path, who: `sink "${n.name}"` }] : []));
@@ -68,6 +75,7 @@ export async function listSplits(input: ControlInput, registry: OperatorRegistry
   }
   if (input.runtime.redrive) return redriveSplits(plan, input.runtime.redrive, input.runtime.splitBytes);
   const out: SplitsByStage = {};
+  const tokens = llm ? batchTokensOf(compiled.functions, llm) : null;
   for (const stage of plan.stages.filter((s) => s.source)) {
     const node = plan.nodes.find((n) => n.id === stage.operators[0])!;
     const spec = node.source!;
@@ -81,11 +89,16 @@ export async function listSplits(input: ControlInput, registry: OperatorRegistry
         throw new SourceError((err as Error).message);
       }
       const budget = crossesHistory ? Math.min(input.runtime.splitBytes, Math.floor(input.runtime.maxBatchBytes / 4)) : input.runtime.splitBytes;
-      descriptors = await fileSplits(node.name, path, spec.splitBytes ?? budget);
+      descriptors = tokens
+        ? await fileSplitsByTokens(node.name, path, spec.splitBytes ?? budget, tokens)
+        : await fileSplits(node.name, path, spec.splitBytes ?? budget);
     } else if (spec.kind === "collection") {
       const per = crossesHistory ? 500 : Math.max(1, Math.ceil(spec.size / (stage.parallelism * 4)));
       descriptors = [];
-      for (let i = 0; i < spec.size; i += per) descriptors.push([i, Math.min(spec.size, i + per)]);
+      if (tokens) {
+        const sizes = (compiled.functions.get(node.id) as readonly unknown[]).map((item) => Buffer.byteLength(JSON.stringify(item) ?? ""));
+        descriptors = tokenRanges(sizes, { records: per, bytes: Number.MAX_SAFE_INTEGER }, tokens);
+      } else for (let i = 0; i < spec.size; i += per) descriptors.push([i, Math.min(spec.size, i + per)]);
     } else {
       const fn = await registry.function<SourceFunction<unknown>>(compiled, node);
       const ctx = { params: input.params, parallelism: stage.parallelism, logger: logger.child({ operator: node.id }) };

@@ -13,7 +13,8 @@ import type { BatchControl, GroupConsumer, KafkaClient, PartitionBatch } from ".
 import { taskQueueOf } from "../client/task-queue.js";
 import { redriveTopicOf } from "../core/plan/redrive.js";
 import { totalProgress, type StreamJob, type StreamJobProgress } from "./stream-job.js";
-import { cutBatches } from "./shim/batching.js";
+import { cutBatches, type BatchLimits } from "./shim/batching.js";
+import { batchTokensOf } from "../core/plan/batch-tokens.js";
 import { OffsetCommits } from "./shim/offset-commits.js";
 import { newShimStats, type ShimOptions, type ShimStats } from "./shim/options.js";
 import { ProgressWatch } from "./shim/progress-watch.js";
@@ -36,6 +37,8 @@ export class KafkaShim {
   private consumer: GroupConsumer | null = null;
   private readonly lag: LagWatch;
   private readonly barrier: SavepointBarrierWatch;
+  /** How fetched batches are cut: the options' caps, and tokens in a pipeline whose LLM operators have a tokens-per-minute limit. */
+  private readonly limits: BatchLimits;
   private metrics: MetricsEndpoint | null = null;
   private stopping = false;
   private finished!: () => void;
@@ -51,6 +54,7 @@ export class KafkaShim {
     const source = kafkaSourceOf(job.inputs[0]!.plan);
     if (!source) throw new Error(`pipeline "${job.pipeline.name}" has no Kafka source: it is a bounded job; submit it instead`);
     this.source = source;
+    this.limits = { ...options, tokens: batchTokensOf(job.pipeline.compile().functions, job.client.config.llm) };
     const host: SenderHost = {
       job,
       options,
@@ -152,7 +156,7 @@ export class KafkaShim {
       this.stats.fetchPauses++;
       return;
     }
-    sender.enqueue(cutBatches(batch, this.options));
+    sender.enqueue(cutBatches(batch, this.limits));
     control.resolve(batch.messages[batch.messages.length - 1]!.offset);
     sender.send();
   }

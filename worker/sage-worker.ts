@@ -148,6 +148,7 @@ async function createWorker(
     logger,
     kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
+    llm: config.llm,
     state: { backend: config.state.backend, dir: resolve(config.state.dir), localRecovery: config.state["local-recovery"] },
     ...(ownQueue ? { ownQueue } : {}),
     ...(threads ? { threads } : {}),

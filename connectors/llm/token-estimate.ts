@@ -7,12 +7,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { LOCAL_EMBEDDING_MODEL, MODELS_DIR } from "../../models/paths.js";
+import { INITIAL_CHARS_PER_TOKEN } from "../../core/plan/batch-tokens.js";
+
+export { INITIAL_CHARS_PER_TOKEN };
 
 /** Counts the tokens of one text with a model's own tokenizer. */
 export type TokenCounter = (text: string) => number;
-
-/** Characters per token assumed for a model before its endpoint reported any usage. */
-export const INITIAL_CHARS_PER_TOKEN = 4;
 
 /** Per model: a tokenizer, or a running characters-per-token ratio. */
 export class TokenEstimator {

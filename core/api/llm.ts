@@ -327,3 +327,21 @@ export class ChatClassifier<T, L extends string> extends LlmFunction {
     return { ...value, label: label as L, score: 1, ...downgradeMark(answered) };
   }
 }
+
+/** A model call an LLM operator makes for each record (each batch, for embeddings). */
+export interface OperatorModelCall {
+  kind: "chat" | "embeddings";
+  /** The model the operator names, else undefined (the configured model for its operator id, else the default). */
+  model: string | undefined;
+  /** The most answer tokens the call may add (`max_tokens`; 0 for embeddings). */
+  answerTokens: number;
+}
+
+/** The model call of an operator's function, or null when it calls no model (a retriever, a prompt, a user function). */
+export function modelCallOf(fn: unknown): OperatorModelCall | null {
+  if (fn instanceof GenerateFunction) return { kind: "chat", model: fn.options.model, answerTokens: fn.options.maxTokens };
+  // 16: the max_tokens ChatClassifier.map asks for (a constant there would change its source, so its plan hash).
+  if (fn instanceof ChatClassifier) return { kind: "chat", model: fn.model, answerTokens: 16 };
+  if (fn instanceof EmbedFunction || fn instanceof EmbeddingClassifier) return { kind: "embeddings", model: fn.model, answerTokens: 0 };
+  return null;
+}

@@ -1,8 +1,11 @@
 /**
- * Micro-batching: cuts a fetched partition batch into micro-batches by record count and bytes, and
- * encodes each for its signal. The fetch wait (the buffer timeout) bounds how long a batch waits.
+ * Micro-batching: cuts a fetched partition batch into micro-batches by record count and bytes (and,
+ * in a pipeline with LLM operators under a tokens-per-minute limit, by estimated tokens:
+ * `core/plan/batch-tokens.ts`), and encodes each for its signal. The fetch wait (the buffer
+ * timeout) bounds how long a batch waits.
  */
 import type { BatchDescription } from "../../core/plan/stream.js";
+import { recordTokens, type BatchTokens } from "../../core/plan/batch-tokens.js";
 import { encodeBatch, messageBytes } from "../../connectors/kafka/batch-codec.js";
 import type { PartitionBatch } from "../../connectors/kafka/client.js";
 
@@ -21,6 +24,8 @@ export interface BatchLimits {
   maxBatchRecords: number;
   /** A single record larger than this still makes a batch of its own. */
   maxBatchBytes: number;
+  /** Token sizing of an LLM pipeline's batches (a record over it alone still makes a batch); absent: none. */
+  tokens?: BatchTokens | null;
 }
 
 /** The micro-batches of one fetched partition batch, in offset order. */
@@ -30,9 +35,15 @@ export function cutBatches(batch: PartitionBatch, limits: BatchLimits): Outgoing
   for (let i = 0; i < messages.length;) {
     let j = i;
     let bytes = 0;
+    let tokens = 0;
     while (j < messages.length && j - i < limits.maxBatchRecords) {
       const size = messageBytes(messages[j]!);
       if (j > i && bytes + size > limits.maxBatchBytes) break;
+      if (limits.tokens) {
+        const t = recordTokens(limits.tokens, size);
+        if (j > i && tokens + t > limits.tokens.maxTokens) break;
+        tokens += t;
+      }
       bytes += size;
       j++;
     }
