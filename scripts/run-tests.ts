@@ -6,7 +6,7 @@
  * files under the given paths; files under test/unit and test/workflows (the fast tiers) run without them.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
@@ -19,6 +19,18 @@ const CONTINUE_AS_NEW_EVENTS = 600;
 /** True when @confluentinc/kafka-javascript's native binding is built (`scripts/install-confluent-kafka.sh`). */
 function confluentLoads(): boolean {
   return spawnSync(process.execPath, ["-e", 'require("@confluentinc/kafka-javascript")'], { stdio: "ignore" }).status === 0;
+}
+
+/** CPU seconds (user and system) a running process has used so far, from /proc; null if unknown. */
+function processCpu(pid: number | null): number | null {
+  if (pid === null) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
 }
 
 function testFiles(paths: string[]): string[] {
@@ -79,6 +91,11 @@ const code = await runInLanes(files, {
   },
   write: (text) => process.stdout.write(text),
 });
+const serversCpu = [
+  ["dev server", server?.pid ?? null],
+  ["broker", broker?.pid() ?? null],
+].map(([name, pid]) => `${name} ${processCpu(pid as number | null)?.toFixed(0) ?? "?"} s`);
+if (server || broker) process.stdout.write(`CPU of the shared servers: ${serversCpu.join(", ")}\n`);
 broker?.stop();
 await server?.stop();
 process.exit(code);

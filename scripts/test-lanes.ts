@@ -10,6 +10,23 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 
 /**
+ * CPU seconds (user and system) of this process's children that have ended and been waited for,
+ * their own waited-for children included (`cutime`/`cstime` of /proc/self/stat, in 1/100 s); null
+ * where /proc is not there. Read at each file's exit, the growth since the last reading is that
+ * file's CPU: node waits for one child at a time, as its exit event fires.
+ */
+function endedChildrenCpu(): number | null {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    // Fields after the command name (which may hold spaces), which ends at the last ")".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Why a file runs alone, from what its text calls: `testBroker()` hands out the shared broker to kill
  * and restart; `startCluster()` starts brokers of its own; `rssKb()` measures a process's memory;
  * `startModelServerProcess()` runs the local models, whose CPU-bound answers, slowed by a file beside
@@ -51,6 +68,8 @@ export interface FileRun {
   ok: boolean;
   /** Wall-clock seconds from spawn to exit. */
   seconds: number;
+  /** CPU seconds of the file's process and the processes it waited for (not daemons such as a broker it started); null where unknown. */
+  cpuSeconds: number | null;
   /** Set when the file ran alone: why. */
   alone: string | null;
   /** A failed file's last non-log lines (its failures and diagnostics), repeated after the summary. */
@@ -72,6 +91,9 @@ function tierOf(file: string): number {
   if (/(^|\/)test\/(workflows|replay)\//.test(file)) return 1;
   return 0;
 }
+
+/** The last reading of `endedChildrenCpu`, taken at each file's exit. */
+const cpuRead: { last: number | null } = { last: endedChildrenCpu() };
 
 /** Runs one file; `live` streams its output, otherwise it is printed whole at the end. */
 async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>): Promise<FileRun> {
@@ -121,6 +143,9 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   const closed = new Promise<void>((r) => child.once("close", () => r()));
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once("exit", (code, signal) => r([code, signal])));
   const [code, signal] = await exited;
+  const cpuNow = endedChildrenCpu();
+  const cpuSeconds = cpuNow === null || cpuRead.last === null ? null : cpuNow - cpuRead.last;
+  cpuRead.last = cpuNow;
   clearTimeout(limit);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, 5_000)))]);
@@ -134,14 +159,18 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   flush();
   const how = overdue ? `timed out after ${o.fileLimitS} s` : `failed (${signal ?? `exit ${code}`})`;
   o.write(`${ok ? "✔" : "✖"} ${file}: ${ok ? "passed" : how} in ${seconds.toFixed(1)} s\n\n`);
-  return { file, ok, seconds, alone, digest: ok ? [] : [...failureDigest(all), ...(overdue ? [`(stopped: ${how})`] : [])] };
+  return { file, ok, seconds, cpuSeconds, alone, digest: ok ? [] : [...failureDigest(all), ...(overdue ? [`(stopped: ${how})`] : [])] };
 }
 
 /** The runs' durations, slowest first, and the failed files. */
 function summary(runs: FileRun[], seconds: number): string {
-  const lines = [`${runs.length} test files in ${seconds.toFixed(0)} s; each file's wall-clock time, slowest first:`];
+  const cpu = runs.reduce((sum, r) => sum + (r.cpuSeconds ?? 0), 0);
+  const lines = [
+    `${runs.length} test files in ${seconds.toFixed(0)} s, using ${cpu.toFixed(0)} s of CPU (servers not counted); each file's wall-clock and CPU time, slowest first:`,
+  ];
   for (const r of [...runs].sort((a, b) => b.seconds - a.seconds)) {
-    lines.push(`  ${r.seconds.toFixed(1).padStart(7)} s  ${r.ok ? "" : "FAILED  "}${r.file}${r.alone ? "  (alone)" : ""}`);
+    const cpuText = r.cpuSeconds === null ? "" : `${r.cpuSeconds.toFixed(1).padStart(7)} s CPU`;
+    lines.push(`  ${r.seconds.toFixed(1).padStart(7)} s ${cpuText}  ${r.ok ? "" : "FAILED  "}${r.file}${r.alone ? "  (alone)" : ""}`);
   }
   const failed = runs.filter((r) => !r.ok);
   // Each failure's own lines again, last, where a reader of only the run's tail still sees them.
@@ -153,6 +182,8 @@ function summary(runs: FileRun[], seconds: number): string {
 /** Runs `files` (lane files first, then each alone file by itself) and resolves to the exit code. */
 export async function runInLanes(files: string[], o: LaneOptions): Promise<number> {
   const start = Date.now();
+  // What ended before (the servers' start scripts) is not a file's.
+  cpuRead.last = endedChildrenCpu();
   const reasons = new Map(files.map((f) => [f, aloneReason(f)] as const));
   const shared = files.filter((f) => reasons.get(f) === null).sort((a, b) => tierOf(a) - tierOf(b) || a.localeCompare(b));
   const alone = files.filter((f) => reasons.get(f) !== null);
