@@ -6,8 +6,9 @@
  * (the kafka-cluster test measured 250 records written twice inside one committed transaction
  * after a kill -9 of a leader). With one leader per call there is no sibling request to resend.
  */
-import { Partitioners, type PartitionMetadata } from "kafkajs";
+import { Partitioners, type ICustomPartitioner, type PartitionMetadata } from "kafkajs";
 import type { OutgoingMessage } from "./client.js";
+import { keyPartition } from "./murmur2.js";
 
 /** Bytes per produce call inside a transaction: well below the broker's 1 MiB default message size. */
 const SEND_CHUNK_BYTES = 512 * 1024;
@@ -36,9 +37,18 @@ function sizeOf(m: OutgoingMessage): number {
  * client does), among `partitions`: where a producer that kept the defaults put a key's records.
  */
 export function defaultPartitionOf(key: string | Buffer, partitions: number): number {
-  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [], isr: [] }));
-  return Partitioners.DefaultPartitioner()({ topic: "", partitionMetadata, message: { key, value: null } });
+  return keyPartition(key, partitions);
 }
+
+/**
+ * The partitioner of our kafkajs producers, whose messages all name their partition (`chunks`
+ * picked it): that partition, without the default partitioner's copy of the partition list per
+ * message; a message without one is left to the default partitioner.
+ */
+export const namedPartitioner: ICustomPartitioner = () => {
+  const fallback = Partitioners.DefaultPartitioner();
+  return (args) => args.message.partition ?? fallback(args);
+};
 
 /**
  * The partition of each message as kafkajs' default partitioner picks it (murmur2 of the key, as
@@ -77,7 +87,10 @@ export class Partitioning {
     const byPartition = new Map<string, SendChunk>();
     for (const { topic, message } of messages) {
       const partition =
-        message.partition ?? this.partitioner({ topic, partitionMetadata: counts.get(topic)!, message: { key: message.key, value: message.value } });
+        message.partition ??
+        (message.key !== null
+          ? keyPartition(message.key, counts.get(topic)!.length)
+          : this.partitioner({ topic, partitionMetadata: counts.get(topic)!, message: { key: null, value: message.value } }));
       const id = `${partition}:${topic}`;
       const list = byPartition.get(id);
       if (list) list.messages.push(message);

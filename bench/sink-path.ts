@@ -1,0 +1,116 @@
+/**
+ * CPU of the Kafka sink's path in one process, per record: what a worker spends to write a unit's
+ * outputs in a transaction (partitioning, chunks, kafkajs's produce encoding, the transaction's
+ * requests), without Temporal, the shim or the chain. Records like the kafka bench's sink writes
+ * (keyed, ~200 bytes of JSON, a lineage header, the source timestamp), one transaction per unit of
+ * `--unit` records over 4 partitions plus the offsets. `--roots a,b` runs the client of each
+ * checkout in turn, round by round, in this one process (so before and after share the broker, the
+ * machine's load and the JIT's state), and prints each one's CPU µs per record (user + system of
+ * this process, median over rounds): robust to load where records/s is not. Not part of CI:
+ *
+ *   npx tsx bench/sink-path.ts [--roots .,/path/to/other/checkout] [--records 150000] [--unit 1500] [--rounds 5]
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { freePort } from "../dev/temporal-server.js";
+import { startBroker } from "../dev/kafka-broker.js";
+import type { KafkaClient, OutgoingMessage } from "../connectors/kafka/client.js";
+import { machineLine, printTable } from "./machine.js";
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+const ROOTS = arg("roots", ".").split(",");
+const RECORDS = Number(arg("records", "150000"));
+const UNIT = Number(arg("unit", "1500"));
+const ROUNDS = Number(arg("rounds", "5"));
+const PAD = "x".repeat(120);
+
+/** The messages of one unit, as the bench pipeline's Kafka sink makes them. */
+function unitMessages(first: number): Array<{ topic: string; message: OutgoingMessage }> {
+  const out: Array<{ topic: string; message: OutgoingMessage }> = [];
+  for (let id = first; id < first + UNIT; id++) {
+    const key = `k${id % 101}`;
+    const value = JSON.stringify({ id, key, sentAt: Date.now(), amount: (id * 7) % 1000, payload: PAD, tier: "small" });
+    out.push({
+      topic: "sink-path.out",
+      message: { key, value, headers: { "sage-lineage": `sink-path.in[0]@${id}|s0.p0.${first}` }, timestamp: String(Date.now()) },
+    });
+  }
+  return out;
+}
+
+/** CPU seconds (user + system) of this process while `work` runs. */
+async function cpuOf(work: () => Promise<void>): Promise<number> {
+  const before = process.cpuUsage();
+  await work();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1e6;
+}
+
+async function main(): Promise<void> {
+  console.log(`sink path: ${RECORDS} records per round in units of ${UNIT}, ${ROUNDS} rounds, roots ${ROOTS.join(", ")}; ${machineLine()}`);
+  const dir = mkdtempSync(join(tmpdir(), "sage-sink-path-"));
+  const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") });
+  const clients: KafkaClient[] = [];
+  try {
+    for (const root of ROOTS) {
+      const mod = (await import(pathToFileURL(resolve(root, "connectors/kafka/kafkajs-client.ts")).href)) as {
+        createKafkajsClient(o: { brokers: string[] }): KafkaClient;
+      };
+      clients.push(mod.createKafkajsClient({ brokers: [broker.address] }));
+    }
+    const admin = await clients[0]!.admin();
+    await admin.ensureTopic("sink-path.out", 4);
+    await admin.ensureTopic("sink-path.in", 1);
+    await admin.close();
+    const cpu: number[][] = ROOTS.map(() => []);
+    const wall: number[][] = ROOTS.map(() => []);
+    const producers = clients.map((c, i) => c.transactionalProducer(`sink-path-${i}`));
+    // One unit each first: connections, metadata and the JIT's first compile are not per record.
+    for (const p of producers) {
+      const t = await p.begin();
+      await t.send(unitMessages(0));
+      await t.commit();
+    }
+    let offset = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, producer] of producers.entries()) {
+        const t0 = performance.now();
+        cpu[i]!.push(
+          await cpuOf(async () => {
+            for (let n = 0; n < RECORDS; n += UNIT) {
+              const messages = unitMessages(n);
+              const t = await producer.begin();
+              await t.send(messages);
+              offset += UNIT;
+              await t.sendOffsets({ group: `sink-path-${i}`, positions: [{ topic: "sink-path.in", partition: 0, nextOffset: String(offset) }] });
+              await t.commit();
+            }
+          }),
+        );
+        wall[i]!.push((performance.now() - t0) / 1000);
+      }
+    }
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    printTable(
+      ["root", "CPU µs per record (median)", "per round", "records/s (median)"],
+      ROOTS.map((root, i) => [
+        root,
+        ((median(cpu[i]!) * 1e6) / RECORDS).toFixed(2),
+        cpu[i]!.map((c) => ((c * 1e6) / RECORDS).toFixed(1)).join(" "),
+        String(Math.round(RECORDS / median(wall[i]!))),
+      ]),
+    );
+    await Promise.all(producers.map((p) => p.close()));
+  } finally {
+    broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
+process.exit(0);
