@@ -82,6 +82,15 @@ export {
 } from "./core/api/context.js";
 export type { ServiceFactory, ServiceContext, ServiceWorker, ClosableService } from "./core/api/services.js";
 export { LanceVectorStore } from "./connectors/vector/vector-store.js";
+export {
+  AgentMemory,
+  agentMemory,
+  type AgentMemoryOptions,
+  type KeptMemory,
+  type Memory,
+  type RecalledMemory,
+  type RecallQuery,
+} from "./connectors/vector/agent-memory.js";
 export { Duration, WatermarkStrategy, type DurationLike, type TimestampAssigner, type WatermarkSpec } from "./core/api/time.js";
 export {
   TumblingWindow,
@@ -145,6 +154,7 @@ export {
   SourceError,
   SinkError,
   ModelUnavailableError,
+  AgentMemoryError,
   type ErrorScope,
   type SageErrorOptions,
 } from "./core/errors.js";

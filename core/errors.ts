@@ -244,6 +244,11 @@ export class VectorIndexError extends SageError {
   }
 }
 
+/** A memory or recall an agent memory cannot take (a key too long, a vector of another dimension): its record goes to the dead letters. */
+export class AgentMemoryError extends NonRetryableError {
+  override readonly code = "AGENT_MEMORY";
+}
+
 /** A state the code rules out was reached: a bug in Sage, never the user's input. */
 export class InternalError extends SageError {
   constructor(message: string) {
