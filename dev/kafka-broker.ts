@@ -160,6 +160,13 @@ export function startBroker(options: BrokerOptions, log: (m: string) => void = (
   return handle(options, options.dataDir, env, log);
 }
 
+/** `startBroker` without blocking this process meanwhile (a test runner's other files keep printing). */
+export async function launchBroker(options: BrokerOptions, log: (m: string) => void = () => {}): Promise<Broker> {
+  const env = scriptEnv(options);
+  log(await runAsync("start", env));
+  return handle(options, options.dataDir, env, log);
+}
+
 /** Where the nodes of a cluster listen (node i on `ports[i]`) and keep their data (`<dataDir>/node-<i+1>`). */
 export interface ClusterOptions {
   ports: number[];

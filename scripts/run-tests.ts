@@ -1,16 +1,17 @@
 /**
  * `npm test`: starts one real Temporal dev server and one real Kafka broker for the whole run (fresh
  * data, headless, free ports), runs every test file with Node's test runner against them, two files
- * at a time, and alone a file that kills the broker or measures resources (`scripts/test-lanes.ts`;
- * SAGE_TEST_LANES=1 runs them one after another), stops them. `npm test -- test/unit` runs only the
+ * at a time (a file that kills its broker first, on a broker of its own), and alone a file that
+ * starts a cluster, runs the models or measures resources (`scripts/test-lanes.ts`;
+ * SAGE_TEST_LANES=1 runs them one after another, broker killers on the shared broker), stops them. `npm test -- test/unit` runs only the
  * files under the given paths; files under test/unit and test/workflows (the fast tiers) run without them.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
-import { startBroker } from "../dev/kafka-broker.js";
+import { launchBroker, startBroker } from "../dev/kafka-broker.js";
 import { FILE_LIMIT_S, runInLanes } from "./test-lanes.js";
 
 /** History length at which the test server suggests continue-as-new (the default is ~4,096). */
@@ -74,6 +75,21 @@ const broker = needsServer
 const code = await runInLanes(files, {
   lanes: Number(process.env.SAGE_TEST_LANES ?? 2),
   fileLimitS: Number(process.env.SAGE_TEST_FILE_LIMIT_S ?? FILE_LIMIT_S),
+  // A file that kills its broker gets one of its own (killed with it), so it can run beside others.
+  ...(broker
+    ? {
+        ownBroker: async (file: string) => {
+          const own = await launchBroker(
+            { port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, `kafka-${basename(file, ".test.ts")}`) },
+            (m) => process.stderr.write(`${m}\n`),
+          );
+          return {
+            env: { SAGE_TEST_KAFKA: own.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(own.controllerPort), SAGE_TEST_KAFKA_DATA: own.dataDir },
+            stop: () => own.kill(),
+          };
+        },
+      }
+    : {}),
   // --test-force-exit: a file's process ends once its tests are done, even if a client leaked an idle
   // connection (the broker closes one only after 10 minutes: a leak once held the suite that long).
   nodeArgs: ["--import", "tsx", "--test-force-exit", "--test-reporter=spec", ...testArgs],

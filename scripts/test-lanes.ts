@@ -28,19 +28,30 @@ function endedChildrenCpu(): number | null {
 
 /**
  * Why a file runs alone, from what its text calls: `testBroker()` hands out the shared broker to kill
- * and restart; `startCluster()` starts brokers of its own; `rssKb()` measures a process's memory;
+ * and restart (unless the file gets a broker of its own: `ownBroker`); `startCluster()` starts brokers of its own; `rssKb()` measures a process's memory;
  * `startModelServerProcess()` runs the local models, whose CPU-bound answers, slowed by a file beside
  * them, outlast the tests' CLI guards; a file may also say `@runs-alone` in a comment. Null for a
  * file that can share the servers.
  */
-export function aloneReason(path: string): string | null {
+export function aloneReason(path: string, ownBroker = false): string | null {
   const text = readFileSync(path, "utf8");
-  if (text.includes("testBroker(")) return "kills and restarts the shared broker";
+  if (text.includes("testBroker(") && !ownBroker) return "kills and restarts the shared broker";
   if (text.includes("startCluster(")) return "starts a broker cluster of its own";
   if (text.includes(".rssKb(")) return "measures a process's memory";
   if (text.includes("startModelServerProcess(")) return "runs the local models";
   if (text.includes("@runs-alone")) return "marked @runs-alone";
   return null;
+}
+
+/** True for a file that kills and restarts the test broker (`testBroker()`): given a broker of its own, it can run in a lane. */
+export function killsBroker(path: string): boolean {
+  return readFileSync(path, "utf8").includes("testBroker(");
+}
+
+/** A broker started for one file: the environment that points the file at it, and how to stop it. */
+export interface OwnBroker {
+  env: NodeJS.ProcessEnv;
+  stop(): void;
 }
 
 /** How `runInLanes` runs the files. */
@@ -52,6 +63,11 @@ export interface LaneOptions {
   env: NodeJS.ProcessEnv;
   /** Where the runner's own lines and the files' output go. */
   write(text: string): void;
+  /**
+   * Starts a broker for one file that kills its broker (`killsBroker`), which then runs first in the
+   * lanes instead of alone; without it such a file runs alone on the shared broker.
+   */
+  ownBroker?: (file: string) => Promise<OwnBroker>;
   /** Seconds a file may run before it is stopped (SIGTERM, then SIGKILL 10 s later) and counted failed; none when unset. */
   fileLimitS?: number;
 }
@@ -96,11 +112,11 @@ function tierOf(file: string): number {
 const cpuRead: { last: number | null } = { last: endedChildrenCpu() };
 
 /** Runs one file; `live` streams its output, otherwise it is printed whole at the end. */
-async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>): Promise<FileRun> {
+async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>, env = o.env): Promise<FileRun> {
   const start = Date.now();
-  o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}\n`);
+  o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}${env === o.env ? "" : " (a broker of its own)"}\n`);
   // Its own process group: stopping it stops the workers and shims it started too.
-  const child = spawn(process.execPath, [...o.nodeArgs, file], { env: o.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn(process.execPath, [...o.nodeArgs, file], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let buffered = "";
   // The whole output, kept for the failure digest (a live file's output is long gone from view by the end).
   let all = "";
@@ -184,8 +200,14 @@ export async function runInLanes(files: string[], o: LaneOptions): Promise<numbe
   const start = Date.now();
   // What ended before (the servers' start scripts) is not a file's.
   cpuRead.last = endedChildrenCpu();
-  const reasons = new Map(files.map((f) => [f, aloneReason(f)] as const));
-  const shared = files.filter((f) => reasons.get(f) === null).sort((a, b) => tierOf(a) - tierOf(b) || a.localeCompare(b));
+  const lanes = Math.max(1, Math.min(o.lanes, files.length));
+  // With lanes and brokers to hand out, a file that kills its broker gets one and runs in a lane.
+  const ownBroker = lanes > 1 && o.ownBroker ? o.ownBroker : null;
+  const owning = new Set(ownBroker ? files.filter(killsBroker) : []);
+  const reasons = new Map(files.map((f) => [f, aloneReason(f, owning.has(f))] as const));
+  // The broker killers first (they are long and mostly wait), then by tier: the short unit files fill the lanes at the end.
+  const rank = (f: string): number => (owning.has(f) ? -1 : tierOf(f));
+  const shared = files.filter((f) => reasons.get(f) === null).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   const alone = files.filter((f) => reasons.get(f) !== null);
   const running = new Map<string, () => void>();
   const runs: FileRun[] = [];
@@ -202,12 +224,26 @@ export async function runInLanes(files: string[], o: LaneOptions): Promise<numbe
     if (running.size > 0) o.write(`… still running after ${((Date.now() - start) / 60_000).toFixed(0)} min: ${[...running.keys()].join(", ")}\n`);
   }, 300_000);
   try {
-    const lanes = Math.max(1, Math.min(o.lanes, shared.length));
     const live = lanes === 1;
     const queue = [...shared];
+    const runShared = async (f: string): Promise<FileRun> => {
+      if (!ownBroker || !owning.has(f)) return runFile(f, null, live, o, running);
+      let broker: OwnBroker;
+      try {
+        broker = await ownBroker(f);
+      } catch (err) {
+        o.write(`✖ ${f}: its broker did not start: ${String(err)}\n`);
+        return { file: f, ok: false, seconds: 0, cpuSeconds: null, alone: null, digest: [`its broker did not start: ${String(err)}`] };
+      }
+      try {
+        return await runFile(f, null, live, o, running, { ...o.env, ...broker.env });
+      } finally {
+        broker.stop();
+      }
+    };
     await Promise.all(
-      Array.from({ length: lanes }, async () => {
-        for (let f = queue.shift(); f !== undefined && !interrupted; f = queue.shift()) runs.push(await runFile(f, null, live, o, running));
+      Array.from({ length: Math.min(lanes, Math.max(1, shared.length)) }, async () => {
+        for (let f = queue.shift(); f !== undefined && !interrupted; f = queue.shift()) runs.push(await runShared(f));
       }),
     );
     for (const f of alone) {

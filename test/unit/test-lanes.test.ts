@@ -118,3 +118,34 @@ test("hangs", async () => {
   while (alive() && Date.now() < guard) await new Promise((r) => setTimeout(r, 50));
   assert.equal(alive(), false, `process ${pid}, started by the stopped file, still runs`);
 });
+
+test("a file that kills its broker, given one of its own, runs in a lane beside another file, and its broker stops after it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
+  // The killer waits for the other lane file to start (it would never end if it ran alone) and sees its own broker.
+  const killer = laneFile(
+    dir,
+    "killer",
+    ["other"],
+    `// ${"testBroker"}() below, in the real files\nif (process.env.SAGE_TEST_KAFKA !== "own:1") throw new Error("not its own broker: " + process.env.SAGE_TEST_KAFKA);`,
+  );
+  const other = laneFile(dir, "other", ["killer"], `if (process.env.SAGE_TEST_KAFKA !== "shared:1") throw new Error("not the shared broker");`);
+  const events: string[] = [];
+  let out = "";
+  const code = await runInLanes([other, killer], {
+    lanes: 2,
+    nodeArgs: ["--test-force-exit", "--test-reporter=spec"],
+    env: { ...process.env, SAGE_TEST_KAFKA: "shared:1" },
+    write: (t) => (out += t),
+    ownBroker: async (file) => {
+      events.push(`start ${file}`);
+      return { env: { SAGE_TEST_KAFKA: "own:1" }, stop: () => events.push(`stop ${file}`) };
+    },
+  });
+  assert.equal(code, 0, out);
+  assert.deepEqual(events, [`start ${killer}`, `stop ${killer}`]);
+  assert.match(out, /killer\.test\.mjs \(a broker of its own\)/, out);
+  assert.doesNotMatch(out, /\(alone/, out);
+  // Without brokers to hand out, it runs alone on the shared one (and the other file never starts beside it).
+  assert.equal(aloneReason(killer), "kills and restarts the shared broker");
+  assert.equal(aloneReason(killer, true), null);
+});
