@@ -17,6 +17,7 @@ import { batchTokensOf, tokenRanges } from "../core/plan/batch-tokens.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { jobStagingDir, publishShards } from "../connectors/file/staging.js";
 import { appendShards } from "../connectors/file/append.js";
+import { keepSinkLineage, sinkLineageDir } from "../connectors/file/line-lineage.js";
 import { encodeRecord } from "./record-codec.js";
 import type { OperatorRegistry } from "./registry.js";
 import { jobFileName } from "../core/names.js";
@@ -134,7 +135,12 @@ export async function commitJob(input: ControlInput, registry: OperatorRegistry,
       if (node.sink?.kind !== "file") continue;
       const target = resolve(resolvePlanString(node.sink.path, input.params, `sink "${node.name}"`));
       // A redrive job adds its output to what the job published.
-      await (input.runtime.redrive ? appendShards : publishShards)(join(staging, node.id), target, suffix);
+      if (input.runtime.redrive) await appendShards(join(staging, node.id), target, suffix);
+      else {
+        const shards = await publishShards(join(staging, node.id), target, suffix);
+        // Written before the commit marker: a retried commit writes it again.
+        await keepSinkLineage(join(staging, node.id), sinkLineageDir(dataDir, input.pipeline, input.jobId, node.id), { target, node: node.id }, shards);
+      }
       result.outputs[node.id] = target;
     }
     if ((input.deadLetters ?? 0) > 0) {

@@ -4,6 +4,7 @@
  */
 import type { BenchCase } from "./case.js";
 import { boundedCase } from "./bounded/case.js";
+import { boundedLineageCase } from "./bounded/lineage-case.js";
 import { historyCase } from "./history.js";
 import { scaleCase } from "./scale.js";
 import { scriptCase } from "./script-case.js";
@@ -11,6 +12,7 @@ import { scriptCase } from "./script-case.js";
 /** All cases, in run order. */
 export const CASES: readonly BenchCase[] = [
   boundedCase,
+  boundedLineageCase,
   historyCase,
   scaleCase,
   scriptCase({

@@ -3,9 +3,11 @@
  * process, model server in a child process) beside the same chain of operator objects called
  * directly in a plain loop (no Temporal), in the same run, both with the response cache off.
  * Prints questions/s and their ratio, embeddings per request (batching), and the cache hit rate of a
- * re-run. `npx tsx bench/rag.ts [--questions N]` (N <= 40; default 16).
+ * re-run. `npx tsx bench/rag.ts [--questions N] [--lineage both]` (N <= 40; default 16). With
+ * `--lineage both`, the Temporal run (cache off) runs first with `execution.lineage` off, then on
+ * (the default), in the same sitting: their questions/s ratio and the lineage bytes per answer.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startScratchServer } from "../dev/temporal-server.js";
@@ -25,6 +27,20 @@ import { machineLine, printTable, saveResult } from "./machine.js";
 
 const arg = process.argv.indexOf("--questions");
 const N = Math.min(40, arg > 0 ? Number(process.argv[arg + 1]) : 16);
+const lineageArg = process.argv.indexOf("--lineage");
+/** `--lineage both`: a Temporal run with `execution.lineage` off before the one with it on. */
+const LINEAGE_BOTH = lineageArg > 0 && process.argv[lineageArg + 1] === "both";
+
+/** Bytes of every file under `path` (0 when it does not exist). */
+function bytesUnder(path: string): number {
+  let names: string[];
+  try {
+    names = readdirSync(path);
+  } catch {
+    return 0;
+  }
+  return names.reduce((n, name) => n + (statSync(join(path, name)).isDirectory() ? bytesUnder(join(path, name)) : statSync(join(path, name)).size), 0);
+}
 
 const base = readFileSync("examples/rag/questions.jsonl", "utf8")
   .split("\n")
@@ -42,7 +58,7 @@ console.log(`questions: ${N} (distinct), chat max 48 tokens, k = 3`);
 const models = await startModelServerProcess();
 const server = await startScratchServer(dir);
 const logger = createLogger("warn");
-const configFor = (label: string, cache: boolean): SageConfig => {
+const configFor = (label: string, cache: boolean, lineage = true): SageConfig => {
   const c = loadConfig({
     env: {},
     overrides: {
@@ -52,6 +68,7 @@ const configFor = (label: string, cache: boolean): SageConfig => {
       "log.level": "warn",
       "llm.base-url": `${models.url}/v1`,
       "llm.cache": cache,
+      "execution.lineage": lineage,
     },
   });
   return c;
@@ -95,8 +112,8 @@ try {
   };
 
   /** The same as a Temporal job: submit to result, worker in this process. */
-  const onTemporal = async (label: string, cache: boolean, jobId: string): Promise<{ ms: number; answers: number; config: SageConfig }> => {
-    const config = configFor(label, cache);
+  const onTemporal = async (label: string, cache: boolean, jobId: string, lineage = true): Promise<{ ms: number; answers: number; config: SageConfig }> => {
+    const config = configFor(label, cache, lineage);
     const worker = await createSageWorker({ pipeline, config, logger });
     const running = worker.run();
     const client = await SageClient.connect({ config });
@@ -113,6 +130,7 @@ try {
   };
 
   const d = await direct();
+  const off = LINEAGE_BOTH ? await onTemporal("temporal-lineage-off", false, "nocache-lineage-off", false) : null;
   const s0 = await models.stats();
   const tmp = await onTemporal("temporal", false, "nocache");
   const s1 = await models.stats();
@@ -131,7 +149,21 @@ try {
     ["Sage on Temporal", String(tmp.answers), (tmp.ms / 1000).toFixed(1), qps(tmp).toFixed(2), (qps(tmp) / qps(d)).toFixed(2)],
     ["Sage on Temporal, cached re-run", String(rerun.answers), (rerun.ms / 1000).toFixed(1), qps(rerun).toFixed(2), (qps(rerun) / qps(d)).toFixed(2)],
   ];
+  if (off)
+    rows.splice(1, 0, [
+      "Sage on Temporal, execution.lineage off",
+      String(off.answers),
+      (off.ms / 1000).toFixed(1),
+      qps(off).toFixed(2),
+      (qps(off) / qps(d)).toFixed(2),
+    ]);
   printTable(["run", "answers", "seconds", "questions/s", "ratio to direct"], rows);
+  const lineageBytes = bytesUnder(join(tmp.config["data-dir"], "lineage"));
+  if (off) {
+    console.log(
+      `lineage on / off (questions/s): ${(qps(tmp) / qps(off)).toFixed(3)}; lineage bytes per answer: ${(lineageBytes / Math.max(1, tmp.answers)).toFixed(1)} (off: ${bytesUnder(join(off.config["data-dir"], "lineage"))} bytes in all)`,
+    );
+  }
   console.log(
     `embeddings per request (Temporal run): ${embeddingsPerRequest.toFixed(1)} (${s1.embeddedInputs - s0.embeddedInputs} inputs in ${s1.embeddings - s0.embeddings} request(s))`,
   );
@@ -141,7 +173,8 @@ try {
   const path = saveResult("rag", {
     questions: N,
     direct: { seconds: d.ms / 1000, qps: qps(d) },
-    temporal: { seconds: tmp.ms / 1000, qps: qps(tmp), ratioToDirect: qps(tmp) / qps(d) },
+    temporal: { seconds: tmp.ms / 1000, qps: qps(tmp), ratioToDirect: qps(tmp) / qps(d), lineageBytes },
+    ...(off ? { temporalLineageOff: { seconds: off.ms / 1000, qps: qps(off), ratioToDirect: qps(off) / qps(d), lineageOnOverOff: qps(tmp) / qps(off) } } : {}),
     cachedRerun: {
       seconds: rerun.ms / 1000,
       qps: qps(rerun),

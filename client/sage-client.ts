@@ -230,6 +230,7 @@ export class SageClient {
       historyBytesPerRun: this.config.kafka["history-bytes-per-run"],
       checkpointIntervalMs: this.config.state["checkpoint-interval"],
       deadLetterPath: this.config["dead-letter"].path ?? null,
+      lineage: exec.lineage,
     };
   }
 

@@ -78,18 +78,27 @@ export class RecordInvoker {
   }
 
   /**
-   * One `mapBatch` call over `items` with the operator's retry policy, its results pushed to `emit`.
+   * One `mapBatch` call over `items` with the operator's retry policy, its results pushed to `emit`
+   * (`at(i)` first, when given, before the result of item `i`: lineage names its record).
    * When the batch fails for good, each record is tried alone, so only the records that fail by
    * themselves go to the dead letters.
    */
-  async invokeBatch(node: LogicalNode, items: unknown[], call: Call, emit: Push): Promise<void> {
+  async invokeBatch(node: LogicalNode, items: unknown[], call: Call, emit: Push, at?: (i: number) => void): Promise<void> {
     const outcome = await this.retrying(node, null, (attempt) => {
       const out = call(items, this.unit.recordContext(node, attempt));
       return out instanceof Promise ? out.then((r) => batchResults(node, items.length, r)) : batchResults(node, items.length, out);
     });
-    if (outcome.ok) return pushAll(outcome.result as unknown[], emit);
+    if (outcome.ok && !at) return pushAll(outcome.result as unknown[], emit);
+    if (outcome.ok) {
+      for (const [i, result] of (outcome.result as unknown[]).entries()) {
+        at!(i);
+        const p = emit(result);
+        if (p) await p;
+      }
+      return;
+    }
     if (items.length > 1) {
-      for (const item of items) await this.invokeBatch(node, [item], call, emit);
+      for (const [i, item] of items.entries()) await this.invokeBatch(node, [item], call, emit, at && (() => at(i)));
       return;
     }
     await this.deadLetters.write(node, items[0], outcome.error, outcome.attempts);

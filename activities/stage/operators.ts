@@ -160,15 +160,32 @@ function batchPush(w: OperatorWiring, node: LogicalNode, fn: unknown): Push {
   const emit = w.output(node, null);
   const size = node.batchSize ?? 64;
   let buffer: unknown[] = [];
+  /** Lineage of a bounded unit: the source position (start, length) of each buffered record. */
+  let positions: number[] = [];
   const flush = async (): Promise<void> => {
     const items = buffer;
+    const from = positions;
     buffer = [];
-    if (items.length > 0) await w.invoker.invokeBatch(node, items, call, emit);
+    positions = [];
+    if (items.length === 0) return;
+    const lineage = w.unit.lineage;
+    if (!lineage) return w.invoker.invokeBatch(node, items, call, emit);
+    // The call (and its model calls) is for the whole batch. Each result is its own record's in a
+    // bounded unit; a streaming unit's Kafka side knows only the record in flight: the batch's there.
+    const own = w.unit.stream ? undefined : (i: number) => lineage.resume(from[2 * i]!, from[2 * i + 1]!);
+    // A bounded call names the records of its batch (all of them: a retried part's records are among them).
+    const records = own && from.every((p, i) => i % 2 === 1 || p >= 0) ? items.map((_, i) => String(from[2 * i])) : undefined;
+    const batchCall: Call = (xs, ctx) => {
+      lineage.enterBatch(records);
+      return call(xs, ctx);
+    };
+    await lineage.batchWide(() => w.invoker.invokeBatch(node, items, batchCall, emit, own));
   };
   w.onInputEnd(node, flush);
   return (v) => {
     w.unit.tick();
     buffer.push(v);
+    if (w.unit.lineage) positions.push(w.unit.lineage.start, w.unit.lineage.length);
     if (buffer.length >= size) return flush();
   };
 }

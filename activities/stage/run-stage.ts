@@ -20,6 +20,8 @@ import { driveEdgeBatch, driveKeyedStream, driveKeyedUnit, driveSource } from ".
 import { StreamCommit } from "./stream-commit.js";
 import { LINEAGE_TOPIC_CONFIGS } from "../../core/plan/lineage.js";
 import { StageUnit, type StageHost } from "./unit.js";
+import { UnitLineage } from "./unit-lineage.js";
+import { withCallTrail } from "../../connectors/llm/call-trail.js";
 
 export type { StageHost } from "./unit.js";
 
@@ -139,6 +141,15 @@ export async function runStage(input: StageInput, host: StageHost, logger: Logge
   if (!stage) throw new NonRetryableError(`plan ${compiled.plan.hash.slice(0, 12)} has no stage "${input.stage}"`);
   const unit = new StageUnit(input, compiled, stage, host, logger);
   const stream = input.stream ? new StreamCommit(unit, input.stream) : null;
+  // Lineage: a streaming unit's with its batch id; a bounded unit's with `execution.lineage` (a redrive appends to the job's output: none).
+  if (stream ? stream.batch !== null : input.runtime.lineage === true && !input.runtime.redrive)
+    unit.lineage = stream ? new UnitLineage(() => stream.recordSource()) : new UnitLineage();
+  return unit.lineage ? withCallTrail(unit.lineage, () => runUnit(unit, stream, records)) : runUnit(unit, stream, records);
+}
+
+/** Runs the unit's records through the stage, then commits (streaming) or stages (bounded) what it wrote. */
+async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Uint8Array[]): Promise<StageOutput> {
+  const { input, host, stage } = unit;
   const deadLetters = new DeadLetters(unit, stream);
   const invoker = new RecordInvoker(unit, deadLetters);
   const sinks = new Sinks(unit, invoker, stream);

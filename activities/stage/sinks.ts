@@ -10,6 +10,9 @@ import type { SinkFunction } from "../../core/api/functions.js";
 import { SinkError } from "../../core/errors.js";
 import type { LogicalNode } from "../../core/plan/logical.js";
 import { ShardWriter, shardFileName } from "../../connectors/file/staging.js";
+import { discardSidecar, LinePositions, writeSidecar } from "../../connectors/file/line-lineage.js";
+import type { ShardLineage } from "../../core/plan/lineage.js";
+import { keyedOperatorsOf } from "../../core/plan/stream.js";
 import { encodeSinkValue } from "../../connectors/kafka/records.js";
 import { encodeRecord } from "../record-codec.js";
 import type { Call, RecordInvoker, Then } from "./invoker.js";
@@ -24,6 +27,7 @@ type KeyFn = (v: unknown) => string | null;
 export class Sinks {
   private readonly writers: ShardWriter[] = [];
   private readonly finishers: Array<() => Promise<void>> = [];
+  private readonly discards: Array<() => Promise<void>> = [];
 
   constructor(
     private readonly unit: StageUnit,
@@ -53,18 +57,35 @@ export class Sinks {
     for (const f of this.finishers) await f();
   }
 
-  /** Drops the shard files this attempt wrote. */
+  /** Drops the shard files (and lineage sidecars) this attempt wrote. */
   async discard(): Promise<void> {
     for (const w of this.writers) await w.discard();
+    for (const d of this.discards) await d();
   }
 
   private filePush(node: LogicalNode, producer: string): Push {
     const counts = this.unit.countsOf(node.id);
-    const writer = new ShardWriter(join(this.unit.staging, node.id, shardFileName(this.unit.input.shard)));
+    const path = join(this.unit.staging, node.id, shardFileName(this.unit.input.shard));
+    const writer = new ShardWriter(path);
     this.writers.push(writer);
-    this.finishers.push(() => writer.finish());
+    const lineage = this.unit.lineage;
+    if (!lineage) {
+      this.finishers.push(() => writer.finish());
+      return (v) => {
+        counts.out++;
+        return writer.writeLine(encodeRecord(v, producer));
+      };
+    }
+    // The sidecar goes first: a shard never shows without one from its own attempt or a later one.
+    const positions = new LinePositions();
+    this.finishers.push(async () => {
+      await writeSidecar(path, shardLineage(this.unit, positions));
+      await writer.finish();
+    });
+    this.discards.push(() => discardSidecar(path));
     return (v) => {
       counts.out++;
+      positions.add(lineage.start, lineage.length);
       return writer.writeLine(encodeRecord(v, producer));
     };
   }
@@ -122,4 +143,29 @@ export class Sinks {
     const then: Then = (key, v) => write(v, key === null || key === undefined ? null : String(key));
     return (v) => this.invoker.invoke(node, ctx, v, call, then);
   }
+}
+
+/** The sidecar of a file-sink shard of `unit`: who wrote it, from which split, and its lines' `positions`. */
+function shardLineage(unit: StageUnit, positions: LinePositions): ShardLineage {
+  const { input, stage, host } = unit;
+  const spec = stage.source ? unit.node(stage.operators[0]!).source : undefined;
+  const name = stage.source ? unit.node(stage.operators[0]!).name : "";
+  const traced = spec !== undefined && keyedOperatorsOf(stage).length === 0;
+  let source: ShardLineage["source"] = null;
+  if (traced && spec.kind === "file") source = { kind: "file", path: (input.split!.descriptor as unknown as { path: string }).path };
+  else if (traced) source = { kind: spec.kind === "collection" ? "collection" : "function", name };
+  const lineage = unit.lineage!;
+  return {
+    stage: stage.id,
+    shard: input.shard,
+    split: input.split ? { index: input.split.index, descriptor: input.split.descriptor } : null,
+    workflowId: host.execution?.workflowId ?? "",
+    runId: host.execution?.runId ?? "",
+    attempt: host.execution?.attempt ?? 0,
+    at: new Date().toISOString(),
+    source,
+    lines: positions.lines,
+    positions: positions.toString(),
+    ...(lineage.calls.length > 0 ? { llm: lineage.calls } : {}),
+  };
 }

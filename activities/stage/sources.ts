@@ -22,8 +22,9 @@ import type { StreamSlice } from "../../core/plan/job.js";
 import type { KeyedRun } from "./keyed.js";
 import type { KeyedRecord } from "../../core/plan/key-groups.js";
 import { edgeKey } from "../../core/plan/physical.js";
-import { topicPartition } from "../../core/plan/stream.js";
+import { keyedOperatorsOf, topicPartition } from "../../core/plan/stream.js";
 import { WatermarkValve } from "./watermarks.js";
+import type { UnitLineage } from "./unit-lineage.js";
 
 /** Reads a stage's input into the chain through `entry`. */
 interface SourceDriver {
@@ -83,10 +84,20 @@ export async function driveSource(
   return driveFunction(driver);
 }
 
+/** The unit's lineage when its outputs can name a single source record: a source stage without keyed operators. */
+function traced(unit: StageUnit): UnitLineage | null {
+  return unit.lineage && keyedOperatorsOf(unit.stage).length === 0 ? unit.lineage : null;
+}
+
 async function driveFileSplit({ unit, entry, reject }: SourceDriver, format: "lines" | "jsonl"): Promise<void> {
   const split = unit.input.split!.descriptor as unknown as FileSplit;
+  const lineage = traced(unit);
   for await (const chunk of readFileSplit(split, format)) {
     for (const rec of chunk) {
+      if (lineage) {
+        lineage.start = rec.offset;
+        lineage.length = rec.bytes;
+      }
       const p = rec.ok ? entry(rec.value) : reject(rec.raw, new NonRetryableError(rec.reason));
       if (p) await p;
     }
@@ -97,7 +108,9 @@ async function driveFileSplit({ unit, entry, reject }: SourceDriver, format: "li
 async function driveCollection({ unit, node, entry }: SourceDriver): Promise<void> {
   const items = (await unit.host.registry.function<unknown[]>(unit.compiled, node)) ?? [];
   const [from, to] = unit.input.split!.descriptor as [number, number];
+  const lineage = traced(unit);
   for (let i = from; i < to; i++) {
+    if (lineage) lineage.start = i;
     const p = entry(items[i]);
     if (p) await p;
     unit.tick();
@@ -112,7 +125,11 @@ async function driveFunction({ unit, node, entry }: SourceDriver): Promise<void>
       `source "${node.name}": read() must return an iterable or async iterable of records, got ${records === null ? "null" : typeof records}`,
     );
   }
+  const lineage = traced(unit);
+  let index = 0;
   for await (const v of records as AsyncIterable<unknown> | Iterable<unknown>) {
+    // A user source's record is named by its place in the split.
+    if (lineage) lineage.start = index++;
     const p = entry(v);
     if (p) await p;
     unit.tick();

@@ -17,7 +17,7 @@ import { holdFailedTries, takeFailedTries, type FailedTry } from "../../monitori
 import { OperatorRegistry } from "../registry.js";
 import { serviceRegistryOf } from "../services.js";
 import { runStage } from "./run-stage.js";
-import type { StageHost } from "./unit.js";
+import type { StageExecution, StageHost } from "./unit.js";
 
 /** What every thread of one pool is started with. */
 export interface StageThreadData {
@@ -39,6 +39,8 @@ export interface ThreadTask {
   bindings: Record<string, unknown>;
   /** Shared with the main thread: non-zero once the activity was cancelled. */
   cancel: Int32Array;
+  /** The workflow run and attempt of the activity (what lineage names). */
+  execution?: StageExecution;
 }
 
 /**
@@ -138,6 +140,7 @@ export default async function runThreadTask(task: ThreadTask | WarmUp): Promise<
         if (cancelled()) throw new CancelledFailure(`stage ${task.input.stage} of job ${task.input.jobId} was cancelled`);
       },
       cancelled,
+      ...(task.execution ? { execution: task.execution } : {}),
     };
     const output = await runStage(task.input, host, log);
     return { ok: true, output, tries: takeFailedTries() };

@@ -16,6 +16,7 @@ import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
 import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask, WarmUp } from "./stage-thread.js";
+import type { StageExecution } from "./unit.js";
 
 /** The thread entry: registers the TypeScript loader, then loads `stage-thread.ts`. */
 const ENTRY = fileURLToPath(new URL("./stage-thread-entry.mjs", import.meta.url));
@@ -94,15 +95,15 @@ export class StageThreads {
     return pool;
   }
 
-  /** Runs `input` on a thread; `signal` is the activity's cancellation. */
-  async run(input: StageInput, bindings: Record<string, unknown>, signal: AbortSignal): Promise<StageOutput> {
+  /** Runs `input` on a thread; `signal` is the activity's cancellation, `execution` its run and attempt. */
+  async run(input: StageInput, bindings: Record<string, unknown>, signal: AbortSignal, execution?: StageExecution): Promise<StageOutput> {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const onAbort = (): void => void Atomics.store(cancel, 0, 1);
     if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     let outcome: ThreadOutcome;
     try {
-      outcome = await this.poolOf().run({ input, bindings, cancel });
+      outcome = await this.poolOf().run({ input, bindings, cancel, ...(execution ? { execution } : {}) });
     } catch (err) {
       throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) of job ${input.jobId} died: ${(err as Error).message}`, {
         cause: err,

@@ -99,13 +99,18 @@ export class StreamCommit implements UnitStream {
     return this.current && slice ? positionOf(slice.topic, slice.partition, this.current.offset) : null;
   }
 
+  /** The source record an output made now comes from (null: none single, see `traceable`, or inside a `mapBatch` call). */
+  recordSource(): string | null {
+    return this.traceable && !this.unit.lineage?.batching ? this.sourcePosition() : null;
+  }
+
   /** `headers` with the `sage-lineage` header of the record in flight added (as given when lineage is off). */
   withLineage(headers: Record<string, string>): Record<string, string>;
   withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined;
   withLineage(headers: Record<string, string> | undefined): Record<string, string> | undefined {
     if (this.batch === null) return headers;
     if (!this.recounting) this.lineaged++;
-    const value = formatLineage({ source: this.traceable ? this.sourcePosition() : null, batch: this.batch });
+    const value = formatLineage({ source: this.recordSource(), batch: this.batch });
     const lineage: Record<string, string> = { [LINEAGE_HEADER]: value };
     if (this.inputs) lineage[INPUTS_HEADER] = formatInputs(this.inputs);
     return headers ? { ...headers, ...lineage } : lineage;
@@ -121,6 +126,7 @@ export class StreamCommit implements UnitStream {
       ...execution,
       slices: this.stream.slices.map((s) => `${positionOf(s.topic, s.partition, s.from)}-${s.to}`),
       at: new Date().toISOString(),
+      ...(this.unit.lineage && this.unit.lineage.calls.length > 0 ? { llm: this.unit.lineage.calls } : {}),
     };
   }
 

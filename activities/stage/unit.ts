@@ -15,6 +15,7 @@ import type { KafkaSinkHost } from "../../connectors/kafka/sink.js";
 import type { KeyedStateHost } from "./keyed-state.js";
 import type { OperatorRegistry } from "../registry.js";
 import { InMemoryStateBackend, type StateBackend } from "../state/backend.js";
+import type { UnitLineage } from "./unit-lineage.js";
 
 /** What the stage runner needs from its host activity. */
 export interface StageHost {
@@ -72,6 +73,8 @@ export class StageUnit {
   eventTime: number | undefined = undefined;
   /** The event time a timestamp assigner gave the record in flight (a source stage's keyed operators advance its origin by it). */
   assignedTime: number | undefined = undefined;
+  /** Per-record lineage (null: off): the source record in flight and the model calls made. */
+  lineage: UnitLineage | null = null;
   /** Streaming: the unit's Kafka side (`StreamCommit`), for the key of the source record in flight. */
   stream: UnitStream | null = null;
 

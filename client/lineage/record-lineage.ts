@@ -6,7 +6,7 @@
  */
 import { SageError, UsageError } from "../../core/errors.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
-import { LINEAGE_HEADER, lineageTopicOf, parseLineage, parsePosition, type BatchLineage } from "../../core/plan/lineage.js";
+import { LINEAGE_HEADER, callsOf, lineageTopicOf, parseLineage, parsePosition, type BatchLineage, type LlmCallLineage } from "../../core/plan/lineage.js";
 
 /** The output record has no lineage, or its batch line is not on the job's lineage topic. */
 export class LineageNotFoundError extends SageError {
@@ -23,6 +23,8 @@ export interface RecordLineageAnswer {
   source: string | null;
   /** The batch, who ran it and over which source ranges. */
   batch: BatchLineage;
+  /** The model calls that shaped it: those made for its source record, and those made for its whole batch. */
+  llm: LlmCallLineage[];
 }
 
 /** The lineage of output record `ref` (`topic[partition]@offset`, also a dead letter's) of job `jobId` of `pipeline`. */
@@ -43,5 +45,6 @@ export async function recordLineage(kafka: KafkaClient, pipeline: string, jobId:
   const line = lines.filter((m) => m.key?.toString("utf8") === lineage.batch).at(-1);
   if (!line?.value)
     throw new LineageNotFoundError(`${ref} names batch ${lineage.batch}, which job ${jobId} has no lineage line for: another job wrote the record`);
-  return { output: ref, source: lineage.source, batch: JSON.parse(line.value.toString("utf8")) as BatchLineage };
+  const batch = JSON.parse(line.value.toString("utf8")) as BatchLineage;
+  return { output: ref, source: lineage.source, batch, llm: callsOf(batch.llm, lineage.source) };
 }

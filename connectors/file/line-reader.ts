@@ -4,10 +4,11 @@
  */
 import { open } from "node:fs/promises";
 
-/** One line and the byte offset where it starts. */
+/** One line, the byte offset where it starts and its length in bytes (without the line break). */
 export interface Line {
   text: string;
   offset: number;
+  bytes: number;
 }
 
 const NEWLINE = 0x0a;
@@ -25,7 +26,7 @@ export async function* readLines(path: string, start: number, end: number): Asyn
     for (;;) {
       const { bytesRead } = await fh.read(chunk, 0, CHUNK, pos);
       if (bytesRead === 0) {
-        if (!skipping && carry.length > 0 && carryOffset < end) yield [{ text: decode(carry, 0, carry.length), offset: carryOffset }];
+        if (!skipping && carry.length > 0 && carryOffset < end) yield [{ text: decode(carry, 0, carry.length), offset: carryOffset, bytes: carry.length }];
         return;
       }
       pos += bytesRead;
@@ -39,7 +40,7 @@ export async function* readLines(path: string, start: number, end: number): Asyn
         else if (offset >= end) {
           done = true;
           break;
-        } else lines.push({ text: decode(buf, lineStart, i), offset });
+        } else lines.push({ text: decode(buf, lineStart, i), offset, bytes: i - lineStart });
         lineStart = i + 1;
       }
       if (lines.length > 0) yield lines;

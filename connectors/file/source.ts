@@ -31,24 +31,31 @@ export async function fileSplits(sourceName: string, path: string, splitBytes: n
   return splits;
 }
 
-/** A record read from a file, or the reason a line could not be decoded. */
-export type FileRecord = { ok: true; value: unknown } | { ok: false; raw: string; reason: string };
+/** A record read from a file (with its line's first byte and length), or the reason a line could not be decoded. */
+export type FileRecord =
+  { ok: true; value: unknown; offset: number; bytes: number } | { ok: false; raw: string; reason: string; offset: number; bytes: number };
 
 /** Reads one split as text lines or JSON Lines, a chunk of records at a time (undecodable lines come back as failures). */
 export async function* readFileSplit(split: FileSplit, format: "lines" | "jsonl"): AsyncGenerator<FileRecord[]> {
   try {
     for await (const lines of readLines(split.path, split.start, split.end)) {
       if (format === "lines") {
-        yield lines.map((line): FileRecord => ({ ok: true, value: line.text }));
+        yield lines.map((line): FileRecord => ({ ok: true, value: line.text, offset: line.offset, bytes: line.bytes }));
         continue;
       }
       const records: FileRecord[] = [];
       for (const line of lines) {
         if (line.text.trim() === "") continue;
         try {
-          records.push({ ok: true, value: JSON.parse(line.text) as unknown });
+          records.push({ ok: true, value: JSON.parse(line.text) as unknown, offset: line.offset, bytes: line.bytes });
         } catch (err) {
-          records.push({ ok: false, raw: line.text, reason: `invalid JSON at ${split.path} byte ${line.offset}: ${(err as Error).message}` });
+          records.push({
+            ok: false,
+            raw: line.text,
+            reason: `invalid JSON at ${split.path} byte ${line.offset}: ${(err as Error).message}`,
+            offset: line.offset,
+            bytes: line.bytes,
+          });
         }
       }
       yield records;

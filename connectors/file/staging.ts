@@ -93,14 +93,28 @@ export async function writeFully(out: FileHandle, data: Uint8Array): Promise<voi
   }
 }
 
+/** Lines (newlines) in `data`. */
+function linesIn(data: Buffer): number {
+  let n = 0;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
 /**
  * Concatenates the finished shards in `dir` (sorted by name) into `target`, atomically, after what
- * `prefix` writes first (an append keeps the target's earlier bytes that way).
+ * `prefix` writes first (an append keeps the target's earlier bytes that way). Returns the shards
+ * in that order with their line counts (what a line of the target is found by in its lineage).
  */
-export async function publishShards(dir: string, target: string, tmpSuffix: string, prefix?: (out: FileHandle) => Promise<void>): Promise<void> {
+export async function publishShards(
+  dir: string,
+  target: string,
+  tmpSuffix: string,
+  prefix?: (out: FileHandle) => Promise<void>,
+): Promise<Array<{ name: string; lines: number }>> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(".jsonl")).sort();
   await mkdir(dirname(target), { recursive: true });
   const tmp = `${target}.${tmpSuffix}.tmp`;
+  const published: Array<{ name: string; lines: number }> = [];
   try {
     const out = await open(tmp, "w");
     try {
@@ -108,12 +122,14 @@ export async function publishShards(dir: string, target: string, tmpSuffix: stri
       for (const name of names) {
         const data = await readFile(join(dir, name));
         if (data.length > 0) await writeFully(out, data);
+        published.push({ name, lines: linesIn(data) });
       }
       await out.sync();
     } finally {
       await out.close();
     }
     await rename(tmp, target);
+    return published;
   } catch (err) {
     // A failed publish leaves nothing beside the target (a target that is a directory, a full disk:
     // the partial file would keep the space the retry needs).

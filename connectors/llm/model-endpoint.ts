@@ -25,6 +25,7 @@ import { ModelRateLimiter, systemClock, type Clock } from "./rate-limiter.js";
 import { localTokenizers, TokenEstimator } from "./token-estimate.js";
 import { requestKey, ResponseCache, type CachedResponse } from "./response-cache.js";
 import { appendUsage } from "./usage-ledger.js";
+import { noteCall } from "./call-trail.js";
 import { modelAnswered, modelRateLimited, modelWaited } from "../../monitoring/llm-metrics.js";
 
 /** Default endpoint: the local `sage models serve`. */
@@ -177,7 +178,8 @@ export class EndpointModelClient implements ModelClient {
     sizing: Sizing,
     send: (body: B) => Promise<Sent>,
   ): Promise<Answer> {
-    let key = requestKey(kind, body);
+    const request = requestKey(kind, body);
+    let key = request;
     const from = call.params[RECORDED_FROM_PARAM];
     let answer: Answer;
     if (from !== undefined) {
@@ -210,6 +212,7 @@ export class EndpointModelClient implements ModelClient {
     }
     if (answer.cached) this.stats.cacheHits++;
     await this.cache.record(call.pipeline, call.jobId, key);
+    noteCall({ operator: call.operatorId, model: answer.model, request, key });
     const cost = answer.cached ? 0 : this.costOf(answer.model, answer.usage.promptTokens, answer.usage.completionTokens);
     const usage = {
       operator: call.operatorId,

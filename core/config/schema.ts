@@ -67,6 +67,12 @@ export const configSchema = z
         /** Splits a source stage keeps queued per parallel slot beyond those running (hides the round trip to the next split). */
         "split-prefetch": z.coerce.number().int().min(0).default(1),
         "max-batch-bytes": bytes.default(512 * 1024),
+        /**
+         * Per-record lineage of bounded jobs' file outputs: each staged shard gets a sidecar (per
+         * line, the source byte range or index; the run, attempt and model calls), kept at commit
+         * under `<data-dir>/lineage`; `sage lineage <job> <path>:<line>` reads it. Cost in bench/RESULTS.md.
+         */
+        lineage: bool.default(true),
       })
       .strict()
       .prefault({}),
@@ -430,6 +436,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "execution.split-bytes",
   "execution.split-prefetch",
   "execution.max-batch-bytes",
+  "execution.lineage",
   "state.checkpoint-interval",
   "state.backend",
   "state.dir",

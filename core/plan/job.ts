@@ -78,6 +78,8 @@ export interface JobRuntimeOptions {
   deadLetterPath: string | null;
   /** A bounded redrive job: its sources read the redrive's input file instead (`sage dlq redrive`). */
   redrive?: RedriveRuntime;
+  /** Bounded jobs: file sinks keep per-line lineage sidecars (`execution.lineage`; absent: off). */
+  lineage?: boolean;
 }
 
 /** What a job workflow is started with. */

@@ -68,4 +68,60 @@ export interface BatchLineage {
   slices: string[];
   /** When the batch's transaction was committed (ISO time). */
   at: string;
+  /** The model calls the batch made (absent: none). */
+  llm?: LlmCallLineage[];
+}
+
+/**
+ * One model call made while a unit ran: the model that answered, the request's hash and the key of
+ * the cached response (the response cache's file name; another model's request when the downgrade
+ * policy answered it). `at` is the source record in flight when the call was made (streaming:
+ * `topic[partition]@offset`; bounded: its first byte or index), null for a call made for a whole
+ * batch (a `mapBatch`, past a stage boundary, a keyed operator).
+ */
+export interface LlmCallLineage {
+  at: string | null;
+  operator: string;
+  model: string;
+  request: string;
+  /** The cache key, when it is not `request` (a downgraded call). */
+  key?: string;
+  /** A `mapBatch` call of a bounded unit: the records of its batch (as `at` names one); absent: the whole unit's. */
+  batch?: string[];
+}
+
+/** The calls of `calls` that shaped the record from `source`: its own, those for a batch it was in, and those made for its whole unit. */
+export function callsOf(calls: readonly LlmCallLineage[] | undefined, source: string | null): LlmCallLineage[] {
+  return (calls ?? []).filter((c) => (c.at === null ? c.batch === undefined || (source !== null && c.batch.includes(source)) : c.at === source));
+}
+
+/** Where a bounded job's source record sits: a file and a byte range, or an index of a collection or a user source's split. */
+export type SourcePoint = { kind: "file"; path: string; start: number; end: number } | { kind: "collection" | "function"; name: string; index: number };
+
+/**
+ * The sidecar of one staged file-sink shard of a bounded job (written with the shard, by the
+ * attempt that wrote it): who wrote it and, per output line, where its source record sits.
+ */
+export interface ShardLineage {
+  stage: string;
+  /** The unit of work (split or batch) id. */
+  shard: string;
+  /** The split it read: its index and descriptor (null: an edge batch, past a stage boundary). */
+  split: { index: number; descriptor: unknown } | null;
+  workflowId: string;
+  runId: string;
+  attempt: number;
+  /** When the shard was finished (ISO time). */
+  at: string;
+  /** The source the positions are in: a file path, or a collection's or user source's name; null when no line names a single record. */
+  source: { kind: "file"; path: string } | { kind: "collection" | "function"; name: string } | null;
+  /** Output lines in the shard. */
+  lines: number;
+  /**
+   * Per output line, comma separated: `<start delta>:<length>` (file) or `<index delta>` (other
+   * sources) in base 36, each delta from the line before (the first from 0); empty for a line
+   * with no single source record (past a `mapBatch`).
+   */
+  positions: string;
+  llm?: LlmCallLineage[];
 }
