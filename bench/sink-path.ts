@@ -3,12 +3,15 @@
  * outputs in a transaction (partitioning, chunks, kafkajs's produce encoding, the transaction's
  * requests), without Temporal, the shim or the chain. Records like the kafka bench's sink writes
  * (keyed, ~200 bytes of JSON, a lineage header, the source timestamp), one transaction per unit of
- * `--unit` records over 4 partitions plus the offsets. `--roots a,b` runs the client of each
- * checkout in turn, round by round, in this one process (so before and after share the broker, the
- * machine's load and the JIT's state), and prints each one's CPU µs per record (user + system of
- * this process, median over rounds): robust to load where records/s is not. Not part of CI:
+ * `--unit` records over 4 partitions, one lineage line on a topic of its own, and the offsets.
+ * `--roots a,b` and `--clients kafkajs,confluent` run each client of each checkout in turn, round by
+ * round, in this one process (so before and after share the broker, the machine's load and the JIT's
+ * state), and print each one's CPU µs per record (user + system of this process, median over
+ * rounds; robust to load where records/s is not) and its transactions' p50 / p99 ms (small units
+ * show a transaction's round trips, as at 1k records/s). Not part of CI:
  *
- *   npx tsx bench/sink-path.ts [--roots .,/path/to/other/checkout] [--records 150000] [--unit 1500] [--rounds 5]
+ *   npx tsx bench/sink-path.ts [--roots .,/path/to/other/checkout] [--clients kafkajs,confluent]
+ *                              [--records 150000] [--unit 1500] [--rounds 5]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,6 +27,9 @@ function arg(name: string, fallback: string): string {
   return i > 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
 }
 const ROOTS = arg("roots", ".").split(",");
+const CLIENTS = arg("clients", "kafkajs").split(",");
+/** Each client of each checkout. */
+const VARIANTS = ROOTS.flatMap((root) => CLIENTS.map((client) => ({ root, client, name: `${root} (${client})` })));
 const RECORDS = Number(arg("records", "150000"));
 const UNIT = Number(arg("unit", "1500"));
 const ROUNDS = Number(arg("rounds", "5"));
@@ -40,6 +46,10 @@ function unitMessages(first: number): Array<{ topic: string; message: OutgoingMe
       message: { key, value, headers: { "sage-lineage": `sink-path.in[0]@${id}|s0.p0.${first}` }, timestamp: String(Date.now()) },
     });
   }
+  out.push({
+    topic: "sink-path.lineage",
+    message: { key: `s0.p0.${first}`, value: JSON.stringify({ batch: `s0.p0.${first}`, slices: [`sink-path.in[0]@${first}`] }) },
+  });
   return out;
 }
 
@@ -52,23 +62,25 @@ async function cpuOf(work: () => Promise<void>): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  console.log(`sink path: ${RECORDS} records per round in units of ${UNIT}, ${ROUNDS} rounds, roots ${ROOTS.join(", ")}; ${machineLine()}`);
+  console.log(`sink path: ${RECORDS} records per round in units of ${UNIT}, ${ROUNDS} rounds, ${VARIANTS.map((v) => v.name).join(", ")}; ${machineLine()}`);
   const dir = mkdtempSync(join(tmpdir(), "sage-sink-path-"));
   const broker = startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") });
   const clients: KafkaClient[] = [];
   try {
-    for (const root of ROOTS) {
-      const mod = (await import(pathToFileURL(resolve(root, "connectors/kafka/kafkajs-client.ts")).href)) as {
-        createKafkajsClient(o: { brokers: string[] }): KafkaClient;
-      };
-      clients.push(mod.createKafkajsClient({ brokers: [broker.address] }));
+    for (const { root, client } of VARIANTS) {
+      const file = client === "confluent" ? "connectors/kafka/confluent-client.ts" : "connectors/kafka/kafkajs-client.ts";
+      const mod = (await import(pathToFileURL(resolve(root, file)).href)) as Record<string, (o: { brokers: string[] }) => KafkaClient>;
+      const create = client === "confluent" ? mod.createConfluentClient : mod.createKafkajsClient;
+      clients.push(create!({ brokers: [broker.address] }));
     }
     const admin = await clients[0]!.admin();
+    await admin.ensureTopic("sink-path.lineage", 1);
     await admin.ensureTopic("sink-path.out", 4);
     await admin.ensureTopic("sink-path.in", 1);
     await admin.close();
-    const cpu: number[][] = ROOTS.map(() => []);
-    const wall: number[][] = ROOTS.map(() => []);
+    const cpu: number[][] = VARIANTS.map(() => []);
+    const wall: number[][] = VARIANTS.map(() => []);
+    const txnMs: number[][] = VARIANTS.map(() => []);
     const producers = clients.map((c, i) => c.transactionalProducer(`sink-path-${i}`));
     // One unit each first: connections, metadata and the JIT's first compile are not per record.
     for (const p of producers) {
@@ -84,25 +96,28 @@ async function main(): Promise<void> {
           await cpuOf(async () => {
             for (let n = 0; n < RECORDS; n += UNIT) {
               const messages = unitMessages(n);
+              const began = performance.now();
               const t = await producer.begin();
               await t.send(messages);
               offset += UNIT;
               await t.sendOffsets({ group: `sink-path-${i}`, positions: [{ topic: "sink-path.in", partition: 0, nextOffset: String(offset) }] });
               await t.commit();
+              txnMs[i]!.push(performance.now() - began);
             }
           }),
         );
         wall[i]!.push((performance.now() - t0) / 1000);
       }
     }
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const quantile = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
     printTable(
-      ["root", "CPU µs per record (median)", "per round", "records/s (median)"],
-      ROOTS.map((root, i) => [
-        root,
-        ((median(cpu[i]!) * 1e6) / RECORDS).toFixed(2),
+      ["variant", "CPU µs per record (median)", "per round", "records/s (median)", "transaction p50 / p99 ms"],
+      VARIANTS.map((v, i) => [
+        v.name,
+        ((quantile(cpu[i]!, 0.5) * 1e6) / RECORDS).toFixed(2),
         cpu[i]!.map((c) => ((c * 1e6) / RECORDS).toFixed(1)).join(" "),
-        String(Math.round(RECORDS / median(wall[i]!))),
+        String(Math.round(RECORDS / quantile(wall[i]!, 0.5))),
+        `${quantile(txnMs[i]!, 0.5).toFixed(1)} / ${quantile(txnMs[i]!, 0.99).toFixed(1)}`,
       ]),
     );
     await Promise.all(producers.map((p) => p.close()));
