@@ -10,6 +10,7 @@ import { abortJob, commitJob, listSplits, type ControlInput } from "./job-contro
 import type { OperatorRegistry } from "./registry.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { runStage } from "./stage/run-stage.js";
+import { noticeBudgetPause } from "./stage/budget-pause-notice.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { KeyedStateHost, type KeyedStateOptions } from "./stage/keyed-state.js";
 import { stageDone, stageFailed, stageStarted } from "../monitoring/stage-metrics.js";
@@ -129,12 +130,10 @@ export function createActivities(options: {
             ? { execution: { workflowId: ctx.info.workflowExecution.workflowId, runId: ctx.info.workflowExecution.runId, attempt: ctx.info.attempt } }
             : {}),
         };
-        out =
-          threads && onThread(input)
-            ? await threads.run(input, log.bindings(), ctx.cancellationSignal, host.execution)
-            : await runStage(input, host, log, records);
+        out = threads && onThread(input) ? await threads.run(input, log.bindings(), ctx.cancellationSignal) : await runStage(input, host, log, records);
       } catch (err) {
         stageFailed(input, err);
+        if (err instanceof BudgetPausedError && input.stream) await noticeBudgetPause(ctx, err, log);
         throw err;
       } finally {
         clearInterval(timer);

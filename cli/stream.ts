@@ -34,6 +34,8 @@ export function renderStreamProgress(p: StreamJobProgress): string {
         (cp ? `last checkpoint ${cp.at} (run ${cp.run}: ${cp.historyEvents} events, ${cp.historyBytes} history bytes, ${cp.ms} ms)` : "no checkpoint yet") +
         (w.restores ? `, state restored ${w.restores} time(s)` : ""),
     );
+    const pause = w.llmBudgetPause;
+    if (pause) lines.push(`    paused by llm budget until ${pause.until}: ${pause.reason}`);
     for (const [uid, wm] of Object.entries(w.watermarks ?? {})) lines.push(`    watermark ${uid}: ${new Date(wm).toISOString()}`);
     for (const [uid, size] of Object.entries(w.state ?? {}))
       lines.push(`    state ${uid}: ${size.entries} entries, ${size.bytes} bytes, ${size.timers} timers`);

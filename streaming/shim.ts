@@ -156,6 +156,11 @@ export class KafkaShim {
       this.stats.fetchPauses++;
       return;
     }
+    if (sender.budgetPaused()) {
+      sender.pauseFetch(control.pause());
+      this.stats.budgetPauses++;
+      return;
+    }
     sender.enqueue(cutBatches(batch, this.limits));
     control.resolve(batch.messages[batch.messages.length - 1]!.offset);
     sender.send();

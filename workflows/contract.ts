@@ -19,6 +19,7 @@ import {
 } from "../core/plan/job.js";
 import {
   BATCH_SIGNAL,
+  BUDGET_PAUSE_SIGNAL,
   HOLD_SIGNAL,
   SAVEPOINT_ACK_SIGNAL,
   SAVEPOINT_BARRIER_SIGNAL,
@@ -59,6 +60,9 @@ export const savepointAckSignal = defineSignal<[id: string]>(SAVEPOINT_ACK_SIGNA
 
 /** The savepoint (by id) is taken or abandoned: the barrier ends. */
 export const savepointReleaseSignal = defineSignal<[id: string]>(SAVEPOINT_RELEASE_SIGNAL);
+
+/** A streaming stage unit waits for the LLM budget: why, and until when (ms since the epoch). */
+export const budgetPauseSignal = defineSignal<[pause: { reason: string; until: number }]>(BUDGET_PAUSE_SIGNAL);
 
 /** The control activities of a bounded job, by activity type. */
 export interface ControlActivities {

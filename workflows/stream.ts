@@ -6,7 +6,7 @@
  * pending batches when history grows. It never runs user code.
  */
 import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, patched, setHandler, sleep, workflowInfo } from "@temporalio/workflow";
-import { deadLetterTotal, jobContextOf } from "../core/plan/job.js";
+import { deadLetterTotal, jobContextOf, type LlmBudgetPause } from "../core/plan/job.js";
 import {
   entryTopicsOf,
   keyedOperatorsOf,
@@ -20,6 +20,7 @@ import {
 import { STREAMING_RETRY, activityOptions, localActivityOptions } from "./activity-stubs.js";
 import {
   batchSignal,
+  budgetPauseSignal,
   holdSignal,
   savepointAckSignal,
   savepointBarrierSignal,
@@ -108,6 +109,11 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
   state.runs++;
   const pending: Array<{ batch: AcceptedBatch; records: Uint8Array }> = state.pending.map((batch, i) => ({ batch, records: pendingRecords[i]! }));
   const totals = { counts: state.counts, deadLetters: deadLetterTotal(state.counts) };
+  /**
+   * Set while the batch being run waits for the LLM budget: no workflow timer of its own (Temporal
+   * retries the stage after the wait), only what the worker said by signal, until the batch is done.
+   */
+  let budgetPause: LlmBudgetPause | undefined;
   let phase: StreamProgress["phase"] = state.stopping ? "stopping" : "running";
 
   const runStartedAt = Date.now();
@@ -153,6 +159,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     ...(state.eventTime ? { watermarks: watermarksOf(plan, state.eventTime) } : {}),
     ...(state.barrier ? { barrier: state.barrier } : {}),
     ...(state.fromSavepoint ? { fromSavepoint: state.fromSavepoint } : {}),
+    ...(budgetPause ? { llmBudgetPause: budgetPause } : {}),
   });
   setHandler(streamProgressQuery, progress);
   setHandler(streamInputQuery, () => {
@@ -177,6 +184,9 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     if (batches.length !== records.length)
       throw ApplicationFailure.nonRetryable(`batch signal with ${batches.length} descriptions and ${records.length} record payloads`, "BAD_SIGNAL");
     batches.forEach((batch, i) => accept(batch, records[i]!));
+  });
+  setHandler(budgetPauseSignal, ({ reason, until }) => {
+    budgetPause = { reason, until: new Date(until).toISOString(), units: 1 };
   });
   setHandler(holdSignal, (runId) => {
     if (runId === workflowInfo().runId) held = true;
@@ -303,7 +313,10 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
     if (wait !== Infinity) await condition(woken, Math.max(1, wait));
     else await condition(woken);
     if (wantsCheckpoint()) wantedAt ??= Date.now();
-    if (timer && Date.now() >= timer[1] && !held) await fireTimers(timer[0]);
+    if (timer && Date.now() >= timer[1] && !held) {
+      await fireTimers(timer[0]);
+      budgetPause = undefined;
+    }
     // A shim holds its batches for this run: close it now, before another batch (it waits meanwhile).
     if (held && pendingBytes() <= CARRY_BYTES) await checkpoint();
     if (pending.length > 0) {
@@ -327,6 +340,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
         undefined,
         take.map((p) => p.records),
       );
+      budgetPause = undefined;
       pending.splice(0, take.length);
       for (const { batch } of take) state.processed[topicPartition(batch.topic, batch.partition)] = batch.to + 1;
     }

@@ -4,7 +4,7 @@
  */
 import type { KafkaSourceSpec } from "../api/connectors.js";
 import { PipelineDefinitionError } from "../errors.js";
-import type { JobRuntimeOptions, StageCounts } from "./job.js";
+import type { JobRuntimeOptions, LlmBudgetPause, StageCounts } from "./job.js";
 
 export type { StreamSlice, StreamUnit } from "./job.js";
 import type { LogicalGraph } from "./logical.js";
@@ -32,6 +32,12 @@ export const HOLD_SIGNAL = "sage:hold";
 export const SAVEPOINT_BARRIER_SIGNAL = "sage:savepoint-barrier";
 export const SAVEPOINT_ACK_SIGNAL = "sage:savepoint-ack";
 export const SAVEPOINT_RELEASE_SIGNAL = "sage:savepoint-release";
+/**
+ * Signal from a worker whose streaming stage unit met a spent `llm.budget` window (argument: why,
+ * and until when in ms): Temporal retries the unit after that time, and meanwhile the workflow's
+ * progress shows the pause (`sage status`) and its shim stops fetching its partitions.
+ */
+export const BUDGET_PAUSE_SIGNAL = "sage:llm-budget-pause";
 /** Query of a partition workflow's input without its state: the job, its plan and parameters (what a savepoint records). */
 export const STREAM_INPUT_QUERY = "sage:input";
 
@@ -232,6 +238,8 @@ export interface StreamProgress {
   barrier?: SavepointBarrier;
   /** The savepoint this job was started from. */
   fromSavepoint?: string;
+  /** Set while the batch being run waits for the LLM budget (a worker said so by `BUDGET_PAUSE_SIGNAL`). */
+  llmBudgetPause?: LlmBudgetPause;
 }
 
 /** The Kafka source of a plan, or null for a bounded plan. */

@@ -37,6 +37,8 @@ export interface ShimStats {
   backpressureWaits: number;
   /** Times a partition was paused because its workflow's queue was full. */
   fetchPauses: number;
+  /** Times a partition was paused because its workflow's batch waits for the LLM budget (`llm.budget.policy: pause`). */
+  budgetPauses: number;
   /** Most pending batches seen on any workflow (from its progress query). */
   maxPendingSeen: number;
   signalRetries: number;
@@ -54,6 +56,7 @@ export function newShimStats(): ShimStats {
     bytes: 0,
     backpressureWaits: 0,
     fetchPauses: 0,
+    budgetPauses: 0,
     maxPendingSeen: 0,
     signalRetries: 0,
     consumerRestarts: 0,

@@ -93,6 +93,7 @@ export class ProgressWatch {
     const ms = Date.now() - asked;
     if (ms > 500) logger.debug({ workflow: sender.index, ms, runId: p.runId }, "slow progress query");
     sender.progress = p;
+    sender.resumeFetch();
     sender.pending = p.pending + (sender.sent - sentBefore);
     sender.hold.onProgress(p);
     shimMetrics.progress({ pipeline: job.pipeline.name, jobId: job.jobId }, sender.workflowId, p);

@@ -87,9 +87,20 @@ export class WorkflowSender {
     return this.queuedBytes >= this.queueBytes;
   }
 
-  /** Pauses a partition until the queue is empty (`resume` is called then). */
+  /** Pauses a partition until the queue is empty and the workflow no longer waits for the LLM budget (`resume` is called then). */
   pauseFetch(resume: () => void): void {
     this.paused.push(resume);
+  }
+
+  /** The workflow's last progress says its batch waits for the LLM budget, until a time still to come: its partitions are not fetched. */
+  budgetPaused(now = Date.now()): boolean {
+    const pause = this.progress?.llmBudgetPause;
+    return pause !== undefined && Date.parse(pause.until) > now;
+  }
+
+  /** Resumes the paused partitions once the queue is empty and no budget pause holds them (after a progress query, or a delivery). */
+  resumeFetch(): void {
+    if (this.paused.length > 0 && this.queue.length === 0 && !this.budgetPaused()) for (const resume of this.paused.splice(0)) resume();
   }
 
   /** Forgets the pauses: they belong to the consumer that made them, and a new one fetches every partition afresh. */
@@ -156,7 +167,7 @@ export class WorkflowSender {
       for (const { meta } of take) this.queuedBytes -= meta.bytes;
       this.host.delivered(take);
       // Resumed only once the queue is empty: resuming at the first free byte would refetch whole fetches to keep one batch of each.
-      if (this.paused.length > 0 && this.queue.length === 0) for (const resume of this.paused.splice(0)) resume();
+      this.resumeFetch();
       // Where a signal's time in the shim went: age of its oldest record when sent, then the signal itself.
       this.host.logger.debug(
         {
