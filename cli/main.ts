@@ -191,16 +191,14 @@ withGlobals(dlq.command("redrive <job>"))
   .action(dlqRedriveCommand);
 
 withGlobals(program.command("lineage <job> <output>"))
-  .description(
-    "where an output record (topic[partition]@offset, a dead letter too) of a streaming job, or a line (path:line) of a bounded job's file output, came from: source position, batch, run, attempt, model calls",
-  )
+  .description("where an output record (topic[partition]@offset, a dead letter too) of a streaming job came from: source position, batch, run, attempt")
   .option("--json", "print JSON")
   .action(lineageCommand);
 
 withGlobals(program.command("whatif <job>"))
-  .description("re-run a streaming job's recorded input through a changed pipeline in this process (no real sink written) and diff the outputs per record")
+  .description("re-run a job's recorded input through a changed pipeline in process (no real sink written) and diff the outputs per record")
   .requiredOption("--module <module>", "the changed pipeline module")
-  .option("--base <module>", "the pipeline module the job runs (required; its plan hash must be the job's)")
+  .option("--base <module>", "the module the job runs, re-run as the base (plan hash checked); default: the outputs the job wrote")
   .option("--pipeline <name>", "which pipeline, if the modules export several")
   .option("--from <from>", "start of the range: partition:offset[,...] (or topic:partition:offset), or an ISO time (default: the first offset Kafka holds)")
   .option("--to <to>", "end of the range, not included: offsets or an ISO time as for --from (default: the end of each partition)")

@@ -1,10 +1,10 @@
-/** `sage whatif <job> --module <changed.ts> --base <recorded.ts>`: a changed pipeline over a streaming job's recorded input, as a per-record diff. */
+/** `sage whatif <job> --module <changed.ts> [--base <recorded.ts>]`: a changed pipeline over a job's recorded input, as a per-record diff. */
 import { writeFileSync } from "node:fs";
 import { deadLetterTopicOf } from "../connectors/kafka/index.js";
 import { UsageError } from "../core/errors.js";
 import type { DiffEntry } from "../core/whatif/output-diff.js";
-import { WhatifUnsupportedError } from "../replay/whatif/errors.js";
 import { parseRangeBound } from "../replay/whatif/recorded-range.js";
+import { recordedSplits, whatIfBounded } from "../replay/whatif/bounded-whatif.js";
 import { whatIf, type WhatifReport, type WhatifSideSummary } from "../replay/whatif/whatif.js";
 import { withJob } from "./dlq.js";
 import { cliLogger, type GlobalFlags } from "./common.js";
@@ -38,6 +38,7 @@ function renderEntry(e: DiffEntry): string[] {
 
 /** One side's figures, one line. */
 function sideLine(label: string, s: WhatifSideSummary): string {
+  if (s.recorded) return `${label}: the job's own outputs for the range, read back (${s.outputs})`;
   return (
     `${label}: stage units run ${s.stageRuns}, from memo ${s.memoHits}; model calls ${s.modelCalls} ` +
     `(${s.promptTokens + s.completionTokens} tokens, $${s.cost.toFixed(4)}), cache hits ${s.cacheHits}`
@@ -46,7 +47,9 @@ function sideLine(label: string, s: WhatifSideSummary): string {
 
 /** The report for a terminal. */
 export function renderWhatif(r: WhatifReport): string {
-  const range = r.range.map((p) => `${p.topic}[${p.partition}]@${p.from}-${p.to} (${p.records} records)`).join(", ");
+  const range = r.splits
+    ? `${r.splits.length} split(s): ${r.splits.map((s) => s.input).join(", ")}`
+    : r.range.map((p) => `${p.topic}[${p.partition}]@${p.from}-${p.to} (${p.records} records)`).join(", ");
   const { added, removed, changed, same } = r.counts;
   return [
     `what-if of ${r.job} over ${range || "(no partitions)"} in ${r.units} unit(s)`,
@@ -60,19 +63,37 @@ export function renderWhatif(r: WhatifReport): string {
 
 /** Runs the what-if and prints (and with `--out`, writes) the diff. */
 export async function whatifCommand(jobRef: string, flags: WhatifFlags): Promise<void> {
-  if (!flags.base) throw new UsageError("sage whatif needs --base <module>: the pipeline module the job runs (its plan hash is checked against the job's)");
   const batch = Number(flags.batch ?? "0");
   if (flags.batch !== undefined && (!Number.isInteger(batch) || batch < 1)) throw new UsageError(`--batch ${flags.batch}: give a positive number of records`);
   const changed = await loadPipeline(flags.module, flags.pipeline);
-  const base = await loadPipeline(flags.base, flags.pipeline);
+  const base = flags.base ? await loadPipeline(flags.base, flags.pipeline) : undefined;
   await withJob(flags, jobRef, async ({ client, config, job, kafka }) => {
-    if (job.kind !== "streaming")
-      throw new WhatifUnsupportedError(`job ${job.jobId} is bounded: sage whatif re-runs streaming jobs (a bounded job: run the changed module again)`);
+    if (job.kind === "bounded") {
+      if (!base) {
+        throw new UsageError(
+          `job ${job.jobId} is bounded: give --base <module the job runs> (comparing against a bounded job's own published output is not built; streaming jobs only)`,
+        );
+      }
+      if (flags.from || flags.to)
+        throw new UsageError(`job ${job.jobId} is bounded: a what-if re-runs every split it read (--from/--to are for streaming jobs)`);
+      const report = await whatIfBounded({
+        config,
+        job,
+        splits: await recordedSplits(client, job.workflowId),
+        base,
+        changed,
+        runtime: client.runtimeOptions(),
+        memo: flags.memo !== false,
+        logger: cliLogger(config, "whatif"),
+      });
+      print(report, flags);
+      return;
+    }
     const report = await whatIf({
       config,
       kafka: kafka(),
       job,
-      base,
+      ...(base ? { base } : {}),
       changed,
       ...(flags.from ? { from: parseRangeBound(flags.from, "--from") } : {}),
       ...(flags.to ? { to: parseRangeBound(flags.to, "--to") } : {}),
@@ -82,10 +103,15 @@ export async function whatifCommand(jobRef: string, flags: WhatifFlags): Promise
       maxRecords: flags.batch !== undefined ? batch : config.kafka["max-batch-records"],
       logger: cliLogger(config, "whatif"),
     });
-    if (flags.out) writeFileSync(flags.out, report.diff.entries.map((e) => `${JSON.stringify(e)}\n`).join(""));
-    if (flags.json) {
-      const { diff, ...summary } = report;
-      process.stdout.write(`${JSON.stringify({ ...summary, entries: diff.entries })}\n`);
-    } else process.stdout.write(`${renderWhatif(report)}\n`);
+    print(report, flags);
   });
+}
+
+/** Prints the report (JSON with `--json`), and writes the diff to `--out`. */
+function print(report: WhatifReport, flags: WhatifFlags): void {
+  if (flags.out) writeFileSync(flags.out, report.diff.entries.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  if (flags.json) {
+    const { diff, ...summary } = report;
+    process.stdout.write(`${JSON.stringify({ ...summary, entries: diff.entries })}\n`);
+  } else process.stdout.write(`${renderWhatif(report)}\n`);
 }

@@ -1,8 +1,9 @@
 /**
  * The per-record diff of a what-if: the outputs of the base pipeline against those of the changed
  * one over the same input, matched first by where they came from (an output's lineage: its source
- * position, or its unit past a stage boundary), then within it by content, then by Kafka key. What
- * stays unmatched is added or removed; a pair that differs is changed, with a field-level diff. Pure.
+ * position, or its unit past a stage boundary; a bounded job's split), then within it by content,
+ * then by Kafka key, then (outputs without a key, as many on both sides) in order. What stays
+ * unmatched is added or removed; a pair that differs is changed, with a field-level diff. Pure.
  */
 import { canonicalJson } from "../plan/hash.js";
 
@@ -105,9 +106,13 @@ export function diffOutputs(base: readonly WhatifOutput[], changed: readonly Wha
       }
       change(bs.splice(i, 1)[0]!, cs.splice(j, 1)[0]!);
     }
-    // Outputs with the same origin and no key in common pair in order only when both have no key (else one was added, one removed).
+    // Outputs with the same origin and no key in common pair in order only when both have no key (else one was added, one removed),
+    // and only when both sides have as many of them: with a different number (a changed filter over a whole unit or split), which
+    // one became which cannot be told, so they are removed and added.
     const unkeyed = (o: WhatifOutput): boolean => o.key === null;
-    while (bs.some(unkeyed) && cs.some(unkeyed)) change(bs.splice(bs.findIndex(unkeyed), 1)[0]!, cs.splice(cs.findIndex(unkeyed), 1)[0]!);
+    if (bs.filter(unkeyed).length === cs.filter(unkeyed).length) {
+      while (bs.some(unkeyed)) change(bs.splice(bs.findIndex(unkeyed), 1)[0]!, cs.splice(cs.findIndex(unkeyed), 1)[0]!);
+    }
     for (const b of bs) entries.push({ kind: "removed", from: b.from, topic: b.topic, key: b.key, value: b.value });
     for (const c of cs) entries.push({ kind: "added", from: c.from, topic: c.topic, key: c.key, value: c.value });
   }

@@ -1,9 +1,9 @@
 /**
- * `sage whatif`: re-runs a recorded range of a streaming job's input through the pipeline it runs
- * (the base) and through a changed one, in this process with every Kafka write captured, and diffs
- * their outputs record by record. The base fills the memo, so the changed side runs again only the
- * stages whose code, configuration or input changed; model requests it repeats are answered from
- * the response cache.
+ * `sage whatif`: re-runs a recorded range of a streaming job's input through a changed pipeline, in
+ * this process with every Kafka write captured, and diffs its outputs record by record against a
+ * base: the pipeline the job runs, re-run the same way (it fills the memo, so the changed side runs
+ * again only the stages whose code, configuration or input changed), or without one the outputs the
+ * job itself wrote for the range. Model requests repeated are answered from the response cache.
  */
 import type { Logger } from "pino";
 import type { Pipeline } from "../../core/api/pipeline.js";
@@ -12,11 +12,13 @@ import { UsageError } from "../../core/errors.js";
 import type { JobRuntimeOptions } from "../../core/plan/job.js";
 import { lineageTopicOf, type BatchLineage } from "../../core/plan/lineage.js";
 import type { PhysicalPlan } from "../../core/plan/physical.js";
-import { diffOutputs, type OutputDiff } from "../../core/whatif/output-diff.js";
+import { diffOutputs, type OutputDiff, type WhatifOutput } from "../../core/whatif/output-diff.js";
 import type { KafkaClient } from "../../connectors/kafka/client.js";
 import { jobBatchesOf, readRecordedRange, unitsOf, type RangeBound } from "./recorded-range.js";
 import { StageMemo } from "./stage-memo.js";
 import { checkWhatifPlan, runWhatifSide, type WhatifSide } from "./whatif-run.js";
+import { readRecordedOutputs, type JobBatchLine } from "./recorded-outputs.js";
+import { WhatifUnsupportedError } from "./errors.js";
 
 /** The streaming job a what-if reads. */
 export interface WhatifJob {
@@ -31,8 +33,8 @@ export interface WhatifOptions {
   config: SageConfig;
   kafka: KafkaClient;
   job: WhatifJob;
-  /** The pipeline the job runs, and the changed one. */
-  base: Pipeline;
+  /** The pipeline the job runs (absent: the base is the outputs the job wrote for the range), and the changed one. */
+  base?: Pipeline;
   changed: Pipeline;
   from?: RangeBound;
   to?: RangeBound;
@@ -47,6 +49,10 @@ export interface WhatifOptions {
 
 /** One side's figures. */
 export interface WhatifSideSummary {
+  /** True: the job's own outputs for the range, read back from its topics (no stage ran, no model call). */
+  recorded: boolean;
+  /** Outputs the side gave (sink records and dead letters). */
+  outputs: number;
   pipeline: string;
   /** The job id the side ran under (its model calls are ledgered under it). */
   jobId: string;
@@ -67,8 +73,10 @@ export interface WhatifSideSummary {
 /** The result of a what-if. */
 export interface WhatifReport {
   job: string;
-  /** Each source partition's range `[from, to)` and its record count. */
+  /** Each source partition's range `[from, to)` and its record count (a bounded job: none). */
   range: Array<{ topic: string; partition: number; from: number; to: number; records: number }>;
+  /** A bounded job: the splits it read, each with its input (`<file>@<start>-<end>`, or `split <shard>`). */
+  splits?: Array<{ stage: string; index: number; input: string }>;
   units: number;
   counts: { added: number; removed: number; changed: number; same: number };
   base: WhatifSideSummary;
@@ -76,9 +84,12 @@ export interface WhatifReport {
   diff: OutputDiff;
 }
 
-function summaryOf(side: WhatifSide): WhatifSideSummary {
+/** One side's figures, from what it ran. */
+export function summaryOf(side: WhatifSide): WhatifSideSummary {
   const u = side.usage.total;
   return {
+    recorded: false,
+    outputs: side.outputs.length,
     pipeline: side.plan.pipeline,
     jobId: side.jobId,
     planHash: side.plan.hash,
@@ -93,14 +104,37 @@ function summaryOf(side: WhatifSide): WhatifSideSummary {
   };
 }
 
-/** The job's batch lines (none when it keeps no lineage): a line of any stage lists the source ranges its unit read. */
-async function batchLines(kafka: KafkaClient, job: WhatifJob): Promise<BatchLineage[]> {
-  const messages = await kafka.readToEnd(lineageTopicOf(job.pipeline, job.jobId)).catch(() => []);
-  const lines: BatchLineage[] = [];
+/** The base side when it is the job's own outputs: no stage ran, no model was called. */
+function recordedSummary(job: WhatifJob, outputs: number): WhatifSideSummary {
+  return {
+    recorded: true,
+    outputs,
+    pipeline: job.pipeline,
+    jobId: job.jobId,
+    planHash: job.plan.hash,
+    stageRuns: 0,
+    memoHits: 0,
+    modelCalls: 0,
+    cacheHits: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    cost: 0,
+    operators: {},
+  };
+}
+
+/** The job's batch lines (null: it has no lineage topic): a line of any stage lists the source ranges its unit read. */
+async function batchLines(kafka: KafkaClient, job: WhatifJob): Promise<JobBatchLine[] | null> {
+  const topic = lineageTopicOf(job.pipeline, job.jobId);
+  const admin = await kafka.admin();
+  const missing = await admin.missingTopics([topic]).finally(() => admin.close());
+  if (missing.length > 0) return null;
+  const messages = await kafka.readToEnd(topic);
+  const lines: JobBatchLine[] = [];
   for (const m of messages) {
     try {
       const line = JSON.parse(m.value?.toString("utf8") ?? "") as BatchLineage;
-      if (Array.isArray(line.slices)) lines.push(line);
+      if (Array.isArray(line.slices)) lines.push({ line, offset: Number(m.offset) });
     } catch {
       // Not a batch line: nothing to cut at.
     }
@@ -111,8 +145,8 @@ async function batchLines(kafka: KafkaClient, job: WhatifJob): Promise<BatchLine
 /** Runs the what-if and diffs the two sides. */
 export async function whatIf(o: WhatifOptions): Promise<WhatifReport> {
   const { job } = o;
-  const compiledBase = o.base.compile({ parallelism: job.plan.parallelism, fusion: job.plan.fusion }).plan;
-  if (compiledBase.hash !== job.plan.hash) {
+  const compiledBase = o.base?.compile({ parallelism: job.plan.parallelism, fusion: job.plan.fusion }).plan;
+  if (compiledBase && compiledBase.hash !== job.plan.hash) {
     throw new UsageError(
       `--base is not the pipeline job ${job.jobId} runs: its plan hash is ${compiledBase.hash.slice(0, 12)}, the job's ${job.plan.hash.slice(0, 12)} ` +
         `(give the module the job was started with)`,
@@ -122,7 +156,13 @@ export async function whatIf(o: WhatifOptions): Promise<WhatifReport> {
   checkWhatifPlan(o.changed.compile({ parallelism: job.plan.parallelism, fusion: job.plan.fusion }).plan);
   const topics = [...new Set(job.plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : [])))];
   const ranges = await readRecordedRange(o.kafka, topics, o.from, o.to);
-  const units = unitsOf(ranges, o.maxRecords, jobBatchesOf(await batchLines(o.kafka, job)));
+  const lines = await batchLines(o.kafka, job);
+  if (!o.base && lines === null) {
+    throw new WhatifUnsupportedError(
+      `job ${job.jobId} has no lineage topic (${lineageTopicOf(job.pipeline, job.jobId)}: it ran with kafka.lineage off), so its outputs cannot be matched to the range: give --base <module the job runs>`,
+    );
+  }
+  const units = unitsOf(ranges, o.maxRecords, jobBatchesOf((lines ?? []).map((l) => l.line)));
   const memo = o.memo ? new StageMemo(o.config["data-dir"]) : null;
   const stamp = new Date().toISOString().replace(/[-:.]/g, "");
   const side = (pipeline: Pipeline, label: string) =>
@@ -139,16 +179,34 @@ export async function whatIf(o: WhatifOptions): Promise<WhatifReport> {
       deadLetterTopic: o.deadLetterTopic,
       logger: o.logger,
     });
-  const base = await side(o.base, "base");
+  let base: WhatifSideSummary;
+  let baseOutputs: WhatifOutput[];
+  if (o.base) {
+    const ran = await side(o.base, "base");
+    base = summaryOf(ran);
+    baseOutputs = ran.outputs;
+  } else {
+    // Read before the changed side runs: a job still running adds outputs meanwhile, of batches the range may not hold yet.
+    baseOutputs = await readRecordedOutputs({
+      kafka: o.kafka,
+      plan: job.plan,
+      jobId: job.jobId,
+      deadLetterTopic: o.deadLetterTopic,
+      ranges,
+      units,
+      lines: lines ?? [],
+    });
+    base = recordedSummary(job, baseOutputs.length);
+  }
   const changed = await side(o.changed, "changed");
-  const diff = diffOutputs(base.outputs, changed.outputs);
+  const diff = diffOutputs(baseOutputs, changed.outputs);
   const count = (kind: string): number => diff.entries.filter((e) => e.kind === kind).length;
   return {
     job: `${job.pipeline}/${job.jobId}`,
     range: ranges.map((r) => ({ topic: r.topic, partition: r.partition, from: r.from, to: r.to, records: r.records.length })),
     units: units.length,
     counts: { added: count("added"), removed: count("removed"), changed: count("changed"), same: diff.same },
-    base: summaryOf(base),
+    base,
     changed: summaryOf(changed),
     diff,
   };

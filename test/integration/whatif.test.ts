@@ -4,6 +4,9 @@
  * records it lets through more and less; a changed prompt in the second stage re-runs that stage
  * alone (the first comes from the memo) and calls the model once per record it reaches. The job's
  * output topic is the same after every what-if, and a range Kafka no longer holds fails clearly.
+ * Without a base, the changed side is diffed against the outputs the job wrote (placed by their
+ * lineage headers): the same diffs as against the base re-run, and a clear error once the output
+ * topic's head is deleted.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +16,7 @@ import { startModelServerProcess, type ModelServerProcess } from "../../models/s
 import { SageClient } from "../../client/sage-client.js";
 import { lineageTopicOf } from "../../core/plan/lineage.js";
 import type { DiffEntry } from "../../core/whatif/output-diff.js";
-import { RangeUnavailableError } from "../../replay/whatif/errors.js";
+import { RangeUnavailableError, RecordedOutputsUnavailableError } from "../../replay/whatif/errors.js";
 import { parseRangeBound, readRecordedRange } from "../../replay/whatif/recorded-range.js";
 import { whatIf, type WhatifOptions, type WhatifReport } from "../../replay/whatif/whatif.js";
 import type { Pipeline } from "../../core/api/pipeline.js";
@@ -51,7 +54,8 @@ function idsOf(entries: DiffEntry[], kind: DiffEntry["kind"]): number[] {
 test("what-if: unchanged, changed filter, changed prompt; the job's output untouched; an expired range", async () => {
   const t = streamTopics("whatif");
   Object.assign(process.env, t.env);
-  const config = streamConfig("whatif", t.dlq, { "llm.base-url": `${models.url}/v1`, "kafka.max-batch-records": 3 });
+  // Parallelism 1: the second stage (parallelism 2) is not fused with the first, in the job as in the what-if.
+  const config = streamConfig("whatif", t.dlq, { "llm.base-url": `${models.url}/v1`, "kafka.max-batch-records": 3, "execution.parallelism": 1 });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const producer = await kafka.producer();
@@ -79,7 +83,8 @@ test("what-if: unchanged, changed filter, changed prompt; the job's output untou
   );
 
   const client = await SageClient.connect({ config });
-  const plan = base.compile({ parallelism: 1, fusion: true }).plan;
+  const plan = base.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan;
+  assert.equal(plan.stages.length, 2);
   const options = (changed: Pipeline): WhatifOptions => ({
     config,
     kafka,
@@ -171,6 +176,38 @@ test("what-if: unchanged, changed filter, changed prompt; the job's output untou
     assert.deepEqual(json.counts, { added: 0, removed: 0, changed: 0, same: expected.length });
     assert.deepEqual([json.base.modelCalls, json.changed.modelCalls, json.entries.length], [0, 0, 0]);
     assert.equal(readFileSync(diffFile, "utf8"), "");
+
+    // No base: the changed side against what the job wrote, read back and placed by the outputs' lineage headers.
+    const recorded = (changed: Pipeline): WhatifOptions => ({ ...options(changed), base: undefined });
+    const again = await whatIf(recorded(whatifPipeline({ keep: KEEP_BASE, template: BASE_TEMPLATE })));
+    assert.deepEqual(again.diff.entries, []);
+    assert.deepEqual([again.base.recorded, again.base.outputs, again.base.stageRuns, again.counts.same], [true, expected.length, 0, expected.length]);
+    assert.equal(again.changed.modelCalls, 0);
+    const filteredRecorded = await whatIf(recorded(whatifPipeline({ keep: keep4, template: BASE_TEMPLATE })));
+    assert.deepEqual(idsOf(filteredRecorded.diff.entries, "added"), added);
+    assert.deepEqual(idsOf(filteredRecorded.diff.entries, "removed"), removed);
+    assert.deepEqual(idsOf(filteredRecorded.diff.entries, "changed"), []);
+    const cliRecorded = sageCli(["whatif", jobId, "--module", module, "--json"], { env });
+    assert.equal(cliRecorded.code, 0, cliRecorded.stderr);
+    const recordedJson = JSON.parse(cliRecorded.stdout) as WhatifSummary;
+    assert.deepEqual(recordedJson.counts, { added: 0, removed: 0, changed: 0, same: expected.length });
+    assert.equal(recordedJson.base.recorded, true);
+
+    // The output topic's head deleted: the job's outputs for the range may be gone, which a what-if without a base refuses.
+    const rawOut = new Kafka({ brokers: [testBrokers()], clientId: "whatif-test" }).admin();
+    await rawOut.connect();
+    await rawOut.fetchTopicMetadata({ topics: [t.output] });
+    await rawOut.deleteTopicRecords({ topic: t.output, partitions: [{ partition: 0, offset: "2" }] });
+    await rawOut.disconnect();
+    await assert.rejects(
+      whatIf(recorded(base)),
+      (err: unknown) => err instanceof RecordedOutputsUnavailableError && err.topic === t.output && err.partition === 0 && err.firstHeld === 2,
+    );
+    const cliGone = sageCli(["whatif", jobId, "--module", module], { env });
+    assert.equal(cliGone.code, 2, cliGone.stderr);
+    assert.match(cliGone.stderr, new RegExp(`${t.output.replace(/\./g, "\\.")}\\[0\\] holds offsets from 2 only`));
+    // With a base the job's outputs are not read: the what-if still runs.
+    assert.deepEqual((await whatIf(options(base))).diff.entries, []);
 
     // The first records deleted (as retention would): a range from offset 0 is no longer available.
     const raw = new Kafka({ brokers: [testBrokers()], clientId: "whatif-test" }).admin();

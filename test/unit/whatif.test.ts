@@ -48,11 +48,25 @@ test("the diff pairs outputs by origin, then content, then key; what is left is 
   ]);
 });
 
-test("outputs with no key and one origin pair in order; different keys in one origin are an add and a remove", () => {
+test("outputs with no key and one origin pair in order when as many; different keys in one origin are an add and a remove", () => {
   const diff = diffOutputs([out("unit 1", null, "x"), out("unit 2", "a", 1)], [out("unit 1", null, "y"), out("unit 2", "b", 1)]);
   assert.deepEqual(
     diff.entries.map((e) => e.kind),
     ["changed", "removed", "added"],
+  );
+  // Without keys and with as many on both sides they pair in order; with more or fewer, which became which is unknown.
+  const uneven = diffOutputs(
+    [out("split 0", null, { id: 4 }), out("split 0", null, { id: 1 })],
+    [out("split 0", null, { id: 1 }), out("split 0", null, { id: 3 }), out("split 0", null, { id: 6 })],
+  );
+  assert.equal(uneven.same, 1);
+  assert.deepEqual(
+    uneven.entries.map((e) => [e.kind, e.kind === "changed" ? e.changed : e.value]),
+    [
+      ["removed", { id: 4 }],
+      ["added", { id: 3 }],
+      ["added", { id: 6 }],
+    ],
   );
   assert.deepEqual(fieldChanges("x", "y"), [{ path: "$", base: "x", changed: "y" }]);
   assert.deepEqual(fieldChanges({ a: [1] }, { a: [1, 2] }), [{ path: "$.a", base: [1], changed: [1, 2] }]);
