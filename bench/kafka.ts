@@ -6,6 +6,7 @@
  * starts its own dev server and broker.
  *
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--clients kafkajs,confluent] [--latency-client kafkajs]
+ *                          [--latency-worker-client <the latency client>]
  *                          [--latency-rates 1000,10000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
  *                          [--lineage on|off|both] [--repeat 1] [--no-latency]
  *
@@ -66,6 +67,8 @@ const CLIENTS = arg("clients", "kafkajs,confluent")
   });
 /** The client of the latency case's worker and shim. */
 const LATENCY_CLIENT = arg("latency-client", "kafkajs");
+/** The client of the latency case's worker alone (its sink's transactions), when it differs from the shim's. */
+const LATENCY_WORKER_CLIENT = arg("latency-worker-client", LATENCY_CLIENT);
 /** Records/s of the latency case, one job per rate. */
 const RATES = arg("latency-rates", arg("rate", SMOKE ? "1000" : "1000,10000"))
   .split(",")
@@ -411,7 +414,7 @@ async function latencies(kafka: KafkaClient, address: string, brokers: string, d
     results.push({ rate, sage, baseline });
   }
   console.log(
-    `\nlatency, send -> read_committed (Sage: 2 partition workflows, kafka.client ${LATENCY_CLIENT}, worker and shim in their own processes, started cold for each rate; baseline: plain kafkajs consume -> transform -> produce, a transaction per fetched batch, in its own process, the same 50 ms fetch wait): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+    `\nlatency, send -> read_committed (Sage: 2 partition workflows, kafka.client ${LATENCY_CLIENT}${LATENCY_WORKER_CLIENT !== LATENCY_CLIENT ? ` (the worker's ${LATENCY_WORKER_CLIENT})` : ""}, worker and shim in their own processes, started cold for each rate; baseline: plain kafkajs consume -> transform -> produce, a transaction per fetched batch, in its own process, the same 50 ms fetch wait): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
   );
   printTable(
     ["records/s", "case", "sent", "warm-up p50 ms", "warm-up p99 ms", "measured p50 ms", "measured p99 ms", "measured max ms", "all p99 ms"],
@@ -510,7 +513,7 @@ async function latency(
     SAGE_MONITORING_PORT_IN_USE: "next",
   };
   const children = [
-    sageProcess(["worker", "bench/kafka-pipeline.ts"], env, tag),
+    sageProcess(["worker", "bench/kafka-pipeline.ts"], { ...env, SAGE_KAFKA_CLIENT: LATENCY_WORKER_CLIENT }, tag),
     sageProcess(["shim", "bench/kafka-pipeline.ts", "--job-id", jobId], env, tag),
   ];
   try {
@@ -541,9 +544,9 @@ async function measureLatency(
   await job.result();
   await client.close();
   printInsideTemporal(inside);
-  const out = { client: LATENCY_CLIENT, ...measured, insideTemporal: inside };
+  const out = { client: LATENCY_CLIENT, workerClient: LATENCY_WORKER_CLIENT, ...measured, insideTemporal: inside };
   console.log(
-    `\nlatency at ${rate} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
+    `\nlatency at ${rate} records/s (2 partition workflows, kafka.client ${LATENCY_CLIENT}${LATENCY_WORKER_CLIENT !== LATENCY_CLIENT ? `, the worker's ${LATENCY_WORKER_CLIENT}` : ""}; worker and shim in their own processes): ${SECONDS} s measured after ${WARMUP} s of warm-up at the same rate`,
   );
   printTable(
     ["phase", "records", "p50 ms", "p99 ms", "max ms"],
