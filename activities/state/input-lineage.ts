@@ -1,35 +1,65 @@
 /**
  * Lineage inside a keyed operator: the source position of the record in flight, and the summary of
- * inputs (`InputSummary`) the operator keeps under `STATE.inputs` beside each window or running
- * value. Being a state entry, the summary changes with the record (undone if it fails), goes to the
+ * inputs (`InputSummary`) the operator keeps under `STATE.inputs` and `STATE.inputSample` beside
+ * each window or running value. Being a state entry, the summary changes with the record (undone if it fails), goes to the
  * changelog in the unit's transaction, and comes back with the state after a crash; a window's
  * output then carries the summary it had when it fired. Only streaming jobs with lineage on use it.
  */
 import type { MaybePromise } from "../../core/api/functions.js";
 import type { TimeWindow } from "../../core/api/windows.js";
-import { addInput, emptySummary, mergeSummaries, type EmittedInputs, type InputSummary } from "../../core/plan/input-summary.js";
+import { addInput, emptySummary, INPUT_SAMPLE, mergeSummaries, type EmittedInputs, type InputSummary } from "../../core/plan/input-summary.js";
 import type { StateBackend } from "./backend.js";
 import type { KeyedOutput } from "./keyed-operator.js";
 import { STATE } from "./state-names.js";
 import type { FireTarget, WindowContents } from "./window-contents.js";
 
-/** The input summaries of one keyed operator instance. */
+/**
+ * The counts entry of a summary, kept apart from its sample so that the per-record update parses
+ * and writes a few numbers: `[n, origin, lowest, highest, origin, lowest, highest, ...]`.
+ */
+type Counts = Array<number | string>;
+
+/**
+ * The input summaries of one keyed operator instance. A summary is two entries: the counts
+ * (`STATE.inputs`: how many, and per origin the offset range), updated per record, and the sample
+ * (`STATE.inputSample`), appended to without parsing while the summary holds fewer than
+ * `INPUT_SAMPLE` inputs, so a record of a full window costs one small parse and write.
+ */
 export class InputLineage {
   /** The source position of the record in flight (`topic:partition`, offset); null: unknown, or no record (a timer). */
   current: [string, number] | null = null;
 
   constructor(private readonly backend: StateBackend) {}
 
-  /** Adds the record in flight to the summary of (key, `ns`); returns the summary now. */
-  note(kg: number, key: string, ns: string): InputSummary {
-    const summary = addInput(this.load(kg, key, ns) ?? emptySummary(), this.current);
-    this.backend.put(kg, key, STATE.inputs, ns, summary);
-    return summary;
+  /** Adds the record in flight to the summary of (key, `ns`). */
+  note(kg: number, key: string, ns: string): void {
+    const counts = (this.backend.get(kg, key, STATE.inputs, ns) as Counts | undefined) ?? [0];
+    const n = counts[0] as number;
+    counts[0] = n + 1;
+    const at = this.current;
+    if (at !== null) {
+      const [origin, offset] = at;
+      let i = 1;
+      while (i < counts.length && counts[i] !== origin) i += 3;
+      if (i >= counts.length) counts.push(origin, offset, offset);
+      else {
+        if (offset < (counts[i + 1] as number)) counts[i + 1] = offset;
+        if (offset > (counts[i + 2] as number)) counts[i + 2] = offset;
+      }
+      // The sample: the known positions among the first INPUT_SAMPLE inputs.
+      if (n < INPUT_SAMPLE) this.backend.appendJson(kg, key, STATE.inputSample, ns, `[${JSON.stringify(origin)},${offset}]`);
+    }
+    this.backend.putJson(kg, key, STATE.inputs, ns, JSON.stringify(counts));
   }
 
   /** The summary of (key, `ns`), if it has one. */
   load(kg: number, key: string, ns: string): InputSummary | undefined {
-    return this.backend.get(kg, key, STATE.inputs, ns) as InputSummary | undefined;
+    const counts = this.backend.get(kg, key, STATE.inputs, ns) as Counts | undefined;
+    if (counts === undefined) return undefined;
+    const r: InputSummary["r"] = {};
+    for (let i = 1; i + 2 < counts.length; i += 3) r[counts[i] as string] = [counts[i + 1] as number, counts[i + 2] as number];
+    const s = (this.backend.get(kg, key, STATE.inputSample, ns) as InputSummary["s"] | undefined) ?? [];
+    return { n: counts[0] as number, r, s };
   }
 
   /** Folds the summary at `from` into `into` and deletes `from` (sessions merging). */
@@ -37,18 +67,28 @@ export class InputLineage {
     const b = this.load(kg, key, from);
     if (b === undefined) return;
     const a = this.load(kg, key, into);
-    this.backend.put(kg, key, STATE.inputs, into, a === undefined ? b : mergeSummaries(a, b));
-    this.backend.remove(kg, key, STATE.inputs, from);
+    this.store(kg, key, into, a === undefined ? b : mergeSummaries(a, b));
+    this.clear(kg, key, from);
   }
 
   /** Deletes the summary of (key, `ns`). */
   clear(kg: number, key: string, ns: string): void {
     this.backend.remove(kg, key, STATE.inputs, ns);
+    this.backend.remove(kg, key, STATE.inputSample, ns);
   }
 
   /** The record in flight alone, as an emission's inputs (a keyed process function's output, a late record). */
   single(key: string): EmittedInputs {
     return { key, window: null, summary: addInput(emptySummary(), this.current) };
+  }
+
+  /** Writes a whole summary (its two entries). */
+  private store(kg: number, key: string, ns: string, summary: InputSummary): void {
+    const counts: Counts = [summary.n];
+    for (const [origin, [lo, hi]] of Object.entries(summary.r)) counts.push(origin, lo, hi);
+    this.backend.putJson(kg, key, STATE.inputs, ns, JSON.stringify(counts));
+    if (summary.s.length > 0) this.backend.putJson(kg, key, STATE.inputSample, ns, JSON.stringify(summary.s));
+    else this.backend.remove(kg, key, STATE.inputSample, ns);
   }
 }
 

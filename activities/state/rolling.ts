@@ -42,7 +42,8 @@ export class RollingOperator implements KeyedOperator {
     this.backend.put(el.keyGroup, el.key, STATE.rolling, "", acc);
     const value = this.result ? this.result(acc) : acc;
     if (this.lineage === null) return out.emit(value, el.timestamp);
-    out.emit(value, el.timestamp, { key: el.key, window: null, summary: this.lineage.note(el.keyGroup, el.key, "") });
+    this.lineage.note(el.keyGroup, el.key, "");
+    out.emit(value, el.timestamp, { key: el.key, window: null, summary: this.lineage.load(el.keyGroup, el.key, "")! });
   }
 
   advanceWatermark(): void {}

@@ -17,8 +17,9 @@ export const STATE = {
   /** Buffered records of an interval join's left and right input. */
   joinLeft: "$j0",
   joinRight: "$j1",
-  /** The summary of a window's or a key's inputs (lineage), namespace = the window. */
+  /** The summary of a window's or a key's inputs (lineage), namespace = the window: its counts, and its sample. */
   inputs: "$i",
+  inputSample: "$is",
   /** Event-time and processing-time timers. */
   eventTimers: "$te",
   processingTimers: "$tp",
@@ -31,7 +32,8 @@ const LABELS: Readonly<Record<string, string>> = {
   [STATE.rolling]: "the key's running value (rolling reduce or aggregate)",
   [STATE.joinLeft]: "the interval join's buffered left records",
   [STATE.joinRight]: "the interval join's buffered right records",
-  [STATE.inputs]: "the summary of the inputs (lineage)",
+  [STATE.inputs]: "the counts of the inputs' summary (lineage)",
+  [STATE.inputSample]: "the sample of the inputs' summary (lineage)",
   [STATE.eventTimers]: "an event-time timer",
   [STATE.processingTimers]: "a processing-time timer",
 };
