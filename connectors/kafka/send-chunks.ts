@@ -88,7 +88,7 @@ export class Partitioning {
     for (const { topic, message } of messages) {
       const partition =
         message.partition ??
-        (message.key !== null
+        (message.key !== null && message.key !== undefined
           ? keyPartition(message.key, counts.get(topic)!.length)
           : this.partitioner({ topic, partitionMetadata: counts.get(topic)!, message: { key: null, value: message.value } }));
       const id = `${partition}:${topic}`;
