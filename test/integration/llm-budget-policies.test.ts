@@ -193,3 +193,17 @@ test("downgrade: the overflow goes to the cheaper model and is marked; what that
   assert.equal(usage.total.cost, 13.5, "the usage ledger agrees");
   assert.deepEqual(usage.operators.generate!.models.sort(), [CHAT_MODEL, CHEAP_MODEL].sort());
 });
+
+test("a tokens-per-minute budget cuts the job's splits by estimated tokens: 3 splits of at most 100 tokens", async () => {
+  provider.reset();
+  const config = budgetConfig("llm-budget-tokens", { "llm.budget.job.tokens-per-minute": 100, "llm.budget.policy": "pause" });
+  // Each line is 42 bytes: 11 tokens for each of the 2 model calls (embed, generate) plus generate's 8 answer tokens = 30; 3 fit 100.
+  const params = eightRecords(config.dir);
+  // The minute is 1/6 s for this test's worker only: the job is not held up by its budget.
+  process.env[WINDOW_DIVISOR_ENV] = "360";
+  const { result } = await runJob(pipeline, config, params, "tokens").finally(() => delete process.env[WINDOW_DIVISOR_ENV]);
+  assert.equal(result.splitsTotal, 3);
+  assert.equal(result.deadLetters, 0);
+  assert.equal(readJsonl<Answered>(params.output).length, 8);
+  assert.equal(provider.counts().chat, 8);
+});
