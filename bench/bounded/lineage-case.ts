@@ -55,7 +55,15 @@ async function run(ctx: BenchContext): Promise<CaseReport> {
       dir,
       label,
     });
-    runs.push({ lineage, round, seconds: job.seconds, out: job.result.counts.out?.in ?? 0, lineageBytes: bytesUnder(join(dir, "data", "lineage")) });
+    const done: LineageRun = {
+      lineage,
+      round,
+      seconds: job.seconds,
+      out: job.result.counts.out?.in ?? 0,
+      lineageBytes: bytesUnder(join(dir, "data", "lineage")),
+    };
+    ctx.log(`bounded-lineage: ${done.seconds.toFixed(2)} s, ${done.out} lines, ${done.lineageBytes} lineage bytes`);
+    runs.push(done);
   }
   const rate = (r: LineageRun) => input.records / r.seconds;
   const mean = (lineage: boolean) => {
