@@ -172,7 +172,7 @@ test("keyed outputs name exactly their inputs, summarised and expanded, across a
     const headerBytes = (ms: readonly ConsumedMessage[]): number =>
       ms.reduce((n, m) => n + INPUTS_HEADER.length + m.headers[INPUTS_HEADER]!.length, 0) / ms.length;
     const changelog = await kafka.readAll(changelogTopicOf("keyedlineage", jobId, "windows"));
-    const summaries = changelog.filter((m) => parseEntryKey(m.key!.toString()).name === STATE.inputs);
+    const summaries = changelog.filter((m) => [STATE.inputs, STATE.inputSample].includes(parseEntryKey(m.key!.toString()).name as "$i"));
     const repartition = (await kafka.readAll(repartitionTopicOf("keyedlineage", jobId, "windows"))).filter((m) => m.key !== null);
     // `,"p":<offset>` in each repartition record's JSON.
     const offsetBytes = repartition.reduce((n, m) => n + `,"p":${(JSON.parse(m.value!.toString()) as { p: number }).p}`.length, 0) / repartition.length;
