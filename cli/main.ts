@@ -193,6 +193,7 @@ withGlobals(dlq.command("redrive <job>"))
 withGlobals(program.command("lineage <job> <output>"))
   .description("where an output record (topic[partition]@offset, a dead letter too) of a streaming job came from: source position, batch, run, attempt")
   .option("--json", "print JSON")
+  .option("--expand", "a keyed output (window, aggregate, join): list every input, not only the summary")
   .action(lineageCommand);
 
 withGlobals(program.command("whatif <job>"))
