@@ -10,6 +10,7 @@ import { abortJob, commitJob, listSplits, type ControlInput } from "./job-contro
 import type { OperatorRegistry } from "./registry.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { runStage } from "./stage/run-stage.js";
+import { retainBatch, retainDirOf, retains, type RetainBounds } from "../connectors/kafka/retained-input.js";
 import { noticeBudgetPause } from "./stage/budget-pause-notice.js";
 import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { KeyedStateHost, type KeyedStateOptions } from "./stage/keyed-state.js";
@@ -74,6 +75,8 @@ export function createActivities(options: {
   threads?: StageThreads;
   /** The worker's LLM settings: an LLM pipeline's splits are sized by tokens under its tokens-per-minute limits. */
   llm?: SageConfig["llm"];
+  /** `whatif.retain`: how much of each streaming source partition's committed input to keep a copy of (absent: none). */
+  retain?: RetainBounds;
 }) {
   const { registry, dataDir, logger } = options;
   const kafka = options.kafka;
@@ -97,6 +100,19 @@ export function createActivities(options: {
     }
     const stage = compiled.plan.stages.find((s) => s.id === input.stage);
     return stage !== undefined && threadPlacement(input, compiled, stage).thread;
+  };
+  /** `whatif.retain`: a copy of a committed unit's source batches; best effort (a copy not kept is logged, the unit stands). */
+  const retainSource = async (input: StageInput, records: Uint8Array[], log: Logger): Promise<void> => {
+    try {
+      const plan = registry.resolve(input).plan;
+      const sources = new Set(plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : [])));
+      const dir = retainDirOf(dataDir, input.pipeline, input.jobId);
+      for (const [i, slice] of (input.stream?.slices ?? []).entries()) {
+        if (sources.has(slice.topic) && records[i]) await retainBatch(dir, slice, records[i], options.retain!);
+      }
+    } catch (err) {
+      log.warn({ err }, "whatif.retain: no copy kept of the unit's input");
+    }
   };
   const stage = (input: StageInput, ...records: Uint8Array[]) =>
     asFailure(async () => {
@@ -138,6 +154,7 @@ export function createActivities(options: {
       } finally {
         clearInterval(timer);
       }
+      if (retains(options.retain) && input.stream && records.length > 0 && !input.runtime.redrive) await retainSource(input, records, log);
       const ms = Date.now() - started;
       log.debug({ ms }, "stage done");
       stageDone(input, out.counts, ms / 1000);

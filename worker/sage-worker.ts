@@ -149,6 +149,7 @@ async function createWorker(
     kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
     configParallelism: config.execution.parallelism,
     llm: config.llm,
+    retain: { bytes: config.whatif.retain.bytes, ageMs: config.whatif.retain.age },
     state: { backend: config.state.backend, dir: resolve(config.state.dir), localRecovery: config.state["local-recovery"] },
     ...(ownQueue ? { ownQueue } : {}),
     ...(threads ? { threads } : {}),

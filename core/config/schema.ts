@@ -313,6 +313,20 @@ export const configSchema = z
       .prefault({}),
     "data-dir": z.string().min(1).default(".sage"),
     "dead-letter": z.object({ path: z.string().optional() }).strict().prefault({}),
+    /**
+     * `sage whatif`: streaming jobs' workers keep a copy of each committed source batch under
+     * `<data-dir>/whatif/retain`, bounded per source partition by total size (`bytes`) and age
+     * (`age`), so a range Kafka no longer holds can still be re-run. 0 and 0 (the default): no copy.
+     */
+    whatif: z
+      .object({
+        retain: z
+          .object({ bytes: bytes.default(0), age: duration.default(0) })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
       .strict()
@@ -501,6 +515,8 @@ export const CONFIG_KEYS: readonly string[] = [
   "llm.max-retry-after",
   "data-dir",
   "dead-letter.path",
+  "whatif.retain.bytes",
+  "whatif.retain.age",
   "log.level",
   "monitoring.enabled",
   "monitoring.host",

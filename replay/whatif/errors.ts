@@ -1,7 +1,7 @@
 /** Errors of `sage whatif`. */
 import { SageError } from "../../core/errors.js";
 
-/** A what-if asked for input Kafka no longer holds: retention (or a deleteRecords) removed it. */
+/** A what-if asked for input Kafka no longer holds (retention or a deleteRecords removed it), and the job's retained copy does not reach back that far either. */
 export class RangeUnavailableError extends SageError {
   constructor(
     /** The source topic ... */
@@ -12,11 +12,18 @@ export class RangeUnavailableError extends SageError {
     readonly requested: string,
     /** The first offset the partition still holds (its log start offset). */
     readonly firstHeld: number,
+    /** The first offset of the job's retained copy (`whatif.retain`) of the partition; null: it keeps none. */
+    readonly firstRetained: number | null = null,
   ) {
+    const first = firstRetained === null ? firstHeld : Math.min(firstHeld, firstRetained);
     super(
       "RANGE_UNAVAILABLE",
       `the what-if range of ${topic}[${partition}] starts at ${requested}, which is no longer available: ` +
-        `the first offset still held is ${firstHeld} (Kafka's retention bounds what a what-if can re-run; give --from ${partition}:${firstHeld} or later)`,
+        `the first offset still held is ${firstHeld}, ` +
+        (firstRetained === null
+          ? "and the job keeps no copy of it (whatif.retain)"
+          : `and the job's retained copy (whatif.retain) starts at offset ${firstRetained}`) +
+        ` (give --from ${partition}:${first} or later)`,
       { input: true },
     );
   }

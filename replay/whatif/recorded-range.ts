@@ -2,8 +2,9 @@
  * The input of a what-if: the range of a streaming job's source topics it recorded, read back from
  * Kafka (read_committed, per partition), and cut into units the way the job cut its batches where
  * its lineage topic says so. `--from`/`--to` are offsets (`[topic:]partition:offset`, comma
- * separated) or times (ISO), which the broker's offset-for-time lookup turns into offsets. A range
- * that starts below a partition's log start offset fails with `RangeUnavailableError`.
+ * separated) or times (ISO), which the broker's offset-for-time lookup turns into offsets. Below a
+ * partition's log start offset the records come from the job's retained copy (`whatif.retain`); a
+ * range that starts below both fails with `RangeUnavailableError`.
  */
 import { createHash } from "node:crypto";
 import { UsageError } from "../../core/errors.js";
@@ -12,6 +13,7 @@ import type { BatchLineage } from "../../core/plan/lineage.js";
 import { topicPartition } from "../../core/plan/stream.js";
 import { encodeBatch } from "../../connectors/kafka/batch-codec.js";
 import type { ConsumedMessage, KafkaClient } from "../../connectors/kafka/client.js";
+import { readRetained } from "../../connectors/kafka/retained-input.js";
 import { RangeUnavailableError } from "./errors.js";
 
 /** One end of a what-if range: offsets per partition, or a time. */
@@ -50,8 +52,17 @@ function offsetOf(bound: RangeBound | undefined, topic: string, partition: numbe
   return hit ? hit.offset : null;
 }
 
-/** What the range covers of each partition of `topics`, with its records, read_committed. */
-export async function readRecordedRange(kafka: KafkaClient, topics: readonly string[], from?: RangeBound, to?: RangeBound): Promise<PartitionRange[]> {
+/**
+ * What the range covers of each partition of `topics`, with its records, read_committed; below the
+ * log start, from the job's retained copy in `retained` (`retainDirOf`) when there is one.
+ */
+export async function readRecordedRange(
+  kafka: KafkaClient,
+  topics: readonly string[],
+  from?: RangeBound,
+  to?: RangeBound,
+  retained?: string,
+): Promise<PartitionRange[]> {
   const admin = await kafka.admin();
   const plans: Array<{ topic: string; partition: number; low: number; start: number; end: number }> = [];
   try {
@@ -76,7 +87,6 @@ export async function readRecordedRange(kafka: KafkaClient, topics: readonly str
       }
       for (const { partition, low, high } of offsets) {
         const start = offsetOf(from, topic, partition, fromTimes) ?? Number(low);
-        if (start < Number(low)) throw new RangeUnavailableError(topic, partition, `offset ${start}`, Number(low));
         const end = Math.min(offsetOf(to, topic, partition, toTimes) ?? Number(high), Number(high));
         plans.push({ topic, partition, low: Number(low), start, end });
       }
@@ -86,18 +96,32 @@ export async function readRecordedRange(kafka: KafkaClient, topics: readonly str
   }
   const ranges: PartitionRange[] = [];
   for (const p of plans) {
-    const records =
-      p.end <= p.start
+    const held =
+      p.end <= Math.max(p.start, p.low)
         ? []
-        : (await kafka.readToEnd(p.topic, [p.partition], new Map([[p.partition, p.start]]))).filter(
+        : (await kafka.readToEnd(p.topic, [p.partition], new Map([[p.partition, Math.max(p.start, p.low)]]))).filter(
             (m) => Number(m.offset) >= p.start && Number(m.offset) < p.end,
           );
-    records.sort((a, b) => Number(a.offset) - Number(b.offset));
-    // Records at or after the time start at the log start: older ones, which may have been at or after it too, are gone.
-    if (from?.kind === "time" && p.start === p.low && p.low > 0 && records.length > 0 && Number(records[0]!.timestamp) > from.at) {
-      throw new RangeUnavailableError(p.topic, p.partition, `time ${from.text}`, p.low);
+    held.sort((a, b) => Number(a.offset) - Number(b.offset));
+    // Below the log start (a range from an offset below it, or from a time older than the first record held): the retained copy.
+    const byTime = from?.kind === "time" && p.start === p.low && p.low > 0 && (held.length === 0 || Number(held[0]!.timestamp) > from.at);
+    if (p.start >= p.low && !byTime) {
+      ranges.push({ topic: p.topic, partition: p.partition, from: p.start, to: p.end, records: held });
+      continue;
     }
-    ranges.push({ topic: p.topic, partition: p.partition, from: p.start, to: p.end, records });
+    const requested = byTime && from?.kind === "time" ? `time ${from.text}` : `offset ${p.start}`;
+    const copy = retained ? await readRetained(retained, p.topic, p.partition, byTime ? 0 : p.start, Math.min(p.low, p.end)) : { first: null, records: [] };
+    let start = p.start;
+    if (byTime && from?.kind === "time") {
+      // The copy reaches back to the time when its first record is older than it; the range starts at the first record at or after it.
+      const older = copy.records.length > 0 && Number(copy.records[0]!.timestamp) <= from.at;
+      if (!older) throw new RangeUnavailableError(p.topic, p.partition, requested, p.low, copy.first);
+      start = Number(copy.records.find((m) => Number(m.timestamp) >= from.at)?.offset ?? p.low);
+    } else if (copy.first === null || copy.first > p.start) {
+      throw new RangeUnavailableError(p.topic, p.partition, requested, p.low, copy.first);
+    }
+    const records = [...copy.records.filter((m) => Number(m.offset) >= start), ...held];
+    ranges.push({ topic: p.topic, partition: p.partition, from: start, to: p.end, records });
   }
   return ranges;
 }

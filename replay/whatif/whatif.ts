@@ -18,6 +18,7 @@ import { jobBatchesOf, readRecordedRange, unitsOf, type RangeBound } from "./rec
 import { StageMemo } from "./stage-memo.js";
 import { checkWhatifPlan, runWhatifSide, type WhatifSide } from "./whatif-run.js";
 import { readRecordedOutputs, type JobBatchLine } from "./recorded-outputs.js";
+import { retainDirOf } from "../../connectors/kafka/retained-input.js";
 import { WhatifUnsupportedError } from "./errors.js";
 
 /** The streaming job a what-if reads. */
@@ -155,7 +156,7 @@ export async function whatIf(o: WhatifOptions): Promise<WhatifReport> {
   checkWhatifPlan(job.plan);
   checkWhatifPlan(o.changed.compile({ parallelism: job.plan.parallelism, fusion: job.plan.fusion }).plan);
   const topics = [...new Set(job.plan.nodes.flatMap((n) => (n.source?.kind === "kafka" ? n.source.topics : [])))];
-  const ranges = await readRecordedRange(o.kafka, topics, o.from, o.to);
+  const ranges = await readRecordedRange(o.kafka, topics, o.from, o.to, retainDirOf(o.config["data-dir"], job.pipeline, job.jobId));
   const lines = await batchLines(o.kafka, job);
   if (!o.base && lines === null) {
     throw new WhatifUnsupportedError(

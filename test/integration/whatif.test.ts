@@ -6,7 +6,8 @@
  * output topic is the same after every what-if, and a range Kafka no longer holds fails clearly.
  * Without a base, the changed side is diffed against the outputs the job wrote (placed by their
  * lineage headers): the same diffs as against the base re-run, and a clear error once the output
- * topic's head is deleted.
+ * topic's head is deleted. With `whatif.retain`, a range Kafka no longer holds is read from the
+ * job's retained copy; without that either, the error says both.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,7 +23,8 @@ import { whatIf, type WhatifOptions, type WhatifReport } from "../../replay/what
 import type { Pipeline } from "../../core/api/pipeline.js";
 import { REPO, sageCli, until } from "../support/harness.js";
 import { createTopics, runStreaming, streamCliEnv, streamConfig, streamTopics, testBrokers, testKafka } from "../support/kafka.js";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { retainDirOf } from "../../connectors/kafka/retained-input.js";
 import { join } from "node:path";
 import base, { BASE_TEMPLATE, KEEP_BASE, whatifPipeline, type Answered, type Question } from "../fixtures/whatif-pipeline.js";
 
@@ -55,7 +57,12 @@ test("what-if: unchanged, changed filter, changed prompt; the job's output untou
   const t = streamTopics("whatif");
   Object.assign(process.env, t.env);
   // Parallelism 1: the second stage (parallelism 2) is not fused with the first, in the job as in the what-if.
-  const config = streamConfig("whatif", t.dlq, { "llm.base-url": `${models.url}/v1`, "kafka.max-batch-records": 3, "execution.parallelism": 1 });
+  const config = streamConfig("whatif", t.dlq, {
+    "llm.base-url": `${models.url}/v1`,
+    "kafka.max-batch-records": 3,
+    "execution.parallelism": 1,
+    "whatif.retain.bytes": "1mb",
+  });
   const kafka = testKafka();
   await createTopics(kafka, t, 1);
   const producer = await kafka.producer();
@@ -209,21 +216,29 @@ test("what-if: unchanged, changed filter, changed prompt; the job's output untou
     // With a base the job's outputs are not read: the what-if still runs.
     assert.deepEqual((await whatIf(options(base))).diff.entries, []);
 
-    // The first records deleted (as retention would): a range from offset 0 is no longer available.
+    // The first records deleted (as retention would): the job's retained copy (whatif.retain) still has them.
     const raw = new Kafka({ brokers: [testBrokers()], clientId: "whatif-test" }).admin();
     await raw.connect();
     await raw.fetchTopicMetadata({ topics: [t.input] });
     await raw.deleteTopicRecords({ topic: t.input, partitions: [{ partition: 0, offset: "4" }] });
     await raw.disconnect();
+    const fromCopy = await whatIf({ ...options(base), from: parseRangeBound("0:0", "--from") });
+    assert.deepEqual([fromCopy.range[0]!.from, fromCopy.range[0]!.records], [0, QUESTIONS.length]);
+    assert.deepEqual([fromCopy.diff.entries, fromCopy.counts.same], [[], expected.length]);
+    // Without the copy (its bounds cut it; here it is removed), a range from offset 0 is no longer available, and the error says both.
+    rmSync(retainDirOf(config["data-dir"], plan.pipeline, jobId), { recursive: true, force: true });
     await assert.rejects(
       whatIf({ ...options(base), from: parseRangeBound("0:0", "--from") }),
-      (err: unknown) => err instanceof RangeUnavailableError && err.topic === t.input && err.partition === 0 && err.firstHeld === 4,
+      (err: unknown) =>
+        err instanceof RangeUnavailableError && err.topic === t.input && err.partition === 0 && err.firstHeld === 4 && err.firstRetained === null,
     );
     const cli = sageCli(["whatif", jobId, "--module", module, "--base", module, "--from", "0:2"], { env });
     assert.equal(cli.code, 2, cli.stderr);
     assert.match(
       cli.stderr,
-      new RegExp(`${t.input.replace(/\./g, "\\.")}\\[0\\] starts at offset 2, which is no longer available: the first offset still held is 4`),
+      new RegExp(
+        `${t.input.replace(/\./g, "\\.")}\\[0\\] starts at offset 2, which is no longer available: the first offset still held is 4, and the job keeps no copy of it`,
+      ),
     );
   } finally {
     await client.close();
