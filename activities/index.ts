@@ -146,7 +146,10 @@ export function createActivities(options: {
             ? { execution: { workflowId: ctx.info.workflowExecution.workflowId, runId: ctx.info.workflowExecution.runId, attempt: ctx.info.attempt } }
             : {}),
         };
-        out = threads && onThread(input) ? await threads.run(input, log.bindings(), ctx.cancellationSignal) : await runStage(input, host, log, records);
+        out =
+          threads && onThread(input)
+            ? await threads.run(input, log.bindings(), ctx.cancellationSignal, host.execution)
+            : await runStage(input, host, log, records);
       } catch (err) {
         stageFailed(input, err);
         if (err instanceof BudgetPausedError && input.stream) await noticeBudgetPause(ctx, err, log);
