@@ -173,6 +173,7 @@ export class StreamJob extends StreamJobHandle {
       stream: {
         deadLetterTopic: deadLetterTopicOf(config, pipeline.name),
         ...(config.kafka.lineage ? { lineageTopic: lineageTopicOf(pipeline.name, jobId) } : {}),
+        ...(config.kafka.lineage && config.kafka["lineage-inputs"] ? { lineageInputs: true } : {}),
       },
       index,
       workflows,

@@ -291,6 +291,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
         workflowIndex: input.index,
         deadLetterTopic: input.stream.deadLetterTopic,
         ...(input.stream.lineageTopic ? { lineageTopic: input.stream.lineageTopic } : {}),
+        ...(input.stream.lineageInputs ? { lineageInputs: true } : {}),
         timerPartition: input.index,
         processingTime: Date.now(),
         // The stage's event time so far comes back unchanged (a timer unit reads no watermark records).
@@ -331,6 +332,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
           workflowIndex: input.index,
           deadLetterTopic: input.stream.deadLetterTopic,
           ...(input.stream.lineageTopic ? { lineageTopic: input.stream.lineageTopic } : {}),
+        ...(input.stream.lineageInputs ? { lineageInputs: true } : {}),
           ...(eventTime ? { eventTime } : {}),
         },
       };

@@ -88,8 +88,8 @@ export class OperatorChain implements OperatorWiring {
   async keyedRun(node: LogicalNode, fn: unknown): Promise<KeyedRun> {
     const backend = await this.unit.openState(node);
     const result = this.unit.compiled.functions.get(`${node.id}#result`);
-    // Streaming with lineage on: the operator keeps its outputs' input summaries in its state.
-    const lineage = this.unit.stream && this.unit.stream.batch !== null ? new InputLineage(backend) : null;
+    // Streaming with lineage and kafka.lineage-inputs on: the operator keeps its outputs' input summaries in its state.
+    const lineage = this.unit.stream && this.unit.stream.batch !== null && this.unit.stream.lineageInputs ? new InputLineage(backend) : null;
     const operator = createKeyedOperator(node, { main: fn, ...(result !== undefined ? { result } : {}) }, backend, Date.now, lineage);
     const run = new KeyedRun(this, node, operator, backend, lineage);
     this.keyedRuns.set(node.id, run);

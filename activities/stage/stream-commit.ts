@@ -26,6 +26,7 @@ export class StreamCommit implements UnitStream {
   currentSlice = -1;
   /** The unit's batch id when lineage is on (null: off). */
   readonly batch: string | null;
+  readonly lineageInputs: boolean;
   /**
    * Whether an output's lineage names the source record in flight: only in a source stage without
    * keyed operators. A window or an aggregate fires on some later record (or a timer), which is not
@@ -54,6 +55,7 @@ export class StreamCommit implements UnitStream {
     readonly stream: StreamUnit,
   ) {
     // The first merged batch's sequence number names the unit; a timer unit (no slices) is named by its time.
+    this.lineageInputs = stream.lineageInputs === true;
     this.batch = stream.lineageTopic ? batchIdOf(unit.stage.id, unit.input.shard, stream.slices[0]?.seq ?? `t${stream.processingTime ?? 0}`) : null;
     this.traceable = unit.stage.source && keyedOperatorsOf(unit.stage).length === 0;
   }

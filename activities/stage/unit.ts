@@ -51,6 +51,8 @@ export interface UnitStream {
   sourceAt(): [string, number] | null;
   /** The unit's batch id when lineage is on (null: off). */
   readonly batch: string | null;
+  /** Keyed operators keep their outputs' input summaries (`kafka.lineage-inputs`). */
+  readonly lineageInputs: boolean;
   /** The inputs of the keyed output in flight, for its `sage-inputs` header (null: none). */
   inputs: OutputInputs | null;
 }

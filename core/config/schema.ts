@@ -210,6 +210,13 @@ export const configSchema = z
          * bench/RESULTS.md.
          */
         lineage: bool.default(true),
+        /**
+         * With `lineage`: each keyed output (window, aggregate, join pair, keyed process output)
+         * also names its own inputs in a `sage-inputs` header, from a summary kept in keyed state
+         * (`sage lineage --expand` lists them all). Off by default: it multiplied the keyed engine's
+         * CPU by 3.6-4.2 in `bench/keyed-lineage.ts` (bench/RESULTS.md).
+         */
+        "lineage-inputs": bool.default(false),
         /** Replicas of every topic Sage creates (dead letters, repartition, changelog): 3 on a three-broker cluster. */
         "replication-factor": positiveInt.default(1),
         /** TLS to the brokers: `true` (system CAs), or PEM files (`ca`; `cert` and `key` for a client certificate). */
@@ -485,6 +492,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.create-topics",
   "kafka.dead-letter-topic",
   "kafka.lineage",
+  "kafka.lineage-inputs",
   "kafka.replication-factor",
   "kafka.ssl.enabled",
   "kafka.ssl.ca",

@@ -337,6 +337,8 @@ export interface StreamUnit {
   deadLetterTopic: string;
   /** The job's lineage topic (absent: no lineage headers, no batch lines). */
   lineageTopic?: string;
+  /** Keyed operators keep their outputs' input summaries (`kafka.lineage-inputs`; absent: no). */
+  lineageInputs?: boolean;
   /** Largest event time seen so far per origin (source `topic:partition`) by this stage (absent: none yet). */
   eventTime?: Record<string, number>;
   /** A keyed stage's timer unit (no slices): the partition whose processing-time timers are due ... */

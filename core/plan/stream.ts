@@ -134,6 +134,8 @@ export interface StreamRuntimeOptions {
   deadLetterTopic: string;
   /** The job's lineage topic (`kafka.lineage`; absent: no lineage). */
   lineageTopic?: string;
+  /** Keyed outputs name their inputs (`kafka.lineage-inputs`, with a lineage topic; absent: they do not). */
+  lineageInputs?: boolean;
 }
 
 /** What a partition workflow keeps and carries across continue-as-new. */

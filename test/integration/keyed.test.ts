@@ -156,6 +156,8 @@ async function streamingRun(o: {
     for (const m of windows) {
       const lineage = parseLineage(m.headers[LINEAGE_HEADER] ?? "");
       assert.deepEqual([lineage?.source, lineage && lines.has(lineage.batch)], [null, true], `tumbling output's lineage ${m.headers[LINEAGE_HEADER]}`);
+      // Their own inputs only with kafka.lineage-inputs, which is off by default.
+      assert.equal(m.headers["sage-inputs"], undefined, "a keyed output names its inputs only with kafka.lineage-inputs");
     }
     if (o.deadLetterReason) {
       const dead = await kafka.readAll(t.dlq, { idleTimeoutMs: 1_500 });

@@ -109,7 +109,7 @@ test("keyed outputs name exactly their inputs, summarised and expanded, across a
   const expectedPairs = pairsOf(events);
   assert.ok(expectedPairs.size > 100);
 
-  const config = streamConfig(jobId, t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 100 });
+  const config = streamConfig(jobId, t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 100, "kafka.lineage-inputs": true });
   const client = await SageClient.connect({ config });
   const cliEnv = streamCliEnv(config, { env });
   const first = await startWorkerProcess(FIXTURE, config, client, cliEnv);
