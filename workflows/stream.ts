@@ -332,7 +332,7 @@ export async function streamWorkflow(input: StreamJobInput, ...pendingRecords: U
           workflowIndex: input.index,
           deadLetterTopic: input.stream.deadLetterTopic,
           ...(input.stream.lineageTopic ? { lineageTopic: input.stream.lineageTopic } : {}),
-        ...(input.stream.lineageInputs ? { lineageInputs: true } : {}),
+          ...(input.stream.lineageInputs ? { lineageInputs: true } : {}),
           ...(eventTime ? { eventTime } : {}),
         },
       };
