@@ -69,7 +69,7 @@ async function stageAttempts(client: SageClient, job: SageJob): Promise<number[]
   return attempts;
 }
 
-test("a worker killed with SIGKILL mid-way through a routed, unfused job: output identical to an uninterrupted run", { timeout: 150_000 }, async () => {
+test("a worker killed with SIGKILL mid-way through a routed, unfused job: output identical to an uninterrupted run", { timeout: 600_000 }, async () => {
   const lines = inputLines();
   const want = reference(lines);
   for (const b of ["short", "medium", "long"]) assert.ok(want.filter((r) => r.branch === b).length > 500, `branch ${b} is thin`);
