@@ -191,7 +191,9 @@ withGlobals(dlq.command("redrive <job>"))
   .action(dlqRedriveCommand);
 
 withGlobals(program.command("lineage <job> <output>"))
-  .description("where an output record (topic[partition]@offset, a dead letter too) of a streaming job came from: source position, batch, run, attempt")
+  .description(
+    "where an output record (topic[partition]@offset, a dead letter too) of a streaming job, or a line (path:line) of a bounded job's file output, came from: source position, batch, run, attempt, model calls",
+  )
   .option("--json", "print JSON")
   .option("--expand", "a keyed output (window, aggregate, join): list every input, not only the summary")
   .action(lineageCommand);
