@@ -8,25 +8,20 @@
 import { createHash } from "node:crypto";
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "pino";
-import { runStage, type StageHost } from "../../activities/stage/run-stage.js";
-import { OperatorRegistry } from "../../activities/registry.js";
-import { serviceRegistryOf } from "../../activities/services.js";
-import type { Pipeline } from "../../core/api/pipeline.js";
+import { runStage } from "../../activities/stage/run-stage.js";
 import { resolvePlanString } from "../../core/api/params.js";
-import type { SageConfig } from "../../core/config/schema.js";
 import { canonicalJson } from "../../core/plan/hash.js";
-import { sentBatches, type JobRuntimeOptions, type SplitRef, type SplitsByStage, type StageInput, type StageOutput } from "../../core/plan/job.js";
+import { sentBatches, type SplitRef, type SplitsByStage, type StageInput, type StageOutput } from "../../core/plan/job.js";
 import type { PhysicalPlan, Stage } from "../../core/plan/physical.js";
 import { keyedOperatorsOf } from "../../core/plan/stream.js";
-import { stageHashOf, stageUnitKey } from "../../core/whatif/stage-key.js";
+import { stageUnitKey } from "../../core/whatif/stage-key.js";
 import type { WhatifOutput } from "../../core/whatif/output-diff.js";
 import { jobStagingDir, shardFileName } from "../../connectors/file/staging.js";
 import { readEdgeBatch } from "../../connectors/file/edge-batches.js";
 import { readUsage } from "../../connectors/llm/usage-ledger.js";
 import { InputUnavailableError, WhatifUnsupportedError } from "./errors.js";
-import type { MemoMessage, StageMemo } from "./stage-memo.js";
-import type { WhatifSide } from "./whatif-run.js";
+import type { MemoMessage } from "./stage-memo.js";
+import { openSide, type SideBasics, type WhatifSide } from "./whatif-run.js";
 
 /** The output name of a bounded job's dead letters in a what-if's diff. */
 export const BOUNDED_DEAD_LETTERS = "dead letters";
@@ -89,17 +84,8 @@ export async function splitUnitsOf(splits: SplitsByStage): Promise<SplitUnit[]> 
 }
 
 /** What one bounded side is run with. */
-export interface BoundedSideOptions {
-  pipeline: Pipeline;
-  config: SageConfig;
-  jobId: string;
-  params: Record<string, string>;
-  parallelism: number;
-  fusion: boolean;
-  runtime: JobRuntimeOptions;
+export interface BoundedSideOptions extends SideBasics {
   units: readonly SplitUnit[];
-  memo: StageMemo | null;
-  logger: Logger;
 }
 
 /** The lines of a staged shard file (none when the unit wrote none). */
@@ -125,37 +111,15 @@ function toOutput(m: MemoMessage, origin: string): WhatifOutput {
 
 /** Runs `options.pipeline` over the job's splits, capturing its file outputs and dead letters. */
 export async function runBoundedWhatifSide(options: BoundedSideOptions): Promise<WhatifSide> {
-  const { pipeline, config, logger, memo, params } = options;
-  const dataDir = config["data-dir"];
-  const registry = new OperatorRegistry(pipeline, logger, serviceRegistryOf(pipeline, config, dataDir, `whatif-${process.pid}`, logger));
-  const { plan } = registry.compile(options.parallelism, options.fusion);
-  checkBoundedWhatifPlan(plan);
-  const staging = jobStagingDir(dataDir, plan.pipeline, options.jobId);
-  const host: StageHost = {
-    registry,
-    dataDir,
-    logger,
-    heartbeat: () => {},
-    cancelled: () => false,
-    execution: { workflowId: `whatif/${plan.pipeline}/${options.jobId}`, runId: options.jobId, attempt: 1 },
-  };
-  const context = {
-    jobId: options.jobId,
-    pipeline: plan.pipeline,
-    planHash: plan.hash,
-    parallelism: plan.parallelism,
-    fusion: plan.fusion,
-    params,
-    runtime: options.runtime,
-  };
-  const hashes = new Map(plan.stages.map((s) => [s.id, stageHashOf(plan, s)] as const));
+  const { logger, memo, params } = options;
+  const { registry, plan, host, context, hashes, side } = openSide(options, checkBoundedWhatifPlan);
+  const staging = jobStagingDir(options.config["data-dir"], plan.pipeline, options.jobId);
   /** Each file sink of a stage: its operator id and the path the job publishes it to (the output's name in the diff). */
   const sinksOf = (stage: Stage) =>
     stage.operators.flatMap((id) => {
       const node = plan.nodes.find((n) => n.id === id);
       return node?.sink?.kind === "file" ? [{ id, path: resolvePlanString(node.sink.path, params, `sink "${node.name}"`) }] : [];
     });
-  const side: WhatifSide = { plan, jobId: options.jobId, outputs: [], stageRuns: 0, memoHits: 0, usage: { total: emptyUsage(), operators: {} } };
 
   /** What a unit staged: its sink lines and dead letters as messages, its edge batches inline (the memo outlives the staging). */
   const captured = async (stage: Stage, shard: string, output: StageOutput): Promise<{ output: StageOutput; messages: MemoMessage[] }> => {
@@ -207,11 +171,6 @@ export async function runBoundedWhatifSide(options: BoundedSideOptions): Promise
     await registry.close();
     await rm(staging, { recursive: true, force: true });
   }
-  side.usage = (await readUsage(dataDir, plan.pipeline, options.jobId)) ?? side.usage;
+  side.usage = (await readUsage(options.config["data-dir"], plan.pipeline, options.jobId)) ?? side.usage;
   return side;
-}
-
-/** Usage of a side that made no model request. */
-function emptyUsage(): WhatifSide["usage"]["total"] {
-  return { requests: 0, cached: 0, inputs: 0, promptTokens: 0, completionTokens: 0, cost: 0, models: [] };
 }

@@ -25,7 +25,8 @@ import type { RangeUnit } from "./recorded-range.js";
 import type { MemoMessage, StageMemo } from "./stage-memo.js";
 
 /** What one side of a what-if is run with. */
-export interface WhatifSideOptions {
+/** What every side runs with, streaming or bounded. */
+export interface SideBasics {
   pipeline: Pipeline;
   config: SageConfig;
   /** The job id the side runs under (its model calls are ledgered under it, not under the real job). */
@@ -34,12 +35,15 @@ export interface WhatifSideOptions {
   parallelism: number;
   fusion: boolean;
   runtime: JobRuntimeOptions;
-  units: readonly RangeUnit[];
   /** The memo (null: every stage unit runs). */
   memo: StageMemo | null;
+  logger: Logger;
+}
+
+export interface WhatifSideOptions extends SideBasics {
+  units: readonly RangeUnit[];
   /** The job's dead-letter topic: dead letters are outputs of the diff too, under its name. */
   deadLetterTopic: string;
-  logger: Logger;
 }
 
 /** What one side produced. */
@@ -109,40 +113,51 @@ function batchHash(edge: string, batch: unknown[]): string {
     .digest("hex");
 }
 
-/** Runs `options.pipeline` over the units, capturing its outputs. */
-export async function runWhatifSide(options: WhatifSideOptions): Promise<WhatifSide> {
-  const { pipeline, config, logger, memo } = options;
-  const dataDir = config["data-dir"];
-  const registry = new OperatorRegistry(pipeline, logger, serviceRegistryOf(pipeline, config, dataDir, `whatif-${process.pid}`, logger));
-  const { plan } = registry.compile(options.parallelism, options.fusion);
-  checkWhatifPlan(plan);
-  const kafka = new CapturedKafka();
+/**
+ * A side's in-process runner: the compiled plan (refused by `check` if a what-if cannot run it), a
+ * stage host under the side's own job id whose Kafka writes go to `kafka` (a capture; none for a
+ * bounded side), the stage input's common part, each stage's hash for the memo, and the side's
+ * empty figures.
+ */
+export function openSide(o: SideBasics, check: (plan: PhysicalPlan) => void, kafka?: CapturedKafka) {
+  const dataDir = o.config["data-dir"];
+  const registry = new OperatorRegistry(o.pipeline, o.logger, serviceRegistryOf(o.pipeline, o.config, dataDir, `whatif-${process.pid}`, o.logger));
+  const { plan } = registry.compile(o.parallelism, o.fusion);
+  check(plan);
   const host: StageHost = {
     registry,
     dataDir,
-    logger,
+    logger: o.logger,
     heartbeat: () => {},
     cancelled: () => false,
-    kafka: () => kafka,
-    execution: { workflowId: `whatif/${plan.pipeline}/${options.jobId}`, runId: options.jobId, attempt: 1 },
+    ...(kafka ? { kafka: () => kafka } : {}),
+    execution: { workflowId: `whatif/${plan.pipeline}/${o.jobId}`, runId: o.jobId, attempt: 1 },
   };
   const context = {
-    jobId: options.jobId,
+    jobId: o.jobId,
     pipeline: plan.pipeline,
     planHash: plan.hash,
     parallelism: plan.parallelism,
     fusion: plan.fusion,
-    params: options.params,
-    runtime: options.runtime,
+    params: o.params,
+    runtime: o.runtime,
   };
-  const hashes = new Map(plan.stages.map((s) => [s.id, stageHashOf(plan, s)] as const));
+  const hashes = new Map(plan.stages.map((st) => [st.id, stageHashOf(plan, st)] as const));
+  const side: WhatifSide = { plan, jobId: o.jobId, outputs: [], stageRuns: 0, memoHits: 0, usage: { total: emptyUsage(), operators: {} } };
+  return { registry, plan, host, context, hashes, side };
+}
+
+/** Runs `options.pipeline` over the units, capturing its outputs. */
+export async function runWhatifSide(options: WhatifSideOptions): Promise<WhatifSide> {
+  const { logger, memo } = options;
+  const kafka = new CapturedKafka();
+  const { registry, plan, host, context, hashes, side } = openSide(options, checkWhatifPlan, kafka);
   const stageOfTopic = new Map<string, Stage>();
   for (const s of plan.stages.filter((x) => x.source)) {
     const source = plan.nodes.find((n) => n.id === s.operators[0])?.source;
     if (source?.kind === "kafka") for (const t of source.topics) stageOfTopic.set(t, s);
   }
   const lineageTopic = lineageTopicOf(plan.pipeline, options.jobId);
-  const side: WhatifSide = { plan, jobId: options.jobId, outputs: [], stageRuns: 0, memoHits: 0, usage: { total: emptyUsage(), operators: {} } };
 
   /** Runs (or recalls) one stage unit, then the stages its outputs feed. */
   const run = async (stage: Stage, unit: Omit<StageInput, keyof typeof context | "stage">, inputHash: string, index: number, records: Uint8Array[]) => {
@@ -189,7 +204,7 @@ export async function runWhatifSide(options: WhatifSideOptions): Promise<WhatifS
   } finally {
     await registry.close();
   }
-  side.usage = (await readUsage(dataDir, plan.pipeline, options.jobId)) ?? side.usage;
+  side.usage = (await readUsage(options.config["data-dir"], plan.pipeline, options.jobId)) ?? side.usage;
   return side;
 }
 
