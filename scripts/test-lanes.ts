@@ -7,7 +7,7 @@
  * duration, slowest first, and the failed files. Used by `scripts/run-tests.ts`.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /**
  * CPU seconds (user and system) of this process's children that have ended and been waited for,
@@ -108,12 +108,37 @@ function tierOf(file: string): number {
   return 0;
 }
 
+/** The processes of process group `pgid` (from /proc; none where /proc is not there), with their command lines cut to 120 characters. */
+function groupMembers(pgid: number): { pid: number; command: string }[] {
+  const out: { pid: number; command: string }[] = [];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync("/proc").filter((e) => /^\d+$/.test(e));
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // fields[0] is the state (Z: a zombie, already dead); fields[2] the process group.
+      if (Number(fields[2]) !== pgid || fields[0] === "Z") continue;
+      const command = readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").join(" ").trim();
+      out.push({ pid: Number(e), command: command.length > 120 ? `${command.slice(0, 120)}…` : command });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 /** The last reading of `endedChildrenCpu`, taken at each file's exit. */
 const cpuRead: { last: number | null } = { last: endedChildrenCpu() };
 
 /** Runs one file; `live` streams its output, otherwise it is printed whole at the end. */
 async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>, env = o.env): Promise<FileRun> {
   const start = Date.now();
+  const killsSharedBroker = env === o.env && killsBroker(file);
   o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}${env === o.env ? "" : " (a broker of its own)"}\n`);
   // Its own process group: stopping it stops the workers and shims it started too.
   const child = spawn(process.execPath, [...o.nodeArgs, file], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -159,6 +184,14 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   const closed = new Promise<void>((r) => child.once("close", () => r()));
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once("exit", (code, signal) => r([code, signal])));
   const [code, signal] = await exited;
+  // What the file started and left running (a worker of a failed test, say) would poll the shared
+  // servers for the rest of the run: named, then killed with its group.
+  // Not for a file that restarts the shared broker: the broker it started must outlive it.
+  const left = killsSharedBroker ? [] : groupMembers(child.pid!);
+  if (left.length > 0) {
+    o.write(`⚠ ${file} left ${left.length} process(es) running, now killed: ${left.map((p) => `${p.pid} ${p.command}`).join("; ")}\n`);
+    signalGroup("SIGKILL");
+  }
   const cpuNow = endedChildrenCpu();
   const cpuSeconds = cpuNow === null || cpuRead.last === null ? null : cpuNow - cpuRead.last;
   cpuRead.last = cpuNow;

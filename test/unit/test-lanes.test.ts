@@ -149,3 +149,38 @@ test("a file that kills its broker, given one of its own, runs in a lane beside 
   assert.equal(aloneReason(killer), "kills and restarts the shared broker");
   assert.equal(aloneReason(killer, true), null);
 });
+
+test("a process a file left running when it ended is named and killed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
+  const pidFile = join(dir, "left.pid");
+  const leaving = join(dir, "leaving.test.mjs");
+  // It starts a process of its own (as a test starts a worker), does not stop it, and passes.
+  writeFileSync(
+    leaving,
+    `import { test } from "node:test";
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+test("leaves a process", () => {
+  const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+  child.unref();
+  writeFileSync(${JSON.stringify(pidFile)}, String(child.pid));
+});
+`,
+  );
+  let out = "";
+  const code = await runInLanes([leaving], { lanes: 1, nodeArgs: ["--test-force-exit", "--test-reporter=spec"], env: process.env, write: (t) => (out += t) });
+  assert.equal(code, 0, out);
+  const pid = Number(readFileSync(pidFile, "utf8"));
+  assert.match(out, new RegExp(`leaving\\.test\\.mjs left 1 process\\(es\\) running, now killed: ${pid} `), out);
+  const guard = Date.now() + 20_000; // a hang guard, not a timing assertion
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  while (alive() && Date.now() < guard) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(alive(), false, `process ${pid}, left by the file, still runs`);
+});
