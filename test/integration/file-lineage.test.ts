@@ -66,7 +66,7 @@ test("every line of a file output names its source line, after every split was r
   const printed = JSON.parse(cli.stdout) as FileLineageAnswer & { webUi: string | null };
   assert.deepEqual(printed.source, (await fileLineage(config["data-dir"], "file-lineage", jobId, `${output}:${k + 1}`)).source);
   assert.equal((printed.batch.split?.descriptor as { path: string }).path, input);
-  assert.match(printed.webUi ?? "", new RegExp(`/${encodeURIComponent(job.runId!)}/`));
+  assert.match(printed.webUi ?? "", new RegExp(`/${encodeURIComponent(job.runId)}/`));
   const text = sageCli(["lineage", jobId, `${output}:${lines.length + 1}`], { env: cliEnv(config) });
   assert.notEqual(text.code, 0);
   assert.match(text.stderr, /there is no line/);

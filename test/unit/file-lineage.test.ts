@@ -98,7 +98,7 @@ test("a published line is found in its shard; a sidecar that does not match its 
   assert.equal(third.shard, "a.jsonl");
   assert.equal(third.lineInShard, 2);
   assert.equal(third.lineage?.attempt, 2);
-  assert.deepEqual(positionAt(third.lineage!.positions, third.lineInShard), { start: 20, length: 9 });
+  assert.deepEqual(positionAt(third.lineage.positions, third.lineInShard), { start: 20, length: 9 });
   const fourth = await findLine(dataDir, "p", "job", target, 4);
   assert.ok(typeof fourth !== "string");
   assert.equal(fourth.shard, "b.jsonl");
