@@ -30,6 +30,21 @@ test("${name}", async () => {
   return path;
 }
 
+/** Whether process `pid` has ended, waiting up to 20 s for it (a hang guard, not a timing assertion). */
+async function gone(pid: number): Promise<boolean> {
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const guard = Date.now() + 20_000;
+  while (alive() && Date.now() < guard) await new Promise((r) => setTimeout(r, 50));
+  return !alive();
+}
+
 test("two lane files run side by side; an alone file runs after them, by itself; a failed file fails the run", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sage-lanes-"));
   // Each of a and b waits until the other has started: with one file at a time, they would never end.
@@ -106,17 +121,7 @@ test("hangs", async () => {
   assert.match(out.slice(out.indexOf("slowest first")), /\(stopped: timed out after 3 s\)/, out);
   const pid = Number(readFileSync(pidFile, "utf8"));
   // The process the file started went with it (SIGTERM to the file's process group).
-  const guard = Date.now() + 20_000; // a hang guard, not a timing assertion
-  const alive = (): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  while (alive() && Date.now() < guard) await new Promise((r) => setTimeout(r, 50));
-  assert.equal(alive(), false, `process ${pid}, started by the stopped file, still runs`);
+  assert.equal(await gone(pid), true, `process ${pid}, started by the stopped file, still runs`);
 });
 
 test("a file that kills its broker, given one of its own, runs in a lane beside another file, and its broker stops after it", async () => {
@@ -172,15 +177,5 @@ test("leaves a process", () => {
   assert.equal(code, 0, out);
   const pid = Number(readFileSync(pidFile, "utf8"));
   assert.match(out, new RegExp(`leaving\\.test\\.mjs left 1 process\\(es\\) running, now killed: ${pid} `), out);
-  const guard = Date.now() + 20_000; // a hang guard, not a timing assertion
-  const alive = (): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  while (alive() && Date.now() < guard) await new Promise((r) => setTimeout(r, 50));
-  assert.equal(alive(), false, `process ${pid}, left by the file, still runs`);
+  assert.equal(await gone(pid), true, `process ${pid}, left by the file, still runs`);
 });
