@@ -101,6 +101,8 @@ export class RecordInvoker {
       for (const [i, item] of items.entries()) await this.invokeBatch(node, [item], call, emit, at && (() => at(i)));
       return;
     }
+    // The dead letter is its record's (its source, key and lineage), as a result would be.
+    at?.(0);
     await this.deadLetters.write(node, items[0], outcome.error, outcome.attempts);
   }
 

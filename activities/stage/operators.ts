@@ -10,7 +10,7 @@ import type { DeadLetters } from "./dead-letters.js";
 import type { Call, RecordInvoker, Then } from "./invoker.js";
 import { pushAll, type Push } from "./push.js";
 import type { Sinks } from "./sinks.js";
-import type { StageUnit } from "./unit.js";
+import type { RecordInFlight, StageUnit } from "./unit.js";
 import { keyByPush, timestampsPush, type KeyedRun } from "./keyed.js";
 import type { TimestampAssigner } from "../../core/api/time.js";
 
@@ -162,30 +162,52 @@ function batchPush(w: OperatorWiring, node: LogicalNode, fn: unknown): Push {
   let buffer: unknown[] = [];
   /** Lineage of a bounded unit: the source position (start, length) of each buffered record. */
   let positions: number[] = [];
+  /** A streaming unit: each buffered record's source record in flight and event time. */
+  let sources: Array<{ record: RecordInFlight; eventTime: number | undefined }> = [];
   const flush = async (): Promise<void> => {
     const items = buffer;
     const from = positions;
+    const of = sources;
     buffer = [];
     positions = [];
+    sources = [];
     if (items.length === 0) return;
     const lineage = w.unit.lineage;
-    if (!lineage) return w.invoker.invokeBatch(node, items, call, emit);
-    // The call (and its model calls) is for the whole batch. Each result is its own record's in a
-    // bounded unit; a streaming unit's Kafka side knows only the record in flight: the batch's there.
-    const own = w.unit.stream ? undefined : (i: number) => lineage.resume(from[2 * i]!, from[2 * i + 1]!);
-    // A bounded call names the records of its batch (all of them: a retried part's records are among them).
-    const records = own && from.every((p, i) => i % 2 === 1 || p >= 0) ? items.map((_, i) => String(from[2 * i])) : undefined;
-    const batchCall: Call = (xs, ctx) => {
-      lineage.enterBatch(records);
-      return call(xs, ctx);
+    const stream = w.unit.stream;
+    // Each result goes out as its own record's: in a streaming unit its key, slice, recount (an
+    // output of a committed record is dropped) and lineage, not the record's that filled the batch.
+    const here = stream ? { record: stream.inFlight(), eventTime: w.unit.eventTime } : null;
+    const own = (i: number): void => {
+      if (stream) {
+        stream.resumeAt(of[i]!.record);
+        w.unit.eventTime = of[i]!.eventTime;
+      }
+      // A streaming unit's lineage asks its Kafka side; a bounded one's is the record's byte range.
+      if (lineage) lineage.resume(stream ? -1 : from[2 * i]!, stream ? -1 : from[2 * i + 1]!);
     };
-    await lineage.batchWide(() => w.invoker.invokeBatch(node, items, batchCall, emit, own));
+    try {
+      if (!lineage) return await w.invoker.invokeBatch(node, items, call, emit, stream ? own : undefined);
+      // The call (and its model calls) is for the whole batch; a bounded call names the records of
+      // its batch (all of them: a retried part's records are among them).
+      const records = !stream && from.every((p, i) => i % 2 === 1 || p >= 0) ? items.map((_, i) => String(from[2 * i])) : undefined;
+      const batchCall: Call = (xs, ctx) => {
+        lineage.enterBatch(records);
+        return call(xs, ctx);
+      };
+      await lineage.batchWide(() => w.invoker.invokeBatch(node, items, batchCall, emit, own));
+    } finally {
+      if (stream && here) {
+        stream.resumeAt(here.record);
+        w.unit.eventTime = here.eventTime;
+      }
+    }
   };
   w.onInputEnd(node, flush);
   return (v) => {
     w.unit.tick();
     buffer.push(v);
     if (w.unit.lineage) positions.push(w.unit.lineage.start, w.unit.lineage.length);
+    if (w.unit.stream) sources.push({ record: w.unit.stream.inFlight(), eventTime: w.unit.eventTime });
     if (buffer.length >= size) return flush();
   };
 }

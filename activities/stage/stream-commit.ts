@@ -11,7 +11,7 @@ import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
-import type { StageUnit, UnitStream } from "./unit.js";
+import type { RecordInFlight, StageUnit, UnitStream } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage } from "../../core/plan/lineage.js";
@@ -74,6 +74,16 @@ export class StreamCommit implements UnitStream {
       if (edge.keyed && edge.fromStage === this.unit.stage.id) topics.add(repartitionTopicOf(plan.pipeline, this.unit.input.jobId, edge.toOperator));
     for (const uid of keyedOperatorsOf(this.unit.stage)) topics.add(changelogTopicOf(plan.pipeline, this.unit.input.jobId, uid));
     return [...topics];
+  }
+
+  inFlight(): RecordInFlight {
+    return { current: this.current, slice: this.currentSlice, recounting: this.recounting };
+  }
+
+  resumeAt(record: RecordInFlight): void {
+    this.current = record.current as BatchRecord | null;
+    this.currentSlice = record.slice;
+    this.recounting = record.recounting;
   }
 
   /** The key of the source record in flight, as bytes or text (null when there is none). */

@@ -55,6 +55,17 @@ export interface UnitStream {
   readonly lineageInputs: boolean;
   /** The inputs of the keyed output in flight, for its `sage-inputs` header (null: none). */
   inputs: OutputInputs | null;
+  /** The source record in flight, to come back to: a `mapBatch` emits its results after later records went in. */
+  inFlight(): RecordInFlight;
+  /** Makes `record` the one in flight again: what is written now is its output (its key, slice, recount and lineage). */
+  resumeAt(record: RecordInFlight): void;
+}
+
+/** A streaming unit's source record in flight, as `UnitStream.inFlight` gives it. */
+export interface RecordInFlight {
+  readonly current: unknown;
+  readonly slice: number;
+  readonly recounting: boolean;
 }
 
 /** Records between heartbeats of a chain that never awaits. */

@@ -23,6 +23,7 @@ import type { ConsumedMessage } from "../../connectors/kafka/client.js";
 import { KafkaSinkHost } from "../../connectors/kafka/sink.js";
 import type { JobRuntimeOptions, StageInput, StreamSlice } from "../../core/plan/job.js";
 import { changelogTopicOf, keyedOperatorsOf } from "../../core/plan/stream.js";
+import { LINEAGE_HEADER, lineageTopicOf, parseLineage } from "../../core/plan/lineage.js";
 import { createTopics, streamConfig, streamTopics, testKafka, testKafkaClient } from "../support/kafka.js";
 
 /** One input record: key `k`, value `v`. */
@@ -57,6 +58,7 @@ function stageRunner(
   kafka: ReturnType<typeof testKafka>,
   logger: Logger,
   dlq: string,
+  lineageTopic?: string,
 ) {
   const dataDir = mkdtempSync(join(tmpdir(), "sage-unit-rerun-"));
   const sinkHost = new KafkaSinkHost(kafka, logger);
@@ -83,7 +85,7 @@ function stageRunner(
     ...context,
     stage: stageId,
     shard: "p0",
-    stream: { slices, workflowIndex: 0, deadLetterTopic: dlq },
+    stream: { slices, workflowIndex: 0, deadLetterTopic: dlq, ...(lineageTopic ? { lineageTopic } : {}) },
   });
   return {
     host,
@@ -257,6 +259,76 @@ test("a stateless unit run again, alone or with a later batch merged in, reports
     );
     const dead = await kafka.readToEnd(topics.dlq);
     assert.equal(dead.length, 1, `dead letters: ${dead.map((m) => m.value?.toString("utf8")).join(" | ")}`);
+  } finally {
+    await close();
+  }
+});
+
+test("a mapBatch in a stateless unit run again: each result goes out once, with its own record's key and lineage", async () => {
+  const topics = streamTopics("unit-recount-batch");
+  const config = streamConfig("unit-recount-batch", topics.dlq);
+  // Batches of 4 straddle what the first run committed (values 0..9) and what is new (10..19):
+  // each result must be written or dropped as its own record's, not as the record that filled the batch.
+  const pipeline = definePipeline("unitrecountbatch", (env) => {
+    env
+      .fromSource(KafkaSource.topic<Add>(topics.input, { groupId: topics.group }), { name: "in" })
+      .mapBatch(
+        (es: Add[]) => {
+          if (es.some((e) => e.v === 13)) throw new Error("thirteen");
+          return es.map((e) => ({ k: e.k, v: e.v * 2 }));
+        },
+        { name: "double", batchSize: 4 },
+      )
+      .sink(KafkaSink.topic<Add>(topics.output), { name: "out" });
+  });
+  const logger = pino({ level: process.env.SAGE_TEST_LOG ?? "silent" });
+  const registry = new OperatorRegistry(pipeline, logger);
+  const { plan } = registry.compile(1, config.execution.fusion);
+  const stage = plan.stages.find((s) => s.source)!;
+  const jobId = `recount-batch-${process.pid}-${Date.now()}`;
+  const kafka = testKafka();
+  await createTopics(kafka, topics, 1);
+  const producer = await kafka.producer();
+  try {
+    await producer.send(
+      topics.input,
+      Array.from({ length: 20 }, (_, v) => ({ key: `k${v}`, value: JSON.stringify({ k: `k${v}`, v }), partition: 0 })),
+    );
+  } finally {
+    await producer.close();
+  }
+  const input = (await kafka.readToEnd(topics.input)).sort((x, y) => Number(x.offset) - Number(y.offset));
+  const a = input.slice(0, 10);
+  const b = input.slice(10);
+  const lineageTopic = lineageTopicOf(plan.pipeline, jobId);
+  const { host, unit, close } = stageRunner(registry, plan, stage.id, jobId, config, kafka, logger, topics.dlq, lineageTopic);
+  try {
+    const first = await runStage(unit([sliceOf(topics.input, a, 1)]), host, logger, [encodeBatch(a)]);
+    // Its workflow task was lost: the unit runs again with B merged in.
+    const merged = await runStage(unit([sliceOf(topics.input, a, 1), sliceOf(topics.input, b, 2)]), host, logger, [encodeBatch(a), encodeBatch(b)]);
+    assert.deepEqual(first.counts["double"], { in: 10, out: 10, dead: 0 });
+    assert.deepEqual(merged.counts["double"], { in: 20, out: 19, dead: 1 });
+
+    const offsetOf = new Map(input.map((m) => [(JSON.parse(m.value!.toString("utf8")) as Add).v, Number(m.offset)]));
+    const out = await kafka.readToEnd(topics.output);
+    const values = out.map((m) => (JSON.parse(m.value!.toString("utf8")) as Add).v / 2).sort((x, y) => x - y);
+    assert.deepEqual(
+      values,
+      Array.from({ length: 20 }, (_, v) => v).filter((v) => v !== 13),
+      "each result once: none of the committed records' again, none of the new ones dropped",
+    );
+    for (const m of out) {
+      const v = (JSON.parse(m.value!.toString("utf8")) as Add).v / 2;
+      assert.equal(m.key?.toString("utf8"), `k${v}`, `the output of ${v} carries its own record's key`);
+      const lineage = parseLineage(String(m.headers[LINEAGE_HEADER] ?? ""));
+      assert.equal(lineage?.source, `${topics.input}[0]@${offsetOf.get(v)}`, `the output of ${v} names its own source record`);
+    }
+    const dead = await kafka.readToEnd(topics.dlq);
+    assert.deepEqual(
+      dead.map((m) => m.key?.toString("utf8")),
+      ["k13"],
+      "the record that fails alone is the one dead letter, under its own key",
+    );
   } finally {
     await close();
   }
