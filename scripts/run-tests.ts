@@ -86,6 +86,7 @@ const code = await runInLanes(files, {
           return {
             env: { SAGE_TEST_KAFKA: own.address, SAGE_TEST_KAFKA_CONTROLLER_PORT: String(own.controllerPort), SAGE_TEST_KAFKA_DATA: own.dataDir },
             stop: () => own.kill(),
+            pid: () => own.pid(),
           };
         },
       }

@@ -52,6 +52,8 @@ export function killsBroker(path: string): boolean {
 export interface OwnBroker {
   env: NodeJS.ProcessEnv;
   stop(): void;
+  /** The broker's process now (the file may have restarted it: then it is one of the file's), if known. */
+  pid?(): number | null;
 }
 
 /** How `runInLanes` runs the files. */
@@ -136,7 +138,15 @@ function groupMembers(pgid: number): { pid: number; command: string }[] {
 const cpuRead: { last: number | null } = { last: endedChildrenCpu() };
 
 /** Runs one file; `live` streams its output, otherwise it is printed whole at the end. */
-async function runFile(file: string, alone: string | null, live: boolean, o: LaneOptions, running: Map<string, () => void>, env = o.env): Promise<FileRun> {
+async function runFile(
+  file: string,
+  alone: string | null,
+  live: boolean,
+  o: LaneOptions,
+  running: Map<string, () => void>,
+  env = o.env,
+  broker: OwnBroker | null = null,
+): Promise<FileRun> {
   const start = Date.now();
   const killsSharedBroker = env === o.env && killsBroker(file);
   o.write(`▶ ${file}${alone ? ` (alone: ${alone})` : ""}${env === o.env ? "" : " (a broker of its own)"}\n`);
@@ -187,11 +197,12 @@ async function runFile(file: string, alone: string | null, live: boolean, o: Lan
   // What the file started and left running (a worker of a failed test, say) would poll the shared
   // servers for the rest of the run: named, then killed with its group.
   // Not for a file that restarts the shared broker: the broker it started must outlive it.
-  const left = killsSharedBroker ? [] : groupMembers(child.pid!);
-  if (left.length > 0) {
-    o.write(`⚠ ${file} left ${left.length} process(es) running, now killed: ${left.map((p) => `${p.pid} ${p.command}`).join("; ")}\n`);
-    signalGroup("SIGKILL");
-  }
+  // Its own broker, restarted by the file, is one of them but no leftover: it goes after the file anyway.
+  const members = killsSharedBroker ? [] : groupMembers(child.pid!);
+  const ownPid = broker?.pid?.() ?? null;
+  const left = members.filter((p) => p.pid !== ownPid);
+  if (left.length > 0) o.write(`⚠ ${file} left ${left.length} process(es) running, now killed: ${left.map((p) => `${p.pid} ${p.command}`).join("; ")}\n`);
+  if (members.length > 0) signalGroup("SIGKILL");
   const cpuNow = endedChildrenCpu();
   const cpuSeconds = cpuNow === null || cpuRead.last === null ? null : cpuNow - cpuRead.last;
   cpuRead.last = cpuNow;
@@ -269,7 +280,7 @@ export async function runInLanes(files: string[], o: LaneOptions): Promise<numbe
         return { file: f, ok: false, seconds: 0, cpuSeconds: null, alone: null, digest: [`its broker did not start: ${String(err)}`] };
       }
       try {
-        return await runFile(f, null, live, o, running, { ...o.env, ...broker.env });
+        return await runFile(f, null, live, o, running, { ...o.env, ...broker.env }, broker);
       } finally {
         broker.stop();
       }

@@ -131,7 +131,13 @@ test("a file that kills its broker, given one of its own, runs in a lane beside 
     dir,
     "killer",
     ["other"],
-    `// ${"testBroker"}() below, in the real files\nif (process.env.SAGE_TEST_KAFKA !== "own:1") throw new Error("not its own broker: " + process.env.SAGE_TEST_KAFKA);`,
+    // It also "restarts" its broker: a process of its own group, as scripts/kafka.sh's would be.
+    `// ${"testBroker"}() below, in the real files\nif (process.env.SAGE_TEST_KAFKA !== "own:1") throw new Error("not its own broker: " + process.env.SAGE_TEST_KAFKA);
+import { spawn as spawnBroker } from "node:child_process";
+import { writeFileSync as writeBrokerPid } from "node:fs";
+const restarted = spawnBroker(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+restarted.unref();
+writeBrokerPid(${JSON.stringify(join(dir, "broker.pid"))}, String(restarted.pid));`,
   );
   const other = laneFile(dir, "other", ["killer"], `if (process.env.SAGE_TEST_KAFKA !== "shared:1") throw new Error("not the shared broker");`);
   const events: string[] = [];
@@ -143,11 +149,14 @@ test("a file that kills its broker, given one of its own, runs in a lane beside 
     write: (t) => (out += t),
     ownBroker: async (file) => {
       events.push(`start ${file}`);
-      return { env: { SAGE_TEST_KAFKA: "own:1" }, stop: () => events.push(`stop ${file}`) };
+      return { env: { SAGE_TEST_KAFKA: "own:1" }, stop: () => events.push(`stop ${file}`), pid: () => Number(readFileSync(join(dir, "broker.pid"), "utf8")) };
     },
   });
   assert.equal(code, 0, out);
   assert.deepEqual(events, [`start ${killer}`, `stop ${killer}`]);
+  // Its restarted broker is no leftover to warn of, but it is gone with the file.
+  assert.doesNotMatch(out, /left \d+ process/, out);
+  assert.equal(await gone(Number(readFileSync(join(dir, "broker.pid"), "utf8"))), true, "the file's restarted broker still runs");
   assert.match(out, /killer\.test\.mjs \(a broker of its own\)/, out);
   assert.doesNotMatch(out, /\(alone/, out);
   // Without brokers to hand out, it runs alone on the shared one (and the other file never starts beside it).
