@@ -18,7 +18,7 @@ import { LINEAGE_HEADER, callsOf, lineageTopicOf, parseLineage, parsePosition, t
 import { KafkaShim, shimOptionsOf } from "../../streaming/shim.js";
 import { StreamJob } from "../../streaming/stream-job.js";
 import { REPO, readJsonl, sageCli, startWorkerProcess, until } from "../../test/support/harness.js";
-import { createTopics, streamCliEnv, streamConfig, streamTopics, testKafka } from "../../test/support/kafka.js";
+import { createTopics, inSlices, streamCliEnv, streamConfig, streamTopics, testKafka } from "../../test/support/kafka.js";
 import pipeline, { branchOf, OFF_TOPIC_ANSWER, type RoutedAnswer } from "./routed-stream-pipeline.js";
 
 const MODULE = join(REPO, "examples", "rag", "routed-stream-pipeline.ts");
@@ -27,16 +27,6 @@ const N = 24;
 let models: ModelServerProcess;
 before(async () => (models = await startModelServerProcess()));
 after(async () => models.stop());
-
-/** True when `source` lies in one of a batch line's slices (`topic[partition]@from-to`). */
-function inSlices(source: string, slices: readonly string[]): boolean {
-  const at = parsePosition(source)!;
-  return slices.some((s) => {
-    const dash = s.lastIndexOf("-");
-    const from = parsePosition(s.slice(0, dash))!;
-    return from.topic === at.topic && from.partition === at.partition && at.offset >= from.offset && at.offset <= Number(s.slice(dash + 1));
-  });
-}
 
 test("every answer of a routed RAG job points to its question's offset, across a worker kill -9", async () => {
   const jobId = "rag-routed-lineage";

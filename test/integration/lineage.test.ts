@@ -8,12 +8,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SageClient } from "../../client/sage-client.js";
 import { recordLineage } from "../../client/lineage/record-lineage.js";
-import { LINEAGE_HEADER, lineageTopicOf, parseLineage, parsePosition, type BatchLineage } from "../../core/plan/lineage.js";
+import { LINEAGE_HEADER, lineageTopicOf, parseLineage, type BatchLineage } from "../../core/plan/lineage.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import { sageCli, startWorkerProcess, until } from "../support/harness.js";
 import {
   STREAM_FIXTURE,
   createTopics,
+  inSlices,
   exactlyOnce,
   produceRange,
   startShim,
@@ -28,16 +29,6 @@ import pipeline from "../fixtures/stream-pipeline.js";
 const N = 6_000;
 const poison = (id: number): boolean => id % 499 === 7;
 const POISONED = Array.from({ length: N }, (_, id) => id).filter(poison).length;
-
-/** True when `source` lies in one of a batch line's slices (`topic[partition]@from-to`). */
-function inSlices(source: string, slices: readonly string[]): boolean {
-  const at = parsePosition(source)!;
-  return slices.some((s) => {
-    const dash = s.lastIndexOf("-");
-    const from = parsePosition(s.slice(0, dash))!;
-    return from.topic === at.topic && from.partition === at.partition && at.offset >= from.offset && at.offset <= Number(s.slice(dash + 1));
-  });
-}
 
 test("every output and dead letter points to its source offset, across a worker kill -9 and continue-as-new", async () => {
   const jobId = "lineage";

@@ -3,6 +3,7 @@
  * records with per-key sequence numbers, and exactly-once / per-key-order checks on the output
  * read with read_committed.
  */
+import { parsePosition } from "../../core/plan/lineage.js";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -255,4 +256,14 @@ export async function stageRuns(client: SageClient, workflowId: string): Promise
     local: events.filter((e) => e.markerRecordedEventAttributes?.markerName === "core_local_activity").length,
     activities: events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name?.startsWith("stage:")).length,
   };
+}
+
+/** True when `source` lies in one of a batch line's slices (`topic[partition]@from-to`). */
+export function inSlices(source: string, slices: readonly string[]): boolean {
+  const at = parsePosition(source)!;
+  return slices.some((s) => {
+    const dash = s.lastIndexOf("-");
+    const from = parsePosition(s.slice(0, dash))!;
+    return from.topic === at.topic && from.partition === at.partition && at.offset >= from.offset && at.offset <= Number(s.slice(dash + 1));
+  });
 }
