@@ -98,6 +98,25 @@ function stageRunner(
   };
 }
 
+/**
+ * Produces values 0..19 (`{ k: "k<v>", v }`, key `k<v>`) to partition 0 of `topic` and reads them
+ * back in offset order: all of them, the first ten (`a`) and the last ten (`b`).
+ */
+async function produceValues(kafka: ReturnType<typeof testKafka>, topic: string) {
+  const producer = await kafka.producer();
+  try {
+    await producer.send(
+      topic,
+      Array.from({ length: 20 }, (_, v) => ({ key: `k${v}`, value: JSON.stringify({ k: `k${v}`, v }), partition: 0 })),
+    );
+  } finally {
+    await producer.close();
+  }
+  const input = (await kafka.readToEnd(topic)).sort((x, y) => Number(x.offset) - Number(y.offset));
+  assert.equal(input.length, 20);
+  return { input, a: input.slice(0, 10), b: input.slice(10) };
+}
+
 /** The slice of `messages` (consecutive offsets of partition 0 of `topic`) as the workflow hands it out. */
 function sliceOf(topic: string, messages: ConsumedMessage[], seq: number): StreamSlice {
   return {
@@ -224,19 +243,7 @@ test("a stateless unit run again, alone or with a later batch merged in, reports
   const kafka = testKafka();
   await createTopics(kafka, topics, 1);
   // Values 0..19: A is 0..9 (evens 0,2,4,6,8), B is 10..19 (evens 10..18, and 13 dead).
-  const producer = await kafka.producer();
-  try {
-    await producer.send(
-      topics.input,
-      Array.from({ length: 20 }, (_, v) => ({ key: `k${v}`, value: JSON.stringify({ k: `k${v}`, v }), partition: 0 })),
-    );
-  } finally {
-    await producer.close();
-  }
-  const input = (await kafka.readToEnd(topics.input)).sort((x, y) => Number(x.offset) - Number(y.offset));
-  assert.equal(input.length, 20);
-  const a = input.slice(0, 10);
-  const b = input.slice(10);
+  const { a, b } = await produceValues(kafka, topics.input);
   const { host, unit, close } = stageRunner(registry, plan, stage.id, jobId, config, kafka, logger, topics.dlq);
   try {
     const first = await runStage(unit([sliceOf(topics.input, a, 1)]), host, logger, [encodeBatch(a)]);
@@ -288,18 +295,7 @@ test("a mapBatch in a stateless unit run again: each result goes out once, with 
   const jobId = `recount-batch-${process.pid}-${Date.now()}`;
   const kafka = testKafka();
   await createTopics(kafka, topics, 1);
-  const producer = await kafka.producer();
-  try {
-    await producer.send(
-      topics.input,
-      Array.from({ length: 20 }, (_, v) => ({ key: `k${v}`, value: JSON.stringify({ k: `k${v}`, v }), partition: 0 })),
-    );
-  } finally {
-    await producer.close();
-  }
-  const input = (await kafka.readToEnd(topics.input)).sort((x, y) => Number(x.offset) - Number(y.offset));
-  const a = input.slice(0, 10);
-  const b = input.slice(10);
+  const { input, a, b } = await produceValues(kafka, topics.input);
   const lineageTopic = lineageTopicOf(plan.pipeline, jobId);
   const { host, unit, close } = stageRunner(registry, plan, stage.id, jobId, config, kafka, logger, topics.dlq, lineageTopic);
   try {
