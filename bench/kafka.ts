@@ -23,6 +23,7 @@
  * then logs each batch's record age, backpressure wait, signal and commit times).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import type { Logger } from "pino";
 import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -45,6 +46,7 @@ import { percentile, streamTimeline } from "./timeline.js";
 import { defaultPayloadConverter } from "@temporalio/common";
 import type proto from "@temporalio/proto";
 import { decodeBatch } from "../connectors/kafka/batch-codec.js";
+import { startSage, untilProgress, whenLogged, type SageProcess } from "./sage-process.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 import pipeline, { type BenchEvent } from "./kafka-pipeline.js";
 import { PARTITIONS, plainPipe, transformSlice } from "./plain-pipe.js";
@@ -98,6 +100,8 @@ const REPEAT = Number(arg("repeat", "1"));
 const LINEAGES = Array.from({ length: REPEAT }, (_, round) =>
   (LINEAGE === "both" ? (round % 2 === 0 ? [false, true] : [true, false]) : [LINEAGE === "on"]).map((lineage) => ({ round, lineage })),
 ).flat();
+/** Worker and shim of the throughput cases inside this process (`--in-process`) rather than as their own `sage` processes. */
+const IN_PROCESS = process.argv.includes("--in-process");
 /** Only the throughput cases (`--no-latency`). */
 const NO_LATENCY = process.argv.includes("--no-latency");
 
@@ -227,23 +231,11 @@ async function main(): Promise<void> {
           "log.level": "warn",
         },
       });
-      const worker = await createSageWorker({ pipeline, config, logger });
-      const running = worker.run();
       const client = await SageClient.connect({ config });
-      const job = StreamJob.create(client, pipeline, { jobId: `eos-${tag}` });
-      const shim = new KafkaShim(job, clientOf(kind, broker.address, "bench"), shimOptionsOf(config), logger);
-      const started = performance.now();
-      await shim.start();
-      /** Job start (topics checked and created, consumer joined): the lineage case creates one more topic here. */
-      const startMs = performance.now() - started;
-      let p = await job.progress();
-      while ((p.counts["out"]?.out ?? 0) < RECORDS) {
-        await sleep(100);
-        p = await job.progress().catch(() => p);
-      }
-      const ms = performance.now() - started;
-      await job.stop();
-      await shim.done;
+      const run = IN_PROCESS
+        ? await drainInProcess(config, client, clientOf(kind, broker.address, "bench"), `eos-${tag}`, logger)
+        : await drainInProcesses(config, client, `eos-${tag}`, workflows, join(dir, `sage-${tag}`));
+      const { startMs, ms, job } = run;
       const result = await job.result();
       let historyBytes = 0;
       let events = 0;
@@ -272,9 +264,8 @@ async function main(): Promise<void> {
         },
       });
       console.log(`${rows[rows.length - 1]!.name}: ${(ms / 1000).toFixed(2)} s`);
+      await run.close();
       await client.close();
-      await worker.shutdown();
-      await running;
     }
 
     const plain = rows[0]!.ms;
@@ -317,6 +308,96 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   if (!SMOKE) console.log(`\nsaved ${saveResult("kafka", { records: RECORDS, partitions: PARTITIONS, ...results })}`);
+}
+
+/** A Sage throughput case drained: its start (topics checked, consumer joined), its time from the shim's start to the last output record, the stopped job. */
+interface Drained {
+  startMs: number;
+  ms: number;
+  job: StreamJob | StreamJobHandle;
+  /** Stops what the case started (the job is stopped already). */
+  close(): Promise<void>;
+}
+
+/** `--in-process`: worker and shim inside this process, on its one JavaScript thread (the form of the runs before 2026-12-03 afternoon). */
+async function drainInProcess(config: ReturnType<typeof loadConfig>, client: SageClient, kafka: KafkaClient, jobId: string, logger: Logger): Promise<Drained> {
+  const worker = await createSageWorker({ pipeline, config, logger });
+  const running = worker.run();
+  const job = StreamJob.create(client, pipeline, { jobId });
+  const shim = new KafkaShim(job, kafka, shimOptionsOf(config), logger);
+  const started = performance.now();
+  await shim.start();
+  /** Job start (topics checked and created, consumer joined): the lineage case creates one more topic here. */
+  const startMs = performance.now() - started;
+  let p = await job.progress();
+  while ((p.counts["out"]?.out ?? 0) < RECORDS) {
+    await sleep(100);
+    p = await job.progress().catch(() => p);
+  }
+  const ms = performance.now() - started;
+  await job.stop();
+  await shim.done;
+  return {
+    startMs,
+    ms,
+    job,
+    close: async () => {
+      await worker.shutdown();
+      await running;
+    },
+  };
+}
+
+/**
+ * Worker and shim as their own `sage` processes, as deployed (the default): the worker starts and
+ * polls first; the clock runs from the shim's "shim starting" (its checks and group join included,
+ * as in `drainInProcess`; not its Node start) to the last output record.
+ */
+async function drainInProcesses(
+  config: ReturnType<typeof loadConfig>,
+  client: SageClient,
+  jobId: string,
+  workflows: number,
+  logPrefix: string,
+): Promise<Drained> {
+  const env: Record<string, string> = {
+    SAGE_TEMPORAL_ADDRESS: config.temporal.address,
+    SAGE_TEMPORAL_TASK_QUEUE: config.temporal["task-queue"] ?? `bench-kafka-${jobId}`,
+    SAGE_DATA_DIR: config["data-dir"],
+    SAGE_KAFKA_BROKERS: config.kafka.brokers,
+    SAGE_KAFKA_DEAD_LETTER_TOPIC: config.kafka["dead-letter-topic"] ?? "bench.dlq",
+    SAGE_EXECUTION_PARALLELISM: String(workflows),
+    SAGE_KAFKA_CLIENT: config.kafka.client,
+    SAGE_KAFKA_LINEAGE: String(config.kafka.lineage),
+    SAGE_MONITORING_ENABLED: "false",
+    // info: the lines the clock waits for ("worker started", "shim starting").
+    SAGE_LOG_LEVEL: "info",
+  };
+  const worker = startSage(["worker", "bench/kafka-pipeline.ts"], env, `${logPrefix}.worker.log`);
+  const procs: SageProcess[] = [worker];
+  try {
+    await whenLogged(worker, "worker started");
+    const shim = startSage(["shim", "bench/kafka-pipeline.ts", "--job-id", jobId], env, `${logPrefix}.shim.log`);
+    procs.push(shim);
+    await whenLogged(shim, "shim starting");
+    const started = performance.now();
+    await whenLogged(shim, "shim consuming");
+    const startMs = performance.now() - started;
+    const job = new StreamJobHandle(
+      client,
+      pipeline.name,
+      jobId,
+      Array.from({ length: workflows }, (_, i) => `sage/${pipeline.name}/${jobId}/p${i}`),
+    );
+    await untilProgress(job, `sage ${jobId}`, procs, (p) => (p.counts["out"]?.out ?? 0) >= RECORDS, 600_000);
+    const ms = performance.now() - started;
+    await job.stop();
+    await Promise.race([shim.exited, sleep(30_000)]);
+    return { startMs, ms, job, close: () => worker.stop() };
+  } catch (err) {
+    await Promise.all(procs.map((p) => p.stop()));
+    throw err;
+  }
 }
 
 /**

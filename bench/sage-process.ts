@@ -51,6 +51,21 @@ export function startSage(args: string[], env: Record<string, string>, logFile: 
   };
 }
 
+/**
+ * Resolves at the first line of `p`'s JSON log whose message is `message` (the process must log at
+ * a level that shows it); rejects if `p` exits first.
+ */
+export function whenLogged(p: SageProcess, message: string): Promise<void> {
+  let text = "";
+  return new Promise<void>((done, fail) => {
+    p.child.stderr?.on("data", (d: Buffer) => {
+      if (text.length < 1e6) text += d.toString();
+      if (text.includes(`"msg":"${message}"`)) done();
+    });
+    void p.exited.then((code) => fail(new Error(`sage process ${p.pid} exited (${code}) before logging "${message}"; see ${p.logFile}`)));
+  });
+}
+
 /** Rejects when a process exits first, or after `ms`. */
 export function guard(what: string, procs: SageProcess[], ms: number, detail: () => string): Promise<never> {
   return Promise.race([

@@ -15,10 +15,11 @@
  * services and brokers on more machines) and that the job's CPU cost per record stays what it was
  * here; the shim is one process per job on one JavaScript thread, so it caps a job at one core.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { startSage, whenLogged } from "./sage-process.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { freePort, startScratchServer } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
 import { SageClient } from "../client/sage-client.js";
@@ -41,27 +42,10 @@ const PAD = "x".repeat(120);
 const WORKER_CLIENT = arg("worker-client", "kafkajs");
 const SHIM_CLIENT = arg("shim-client", "kafkajs");
 
-/** `SAGE_BENCH_PROFILE_DIR=<dir>`: the worker and the shim write V8 CPU profiles there. */
-function profileArgs(): string[] {
-  const dir = process.env.SAGE_BENCH_PROFILE_DIR;
-  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
-}
-
-/** A `sage` process at log level info, and a promise of the first log line holding `message`. */
-function sage(args: string[], env: Record<string, string>, message: string): { child: ChildProcess; logged: Promise<void> } {
-  const child = spawn(process.execPath, [...profileArgs(), resolve("bin/sage.js"), ...args], {
-    env: { ...process.env, ...env, SAGE_LOG_LEVEL: "info" },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let text = "";
-  const logged = new Promise<void>((done, fail) => {
-    child.stderr?.on("data", (d: Buffer) => {
-      if (text.length < 1e6) text += d.toString();
-      if (text.includes(`"msg":"${message}"`)) done();
-    });
-    child.once("exit", (code) => fail(new Error(`sage ${args[0]} exited (${code}) before logging "${message}": ${text.slice(-2000)}`)));
-  });
-  return { child, logged };
+/** A `sage` process at log level info (its log in the run's directory), and a promise of the first log line holding `message`. */
+function sage(args: string[], env: Record<string, string>, message: string, dir: string): { child: ChildProcess; logged: Promise<void> } {
+  const p = startSage(args, { ...env, SAGE_LOG_LEVEL: "info" }, join(dir, `${args[0]}.log`));
+  return { child: p.child, logged: whenLogged(p, message) };
 }
 
 async function main(): Promise<void> {
@@ -103,6 +87,7 @@ async function main(): Promise<void> {
       ["worker", "bench/kafka-pipeline.ts"],
       { ...env, SAGE_KAFKA_CLIENT: WORKER_CLIENT },
       "worker started",
+      dir,
     );
     children.push(worker);
     await workerStarted;
@@ -120,6 +105,7 @@ async function main(): Promise<void> {
       ["shim", "bench/kafka-pipeline.ts", "--job-id", "scale"],
       { ...env, SAGE_KAFKA_CLIENT: SHIM_CLIENT },
       "shim consuming",
+      dir,
     );
     children.push(shim);
     pids.shim = shim.pid ?? null;

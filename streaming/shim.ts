@@ -84,6 +84,7 @@ export class KafkaShim {
 
   /** Joins the consumer group and starts delivering; returns once consuming has begun. */
   async start(): Promise<void> {
+    this.logger.info({ pipeline: this.job.pipeline.name, jobId: this.job.jobId, workflows: this.senders.length }, "shim starting");
     // Metrics first: a port in use stops the shim before it joins the group.
     this.metrics = await serveMetrics(this.job.client.config.monitoring, this.logger);
     const input = this.job.inputs[0]!;
