@@ -1,6 +1,6 @@
 /** What every benchmark prints about the machine and where it writes results. */
 import { cpus, totalmem } from "node:os";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** One-line description of this machine. */
@@ -22,7 +22,10 @@ export function printTable(header: string[], rows: string[][]): void {
 export function saveResult(name: string, data: unknown): string {
   const dir = join("bench", "results");
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${new Date().toISOString().slice(0, 10)}-${name}.json`);
+  // A run's file is never overwritten (bench/RESULTS.md cites them): a second run of the day gets -2, -3, ...
+  const day = `${new Date().toISOString().slice(0, 10)}-${name}`;
+  let path = join(dir, `${day}.json`);
+  for (let n = 2; existsSync(path); n++) path = join(dir, `${day}-${n}.json`);
   writeFileSync(path, JSON.stringify({ machine: machineLine(), at: new Date().toISOString(), ...(data as object) }, null, 2) + "\n");
   return path;
 }
