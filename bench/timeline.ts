@@ -63,19 +63,23 @@ interface ActivityTimes {
   started?: number;
   done?: number;
   worker?: string;
+  /** A local activity's own completion (the SDK core's `complete_time` in its marker), before its workflow task completed. */
+  localDone?: number;
 }
 
 /** Marker name of a local activity's result in history (the SDK core's). */
 const LOCAL_ACTIVITY_MARKER = "core_local_activity";
 
-/** The activity type in a local activity marker's `data` detail (JSON written by the SDK core). */
-function localActivityType(marker: proto.temporal.api.history.v1.IMarkerRecordedEventAttributes): string {
+/** The activity type and completion time (s) in a local activity marker's `data` detail (JSON written by the SDK core). */
+function localActivityOf(marker: proto.temporal.api.history.v1.IMarkerRecordedEventAttributes): { type: string; completed?: number } {
   const data = marker.details?.["data"]?.payloads?.[0]?.data;
-  if (!data) return "";
+  if (!data) return { type: "" };
   try {
-    return String((JSON.parse(Buffer.from(data).toString("utf8")) as { activity_type?: string }).activity_type ?? "");
+    const d = JSON.parse(Buffer.from(data).toString("utf8")) as { activity_type?: string; complete_time?: { seconds?: number; nanos?: number } };
+    const t = d.complete_time;
+    return { type: String(d.activity_type ?? ""), ...(t?.seconds !== undefined ? { completed: Number(t.seconds) + (t.nanos ?? 0) / 1e9 } : {}) };
   } catch {
-    return "";
+    return { type: "" };
   }
 }
 
@@ -93,8 +97,17 @@ function activityTimes(history: History): ActivityTimes[] {
     if (e.workflowTaskStartedEventAttributes) Object.assign(task, { started: at, worker: e.workflowTaskStartedEventAttributes.identity ?? "" });
     if (e.workflowTaskCompletedEventAttributes) task.completed = at;
     const m = e.markerRecordedEventAttributes;
-    if (m?.markerName === LOCAL_ACTIVITY_MARKER)
-      scheduled.set(String(e.eventId), { type: localActivityType(m), at: task.scheduled, started: task.started, done: task.completed, worker: task.worker });
+    if (m?.markerName === LOCAL_ACTIVITY_MARKER) {
+      const la = localActivityOf(m);
+      scheduled.set(String(e.eventId), {
+        type: la.type,
+        at: task.scheduled,
+        started: task.started,
+        done: task.completed,
+        worker: task.worker,
+        ...(la.completed !== undefined ? { localDone: la.completed } : {}),
+      });
+    }
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { type: s.activityType?.name ?? "", at });
     const st = e.activityTaskStartedEventAttributes;
@@ -142,6 +155,8 @@ export interface StreamTimeline {
   activity: [number, number];
   /** Signal recorded -> activity completed. */
   signalToDone: [number, number];
+  /** A local activity's own completion -> its workflow task completed (the activation and the task's completion after the activity). */
+  localDoneToTaskDone: [number, number];
   /** Oldest record of the batch produced -> batch cut by the shim (fetch wait, waiting for the partition's previous batch). */
   producedToCut: [number, number];
   /** Batch cut -> signal recorded (encoding, signal-with-start). */
@@ -232,6 +247,7 @@ export function streamTimeline(histories: History[], times: BatchTimes): StreamT
     scheduledToStarted: p50p99(done.map((a) => a.started - a.at)),
     activity: p50p99(done.map((a) => a.done - a.started)),
     signalToDone: p50p99(totals),
+    localDoneToTaskDone: p50p99(done.flatMap((a) => (a.localDone === undefined ? [] : [a.done - a.localDone]))),
     producedToCut: p50p99(producedToCut),
     cutToSignal: p50p99(cutToSignal),
     runToRun: p50p99(runToRun, 100),
