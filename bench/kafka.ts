@@ -46,7 +46,7 @@ import { percentile, streamTimeline } from "./timeline.js";
 import { defaultPayloadConverter } from "@temporalio/common";
 import type proto from "@temporalio/proto";
 import { decodeBatch } from "../connectors/kafka/batch-codec.js";
-import { startSage, untilProgress, whenLogged, type SageProcess } from "./sage-process.js";
+import { profileArgs, startSage, untilProgress, whenLogged, type SageProcess } from "./sage-process.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 import pipeline, { type BenchEvent } from "./kafka-pipeline.js";
 import { PARTITIONS, plainPipe, transformSlice } from "./plain-pipe.js";
@@ -456,7 +456,10 @@ lineage on vs off (${RECORDS} records; ratio = throughput on / off)`);
 
 /** A `sage` CLI child process (stderr kept for a failure message). */
 function sageProcess(args: string[], env: Record<string, string>, tag: string): ChildProcess {
-  const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [...profileArgs(), resolve("bin/sage.js"), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   if (process.env.BENCH_CHILD_LOG) child.stderr?.pipe(createWriteStream(`${process.env.BENCH_CHILD_LOG}.${tag}.${args[0]}.log`));
   else child.stderr?.on("data", () => undefined);
   return child;

@@ -21,7 +21,7 @@ export interface SageProcess {
 }
 
 /** `SAGE_BENCH_PROFILE_DIR=<dir>`: the processes write V8 CPU profiles there (`node --cpu-prof`), as in `bench/sage-job.ts`. */
-function profileArgs(): string[] {
+export function profileArgs(): string[] {
   const dir = process.env.SAGE_BENCH_PROFILE_DIR;
   return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
 }
