@@ -8,7 +8,7 @@
  * the signalled case the gap between one activity's end and the next one's start, to compare with
  * the same gap in a Sage worker's debug log ("stage done": its time minus its ms is the start).
  *
- *   npx tsx bench/temporal-cycle.ts [--workflows 2] [--activity-ms 90] [--signals 18] [--payload 5000] [--seconds 20]
+ *   npx tsx bench/temporal-cycle.ts [--workflows 2] [--activity-ms 90] [--signals 18] [--payload 5000] [--seconds 20] [--promises 0,200]
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -30,6 +30,8 @@ const ACTIVITY_MS = arg("activity-ms", "90");
 const SIGNALS = arg("signals", "18");
 const PAYLOAD = arg("payload", "5000");
 const SECONDS = arg("seconds", "20");
+/** Nested async calls each unit of the signalled case awaits first (workflow-side promises; the SDK captures a stack for each). */
+const PROMISES = (process.argv.includes("--promises") ? process.argv[process.argv.indexOf("--promises") + 1]! : "0").split(",").map(Number);
 const TASK_QUEUE = "temporal-cycle";
 
 async function main(): Promise<void> {
@@ -71,31 +73,37 @@ async function main(): Promise<void> {
         "-",
       ]);
     }
-    const handles = await Promise.all(
-      Array.from({ length: WORKFLOWS }, (_, i) =>
-        client.workflow.start("signalledLocal", { taskQueue: TASK_QUEUE, workflowId: `signalled-${i}-${Date.now()}`, args: [ACTIVITY_MS] }),
-      ),
-    );
-    const end = Date.now() + SECONDS * 1000;
-    while (Date.now() < end) {
-      await Promise.all(handles.map((h) => h.signal("cycleBatch", new Uint8Array(randomBytes(PAYLOAD)))));
-      await new Promise((r) => setTimeout(r, 1000 / SIGNALS));
+    for (const promises of PROMISES) {
+      const handles = await Promise.all(
+        Array.from({ length: WORKFLOWS }, (_, i) =>
+          client.workflow.start("signalledLocal", {
+            taskQueue: TASK_QUEUE,
+            workflowId: `signalled-${promises}-${i}-${Date.now()}`,
+            args: [ACTIVITY_MS, promises],
+          }),
+        ),
+      );
+      const end = Date.now() + SECONDS * 1000;
+      while (Date.now() < end) {
+        await Promise.all(handles.map((h) => h.signal("cycleBatch", new Uint8Array(randomBytes(PAYLOAD)))));
+        await new Promise((r) => setTimeout(r, 1000 / SIGNALS));
+      }
+      await Promise.all(handles.map((h) => h.signal("cycleStop")));
+      await Promise.all(handles.map((h) => h.result()));
+      const gaps = handles
+        .flatMap((h) => {
+          const s = spans.get(h.workflowId) ?? [];
+          return s.slice(1).map(([start], i) => start - s[i]![1]);
+        })
+        .sort((a, b) => a - b);
+      const units = handles.reduce((n, h) => n + (spans.get(h.workflowId)?.length ?? 0), 0);
+      rows.push([
+        `${WORKFLOWS} workflows, ${SIGNALS} signals/s each of ${PAYLOAD} bytes, pending batches in one ${ACTIVITY_MS} ms local activity after ${promises} nested async calls (${units} activities)`,
+        ((SECONDS * 1000 * WORKFLOWS) / Math.max(1, units)).toFixed(1),
+        String(Math.round(units / SECONDS)),
+        `${percentile(gaps, 50)} / ${percentile(gaps, 90)} / ${gaps[0] ?? "-"}`,
+      ]);
     }
-    await Promise.all(handles.map((h) => h.signal("cycleStop")));
-    await Promise.all(handles.map((h) => h.result()));
-    const gaps = handles
-      .flatMap((h) => {
-        const s = spans.get(h.workflowId) ?? [];
-        return s.slice(1).map(([start], i) => start - s[i]![1]);
-      })
-      .sort((a, b) => a - b);
-    const units = handles.reduce((n, h) => n + (spans.get(h.workflowId)?.length ?? 0), 0);
-    rows.push([
-      `${WORKFLOWS} workflows, ${SIGNALS} signals/s each of ${PAYLOAD} bytes, pending batches in one ${ACTIVITY_MS} ms local activity (${units} activities)`,
-      ((SECONDS * 1000 * WORKFLOWS) / Math.max(1, units)).toFixed(1),
-      String(Math.round(units / SECONDS)),
-      `${percentile(gaps, 50)} / ${percentile(gaps, 90)} / ${gaps[0] ?? "-"}`,
-    ]);
     printTable(["case", "ms per activity (per workflow)", "activities/s", "gap end -> next start p50 / p90 / min ms"], rows);
     worker.shutdown();
     await running;

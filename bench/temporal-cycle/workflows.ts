@@ -23,8 +23,16 @@ export async function sequentialRemote(n: number): Promise<number> {
 export const cycleBatch = defineSignal<[Uint8Array]>("cycleBatch");
 export const cycleStop = defineSignal("cycleStop");
 
-/** The partition workflow's shape without Sage: batches by signal, all pending ones run by one local activity of `ms`, until stopped. */
-export async function signalledLocal(ms: number): Promise<number> {
+/** `depth` nested async calls: the promises a unit's workflow code creates on its way to the activity. */
+async function nested(depth: number): Promise<void> {
+  if (depth > 0) await nested(depth - 1);
+}
+
+/**
+ * The partition workflow's shape without Sage: batches by signal, all pending ones run by one local
+ * activity of `ms`, until stopped; each unit first awaits `promises` nested async calls.
+ */
+export async function signalledLocal(ms: number, promises = 0): Promise<number> {
   let pending: Uint8Array[] = [];
   let stopping = false;
   let units = 0;
@@ -35,6 +43,7 @@ export async function signalledLocal(ms: number): Promise<number> {
     if (pending.length === 0) return units;
     const take = pending;
     pending = [];
+    await nested(promises);
     await local.work(ms, take);
     units++;
   }
