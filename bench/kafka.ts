@@ -379,9 +379,14 @@ async function drainInProcesses(
     await whenLogged(worker, "worker started");
     const shim = startSage(["shim", "bench/kafka-pipeline.ts", "--job-id", jobId], env, `${logPrefix}.shim.log`);
     procs.push(shim);
-    await whenLogged(shim, "shim starting");
+    // Both at once: the two lines may come in one chunk of the shim's log.
+    const starting = whenLogged(shim, "shim starting");
+    const consuming = whenLogged(shim, "shim consuming");
+    // Awaited below; a shim that exits first must fail the case through the catch, not as an unhandled rejection.
+    consuming.catch(() => undefined);
+    await starting;
     const started = performance.now();
-    await whenLogged(shim, "shim consuming");
+    await consuming;
     const startMs = performance.now() - started;
     const job = new StreamJobHandle(
       client,

@@ -53,15 +53,21 @@ export function startSage(args: string[], env: Record<string, string>, logFile: 
 
 /**
  * Resolves at the first line of `p`'s JSON log whose message is `message` (the process must log at
- * a level that shows it); rejects if `p` exits first.
+ * a level that shows it); rejects if `p` exits first. It sees only what is logged after the call:
+ * call it before the process can log the line (for two lines, call it for both at once).
  */
 export function whenLogged(p: SageProcess, message: string): Promise<void> {
   let text = "";
   return new Promise<void>((done, fail) => {
-    p.child.stderr?.on("data", (d: Buffer) => {
+    const onData = (d: Buffer): void => {
       if (text.length < 1e6) text += d.toString();
-      if (text.includes(`"msg":"${message}"`)) done();
-    });
+      if (!text.includes(`"msg":"${message}"`)) return;
+      // Seen: stop reading (the log goes on being written to its file by the pipe).
+      p.child.stderr?.off("data", onData);
+      text = "";
+      done();
+    };
+    p.child.stderr?.on("data", onData);
     void p.exited.then((code) => fail(new Error(`sage process ${p.pid} exited (${code}) before logging "${message}"; see ${p.logFile}`)));
   });
 }
