@@ -19,6 +19,7 @@ import { STATE } from "../../activities/state/state-names.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import type { ConsumedMessage } from "../../connectors/kafka/client.js";
 import { REPO, sageCli, startWorkerProcess, until } from "../support/harness.js";
+import { stallReport } from "../support/stall-report.js";
 import { startShim, streamCliEnv, streamConfig, testKafka } from "../support/kafka.js";
 import pipeline, { LOWER_MS, UPPER_MS, WINDOW_MS, type LineageEv, type WindowIds } from "../fixtures/keyed-lineage-pipeline.js";
 
@@ -72,7 +73,7 @@ function checkSummary(inputs: OutputInputs | null, positions: readonly string[],
 
 const inputsOf = (m: ConsumedMessage): OutputInputs | null => parseInputs(m.headers[INPUTS_HEADER] ?? "");
 
-test("keyed outputs name exactly their inputs, summarised and expanded, across a worker kill -9", async () => {
+test("keyed outputs name exactly their inputs, summarised and expanded, across a worker kill -9", async (tc) => {
   const jobId = `klineage-${process.pid}`;
   const t = { input: `${jobId}.in`, windows: `${jobId}.out.windows`, pairs: `${jobId}.out.pairs`, dlq: `${jobId}.dlq` };
   const env = { LINEAGE_IN: t.input, LINEAGE_OUT: `${jobId}.out` };
@@ -190,6 +191,9 @@ test("keyed outputs name exactly their inputs, summarised and expanded, across a
     const w = JSON.parse(big.value!.toString()) as WindowIds;
     assert.equal(printed.inputs.count, w.ids.length);
     assert.deepEqual(printed.inputs.expanded.inputs, w.ids.map((id) => where.get(id)!).sort(byPosition));
+  } catch (err) {
+    for (const line of await stallReport(client, job, second ? [first, second] : [first])) tc.diagnostic(line);
+    throw err;
   } finally {
     await shim.stop();
     await first.stop();

@@ -22,7 +22,9 @@ async function workflowLines(client: SageClient, workflowId: string): Promise<st
     lines.push(
       progress instanceof Error
         ? `  progress query failed: ${progress.message}`
-        : `  progress: ${progress.batches} batches, ${progress.records} records, ${progress.pending} pending, run ${progress.runs}; counts ${JSON.stringify(progress.counts).slice(0, 300)}`,
+        : `  progress: ${progress.batches} batches, ${progress.records} records, ${progress.pending} pending, run ${progress.runs}; counts ${JSON.stringify(progress.counts).slice(0, 300)}` +
+            (progress.watermarks ? `; watermarks ${JSON.stringify(progress.watermarks).slice(0, 200)}` : "") +
+            `; next offsets ${JSON.stringify(progress.next).slice(0, 300)}`,
     );
     for (const a of d.raw.pendingActivities ?? []) {
       const failure = a.lastFailure?.message ? `; last failure: ${a.lastFailure.message.slice(0, 300)}` : "";
