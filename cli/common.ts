@@ -10,7 +10,7 @@ import { connectionOptions } from "../client/connection.js";
 import { isLocalAddress, isServerUp, startDevServer, type DevServer } from "../dev/temporal-server.js";
 import { createLogger } from "../client/logger.js";
 import type { Pipeline } from "../core/api/pipeline.js";
-import { createSageWorker, type PipelineModule, type SageWorker } from "../worker/sage-worker.js";
+import type { PipelineModule, SageWorker } from "../worker/sage-worker.js";
 
 /** Flags every command accepts. */
 export interface GlobalFlags {
@@ -116,11 +116,6 @@ export function parseParams(values: string[] = []): Record<string, string> {
   return out;
 }
 
-/** Collects a repeatable option into an array (commander helper). */
-export function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
-
 /** A worker running inside a CLI process (`sage run`), and how to stop it. */
 export interface InProcessWorker {
   worker: SageWorker;
@@ -130,6 +125,8 @@ export interface InProcessWorker {
 
 /** Starts a worker for `pipeline` (from `module`, which its stage threads load) in this process; a failure of its run is logged, not thrown. */
 export async function startInProcessWorker(pipeline: Pipeline, config: SageConfig, logger: Logger, module?: PipelineModule): Promise<InProcessWorker> {
+  // Loaded here, not at the top: the commands that only talk to the server never load the worker.
+  const { createSageWorker } = await import("../worker/sage-worker.js");
   const worker = await createSageWorker({ pipeline, config, logger, ...(module ? { module } : {}) });
   const running = worker.run();
   running.catch((err: unknown) => logger.error({ err }, "worker failed"));

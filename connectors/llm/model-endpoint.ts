@@ -15,7 +15,8 @@
  * In a recorded re-run (`sage rerun --recorded`) only answers in the original job's record are
  * used, and a request not in it is a `NotRecordedError` naming it: no model is called.
  */
-import OpenAI from "openai";
+import type OpenAI from "openai";
+import type * as OpenAIModule from "openai";
 import type { Logger } from "pino";
 import type { ChatAnswer, ChatCall, ModelCall, ModelClient } from "../../core/api/llm.js";
 import { BudgetExceededError, ModelUnavailableError, NonRetryableError, NotRecordedError } from "../../core/errors.js";
@@ -70,9 +71,16 @@ interface Sizing {
   maxCompletionTokens: number;
 }
 
+/**
+ * The `openai` package, loaded at the first model call: every worker builds this client, and a
+ * pipeline that calls no model would otherwise load its 150 modules at start (and each stage thread too).
+ */
+let openai: Promise<typeof OpenAIModule> | undefined;
+const loadOpenAI = (): Promise<typeof OpenAIModule> => (openai ??= import("openai"));
+
 /** An OpenAI-compatible endpoint with cache, limiter, retries and usage accounting. */
 export class EndpointModelClient implements ModelClient {
-  private readonly client: OpenAI;
+  private clientOnce: Promise<OpenAI> | undefined;
   private readonly cache: ResponseCache;
   /** The per-model limits of this worker (exposed for `sage status` and tests). */
   readonly limiter: ModelRateLimiter;
@@ -90,12 +98,6 @@ export class EndpointModelClient implements ModelClient {
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
   ) {
-    this.client = new OpenAI({
-      baseURL: config["base-url"] ?? LOCAL_BASE_URL,
-      apiKey: config["api-key"] ?? "local",
-      maxRetries: 0,
-      timeout: config.timeout,
-    });
     this.cache = new ResponseCache(dataDir);
     const perModel = Object.fromEntries(
       Object.entries(config.limits).map(([model, l]) => [model, { requestsPerMinute: l["requests-per-minute"], tokensPerMinute: l["tokens-per-minute"] }]),
@@ -103,6 +105,15 @@ export class EndpointModelClient implements ModelClient {
     this.limiter = new ModelRateLimiter({ requestsPerMinute: config["requests-per-minute"], tokensPerMinute: config["tokens-per-minute"] }, perModel, clock);
     this.tokens = new TokenEstimator(localTokenizers());
     this.budget = new LlmBudget(config.budget, dataDir, clock);
+  }
+
+  /** The endpoint's client, made at the first call. */
+  private client(): Promise<OpenAI> {
+    const { config } = this;
+    return (this.clientOnce ??= loadOpenAI().then(
+      ({ default: OpenAIClient }) =>
+        new OpenAIClient({ baseURL: config["base-url"] ?? LOCAL_BASE_URL, apiKey: config["api-key"] ?? "local", maxRetries: 0, timeout: config.timeout }),
+    ));
   }
 
   private modelFor(kind: "chat" | "embeddings", explicit: string | undefined, call: ModelCall): string {
@@ -114,10 +125,12 @@ export class EndpointModelClient implements ModelClient {
     const body = { model: this.modelFor("embeddings", model, call), input: [...texts] };
     const sizing = { texts, maxCompletionTokens: 0 };
     const answer = await this.answer("embeddings", body, call, texts.length, sizing, (b) =>
-      this.client.embeddings.create(b).then((r) => ({
-        response: r.data.map((d) => d.embedding),
-        usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: 0 },
-      })),
+      this.client()
+        .then((c) => c.embeddings.create(b))
+        .then((r) => ({
+          response: r.data.map((d) => d.embedding),
+          usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: 0 },
+        })),
     );
     const vectors = answer.response as number[][];
     if (!Array.isArray(vectors) || vectors.length !== texts.length) {
@@ -147,10 +160,12 @@ export class EndpointModelClient implements ModelClient {
     };
     const sizing = { texts: request.messages.map((m) => m.content), maxCompletionTokens: request.maxTokens };
     const answer = await this.answer("chat", body, call, 1, sizing, (b) =>
-      this.client.chat.completions.create(b).then((r) => ({
-        response: r.choices[0]?.message.content ?? "",
-        usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: r.usage?.completion_tokens ?? 0 },
-      })),
+      this.client()
+        .then((c) => c.chat.completions.create(b))
+        .then((r) => ({
+          response: r.choices[0]?.message.content ?? "",
+          usage: { promptTokens: r.usage?.prompt_tokens ?? 0, completionTokens: r.usage?.completion_tokens ?? 0 },
+        })),
     );
     return {
       text: answer.response as string,
@@ -327,12 +342,13 @@ export class EndpointModelClient implements ModelClient {
       } catch (err) {
         // The call used no tokens: the estimate goes back to the bucket.
         this.limiter.settle(model, estimate, 0);
-        const status = err instanceof OpenAI.APIError ? err.status : undefined;
+        const { APIError } = (await loadOpenAI()).default;
+        const status = err instanceof APIError ? err.status : undefined;
         const what = `${kind} request of operator "${call.operatorId}" to model "${model}"`;
         if (status !== undefined && status !== 429 && status < 500) {
           throw new NonRetryableError(`the model endpoint refused the ${what} with HTTP ${status}: ${(err as Error).message}`, { cause: err });
         }
-        const after = status === 429 ? retryAfterOf((err as InstanceType<typeof OpenAI.APIError>).headers) : null;
+        const after = status === 429 ? retryAfterOf((err as InstanceType<typeof APIError>).headers) : null;
         if (status === 429) {
           modelRateLimited(model);
           // Every call of this model in this worker waits; other models keep going.
