@@ -8,7 +8,10 @@
  * the signalled case the gap between one activity's end and the next one's start, to compare with
  * the same gap in a Sage worker's debug log ("stage done": its time minus its ms is the start).
  *
- *   npx tsx bench/temporal-cycle.ts [--workflows 2] [--activity-ms 90] [--signals 18] [--payload 5000] [--seconds 20] [--promises 0,200]
+ *   npx tsx bench/temporal-cycle.ts [--workflows 2] [--activity-ms 90] [--signals 18] [--payload 5000] [--seconds 20] [--promises 0,200] [--no-source-map]
+ *
+ * `--no-source-map` runs the workflows from a bundle whose inline source map is empty: the SDK maps
+ * every frame of the stack it captures for each workflow-side promise through that map.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -16,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Context } from "@temporalio/activity";
 import { Client, Connection } from "@temporalio/client";
-import { DefaultLogger, NativeConnection, Runtime, Worker } from "@temporalio/worker";
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from "@temporalio/worker";
 import { startScratchServer } from "../dev/temporal-server.js";
 import { machineLine, printTable } from "./machine.js";
 import { percentile } from "./timeline.js";
@@ -33,9 +36,18 @@ const SECONDS = arg("seconds", "20");
 /** Nested async calls each unit of the signalled case awaits first (workflow-side promises; the SDK captures a stack for each). */
 const PROMISES = (process.argv.includes("--promises") ? process.argv[process.argv.indexOf("--promises") + 1]! : "0").split(",").map(Number);
 const TASK_QUEUE = "temporal-cycle";
+const NO_SOURCE_MAP = process.argv.includes("--no-source-map");
+
+/** The workflows' bundle with its inline source map replaced by an empty one (the SDK requires one). */
+async function bundleWithoutSourceMap(workflowsPath: string): Promise<{ code: string }> {
+  const { code } = await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger("WARN") });
+  const at = code.lastIndexOf("//# sourceMappingURL=data:");
+  const empty = Buffer.from(JSON.stringify({ version: 3, file: "workflow-bundle.js", sources: [], names: [], mappings: "" })).toString("base64");
+  return { code: `${code.slice(0, at)}//# sourceMappingURL=data:application/json;base64,${empty}\n` };
+}
 
 async function main(): Promise<void> {
-  console.log(`temporal-cycle: ${machineLine()}`);
+  console.log(`temporal-cycle: ${machineLine()}; workflow bundle ${NO_SOURCE_MAP ? "with an empty source map" : "with its source map"}`);
   Runtime.install({ logger: new DefaultLogger("WARN") });
   const dir = mkdtempSync(join(tmpdir(), "sage-temporal-cycle-"));
   const server = await startScratchServer(dir);
@@ -45,7 +57,9 @@ async function main(): Promise<void> {
     const worker = await Worker.create({
       connection: await NativeConnection.connect({ address: server.address }),
       taskQueue: TASK_QUEUE,
-      workflowsPath: resolve("bench/temporal-cycle/workflows.ts"),
+      ...(NO_SOURCE_MAP
+        ? { workflowBundle: await bundleWithoutSourceMap(resolve("bench/temporal-cycle/workflows.ts")) }
+        : { workflowsPath: resolve("bench/temporal-cycle/workflows.ts") }),
       activities: {
         async work(ms: number): Promise<number> {
           const id = Context.current().info.workflowExecution?.workflowId ?? "";
@@ -59,6 +73,14 @@ async function main(): Promise<void> {
     const running = worker.run();
     const client = new Client({ connection: await Connection.connect({ address: server.address }) });
     const rows: string[][] = [];
+    {
+      // (The workflow cannot lower Error.stackTraceLimit to spare the hook: the SDK freezes Error in its context.)
+      const n = 5_000;
+      const started = performance.now();
+      await client.workflow.execute("promisesOnly", { taskQueue: TASK_QUEUE, workflowId: `promises-${Date.now()}`, args: [n] });
+      const ms = performance.now() - started;
+      rows.push([`awaited async calls in one workflow task, no activity (${n})`, `${((ms * 1000) / n).toFixed(0)} µs per call`, "-", "-"]);
+    }
     for (const [type, n] of [
       ["sequentialLocal", 300],
       ["sequentialRemote", 200],

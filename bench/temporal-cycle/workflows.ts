@@ -28,6 +28,12 @@ async function nested(depth: number): Promise<void> {
   if (depth > 0) await nested(depth - 1);
 }
 
+/** `n` awaited async calls in one workflow task, no activity: what the SDK's hook costs per workflow-side promise. */
+export async function promisesOnly(n: number): Promise<number> {
+  for (let i = 0; i < n; i++) await nested(1);
+  return n;
+}
+
 /**
  * The partition workflow's shape without Sage: batches by signal, all pending ones run by one local
  * activity of `ms`, until stopped; each unit first awaits `promises` nested async calls.
