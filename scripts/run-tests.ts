@@ -1,6 +1,6 @@
 /**
  * `npm test`: starts one real Temporal dev server and one real Kafka broker for the whole run (fresh
- * data, headless, free ports), runs every test file with Node's test runner against them, three files
+ * data, headless, free ports), runs every test file with Node's test runner against them, two files
  * at a time (a file that kills its broker first, on a broker of its own), and alone a file that
  * starts a cluster, runs the models or measures resources (`scripts/test-lanes.ts`;
  * SAGE_TEST_LANES=1 runs them one after another, broker killers on the shared broker), stops them. `npm test -- test/unit` runs only the
@@ -73,10 +73,11 @@ const broker = needsServer
   ? startBroker({ port: await freePort(), controllerPort: await freePort(), dataDir: join(dir, "kafka") }, (m) => process.stderr.write(`${m}\n`))
   : null;
 const code = await runInLanes(files, {
-  // Three lanes: once a sage process stopped loading what its command never uses (92440bd), the lane
-  // files used 1,870 s of CPU in 3,239 s of wall time over two lanes, and the two cores idled. Before
-  // that a third lane did not pay (2,575 s of tests against 2,467 s with two, when they used 3,400 s of CPU).
-  lanes: Number(process.env.SAGE_TEST_LANES ?? 3),
+  // Two lanes. A third did not pay on two cores when the files were CPU-bound (clean-clone CI of
+  // 2026-12-03 with SAGE_TEST_LANES=3: 2,575 s of tests against 2,467 s with two). Once sage processes
+  // started at half the CPU it did (1,947 s against 2,416 s), but the savepoint test's drain then
+  // outlasted its 120 s guard: a third lane waits until that test's waits are made robust.
+  lanes: Number(process.env.SAGE_TEST_LANES ?? 2),
   fileLimitS: Number(process.env.SAGE_TEST_FILE_LIMIT_S ?? FILE_LIMIT_S),
   // A file that kills its broker gets one of its own (killed with it), so it can run beside others.
   ...(broker
