@@ -9,9 +9,8 @@ import { SageError } from "../core/errors.js";
  */
 function lazy<A extends unknown[]>(load: () => Promise<(...args: A) => unknown>): (...args: A) => Promise<void> {
   return async (...args: A) => {
-    await (
-      await load()
-    )(...args);
+    const action = await load();
+    await action(...args);
   };
 }
 
