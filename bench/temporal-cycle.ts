@@ -37,6 +37,8 @@ const SECONDS = arg("seconds", "20");
 const PROMISES = (process.argv.includes("--promises") ? process.argv[process.argv.indexOf("--promises") + 1]! : "0").split(",").map(Number);
 const TASK_QUEUE = "temporal-cycle";
 const NO_SOURCE_MAP = process.argv.includes("--no-source-map");
+/** More dev server dynamic config to try (`--server-config key=value`, repeatable, as in bench/kafka.ts). */
+const DYNAMIC_CONFIG = process.argv.flatMap((a, i) => (a === "--server-config" && process.argv[i + 1] ? [process.argv[i + 1]!] : []));
 
 /** The workflows' bundle with its inline source map replaced by an empty one (the SDK requires one). */
 async function bundleWithoutSourceMap(workflowsPath: string): Promise<{ code: string }> {
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
   console.log(`temporal-cycle: ${machineLine()}; workflow bundle ${NO_SOURCE_MAP ? "with an empty source map" : "with its source map"}`);
   Runtime.install({ logger: new DefaultLogger("WARN") });
   const dir = mkdtempSync(join(tmpdir(), "sage-temporal-cycle-"));
-  const server = await startScratchServer(dir);
+  const server = await startScratchServer(dir, { dynamicConfig: DYNAMIC_CONFIG });
   /** Each workflow's activity spans, [start, end] in ms. */
   const spans = new Map<string, Array<[number, number]>>();
   try {
@@ -84,12 +86,13 @@ async function main(): Promise<void> {
     for (const [type, n] of [
       ["sequentialLocal", 300],
       ["sequentialRemote", 200],
+      ["sequentialTimers", 20],
     ] as const) {
       const started = performance.now();
       await client.workflow.execute(type, { taskQueue: TASK_QUEUE, workflowId: `${type}-${Date.now()}`, args: [n] });
       const ms = performance.now() - started;
       rows.push([
-        `${type === "sequentialLocal" ? "local activities" : "activities"} back to back, no-op (${n})`,
+        `${{ sequentialLocal: "local activities back to back, no-op", sequentialRemote: "activities back to back, no-op", sequentialTimers: "durable timers of 1 ms back to back" }[type]} (${n})`,
         (ms / n).toFixed(1),
         String(Math.round(n / (ms / 1000))),
         "-",

@@ -126,11 +126,14 @@ dynamicConfigClient:
   filepath: $DIR/dynamic-config.yaml
   pollInterval: 10s
 YAML
-  # The one server default sage's streaming jobs want lifted (README, "A real Temporal cluster"):
-  # a second query to a workflow while its task runs is refused at 1 and retried after 1-2 s.
+  # The server defaults sage's streaming jobs want changed (README, "A real Temporal cluster"):
+  # a second query to a workflow while its task runs is refused at 1 and retried after 1-2 s; and
+  # the timer queue fires a timer up to 1 s late, so each checkpoint's close stalls a second.
   cat >"$DIR/dynamic-config.yaml" <<YAML
 history.MaxBufferedQueryCount:
   - value: 100
+history.timerProcessorMaxTimeShift:
+  - value: 10ms
 limit.maxIDLength:
   - value: 255
 YAML

@@ -1,5 +1,5 @@
 /** Workflows of `bench/temporal-cycle.ts`: Temporal's own cost per activity on this machine, with nothing of Sage in them. */
-import { condition, defineSignal, proxyActivities, proxyLocalActivities, setHandler } from "@temporalio/workflow";
+import { condition, defineSignal, proxyActivities, proxyLocalActivities, setHandler, sleep } from "@temporalio/workflow";
 
 interface CycleActivities {
   /** Waits `ms` (as a Kafka transaction would) and returns. */
@@ -17,6 +17,12 @@ export async function sequentialLocal(n: number): Promise<number> {
 /** `n` activities one after another. */
 export async function sequentialRemote(n: number): Promise<number> {
   for (let i = 0; i < n; i++) await remote.work(0, []);
+  return n;
+}
+
+/** `n` durable timers of 1 ms one after another: what the partition workflow's timer before a checkpoint's close costs. */
+export async function sequentialTimers(n: number): Promise<number> {
+  for (let i = 0; i < n; i++) await sleep(1);
   return n;
 }
 
