@@ -248,6 +248,28 @@ export class TransactionError extends SageError {
   }
 }
 
+/**
+ * kafkajs' metadata names another leader for a partition than the one its produce call was grouped
+ * by: the call was stopped before anything was sent, so that no call ever spans two leaders
+ * (`send-chunks.ts`). The sender regroups by `leaders` and sends again.
+ */
+export class LeaderMovedError extends SageError {
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    /** The leader the call was grouped by. */
+    readonly expected: number,
+    /** Each partition's leader (node id, by partition id) as kafkajs now sees it. */
+    readonly leaders: readonly number[],
+  ) {
+    super(
+      "KAFKA_LEADER_MOVED",
+      `partition ${partition} of ${topic} is led by broker ${leaders[partition] ?? "none"}, not ${expected} as its produce call was grouped by`,
+      { retriable: true, scope: "job" },
+    );
+  }
+}
+
 /** A broker refused the configured SASL credentials: fixing the config helps, retrying does not. */
 export class KafkaAuthenticationError extends SageError {
   constructor(

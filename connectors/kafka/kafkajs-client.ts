@@ -2,7 +2,8 @@
  * The kafkajs implementation of our Kafka client interface, with the traps measured on these
  * machines handled here: small retry backoff (transactions otherwise sit in 300 ms waits), sends
  * cut into chunks of one partition below the broker's message size (one oversized send aborts the
- * transaction; one send across partition leaders is retried wrongly, see send-chunks.ts),
+ * transaction) and sent in calls of one partition leader each (a send across leaders is retried
+ * wrongly; see send-chunks.ts),
  * short session timeouts (kafkajs has no static membership), and crashes surfaced, not swallowed.
  */
 import { randomUUID } from "node:crypto";
@@ -16,7 +17,7 @@ import {
   type IHeaders,
   type KafkaConfig,
   type KafkaMessage,
-  type Message,
+  type ProducerBatch,
 } from "kafkajs";
 import type { Logger } from "pino";
 import { committedMarkers, type StableOffsetsOptions } from "./stable-offsets.js";
@@ -38,7 +39,7 @@ import type {
 import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError } from "./client.js";
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
-import { Partitioning, namedPartitioner, type SendChunk } from "./send-chunks.js";
+import { Partitioning, kafkajsMessagesOf, namedPartitioner, type ProduceCall } from "./send-chunks.js";
 import { rememberCoordinators } from "./coordinator-cache.js";
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -62,15 +63,9 @@ function consumedOf(m: KafkaMessage): ConsumedMessage {
   return { offset: m.offset, key: m.key ?? null, value: m.value ?? null, headers: headersOf(m.headers), timestamp: m.timestamp };
 }
 
-/** A chunk's messages for kafkajs, each with the chunk's partition (one object per message: the sink's hot path). */
-function kafkajsMessagesOf(chunk: SendChunk): Message[] {
-  const partition = chunk.partition;
-  return chunk.messages.map((m) => {
-    const out: Message = { key: m.key, value: m.value, partition };
-    if (m.headers) out.headers = m.headers;
-    if (m.timestamp !== undefined) out.timestamp = m.timestamp;
-    return out;
-  });
+/** One produce call as kafkajs' `sendBatch` takes it: a topic's chunks are merged by kafkajs itself. */
+function topicMessagesOf(call: ProduceCall): ProducerBatch {
+  return { topicMessages: call.map((chunk) => ({ topic: chunk.topic, messages: kafkajsMessagesOf(chunk) })) };
 }
 
 /**
@@ -156,7 +151,7 @@ class KafkajsTransaction implements ProducerTransaction {
   async send(messages: Array<{ topic: string; message: OutgoingMessage }>): Promise<void> {
     this.used = true;
     try {
-      for (const chunk of await this.partitioning.chunks(messages)) await this.txn.send({ topic: chunk.topic, messages: kafkajsMessagesOf(chunk) });
+      await this.partitioning.send(messages, (call) => this.txn.sendBatch(topicMessagesOf(call)));
     } catch (err) {
       throw transactionError("send", err);
     }
@@ -350,7 +345,9 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
     await connect(() => admin.connect());
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-      return topics[0]!.partitions.length;
+      const leaders = Array.from({ length: topics[0]!.partitions.length }, () => -1);
+      for (const p of topics[0]!.partitions) leaders[p.partitionId] = p.leader;
+      return leaders;
     } catch (err) {
       // Retriable: whoever creates the topic lets the unit through on its next attempt.
       if ((err as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION")
@@ -369,9 +366,10 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
       await connect(() => p.connect());
       return {
         async send(topic, messages) {
-          for (const chunk of await partitioning.chunks(messages.map((message) => ({ topic, message })))) {
-            await p.send({ topic, messages: kafkajsMessagesOf(chunk) });
-          }
+          await partitioning.send(
+            messages.map((message) => ({ topic, message })),
+            (call) => p.sendBatch(topicMessagesOf(call)),
+          );
         },
         close: () => p.disconnect(),
       };
