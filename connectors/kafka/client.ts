@@ -265,7 +265,9 @@ export class LeaderMovedError extends SageError {
     super(
       "KAFKA_LEADER_MOVED",
       `partition ${partition} of ${topic} is led by broker ${leaders[partition] ?? "none"}, not ${expected} as its produce call was grouped by`,
-      { retriable: true, scope: "job" },
+      // Not retriable: kafkajs' retrier reads this field, and retrying the attempt as grouped cannot
+      // succeed (a first kill -9 test spent 20 s in such retries); the sender regroups instead.
+      { retriable: false, scope: "job" },
     );
   }
 }

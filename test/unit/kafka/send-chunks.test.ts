@@ -43,7 +43,8 @@ test("the partitioner stops a chunk whose partition kafkajs sees led by another 
   const [first, second] = kafkajsMessagesOf(chunk("out", 1, 2, ["x", "y"]));
   assert.throws(
     () => partitioner({ topic: "out", partitionMetadata, message: first! }),
-    (err: unknown) => err instanceof LeaderMovedError && err.partition === 1 && err.expected === 2 && err.leaders.join() === "2,3",
+    // Not retriable, or kafkajs' retrier would retry the attempt as grouped instead of giving it back.
+    (err: unknown) => err instanceof LeaderMovedError && !err.retriable && err.partition === 1 && err.expected === 2 && err.leaders.join() === "2,3",
   );
   // Only a chunk's first message is checked: its partition is the chunk's.
   assert.equal(partitioner({ topic: "out", partitionMetadata, message: second! }), 1);
