@@ -229,7 +229,10 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
       maxInFlightRequests: 1,
       transactionTimeout: 60_000,
       createPartitioner: namedPartitioner,
-      retry: { initialRetryTime: 5, retries: 12 },
+      // Backoff capped at 1 s, as the Java producer's retry.backoff.max.ms: a call retrying a dead leader
+      // notices the new one within a second of the election (uncapped, one kill -9 test saw a 12.4 s wait).
+      // 30 retries keep about the old window (~20-30 s) before the transaction fails and its unit is retried.
+      retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 30 },
     });
     try {
       await this.connect(() => p.connect());
