@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { Kafka, logLevel, type Producer } from "kafkajs";
 import { freePort } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
-import { Partitioning, kafkajsMessagesOf, namedPartitioner, type ProduceCall } from "../connectors/kafka/send-chunks.js";
+import { Partitioning, kafkajsMessagesOf, leadersOf, namedPartitioner, topicMessagesOf } from "../connectors/kafka/send-chunks.js";
 import type { OutgoingMessage } from "../connectors/kafka/client.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 import { percentile } from "./timeline.js";
@@ -45,10 +45,6 @@ function unitOf(t: number, n: number): Array<{ topic: string; message: OutgoingM
   }
   out.push({ topic: LINEAGE, message: { key: null, value: Buffer.from(`unit ${t}: ${n} records`) } });
   return out;
-}
-
-function topicMessagesOf(call: ProduceCall) {
-  return { topicMessages: call.map((chunk) => ({ topic: chunk.topic, messages: kafkajsMessagesOf(chunk) })) };
 }
 
 /** One transaction in `form`: its send, offsets and commit times (ms). */
@@ -85,7 +81,7 @@ try {
   });
   const partitioning = new Partitioning(async (topic) => {
     const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-    return topics[0]!.partitions.sort((a, b) => a.partitionId - b.partitionId).map((p) => p.leader);
+    return leadersOf(topics[0]!.partitions);
   });
   const producers = new Map<Form, Producer>();
   for (const form of FORMS) {

@@ -7,18 +7,7 @@
  * short session timeouts (kafkajs has no static membership), and crashes surfaced, not swallowed.
  */
 import { randomUUID } from "node:crypto";
-import {
-  Kafka,
-  logLevel,
-  type Consumer,
-  type Producer,
-  type Transaction,
-  type LogEntry,
-  type IHeaders,
-  type KafkaConfig,
-  type KafkaMessage,
-  type ProducerBatch,
-} from "kafkajs";
+import { Kafka, logLevel, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders, type KafkaConfig, type KafkaMessage } from "kafkajs";
 import type { Logger } from "pino";
 import { committedMarkers, type StableOffsetsOptions } from "./stable-offsets.js";
 import type {
@@ -39,7 +28,7 @@ import type {
 import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError } from "./client.js";
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
-import { Partitioning, kafkajsMessagesOf, namedPartitioner, type ProduceCall } from "./send-chunks.js";
+import { Partitioning, leadersOf, namedPartitioner, topicMessagesOf } from "./send-chunks.js";
 import { rememberCoordinators } from "./coordinator-cache.js";
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -61,11 +50,6 @@ function headersOf(h: IHeaders | undefined): Record<string, string> {
 /** A kafkajs message as our interface's `ConsumedMessage`. */
 function consumedOf(m: KafkaMessage): ConsumedMessage {
   return { offset: m.offset, key: m.key ?? null, value: m.value ?? null, headers: headersOf(m.headers), timestamp: m.timestamp };
-}
-
-/** One produce call as kafkajs' `sendBatch` takes it: a topic's chunks are merged by kafkajs itself. */
-function topicMessagesOf(call: ProduceCall): ProducerBatch {
-  return { topicMessages: call.map((chunk) => ({ topic: chunk.topic, messages: kafkajsMessagesOf(chunk) })) };
 }
 
 /**
@@ -348,9 +332,7 @@ export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient 
     await connect(() => admin.connect());
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-      const leaders = Array.from({ length: topics[0]!.partitions.length }, () => -1);
-      for (const p of topics[0]!.partitions) leaders[p.partitionId] = p.leader;
-      return leaders;
+      return leadersOf(topics[0]!.partitions);
     } catch (err) {
       // Retriable: whoever creates the topic lets the unit through on its next attempt.
       if ((err as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION")

@@ -11,7 +11,7 @@
  * call is one request to one broker, and a transaction costs one AddPartitionsToTxn and one produce
  * per leader instead of one each per partition.
  */
-import { Partitioners, type ICustomPartitioner, type Message, type PartitionMetadata } from "kafkajs";
+import { Partitioners, type ICustomPartitioner, type Message, type PartitionMetadata, type ProducerBatch } from "kafkajs";
 import { LeaderMovedError, type OutgoingMessage } from "./client.js";
 import { keyPartition } from "./murmur2.js";
 
@@ -35,6 +35,8 @@ export interface SendChunk {
   /** The partition's leader (node id) the chunk was grouped by. */
   leader: number;
   messages: OutgoingMessage[];
+  /** Estimated bytes of its messages (`sizeOf`). */
+  bytes: number;
 }
 
 /** One produce call: chunks of one leader, at most one per partition. */
@@ -43,12 +45,6 @@ export type ProduceCall = SendChunk[];
 function sizeOf(m: OutgoingMessage): number {
   let n = 64 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
   for (const [k, v] of Object.entries(m.headers ?? {})) n += k.length + v.length + 8;
-  return n;
-}
-
-function bytesOf(chunk: SendChunk): number {
-  let n = 0;
-  for (const m of chunk.messages) n += sizeOf(m);
   return n;
 }
 
@@ -76,6 +72,11 @@ export function kafkajsMessagesOf(chunk: SendChunk): Message[] {
   return out;
 }
 
+/** One produce call as kafkajs' `sendBatch` takes it (kafkajs merges a topic's chunks itself). */
+export function topicMessagesOf(call: ProduceCall): ProducerBatch {
+  return { topicMessages: call.map((chunk) => ({ topic: chunk.topic, messages: kafkajsMessagesOf(chunk) })) };
+}
+
 /**
  * The partitioner of our kafkajs producers, whose messages all name their partition (`chunks`
  * picked it): that partition, without the default partitioner's copy of the partition list per
@@ -97,8 +98,8 @@ export const namedPartitioner: ICustomPartitioner = () => {
   };
 };
 
-/** Leader per partition id (-1 where none is known). */
-function leadersOf(partitions: ReadonlyArray<Pick<PartitionMetadata, "partitionId" | "leader">>): number[] {
+/** Leader per partition id (-1 where none is known), from a topic's partition metadata. */
+export function leadersOf(partitions: ReadonlyArray<Pick<PartitionMetadata, "partitionId" | "leader">>): number[] {
   const leaders = Array.from({ length: partitions.length }, () => -1);
   for (const p of partitions) leaders[p.partitionId] = p.leader;
   return leaders;
@@ -121,7 +122,7 @@ export function produceCalls(chunks: readonly SendChunk[]): ProduceCall[] {
   const lastCall = new Map<string, number>();
   for (const chunk of chunks) {
     const id = `${chunk.partition}:${chunk.topic}`;
-    const bytes = bytesOf(chunk);
+    const { bytes } = chunk;
     let i = (lastCall.get(id) ?? -1) + 1;
     for (; i < calls.length; i++) {
       const c = calls[i]!;
@@ -175,7 +176,7 @@ export class Partitioning {
     }
     // By partition first: a unit that alternates topics (a keyBy into several repartition topics) must
     // not become one request per message. Order within each partition is kept.
-    const byPartition = new Map<string, Omit<SendChunk, "leader">>();
+    const byPartition = new Map<string, Pick<SendChunk, "topic" | "partition" | "messages">>();
     for (const { topic, message } of messages) {
       const partitions = metadata.get(topic)!;
       const partition =
@@ -191,7 +192,7 @@ export class Partitioning {
     const out: SendChunk[] = [];
     for (const { topic, partition, messages: list } of byPartition.values()) {
       const leader = leaders.get(topic)![partition] ?? -1;
-      let last: (SendChunk & { bytes: number }) | undefined;
+      let last: SendChunk | undefined;
       for (const message of list) {
         const size = sizeOf(message);
         if (!last || last.bytes + size > SEND_CHUNK_BYTES || last.messages.length >= SEND_CHUNK_MESSAGES) {
@@ -202,7 +203,7 @@ export class Partitioning {
         last.bytes += size;
       }
     }
-    return out.map(({ topic, partition, leader, messages: m }) => ({ topic, partition, leader, messages: m }));
+    return out;
   }
 
   /**

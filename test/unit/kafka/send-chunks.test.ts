@@ -9,7 +9,7 @@ import { LeaderMovedError } from "../../../connectors/kafka/client.js";
 import { kafkajsMessagesOf, leaderMovedIn, namedPartitioner, Partitioning, produceCalls, type SendChunk } from "../../../connectors/kafka/send-chunks.js";
 
 function chunk(topic: string, partition: number, leader: number, values: string[]): SendChunk {
-  return { topic, partition, leader, messages: values.map((v) => ({ key: null, value: Buffer.from(v) })) };
+  return { topic, partition, leader, messages: values.map((v) => ({ key: null, value: Buffer.from(v) })), bytes: 64 * values.length };
 }
 
 test("a send's chunks go in one call per leader, a partition's chunks in calls one after another", () => {
