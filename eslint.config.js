@@ -40,7 +40,7 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ["*.js", "bin/*.js", "activities/stage/*.mjs", "security/*.cjs"] },
+        projectService: { allowDefaultProject: ["*.js", "bin/*.js", "activities/stage/*.mjs", "security/*.cjs", "scripts/*.mjs"] },
         tsconfigRootDir: import.meta.dirname,
       },
     },
