@@ -187,6 +187,7 @@ async function main(): Promise<void> {
     if (LATENCY_ONLY) {
       results["latency"] = await latencies(kafka, server.address, broker.address, dir, admin);
       await admin.close();
+      if (!SMOKE) console.log(`\nsaved ${saveResult("kafka-latency", results)}`);
       return;
     }
     await admin.ensureTopic("bench.in", PARTITIONS);
