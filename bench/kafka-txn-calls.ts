@@ -17,7 +17,8 @@ import { join } from "node:path";
 import { Kafka, logLevel, type Producer } from "kafkajs";
 import { freePort } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
-import { Partitioning, kafkajsMessagesOf, leadersOf, namedPartitioner, topicMessagesOf } from "../connectors/kafka/send-chunks.js";
+import { Partitioning, kafkajsMessagesOf, leadersOf, topicMessagesOf } from "../connectors/kafka/send-chunks.js";
+import { transactionalProducerConfig } from "../connectors/kafka/kafkajs-client.js";
 import type { OutgoingMessage } from "../connectors/kafka/client.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
 import { percentile } from "./timeline.js";
@@ -85,15 +86,7 @@ try {
   });
   const producers = new Map<Form, Producer>();
   for (const form of FORMS) {
-    // As the sink's transactional producers (connectors/kafka/kafkajs-client.ts).
-    const p = kafka.producer({
-      transactionalId: `calls-${form.replace(/ /g, "-")}`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 60_000,
-      createPartitioner: namedPartitioner,
-      retry: { initialRetryTime: 5, retries: 12 },
-    });
+    const p = kafka.producer(transactionalProducerConfig(`calls-${form.replace(/ /g, "-")}`));
     await p.connect();
     producers.set(form, p);
   }

@@ -19,7 +19,8 @@ import { performance } from "node:perf_hooks";
 import * as kafkajs from "kafkajs";
 import { freePort } from "../dev/temporal-server.js";
 import { startBroker } from "../dev/kafka-broker.js";
-import { Partitioning, leadersOf, namedPartitioner, topicMessagesOf } from "../connectors/kafka/send-chunks.js";
+import { Partitioning, leadersOf, topicMessagesOf } from "../connectors/kafka/send-chunks.js";
+import { transactionalProducerConfig } from "../connectors/kafka/kafkajs-client.js";
 import { createConfluentClient } from "../connectors/kafka/confluent-client.js";
 import type { OutgoingMessage } from "../connectors/kafka/client.js";
 import { machineLine, printTable, saveResult } from "./machine.js";
@@ -69,16 +70,9 @@ try {
   await admin.connect();
   await admin.createTopics({ topics: [{ topic: OUT, numPartitions: 4 }], waitForLeaders: true });
   const partitioning = new Partitioning(async (topic) => leadersOf((await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]!.partitions));
-  /** A transactional producer of `lib` as the sink configures its kafkajs ones (connectors/kafka/kafkajs-client.ts). */
+  /** A transactional producer of `lib`, configured as the sink's kafkajs ones. */
   const kafkajsForm = async (lib: typeof kafkajs, id: string) => {
-    const producer = new lib.Kafka({ brokers: [broker.address], logLevel: lib.logLevel.NOTHING }).producer({
-      transactionalId: id,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 60_000,
-      createPartitioner: namedPartitioner,
-      retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 30 },
-    });
+    const producer = new lib.Kafka({ brokers: [broker.address], logLevel: lib.logLevel.NOTHING }).producer(transactionalProducerConfig(id));
     await producer.connect();
     return {
       write: async (unit: Unit) => {

@@ -7,7 +7,18 @@
  * short session timeouts (kafkajs has no static membership), and crashes surfaced, not swallowed.
  */
 import { randomUUID } from "node:crypto";
-import { Kafka, logLevel, type Consumer, type Producer, type Transaction, type LogEntry, type IHeaders, type KafkaConfig, type KafkaMessage } from "kafkajs";
+import {
+  Kafka,
+  logLevel,
+  type Consumer,
+  type Producer,
+  type Transaction,
+  type LogEntry,
+  type IHeaders,
+  type KafkaConfig,
+  type KafkaMessage,
+  type ProducerConfig,
+} from "kafkajs";
 import type { Logger } from "pino";
 import { committedMarkers, type StableOffsetsOptions } from "./stable-offsets.js";
 import type {
@@ -177,6 +188,21 @@ class KafkajsTransaction implements ProducerTransaction {
 /** Runs a kafkajs connect call (see `connector`). */
 type Connect = <T>(connect: () => Promise<T>) => Promise<T>;
 
+/** How the sink's kafkajs transactional producers are configured (the benches that measure a sink transaction use it too). */
+export function transactionalProducerConfig(transactionalId: string): ProducerConfig {
+  return {
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: 60_000,
+    createPartitioner: namedPartitioner,
+    // Backoff capped at 1 s, as the Java producer's retry.backoff.max.ms: a call retrying a dead leader
+    // notices the new one within a second of the election (uncapped, one kill -9 test saw a 12.4 s wait).
+    // 30 retries keep about the old window (~20-30 s) before the transaction fails and its unit is retried.
+    retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 30 },
+  };
+}
+
 class KafkajsTransactionalProducer implements TransactionalProducer {
   private producer: Producer | null = null;
   private open: KafkajsTransaction | null = null;
@@ -207,17 +233,7 @@ class KafkajsTransactionalProducer implements TransactionalProducer {
 
   private async connected(): Promise<Producer> {
     if (this.producer) return this.producer;
-    const p = this.kafka.producer({
-      transactionalId: this.transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 60_000,
-      createPartitioner: namedPartitioner,
-      // Backoff capped at 1 s, as the Java producer's retry.backoff.max.ms: a call retrying a dead leader
-      // notices the new one within a second of the election (uncapped, one kill -9 test saw a 12.4 s wait).
-      // 30 retries keep about the old window (~20-30 s) before the transaction fails and its unit is retried.
-      retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 30 },
-    });
+    const p = this.kafka.producer(transactionalProducerConfig(this.transactionalId));
     try {
       await this.connect(() => p.connect());
     } catch (err) {
