@@ -71,7 +71,7 @@ export function createActivities(options: {
   state?: KeyedStateOptions;
   /** The task queue only this worker polls: a keyed streaming unit run as an activity names it, so the next one comes back here. */
   ownQueue?: string;
-  /** Stage threads: bounded units whose work is CPU-bound run there (`thread-placement.ts`); absent: all on the main thread. */
+  /** Stage threads: units whose work is CPU-bound run there (`thread-placement.ts`); absent: all on the main thread. */
   threads?: StageThreads;
   /** The worker's LLM settings: an LLM pipeline's splits are sized by tokens under its tokens-per-minute limits. */
   llm?: SageConfig["llm"];
@@ -146,10 +146,17 @@ export function createActivities(options: {
             ? { execution: { workflowId: ctx.info.workflowExecution.workflowId, runId: ctx.info.workflowExecution.runId, attempt: ctx.info.attempt } }
             : {}),
         };
+        const thread = threads !== undefined && onThread(input);
+        // A streaming unit's runner keeps its transaction on this thread and hands the chain to a stage thread.
+        const streamThread =
+          thread && input.stream
+            ? (unit: StageInput, batches: Uint8Array[], from: number[]) =>
+                threads.runStream(unit, batches, from, log.bindings(), ctx.cancellationSignal, host.execution)
+            : undefined;
         out =
-          threads && onThread(input)
+          thread && !input.stream
             ? await threads.run(input, log.bindings(), ctx.cancellationSignal, host.execution)
-            : await runStage(input, host, log, records);
+            : await runStage(input, streamThread ? { ...host, streamThread } : host, log, records);
       } catch (err) {
         stageFailed(input, err);
         if (err instanceof BudgetPausedError && input.stream) await noticeBudgetPause(ctx, err, log);

@@ -27,6 +27,7 @@ import { kafkaSecurityOf } from "../connectors/kafka/security.js";
 import { dataConverterOf } from "../security/data-converter.js";
 import { StageThreads } from "../activities/stage/stage-threads.js";
 import { workerSlotsOf } from "./slots.js";
+import { streamPlacement } from "../activities/stage/thread-placement.js";
 import { isStreaming } from "../core/plan/stream.js";
 import { cachedWorkflowBundle } from "./workflow-bundle.js";
 
@@ -100,7 +101,7 @@ export async function createSageWorker(options: SageWorkerOptions): Promise<Sage
   }
 }
 
-/** The worker's stage threads: `worker.threads` (default one per core) when the pipeline's module is known. */
+/** The worker's stage threads: `worker.threads` (default one per core) when the pipeline's module is known (streaming: `worker.stream-threads`). */
 function stageThreadsOf(options: SageWorkerOptions, streaming: boolean, threads: number, dataDir: string, identity: string): StageThreads | null {
   const { module, config, logger } = options;
   if (threads === 0) return null;
@@ -108,8 +109,16 @@ function stageThreadsOf(options: SageWorkerOptions, streaming: boolean, threads:
     logger.debug("no stage threads: the worker was not given the pipeline's module to load in them");
     return null;
   }
-  // A streaming pipeline's stages all stay on the main thread (Kafka transactions): no threads to keep.
-  if (streaming) return null;
+  // A streaming pipeline keeps threads only with `worker.stream-threads`, for a source stage of stateless operators (keyed stages keep their state here).
+  if (streaming) {
+    if (!config.worker["stream-threads"]) return null;
+    const compiled = options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
+    const placed = compiled.plan.stages.map((s) => streamPlacement(compiled, s));
+    if (!placed.some((p) => p.thread)) {
+      logger.debug({ why: placed.map((p) => (p.thread ? "" : p.why)) }, "no stage threads: every stage of this streaming pipeline runs on the main thread");
+      return null;
+    }
+  }
   return new StageThreads({
     threads,
     module: resolve(module.path),

@@ -19,7 +19,7 @@ import { Sinks } from "./sinks.js";
 import { driveEdgeBatch, driveKeyedStream, driveKeyedUnit, driveSource } from "./sources.js";
 import { StreamCommit } from "./stream-commit.js";
 import { LINEAGE_TOPIC_CONFIGS } from "../../core/plan/lineage.js";
-import { StageUnit, type StageHost } from "./unit.js";
+import { StageUnit, type StageHost, type StreamChainResult } from "./unit.js";
 import { UnitLineage } from "./unit-lineage.js";
 import { withCallTrail } from "../../connectors/llm/call-trail.js";
 
@@ -134,31 +134,69 @@ function earliest(timers: Array<number | null>): number | null {
   return set.length === 0 ? null : Math.min(...set);
 }
 
-/** Runs one stage activity. `records` are a streaming unit's encoded slices, one per slice. */
-export async function runStage(input: StageInput, host: StageHost, logger: Logger, records: Uint8Array[] = []): Promise<StageOutput> {
+/** The unit of `input` on `host`, with its Kafka side (streaming) and its lineage (when on). */
+function unitOf(input: StageInput, host: StageHost, logger: Logger): { unit: StageUnit; stream: StreamCommit | null } {
   const compiled = host.registry.resolve(input);
   const stage = compiled.plan.stages.find((s) => s.id === input.stage);
   if (!stage) throw new NonRetryableError(`plan ${compiled.plan.hash.slice(0, 12)} has no stage "${input.stage}"`);
   const unit = new StageUnit(input, compiled, stage, host, logger);
   const stream = input.stream ? new StreamCommit(unit, input.stream) : null;
+  unit.stream = stream;
   // Lineage: a streaming unit's with its batch id; a bounded unit's with `execution.lineage` (a redrive appends to the job's output: none).
   if (stream ? stream.batch !== null : input.runtime.lineage === true && !input.runtime.redrive)
     unit.lineage = stream ? new UnitLineage(() => stream.recordSource()) : new UnitLineage();
-  return unit.lineage ? withCallTrail(unit.lineage, () => runUnit(unit, stream, records)) : runUnit(unit, stream, records);
+  return { unit, stream };
 }
 
-/** Runs the unit's records through the stage, then commits (streaming) or stages (bounded) what it wrote. */
-async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Uint8Array[]): Promise<StageOutput> {
-  const { input, host, stage } = unit;
+/** Runs `work` with the unit's model calls noted for its lineage (when on). */
+function traced<T>(unit: StageUnit, work: () => Promise<T>): Promise<T> {
+  return unit.lineage ? withCallTrail(unit.lineage, work) : work();
+}
+
+/** Runs one stage activity. `records` are a streaming unit's encoded slices, one per slice. */
+export async function runStage(input: StageInput, host: StageHost, logger: Logger, records: Uint8Array[] = []): Promise<StageOutput> {
+  const { unit, stream } = unitOf(input, host, logger);
+  return traced(unit, () => runUnit(unit, stream, records));
+}
+
+/**
+ * Runs a streaming unit's chain and keeps what it wrote instead of committing it: a stage thread's
+ * part of a unit (`thread-placement.ts`), whose main thread holds the transaction. The slices'
+ * `skipBelow` are the session's markers already; `recountFrom` is where each slice's records start
+ * to run again for their counts only (as `skipCommitted` gave it).
+ */
+export async function runStreamChain(
+  input: StageInput,
+  host: StageHost,
+  logger: Logger,
+  records: Uint8Array[],
+  recountFrom: number[],
+): Promise<StreamChainResult> {
+  const { unit, stream } = unitOf(input, host, logger);
+  if (!stream) throw new NonRetryableError(`stage ${input.stage} (shard ${input.shard}) is not a streaming unit`);
+  stream.recountFrom = recountFrom;
+  return traced(unit, async () => {
+    const { edges, chain, run } = wireUnit(unit, stream, records);
+    await run();
+    const eventTime = edges.finishRepartitions();
+    return {
+      output: { counts: unit.counts, outputs: edges.inline, ...(eventTime ? { eventTime } : {}), ...lateOf(chain) },
+      written: stream.written(),
+    };
+  });
+}
+
+/** The parts of one unit's run; `run` reads the input through the chain, then runs the batch buffers and the sinks out. */
+function wireUnit(unit: StageUnit, stream: StreamCommit | null, records: Uint8Array[]) {
+  const { input, stage } = unit;
   const deadLetters = new DeadLetters(unit, stream);
   const invoker = new RecordInvoker(unit, deadLetters);
   const sinks = new Sinks(unit, invoker, stream);
   const edges = new EdgeOutputs(unit, deadLetters, stream);
   const chain = new OperatorChain(unit, invoker, deadLetters, sinks, edges);
-  /** Streaming keyed stages: the event time per origin after the unit. */
-  let eventTime: Record<string, number> | undefined;
-  /** Reads the unit's input through the chain, then runs the batch buffers and the sinks out. */
-  const run = async (origins: readonly string[] = []): Promise<void> => {
+  /** Returns a streaming keyed stage's event time per origin after the unit. */
+  const run = async (origins: readonly string[] = []): Promise<Record<string, number> | undefined> => {
+    let eventTime: Record<string, number> | undefined;
     const entries = await chain.wire();
     if (stage.source) {
       const runs = [...chain.keyedRuns.values()];
@@ -182,10 +220,19 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
     await chain.flushBatches();
     await sinks.finish();
     await deadLetters.finish();
+    return eventTime;
   };
+  return { deadLetters, sinks, edges, chain, run };
+}
+
+/** Runs the unit's records through the stage, then commits (streaming) or stages (bounded) what it wrote. */
+async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Uint8Array[]): Promise<StageOutput> {
+  const { input, host, stage } = unit;
+  const { deadLetters, sinks, edges, chain, run } = wireUnit(unit, stream, records);
+  /** Streaming keyed stages: the event time per origin after the unit. */
+  let eventTime: Record<string, number> | undefined;
   if (stream) {
     if (!host.kafka) throw new SinkError(`stage ${stage.name} runs a streaming job but this worker has no Kafka connection`);
-    unit.stream = stream;
     // The whole unit holds its transactional id: fenced first, then run, then committed once.
     const id = transactionalIdOf(input.pipeline, input.jobId, stage.id, input.shard);
     // The shim creates the lineage topic; batches signalled by anything else (a tool, a test) find it made here.
@@ -194,13 +241,21 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
     let restored: StageOutput["restored"];
     let nextTimer: number | null | undefined;
     let states: StageOutput["states"];
+    /** The output of a chain that ran on a stage thread. */
+    let threaded: StageOutput | undefined;
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
       const from = await skipCommitted(input.stream!.slices, session);
       if (keyedOperatorsOf(stage).length === 0) {
         // What an earlier attempt committed runs again for its counts only: the workflow never got that attempt's.
-        stream.recountFrom = from;
-        await run();
-        eventTime = edges.finishRepartitions();
+        if (host.streamThread) {
+          const ran = await host.streamThread(input, records, from);
+          stream.adopt(ran.written);
+          threaded = ran.output;
+        } else {
+          stream.recountFrom = from;
+          await run();
+          eventTime = edges.finishRepartitions();
+        }
         await stream.commit(session);
         return;
       }
@@ -209,7 +264,7 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
       const state = await openKeyedState(unit, session);
       restored = state.restored;
       try {
-        await run(state.origins);
+        eventTime = await run(state.origins);
         if (noted) addCounts(unit.counts, noted);
         const repartitioned = edges.finishRepartitions();
         if (repartitioned) eventTime = { ...eventTime, ...repartitioned };
@@ -239,6 +294,7 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
         throw err;
       }
     });
+    if (threaded) return threaded;
     return {
       counts: unit.counts,
       outputs: edges.inline,

@@ -1,9 +1,11 @@
 /**
  * One stage thread of a worker's pool: loads the pipeline module as the worker does, keeps an
  * operator registry of its own (each function and each service it uses opened once in this thread,
- * closed when the pool closes), and runs one bounded stage unit at a time with the stage runner. The thread reads its
- * split or edge file itself and stages its output itself; only the unit's descriptor comes in and
- * the stage's output descriptor (counts, edge file references) goes back.
+ * closed when the pool closes), and runs one stage unit at a time with the stage runner. A bounded
+ * unit's thread reads its split or edge file itself and stages its output itself: only the unit's
+ * descriptor comes in and the stage's output descriptor (counts, edge file references) goes back.
+ * A streaming unit's batches come in as the bytes they arrived as, and the Kafka messages its chain
+ * wrote go back, for the main thread to commit in the unit's transaction.
  */
 import { BroadcastChannel, threadId, workerData } from "node:worker_threads";
 import { CancelledFailure } from "@temporalio/common";
@@ -16,7 +18,8 @@ import { loadPipeline } from "../../cli/module-loader.js";
 import { holdFailedTries, takeFailedTries, type FailedTry } from "../../monitoring/stage-metrics.js";
 import { OperatorRegistry } from "../registry.js";
 import { serviceRegistryOf } from "../services.js";
-import { runStage } from "./run-stage.js";
+import { runStage, runStreamChain } from "./run-stage.js";
+import type { StreamWritten } from "./stream-commit.js";
 import type { StageExecution, StageHost } from "./unit.js";
 
 /** What every thread of one pool is started with. */
@@ -41,6 +44,8 @@ export interface ThreadTask {
   cancel: Int32Array;
   /** The workflow run and attempt of the activity (what lineage names). */
   execution?: StageExecution;
+  /** A streaming unit: its encoded batches (one per slice) and where each slice's records start to run again for their counts only. */
+  stream?: { records: Uint8Array[]; recountFrom: number[] };
 }
 
 /**
@@ -63,7 +68,8 @@ export interface ThreadFailure {
 }
 
 /** How a thread's unit ended, with the failed tries of its user functions (for the main thread's metrics). */
-export type ThreadOutcome = { ok: true; output: StageOutput | null; tries: FailedTry[] } | { ok: false; failure: ThreadFailure; tries: FailedTry[] };
+export type ThreadOutcome =
+  { ok: true; output: StageOutput | null; written?: StreamWritten; tries: FailedTry[] } | { ok: false; failure: ThreadFailure; tries: FailedTry[] };
 
 /** What a thread says on the pool's channel. */
 export type ThreadMessage = { type: "close" } | { type: "closed"; threadId: number };
@@ -142,6 +148,10 @@ export default async function runThreadTask(task: ThreadTask | WarmUp): Promise<
       cancelled,
       ...(task.execution ? { execution: task.execution } : {}),
     };
+    if (task.stream) {
+      const { output, written } = await runStreamChain(task.input, host, log, task.stream.records, task.stream.recountFrom);
+      return { ok: true, output, written, tries: takeFailedTries() };
+    }
     const output = await runStage(task.input, host, log);
     return { ok: true, output, tries: takeFailedTries() };
   } catch (err) {

@@ -1,7 +1,8 @@
 /**
  * The worker's stage threads (a piscina pool, started with the worker or on first use): the main thread keeps the
  * activity (heartbeats, cancellation, metrics) and hands the unit's descriptor to a thread, which
- * runs the fused chain. A cancellation reaches the thread through a shared flag; an error comes
+ * runs the fused chain; a streaming unit's main thread also keeps its Kafka transaction, and its
+ * thread hands back the messages to commit. A cancellation reaches the thread through a shared flag; an error comes
  * back as fields and is rebuilt with its code and retriability; a thread that dies fails only that
  * attempt (`StageThreadError`, retried), and the pool starts another thread.
  */
@@ -16,7 +17,8 @@ import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
 import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask, WarmUp } from "./stage-thread.js";
-import type { StageExecution } from "./unit.js";
+import type { StageExecution, StreamChainResult } from "./unit.js";
+import type { StreamWritten } from "./stream-commit.js";
 
 /** The thread entry: registers the TypeScript loader, then loads `stage-thread.ts`. */
 const ENTRY = fileURLToPath(new URL("./stage-thread-entry.mjs", import.meta.url));
@@ -95,15 +97,42 @@ export class StageThreads {
     return pool;
   }
 
-  /** Runs `input` on a thread; `signal` is the activity's cancellation, `execution` its run and attempt. */
+  /** Runs bounded unit `input` on a thread; `signal` is the activity's cancellation, `execution` its run and attempt. */
   async run(input: StageInput, bindings: Record<string, unknown>, signal: AbortSignal, execution?: StageExecution): Promise<StageOutput> {
+    return (await this.dispatch(input, bindings, signal, execution)).output;
+  }
+
+  /**
+   * Runs the chain of streaming unit `input` on a thread over its batches (`records`, copied over),
+   * from `recountFrom` per slice: the messages it wrote come back, for the caller's transaction.
+   */
+  async runStream(
+    input: StageInput,
+    records: Uint8Array[],
+    recountFrom: number[],
+    bindings: Record<string, unknown>,
+    signal: AbortSignal,
+    execution?: StageExecution,
+  ): Promise<StreamChainResult> {
+    const { output, written } = await this.dispatch(input, bindings, signal, execution, { records, recountFrom });
+    if (!written) throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) returned no messages`);
+    return { output, written };
+  }
+
+  private async dispatch(
+    input: StageInput,
+    bindings: Record<string, unknown>,
+    signal: AbortSignal,
+    execution: StageExecution | undefined,
+    stream?: ThreadTask["stream"],
+  ): Promise<{ output: StageOutput; written?: StreamWritten }> {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const onAbort = (): void => void Atomics.store(cancel, 0, 1);
     if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     let outcome: ThreadOutcome;
     try {
-      outcome = await this.poolOf().run({ input, bindings, cancel, ...(execution ? { execution } : {}) });
+      outcome = await this.poolOf().run({ input, bindings, cancel, ...(execution ? { execution } : {}), ...(stream ? { stream } : {}) });
     } catch (err) {
       throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) of job ${input.jobId} died: ${(err as Error).message}`, {
         cause: err,
@@ -112,7 +141,7 @@ export class StageThreads {
       signal.removeEventListener("abort", onAbort);
     }
     for (const t of outcome.tries) operatorTryFailed(t, t.operator, t.retried);
-    if (outcome.ok && outcome.output) return outcome.output;
+    if (outcome.ok && outcome.output) return { output: outcome.output, ...(outcome.written ? { written: outcome.written } : {}) };
     if (outcome.ok) throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) returned no output`);
     throw errorOf(outcome.failure);
   }

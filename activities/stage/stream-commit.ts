@@ -14,8 +14,23 @@ import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, typ
 import type { RecordInFlight, StageUnit, UnitStream } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
-import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage } from "../../core/plan/lineage.js";
+import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage, type LlmCallLineage } from "../../core/plan/lineage.js";
 import { INPUTS_HEADER, formatInputs, type OutputInputs } from "../../core/plan/input-summary.js";
+
+/**
+ * What a streaming unit wrote, handed from the stage thread that ran its chain to the main thread,
+ * which commits it: the messages, how many carry a lineage header, and the model calls made.
+ */
+export interface StreamWritten {
+  messages: UnitMessage[];
+  lineaged: number;
+  calls: LlmCallLineage[];
+}
+
+/** A Buffer of `bytes` (a Buffer that crossed threads arrives as a plain Uint8Array), or `v` as it is. */
+function asBuffer<T>(v: T | Uint8Array): T | Buffer {
+  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
+}
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
 export class StreamCommit implements UnitStream {
@@ -140,6 +155,22 @@ export class StreamCommit implements UnitStream {
       at: new Date().toISOString(),
       ...(this.unit.lineage && this.unit.lineage.calls.length > 0 ? { llm: this.unit.lineage.calls } : {}),
     };
+  }
+
+  /** What the unit wrote so far, for the main thread to commit (the chain ran on a stage thread). */
+  written(): StreamWritten {
+    return { messages: this.messages, lineaged: this.lineaged, calls: this.unit.lineage?.calls ?? [] };
+  }
+
+  /** Takes what a stage thread's run of this unit's chain wrote, to commit it with this unit. */
+  adopt(written: StreamWritten): void {
+    for (const m of written.messages) {
+      m.message.key = asBuffer(m.message.key);
+      m.message.value = asBuffer(m.message.value);
+      this.messages.push(m);
+    }
+    this.lineaged += written.lineaged;
+    for (const call of written.calls) this.unit.lineage?.calls.push(call);
   }
 
   /** Adds a message to the unit's transaction (dropped while recounting: an earlier attempt committed it). */

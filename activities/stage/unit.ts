@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { CompiledPipeline } from "../../core/api/pipeline.js";
 import type { RecordContext, SourceContext } from "../../core/api/context.js";
 import { InternalError } from "../../core/errors.js";
-import type { OperatorCounts, StageCounts, StageInput } from "../../core/plan/job.js";
+import type { OperatorCounts, StageCounts, StageInput, StageOutput } from "../../core/plan/job.js";
 import type { LogicalNode } from "../../core/plan/logical.js";
 import type { Stage } from "../../core/plan/physical.js";
 import type { OutputInputs } from "../../core/plan/input-summary.js";
@@ -16,6 +16,7 @@ import type { KeyedStateHost } from "./keyed-state.js";
 import type { OperatorRegistry } from "../registry.js";
 import { InMemoryStateBackend, type StateBackend } from "../state/backend.js";
 import type { UnitLineage } from "./unit-lineage.js";
+import type { StreamWritten } from "./stream-commit.js";
 
 /** What the stage runner needs from its host activity. */
 export interface StageHost {
@@ -32,6 +33,18 @@ export interface StageHost {
   keyedState?(): KeyedStateHost;
   /** The workflow run and attempt of this activity (what a batch's lineage line names). */
   execution?: StageExecution;
+  /**
+   * Streaming: runs the unit's chain on a stage thread (given when the unit may run there,
+   * `thread-placement.ts`) over its batches, from `recountFrom` per slice; the runner keeps the
+   * transaction and commits what the thread wrote.
+   */
+  streamThread?(input: StageInput, records: Uint8Array[], recountFrom: number[]): Promise<StreamChainResult>;
+}
+
+/** A streaming unit's chain run without its commit (on a stage thread): the stage's output, and what the unit wrote. */
+export interface StreamChainResult {
+  output: StageOutput;
+  written: StreamWritten;
 }
 
 /** What a streaming unit uses of the worker's Kafka producers: its topics made, its transaction held. */

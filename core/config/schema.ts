@@ -133,6 +133,15 @@ export const configSchema = z
          */
         threads: z.coerce.number().int().min(0).optional(),
         /**
+         * Streaming jobs too: a source stage of stateless operators runs each unit's chain on a
+         * stage thread over the unit's batches, and the main thread keeps the Kafka transaction.
+         * Off by default: on 2 cores it took 37% of the main thread's CPU per record off, but the
+         * job was no faster with 4 partition workflows and 12% slower with 1 (bench/RESULTS.md,
+         * 2026-12-04 12:30). Worth turning on where the worker's main thread is the limit and cores
+         * are left over.
+         */
+        "stream-threads": bool.default(false),
+        /**
          * With `kafka.local-activities: false`, each worker also polls a task queue of its own, and a
          * partition workflow sends a keyed stage's next unit there: to the worker that holds the
          * state current (Temporal's worker-specific task queues). False: any worker, which then
@@ -478,6 +487,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "temporal.heartbeat-timeout",
   "worker.max-concurrent-activities",
   "worker.threads",
+  "worker.stream-threads",
   "worker.own-queue",
   "kafka.brokers",
   "kafka.client-id",

@@ -6,13 +6,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CancelledFailure } from "@temporalio/common";
 import { definePipeline, type Pipeline } from "../../../core/api/pipeline.js";
-import { FileSink, FileSource } from "../../../core/api/connectors.js";
+import { FileSink, FileSource, KafkaSink, KafkaSource } from "../../../core/api/connectors.js";
+import type { DataStream } from "../../../core/api/datastream.js";
 import { onMainThread } from "../../../core/api/functions.js";
 import "../../../core/api/keyed.js";
 import { parseConfig } from "../../../core/config/schema.js";
 import { SageError } from "../../../core/errors.js";
 import type { JobRuntimeOptions, StageInput } from "../../../core/plan/job.js";
-import { threadPlacement } from "../../../activities/stage/thread-placement.js";
+import { streamPlacement, threadPlacement } from "../../../activities/stage/thread-placement.js";
 import { errorOf } from "../../../activities/stage/stage-threads.js";
 import { workerSlotsOf } from "../../../worker/slots.js";
 
@@ -73,7 +74,7 @@ test("a function marked onMainThread keeps its stage on the main thread, and the
 
 test("streaming units, re-drives, print and user sinks, LLM operators and keyed stages stay on the main thread", () => {
   const why = (p: ReturnType<typeof placementOf>) => (p.thread ? "thread" : p.why);
-  assert.match(why(placementOf(chain(), "upper", { stream: {} as never })), /streaming/);
+  assert.match(why(placementOf(chain(), "upper", { stream: {} as never })), /source "lines" is not a Kafka source/);
   assert.match(why(placementOf(chain(), "upper", { runtime: { ...RUNTIME, redrive: {} as never } })), /re-drive/);
   const printed = definePipeline("printed", (env) => env.fromSource(FileSource.lines(env.param("input")), { name: "lines" }).print({ name: "shown" }));
   assert.match(why(placementOf(printed, "shown")), /sink "shown"/);
@@ -97,6 +98,41 @@ test("streaming units, re-drives, print and user sinks, LLM operators and keyed 
   );
   assert.equal(placementOf(keyed, "by-line").thread, true, "the keyBy side only writes keyed edge files");
   assert.match(why(placementOf(keyed, "joined", { keyed: {} as never })), /keyed/);
+});
+
+test("a streaming source stage of stateless operators into Kafka runs its chain on a thread; keyed and print stay", () => {
+  const why = (p: ReturnType<typeof placementOf>) => (p.thread ? "thread" : p.why);
+  const stream = { stream: {} as never };
+  const kafka = (shape: (s: DataStream<string>) => void) =>
+    definePipeline("streamed", (env) => shape(env.fromSource(KafkaSource.topic<string>("in", { groupId: "g" }), { name: "in" })));
+  const stateless = kafka((s) => s.map((v) => v.toUpperCase(), { name: "upper" }).sink(KafkaSink.topic<string>("out"), { name: "out" }));
+  assert.equal(why(placementOf(stateless, "upper", stream)), "thread");
+  const printed = kafka((s) => s.map((v) => v.toUpperCase(), { name: "upper" }).print({ name: "shown" }));
+  assert.match(why(placementOf(printed, "upper", stream)), /sink "shown" writes outside the unit's transaction/);
+  const marked = kafka((s) =>
+    s
+      .map(
+        onMainThread((v: string) => v.toUpperCase()),
+        { name: "upper" },
+      )
+      .sink(KafkaSink.topic<string>("out"), { name: "out" }),
+  );
+  assert.match(why(placementOf(marked, "upper", stream)), /"upper" is marked to run on the main thread/);
+  const counted = (sourcePartitioned: boolean) =>
+    kafka((s) =>
+      s
+        .keyBy((v) => v, { name: "by-line", sourcePartitioned })
+        .reduce((a: string, b: string) => a + b, { name: "joined" })
+        .sink(KafkaSink.topic<string>("out"), { name: "out" }),
+    );
+  assert.equal(why(placementOf(counted(false), "in", stream)), "thread", "the keyBy side only writes the repartition topic");
+  assert.match(why(placementOf(counted(false), "joined", stream)), /keyed stage keeps state/);
+  assert.match(why(placementOf(counted(true), "joined", stream)), /"joined" keeps keyed state/, "a source-partitioned keyBy keeps state in the source stage");
+  const compiled = stateless.compile({ parallelism: 2, fusion: true });
+  assert.deepEqual(
+    compiled.plan.stages.map((s) => streamPlacement(compiled, s).thread),
+    [true],
+  );
 });
 
 test("slots and threads follow the cores unless configured; 1 thread is off", () => {
