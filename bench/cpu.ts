@@ -7,9 +7,10 @@ import { readdirSync, readFileSync } from "node:fs";
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on Linux). */
 const TICKS = 100;
 
-function statOf(pid: number): { ppid: number; ticks: number } | null {
+/** The parent and the CPU ticks of a /proc stat file (`/proc/<pid>/stat` or a thread's `/proc/<pid>/task/<tid>/stat`). */
+function statOf(pid: number, path = `/proc/${pid}/stat`): { ppid: number; ticks: number } | null {
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const text = readFileSync(path, "utf8");
     // The command name (field 2) may hold spaces: fields after it start past the last ")".
     const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
     return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
@@ -45,6 +46,12 @@ export function cpuSeconds(pids: Array<number | null | undefined>): number | nul
     stack.push(...(children.get(pid) ?? []));
   }
   return total / TICKS;
+}
+
+/** CPU seconds used so far by thread `tid` of process `pid` (its main thread: `tid` = `pid`); null where /proc is missing. */
+export function threadCpuSeconds(pid: number, tid: number = pid): number | null {
+  const s = statOf(pid, `/proc/${pid}/task/${tid}/stat`);
+  return s ? s.ticks / TICKS : null;
 }
 
 /** CPU seconds the whole machine has been busy (all cores, all processes) since boot; null without /proc/stat. */

@@ -8,7 +8,10 @@
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--clients kafkajs,confluent] [--latency-client kafkajs]
  *                          [--latency-worker-client <the latency client>]
  *                          [--latency-rates 1000,10000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
- *                          [--lineage on|off|both] [--repeat 1] [--no-latency]
+ *                          [--lineage on|off|both] [--repeat 1] [--no-latency] [--stream-threads]
+ *
+ * `--stream-threads` runs the Sage worker with `worker.stream-threads` on (each unit's chain on a
+ * stage thread); the row names say so, and the CPU columns show what it moves off the main thread.
  *
  * `--lineage both` runs each Sage case with `kafka.lineage` off and on, `--repeat` times (off first in
  * odd rounds, on first in even ones: the machine's load drifts), and prints the throughput ratio of
@@ -50,6 +53,7 @@ import { profileArgs, startSage, untilProgress, whenLogged, type SageProcess } f
 import { machineLine, printTable, saveResult } from "./machine.js";
 import pipeline, { type BenchEvent } from "./kafka-pipeline.js";
 import { PARTITIONS, plainPipe, transformSlice } from "./plain-pipe.js";
+import { cpuSeconds, machineBusySeconds, threadCpuSeconds } from "./cpu.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -102,6 +106,10 @@ const LINEAGES = Array.from({ length: REPEAT }, (_, round) =>
 ).flat();
 /** Worker and shim of the throughput cases inside this process (`--in-process`) rather than as their own `sage` processes. */
 const IN_PROCESS = process.argv.includes("--in-process");
+/** `--stream-threads`: the worker runs each streaming unit's chain on a stage thread (`worker.stream-threads`). */
+const STREAM_THREADS = process.argv.includes("--stream-threads");
+if (STREAM_THREADS && IN_PROCESS)
+  throw new Error("--stream-threads needs the worker as its own process (it loads the pipeline's module in its threads): drop --in-process");
 /** Only the throughput cases (`--no-latency`). */
 const NO_LATENCY = process.argv.includes("--no-latency");
 
@@ -249,13 +257,14 @@ async function main(): Promise<void> {
         runs += h.runs;
       }
       rows.push({
-        name: `sage (${kind}), ${workflows} partition workflow(s)${REPEAT > 1 ? `, round ${round + 1}` : ""}${LINEAGE === "both" ? `, lineage ${lineage ? "on" : "off"}` : ""}`,
+        name: `sage (${kind}), ${workflows} partition workflow(s)${STREAM_THREADS ? ", stream threads" : ""}${REPEAT > 1 ? `, round ${round + 1}` : ""}${LINEAGE === "both" ? `, lineage ${lineage ? "on" : "off"}` : ""}`,
         client: kind,
         txn: true,
         ms,
         lineage,
         extra: {
           startMs,
+          ...(run.cpu ? { workerCpuS: run.cpu.worker, workerMainCpuS: run.cpu.workerMain, shimCpuS: run.cpu.shim, machineBusyS: run.cpu.machine } : {}),
           ...(lineage ? await lineageBytes(kafka, `bench.out.sage.${tag}`, `sage.kafkabench.eos-${tag}.lineage`) : {}),
           batches: result.batches,
           activities: result.workflows.reduce((n, w) => n + (w?.activities ?? 0), 0),
@@ -275,7 +284,22 @@ async function main(): Promise<void> {
     const ownTxn = (client: string): number => rows.find((r) => r.client === client && r.txn && r.name.startsWith("plain"))!.ms;
     console.log(`\nthroughput (${RECORDS} records; "vs plain" and "vs plain txn" are against plain kafkajs)`);
     printTable(
-      ["case", "wall s", "records/s", "vs plain", "vs plain txn", "vs own client txn", "batches", "activities", "runs", "history events", "history B/record"],
+      [
+        "case",
+        "wall s",
+        "records/s",
+        "vs plain",
+        "vs plain txn",
+        "vs own client txn",
+        "batches",
+        "activities",
+        "runs",
+        "history events",
+        "history B/record",
+        "worker CPU s (main thread)",
+        "shim CPU s",
+        "machine busy s",
+      ],
       rows.map((r) => [
         r.name,
         (r.ms / 1000).toFixed(2),
@@ -288,6 +312,9 @@ async function main(): Promise<void> {
         String(r.extra["runs"] ?? "-"),
         String(r.extra["events"] ?? "-"),
         r.extra["historyBytesPerRecord"] === undefined ? "-" : r.extra["historyBytesPerRecord"].toFixed(1),
+        r.extra["workerCpuS"] === undefined ? "-" : `${r.extra["workerCpuS"].toFixed(2)} (${r.extra["workerMainCpuS"]!.toFixed(2)})`,
+        r.extra["shimCpuS"] === undefined ? "-" : r.extra["shimCpuS"].toFixed(2),
+        r.extra["machineBusyS"] === undefined ? "-" : r.extra["machineBusyS"].toFixed(2),
       ]),
     );
     if (LINEAGE === "both") results["lineage"] = lineageTable(rows);
@@ -312,10 +339,22 @@ async function main(): Promise<void> {
 }
 
 /** A Sage throughput case drained: its start (topics checked, consumer joined), its time from the shim's start to the last output record, the stopped job. */
+/** CPU seconds over a case (from the shim's start to the last output record): NaN where /proc is missing. */
+interface CaseCpu {
+  worker: number;
+  /** The worker's main thread alone (its JavaScript thread: activities, Kafka transactions). */
+  workerMain: number;
+  shim: number;
+  /** The whole machine, every core and process (dev server and broker included). */
+  machine: number;
+}
+
 interface Drained {
   startMs: number;
   ms: number;
   job: StreamJob | StreamJobHandle;
+  /** Worker and shim as their own processes: their CPU over the case. */
+  cpu?: CaseCpu;
   /** Stops what the case started (the job is stopped already). */
   close(): Promise<void>;
 }
@@ -370,6 +409,7 @@ async function drainInProcesses(
     SAGE_EXECUTION_PARALLELISM: String(workflows),
     SAGE_KAFKA_CLIENT: config.kafka.client,
     SAGE_KAFKA_LINEAGE: String(config.kafka.lineage),
+    SAGE_WORKER_STREAM_THREADS: String(STREAM_THREADS),
     SAGE_MONITORING_ENABLED: "false",
     // info: the lines the clock waits for ("worker started", "shim starting").
     SAGE_LOG_LEVEL: "info",
@@ -387,6 +427,13 @@ async function drainInProcesses(
     consuming.catch(() => undefined);
     await starting;
     const started = performance.now();
+    const cpuAt = (): CaseCpu => ({
+      worker: cpuSeconds([worker.pid]) ?? NaN,
+      workerMain: threadCpuSeconds(worker.pid) ?? NaN,
+      shim: cpuSeconds([shim.pid]) ?? NaN,
+      machine: machineBusySeconds() ?? NaN,
+    });
+    const cpuBefore = cpuAt();
     await consuming;
     const startMs = performance.now() - started;
     const job = new StreamJobHandle(
@@ -397,9 +444,11 @@ async function drainInProcesses(
     );
     await untilProgress(job, `sage ${jobId}`, procs, (p) => (p.counts["out"]?.out ?? 0) >= RECORDS, 600_000);
     const ms = performance.now() - started;
+    const cpuAfter = cpuAt();
+    const cpu = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, v - cpuBefore[k as keyof CaseCpu]])) as unknown as CaseCpu;
     await job.stop();
     await Promise.race([shim.exited, sleep(30_000)]);
-    return { startMs, ms, job, close: () => worker.stop() };
+    return { startMs, ms, job, cpu, close: () => worker.stop() };
   } catch (err) {
     await Promise.all(procs.map((p) => p.stop()));
     throw err;

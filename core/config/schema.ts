@@ -135,9 +135,9 @@ export const configSchema = z
         /**
          * Streaming jobs too: a source stage of stateless operators runs each unit's chain on a
          * stage thread over the unit's batches, and the main thread keeps the Kafka transaction.
-         * Off by default: on 2 cores it took 37% of the main thread's CPU per record off, but the
+         * Off by default: on 2 cores it took 41% of the main thread's CPU per record off, but the
          * job was no faster with 4 partition workflows and 12% slower with 1 (bench/RESULTS.md,
-         * 2026-12-04 12:30). Worth turning on where the worker's main thread is the limit and cores
+         * 2026-12-04 12:20). Worth turning on where the worker's main thread is the limit and cores
          * are left over.
          */
         "stream-threads": bool.default(false),
