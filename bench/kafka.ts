@@ -212,11 +212,19 @@ async function main(): Promise<void> {
       for (const txn of [false, true]) {
         const out = `bench.out.plain.${client}.${txn ? "txn" : "notxn"}`;
         await admin.ensureTopic(out, PARTITIONS);
+        // The pipe runs in this process: its CPU is this process's (the broker and server are other processes).
+        const before = { own: process.cpuUsage(), main: threadCpuSeconds(process.pid) ?? NaN, machine: machineBusySeconds() ?? NaN };
         const ms =
           client === "kafkajs"
             ? await plainPipe(kafkajs, "bench.in", out, RECORDS, txn)
             : await plainConfluentPipe(broker.address, "bench.in", out, RECORDS, txn);
-        rows.push({ name: `plain ${client}${txn ? ", transactional" : ""}`, client, txn, ms, extra: {} });
+        const own = process.cpuUsage(before.own);
+        const extra = {
+          workerCpuS: (own.user + own.system) / 1e6,
+          workerMainCpuS: (threadCpuSeconds(process.pid) ?? NaN) - before.main,
+          machineBusyS: (machineBusySeconds() ?? NaN) - before.machine,
+        };
+        rows.push({ name: `plain ${client}${txn ? ", transactional" : ""}`, client, txn, ms, extra });
         console.log(`${rows[rows.length - 1]!.name}: ${(ms / 1000).toFixed(2)} s`);
       }
     }
@@ -296,7 +304,7 @@ async function main(): Promise<void> {
         "runs",
         "history events",
         "history B/record",
-        "worker CPU s (main thread)",
+        "worker or pipe CPU s (main thread)",
         "shim CPU s",
         "machine busy s",
       ],
