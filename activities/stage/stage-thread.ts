@@ -19,8 +19,7 @@ import { holdFailedTries, takeFailedTries, type FailedTry } from "../../monitori
 import { OperatorRegistry } from "../registry.js";
 import { serviceRegistryOf } from "../services.js";
 import { runStage, runStreamChain } from "./run-stage.js";
-import type { StreamWritten } from "./stream-commit.js";
-import type { StageExecution, StageHost } from "./unit.js";
+import type { StageExecution, StageHost, StreamWritten } from "./unit.js";
 
 /** What every thread of one pool is started with. */
 export interface StageThreadData {

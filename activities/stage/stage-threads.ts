@@ -17,8 +17,7 @@ import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
 import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask, WarmUp } from "./stage-thread.js";
-import type { StageExecution, StreamChainResult } from "./unit.js";
-import type { StreamWritten } from "./stream-commit.js";
+import type { StageExecution, StreamChainResult, StreamWritten } from "./unit.js";
 
 /** The thread entry: registers the TypeScript loader, then loads `stage-thread.ts`. */
 const ENTRY = fileURLToPath(new URL("./stage-thread-entry.mjs", import.meta.url));

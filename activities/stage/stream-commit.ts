@@ -11,21 +11,11 @@ import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
-import type { RecordInFlight, StageUnit, UnitStream } from "./unit.js";
+import type { RecordInFlight, StageUnit, StreamWritten, UnitStream } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
-import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage, type LlmCallLineage } from "../../core/plan/lineage.js";
+import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage } from "../../core/plan/lineage.js";
 import { INPUTS_HEADER, formatInputs, type OutputInputs } from "../../core/plan/input-summary.js";
-
-/**
- * What a streaming unit wrote, handed from the stage thread that ran its chain to the main thread,
- * which commits it: the messages, how many carry a lineage header, and the model calls made.
- */
-export interface StreamWritten {
-  messages: UnitMessage[];
-  lineaged: number;
-  calls: LlmCallLineage[];
-}
 
 /** A Buffer of `bytes` (a Buffer that crossed threads arrives as a plain Uint8Array), or `v` as it is. */
 function asBuffer<T>(v: T | Uint8Array): T | Buffer {

@@ -16,7 +16,8 @@ import type { KeyedStateHost } from "./keyed-state.js";
 import type { OperatorRegistry } from "../registry.js";
 import { InMemoryStateBackend, type StateBackend } from "../state/backend.js";
 import type { UnitLineage } from "./unit-lineage.js";
-import type { StreamWritten } from "./stream-commit.js";
+import type { UnitMessage } from "../../connectors/kafka/sink.js";
+import type { LlmCallLineage } from "../../core/plan/lineage.js";
 
 /** What the stage runner needs from its host activity. */
 export interface StageHost {
@@ -39,6 +40,16 @@ export interface StageHost {
    * transaction and commits what the thread wrote.
    */
   streamThread?(input: StageInput, records: Uint8Array[], recountFrom: number[]): Promise<StreamChainResult>;
+}
+
+/**
+ * What a streaming unit wrote, handed from the stage thread that ran its chain to the main thread,
+ * which commits it: the messages, how many carry a lineage header, and the model calls made.
+ */
+export interface StreamWritten {
+  messages: UnitMessage[];
+  lineaged: number;
+  calls: LlmCallLineage[];
 }
 
 /** A streaming unit's chain run without its commit (on a stage thread): the stage's output, and what the unit wrote. */
