@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { DataConverter } from "@temporalio/common";
 import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
 import type { Logger } from "pino";
-import type { Pipeline } from "../core/api/pipeline.js";
+import type { CompiledPipeline, Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
 import { createActivities } from "../activities/index.js";
 import { OperatorRegistry } from "../activities/registry.js";
@@ -86,15 +86,15 @@ export async function createSageWorker(options: SageWorkerOptions): Promise<Sage
   // A streaming worker's Kafka certificates and password too: a bad one stops the worker here, not its first unit.
   const { config } = options;
   // Compiled once here: whether the pipeline streams decides the security check and the stage threads.
-  const streaming = isStreaming(options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion }).plan);
-  if (streaming) kafkaSecurityOf(config);
+  const compiled = options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
+  if (isStreaming(compiled.plan)) kafkaSecurityOf(config);
   // Then metrics: a port in use stops the worker before it polls anything.
   const metrics = await serveMetrics(options.config.monitoring, options.logger);
   try {
     if (!sdkRuntimeInstalled()) {
       installSdkRuntime(options.logger, metrics ? await sdkMetricsAddress(options.config.monitoring, metrics.port, options.logger) : null);
     }
-    return await createWorker(options, streaming, dataConverter, metrics);
+    return await createWorker(options, compiled, dataConverter, metrics);
   } catch (err) {
     await metrics?.close();
     throw err;
@@ -102,7 +102,7 @@ export async function createSageWorker(options: SageWorkerOptions): Promise<Sage
 }
 
 /** The worker's stage threads: `worker.threads` (default one per core) when the pipeline's module is known (streaming: `worker.stream-threads`). */
-function stageThreadsOf(options: SageWorkerOptions, streaming: boolean, threads: number, dataDir: string, identity: string): StageThreads | null {
+function stageThreadsOf(options: SageWorkerOptions, compiled: CompiledPipeline, threads: number, dataDir: string, identity: string): StageThreads | null {
   const { module, config, logger } = options;
   if (threads === 0) return null;
   if (!module) {
@@ -110,9 +110,8 @@ function stageThreadsOf(options: SageWorkerOptions, streaming: boolean, threads:
     return null;
   }
   // A streaming pipeline keeps threads only with `worker.stream-threads`, for a source stage of stateless operators (keyed stages keep their state here).
-  if (streaming) {
+  if (isStreaming(compiled.plan)) {
     if (!config.worker["stream-threads"]) return null;
-    const compiled = options.pipeline.compile({ parallelism: config.execution.parallelism, fusion: config.execution.fusion });
     const placed = compiled.plan.stages.map((s) => streamPlacement(compiled, s));
     if (!placed.some((p) => p.thread)) {
       logger.debug({ why: placed.map((p) => (p.thread ? "" : p.why)) }, "no stage threads: every stage of this streaming pipeline runs on the main thread");
@@ -133,7 +132,7 @@ function stageThreadsOf(options: SageWorkerOptions, streaming: boolean, threads:
 
 async function createWorker(
   options: SageWorkerOptions,
-  streaming: boolean,
+  compiled: CompiledPipeline,
   dataConverter: ReturnType<typeof dataConverterOf>,
   metrics: MetricsEndpoint | null,
 ): Promise<SageWorker> {
@@ -145,7 +144,7 @@ async function createWorker(
   const registry = new OperatorRegistry(pipeline, pipelineLogger, serviceRegistryOf(pipeline, config, dataDir, identity, pipelineLogger));
   const taskQueue = taskQueueOf(pipeline.name, config);
   const slots = workerSlotsOf(config);
-  const threads = stageThreadsOf(options, streaming, slots.threads, dataDir, identity);
+  const threads = stageThreadsOf(options, compiled, slots.threads, dataDir, identity);
   // Before the worker polls: a unit never waits for a thread to start and load the pipeline.
   const threadsReady = threads ? await threads.start() : null;
   // Streaming stages as activities: this worker also polls a queue of its own, where keyed units whose state it holds come back.
