@@ -346,7 +346,6 @@ async function main(): Promise<void> {
   if (!SMOKE) console.log(`\nsaved ${saveResult("kafka", { records: RECORDS, partitions: PARTITIONS, ...results })}`);
 }
 
-/** A Sage throughput case drained: its start (topics checked, consumer joined), its time from the shim's start to the last output record, the stopped job. */
 /** CPU seconds over a case (from the shim's start to the last output record): NaN where /proc is missing. */
 interface CaseCpu {
   worker: number;
@@ -357,6 +356,7 @@ interface CaseCpu {
   machine: number;
 }
 
+/** A Sage throughput case drained: its start (topics checked, consumer joined), its time from the shim's start to the last output record, the stopped job. */
 interface Drained {
   startMs: number;
   ms: number;
@@ -453,7 +453,12 @@ async function drainInProcesses(
     await untilProgress(job, `sage ${jobId}`, procs, (p) => (p.counts["out"]?.out ?? 0) >= RECORDS, 600_000);
     const ms = performance.now() - started;
     const cpuAfter = cpuAt();
-    const cpu = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, v - cpuBefore[k as keyof CaseCpu]])) as unknown as CaseCpu;
+    const cpu: CaseCpu = {
+      worker: cpuAfter.worker - cpuBefore.worker,
+      workerMain: cpuAfter.workerMain - cpuBefore.workerMain,
+      shim: cpuAfter.shim - cpuBefore.shim,
+      machine: cpuAfter.machine - cpuBefore.machine,
+    };
     await job.stop();
     await Promise.race([shim.exited, sleep(30_000)]);
     return { startMs, ms, job, cpu, close: () => worker.stop() };
