@@ -154,7 +154,7 @@ async function createWorker(
     registry,
     dataDir,
     logger,
-    kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }))),
+    kafka: () => (kafka ??= new KafkaSinkHost(kafkaClientOf(config, logger), logger.child({ component: "kafka-sink" }), config.kafka["send-ahead"])),
     configParallelism: config.execution.parallelism,
     llm: config.llm,
     retain: { bytes: config.whatif.retain.bytes, ageMs: config.whatif.retain.age },

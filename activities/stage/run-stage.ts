@@ -245,6 +245,7 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
     let threaded: StageOutput | undefined;
     await host.kafka().withSession(id, stream.outputTopics(), async (session) => {
       const from = await skipCommitted(input.stream!.slices, session);
+      await stream.begin(session);
       if (keyedOperatorsOf(stage).length === 0) {
         // What an earlier attempt committed runs again for its counts only: the workflow never got that attempt's.
         if (host.streamThread) {

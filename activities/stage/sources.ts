@@ -184,6 +184,8 @@ async function driveStream(
       if (p) await p;
       if (local && unit.assignedTime !== undefined) local.valve.raise(origin, unit.assignedTime, now);
       unit.tick();
+      const out = partOut(stream);
+      if (out) await out;
     }
   }
   stream.current = null;
@@ -192,6 +194,11 @@ async function driveStream(
   if (!local) return;
   if (watermarked) await advanceAll(local.runs, local.valve.watermark());
   await advanceAll(local.runs, now, true);
+}
+
+/** A turn of the event loop now and then while a part of the unit goes out ahead (`StreamCommit.yieldDue`). */
+function partOut(stream: StreamCommit): Promise<void> | undefined {
+  return stream.yieldDue() ? new Promise((resolve) => setImmediate(resolve)) : undefined;
 }
 
 /** Advances every run's watermark (or processing time) to `to`. */
@@ -291,6 +298,8 @@ export async function driveKeyedStream(
         if (p) await p;
       }
       unit.tick();
+      const out = partOut(stream);
+      if (out) await out;
     }
   }
   if (watermarked) await run.advanceWatermark(valve.watermark());

@@ -10,7 +10,7 @@ import type { StreamUnit } from "../../core/plan/job.js";
 import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
-import { commitUnit, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
+import { UnitWrites, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
 import type { RecordInFlight, StageUnit, StreamWritten, UnitStream } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
@@ -21,6 +21,9 @@ import { INPUTS_HEADER, formatInputs, type OutputInputs } from "../../core/plan/
 function asBuffer<T>(v: T | Uint8Array): T | Buffer {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 }
+
+/** Records between the chain's yields while a part of the unit goes out ahead (`StreamCommit.yieldDue`). */
+const YIELD_EVERY = 200;
 
 /** The messages one streaming unit writes, and the source record now travelling through the chain. */
 export class StreamCommit implements UnitStream {
@@ -54,6 +57,10 @@ export class StreamCommit implements UnitStream {
   recountFrom: number[] = [];
   /** True while the record in flight is one run again for its counts only (see `recountFrom`). */
   recounting = false;
+  /** The unit's writes against its markers, once `begin` read them (null: collected for the commit, or on a stage thread). */
+  private writes: UnitWrites | null = null;
+  /** Records through the chain since it last yielded to a part going out (`yieldDue`). */
+  private sinceYield = 0;
 
   constructor(
     private readonly unit: StageUnit,
@@ -157,16 +164,40 @@ export class StreamCommit implements UnitStream {
     for (const m of written.messages) {
       m.message.key = asBuffer(m.message.key);
       m.message.value = asBuffer(m.message.value);
-      this.messages.push(m);
+      this.add(m);
     }
     this.lineaged += written.lineaged;
     for (const call of written.calls) this.unit.lineage?.calls.push(call);
   }
 
+  /**
+   * Opens the unit's writes in `session` before its chain runs: with the markers read, what the
+   * chain writes goes ahead in parts while it runs (`UnitWrites`), not all at the commit.
+   */
+  async begin(session: SinkSession): Promise<void> {
+    this.writes = await UnitWrites.open(session, this.stream.slices, this.unit.stage.source, this.unit.logger);
+  }
+
   /** Adds a message to the unit's transaction (dropped while recounting: an earlier attempt committed it). */
   write(topic: string, message: OutgoingMessage): void {
     if (this.recounting) return;
-    this.messages.push({ slice: this.currentSlice, topic, message });
+    this.add({ slice: this.currentSlice, topic, message });
+  }
+
+  private add(m: UnitMessage): void {
+    this.messages.push(m);
+    this.writes?.add(m);
+  }
+
+  /**
+   * Called per record: true every `YIELD_EVERY` records while a part sent ahead is going out. Its
+   * send moves on only when the chain yields (each step, from its encoding to the broker's reply, is
+   * a turn of the event loop), so the broker works on the part while the chain runs.
+   */
+  yieldDue(): boolean {
+    if (!this.writes?.sending() || ++this.sinceYield < YIELD_EVERY) return false;
+    this.sinceYield = 0;
+    return true;
   }
 
   /**
@@ -174,10 +205,14 @@ export class StreamCommit implements UnitStream {
    * attempt committed; metrics count what was committed.
    */
   async commit(session: SinkSession, extra: SourcePosition[] = [], note?: string): Promise<UnitCommit> {
+    if (!this.writes) {
+      await this.begin(session);
+      for (const m of this.messages) this.writes!.add(m);
+    }
     const line = this.lineaged > 0 ? this.batchLine() : null;
     // Slice -1: skipped only when every slice was committed before, like any output of the whole unit.
-    if (line) this.messages.push({ slice: -1, topic: this.stream.lineageTopic!, message: { key: line.batch, value: JSON.stringify(line) } });
-    const outcome = await commitUnit(session, this.stream.slices, this.messages, this.unit.stage.source, this.unit.logger, extra, note);
+    if (line) this.add({ slice: -1, topic: this.stream.lineageTopic!, message: { key: line.batch, value: JSON.stringify(line) } });
+    const outcome = await this.writes!.commit(extra, note);
     if (outcome === "committed") unitCommitted(this.unit.input, this.messages, this.stream.deadLetterTopic);
     return outcome;
   }

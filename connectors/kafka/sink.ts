@@ -42,6 +42,8 @@ export interface SourcePosition {
 export interface SinkSession {
   /** Offset after the last source record already committed for this partition under this id (-1: none). */
   committedUpTo(topic: string, partition: number): Promise<number>;
+  /** Parts of the unit sent before `commit`, while it still runs (absent: everything goes with `commit`). */
+  ahead?: SendAhead;
   /** Writes `messages` and advances the markers to `positions` in one transaction, with `note` as their metadata. */
   commit(messages: Array<{ topic: string; message: OutgoingMessage }>, positions: SourcePosition[], note?: string): Promise<void>;
   /**
@@ -49,6 +51,19 @@ export interface SinkSession {
    * unit that last committed it wrote there (null: none, or the confluent client, which drops it).
    */
   noteOf?(topic: string, partition: number): string | null;
+}
+
+/** How a session sends a unit's messages ahead of its commit (`kafka.send-ahead`). */
+export interface SendAhead {
+  /** Messages per part. */
+  readonly part: number;
+  /**
+   * Sends `messages` in the session's transaction now: parts go out one after another, in order,
+   * and `commit` writes its messages after them. A part that fails fails the commit; when the work
+   * ends without committing, what went ahead is aborted. Settles once the part went out (it never
+   * rejects: `commit` reports a failure).
+   */
+  send(messages: Array<{ topic: string; message: OutgoingMessage }>): Promise<void>;
 }
 
 /** A source slice a unit read: a partition and the offsets `[from, to]` it covers. */
@@ -67,48 +82,97 @@ export interface UnitMessage {
 }
 
 /**
- * Skip or write: commits what a unit produced, with the markers, in one transaction, leaving out
- * what an earlier attempt already committed. `bySlice` (a source stage) decides per slice; after a
- * stage boundary, where outputs no longer map to slices, the unit is written whole or not at all.
- * "skipped" when every slice was committed before (nothing of this attempt counts).
+ * Skip or write: what a unit writes, against the markers read before its chain runs. An output
+ * whose slice an earlier attempt committed is left out as it is written (`bySlice`, a source
+ * stage, decides per slice; after a stage boundary, where outputs no longer map to slices, the unit
+ * is written whole or not at all); the rest goes ahead in parts while the chain runs (where the
+ * session can) and is committed with the markers in one transaction.
  */
-export async function commitUnit(
-  session: SinkSession,
-  slices: UnitSlice[],
-  produced: UnitMessage[],
-  bySlice: boolean,
-  logger: Logger,
-  /** Further markers to advance in the same transaction (a keyed stage's state sequence). */
-  extra: SourcePosition[] = [],
-  /** Metadata of every marker the commit advances (`SinkSession.noteOf` reads it back). */
-  note?: string,
-): Promise<UnitCommit> {
-  if (slices.length === 0) {
-    // A unit with no source records (processing-time timers): its effects are its own dedupe, through the state it changes.
-    if (produced.length === 0) return "empty";
-    await session.commit(produced, extra, note);
+export class UnitWrites {
+  private readonly waiting: Array<{ topic: string; message: OutgoingMessage }> = [];
+  private sent = 0;
+  private skipped = 0;
+  /** Parts sent ahead and not yet out. */
+  private inFlight = 0;
+  /** The slices this attempt still has to commit (the rest an earlier one did). */
+  private readonly open: UnitSlice[];
+
+  private constructor(
+    private readonly session: SinkSession,
+    private readonly slices: readonly UnitSlice[],
+    private readonly done: readonly boolean[],
+    bySlice: boolean,
+    private readonly logger: Logger,
+  ) {
+    this.open = slices.filter((_, i) => !this.skips(bySlice ? i : -1));
+  }
+
+  /** Reads the markers of the unit's `slices` (the session caches them) to know what to skip. */
+  static async open(session: SinkSession, slices: readonly UnitSlice[], bySlice: boolean, logger: Logger): Promise<UnitWrites> {
+    const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
+    logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
+    return new UnitWrites(
+      session,
+      slices,
+      slices.map((s, i) => upTo[i]! >= s.to + 1),
+      bySlice,
+      logger,
+    );
+  }
+
+  /** Whether an output of `slice` (-1: of the whole unit) was committed by an earlier attempt. A unit without slices skips nothing. */
+  private skips(slice: number): boolean {
+    if (this.slices.length === 0) return false;
+    return slice >= 0 ? this.done[slice]! : this.done.every(Boolean);
+  }
+
+  /** Takes one output; a part goes ahead once the session's part size wait (`SendAhead`). */
+  add(m: UnitMessage): void {
+    if (this.skips(m.slice)) {
+      this.skipped++;
+      return;
+    }
+    this.waiting.push({ topic: m.topic, message: m.message });
+    const ahead = this.session.ahead;
+    if (!ahead || this.waiting.length < ahead.part) return;
+    const part = this.waiting.splice(0);
+    this.sent += part.length;
+    this.inFlight++;
+    void ahead.send(part).then(() => this.inFlight--);
+  }
+
+  /** Whether a part sent ahead is still going out: its send progresses only when the chain yields. */
+  sending(): boolean {
+    return this.inFlight > 0;
+  }
+
+  /**
+   * Commits what is left with the markers of the open slices and `extra` (a keyed stage's state
+   * sequence), `note` their metadata. "skipped" when every slice was committed before (nothing of
+   * this attempt counts), "empty" when nothing was written (the markers stay).
+   */
+  async commit(extra: SourcePosition[] = [], note?: string): Promise<UnitCommit> {
+    const written = this.sent + this.waiting.length;
+    if (this.slices.length === 0) {
+      // A unit with no source records (processing-time timers): its effects are its own dedupe, through the state it changes.
+      if (written === 0) return "empty";
+      await this.session.commit(this.waiting, extra, note);
+      return "committed";
+    }
+    if (this.skipped > 0) this.logger.info({ skipped: this.skipped }, "records an earlier attempt already committed: not written again");
+    if (this.open.length === 0) return "skipped";
+    if (written === 0) return "empty";
+    const positions = new Map<string, SourcePosition>();
+    for (const s of this.open) {
+      const key = topicPartition(s.topic, s.partition);
+      const next = Math.max(positions.get(key)?.nextOffset ?? 0, s.to + 1);
+      positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
+    }
+    const started = Date.now();
+    await this.session.commit(this.waiting, [...positions.values(), ...extra], note);
+    this.logger.debug({ messages: written, ahead: this.sent, slices: this.open.length, ms: Date.now() - started }, "kafka transaction");
     return "committed";
   }
-  const upTo = await Promise.all(slices.map((s) => session.committedUpTo(s.topic, s.partition)));
-  const done = slices.map((s, i) => upTo[i]! >= s.to + 1);
-  logger.debug({ slices: slices.map((s, i) => ({ p: s.partition, from: s.from, to: s.to, upTo: upTo[i] })) }, "stream unit against its markers");
-  const skip = (slice: number): boolean => (slice >= 0 ? done[slice]! : done.every(Boolean));
-  const messages = produced.filter((m) => !skip(m.slice));
-  const open = slices.filter((_, i) => !skip(bySlice ? i : -1));
-  if (messages.length < produced.length)
-    logger.info({ skipped: produced.length - messages.length }, "records an earlier attempt already committed: not written again");
-  if (open.length === 0) return "skipped";
-  if (messages.length === 0) return "empty";
-  const positions = new Map<string, SourcePosition>();
-  for (const s of open) {
-    const key = topicPartition(s.topic, s.partition);
-    const next = Math.max(positions.get(key)?.nextOffset ?? 0, s.to + 1);
-    positions.set(key, { topic: s.topic, partition: s.partition, nextOffset: next });
-  }
-  const started = Date.now();
-  await session.commit(messages, [...positions.values(), ...extra], note);
-  logger.debug({ messages: messages.length, slices: open.length, ms: Date.now() - started }, "kafka transaction");
-  return "committed";
 }
 
 /** How a unit's commit ended: written with its markers, nothing to write (markers unchanged), or skipped (an earlier attempt committed it). */
@@ -138,6 +202,8 @@ export class KafkaSinkHost {
   constructor(
     readonly client: KafkaClient,
     private readonly logger: Logger,
+    /** Messages per part a unit sends ahead of its commit (`kafka.send-ahead`; 0: none). */
+    private readonly sendAhead = 5_000,
   ) {}
 
   private adminConnection(): Promise<KafkaAdmin> {
@@ -208,6 +274,16 @@ export class KafkaSinkHost {
     } catch (err) {
       return fail(err);
     }
+    /** The transaction the unit's messages go to, once the first part (or the commit) began it. */
+    let current: ProducerTransaction | null = null;
+    const transaction = async (): Promise<ProducerTransaction> => {
+      current ??= txn ?? (await producer.begin());
+      txn = null;
+      return current;
+    };
+    /** Parts sent ahead of the commit, one after another (null: none). */
+    let ahead: Promise<void> | null = null;
+    let committing = false;
     const reads = new Map<string, Promise<number>>();
     let aborting: Promise<void> | null = null;
     const abortHanging = (topic: string, partition: number): Promise<void> =>
@@ -232,9 +308,21 @@ export class KafkaSinkHost {
         return read;
       },
       noteOf: (topic, partition) => known.get(topicPartition(topic, partition))?.note ?? null,
+      ...(this.sendAhead > 0
+        ? {
+            ahead: {
+              part: this.sendAhead,
+              send: (messages) => {
+                ahead = (ahead ?? Promise.resolve()).then(async () => (await transaction()).send(messages));
+                // Observed by `commit`, or by the abort when the work ends without one.
+                return ahead.catch(() => undefined);
+              },
+            },
+          }
+        : {}),
       // (4) Write and advance the marker in one commit.
       commit: async (messages, positions, note) => {
-        let open: ProducerTransaction | null = null;
+        committing = true;
         // Each step's ms, for the debug log: where a batch's transaction spends its time.
         const ms: number[] = [];
         let at = Date.now();
@@ -244,9 +332,10 @@ export class KafkaSinkHost {
           at = now;
         };
         try {
-          open = txn ?? (await producer.begin());
-          txn = null;
+          // The parts sent ahead first: `ahead`'s wait is what the unit's end waited for them.
+          await ahead;
           lap();
+          const open = await transaction();
           await open.send(messages);
           lap();
           await open.sendOffsets({
@@ -258,15 +347,44 @@ export class KafkaSinkHost {
           await open.commit();
           lap();
         } catch (err) {
-          await open?.abort().catch(() => undefined);
+          await current?.abort().catch(() => undefined);
           return fail(err);
+        } finally {
+          current = null;
         }
         for (const p of positions) known.set(topicPartition(p.topic, p.partition), { marker: p.nextOffset, note: note ?? null });
-        const [beginMs, sendMs, offsetsMs, commitMs] = ms;
-        this.logger.debug({ transactionalId, positions, beginMs, sendMs, offsetsMs, commitMs }, "progress marker committed");
+        const [aheadMs, sendMs, offsetsMs, commitMs] = ms;
+        this.logger.debug({ transactionalId, positions, aheadMs, sendMs, offsetsMs, commitMs }, "progress marker committed");
       },
     };
-    return work(session);
+    try {
+      return await work(session);
+    } finally {
+      // Parts went ahead but the unit never committed (its chain failed): abort them, or drop the producer.
+      if (ahead && !committing) await this.abortAhead(ahead, () => current, transactionalId, fail);
+    }
+  }
+
+  /** Ends a transaction that got parts sent ahead and no commit; a failed part or abort drops the producer (`fail`). */
+  private async abortAhead(
+    ahead: Promise<void>,
+    open: () => ProducerTransaction | null,
+    transactionalId: string,
+    fail: (err: unknown) => Promise<never>,
+  ): Promise<void> {
+    const failed = await ahead.then(
+      () => null,
+      (err: unknown) => err ?? new Error("a part sent ahead failed"),
+    );
+    try {
+      await open()?.abort();
+      this.logger.info({ transactionalId }, "unit ended without its commit after parts went ahead: its transaction is aborted");
+    } catch (err) {
+      await fail(err).catch(() => undefined);
+      return;
+    }
+    // Like a failed commit: a part that failed leaves the producer in doubt.
+    if (failed) await fail(failed).catch(() => undefined);
   }
 
   private async readMarker(

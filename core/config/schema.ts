@@ -210,6 +210,12 @@ export const configSchema = z
         "create-topics": bool.default(false),
         /** Bytes fetched per partition per request by the shim. */
         "fetch-bytes": bytes.default(1024 * 1024),
+        /**
+         * Output messages per part a streaming unit sends into its transaction while its chain still
+         * runs (0: all at the commit). The broker then stores the parts as the chain goes on, and
+         * the commit waits only for the last one; see bench/RESULTS.md (2026-12-04 17:00).
+         */
+        "send-ahead": z.coerce.number().int().min(0).default(5_000),
         /** Dead-letter topic of streaming jobs (default `<pipeline>.dlq`). */
         "dead-letter-topic": z.string().optional(),
         /**
@@ -499,6 +505,7 @@ export const CONFIG_KEYS: readonly string[] = [
   "kafka.history-bytes-per-run",
   "kafka.session-timeout",
   "kafka.fetch-bytes",
+  "kafka.send-ahead",
   "kafka.create-topics",
   "kafka.dead-letter-topic",
   "kafka.lineage",

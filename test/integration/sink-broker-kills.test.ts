@@ -3,7 +3,8 @@
  * overlap the way abandoned activity attempts do: an attempt still running after a few seconds is
  * given up and another one starts, in the same host (its lock serialises them) or, every few units,
  * in a second host, as a second worker process would. Each unit writes its records and advances the
- * progress marker in one transaction, skipping what the marker says is written. The output, read
+ * progress marker in one transaction, skipping what the marker says is written; half of a unit's
+ * records go ahead of its commit (`SinkSession.ahead`), as a streaming unit's parts do. The output, read
  * with read_committed, must hold every record exactly once.
  */
 import { test } from "node:test";
@@ -75,7 +76,10 @@ test("sink under repeated broker kill -9, with overlapping attempts in one and t
       if (upTo >= to + 1) return;
       const messages = [];
       for (let i = Math.max(from, upTo); i <= to; i++) messages.push({ topic: t.output, message: { key: String(i), value: JSON.stringify({ id: i }) } });
-      await session.commit(messages, [{ topic: t.input, partition: 0, nextOffset: to + 1 }]);
+      // Half goes ahead of the commit, as a streaming unit's parts do while its chain runs.
+      const half = Math.floor(messages.length / 2);
+      await session.ahead!.send(messages.slice(0, half));
+      await session.commit(messages.slice(half), [{ topic: t.input, partition: 0, nextOffset: to + 1 }]);
     });
 
   try {
