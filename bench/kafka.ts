@@ -21,6 +21,9 @@
  * job, topics, worker and shim started cold, on the same dev server and broker (the broker is cold
  * only for the first rate).
  *
+ * BENCH_KEEP_DIR=1 keeps the case's directory (the throughput cases' worker and shim logs, at
+ * BENCH_CHILD_LOG_LEVEL, info by default) and prints where it is.
+ *
  * The latency case runs worker and shim as child processes; BENCH_CHILD_LOG=<prefix> keeps their
  * logs in <prefix>.<case>-<rate>.worker.log / .shim.log, at BENCH_CHILD_LOG_LEVEL (e.g. debug: the shim
  * then logs each batch's record age, backpressure wait, signal and commit times).
@@ -341,7 +344,8 @@ async function main(): Promise<void> {
   } finally {
     broker.stop();
     await server.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP_DIR) console.log(`kept ${dir} (BENCH_KEEP_DIR)`);
+    else rmSync(dir, { recursive: true, force: true });
   }
   if (!SMOKE) console.log(`\nsaved ${saveResult("kafka", { records: RECORDS, partitions: PARTITIONS, ...results })}`);
 }
@@ -419,8 +423,8 @@ async function drainInProcesses(
     SAGE_KAFKA_LINEAGE: String(config.kafka.lineage),
     SAGE_WORKER_STREAM_THREADS: String(STREAM_THREADS),
     SAGE_MONITORING_ENABLED: "false",
-    // info: the lines the clock waits for ("worker started", "shim starting").
-    SAGE_LOG_LEVEL: "info",
+    // At least info: the lines the clock waits for ("worker started", "shim starting").
+    SAGE_LOG_LEVEL: process.env.BENCH_CHILD_LOG_LEVEL ?? "info",
   };
   const worker = startSage(["worker", "bench/kafka-pipeline.ts"], env, `${logPrefix}.worker.log`);
   const procs: SageProcess[] = [worker];
@@ -450,7 +454,8 @@ async function drainInProcesses(
       jobId,
       Array.from({ length: workflows }, (_, i) => `sage/${pipeline.name}/${jobId}/p${i}`),
     );
-    await untilProgress(job, `sage ${jobId}`, procs, (p) => (p.counts["out"]?.out ?? 0) >= RECORDS, 600_000);
+    // Every 100 ms, as `drainInProcess` polls: the clock stops at most that late after the last unit.
+    await untilProgress(job, `sage ${jobId}`, procs, (p) => (p.counts["out"]?.out ?? 0) >= RECORDS, 600_000, 100);
     const ms = performance.now() - started;
     const cpuAfter = cpuAt();
     const cpu: CaseCpu = {

@@ -80,20 +80,22 @@ export function guard(what: string, procs: SageProcess[], ms: number, detail: ()
   ]);
 }
 
-/** Waits until `ready` says yes about the job's progress (polled every 500 ms); fails when a process exits first, or after `ms` (default 5 min). */
+/** Waits until `ready` says yes about the job's progress (polled every `pollMs`, 500 by default); fails when a process exits first, or after `ms` (default 5 min). */
 export async function untilProgress(
   job: StreamJobHandle,
   what: string,
   procs: SageProcess[],
   ready: (p: StreamJobProgress) => boolean,
   ms = 300_000,
+  /** Between queries: a timed case's end is seen up to this late (plus the query's own time). */
+  pollMs = 500,
 ): Promise<StreamJobProgress> {
   let last: StreamJobProgress | null = null;
   const poll = async (): Promise<StreamJobProgress> => {
     for (;;) {
       last = await job.progress().catch(() => last);
       if (last && ready(last)) return last;
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   };
   return Promise.race([poll(), guard(what, procs, ms, () => JSON.stringify(last?.counts ?? {}))]);
