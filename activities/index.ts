@@ -16,6 +16,7 @@ import type { KafkaSinkHost } from "../connectors/kafka/sink.js";
 import { KeyedStateHost, type KeyedStateOptions } from "./stage/keyed-state.js";
 import { stageDone, stageFailed, stageStarted } from "../monitoring/stage-metrics.js";
 import type { StageThreads } from "./stage/stage-threads.js";
+import type { StreamParts } from "./stage/unit.js";
 import { threadPlacement } from "./stage/thread-placement.js";
 
 /** Job parallelisms a worker registers stage activity names for (stage names depend on cuts). */
@@ -150,8 +151,8 @@ export function createActivities(options: {
         // A streaming unit's runner keeps its transaction on this thread and hands the chain to a stage thread.
         const streamThread =
           thread && input.stream
-            ? (unit: StageInput, batches: Uint8Array[], from: number[]) =>
-                threads.runStream(unit, batches, from, log.bindings(), ctx.cancellationSignal, host.execution)
+            ? (unit: StageInput, batches: Uint8Array[], from: number[], parts?: StreamParts) =>
+                threads.runStream(unit, batches, from, log.bindings(), ctx.cancellationSignal, host.execution, parts)
             : undefined;
         out =
           thread && !input.stream

@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import { NonRetryableError, SinkError } from "../../core/errors.js";
 import { addCounts, type StageCounts, type StageInput, type StageOutput, type StreamSlice } from "../../core/plan/job.js";
-import { transactionalIdOf, type SinkSession, type SourcePosition } from "../../connectors/kafka/sink.js";
+import { transactionalIdOf, type SinkSession, type SourcePosition, type UnitMessage } from "../../connectors/kafka/sink.js";
 import { changelogTopicOf, keyedOperatorsOf, workflowIndexOf } from "../../core/plan/stream.js";
 import type { StateBackend } from "../state/backend.js";
 import { WatermarkValve } from "./watermarks.js";
@@ -19,7 +19,7 @@ import { Sinks } from "./sinks.js";
 import { driveEdgeBatch, driveKeyedStream, driveKeyedUnit, driveSource } from "./sources.js";
 import { StreamCommit } from "./stream-commit.js";
 import { LINEAGE_TOPIC_CONFIGS } from "../../core/plan/lineage.js";
-import { StageUnit, type StageHost, type StreamChainResult } from "./unit.js";
+import { StageUnit, type StageHost, type StreamChainResult, type StreamParts } from "./unit.js";
 import { UnitLineage } from "./unit-lineage.js";
 import { withCallTrail } from "../../connectors/llm/call-trail.js";
 
@@ -171,10 +171,13 @@ export async function runStreamChain(
   logger: Logger,
   records: Uint8Array[],
   recountFrom: number[],
+  /** Where what the chain writes goes in parts while it runs (absent: all with the result). */
+  parts?: StreamParts,
 ): Promise<StreamChainResult> {
   const { unit, stream } = unitOf(input, host, logger);
   if (!stream) throw new NonRetryableError(`stage ${input.stage} (shard ${input.shard}) is not a streaming unit`);
   stream.recountFrom = recountFrom;
+  if (parts) stream.handParts(parts);
   return traced(unit, async () => {
     const { edges, chain, run } = wireUnit(unit, stream, records);
     await run();
@@ -249,7 +252,10 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
       if (keyedOperatorsOf(stage).length === 0) {
         // What an earlier attempt committed runs again for its counts only: the workflow never got that attempt's.
         if (host.streamThread) {
-          const ran = await host.streamThread(input, records, from);
+          // The thread hands its messages over in parts as it writes them: they go ahead while it runs.
+          const ahead = session.ahead;
+          const parts = ahead ? { part: ahead.part, take: (messages: UnitMessage[]) => stream.adoptMessages(messages) } : undefined;
+          const ran = await host.streamThread(input, records, from, parts);
           stream.adopt(ran.written);
           threaded = ran.output;
         } else {

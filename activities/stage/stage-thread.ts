@@ -7,7 +7,7 @@
  * A streaming unit's batches come in as the bytes they arrived as, and the Kafka messages its chain
  * wrote go back, for the main thread to commit in the unit's transaction.
  */
-import { BroadcastChannel, threadId, workerData } from "node:worker_threads";
+import { BroadcastChannel, threadId, workerData, type MessagePort } from "node:worker_threads";
 import { CancelledFailure } from "@temporalio/common";
 import type { Logger } from "pino";
 import { SageError } from "../../core/errors.js";
@@ -20,6 +20,7 @@ import { OperatorRegistry } from "../registry.js";
 import { serviceRegistryOf } from "../services.js";
 import { runStage, runStreamChain } from "./run-stage.js";
 import type { StageExecution, StageHost, StreamWritten } from "./unit.js";
+import type { UnitMessage } from "../../connectors/kafka/sink.js";
 
 /** What every thread of one pool is started with. */
 export interface StageThreadData {
@@ -44,7 +45,12 @@ export interface ThreadTask {
   /** The workflow run and attempt of the activity (what lineage names). */
   execution?: StageExecution;
   /** A streaming unit: its encoded batches (one per slice) and where each slice's records start to run again for their counts only. */
-  stream?: { records: Uint8Array[]; recountFrom: number[] };
+  stream?: {
+    records: Uint8Array[];
+    recountFrom: number[];
+    /** Where the chain posts its messages in parts of `part` while it runs (`StreamParts`; absent: all with the outcome). */
+    parts?: { port: MessagePort; part: number };
+  };
 }
 
 /**
@@ -148,7 +154,9 @@ export default async function runThreadTask(task: ThreadTask | WarmUp): Promise<
       ...(task.execution ? { execution: task.execution } : {}),
     };
     if (task.stream) {
-      const { output, written } = await runStreamChain(task.input, host, log, task.stream.records, task.stream.recountFrom);
+      const handed = task.stream.parts;
+      const parts = handed ? { part: handed.part, take: (messages: UnitMessage[]) => handed.port.postMessage(messages) } : undefined;
+      const { output, written } = await runStreamChain(task.input, host, log, task.stream.records, task.stream.recountFrom, parts);
       return { ok: true, output, written, tries: takeFailedTries() };
     }
     const output = await runStage(task.input, host, log);

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { BroadcastChannel } from "node:worker_threads";
+import { BroadcastChannel, MessageChannel, type MessagePort } from "node:worker_threads";
 import { CancelledFailure } from "@temporalio/common";
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
@@ -17,7 +17,8 @@ import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
 import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask, WarmUp } from "./stage-thread.js";
-import type { StageExecution, StreamChainResult, StreamWritten } from "./unit.js";
+import type { StageExecution, StreamChainResult, StreamParts, StreamWritten } from "./unit.js";
+import type { UnitMessage } from "../../connectors/kafka/sink.js";
 
 /** The thread entry: registers the TypeScript loader, then loads `stage-thread.ts`. */
 const ENTRY = fileURLToPath(new URL("./stage-thread-entry.mjs", import.meta.url));
@@ -103,7 +104,9 @@ export class StageThreads {
 
   /**
    * Runs the chain of streaming unit `input` on a thread over its batches (`records`, copied over),
-   * from `recountFrom` per slice: the messages it wrote come back, for the caller's transaction.
+   * from `recountFrom` per slice: the messages it wrote come back, for the caller's transaction;
+   * with `parts`, in parts while the chain runs (through a port of their own), and the rest with
+   * the result, once every part has arrived.
    */
   async runStream(
     input: StageInput,
@@ -112,10 +115,26 @@ export class StageThreads {
     bindings: Record<string, unknown>,
     signal: AbortSignal,
     execution?: StageExecution,
+    parts?: StreamParts,
   ): Promise<StreamChainResult> {
-    const { output, written } = await this.dispatch(input, bindings, signal, execution, { records, recountFrom });
-    if (!written) throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) returned no messages`);
-    return { output, written };
+    const channel = parts ? new MessageChannel() : null;
+    let arrived = 0;
+    let onPart: (() => void) | null = null;
+    channel?.port1.on("message", (messages: UnitMessage[]) => {
+      parts!.take(messages);
+      arrived++;
+      onPart?.();
+    });
+    try {
+      const handed = channel ? { parts: { port: channel.port2, part: parts!.part } } : {};
+      const { output, written } = await this.dispatch(input, bindings, signal, execution, { records, recountFrom, ...handed }, channel ? [channel.port2] : []);
+      if (!written) throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) returned no messages`);
+      // The result and the parts travel apart: the rest goes after every part.
+      while (arrived < written.parts) await new Promise<void>((resolve) => (onPart = resolve));
+      return { output, written };
+    } finally {
+      channel?.port1.close();
+    }
   }
 
   private async dispatch(
@@ -124,6 +143,7 @@ export class StageThreads {
     signal: AbortSignal,
     execution: StageExecution | undefined,
     stream?: ThreadTask["stream"],
+    transferList: MessagePort[] = [],
   ): Promise<{ output: StageOutput; written?: StreamWritten }> {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const onAbort = (): void => void Atomics.store(cancel, 0, 1);
@@ -131,7 +151,7 @@ export class StageThreads {
     signal.addEventListener("abort", onAbort, { once: true });
     let outcome: ThreadOutcome;
     try {
-      outcome = await this.poolOf().run({ input, bindings, cancel, ...(execution ? { execution } : {}), ...(stream ? { stream } : {}) });
+      outcome = await this.poolOf().run({ input, bindings, cancel, ...(execution ? { execution } : {}), ...(stream ? { stream } : {}) }, { transferList });
     } catch (err) {
       throw new StageThreadError(`the thread running stage ${input.stage} (shard ${input.shard}) of job ${input.jobId} died: ${(err as Error).message}`, {
         cause: err,

@@ -11,7 +11,7 @@ import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
 import { positionOf } from "../../connectors/kafka/records.js";
 import { UnitWrites, type SinkSession, type SourcePosition, type UnitCommit, type UnitMessage } from "../../connectors/kafka/sink.js";
-import type { RecordInFlight, StageUnit, StreamWritten, UnitStream } from "./unit.js";
+import type { RecordInFlight, StageUnit, StreamParts, StreamWritten, UnitStream } from "./unit.js";
 import { unitCommitted } from "../../monitoring/stage-metrics.js";
 import { changelogTopicOf, keyedOperatorsOf, repartitionTopicOf, topicPartition } from "../../core/plan/stream.js";
 import { LINEAGE_HEADER, batchIdOf, formatLineage, type BatchLineage } from "../../core/plan/lineage.js";
@@ -61,6 +61,11 @@ export class StreamCommit implements UnitStream {
   private writes: UnitWrites | null = null;
   /** Records through the chain since it last yielded to a part going out (`yieldDue`). */
   private sinceYield = 0;
+  /** On a stage thread: where parts of the messages go while the chain runs (null: all with the result). */
+  private parts: StreamParts | null = null;
+  /** Messages handed over as parts, and how many parts. */
+  private handed = 0;
+  private partsHanded = 0;
 
   constructor(
     private readonly unit: StageUnit,
@@ -154,18 +159,28 @@ export class StreamCommit implements UnitStream {
     };
   }
 
-  /** What the unit wrote so far, for the main thread to commit (the chain ran on a stage thread). */
+  /** What the unit wrote and did not hand over as parts, for the main thread to commit (the chain ran on a stage thread). */
   written(): StreamWritten {
-    return { messages: this.messages, lineaged: this.lineaged, calls: this.unit.lineage?.calls ?? [] };
+    return { messages: this.messages.slice(this.handed), parts: this.partsHanded, lineaged: this.lineaged, calls: this.unit.lineage?.calls ?? [] };
   }
 
-  /** Takes what a stage thread's run of this unit's chain wrote, to commit it with this unit. */
-  adopt(written: StreamWritten): void {
-    for (const m of written.messages) {
+  /** On a stage thread: hands what the chain writes to the main thread in parts while it runs. */
+  handParts(parts: StreamParts): void {
+    this.parts = parts;
+  }
+
+  /** Takes messages a stage thread's run of this unit's chain wrote (a part, or the rest), to commit them with this unit. */
+  adoptMessages(messages: readonly UnitMessage[]): void {
+    for (const m of messages) {
       m.message.key = asBuffer(m.message.key);
       m.message.value = asBuffer(m.message.value);
       this.add(m);
     }
+  }
+
+  /** Takes the rest of what a stage thread's run of this unit's chain wrote (after its parts), to commit it with this unit. */
+  adopt(written: StreamWritten): void {
+    this.adoptMessages(written.messages);
     this.lineaged += written.lineaged;
     for (const call of written.calls) this.unit.lineage?.calls.push(call);
   }
@@ -187,6 +202,11 @@ export class StreamCommit implements UnitStream {
   private add(m: UnitMessage): void {
     this.messages.push(m);
     this.writes?.add(m);
+    if (this.parts && this.messages.length - this.handed >= this.parts.part) {
+      this.parts.take(this.messages.slice(this.handed));
+      this.handed = this.messages.length;
+      this.partsHanded++;
+    }
   }
 
   /**

@@ -39,7 +39,17 @@ export interface StageHost {
    * `thread-placement.ts`) over its batches, from `recountFrom` per slice; the runner keeps the
    * transaction and commits what the thread wrote.
    */
-  streamThread?(input: StageInput, records: Uint8Array[], recountFrom: number[]): Promise<StreamChainResult>;
+  streamThread?(input: StageInput, records: Uint8Array[], recountFrom: number[], parts?: StreamParts): Promise<StreamChainResult>;
+}
+
+/**
+ * Parts of what a stage thread's chain writes, handed to the main thread while the chain runs (for
+ * its transaction to send them ahead, `kafka.send-ahead`): every `part` messages, `take` gets them,
+ * in order, before the chain's result comes back with the rest.
+ */
+export interface StreamParts {
+  part: number;
+  take(messages: UnitMessage[]): void;
 }
 
 /**
@@ -47,7 +57,9 @@ export interface StageHost {
  * which commits it: the messages, how many carry a lineage header, and the model calls made.
  */
 export interface StreamWritten {
+  /** The messages not handed over as parts before (`StreamParts`), and how many parts were. */
   messages: UnitMessage[];
+  parts: number;
   lineaged: number;
   calls: LlmCallLineage[];
 }

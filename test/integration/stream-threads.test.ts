@@ -5,13 +5,15 @@
  * poison and undecodable records reach the dead-letter topic with their reason, stack and bytes; a
  * thread that ends itself in a unit (`process.exit`) fails only that attempt, which runs again, and
  * the worker lives on; each thread opens its functions once and closes them when the worker stops.
+ * The threads hand their messages over in parts while they run, which go ahead into the transaction
+ * (`kafka.send-ahead`), and a thread's exit after its parts went ahead commits none of them.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { threadId } from "node:worker_threads";
-import { createLogger } from "../../client/logger.js";
+import { pino } from "pino";
 import { SageClient } from "../../client/sage-client.js";
 import { createSageWorker } from "../../worker/sage-worker.js";
 import { createTopics, exactlyOnce, keysOutOfOrder, produceRange, startShim, streamConfig, streamTopics, testKafka, waitForRecords } from "../support/kafka.js";
@@ -26,6 +28,8 @@ test("streaming units on stage threads: exactly once, dead letters with stack an
     "worker.threads": 2,
     "worker.stream-threads": true,
     "kafka.max-batch-records": 300,
+    // Units of up to 16 batches hand their messages to the main thread in many parts while the chain runs.
+    "kafka.send-ahead": 100,
   });
   const journal = join(config.dir, "journal.jsonl");
   const marker = join(config.dir, "exited");
@@ -41,7 +45,20 @@ test("streaming units on stage threads: exactly once, dead letters with stack an
   await producer.send(t.input, [{ key: "bad", value: Buffer.from([0xff, 0xfe, 0x00]) }]);
   await producer.close();
 
-  const worker = await createSageWorker({ pipeline, config, logger: createLogger(config.log.level), module: { path: MODULE } });
+  // Each commit's debug line says how many messages went ahead of it; the rest of the log as configured.
+  const ahead: number[] = [];
+  const shown = pino.levels.values[config.log.level] ?? 40;
+  const logger = pino(
+    { level: "debug" },
+    {
+      write(line: string) {
+        const entry = JSON.parse(line) as { level: number; msg: string; ahead?: number };
+        if (entry.msg === "kafka transaction" && entry.ahead !== undefined) ahead.push(entry.ahead);
+        if (entry.level >= shown) process.stderr.write(line);
+      },
+    },
+  );
+  const worker = await createSageWorker({ pipeline, config, logger, module: { path: MODULE } });
   const running = worker.run();
   const client = await SageClient.connect({ config });
   const { job, shim } = await startShim(client, pipeline, config, "stream-threads");
@@ -59,6 +76,10 @@ test("streaming units on stage threads: exactly once, dead letters with stack an
     assert.deepEqual(keysOutOfOrder(out), []);
     const threads = new Set(out.map((r) => r.thread));
     assert.ok(!threads.has(threadId), `no record ran on the main thread (threads: ${[...threads].join(", ")})`);
+    assert.ok(
+      ahead.some((n) => n > 0),
+      `parts went ahead while the threads ran (messages ahead per commit: ${ahead.join(", ")})`,
+    );
     assert.ok(existsSync(marker), "a thread ran record 4321 and exited");
     assert.ok(!threads.has(Number(readFileSync(marker, "utf8"))), "the thread that exited wrote nothing: its attempt was not committed");
     assert.ok(
