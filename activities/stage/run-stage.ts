@@ -263,7 +263,7 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
           await run();
           eventTime = edges.finishRepartitions();
         }
-        await stream.commit(session);
+        await stream.commit();
         return;
       }
       // State must not see a committed record twice: an earlier attempt's counts come from its note instead.
@@ -285,7 +285,7 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
           // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
           markers.push({ topic: op.changelog, partition: state.partition, nextOffset: op.seq + 1 });
         }
-        const outcome = await stream.commit(session, markers, unitNote(input.stream!.slices, unit.counts));
+        const outcome = await stream.commit(markers, unitNote(input.stream!.slices, unit.counts));
         for (const op of state.operators) {
           if (outcome === "skipped") {
             // An earlier attempt committed this unit: the copy (current at the marker) already holds its changes.

@@ -6,6 +6,7 @@
  * and batch id) and the unit adds its batch line (workflow, run, attempt) to the same transaction;
  * a keyed output adds a `sage-inputs` header, the summary of its own inputs.
  */
+import { InternalError } from "../../core/errors.js";
 import type { StreamUnit } from "../../core/plan/job.js";
 import type { BatchRecord } from "../../connectors/kafka/batch-codec.js";
 import type { OutgoingMessage } from "../../connectors/kafka/client.js";
@@ -221,18 +222,17 @@ export class StreamCommit implements UnitStream {
   }
 
   /**
-   * Commits the unit's messages with the markers (`note` their metadata), skipping what an earlier
-   * attempt committed; metrics count what was committed.
+   * Commits the unit's messages with the markers (and `extra`; `note` their metadata) in the
+   * session `begin` opened, skipping what an earlier attempt committed; metrics count what was
+   * committed.
    */
-  async commit(session: SinkSession, extra: SourcePosition[] = [], note?: string): Promise<UnitCommit> {
-    if (!this.writes) {
-      await this.begin(session);
-      for (const m of this.messages) this.writes!.add(m);
-    }
+  async commit(extra: SourcePosition[] = [], note?: string): Promise<UnitCommit> {
+    const writes = this.writes;
+    if (!writes) throw new InternalError(`stage ${this.unit.stage.id} (shard ${this.unit.input.shard}) committed a streaming unit it never began`);
     const line = this.lineaged > 0 ? this.batchLine() : null;
     // Slice -1: skipped only when every slice was committed before, like any output of the whole unit.
     if (line) this.add({ slice: -1, topic: this.stream.lineageTopic!, message: { key: line.batch, value: JSON.stringify(line) } });
-    const outcome = await this.writes!.commit(extra, note);
+    const outcome = await writes.commit(extra, note);
     if (outcome === "committed") unitCommitted(this.unit.input, this.messages, this.stream.deadLetterTopic);
     return outcome;
   }
