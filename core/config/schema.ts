@@ -212,8 +212,9 @@ export const configSchema = z
         "fetch-bytes": bytes.default(1024 * 1024),
         /**
          * Output messages per part a streaming unit sends into its transaction while its chain still
-         * runs (0: all at the commit). The broker then stores the parts as the chain goes on, and
-         * the commit waits only for the last one; see bench/RESULTS.md (2026-12-04 17:00).
+         * runs (0: all at the commit). It pays with `worker.stream-threads`: the main thread sends
+         * while the thread runs the chain (+21% records/s with one partition workflow). On the main
+         * thread alone it is level, the send being CPU on that thread (bench/RESULTS.md, 2026-12-04 16:41).
          */
         "send-ahead": z.coerce.number().int().min(0).default(5_000),
         /** Dead-letter topic of streaming jobs (default `<pipeline>.dlq`). */
