@@ -8,10 +8,11 @@
  *   npx tsx bench/kafka.ts [--records 200000] [--workflows 1,2,4] [--clients kafkajs,confluent] [--latency-client kafkajs]
  *                          [--latency-worker-client <the latency client>]
  *                          [--latency-rates 1000,10000] [--warmup 20] [--seconds 20] [--smoke] [--latency-only]
- *                          [--lineage on|off|both] [--repeat 1] [--no-latency] [--stream-threads]
+ *                          [--lineage on|off|both] [--repeat 1] [--no-latency] [--main-thread]
  *
- * `--stream-threads` runs the Sage worker with `worker.stream-threads` on (each unit's chain on a
- * stage thread); the row names say so, and the CPU columns show what it moves off the main thread.
+ * `--main-thread` runs the Sage worker with `worker.stream-threads` off (each unit's chain on the
+ * worker's main thread, as `--in-process` must); the row names say so, and the CPU columns show what
+ * the default's stage thread takes off the main thread.
  *
  * `--lineage both` runs each Sage case with `kafka.lineage` off and on, `--repeat` times (off first in
  * odd rounds, on first in even ones: the machine's load drifts), and prints the throughput ratio of
@@ -109,10 +110,11 @@ const LINEAGES = Array.from({ length: REPEAT }, (_, round) =>
 ).flat();
 /** Worker and shim of the throughput cases inside this process (`--in-process`) rather than as their own `sage` processes. */
 const IN_PROCESS = process.argv.includes("--in-process");
-/** `--stream-threads`: the worker runs each streaming unit's chain on a stage thread (`worker.stream-threads`). */
-const STREAM_THREADS = process.argv.includes("--stream-threads");
-if (STREAM_THREADS && IN_PROCESS)
-  throw new Error("--stream-threads needs the worker as its own process (it loads the pipeline's module in its threads): drop --in-process");
+/**
+ * `--main-thread`: the worker runs each streaming unit's chain on its main thread (`worker.stream-threads`
+ * off). In process it always does: a worker given no pipeline module starts no stage threads.
+ */
+const MAIN_THREAD = process.argv.includes("--main-thread") || IN_PROCESS;
 /** Only the throughput cases (`--no-latency`). */
 const NO_LATENCY = process.argv.includes("--no-latency");
 
@@ -268,7 +270,7 @@ async function main(): Promise<void> {
         runs += h.runs;
       }
       rows.push({
-        name: `sage (${kind}), ${workflows} partition workflow(s)${STREAM_THREADS ? ", stream threads" : ""}${REPEAT > 1 ? `, round ${round + 1}` : ""}${LINEAGE === "both" ? `, lineage ${lineage ? "on" : "off"}` : ""}`,
+        name: `sage (${kind}), ${workflows} partition workflow(s)${MAIN_THREAD ? ", main thread" : ""}${REPEAT > 1 ? `, round ${round + 1}` : ""}${LINEAGE === "both" ? `, lineage ${lineage ? "on" : "off"}` : ""}`,
         client: kind,
         txn: true,
         ms,
@@ -421,7 +423,7 @@ async function drainInProcesses(
     SAGE_EXECUTION_PARALLELISM: String(workflows),
     SAGE_KAFKA_CLIENT: config.kafka.client,
     SAGE_KAFKA_LINEAGE: String(config.kafka.lineage),
-    SAGE_WORKER_STREAM_THREADS: String(STREAM_THREADS),
+    SAGE_WORKER_STREAM_THREADS: String(!MAIN_THREAD),
     SAGE_MONITORING_ENABLED: "false",
     // At least info: the lines the clock waits for ("worker started", "shim starting").
     SAGE_LOG_LEVEL: process.env.BENCH_CHILD_LOG_LEVEL ?? "info",

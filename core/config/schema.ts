@@ -134,13 +134,13 @@ export const configSchema = z
         threads: z.coerce.number().int().min(0).optional(),
         /**
          * Streaming jobs too: a source stage of stateless operators runs each unit's chain on a
-         * stage thread over the unit's batches, and the main thread keeps the Kafka transaction.
-         * Off by default: on 2 cores it took 41% of the main thread's CPU per record off, but the
-         * job was no faster with 4 partition workflows and 12% slower with 1 (bench/RESULTS.md,
-         * 2026-12-04 12:20). Worth turning on where the worker's main thread is the limit and cores
-         * are left over.
+         * stage thread over the unit's batches, and the main thread keeps the Kafka transaction and
+         * sends the unit's outputs ahead into it while the chain runs (`kafka.send-ahead`). With one
+         * partition workflow that form was the fastest on 2 cores (0.84x the transactional kafkajs
+         * pipe against 0.77x on the main thread); with 2 and 4 it was level (bench/RESULTS.md,
+         * 2026-12-04 16:41 and 2026-12-04 19:18). False: every streaming stage on the main thread.
          */
-        "stream-threads": bool.default(false),
+        "stream-threads": bool.default(true),
         /**
          * With `kafka.local-activities: false`, each worker also polls a task queue of its own, and a
          * partition workflow sends a keyed stage's next unit there: to the worker that holds the
