@@ -135,10 +135,10 @@ export const configSchema = z
         /**
          * Streaming jobs too: a source stage of stateless operators runs each unit's chain on a
          * stage thread over the unit's batches, and the main thread keeps the Kafka transaction and
-         * sends the unit's outputs ahead into it while the chain runs (`kafka.send-ahead`). With one
-         * partition workflow that form was the fastest on 2 cores (0.84x the transactional kafkajs
-         * pipe against 0.77x on the main thread); with 2 and 4 it was level (bench/RESULTS.md,
-         * 2026-12-04 16:41 and 2026-12-04 19:18). False: every streaming stage on the main thread.
+         * sends the unit's outputs ahead into it while the chain runs (`kafka.send-ahead`). On 2
+         * cores its throughput was level with the main thread's at 1, 2 and 4 partition workflows,
+         * its p99 at 10k records/s lower, and the main thread's CPU a third less (bench/RESULTS.md,
+         * 2026-12-04 19:18). False: every streaming stage on the main thread.
          */
         "stream-threads": bool.default(true),
         /**
