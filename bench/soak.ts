@@ -63,9 +63,14 @@ function flatness(samples: Array<{ minute: number; mb: number }>): Flatness {
   return { afterWarmUpMb: first, lastMb: last, maxMb: Math.max(...warm.map((s) => s.mb)), growth: last / first - 1, flat: last <= first * 1.1 };
 }
 
+/** A `sage` child; if it exits before the soak stops it, says so with the end of its stderr (the soak would show 0 MiB). */
 function sage(args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [resolve("bin/sage.js"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr?.on("data", () => undefined);
+  let tail = "";
+  child.stderr?.on("data", (d: Buffer) => (tail = (tail + d.toString()).slice(-4_000)));
+  child.once("exit", (code, signal) => {
+    if (signal !== "SIGTERM") console.log(`sage ${args[0]} exited (${code ?? signal}) before the soak stopped it:\n${tail}`);
+  });
   return child;
 }
 
@@ -87,6 +92,8 @@ async function main(): Promise<void> {
     SAGE_KAFKA_DEAD_LETTER_TOPIC: "soak.dlq",
     SAGE_EXECUTION_PARALLELISM: String(WORKFLOWS),
     SAGE_LOG_LEVEL: "warn",
+    // Worker and shim each serve /metrics: on the default port the second of them would refuse to start.
+    SAGE_MONITORING_PORT: "0",
     BENCH_IN: "soak.in",
     BENCH_OUT: "soak.out",
     BENCH_GROUP: "soak",

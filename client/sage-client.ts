@@ -23,6 +23,9 @@ import { SEARCH_ATTRIBUTES, ensureSearchAttributes } from "./search-attributes.j
 import { taskQueueOf } from "./task-queue.js";
 import { dataConverterOf } from "../security/data-converter.js";
 
+/** How long a connection replaced by `renewConnection` stays open: past the deadline of any call still on it. */
+const RETIRED_CONNECTION_MS = 60_000;
+
 /** Options of `SageClient.connect`. */
 export interface ConnectOptions {
   /** Server address `host:port` (default from configuration: 127.0.0.1:7233). */
@@ -141,6 +144,8 @@ export class SageClient {
   private current: { connection: Connection; temporal: Client };
   /** The renewal under way, which concurrent callers share. */
   private renewal: Promise<void> | null = null;
+  /** Connections a renewal replaced, until they close (see `renewConnection`). */
+  private readonly retired = new Set<Connection>();
 
   private constructor(
     connection: Connection,
@@ -198,19 +203,25 @@ export class SageClient {
   }
 
   /**
-   * Replaces the connection with a fresh one and closes the old one; calls made after it resolves
-   * use the new one. For a long-lived process (the shim) whose calls keep failing after the server
-   * was restarted: a grpc-js channel whose reconnect hit the server mid-start can stay connecting for
-   * good, every call queued behind it (grpc-node issue 2785). Concurrent callers share one renewal;
-   * it fails (keeping the old connection) while no server answers.
+   * Replaces the connection with a fresh one; calls made after it resolves use the new one. For a
+   * long-lived process (the shim) whose calls keep failing after the server was restarted: a
+   * grpc-js channel whose reconnect hit the server mid-start can stay connecting for good, every
+   * call queued behind it (grpc-node issue 2785). Concurrent callers share one renewal; it fails
+   * (keeping the old connection) while no server answers. The old connection closes
+   * `RETIRED_CONNECTION_MS` later (or with the client): a call still on it may be waiting to retry,
+   * and the Temporal client's retry timer throws, where nothing catches it, on a closed channel
+   * (a shim died of "Channel has been shut down" 20 s after a renewal). Callers that renew give
+   * every call a deadline shorter than that.
    */
   renewConnection(): Promise<void> {
     this.renewal ??= SageClient.open(this.config)
       .then((fresh) => {
         const old = this.current.connection;
         this.current = fresh;
-        // Calls still on the old channel fail now rather than hang.
-        void old.close().catch(() => undefined);
+        this.retired.add(old);
+        setTimeout(() => {
+          if (this.retired.delete(old)) void old.close().catch(() => undefined);
+        }, RETIRED_CONNECTION_MS).unref();
       })
       .finally(() => (this.renewal = null));
     return this.renewal;
@@ -340,6 +351,9 @@ export class SageClient {
 
   /** Closes the connection. */
   async close(): Promise<void> {
+    const retired = [...this.retired];
+    this.retired.clear();
+    await Promise.allSettled(retired.map((c) => c.close()));
     await this.connection.close();
   }
 }

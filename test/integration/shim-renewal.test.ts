@@ -1,0 +1,60 @@
+/**
+ * A shim whose partition workflows have no worker: its progress queries fail until it renews its
+ * connection to the server (twice, 20 s apart). Calls still on the replaced connection may be
+ * waiting to retry, and the Temporal client's retry timer throws on a closed channel where nothing
+ * catches it: the shim died that way ("Channel has been shut down") 20 s after a renewal. It must
+ * live on, and deliver every record exactly once when a worker comes.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SageClient } from "../../client/sage-client.js";
+import { StreamJobHandle } from "../../streaming/stream-job.js";
+import { startWorkerProcess, until } from "../support/harness.js";
+import {
+  STREAM_FIXTURE,
+  createTopics,
+  exactlyOnce,
+  produceRange,
+  readOutput,
+  startShimProcess,
+  streamCliEnv,
+  streamConfig,
+  streamTopics,
+  testKafka,
+  waitForRecords,
+} from "../support/kafka.js";
+
+const N = 2_000;
+const RENEWED = "opening a fresh connection";
+
+test("a shim renews its server connection while no worker answers, lives on, and delivers once a worker comes", async () => {
+  const t = streamTopics("shim-renewal");
+  delete process.env.STREAM_SLOW_MS;
+  Object.assign(process.env, t.env);
+  const config = streamConfig("shim-renewal", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
+  const kafka = testKafka();
+  await createTopics(kafka, t, 2);
+  await produceRange(kafka, t.input, 0, N);
+  const client = await SageClient.connect({ config });
+  const job = new StreamJobHandle(client, "streamtest", "shim-renewal", ["sage/streamtest/shim-renewal/p0", "sage/streamtest/shim-renewal/p1"]);
+  const shim = startShimProcess(config, t, "shim-renewal");
+  let worker: Awaited<ReturnType<typeof startWorkerProcess>> | null = null;
+  const alive = (): boolean => shim.child.exitCode === null && shim.child.signalCode === null;
+  try {
+    // Two renewals: the first connection's calls are retried past the second (where the shim died).
+    const renewals = (): number => shim.log().split(RENEWED).length - 1;
+    await until("two connection renewals, or the shim's end", async () => (renewals() >= 2 || !alive() ? true : undefined), 150_000);
+    await new Promise((r) => setTimeout(r, 10_000));
+    assert.ok(alive(), `the shim lives on after renewing its connection:\n${shim.log().slice(-3000)}`);
+    worker = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, t));
+    await waitForRecords(job, N);
+    await job.stop();
+    const out = await readOutput(kafka, t.output);
+    assert.deepEqual(exactlyOnce(out, 0, N), { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] });
+    assert.ok(alive() || shim.child.exitCode === 0, "the shim stopped with the job, not before");
+  } finally {
+    await shim.kill();
+    await worker?.stop();
+    await client.close();
+  }
+});
