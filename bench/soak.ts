@@ -69,7 +69,7 @@ function sage(args: string[], env: Record<string, string>): ChildProcess {
   let tail = "";
   child.stderr?.on("data", (d: Buffer) => (tail = (tail + d.toString()).slice(-4_000)));
   child.once("exit", (code, signal) => {
-    if (signal !== "SIGTERM") console.log(`sage ${args[0]} exited (${code ?? signal}) before the soak stopped it:\n${tail}`);
+    if (code !== 0 && signal !== "SIGTERM") console.log(`sage ${args[0]} exited (${code ?? signal}) before the soak stopped it:\n${tail}`);
   });
   return child;
 }
