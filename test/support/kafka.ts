@@ -159,6 +159,9 @@ export async function readOutput(kafka: KafkaClient, topic: string): Promise<Arr
   return messages.map((m) => ({ ...(JSON.parse(m.value!.toString("utf8")) as StreamRecord & { double: number }), partition: m.partition }));
 }
 
+/** What `exactlyOnce` gives when every expected id is there once and nothing else is. */
+export const EXACTLY_ONCE = { missing: 0, duplicated: 0, unexpected: 0, sampleMissing: [], sampleDuplicated: [] };
+
 /** Ids missing from and duplicated in `out`, against the expected ids `from..to-1` minus `skip`. */
 export function exactlyOnce(out: Array<{ id: number }>, from: number, to: number, skip: (id: number) => boolean = () => false) {
   const seen = new Map<number, number>();
