@@ -7,6 +7,8 @@
  * short session timeouts (kafkajs has no static membership), and crashes surfaced, not swallowed.
  */
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import {
   Kafka,
   logLevel,
@@ -71,6 +73,31 @@ function transactionError(what: string, err: unknown): TransactionError {
   const { message, type } = err as { message?: string; type?: string };
   const text = `${what}: ${message ?? String(err)} (${type ?? "?"})`;
   return new TransactionError(text, /old epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/.test(text), { cause: err });
+}
+
+let unpatchedWarned = false;
+
+/**
+ * Warns once per process when the installed kafkajs lacks our read_committed fix
+ * (`patches/kafkajs+2.2.4.patch`): patch-package does not run when Sage is installed as another
+ * project's dependency. Unpatched, a read_committed read can hand out an aborted transaction's
+ * records when two aborted transactions interleave on a partition (two units failing at once).
+ */
+function warnIfUnpatched(logger: Logger): void {
+  if (unpatchedWarned) return;
+  unpatchedWarned = true;
+  let source = "";
+  try {
+    source = readFileSync(createRequire(import.meta.url).resolve("kafkajs/src/consumer/filterAbortedMessages.js"), "utf8");
+  } catch {
+    return;
+  }
+  if (/\.sort\(/.test(source)) return;
+  logger.warn(
+    { component: "kafkajs", patch: "patches/kafkajs+2.2.4.patch" },
+    "kafkajs is not patched: a read_committed read can return records of aborted transactions that interleave " +
+      "(exactly-once outputs may repeat after a broker failure). Apply the patch with patch-package, or set kafka.client = confluent",
+  );
 }
 
 /** Options of `createKafkajsClient`. */
@@ -332,6 +359,7 @@ class KafkajsGroupConsumer implements GroupConsumer {
 /** Creates the kafkajs-backed client. */
 export function createKafkajsClient(options: KafkajsClientOptions): KafkaClient {
   const clientId = options.clientId ?? "sage";
+  if (options.logger) warnIfUnpatched(options.logger);
   const kafka = new Kafka(kafkajsConfigOf(options));
   /** Transactional producers' own: their coordinator lookups are remembered (coordinator-cache.ts). */
   const transactional = rememberCoordinators(new Kafka(kafkajsConfigOf(options)));

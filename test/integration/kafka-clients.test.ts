@@ -122,6 +122,40 @@ for (const [name, make] of Object.entries(CLIENTS)) {
       }
     });
 
+    test("aborted transactions that interleave on a partition and end in the other order stay unseen", async () => {
+      // Two units failing at once (a broker kill) leave this on a partition. The broker lists aborted
+      // transactions in the order they ended: kafkajs 2.2.4 unpatched took the list as sorted by first
+      // offset, and handed out the transaction that began first and ended last.
+      const kafka = make();
+      const t = streamTopics(`clients-interleaved-${name}`);
+      const admin = await kafka.admin();
+      const first = kafka.transactionalProducer(`${t.group}.first`);
+      const second = kafka.transactionalProducer(`${t.group}.second`);
+      const to = (value: string) => [{ topic: t.output, message: { key: null, value, partition: 0 } }];
+      try {
+        await admin.ensureTopic(t.output, 1);
+        const a = await first.begin();
+        await a.send(to("first aborted"));
+        const b = await second.begin();
+        await b.send(to("second aborted"));
+        await b.abort();
+        await a.abort();
+        const c = await first.begin();
+        await c.send(to("committed"));
+        await c.commit();
+        const seen = await kafka.readToEnd(t.output);
+        assert.deepEqual(
+          seen.map((m) => text(m.value)),
+          ["committed"],
+        );
+      } finally {
+        await first.close();
+        await second.close();
+        await admin.deleteTopics([t.output]).catch(() => undefined);
+        await admin.close();
+      }
+    });
+
     test("a group consumer: paused batches come again, commits, and group offsets set only without members", async () => {
       const kafka = make();
       const t = streamTopics(`clients-group-${name}`);

@@ -35,6 +35,17 @@ const groupMessagesPerPartition = require("kafkajs/src/producer/groupMessagesPer
   messages: Array<{ value: string; partition: number }>;
   partitioner: (a: { message: { partition: number } }) => number;
 }) => Record<string, Array<{ value: string }>>;
+/** A fetched record as kafkajs' consumer filters it: control records are among them until then. */
+interface FetchedLike {
+  offset: string;
+  key: Buffer | null;
+  value: string;
+  batchContext: { producerId: string; inTransaction: boolean };
+}
+const filterAbortedMessages = require("kafkajs/src/consumer/filterAbortedMessages") as (args: {
+  messages: FetchedLike[];
+  abortedTransactions: Array<{ producerId: string; firstOffset: string }>;
+}) => FetchedLike[];
 
 /** Zig-zag, then LEB128: the Kafka protocol's varint. */
 function varint(n: number): number[] {
@@ -61,6 +72,7 @@ test("the patch is applied to the installed kafkajs", () => {
     /Buffer\.from\(byteArray\)\)\s*\n\s*return this\s*\n\s*}\s*\n\s*\n\s*writeVarLong/,
     "writeUVarInt still allocates a Buffer per varint",
   );
+  assert.match(source("consumer/filterAbortedMessages.js"), /\.sort\(/, "read_committed still takes the aborted transactions as sorted");
 });
 
 test("varints of every length, written after other fields and past the first buffer's end", () => {
@@ -131,4 +143,41 @@ test("a produce request's record batch decodes to what was sent: keys, values, h
     const sent = Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Buffer.from(v).toString("latin1")]));
     assert.deepEqual(headers, sent, `headers ${i}`);
   });
+});
+
+test("read_committed drops every aborted transaction, listed in the order they ended, and keeps the rest", () => {
+  // Offsets 0-9 on one partition: producer 1 and 2 interleave and abort in the other order (2 first),
+  // producer 3 commits between them, then producer 1 commits a second transaction.
+  const ABORT = Buffer.from([0, 0, 0, 0]);
+  const COMMIT = Buffer.from([0, 0, 0, 1]);
+  const at = (offset: number, producerId: number, value: string, key: Buffer | null = null): FetchedLike => ({
+    offset: String(offset),
+    key,
+    value,
+    batchContext: { producerId: String(producerId), inTransaction: true },
+  });
+  const messages = [
+    at(0, 1, "p1 aborted"),
+    at(1, 2, "p2 aborted"),
+    at(2, 3, "p3 committed"),
+    at(3, 1, "p1 aborted too"),
+    at(4, 3, "", COMMIT),
+    at(5, 2, "", ABORT),
+    at(6, 1, "", ABORT),
+    at(7, 1, "p1 committed"),
+    at(8, 1, "", COMMIT),
+    at(9, 4, "p4 aborted"),
+  ];
+  const kept = filterAbortedMessages({
+    messages,
+    abortedTransactions: [
+      { producerId: "2", firstOffset: "1" },
+      { producerId: "1", firstOffset: "0" },
+      { producerId: "4", firstOffset: "9" },
+    ],
+  });
+  assert.deepEqual(
+    kept.filter((m) => m.value !== "").map((m) => m.value),
+    ["p3 committed", "p1 committed"],
+  );
 });
