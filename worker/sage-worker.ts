@@ -33,6 +33,13 @@ import { cachedWorkflowBundle } from "./workflow-bundle.js";
 
 const WORKFLOWS_PATH = resolve(dirname(fileURLToPath(import.meta.url)), "../workflows/index.ts");
 
+/**
+ * Memo size above which the SDK warns when a workflow continues as new (its default is 2 KiB). A
+ * job's memo holds its plan on purpose, for the Web UI and `sage dlq` (~9 KB for the test
+ * pipelines), so every checkpoint of every streaming job warned. Far above that still warns.
+ */
+const MEMO_WARN_BYTES = 64 * 1024;
+
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 /**
  * The workflow bundle, once per process and failure converter, from the disk cache when this code
@@ -163,7 +170,7 @@ async function createWorker(
     ...(threads ? { threads } : {}),
   });
   const settings = connectionOptions(config);
-  const connection = await NativeConnection.connect(settings).catch(async (err: unknown) => {
+  const connection = await NativeConnection.connect({ ...settings, payloadLimits: { memoWarnSize: MEMO_WARN_BYTES } }).catch(async (err: unknown) => {
     throw await connectError(settings, err);
   });
   const worker = await Worker.create({
