@@ -6,7 +6,6 @@
  * to the redrive topic of the running job that runs the plan (the job itself, or with `--module`
  * the job running the fixed version).
  */
-import proto from "@temporalio/proto";
 import type { Logger } from "pino";
 import type { Pipeline } from "../core/api/pipeline.js";
 import type { SageConfig } from "../core/config/schema.js";
@@ -21,6 +20,7 @@ import { RedriveRefusedError } from "../client/dlq/errors.js";
 import type { BoundedJobRef, StreamingJobRef } from "../client/dlq/job-ref.js";
 import { redriveIdOf } from "../client/dlq/selection.js";
 import { redriveStream } from "../client/dlq/stream-redrive.js";
+import { taskQueuePollers } from "../client/task-queue.js";
 import type { KafkaClient } from "../connectors/kafka/client.js";
 import { StreamJobHandle } from "../streaming/stream-job.js";
 import { loadPipeline } from "./module-loader.js";
@@ -40,25 +40,10 @@ async function fixedPlan(modulePath: string, like: PhysicalPlan): Promise<{ pipe
   return { pipeline, plan };
 }
 
-/** Pollers of a task queue (workflow and activity pollers). */
-async function pollers(client: SageClient, taskQueue: string): Promise<number> {
-  const types = [proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
-  let n = 0;
-  for (const taskQueueType of types) {
-    const r = await client.temporal.workflowService.describeTaskQueue({
-      namespace: client.config.temporal.namespace,
-      taskQueue: { name: taskQueue },
-      taskQueueType,
-    });
-    n += r.pollers?.length ?? 0;
-  }
-  return n;
-}
-
 /** Where a bounded redrive runs: the plan, its task queue, and the worker this process starts for it (with `--module`). */
 async function boundedTarget(client: SageClient, config: SageConfig, job: BoundedJobRef, flags: RedriveFlags, logger: Logger) {
   if (!flags.module) {
-    if ((await pollers(client, job.taskQueue)) === 0) {
+    if ((await taskQueuePollers(client.temporal, client.config.temporal.namespace, job.taskQueue)) === 0) {
       throw new RedriveRefusedError(
         `no worker serves task queue ${job.taskQueue}: start \`sage worker <module>\` for pipeline ${job.pipeline}, or pass --module <module> to serve the redrive from this process`,
       );

@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { StreamProgress } from "../../core/plan/stream.js";
 import { streamProgressQuery } from "../../workflows/contract.js";
 import { shimMetrics } from "../../monitoring/shim-metrics.js";
+import { taskQueuePollers } from "../../client/task-queue.js";
 import type { StreamJob } from "../stream-job.js";
 import type { ShimStats } from "./options.js";
 import type { ServerCalls } from "./server-calls.js";
@@ -22,6 +23,8 @@ const WATCH_EVERY_MS = 1_000;
 const QUERY_DEADLINE_MS = 20_000;
 /** Longest wait for a workflow's description. */
 const DESCRIBE_DEADLINE_MS = 10_000;
+/** How long progress queries fail without a break before the shim asks whether any worker polls the job's task queue, and how often it asks again. */
+const NO_WORKER_CHECK_MS = 15_000;
 
 /** What the watch needs from its shim. */
 export interface WatchHost {
@@ -31,6 +34,8 @@ export interface WatchHost {
   readonly logger: Logger;
   /** The shim's calls to the server (deadlines, connection renewal). */
   readonly calls: ServerCalls;
+  /** The job's task queue, where its workers poll. */
+  readonly taskQueue: string;
   /** True once the shim stops. */
   stopping(): boolean;
   /** A partition workflow stops or has ended: the job is stopping. */
@@ -45,6 +50,12 @@ export class ProgressWatch {
   private watching: Promise<void> | null = null;
   /** The progress query under way per workflow (see `refresh`). */
   private readonly querying = new Map<WorkflowSender, Promise<void>>();
+  /** Since when progress queries have failed without an answer in between (null: the last one was answered). */
+  private failingSince: number | null = null;
+  /** When the task queue's pollers were last counted during this run of failures. */
+  private checkedAt = 0;
+  /** True once the shim warned that no worker polls the task queue (until a query is answered again). */
+  private warnedNoWorker = false;
 
   constructor(private readonly host: WatchHost) {}
 
@@ -88,8 +99,10 @@ export class ProgressWatch {
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return;
       logger.debug({ err: (err as Error).message, workflow: sender.index, ms: Date.now() - asked }, "progress query failed");
+      await this.checkWorkers(asked);
       return;
     }
+    this.answered();
     const ms = Date.now() - asked;
     if (ms > 500) logger.debug({ workflow: sender.index, ms, runId: p.runId }, "slow progress query");
     sender.progress = p;
@@ -103,6 +116,40 @@ export class ProgressWatch {
       logger.info({ workflowId: sender.workflowId, phase: p.phase }, "partition workflow is stopping");
       this.host.workflowEnded();
     }
+  }
+
+  /**
+   * After progress queries have failed for a while: a task queue that no worker polls is why (a
+   * query is answered by a worker, and the job's units run on one). Says so once, plainly: the
+   * shim's connection renewals alone would point at the server.
+   */
+  private async checkWorkers(asked: number): Promise<void> {
+    const { logger, taskQueue, job } = this.host;
+    const now = Date.now();
+    this.failingSince ??= asked;
+    if (this.warnedNoWorker || now - this.failingSince < NO_WORKER_CHECK_MS || now - this.checkedAt < NO_WORKER_CHECK_MS) return;
+    this.checkedAt = now;
+    // Past `calls`: an answer here must not end the run of failures that renews the connection
+    // (queries that only a worker can answer fail the same way on a stuck channel).
+    const temporal = job.client.temporal;
+    const pollers = await temporal
+      .withDeadline(now + DESCRIBE_DEADLINE_MS, () => taskQueuePollers(temporal, job.client.config.temporal.namespace, taskQueue))
+      .catch(() => null);
+    if (pollers !== 0 || this.warnedNoWorker) return;
+    this.warnedNoWorker = true;
+    logger.warn(
+      { taskQueue, failingMs: now - this.failingSince },
+      `no worker polls task queue ${taskQueue}: the job's workflows cannot run or answer until one does; start \`sage worker <module>\` for pipeline ${job.pipeline.name}`,
+    );
+  }
+
+  /** A progress query was answered: the run of failures is over. */
+  private answered(): void {
+    this.failingSince = null;
+    this.checkedAt = 0;
+    if (!this.warnedNoWorker) return;
+    this.warnedNoWorker = false;
+    this.host.logger.info({ taskQueue: this.host.taskQueue }, "a worker answers the job's progress queries again");
   }
 
   /** One round: every workflow at once, so a slow answer from one does not leave the others' estimates stale. */

@@ -3,7 +3,8 @@
  * connection to the server (twice, 20 s apart). Calls still on the replaced connection may be
  * waiting to retry, and the Temporal client's retry timer throws on a closed channel where nothing
  * catches it: the shim died that way ("Channel has been shut down") 20 s after a renewal. It must
- * live on, and deliver every record exactly once when a worker comes.
+ * live on, say once that no worker polls the job's task queue, and deliver every record exactly
+ * once when a worker comes.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -27,8 +28,9 @@ import {
 
 const N = 2_000;
 const RENEWED = "opening a fresh connection";
+const NO_WORKER = "no worker polls task queue";
 
-test("a shim renews its server connection while no worker answers, lives on, and delivers once a worker comes", async () => {
+test("a shim says no worker polls its task queue, renews its server connection while no worker answers, lives on, and delivers once a worker comes", async () => {
   const t = streamTopics("shim-renewal");
   delete process.env.STREAM_SLOW_MS;
   Object.assign(process.env, t.env);
@@ -47,6 +49,9 @@ test("a shim renews its server connection while no worker answers, lives on, and
     await until("two connection renewals, or the shim's end", async () => (renewals() >= 2 || !alive() ? true : undefined), 150_000);
     await new Promise((r) => setTimeout(r, 10_000));
     assert.ok(alive(), `the shim lives on after renewing its connection:\n${shim.log().slice(-3000)}`);
+    // It also said why its queries went unanswered, once.
+    const warning = `${NO_WORKER} ${config.temporal["task-queue"]}: the job's workflows cannot run or answer until one does; start \`sage worker <module>\` for pipeline streamtest`;
+    assert.equal(shim.log().split(warning).length - 1, 1, shim.log().slice(-3000));
     worker = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, t));
     await waitForRecords(job, N);
     await job.stop();
