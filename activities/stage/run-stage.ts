@@ -95,37 +95,58 @@ async function skipCommitted(slices: StreamSlice[], session: SinkSession): Promi
 /** Longest unit note committed with the markers (the broker refuses offset metadata over 4 KiB by default). */
 const NOTE_BYTES = 3_000;
 
-/** What a keyed unit notes with its markers: which unit (its first batch's sequence number), and what it counted. */
+/**
+ * What a keyed unit notes with its markers: which unit (its first batch's sequence number), what it
+ * counted, and the event time per origin it reported (absent in notes of older versions).
+ */
 interface UnitNote {
   u: number | string;
   c: StageCounts;
+  e?: Record<string, number>;
 }
 
-/** The note of a keyed unit with `counts` (undefined when too long to commit). */
-function unitNote(slices: readonly StreamSlice[], counts: StageCounts): string | undefined {
+/** The note of a keyed unit (without its event time when too long; undefined when even that is too long to commit). */
+function unitNote(slices: readonly StreamSlice[], counts: StageCounts, eventTime: Record<string, number> | undefined): string | undefined {
   const first = slices[0];
   if (!first) return undefined;
-  const note = JSON.stringify({ u: first.seq, c: counts } satisfies UnitNote);
-  return note.length <= NOTE_BYTES ? note : undefined;
+  const fits = (note: UnitNote): string | undefined => {
+    const text = JSON.stringify(note);
+    return text.length <= NOTE_BYTES ? text : undefined;
+  };
+  return (eventTime ? fits({ u: first.seq, c: counts, e: eventTime }) : undefined) ?? fits({ u: first.seq, c: counts });
 }
 
 /**
- * The counts of this keyed unit that an earlier attempt committed and the workflow never got (its
- * workflow task was lost, so the unit runs again and skips what is committed): read from the note
- * that attempt committed with its markers, when it names this unit. Null when nothing was skipped,
- * or no such note is there (the confluent client commits none: the counts then fall short).
+ * What an earlier attempt of this keyed unit committed and the workflow never got (its workflow
+ * task was lost, so the unit runs again and skips what is committed): its counts and event time,
+ * read from the note it committed with its markers, when the note names this unit. Without the
+ * event time the workflow's watermark would stay behind the skipped records for good, holding back
+ * every window they close. Null when nothing was skipped, or no such note is there (the confluent
+ * client commits none: the counts then fall short, and the event time waits for later records).
  */
-function notedCounts(slices: readonly StreamSlice[], from: readonly number[], session: SinkSession): StageCounts | null {
+function notedUnit(
+  slices: readonly StreamSlice[],
+  from: readonly number[],
+  session: SinkSession,
+): { counts: StageCounts; eventTime?: Record<string, number> } | null {
   const skipped = slices.find((s, i) => s.skipBelow > from[i]!);
   if (!skipped) return null;
   const text = session.noteOf?.(skipped.topic, skipped.partition) ?? null;
   if (!text) return null;
   try {
     const note = JSON.parse(text) as UnitNote;
-    return note.u === slices[0]!.seq ? note.c : null;
+    if (note.u !== slices[0]!.seq) return null;
+    return { counts: note.c, ...(note.e ? { eventTime: note.e } : {}) };
   } catch {
     return null;
   }
+}
+
+/** Per key, the later of two event-time maps (event times and the times origins last moved only go forward). */
+function laterOf(a: Record<string, number> | undefined, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = Math.max(out[k] ?? v, v);
+  return out;
 }
 
 /** The earliest of processing-time timers (null: none). */
@@ -266,15 +287,16 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
         await stream.commit();
         return;
       }
-      // State must not see a committed record twice: an earlier attempt's counts come from its note instead.
-      const noted = notedCounts(input.stream!.slices, from, session);
+      // State must not see a committed record twice: an earlier attempt's counts and event time come from its note instead.
+      const noted = notedUnit(input.stream!.slices, from, session);
       const state = await openKeyedState(unit, session);
       restored = state.restored;
       try {
         eventTime = await run(state.origins);
-        if (noted) addCounts(unit.counts, noted);
+        if (noted) addCounts(unit.counts, noted.counts);
         const repartitioned = edges.finishRepartitions();
         if (repartitioned) eventTime = { ...eventTime, ...repartitioned };
+        if (noted?.eventTime) eventTime = laterOf(eventTime, noted.eventTime);
         nextTimer = earliest([...chain.keyedRuns.values()].map((r) => r.operator.nextProcessingTimer()));
         states = {};
         const markers: SourcePosition[] = [];
@@ -285,7 +307,7 @@ async function runUnit(unit: StageUnit, stream: StreamCommit | null, records: Ui
           // The state's sequence number advances with every committed unit: it is what a local copy is checked against.
           markers.push({ topic: op.changelog, partition: state.partition, nextOffset: op.seq + 1 });
         }
-        const outcome = await stream.commit(markers, unitNote(input.stream!.slices, unit.counts));
+        const outcome = await stream.commit(markers, unitNote(input.stream!.slices, unit.counts, eventTime));
         for (const op of state.operators) {
           if (outcome === "skipped") {
             // An earlier attempt committed this unit: the copy (current at the marker) already holds its changes.

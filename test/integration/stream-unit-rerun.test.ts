@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
-import { definePipeline, KafkaSink, KafkaSource } from "sage-temporal";
+import { definePipeline, Duration, KafkaSink, KafkaSource, WatermarkStrategy } from "sage-temporal";
 import { OperatorRegistry } from "../../activities/registry.js";
 import { KeyedStateHost } from "../../activities/stage/keyed-state.js";
 import { runStage, type StageHost } from "../../activities/stage/run-stage.js";
@@ -26,11 +26,15 @@ import { changelogTopicOf, keyedOperatorsOf } from "../../core/plan/stream.js";
 import { LINEAGE_HEADER, lineageTopicOf, parseLineage } from "../../core/plan/lineage.js";
 import { createTopics, streamConfig, streamTopics, testKafka, testKafkaClient } from "../support/kafka.js";
 
-/** One input record: key `k`, value `v`. */
+/** One input record: key `k`, value `v`, and an event time `T0 + t` where a test gives one. */
 interface Add {
   k: string;
   v: number;
+  t?: number;
 }
+
+/** Event time of the first record where a test has them. */
+const T0 = 1_700_000_000_000;
 
 /** The runtime options a client on `config` starts jobs with (`SageClient.runtimeOptions`). */
 function runtimeOf(config: ReturnType<typeof streamConfig>): JobRuntimeOptions {
@@ -135,6 +139,11 @@ test("a unit run again with a later batch merged in counts the records its first
   const pipeline = definePipeline("unitrerun", (env) => {
     env
       .fromSource(KafkaSource.topic<Add>(topics.input, { groupId: topics.group }), { name: "in" })
+      // Event time: a record's is its position in the input, so a unit's largest is its last record's.
+      .assignTimestampsAndWatermarks(
+        WatermarkStrategy.forBoundedOutOfOrderness<Add>(Duration.ofMillis(0)).withTimestampAssigner((e) => T0 + (e.t ?? 0)),
+        { name: "timestamps" },
+      )
       .keyBy((e) => e.k, { name: "by-k", sourcePartitioned: true })
       .reduce((a, b) => ({ k: a.k, v: a.v + b.v }), { name: "sum" })
       .sink(KafkaSink.topic<Add>(topics.output), { name: "out" });
@@ -159,7 +168,7 @@ test("a unit run again with a later batch merged in counts the records its first
   // 20 records, keys a and b alternating, value 1 each: each key's sum is 10.
   const producer = await kafka.producer();
   try {
-    const adds = Array.from({ length: 20 }, (_, i): Add => ({ k: i % 2 === 0 ? "a" : "b", v: 1 }));
+    const adds = Array.from({ length: 20 }, (_, i): Add => ({ k: i % 2 === 0 ? "a" : "b", v: 1, t: i }));
     await producer.send(
       topics.input,
       adds.map((e) => ({ key: e.k, value: JSON.stringify(e), partition: 0 })),
@@ -188,6 +197,10 @@ test("a unit run again with a later batch merged in counts the records its first
     // back from the broker). Each reports the counts of its whole unit: A's come from the note.
     const again = await runStage(unit([sliceOf(topics.input, a, 1)]), host, logger, [encodeBatch(a)]);
     assert.deepEqual(again.counts, first.counts, "the same unit run again reports the same counts");
+    // And the same event time: the workflow never got the first run's, and a watermark that misses
+    // it holds every window back for good.
+    assert.ok(first.eventTime && Object.keys(first.eventTime).length > 0, `the first run's event time: ${JSON.stringify(first.eventTime)}`);
+    if (testKafkaClient() === "kafkajs") assert.deepEqual(again.eventTime, first.eventTime, "the same unit run again reports the same event time");
     const fresh = stageRunner(registry, plan, stage.id, jobId, config, kafka, logger, topics.dlq);
     let merged: Awaited<ReturnType<typeof runStage>>;
     try {
@@ -196,6 +209,7 @@ test("a unit run again with a later batch merged in counts the records its first
       await fresh.close();
     }
     const counted = (op: string): number => merged.counts[op]?.in ?? 0;
+    assert.equal(merged.eventTime?.[`${topics.input}:0`], T0 + 19, `B's last record is the latest: ${JSON.stringify(merged.eventTime)}`);
     if (testKafkaClient() === "kafkajs") assert.deepEqual(["in", "sum", "out"].map(counted), [20, 20, 20], JSON.stringify(merged.counts));
     // The confluent client commits no note: A's counts are then missing (10), never counted twice.
     else assert.deepEqual(["in", "sum", "out"].map(counted), [10, 10, 10], JSON.stringify(merged.counts));
