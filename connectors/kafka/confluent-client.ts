@@ -272,8 +272,12 @@ class ConfluentTransaction implements ProducerTransaction {
 
   async sendOffsets(marker: TransactionMarker): Promise<void> {
     this.used = true;
-    const topics = new Map<string, Array<{ partition: number; offset: string }>>();
-    for (const p of marker.positions) topics.set(p.topic, [...(topics.get(p.topic) ?? []), { partition: p.partition, offset: p.nextOffset }]);
+    const topics = new Map<string, Array<{ partition: number; offset: string; metadata?: string }>>();
+    for (const p of marker.positions) {
+      // The note goes as the offsets' metadata (our patch to the KafkaJS layer passes it on to librdkafka).
+      const position = { partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) };
+      topics.set(p.topic, [...(topics.get(p.topic) ?? []), position]);
+    }
     try {
       const consumer = await this.markerConsumer(marker.group);
       await this.producer.sendOffsets({ consumer, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });

@@ -133,7 +133,8 @@ async function offsetFetch(conn: Connection, groupId: string, topic: string, par
       const partition = r.int32();
       const offset = r.int64();
       r.int32(); // committed leader epoch
-      const metadata = r.compactNullableString();
+      // @confluentinc/kafka-javascript 1.10.1's binding commits a string's terminating NUL with it: dropped here.
+      const metadata = r.compactNullableString()?.replace(/\0$/, "") ?? null;
       const error = r.int16();
       r.tags();
       if (error !== 0) partitionError ??= new KafkaProtocolError(error, `OffsetFetch of group ${groupId} on ${name}:${partition}`);

@@ -84,9 +84,11 @@ for (const [name, make] of Object.entries(CLIENTS)) {
           { topic: t.output, message: { key: "a", value: "committed", partition: 0 } },
           { topic: t.output, message: { key: "b", value: "committed", partition: 1 } },
         ]);
-        await txn.sendOffsets(marker("42"));
+        await txn.sendOffsets({ ...marker("42"), note: '{"u":1}' });
         await txn.commit();
         assert.deepEqual(await admin.committedOffsets(id, t.input, [0, 1]), new Map([[1, "42"]]));
+        // The marker's note is committed with it, as the offset's metadata.
+        assert.deepEqual(await admin.committedMarkers(id, t.input, [1]), new Map([[1, { offset: "42", metadata: '{"u":1}' }]]));
 
         const aborted = await first.begin();
         await aborted.send([{ topic: t.output, message: { key: "c", value: "aborted", partition: 0 } }]);
