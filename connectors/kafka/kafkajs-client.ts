@@ -96,7 +96,7 @@ function warnIfUnpatched(logger: Logger): void {
   logger.warn(
     { component: "kafkajs", patch: "patches/kafkajs+2.2.4.patch" },
     "kafkajs is not patched: a read_committed read can return records of aborted transactions that interleave " +
-      "(exactly-once outputs may repeat after a broker failure). Apply the patch with patch-package, or set kafka.client = confluent",
+      "(exactly-once outputs may repeat after a broker failure). Apply Sage's patches/ with patch-package",
   );
 }
 
