@@ -121,8 +121,9 @@ function unitNote(slices: readonly StreamSlice[], counts: StageCounts, eventTime
  * task was lost, so the unit runs again and skips what is committed): its counts and event time,
  * read from the note it committed with its markers, when the note names this unit. Without the
  * event time the workflow's watermark would stay behind the skipped records for good, holding back
- * every window they close. Null when nothing was skipped, or no such note is there (the confluent
- * client commits none: the counts then fall short, and the event time waits for later records).
+ * every window they close. Null when nothing was skipped, or no such note is there (a note too long
+ * to commit, or an unpatched confluent client: the counts then fall short, and the event time waits
+ * for later records).
  */
 function notedUnit(
   slices: readonly StreamSlice[],
