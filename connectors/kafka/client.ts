@@ -109,10 +109,22 @@ export interface TransactionMarker {
   group: string;
   positions: Array<{ topic: string; partition: number; nextOffset: string }>;
   /**
-   * Metadata committed with every position (the unit's note: what it counted). kafkajs commits it;
-   * @confluentinc/kafka-javascript's `sendOffsets` drops it, so a reader may find none.
+   * Metadata committed with every position (the unit's note: what it counted, and its event time).
+   * Both clients commit it; @confluentinc/kafka-javascript only with our patch to its KafkaJS layer.
    */
   note?: string;
+}
+
+/** A marker's positions by topic, each with the note as its metadata: the offsets of a KafkaJS-style `sendOffsets`. */
+export function offsetTopicsOf(
+  marker: TransactionMarker,
+): Array<{ topic: string; partitions: Array<{ partition: number; offset: string; metadata?: string }> }> {
+  const topics = new Map<string, Array<{ partition: number; offset: string; metadata?: string }>>();
+  for (const p of marker.positions) {
+    const position = { partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) };
+    topics.set(p.topic, [...(topics.get(p.topic) ?? []), position]);
+  }
+  return [...topics].map(([topic, partitions]) => ({ topic, partitions }));
 }
 
 /** A committed offset and the metadata committed with it (null: none). */

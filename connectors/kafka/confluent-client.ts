@@ -30,7 +30,7 @@ import type {
   TransactionalProducer,
   CommittedMarker,
 } from "./client.js";
-import { GroupActiveError, KafkaAuthenticationError, TransactionError } from "./client.js";
+import { GroupActiveError, KafkaAuthenticationError, TransactionError, offsetTopicsOf } from "./client.js";
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
 
@@ -272,15 +272,10 @@ class ConfluentTransaction implements ProducerTransaction {
 
   async sendOffsets(marker: TransactionMarker): Promise<void> {
     this.used = true;
-    const topics = new Map<string, Array<{ partition: number; offset: string; metadata?: string }>>();
-    for (const p of marker.positions) {
-      // The note goes as the offsets' metadata (our patch to the KafkaJS layer passes it on to librdkafka).
-      const position = { partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) };
-      topics.set(p.topic, [...(topics.get(p.topic) ?? []), position]);
-    }
     try {
       const consumer = await this.markerConsumer(marker.group);
-      await this.producer.sendOffsets({ consumer, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+      // The note goes as the offsets' metadata (our patch to the KafkaJS layer passes it on to librdkafka).
+      await this.producer.sendOffsets({ consumer, topics: offsetTopicsOf(marker) });
     } catch (err) {
       throw await this.failure("send offsets", err);
     }

@@ -38,7 +38,7 @@ import type {
   TransactionMarker,
   TransactionalProducer,
 } from "./client.js";
-import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError } from "./client.js";
+import { GroupActiveError, KafkaAuthenticationError, MissingTopicError, TransactionError, offsetTopicsOf } from "./client.js";
 import { mechanismName, type KafkaSecurity } from "./security.js";
 import { securityCheckOnce } from "./wire.js";
 import { Partitioning, leadersOf, namedPartitioner, topicMessagesOf } from "./send-chunks.js";
@@ -181,13 +181,8 @@ class KafkajsTransaction implements ProducerTransaction {
 
   async sendOffsets(marker: TransactionMarker): Promise<void> {
     this.used = true;
-    const topics = new Map<string, Array<{ partition: number; offset: string; metadata?: string }>>();
-    for (const p of marker.positions) {
-      const position = { partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) };
-      topics.set(p.topic, [...(topics.get(p.topic) ?? []), position]);
-    }
     try {
-      await this.txn.sendOffsets({ consumerGroupId: marker.group, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+      await this.txn.sendOffsets({ consumerGroupId: marker.group, topics: offsetTopicsOf(marker) });
     } catch (err) {
       throw transactionError("send offsets", err);
     }
