@@ -11,33 +11,15 @@ import assert from "node:assert/strict";
 import { SageClient } from "../../client/sage-client.js";
 import { StreamJobHandle } from "../../streaming/stream-job.js";
 import { startWorkerProcess, until } from "../support/harness.js";
-import {
-  STREAM_FIXTURE,
-  createTopics,
-  EXACTLY_ONCE,
-  exactlyOnce,
-  produceRange,
-  readOutput,
-  startShimProcess,
-  streamCliEnv,
-  streamConfig,
-  streamTopics,
-  testKafka,
-  waitForRecords,
-} from "../support/kafka.js";
+import { STREAM_FIXTURE, assertExactlyOnceInOrder, prepareStream, startShimProcess, streamCliEnv, waitForRecords } from "../support/kafka.js";
 
 const N = 2_000;
 const RENEWED = "opening a fresh connection";
 const NO_WORKER = "no worker polls task queue";
 
 test("a shim says no worker polls its task queue, renews its server connection while no worker answers, lives on, and delivers once a worker comes", async () => {
-  const t = streamTopics("shim-renewal");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
-  const config = streamConfig("shim-renewal", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 2);
-  await produceRange(kafka, t.input, 0, N);
+  const overrides = { "execution.parallelism": 2, "kafka.max-batch-records": 200 };
+  const { topics: t, config, kafka } = await prepareStream("shim-renewal", { partitions: 2, records: N, overrides });
   const client = await SageClient.connect({ config });
   const job = new StreamJobHandle(client, "streamtest", "shim-renewal", ["sage/streamtest/shim-renewal/p0", "sage/streamtest/shim-renewal/p1"]);
   const shim = startShimProcess(config, t, "shim-renewal");
@@ -55,8 +37,7 @@ test("a shim says no worker polls its task queue, renews its server connection w
     worker = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, t));
     await waitForRecords(job, N);
     await job.stop();
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
+    await assertExactlyOnceInOrder(t.output, N, kafka);
     assert.ok(alive() || shim.child.exitCode === 0, "the shim stopped with the job, not before");
   } finally {
     await shim.kill();

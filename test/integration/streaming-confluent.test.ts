@@ -5,35 +5,17 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  createTopics,
-  EXACTLY_ONCE,
-  exactlyOnce,
-  keysOutOfOrder,
-  produceRange,
-  readOutput,
-  runStreaming,
-  streamConfig,
-  streamTopics,
-  testKafka,
-  testKafkaClient,
-  waitForRecords,
-} from "../support/kafka.js";
+import { assertExactlyOnceInOrder, prepareStream, runStreaming, testKafkaClient, waitForRecords } from "../support/kafka.js";
 import pipeline from "../fixtures/stream-pipeline.js";
 
 process.env.SAGE_TEST_KAFKA_CLIENT = "confluent";
 
 test("kafka.client confluent: 100k records across 4 partitions and 4 workflows, each exactly once, in per-key order", async () => {
-  const t = streamTopics("e2e-confluent");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
-  const config = streamConfig("e2e-confluent", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000 });
+  const N = 100_000;
+  const overrides = { "execution.parallelism": 4, "kafka.max-batch-records": 2000 };
+  const { topics: t, config, kafka } = await prepareStream("e2e-confluent", { partitions: 4, records: N, overrides });
   assert.equal(config.kafka.client, "confluent");
   assert.equal(testKafkaClient(), "confluent");
-  const kafka = testKafka();
-  await createTopics(kafka, t, 4);
-  const N = 100_000;
-  await produceRange(kafka, t.input, 0, N);
   const run = await runStreaming(pipeline, config, "e2e-confluent");
   const { job, shim } = run;
   try {
@@ -44,9 +26,7 @@ test("kafka.client confluent: 100k records across 4 partitions and 4 workflows, 
     await job.stop();
     await shim.done;
     assert.equal((await job.result()).records, N);
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
-    assert.deepEqual(keysOutOfOrder(out), []);
+    const out = await assertExactlyOnceInOrder(t.output, N, kafka);
     assert.ok(out.every((r) => r.double === r.id * 2));
   } finally {
     await run.close();

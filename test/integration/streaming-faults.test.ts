@@ -13,52 +13,35 @@ import { startDevServer, startScratchServer } from "../../dev/temporal-server.js
 import { startWorker, startWorkerProcess, until } from "../support/harness.js";
 import {
   STREAM_FIXTURE,
-  createTopics,
-  EXACTLY_ONCE,
-  exactlyOnce,
-  keysOutOfOrder,
+  assertExactlyOnceInOrder,
+  prepareStream,
   produceRange,
-  readOutput,
   startShim,
   startShimProcess,
   streamCliEnv,
-  streamConfig,
-  streamTopics,
-  testKafka,
   waitForRecords,
 } from "../support/kafka.js";
 import pipeline from "../fixtures/stream-pipeline.js";
 
 const N = 20_000;
 
-async function checkOutput(output: string): Promise<void> {
-  const out = await readOutput(testKafka(), output);
-  assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
-  assert.deepEqual(keysOutOfOrder(out), []);
-}
-
 test("kill -9 of the worker mid-batch: a new worker finishes the job, 0 lost, 0 duplicated", async () => {
-  const t = streamTopics("kill-worker");
-  const env = { ...t.env, STREAM_SLOW_MS: "1" };
-  Object.assign(process.env, env);
-  const config = streamConfig("kill-worker", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 500 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 2);
-  await produceRange(kafka, t.input, 0, N);
+  const overrides = { "execution.parallelism": 2, "kafka.max-batch-records": 500 };
+  const { topics: t, config } = await prepareStream("kill-worker", { partitions: 2, records: N, slowMs: 1, overrides });
   const client = await SageClient.connect({ config });
-  const first = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, { env }));
+  const first = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, t));
   const { job, shim } = await startShim(client, pipeline, config, "kill-worker");
   let second: Awaited<ReturnType<typeof startWorkerProcess>> | null = null;
   try {
     await until("a few batches done", async () => ((await job.progress()).counts["out"]?.out ?? 0) >= 2_000 || undefined);
     first.child.kill("SIGKILL");
-    second = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, { env }));
+    second = await startWorkerProcess(STREAM_FIXTURE, config, client, streamCliEnv(config, t));
     await waitForRecords(job, N);
     await job.stop();
     await shim.done;
     const result = await job.result();
     assert.equal(result.counts["out"]!.out, N, "each record counted once in the workflows");
-    await checkOutput(t.output);
+    await assertExactlyOnceInOrder(t.output, N);
   } finally {
     await shim.stop();
     await first.stop();
@@ -68,13 +51,8 @@ test("kill -9 of the worker mid-batch: a new worker finishes the job, 0 lost, 0 
 });
 
 test("kill -9 of the shim mid-stream and a restart: 0 lost, 0 duplicated", async () => {
-  const t = streamTopics("kill-shim");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
-  const config = streamConfig("kill-shim", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 4);
-  await produceRange(kafka, t.input, 0, N / 2);
+  const overrides = { "execution.parallelism": 2, "kafka.max-batch-records": 200 };
+  const { topics: t, config, kafka } = await prepareStream("kill-shim", { partitions: 4, records: N / 2, overrides });
   const worker = await startWorker(pipeline, config);
   const client = await SageClient.connect({ config });
   const job = new StreamJobHandle(client, "streamtest", "kill-shim", ["sage/streamtest/kill-shim/p0", "sage/streamtest/kill-shim/p1"]);
@@ -88,7 +66,7 @@ test("kill -9 of the shim mid-stream and a restart: 0 lost, 0 duplicated", async
     await job.stop();
     const result = await job.result();
     assert.equal(result.counts["out"]!.out, N);
-    await checkOutput(t.output);
+    await assertExactlyOnceInOrder(t.output, N);
   } finally {
     await shim.kill();
     await client.close();
@@ -97,15 +75,10 @@ test("kill -9 of the shim mid-stream and a restart: 0 lost, 0 duplicated", async
 });
 
 test("stop and restart of the Temporal dev server on the same database file: 0 lost, 0 duplicated", async () => {
-  const t = streamTopics("restart-server");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
-  const base = streamConfig("restart-server", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
+  const overrides = { "execution.parallelism": 2, "kafka.max-batch-records": 200 };
+  const { topics: t, config: base } = await prepareStream("restart-server", { partitions: 2, records: N, overrides });
   const server = await startScratchServer(base.dir);
   const config = { ...base, temporal: { ...base.temporal, address: server.address } };
-  const kafka = testKafka();
-  await createTopics(kafka, t, 2);
-  await produceRange(kafka, t.input, 0, N);
   const worker = await startWorker(pipeline, config);
   const client = await SageClient.connect({ config });
   const { job, shim } = await startShim(client, pipeline, config, "restart-server");
@@ -127,7 +100,7 @@ test("stop and restart of the Temporal dev server on the same database file: 0 l
     await shim.done;
     const result = await job.result();
     assert.equal(result.counts["out"]!.out, N);
-    await checkOutput(t.output);
+    await assertExactlyOnceInOrder(t.output, N);
   } finally {
     await shim.stop();
     await client.close();

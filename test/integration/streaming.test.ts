@@ -20,10 +20,11 @@ import { createLogger } from "../../client/logger.js";
 import { createKafkajsClient } from "../../connectors/kafka/kafkajs-client.js";
 import { sageCli, startWorker, until } from "../support/harness.js";
 import {
+  assertExactlyOnceInOrder,
   createTopics,
   EXACTLY_ONCE,
   exactlyOnce,
-  keysOutOfOrder,
+  prepareStream,
   produceRange,
   readOutput,
   recordOf,
@@ -46,14 +47,10 @@ function useTopics(env: Record<string, string>): void {
 }
 
 test("100k records across 4 partitions and 4 partition workflows: read_committed sees each exactly once, in per-key order", async () => {
-  const t = streamTopics("e2e");
-  useTopics(t.env);
-  // Stages as local activities (kafka.local-activities, the default); the formats test runs them as activities.
-  const config = streamConfig("e2e", t.dlq, { "execution.parallelism": 4, "kafka.max-batch-records": 2000 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 4);
   const N = 100_000;
-  await produceRange(kafka, t.input, 0, N);
+  // Stages as local activities (kafka.local-activities, the default); the formats test runs them as activities.
+  const overrides = { "execution.parallelism": 4, "kafka.max-batch-records": 2000 };
+  const { topics: t, config, kafka } = await prepareStream("e2e", { partitions: 4, records: N, overrides });
   const run = await runStreaming(pipeline, config, "e2e");
   const { job, shim } = run;
   try {
@@ -66,9 +63,7 @@ test("100k records across 4 partitions and 4 partition workflows: read_committed
     await shim.done;
     const result = await job.result();
     assert.equal(result.records, N);
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
-    assert.deepEqual(keysOutOfOrder(out), []);
+    const out = await assertExactlyOnceInOrder(t.output, N, kafka);
     assert.ok(out.every((r) => r.double === r.id * 2));
     // Each batch ran as a local activity: markers, no activity tasks.
     const runs = await stageRuns(run.client, job.workflowIds[0]!);
@@ -79,11 +74,7 @@ test("100k records across 4 partitions and 4 partition workflows: read_committed
 });
 
 test("poison records go to the dead-letter topic with the reason in headers; the rest flows", async () => {
-  const t = streamTopics("poison");
-  useTopics(t.env);
-  const config = streamConfig("poison", t.dlq, { "execution.parallelism": 2 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 2);
+  const { topics: t, config, kafka } = await prepareStream("poison", { partitions: 2, overrides: { "execution.parallelism": 2 } });
   const N = 3_000;
   const poison = (id: number) => id % 500 === 7;
   await produceRange(kafka, t.input, 0, N, poison);
@@ -135,13 +126,9 @@ function d(dead: Array<{ headers: Record<string, string> }>, reason: string): st
  * deterministically; read_committed sees each record once, in per-key order. Returns the batches.
  */
 async function crossCheckpoints(name: string, budgets: Record<string, unknown>): Promise<number> {
-  const t = streamTopics(name);
-  useTopics(t.env);
-  const config = streamConfig(name, t.dlq, { "execution.parallelism": 1, "kafka.max-unacked-batches": 1, ...budgets });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 1);
   const N = 20_000;
-  await produceRange(kafka, t.input, 0, N);
+  const overrides = { "execution.parallelism": 1, "kafka.max-unacked-batches": 1, ...budgets };
+  const { topics: t, config, kafka } = await prepareStream(name, { partitions: 1, records: N, overrides });
   const run = await runStreaming(pipeline, config, name);
   const { job, shim } = run;
   try {
@@ -155,9 +142,7 @@ async function crossCheckpoints(name: string, budgets: Record<string, unknown>):
     const verdict = await replayExecution(run.client.temporal, job.workflowIds[0]!);
     assert.ok(verdict.deterministic, verdict.error);
     assert.equal(result.counts["out"]!.out, N);
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
-    assert.deepEqual(keysOutOfOrder(out), []);
+    await assertExactlyOnceInOrder(t.output, N, kafka);
     return p.batches;
   } finally {
     await run.close();
@@ -180,15 +165,12 @@ test("a run also checkpoints by history bytes, with the shim's hold; nothing los
 });
 
 test("with a checkpoint budget and no shim to hold its batches, a run closes by itself at twice the budget; nothing lost or duplicated", async () => {
-  const t = streamTopics("nohold");
-  useTopics(t.env);
   // Budget 100 events: the run asks for a hold from 100 on; batches signalled straight from here
   // (no shim) never hold, so it must close at 200. Each batch here costs about 5 events with local
   // activities (10 with regular ones), so 60 batches pass 200; the test server's own suggestion comes
   // only at 600.
-  const config = streamConfig("nohold", t.dlq, { "execution.parallelism": 1, "kafka.events-per-run": 100 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 1);
+  const overrides = { "execution.parallelism": 1, "kafka.events-per-run": 100 };
+  const { topics: t, config, kafka } = await prepareStream("nohold", { partitions: 1, overrides });
   const worker = await startWorker(pipeline, config);
   const client = await SageClient.connect({ config });
   const job = StreamJob.create(client, pipeline, { jobId: "nohold" });
@@ -230,13 +212,9 @@ test("with a checkpoint budget and no shim to hold its batches, a run closes by 
 });
 
 test("rebalance: a second shim joins the group and later leaves; nothing is lost or duplicated", async () => {
-  const t = streamTopics("rebalance");
-  useTopics(t.env);
-  const config = streamConfig("rebalance", t.dlq, { "execution.parallelism": 2, "kafka.max-batch-records": 200 });
-  const kafka = testKafka();
-  await createTopics(kafka, t, 4);
   const N = 40_000;
-  await produceRange(kafka, t.input, 0, N / 2);
+  const overrides = { "execution.parallelism": 2, "kafka.max-batch-records": 200 };
+  const { topics: t, config, kafka } = await prepareStream("rebalance", { partitions: 4, records: N / 2, overrides });
   const worker = await startWorker(pipeline, config);
   const client = await SageClient.connect({ config });
   const { job, shim } = await startShim(client, pipeline, config, "rebalance");
@@ -253,9 +231,7 @@ test("rebalance: a second shim joins the group and later leaves; nothing is lost
     const result = await job.result();
     assert.equal(result.counts["out"]!.out, N);
     assert.ok(shim.stats.batches > 0 && second.stats.batches > 0, "both shims delivered");
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
-    assert.deepEqual(keysOutOfOrder(out), []);
+    await assertExactlyOnceInOrder(t.output, N, kafka);
   } finally {
     await second.stop();
     await shim.stop();
@@ -267,7 +243,6 @@ test("rebalance: a second shim joins the group and later leaves; nothing is lost
 test("string and bytes formats; keys, headers and timestamps pass through to the sink", async () => {
   const kafka = testKafka();
   const t = streamTopics("formats");
-  // The default: stages as regular activities.
   // Stages as regular activities here (not the default), so that path stays tested too.
   const config = streamConfig("formats", t.dlq, { "execution.parallelism": 1, "kafka.local-activities": false });
   await createTopics(kafka, t, 1);

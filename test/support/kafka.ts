@@ -4,6 +4,7 @@
  * read with read_committed.
  */
 import { parsePosition } from "../../core/plan/lineage.js";
+import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -71,6 +72,34 @@ export function streamConfig(label: string, dlq: string, overrides: Record<strin
     "kafka.client": testKafkaClient(),
     ...overrides,
   });
+}
+
+/** What `prepareStream` sets up: `topics`, `config` over them, and a client on the test broker. */
+export interface PreparedStream {
+  topics: ReturnType<typeof streamTopics>;
+  config: SageConfig & { dir: string };
+  kafka: KafkaClient;
+}
+
+/**
+ * One streaming test's start: fresh topics (the input with `partitions`), the fixture pointed at them
+ * in this process's environment (`STREAM_SLOW_MS` as given, or cleared so an earlier test's slow stage
+ * does not carry over; `topics.env` carries it to children), its config, and records
+ * `0..records-1` produced.
+ */
+export async function prepareStream(
+  label: string,
+  options: { partitions: number; records?: number; slowMs?: number; overrides?: Record<string, unknown> },
+): Promise<PreparedStream> {
+  const topics = streamTopics(label);
+  if (options.slowMs === undefined) delete process.env.STREAM_SLOW_MS;
+  else topics.env.STREAM_SLOW_MS = String(options.slowMs);
+  Object.assign(process.env, topics.env);
+  const config = streamConfig(label, topics.dlq, options.overrides);
+  const kafka = testKafka();
+  await createTopics(kafka, topics, options.partitions);
+  if (options.records) await produceRange(kafka, topics.input, 0, options.records);
+  return { topics, config, kafka };
 }
 
 /** Environment for a `sage worker`/`sage shim` child on this config. */
@@ -188,6 +217,14 @@ export function keysOutOfOrder(out: Array<{ key: string; seq: number }>): string
     last.set(r.key, r.seq);
   }
   return [...bad];
+}
+
+/** Reads `topic` with read_committed and asserts ids `0..n-1` came out once each, and every key in order; gives the records. */
+export async function assertExactlyOnceInOrder(topic: string, n: number, kafka: KafkaClient = testKafka()) {
+  const out = await readOutput(kafka, topic);
+  assert.deepEqual(exactlyOnce(out, 0, n), EXACTLY_ONCE);
+  assert.deepEqual(keysOutOfOrder(out), []);
+  return out;
 }
 
 /** An in-process shim for a job of `pipeline` on `config`. */
