@@ -19,6 +19,7 @@ import { holdFailedTries, takeFailedTries, type FailedTry } from "../../monitori
 import { OperatorRegistry } from "../registry.js";
 import { serviceRegistryOf } from "../services.js";
 import { runStage, runStreamChain } from "./run-stage.js";
+import { profileThisThread } from "./thread-profile.js";
 import type { StageExecution, StageHost, StreamWritten } from "./unit.js";
 import type { UnitMessage } from "../../connectors/kafka/sink.js";
 
@@ -81,6 +82,7 @@ export type ThreadMessage = { type: "close" } | { type: "closed"; threadId: numb
 
 const data = workerData as StageThreadData;
 const logger: Logger = createLogger(data.logLevel, { thread: threadId });
+const writeProfile = profileThisThread();
 let registry: Promise<OperatorRegistry> | null = null;
 holdFailedTries();
 
@@ -102,7 +104,9 @@ channel.unref();
 channel.onmessage = (event: unknown) => {
   const message = (event as { data: ThreadMessage }).data;
   if (message.type !== "close") return;
-  const closing = registry ? registry.then((r) => r.close()) : Promise.resolve();
+  const closing = (registry ? registry.then((r) => r.close()) : Promise.resolve()).finally(() =>
+    writeProfile().catch((err: unknown) => logger.warn({ err }, "writing the stage thread's CPU profile failed")),
+  );
   closing.then(
     () => channel.postMessage({ type: "closed", threadId } satisfies ThreadMessage),
     (err: unknown) => {
