@@ -35,6 +35,8 @@ export interface StageThreadData {
   logLevel: string;
   /** The pool's broadcast channel: `close` asks each thread to close its functions. */
   channel: string;
+  /** Where the thread writes its CPU profile when the pool closes (the worker runs under `--cpu-prof`); absent: none. */
+  cpuProfileDir?: string;
 }
 
 /** One unit for a thread: its input, the activity logger's bindings, and the flag the main thread sets on cancellation. */
@@ -82,7 +84,7 @@ export type ThreadMessage = { type: "close" } | { type: "closed"; threadId: numb
 
 const data = workerData as StageThreadData;
 const logger: Logger = createLogger(data.logLevel, { thread: threadId });
-const writeProfile = profileThisThread();
+const writeProfile = profileThisThread(data.cpuProfileDir);
 let registry: Promise<OperatorRegistry> | null = null;
 holdFailedTries();
 

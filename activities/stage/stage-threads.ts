@@ -16,6 +16,7 @@ import type { SageConfig } from "../../core/config/schema.js";
 import { SageError, StageThreadError } from "../../core/errors.js";
 import type { StageInput, StageOutput } from "../../core/plan/job.js";
 import { operatorTryFailed } from "../../monitoring/stage-metrics.js";
+import { cpuProfileDir } from "./thread-profile.js";
 import type { StageThreadData, ThreadFailure, ThreadMessage, ThreadOutcome, ThreadTask, WarmUp } from "./stage-thread.js";
 import type { StageExecution, StreamChainResult, StreamParts, StreamWritten } from "./unit.js";
 import type { UnitMessage } from "../../connectors/kafka/sink.js";
@@ -79,7 +80,17 @@ export class StageThreads {
   private poolOf(): Piscina<ThreadTask | WarmUp, ThreadOutcome> {
     if (this.pool) return this.pool;
     const { threads, module, pipelineName, dataDir, config, identity, logLevel, logger } = this.options;
-    const workerData: StageThreadData = { module, ...(pipelineName ? { pipelineName } : {}), dataDir, config, identity, logLevel, channel: this.channel };
+    const profileDir = cpuProfileDir(process.execArgv);
+    const workerData: StageThreadData = {
+      module,
+      ...(pipelineName ? { pipelineName } : {}),
+      dataDir,
+      config,
+      identity,
+      logLevel,
+      channel: this.channel,
+      ...(profileDir ? { cpuProfileDir: profileDir } : {}),
+    };
     const pool = new Piscina<ThreadTask | WarmUp, ThreadOutcome>({
       filename: ENTRY,
       minThreads: threads,
@@ -88,7 +99,8 @@ export class StageThreads {
       idleTimeout: Number.POSITIVE_INFINITY,
       // An idle thread waits for its next unit without blocking its event loop ("sync" would): `close` reaches it.
       atomics: "async",
-      // The main thread's flags (a profiler, a loader) are not the thread's: the entry registers the loader itself.
+      // The main thread's flags (a profiler, a loader) are not the thread's: the entry registers the
+      // loader itself, and under --cpu-prof the thread profiles itself (thread-profile.ts).
       execArgv: [],
       workerData,
     });

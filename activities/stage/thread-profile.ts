@@ -1,9 +1,10 @@
 /**
- * A stage thread's CPU profile under `node --cpu-prof`. V8 writes a thread's profile when the thread
- * exits by itself, but the pool ends its threads by terminating them, so none was ever written.
- * With `--cpu-prof` in the worker's node options, a thread profiles itself from its start and
- * writes `stage-thread-<pid>-<threadId>.cpuprofile` into `--cpu-prof-dir` (else the working
- * directory) when the pool closes.
+ * A stage thread's CPU profile under `node --cpu-prof`. The pool starts its threads without the
+ * worker's node flags, and V8 writes a thread's profile only when the thread exits by itself, where
+ * the pool terminates them: so no stage thread was ever profiled. With `--cpu-prof` in the worker's
+ * node options, the pool hands each thread the profile directory (`--cpu-prof-dir`, else the working
+ * directory); the thread profiles itself from its start and writes
+ * `stage-thread-<pid>-<threadId>.cpuprofile` there when the pool closes.
  */
 import { writeFileSync } from "node:fs";
 import { Session, type Profiler } from "node:inspector";
@@ -19,9 +20,8 @@ export function cpuProfileDir(execArgv: readonly string[]): string | null {
   return arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : (execArgv[i + 1] ?? ".");
 }
 
-/** Starts this thread's profiler if the process runs under `--cpu-prof`; the returned function writes the profile (a no-op otherwise). */
-export function profileThisThread(): () => Promise<string | null> {
-  const dir = cpuProfileDir(process.execArgv);
+/** Starts this thread's profiler when `dir` is set (`cpuProfileDir` of the worker's flags); the returned function writes the profile (a no-op otherwise). */
+export function profileThisThread(dir: string | null | undefined): () => Promise<string | null> {
   if (!dir) return async () => null;
   const session = new Session();
   session.connect();
