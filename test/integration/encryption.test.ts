@@ -24,7 +24,7 @@ import { findTemporalBinary, freePort } from "../../dev/temporal-server.js";
 import { PayloadDecryptionError } from "../../security/errors.js";
 import type { SageConfig } from "../../core/config/schema.js";
 import { cliEnv, readJsonl, runJob, sageCliBackground, scratchDir, startWorker, testConfig, until } from "../support/harness.js";
-import { createTopics, readOutput, runStreaming, streamConfig, streamTopics, testKafka, waitForRecords } from "../support/kafka.js";
+import { createTopics, readOutput, runStreaming, streamConfig, streamTopics, testKafka, useStreamTopics, waitForRecords } from "../support/kafka.js";
 import streamPipeline from "../fixtures/stream-pipeline.js";
 
 type History = proto.temporal.api.history.v1.IHistory;
@@ -274,8 +274,7 @@ test("a failed job: failure messages and stacks are encrypted in history; the cl
 
 test("streaming job: batch signals and record-carrying stage markers are encrypted; output exactly right", async () => {
   const t = streamTopics("enc-stream");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
+  useStreamTopics(t);
   const { overrides } = keysFor(scratchDir("enc-keys"));
   // Unfused, one partition workflow: records travel between stages inline, through history.
   const config = streamConfig("enc-stream", t.dlq, { ...overrides, "execution.parallelism": 1, "execution.fusion": false, "kafka.max-batch-records": 50 });

@@ -24,6 +24,7 @@ import {
   runStreaming,
   streamConfig,
   streamTopics,
+  useStreamTopics,
   waitForRecords,
 } from "../support/kafka.js";
 import type { StreamRecord } from "../fixtures/stream-pipeline.js";
@@ -119,8 +120,7 @@ function longestGap(times: readonly number[], from: number, to: number): { ms: n
 test("three brokers: kill -9 of the one leading most partitions mid-run, and its restart: 0 lost, 0 duplicated", async () => {
   const testStart = Date.now();
   const t = streamTopics("cluster");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
+  useStreamTopics(t);
   const config = streamConfig("cluster", t.dlq, {
     "kafka.brokers": cluster.brokers,
     "kafka.replication-factor": 3,

@@ -21,16 +21,14 @@ import { SageClient } from "../../client/sage-client.js";
 import { sageCli, scratchDir } from "../support/harness.js";
 import {
   STREAM_FIXTURE,
+  assertExactlyOnceInOrder,
   createTopics,
-  EXACTLY_ONCE,
-  exactlyOnce,
-  keysOutOfOrder,
   produceRange,
-  readOutput,
   runStreaming,
   streamCliEnv,
   streamConfig,
   streamTopics,
+  useStreamTopics,
   waitForRecords,
 } from "../support/kafka.js";
 import pipeline from "../fixtures/stream-pipeline.js";
@@ -97,8 +95,7 @@ async function assertNoJob(config: ReturnType<typeof saslConfig>, jobId: string)
 
 test("a streaming job over SASL_SSL with SCRAM-SHA-512: every record exactly once", async () => {
   const t = streamTopics("sasl-job");
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, t.env);
+  useStreamTopics(t);
   const config = saslConfig("sasl-job", t.dlq, { "execution.parallelism": 2 });
   const kafka = kafkaClientOf(config);
   await createTopics(kafka, t, 2);
@@ -108,9 +105,7 @@ test("a streaming job over SASL_SSL with SCRAM-SHA-512: every record exactly onc
     await waitForRecords(run.job, N);
     const result = await run.finish();
     assert.equal(result.counts["out"]!.out, N);
-    const out = await readOutput(kafka, t.output);
-    assert.deepEqual(exactlyOnce(out, 0, N), EXACTLY_ONCE);
-    assert.deepEqual(keysOutOfOrder(out), []);
+    await assertExactlyOnceInOrder(t.output, N, kafka);
   } finally {
     await run.close();
   }

@@ -36,15 +36,10 @@ import {
   streamConfig,
   streamTopics,
   testKafka,
+  useStreamTopics,
   waitForRecords,
 } from "../support/kafka.js";
 import pipeline from "../fixtures/stream-pipeline.js";
-
-/** Points the fixture (compiled in this process) at the test's topics; settings of earlier tests (a slow stage) do not carry over. */
-function useTopics(env: Record<string, string>): void {
-  delete process.env.STREAM_SLOW_MS;
-  Object.assign(process.env, env);
-}
 
 test("100k records across 4 partitions and 4 partition workflows: read_committed sees each exactly once, in per-key order", async () => {
   const N = 100_000;
@@ -302,7 +297,7 @@ test("string and bytes formats; keys, headers and timestamps pass through to the
 
 test("a missing sink or source topic stops the shim before anything starts, naming topic and operator; kafka.create-topics creates them", async () => {
   const t = streamTopics("missing");
-  useTopics(t.env);
+  useStreamTopics(t);
   const config = streamConfig("missing", t.dlq, { "execution.parallelism": 2 });
   const kafka = testKafka();
   const admin = await kafka.admin();
@@ -324,7 +319,7 @@ test("a missing sink or source topic stops the shim before anything starts, nami
 
   // Neither topic exists: with kafka.create-topics the shim creates both, one partition per partition workflow, and the job runs.
   const t2 = streamTopics("created");
-  useTopics(t2.env);
+  useStreamTopics(t2);
   const run = await runStreaming(pipeline, streamConfig("created", t2.dlq, { "execution.parallelism": 2, "kafka.create-topics": true }), "created");
   try {
     const check = await kafka.admin();

@@ -74,6 +74,16 @@ export function streamConfig(label: string, dlq: string, overrides: Record<strin
   });
 }
 
+/**
+ * Points the streaming fixture (compiled in this process) at `topics`: their environment goes into
+ * this process's, and a slow stage (`STREAM_SLOW_MS`) only if `topics.env` sets it, so an earlier
+ * test's does not carry over. Children get `topics.env` (`streamCliEnv`).
+ */
+export function useStreamTopics(topics: { env: Record<string, string> }): void {
+  if (!("STREAM_SLOW_MS" in topics.env)) delete process.env.STREAM_SLOW_MS;
+  Object.assign(process.env, topics.env);
+}
+
 /** What `prepareStream` sets up: `topics`, `config` over them, and a client on the test broker. */
 export interface PreparedStream {
   topics: ReturnType<typeof streamTopics>;
@@ -83,18 +93,16 @@ export interface PreparedStream {
 
 /**
  * One streaming test's start: fresh topics (the input with `partitions`), the fixture pointed at them
- * in this process's environment (`STREAM_SLOW_MS` as given, or cleared so an earlier test's slow stage
- * does not carry over; `topics.env` carries it to children), its config, and records
- * `0..records-1` produced.
+ * (`useStreamTopics`, with `STREAM_SLOW_MS` as given), its config, and records `0..records-1`
+ * produced.
  */
 export async function prepareStream(
   label: string,
   options: { partitions: number; records?: number; slowMs?: number; overrides?: Record<string, unknown> },
 ): Promise<PreparedStream> {
   const topics = streamTopics(label);
-  if (options.slowMs === undefined) delete process.env.STREAM_SLOW_MS;
-  else topics.env.STREAM_SLOW_MS = String(options.slowMs);
-  Object.assign(process.env, topics.env);
+  if (options.slowMs !== undefined) topics.env.STREAM_SLOW_MS = String(options.slowMs);
+  useStreamTopics(topics);
   const config = streamConfig(label, topics.dlq, options.overrides);
   const kafka = testKafka();
   await createTopics(kafka, topics, options.partitions);
