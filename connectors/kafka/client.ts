@@ -115,14 +115,16 @@ export interface TransactionMarker {
   note?: string;
 }
 
+/** One partition's offset in a KafkaJS-style `sendOffsets`, with the marker's note as its metadata. */
+type OffsetOf = { partition: number; offset: string; metadata?: string };
+
 /** A marker's positions by topic, each with the note as its metadata: the offsets of a KafkaJS-style `sendOffsets`. */
-export function offsetTopicsOf(
-  marker: TransactionMarker,
-): Array<{ topic: string; partitions: Array<{ partition: number; offset: string; metadata?: string }> }> {
-  const topics = new Map<string, Array<{ partition: number; offset: string; metadata?: string }>>();
+export function offsetTopicsOf(marker: TransactionMarker): Array<{ topic: string; partitions: OffsetOf[] }> {
+  const topics = new Map<string, OffsetOf[]>();
   for (const p of marker.positions) {
-    const position = { partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) };
-    topics.set(p.topic, [...(topics.get(p.topic) ?? []), position]);
+    let partitions = topics.get(p.topic);
+    if (!partitions) topics.set(p.topic, (partitions = []));
+    partitions.push({ partition: p.partition, offset: p.nextOffset, ...(marker.note !== undefined ? { metadata: marker.note } : {}) });
   }
   return [...topics].map(([topic, partitions]) => ({ topic, partitions }));
 }
